@@ -1,0 +1,334 @@
+//! Collectives, written once over the pack core, hierarchical by design:
+//! combine inside the pack, make ONE transfer per pack pair, fan out inside
+//! the receiving pack.
+//!
+//! Every collective call takes the next number from a per-worker counter as
+//! its tag (in the collective tag space), so repeated collectives never mix;
+//! as in MPI, all workers must call the same collectives in the same order.
+//! The worker that arrives last at a pack-level step (see `Core::deposit`)
+//! does that step's remote send for the whole pack, so nobody waits for a leader.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+
+use crate::comm::AsyncComm;
+use crate::error::{Error, Result};
+use crate::mailbox::Source;
+use crate::reduce::{self, Combine, Element, Op};
+use crate::wire::{DST_WHOLE_PACK, Entry, Space};
+
+impl AsyncComm {
+    /// Returns once every worker of the burst has entered the barrier.
+    pub async fn barrier(&self) -> Result<()> {
+        let nothing = |_: &[u8], _: &[u8]| Ok(Vec::new());
+        self.all_reduce_bytes(Bytes::new(), &nothing)
+            .await
+            .map(drop)
+    }
+
+    /// Root's `data` to every worker (the others' `data` is ignored).
+    pub async fn broadcast(&self, root: usize, data: Bytes) -> Result<Bytes> {
+        let tag = self.next_tag();
+        self.timed(self.broadcast_in(tag, root, data), || {
+            format!("broadcast from rank {root}")
+        })
+        .await
+    }
+
+    /// Root's `parts[i]` to rank `i` (the others pass an empty vector).
+    pub async fn scatter(&self, root: usize, parts: Vec<Bytes>) -> Result<Bytes> {
+        let tag = self.next_tag();
+        let work = async {
+            self.check_rank(root, "root")?;
+            if self.rank() == root {
+                self.check_parts(&parts, "scatter")?;
+                let mut sends = Vec::new();
+                for pack in 0..self.layout().packs() {
+                    let ranks = self.layout().ranks_of(pack);
+                    let entries = ranks
+                        .map(|dst| self.entry(root, dst, tag, parts[dst].clone()))
+                        .collect();
+                    sends.extend(self.route(pack, tag, entries));
+                }
+                try_join_all(sends).await?;
+            }
+            self.take(root, tag).await
+        };
+        self.timed(work, || format!("scatter from rank {root}"))
+            .await
+    }
+
+    /// Every worker's `data` to root, in rank order (`None` elsewhere).
+    pub async fn gather(&self, root: usize, data: Bytes) -> Result<Option<Vec<Bytes>>> {
+        let tag = self.next_tag();
+        let work = async {
+            self.check_rank(root, "root")?;
+            let root_pack = self.layout().pack_of(root);
+            if root_pack == self.pack() {
+                self.local_send(self.rank(), root, tag, data);
+            } else if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                let entries = self
+                    .pack_ranks()
+                    .zip(parts)
+                    .map(|(src, p)| self.entry(src, root, tag, first(p)))
+                    .collect();
+                self.remote_send(root_pack, entries).await?;
+            }
+            if self.rank() != root {
+                return Ok(None);
+            }
+            self.take_all(tag).await.map(Some)
+        };
+        self.timed(work, || format!("gather to rank {root}")).await
+    }
+
+    /// Every worker's `data` to every worker, in rank order.
+    pub async fn all_gather(&self, data: Bytes) -> Result<Vec<Bytes>> {
+        let tag = self.next_tag();
+        let work = async {
+            for dst in self.pack_ranks() {
+                self.local_send(self.rank(), dst, tag, data.clone());
+            }
+            if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                let entries: Vec<Entry> = self
+                    .pack_ranks()
+                    .zip(parts)
+                    .map(|(src, p)| self.entry(src, DST_WHOLE_PACK as usize, tag, first(p)))
+                    .collect();
+                let sends = self
+                    .other_packs()
+                    .map(|pack| self.remote_send(pack, entries.clone()));
+                try_join_all(sends).await?;
+            }
+            self.take_all(tag).await
+        };
+        self.timed(work, || "all_gather".to_string()).await
+    }
+
+    /// `parts[j]` to rank `j`; returns what every rank sent to this one, in rank order.
+    /// Between two packs all their workers' parts travel as one transfer.
+    pub async fn all_to_all(&self, parts: Vec<Bytes>) -> Result<Vec<Bytes>> {
+        let tag = self.next_tag();
+        let work = async {
+            self.check_parts(&parts, "all_to_all")?;
+            for dst in self.pack_ranks() {
+                self.local_send(self.rank(), dst, tag, parts[dst].clone());
+            }
+            if let Some(all) = self.core.deposit(tag, self.local, parts) {
+                let sends = self.other_packs().map(|pack| {
+                    let mut entries = Vec::new();
+                    for (src, parts) in self.pack_ranks().zip(&all) {
+                        for dst in self.layout().ranks_of(pack) {
+                            let part = parts.get(dst).cloned().unwrap_or_default();
+                            entries.push(self.entry(src, dst, tag, part));
+                        }
+                    }
+                    self.remote_send(pack, entries)
+                });
+                try_join_all(sends).await?;
+            }
+            self.take_all(tag).await
+        };
+        self.timed(work, || "all_to_all".to_string()).await
+    }
+
+    /// Combines every worker's `data` with `combine` (in rank order) at root.
+    pub async fn reduce_bytes(
+        &self,
+        root: usize,
+        data: Bytes,
+        combine: Combine<'_>,
+    ) -> Result<Option<Bytes>> {
+        let tag = self.next_tag();
+        let work = async {
+            self.check_rank(root, "root")?;
+            let layout = self.layout();
+            if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                let partial = fold(parts.into_iter().map(first), combine)?;
+                let leader = layout.leader(self.pack());
+                let root_pack = layout.pack_of(root);
+                if root_pack == self.pack() {
+                    self.local_send(leader, root, tag, partial);
+                } else {
+                    self.remote_send(root_pack, vec![self.entry(leader, root, tag, partial)])
+                        .await?;
+                }
+            }
+            if self.rank() != root {
+                return Ok(None);
+            }
+            let mut partials = Vec::with_capacity(layout.packs());
+            for pack in 0..layout.packs() {
+                partials.push(self.take(layout.leader(pack), tag).await?);
+            }
+            fold(partials.into_iter(), combine).map(Some)
+        };
+        self.timed(work, || format!("reduce to rank {root}")).await
+    }
+
+    /// [`AsyncComm::reduce_bytes`] whose result every worker gets.
+    pub async fn all_reduce_bytes(&self, data: Bytes, combine: Combine<'_>) -> Result<Bytes> {
+        let reduced = self.reduce_bytes(0, data, combine).await?;
+        self.broadcast(0, reduced.unwrap_or_default()).await
+    }
+
+    /// Element-wise reduction of numeric slices at root.
+    pub async fn reduce<T: Element>(
+        &self,
+        root: usize,
+        data: &[T],
+        op: Op,
+    ) -> Result<Option<Vec<T>>> {
+        let combine = reduce::builtin::<T>(op);
+        match self
+            .reduce_bytes(root, reduce::encode(data), &combine)
+            .await?
+        {
+            Some(bytes) => reduce::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Element-wise reduction of numeric slices; every worker gets the result.
+    pub async fn all_reduce<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
+        let combine = reduce::builtin::<T>(op);
+        reduce::decode(
+            &self
+                .all_reduce_bytes(reduce::encode(data), &combine)
+                .await?,
+        )
+    }
+
+    /// Reduction with a user function over raw bytes (it must be associative).
+    pub async fn all_reduce_with<F>(&self, data: Bytes, f: F) -> Result<Bytes>
+    where
+        F: Fn(&[u8], &[u8]) -> Vec<u8> + Send + Sync,
+    {
+        let combine = move |a: &[u8], b: &[u8]| Ok(f(a, b));
+        self.all_reduce_bytes(data, &combine).await
+    }
+
+    async fn broadcast_in(&self, tag: u64, root: usize, data: Bytes) -> Result<Bytes> {
+        self.check_rank(root, "root")?;
+        if self.rank() != root {
+            return self.take(root, tag).await;
+        }
+        for dst in self.pack_ranks().filter(|&r| r != root) {
+            self.local_send(root, dst, tag, data.clone());
+        }
+        let entry = self.entry(root, DST_WHOLE_PACK as usize, tag, data.clone());
+        try_join_all(
+            self.other_packs()
+                .map(|pack| self.remote_send(pack, vec![entry.clone()])),
+        )
+        .await?;
+        Ok(data)
+    }
+
+    fn next_tag(&self) -> u64 {
+        self.core.collectives[self.local].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn check_parts(&self, parts: &[Bytes], op: &str) -> Result<()> {
+        if parts.len() != self.size() {
+            return Err(Error::invalid(format!(
+                "{op} needs one part per rank ({}), got {}",
+                self.size(),
+                parts.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn other_packs(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.layout().packs()).filter(move |&p| p != self.pack())
+    }
+
+    fn entry(&self, src: usize, dst: usize, tag: u64, payload: Bytes) -> Entry {
+        Entry {
+            src: src as u32,
+            dst: dst as u32,
+            space: Space::Collective,
+            tag,
+            payload,
+        }
+    }
+
+    /// Hands `data` to a worker of this pack, counted for `src`.
+    fn local_send(&self, src: usize, dst: usize, tag: u64, data: Bytes) {
+        self.count(src, false, data.len());
+        self.core
+            .deliver_local(src, dst, (Space::Collective, tag), data);
+    }
+
+    /// Sends entries to `pack` as one transfer, counted for their sources.
+    fn remote_send(
+        &self,
+        pack: usize,
+        entries: Vec<Entry>,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        for e in &entries {
+            self.count(e.src as usize, true, e.payload.len());
+        }
+        self.core.send_bundle(pack, entries)
+    }
+
+    /// Local entries are delivered now; a remote pack gets one transfer.
+    fn route(
+        &self,
+        pack: usize,
+        tag: u64,
+        entries: Vec<Entry>,
+    ) -> Option<impl Future<Output = Result<()>> + use<>> {
+        if pack == self.pack() {
+            for e in entries {
+                self.local_send(e.src as usize, e.dst as usize, tag, e.payload);
+            }
+            return None;
+        }
+        Some(self.remote_send(pack, entries))
+    }
+
+    fn count(&self, src: usize, remote: bool, bytes: usize) {
+        let Some(i) = self.core.local_index(src) else {
+            return;
+        };
+        if remote {
+            self.core.stats[i].remote(bytes);
+        } else {
+            self.core.stats[i].local(bytes);
+        }
+    }
+
+    async fn take(&self, src: usize, tag: u64) -> Result<Bytes> {
+        Ok(self
+            .post(Space::Collective, Source::Rank(src), tag)
+            .await?
+            .1)
+    }
+
+    async fn take_all(&self, tag: u64) -> Result<Vec<Bytes>> {
+        let mut out = Vec::with_capacity(self.size());
+        for src in 0..self.size() {
+            out.push(self.take(src, tag).await?);
+        }
+        Ok(out)
+    }
+}
+
+fn first(mut parts: Vec<Bytes>) -> Bytes {
+    parts.pop().unwrap_or_default()
+}
+
+fn fold(values: impl Iterator<Item = Bytes>, combine: Combine<'_>) -> Result<Bytes> {
+    let mut acc: Option<Bytes> = None;
+    for v in values {
+        acc = Some(match acc {
+            None => v,
+            Some(a) => Bytes::from(combine(&a, &v)?),
+        });
+    }
+    Ok(acc.unwrap_or_default())
+}

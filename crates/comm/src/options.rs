@@ -1,0 +1,179 @@
+//! What a pack needs to know to join its burst.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::wire::Limits;
+
+/// Everything a pack needs to connect to the other packs of its burst.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// The burst's id: names every broker object and authenticates connections.
+    /// 1 to 64 characters from `[A-Za-z0-9_-]`.
+    pub burst: String,
+    /// Per-burst secret shared by its packs; strangers without it cannot join.
+    pub secret: Vec<u8>,
+    pub layout: Layout,
+    /// This pack's index in `layout`.
+    pub pack: usize,
+    pub transport: TransportOptions,
+    /// Longest any single operation (a receive, a collective, a send) may block.
+    pub op_timeout: Duration,
+    /// Longest the pack waits for its peers at connect and at close.
+    pub connect_timeout: Duration,
+    /// How long a blocked worker busy-polls before it parks (see `wait`).
+    pub spin: Duration,
+    pub limits: Limits,
+}
+
+impl PackOptions {
+    /// Options with defaults for everything but the burst's identity and shape.
+    pub fn new(
+        burst: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+        layout: Layout,
+        pack: usize,
+    ) -> Self {
+        PackOptions {
+            burst: burst.into(),
+            secret: secret.into(),
+            layout,
+            pack,
+            transport: TransportOptions::Tcp(StreamOptions::default()),
+            op_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            spin: Duration::from_micros(50),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn with_transport(mut self, transport: TransportOptions) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let ok_chars = self
+            .burst
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if self.burst.is_empty() || self.burst.len() > 64 || !ok_chars {
+            return Err(Error::invalid(format!(
+                "burst id {:?} must be 1 to 64 characters from A-Z a-z 0-9 - _",
+                self.burst
+            )));
+        }
+        if self.secret.len() < 16 {
+            return Err(Error::invalid(
+                "the burst secret must have at least 16 bytes",
+            ));
+        }
+        if self.pack >= self.layout.packs() {
+            return Err(Error::invalid(format!(
+                "pack index {} is outside the layout's {} packs",
+                self.pack,
+                self.layout.packs()
+            )));
+        }
+        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid("timeouts must be positive"));
+        }
+        let chunk = self.transport.chunk_bytes();
+        if chunk == 0 || chunk > self.limits.max_chunk_bytes {
+            return Err(Error::invalid(format!(
+                "chunk size {chunk} must be between 1 and the packet limit {}",
+                self.limits.max_chunk_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How bytes move between the packs of a burst.
+#[derive(Debug, Clone)]
+pub enum TransportOptions {
+    /// Direct TCP connections between packs (the default).
+    Tcp(StreamOptions),
+    /// Direct Unix domain socket connections, for packs on one host.
+    Uds(StreamOptions),
+    /// Through Redis lists, for packs that cannot reach each other.
+    #[cfg(feature = "redis")]
+    Redis(RedisOptions),
+}
+
+impl TransportOptions {
+    /// The transport's short name, as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransportOptions::Tcp(_) => "tcp",
+            TransportOptions::Uds(_) => "uds",
+            #[cfg(feature = "redis")]
+            TransportOptions::Redis(_) => "redis",
+        }
+    }
+
+    /// Largest packet body the transport sends; bundles are cut to this.
+    pub fn chunk_bytes(&self) -> u32 {
+        match self {
+            TransportOptions::Tcp(o) | TransportOptions::Uds(o) => o.chunk_bytes,
+            #[cfg(feature = "redis")]
+            TransportOptions::Redis(o) => o.chunk_bytes,
+        }
+    }
+}
+
+/// Options of the direct transports.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Where to listen: `host:port` for TCP (port 0 picks one), a directory for UDS.
+    pub bind: Option<String>,
+    /// The host other packs should dial, when it differs from the bound address.
+    pub advertise_host: Option<String>,
+    /// Connections per pack pair; large bundles are striped across them.
+    pub connections: usize,
+    pub chunk_bytes: u32,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            bind: None,
+            advertise_host: None,
+            connections: 1,
+            chunk_bytes: 8 << 20,
+        }
+    }
+}
+
+impl StreamOptions {
+    pub(crate) fn uds_dir(&self) -> PathBuf {
+        self.bind
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// Options of the Redis transport.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Connections for sending and, separately, for receiving.
+    pub connections: usize,
+    pub chunk_bytes: u32,
+}
+
+#[cfg(feature = "redis")]
+impl RedisOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisOptions {
+            url: url.into(),
+            connections: 2,
+            chunk_bytes: 1 << 20,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! How packets move between packs.
+//!
+//! A transport does three things: connect a pack to the other packs of its
+//! burst, move packets to a given pack, and hand every packet that arrives to
+//! the pack's [`PacketSink`]. Ordering, reassembly, matching and collectives
+//! live above it and are written once. The transports are a closed enum, so
+//! the hot path makes no dynamic calls.
+
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::options::{PackOptions, TransportOptions};
+use crate::rendezvous::Rendezvous;
+use crate::wire::{Header, Limits, OutPacket};
+
+mod auth;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+mod stream;
+
+/// Where a transport hands what arrives.
+pub(crate) trait PacketSink: Send + Sync + 'static {
+    fn limits(&self) -> &Limits;
+    /// A validated packet from another pack.
+    fn packet(&self, header: Header, body: Bytes);
+    /// The link to `pack` broke (a peer that said goodbye first is not lost).
+    fn lost(&self, pack: usize, reason: String);
+    /// The transport itself failed (a broker went away): nothing can be trusted to arrive.
+    fn broken(&self, reason: String);
+}
+
+/// Transports hold their sink weakly, so a dropped pack is not kept alive by
+/// its own receive loops.
+pub(crate) type SinkRef = Weak<dyn PacketSink>;
+
+pub(crate) enum Transport {
+    /// A burst with a single pack talks to nobody.
+    Alone,
+    Stream(stream::StreamTransport),
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisTransport),
+}
+
+impl Transport {
+    pub async fn connect(
+        opts: &PackOptions,
+        rendezvous: &dyn Rendezvous,
+        sink: Arc<dyn PacketSink>,
+    ) -> Result<Self> {
+        if opts.layout.packs() == 1 {
+            return Ok(Transport::Alone);
+        }
+        let sink = Arc::downgrade(&sink);
+        Ok(match &opts.transport {
+            TransportOptions::Tcp(o) => Transport::Stream(
+                stream::StreamTransport::connect(opts, o, stream::Family::Tcp, rendezvous, sink)
+                    .await?,
+            ),
+            TransportOptions::Uds(o) => Transport::Stream(
+                stream::StreamTransport::connect(opts, o, stream::Family::Uds, rendezvous, sink)
+                    .await?,
+            ),
+            #[cfg(feature = "redis")]
+            TransportOptions::Redis(o) => {
+                Transport::Redis(redis::RedisTransport::connect(opts, o, sink).await?)
+            }
+        })
+    }
+
+    pub async fn send(&self, dst_pack: usize, packets: Vec<OutPacket>) -> Result<()> {
+        match self {
+            Transport::Alone => Ok(()),
+            Transport::Stream(t) => t.send(dst_pack, packets).await,
+            #[cfg(feature = "redis")]
+            Transport::Redis(t) => t.send(dst_pack, packets).await,
+        }
+    }
+
+    /// Stops receiving and deletes what the transport created.
+    pub async fn shutdown(&self) -> Result<()> {
+        match self {
+            Transport::Alone => Ok(()),
+            Transport::Stream(t) => t.shutdown().await,
+            #[cfg(feature = "redis")]
+            Transport::Redis(t) => t.shutdown().await,
+        }
+    }
+}
+
+/// Background tasks of a transport, stopped when the transport goes away.
+#[derive(Default)]
+pub(crate) struct Tasks(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Tasks {
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(fut).abort_handle();
+        crate::mailbox::lock(&self.0).push(handle);
+    }
+
+    pub fn abort_all(&self) {
+        for handle in crate::mailbox::lock(&self.0).drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}

@@ -1,0 +1,389 @@
+//! Direct pack-to-pack connections: TCP, or Unix domain sockets on one host.
+//!
+//! Pack `i` dials every pack below it and accepts from every pack above it,
+//! `connections` times per pair; every connection is authenticated with the
+//! burst's secret before it carries anything. A large bundle is striped over
+//! all connections of its pair; small ones take turns.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{Mutex, mpsc};
+
+use super::auth::{self, Link};
+use super::{SinkRef, Tasks};
+use crate::error::{Error, Result};
+use crate::options::{PackOptions, StreamOptions};
+use crate::rendezvous::Rendezvous;
+use crate::wire::{HEADER_LEN, Header, Kind, OutPacket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Tcp,
+    Uds,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Tcp => "tcp",
+            Family::Uds => "uds",
+        }
+    }
+}
+
+trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+type Conn = Box<dyn Duplex>;
+type Writer = tokio::io::WriteHalf<Conn>;
+
+/// Packets up to this size are copied into one buffer and written with one call.
+const COALESCE: usize = 64 << 10;
+
+enum Listener {
+    Tcp(TcpListener),
+    Uds(UnixListener, PathBuf),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Conn> {
+        Ok(match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+            Listener::Uds(l, _) => Box::new(l.accept().await?.0),
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Uds(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub(crate) struct StreamTransport {
+    family: Family,
+    /// `peers[p][c]`: connection `c` to pack `p` (empty for this pack).
+    peers: Vec<Vec<Mutex<Writer>>>,
+    turn: AtomicUsize,
+    tasks: Tasks,
+}
+
+impl StreamTransport {
+    pub async fn connect(
+        opts: &PackOptions,
+        stream: &StreamOptions,
+        family: Family,
+        rendezvous: &dyn Rendezvous,
+        sink: SinkRef,
+    ) -> Result<Self> {
+        let me = opts.pack;
+        let packs = opts.layout.packs();
+        let conns = stream.connections.max(1);
+        let deadline = Instant::now() + opts.connect_timeout;
+        let (listener, addr) = listen(opts, stream, family, rendezvous.assigned(me)).await?;
+        let addrs = rendezvous
+            .exchange(&opts.burst, me, packs, addr, opts.connect_timeout)
+            .await?;
+
+        // Accept from the packs above this one while dialing the ones below.
+        let expected = (packs - 1 - me) * conns;
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(Link, Conn)>(expected.max(1));
+        let tasks = Tasks::default();
+        if expected > 0 {
+            let secret = opts.secret.clone();
+            let burst = opts.burst.clone();
+            let handshake_timeout = opts.connect_timeout;
+            tasks.spawn(async move {
+                loop {
+                    let Ok(mut conn) = listener.accept().await else {
+                        continue;
+                    };
+                    let (secret, burst, tx) = (secret.clone(), burst.clone(), accepted_tx.clone());
+                    tokio::spawn(async move {
+                        match auth::accept(&mut conn, &secret, &burst, me as u32, handshake_timeout)
+                            .await
+                        {
+                            Ok(link) => {
+                                let _ = tx.send((link, conn)).await;
+                            }
+                            Err(err) => tracing::warn!(%err, "refused a connection"),
+                        }
+                    });
+                }
+            });
+        } else {
+            drop(listener);
+        }
+
+        let mut links: Vec<Vec<Option<Conn>>> = (0..packs)
+            .map(|_| (0..conns).map(|_| None).collect())
+            .collect();
+        for peer in 0..me {
+            for c in 0..conns {
+                let mut conn = dial(family, &addrs[peer], deadline).await?;
+                let link = Link {
+                    from: me as u32,
+                    to: peer as u32,
+                    conn: c as u32,
+                };
+                auth::dial(
+                    &mut conn,
+                    &opts.secret,
+                    &opts.burst,
+                    link,
+                    remaining(deadline),
+                )
+                .await?;
+                links[peer][c] = Some(conn);
+            }
+        }
+        for _ in 0..expected {
+            let (link, conn) = tokio::time::timeout(remaining(deadline), accepted_rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Error::timeout(opts.connect_timeout, "the packs above this one to connect")
+                })?;
+            let (from, c) = (link.from as usize, link.conn as usize);
+            if from <= me || from >= packs || c >= conns || links[from][c].is_some() {
+                return Err(Error::Auth(
+                    format!("unexpected connection claiming pack {from}, connection {c}").into(),
+                ));
+            }
+            links[from][c] = Some(conn);
+        }
+        // The mesh is complete: stop listening (and remove the socket file).
+        tasks.abort_all();
+
+        let mut peers = Vec::with_capacity(packs);
+        for (pack, conns) in links.into_iter().enumerate() {
+            let mut writers = Vec::new();
+            for conn in conns.into_iter().flatten() {
+                let (reader, writer) = tokio::io::split(conn);
+                tasks.spawn(read_loop(
+                    BufReader::with_capacity(COALESCE, reader),
+                    pack,
+                    sink.clone(),
+                ));
+                writers.push(Mutex::new(writer));
+            }
+            peers.push(writers);
+        }
+        Ok(StreamTransport {
+            family,
+            peers,
+            turn: AtomicUsize::new(0),
+            tasks,
+        })
+    }
+
+    pub async fn send(&self, dst: usize, packets: Vec<OutPacket>) -> Result<()> {
+        let writers = self
+            .peers
+            .get(dst)
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| Error::invalid(format!("no connection to pack {dst}")))?;
+        let n = writers.len();
+        let first = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        if packets.len() == 1 || n == 1 {
+            let mut w = writers[first].lock().await;
+            for p in &packets {
+                write_packet(&mut *w, p)
+                    .await
+                    .map_err(|e| self.io_error(dst, e))?;
+            }
+            return Ok(());
+        }
+        let mut lanes: Vec<Vec<&OutPacket>> = vec![Vec::new(); n];
+        for (i, p) in packets.iter().enumerate() {
+            lanes[(first + i) % n].push(p);
+        }
+        let sends = lanes
+            .into_iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(c, lane)| async move {
+                let mut w = writers[c].lock().await;
+                for p in lane {
+                    write_packet(&mut *w, p).await?;
+                }
+                std::io::Result::Ok(())
+            });
+        futures::future::try_join_all(sends)
+            .await
+            .map_err(|e| self.io_error(dst, e))?;
+        Ok(())
+    }
+
+    fn io_error(&self, dst: usize, e: std::io::Error) -> Error {
+        Error::transport(self.family.name(), format!("writing to pack {dst}: {e}"))
+    }
+
+    /// Ends every connection with a `Fin` mark, so the peer knows the close was meant.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.tasks.abort_all();
+        let fin = Header {
+            kind: Kind::Fin,
+            src_pack: 0,
+            seq: 0,
+            total: 0,
+            offset: 0,
+            len: 0,
+        }
+        .encode();
+        for writers in &self.peers {
+            for w in writers {
+                let mut w = w.lock().await;
+                let _ = w.write_all(&fin).await;
+                let _ = w.shutdown().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn listen(
+    opts: &PackOptions,
+    stream: &StreamOptions,
+    family: Family,
+    assigned: Option<String>,
+) -> Result<(Listener, String)> {
+    let err = |e: std::io::Error, what: &str| {
+        Error::transport(family.name(), format!("cannot listen on {what}: {e}"))
+    };
+    match family {
+        Family::Tcp => {
+            let bind = assigned
+                .clone()
+                .or_else(|| stream.bind.clone())
+                .unwrap_or_else(|| "127.0.0.1:0".into());
+            let listener = TcpListener::bind(&bind).await.map_err(|e| err(e, &bind))?;
+            let local = listener.local_addr().map_err(|e| err(e, &bind))?;
+            let addr = match (&assigned, &stream.advertise_host) {
+                (Some(a), _) => a.clone(),
+                (None, Some(host)) => format!("{host}:{}", local.port()),
+                (None, None) if local.ip().is_unspecified() => {
+                    return Err(Error::invalid(format!(
+                        "listening on {bind} needs an advertise host that other packs can dial"
+                    )));
+                }
+                (None, None) => local.to_string(),
+            };
+            Ok((Listener::Tcp(listener), addr))
+        }
+        Family::Uds => {
+            let path = match assigned {
+                Some(p) => PathBuf::from(p),
+                None => {
+                    let nonce: u32 = rand::random();
+                    stream.uds_dir().join(format!(
+                        "volley-{}-{}-{nonce:08x}.sock",
+                        opts.burst, opts.pack
+                    ))
+                }
+            };
+            let _ = std::fs::remove_file(&path);
+            let listener =
+                UnixListener::bind(&path).map_err(|e| err(e, &path.display().to_string()))?;
+            let addr = path.display().to_string();
+            Ok((Listener::Uds(listener, path), addr))
+        }
+    }
+}
+
+/// Dials a peer, retrying while it is not listening yet.
+async fn dial(family: Family, addr: &str, deadline: Instant) -> Result<Conn> {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let attempt: std::io::Result<Conn> = match family {
+            Family::Tcp => TcpStream::connect(addr).await.and_then(|s| {
+                s.set_nodelay(true)?;
+                Ok(Box::new(s) as Conn)
+            }),
+            Family::Uds => UnixStream::connect(addr).await.map(|s| Box::new(s) as Conn),
+        };
+        match attempt {
+            Ok(conn) => return Ok(conn),
+            Err(e) if Instant::now() + backoff >= deadline => {
+                return Err(Error::transport(
+                    family.name(),
+                    format!("cannot connect to {addr}: {e}"),
+                ));
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+async fn write_packet<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    p: &OutPacket,
+) -> std::io::Result<()> {
+    let header = p.header.encode();
+    if p.header.len as usize <= COALESCE {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + p.header.len as usize);
+        buf.put_slice(&header);
+        for seg in &p.body {
+            buf.put_slice(seg);
+        }
+        return w.write_all(&buf).await;
+    }
+    w.write_all(&header).await?;
+    for seg in &p.body {
+        w.write_all(seg).await?;
+    }
+    Ok(())
+}
+
+/// Reads packets from one connection to pack `from` until it ends.
+async fn read_loop<R: AsyncRead + Unpin>(mut r: R, from: usize, sink: SinkRef) {
+    let reason = loop {
+        let mut head = [0u8; HEADER_LEN];
+        if let Err(e) = r.read_exact(&mut head).await {
+            break format!("connection lost: {e}");
+        }
+        let Some(target) = sink.upgrade() else { return };
+        let header = match Header::decode(&head, target.limits()) {
+            Ok(h) if h.kind == Kind::Fin => return,
+            Ok(h) if h.src_pack as usize == from => h,
+            Ok(h) => break format!("packet claims to come from pack {}", h.src_pack),
+            Err(e) => break e.to_string(),
+        };
+        let mut body = BytesMut::with_capacity(header.len as usize);
+        while body.len() < header.len as usize {
+            let want = header.len as usize - body.len();
+            match (&mut r).take(want as u64).read_buf(&mut body).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if body.len() < header.len as usize {
+            break "connection lost in the middle of a packet".to_string();
+        }
+        target.packet(header, body.freeze());
+    };
+    if let Some(target) = sink.upgrade() {
+        target.lost(from, reason);
+    }
+}
