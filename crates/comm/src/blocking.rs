@@ -20,9 +20,7 @@ pub struct Comm {
 
 impl Comm {
     pub(crate) fn new(core: std::sync::Arc<crate::pack::Core>, rank: usize, local: usize) -> Self {
-        Comm {
-            inner: AsyncComm::new(core, rank, local),
-        }
+        Comm { inner: AsyncComm::new(core, rank, local) }
     }
 
     /// The async flavour of this communicator (same worker, same state).

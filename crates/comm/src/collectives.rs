@@ -23,18 +23,13 @@ impl AsyncComm {
     /// Returns once every worker of the burst has entered the barrier.
     pub async fn barrier(&self) -> Result<()> {
         let nothing = |_: &[u8], _: &[u8]| Ok(Vec::new());
-        self.all_reduce_bytes(Bytes::new(), &nothing)
-            .await
-            .map(drop)
+        self.all_reduce_bytes(Bytes::new(), &nothing).await.map(drop)
     }
 
     /// Root's `data` to every worker (the others' `data` is ignored).
     pub async fn broadcast(&self, root: usize, data: Bytes) -> Result<Bytes> {
         let tag = self.next_tag();
-        self.timed(self.broadcast_in(tag, root, data), || {
-            format!("broadcast from rank {root}")
-        })
-        .await
+        self.timed(self.broadcast_in(tag, root, data), || format!("broadcast from rank {root}")).await
     }
 
     /// Root's `parts[i]` to rank `i` (the others pass an empty vector).
@@ -47,17 +42,14 @@ impl AsyncComm {
                 let mut sends = Vec::new();
                 for pack in 0..self.layout().packs() {
                     let ranks = self.layout().ranks_of(pack);
-                    let entries = ranks
-                        .map(|dst| self.entry(root, dst, tag, parts[dst].clone()))
-                        .collect();
+                    let entries = ranks.map(|dst| self.entry(root, dst, tag, parts[dst].clone())).collect();
                     sends.extend(self.route(pack, tag, entries));
                 }
                 try_join_all(sends).await?;
             }
             self.take(root, tag).await
         };
-        self.timed(work, || format!("scatter from rank {root}"))
-            .await
+        self.timed(work, || format!("scatter from rank {root}")).await
     }
 
     /// Every worker's `data` to root, in rank order (`None` elsewhere).
@@ -69,11 +61,8 @@ impl AsyncComm {
             if root_pack == self.pack() {
                 self.local_send(self.rank(), root, tag, data);
             } else if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
-                let entries = self
-                    .pack_ranks()
-                    .zip(parts)
-                    .map(|(src, p)| self.entry(src, root, tag, first(p)))
-                    .collect();
+                let entries =
+                    self.pack_ranks().zip(parts).map(|(src, p)| self.entry(src, root, tag, first(p))).collect();
                 self.remote_send(root_pack, entries).await?;
             }
             if self.rank() != root {
@@ -97,9 +86,7 @@ impl AsyncComm {
                     .zip(parts)
                     .map(|(src, p)| self.entry(src, DST_WHOLE_PACK as usize, tag, first(p)))
                     .collect();
-                let sends = self
-                    .other_packs()
-                    .map(|pack| self.remote_send(pack, entries.clone()));
+                let sends = self.other_packs().map(|pack| self.remote_send(pack, entries.clone()));
                 try_join_all(sends).await?;
             }
             self.take_all(tag).await
@@ -135,12 +122,7 @@ impl AsyncComm {
     }
 
     /// Combines every worker's `data` with `combine` (in rank order) at root.
-    pub async fn reduce_bytes(
-        &self,
-        root: usize,
-        data: Bytes,
-        combine: Combine<'_>,
-    ) -> Result<Option<Bytes>> {
+    pub async fn reduce_bytes(&self, root: usize, data: Bytes, combine: Combine<'_>) -> Result<Option<Bytes>> {
         let tag = self.next_tag();
         let work = async {
             self.check_rank(root, "root")?;
@@ -152,8 +134,7 @@ impl AsyncComm {
                 if root_pack == self.pack() {
                     self.local_send(leader, root, tag, partial);
                 } else {
-                    self.remote_send(root_pack, vec![self.entry(leader, root, tag, partial)])
-                        .await?;
+                    self.remote_send(root_pack, vec![self.entry(leader, root, tag, partial)]).await?;
                 }
             }
             if self.rank() != root {
@@ -175,17 +156,9 @@ impl AsyncComm {
     }
 
     /// Element-wise reduction of numeric slices at root.
-    pub async fn reduce<T: Element>(
-        &self,
-        root: usize,
-        data: &[T],
-        op: Op,
-    ) -> Result<Option<Vec<T>>> {
+    pub async fn reduce<T: Element>(&self, root: usize, data: &[T], op: Op) -> Result<Option<Vec<T>>> {
         let combine = reduce::builtin::<T>(op);
-        match self
-            .reduce_bytes(root, reduce::encode(data), &combine)
-            .await?
-        {
+        match self.reduce_bytes(root, reduce::encode(data), &combine).await? {
             Some(bytes) => reduce::decode(&bytes).map(Some),
             None => Ok(None),
         }
@@ -194,11 +167,7 @@ impl AsyncComm {
     /// Element-wise reduction of numeric slices; every worker gets the result.
     pub async fn all_reduce<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
         let combine = reduce::builtin::<T>(op);
-        reduce::decode(
-            &self
-                .all_reduce_bytes(reduce::encode(data), &combine)
-                .await?,
-        )
+        reduce::decode(&self.all_reduce_bytes(reduce::encode(data), &combine).await?)
     }
 
     /// Reduction with a user function over raw bytes (it must be associative).
@@ -219,11 +188,7 @@ impl AsyncComm {
             self.local_send(root, dst, tag, data.clone());
         }
         let entry = self.entry(root, DST_WHOLE_PACK as usize, tag, data.clone());
-        try_join_all(
-            self.other_packs()
-                .map(|pack| self.remote_send(pack, vec![entry.clone()])),
-        )
-        .await?;
+        try_join_all(self.other_packs().map(|pack| self.remote_send(pack, vec![entry.clone()]))).await?;
         Ok(data)
     }
 
@@ -233,11 +198,7 @@ impl AsyncComm {
 
     fn check_parts(&self, parts: &[Bytes], op: &str) -> Result<()> {
         if parts.len() != self.size() {
-            return Err(Error::invalid(format!(
-                "{op} needs one part per rank ({}), got {}",
-                self.size(),
-                parts.len()
-            )));
+            return Err(Error::invalid(format!("{op} needs one part per rank ({}), got {}", self.size(), parts.len())));
         }
         Ok(())
     }
@@ -247,28 +208,17 @@ impl AsyncComm {
     }
 
     fn entry(&self, src: usize, dst: usize, tag: u64, payload: Bytes) -> Entry {
-        Entry {
-            src: src as u32,
-            dst: dst as u32,
-            space: Space::Collective,
-            tag,
-            payload,
-        }
+        Entry { src: src as u32, dst: dst as u32, space: Space::Collective, tag, payload }
     }
 
     /// Hands `data` to a worker of this pack, counted for `src`.
     fn local_send(&self, src: usize, dst: usize, tag: u64, data: Bytes) {
         self.count(src, false, data.len());
-        self.core
-            .deliver_local(src, dst, (Space::Collective, tag), data);
+        self.core.deliver_local(src, dst, (Space::Collective, tag), data);
     }
 
     /// Sends entries to `pack` as one transfer, counted for their sources.
-    fn remote_send(
-        &self,
-        pack: usize,
-        entries: Vec<Entry>,
-    ) -> impl Future<Output = Result<()>> + use<> {
+    fn remote_send(&self, pack: usize, entries: Vec<Entry>) -> impl Future<Output = Result<()>> + use<> {
         for e in &entries {
             self.count(e.src as usize, true, e.payload.len());
         }
@@ -276,12 +226,7 @@ impl AsyncComm {
     }
 
     /// Local entries are delivered now; a remote pack gets one transfer.
-    fn route(
-        &self,
-        pack: usize,
-        tag: u64,
-        entries: Vec<Entry>,
-    ) -> Option<impl Future<Output = Result<()>> + use<>> {
+    fn route(&self, pack: usize, tag: u64, entries: Vec<Entry>) -> Option<impl Future<Output = Result<()>> + use<>> {
         if pack == self.pack() {
             for e in entries {
                 self.local_send(e.src as usize, e.dst as usize, tag, e.payload);
@@ -303,10 +248,7 @@ impl AsyncComm {
     }
 
     async fn take(&self, src: usize, tag: u64) -> Result<Bytes> {
-        Ok(self
-            .post(Space::Collective, Source::Rank(src), tag)
-            .await?
-            .1)
+        Ok(self.post(Space::Collective, Source::Rank(src), tag).await?.1)
     }
 
     async fn take_all(&self, tag: u64) -> Result<Vec<Bytes>> {

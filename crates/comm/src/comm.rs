@@ -68,25 +68,20 @@ impl AsyncComm {
     /// over without copying; the call returns once they are on their way.
     pub async fn send(&self, dst: usize, tag: u64, data: Bytes) -> Result<()> {
         let send = self.send_in(Space::User, dst, tag, data)?;
-        self.timed(send, || format!("sending tag {tag} to rank {dst}"))
-            .await
+        self.timed(send, || format!("sending tag {tag} to rank {dst}")).await
     }
 
     /// Receives the next message from `src` with `tag`.
     pub async fn recv(&self, src: usize, tag: u64) -> Result<Bytes> {
         self.check_rank(src, "source")?;
         let recv = self.post(Space::User, Source::Rank(src), tag);
-        Ok(self
-            .timed(recv, || format!("receiving tag {tag} from rank {src}"))
-            .await?
-            .1)
+        Ok(self.timed(recv, || format!("receiving tag {tag} from rank {src}")).await?.1)
     }
 
     /// Receives the next message with `tag` from any rank; returns `(source, data)`.
     pub async fn recv_any(&self, tag: u64) -> Result<(usize, Bytes)> {
         let recv = self.post(Space::User, Source::Any, tag);
-        self.timed(recv, || format!("receiving tag {tag} from any rank"))
-            .await
+        self.timed(recv, || format!("receiving tag {tag} from any rank")).await
     }
 
     /// Starts a send and returns at once; wait on the request later.
@@ -96,10 +91,7 @@ impl AsyncComm {
             Ok(SendFuture::Done) => SendState::Done(Some(Ok(()))),
             Ok(SendFuture::Remote(send)) => SendState::Running(self.core.runtime.spawn(send)),
         };
-        SendRequest {
-            state,
-            core: self.core.clone(),
-        }
+        SendRequest { state, core: self.core.clone() }
     }
 
     /// Posts a receive now (it is matched in posting order) and returns at once.
@@ -108,21 +100,13 @@ impl AsyncComm {
             Ok(()) => Ok(self.post(Space::User, Source::Rank(src), tag)),
             Err(err) => Err(err),
         };
-        RecvRequest {
-            recv,
-            core: self.core.clone(),
-            what: format!("receiving tag {tag} from rank {src}"),
-        }
+        RecvRequest { recv, core: self.core.clone(), what: format!("receiving tag {tag} from rank {src}") }
     }
 
     /// Like [`AsyncComm::irecv`], from any source.
     pub fn irecv_any(&self, tag: u64) -> RecvRequest {
         let recv = Ok(self.post(Space::User, Source::Any, tag));
-        RecvRequest {
-            recv,
-            core: self.core.clone(),
-            what: format!("receiving tag {tag} from any rank"),
-        }
+        RecvRequest { recv, core: self.core.clone(), what: format!("receiving tag {tag} from any rank") }
     }
 
     /// Fails the whole burst on behalf of this worker: every pending operation
@@ -137,10 +121,7 @@ impl AsyncComm {
 
     pub(crate) fn check_rank(&self, rank: usize, what: &str) -> Result<()> {
         if rank >= self.size() {
-            return Err(Error::invalid(format!(
-                "{what} rank {rank} is outside the burst of {} workers",
-                self.size()
-            )));
+            return Err(Error::invalid(format!("{what} rank {rank} is outside the burst of {} workers", self.size())));
         }
         Ok(())
     }
@@ -148,11 +129,7 @@ impl AsyncComm {
     fn check_len(&self, data: &Bytes) -> Result<()> {
         let limit = self.core.opts.limits.max_message_bytes;
         if data.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                what: "message",
-                size: data.len() as u64,
-                limit,
-            });
+            return Err(Error::TooLarge { what: "message", size: data.len() as u64, limit });
         }
         Ok(())
     }
@@ -163,13 +140,7 @@ impl AsyncComm {
     }
 
     /// Sends one message. The order among this worker's messages is fixed at the call.
-    pub(crate) fn send_in(
-        &self,
-        space: Space,
-        dst: usize,
-        tag: u64,
-        data: Bytes,
-    ) -> Result<SendFuture> {
+    pub(crate) fn send_in(&self, space: Space, dst: usize, tag: u64, data: Bytes) -> Result<SendFuture> {
         self.check_rank(dst, "destination")?;
         self.check_len(&data)?;
         if let Some(err) = self.core.failure() {
@@ -183,16 +154,8 @@ impl AsyncComm {
             return Ok(SendFuture::Done);
         }
         stats.remote(data.len());
-        let entry = Entry {
-            src: self.rank as u32,
-            dst: dst as u32,
-            space,
-            tag,
-            payload: data,
-        };
-        Ok(SendFuture::Remote(
-            self.core.send_bundle(dst_pack, vec![entry]).boxed(),
-        ))
+        let entry = Entry { src: self.rank as u32, dst: dst as u32, space, tag, payload: data };
+        Ok(SendFuture::Remote(self.core.send_bundle(dst_pack, vec![entry]).boxed()))
     }
 
     /// Runs `fut` under the operation timeout.
@@ -204,10 +167,7 @@ impl AsyncComm {
         let timeout = self.core.opts.op_timeout;
         match tokio::time::timeout(timeout, fut).await {
             Ok(result) => result,
-            Err(_) => Err(self
-                .core
-                .failure()
-                .unwrap_or_else(|| Error::timeout(timeout, what()))),
+            Err(_) => Err(self.core.failure().unwrap_or_else(|| Error::timeout(timeout, what()))),
         }
     }
 }
@@ -220,10 +180,7 @@ pub(crate) enum SendFuture {
 
 impl Future for SendFuture {
     type Output = Result<()>;
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<()>> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
         match self.get_mut() {
             SendFuture::Done => std::task::Poll::Ready(Ok(())),
             SendFuture::Remote(f) => f.as_mut().poll(cx),
@@ -273,13 +230,8 @@ impl IntoFuture for SendRequest {
             SendState::Running(handle) => async move {
                 match tokio::time::timeout(timeout, handle).await {
                     Ok(Ok(r)) => r,
-                    Ok(Err(join)) => Err(Error::transport(
-                        "runtime",
-                        format!("send task ended: {join}"),
-                    )),
-                    Err(_) => Err(core
-                        .failure()
-                        .unwrap_or_else(|| Error::timeout(timeout, "a non-blocking send"))),
+                    Ok(Err(join)) => Err(Error::transport("runtime", format!("send task ended: {join}"))),
+                    Err(_) => Err(core.failure().unwrap_or_else(|| Error::timeout(timeout, "a non-blocking send"))),
                 }
             }
             .boxed(),
@@ -320,10 +272,7 @@ impl IntoFuture for RecvRequest {
             let recv = self.recv?;
             match tokio::time::timeout(timeout, recv).await {
                 Ok(r) => r,
-                Err(_) => Err(self
-                    .core
-                    .failure()
-                    .unwrap_or_else(|| Error::timeout(timeout, self.what))),
+                Err(_) => Err(self.core.failure().unwrap_or_else(|| Error::timeout(timeout, self.what))),
             }
         }
         .boxed()
@@ -337,9 +286,7 @@ pub(crate) fn blocking<T>(
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::invalid(
-            "a blocking Comm operation was called from async code; use comm.as_async() there",
-        ));
+        return Err(Error::invalid("a blocking Comm operation was called from async code; use comm.as_async() there"));
     }
     let _context = runtime.enter();
     wait::block_on(fut, spin)

@@ -15,41 +15,23 @@ pub enum Error {
 
     /// A pack's connection closed or its process vanished before it said goodbye.
     #[error("pack {pack} (ranks {first}..={last}) disconnected: {reason}")]
-    Disconnected {
-        pack: usize,
-        first: usize,
-        last: usize,
-        reason: Arc<str>,
-    },
+    Disconnected { pack: usize, first: usize, last: usize, reason: Arc<str> },
 
     /// The peer finished and closed its side; the message asked for can never arrive.
-    #[error(
-        "rank {rank} has finished and closed its side without sending a message with tag {tag}"
-    )]
+    #[error("rank {rank} has finished and closed its side without sending a message with tag {tag}")]
     PeerClosed { rank: usize, tag: u64 },
 
     /// A blocking operation did not complete in time.
-    #[error(
-        "timed out after {after:?} while {waiting_for}; raise the operation timeout if the peer is just slow"
-    )]
-    Timeout {
-        after: Duration,
-        waiting_for: Arc<str>,
-    },
+    #[error("timed out after {after:?} while {waiting_for}; raise the operation timeout if the peer is just slow")]
+    Timeout { after: Duration, waiting_for: Arc<str> },
 
     /// The caller passed something the API cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(Arc<str>),
 
     /// A message or frame is larger than the configured limit.
-    #[error(
-        "{what} of {size} bytes exceeds the limit of {limit} bytes; raise `max_message_bytes` or split the data"
-    )]
-    TooLarge {
-        what: &'static str,
-        size: u64,
-        limit: u64,
-    },
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes; raise `max_message_bytes` or split the data")]
+    TooLarge { what: &'static str, size: u64, limit: u64 },
 
     /// Bytes on the wire did not form a valid frame: a bug, a version mismatch or a stranger.
     #[error("malformed frame: {0}")]
@@ -61,10 +43,7 @@ pub enum Error {
 
     /// The transport (a socket or a broker) reported an error.
     #[error("{transport} transport: {message}")]
-    Transport {
-        transport: &'static str,
-        message: Arc<str>,
-    },
+    Transport { transport: &'static str, message: Arc<str> },
 
     /// The communicator was shut down; no more operations are possible.
     #[error("communicator is closed")]
@@ -84,10 +63,9 @@ impl Error {
     /// Classifies the error for retry decisions.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidArgument(_)
-            | Error::TooLarge { .. }
-            | Error::Auth(_)
-            | Error::Protocol(_) => ErrorKind::Permanent,
+            Error::InvalidArgument(_) | Error::TooLarge { .. } | Error::Auth(_) | Error::Protocol(_) => {
+                ErrorKind::Permanent
+            }
             _ => ErrorKind::Retryable,
         }
     }
@@ -101,17 +79,11 @@ impl Error {
     }
 
     pub(crate) fn transport(transport: &'static str, err: impl std::fmt::Display) -> Self {
-        Error::Transport {
-            transport,
-            message: err.to_string().into(),
-        }
+        Error::Transport { transport, message: err.to_string().into() }
     }
 
     pub(crate) fn timeout(after: Duration, waiting_for: impl Into<String>) -> Self {
-        Error::Timeout {
-            after,
-            waiting_for: waiting_for.into().into(),
-        }
+        Error::Timeout { after, waiting_for: waiting_for.into().into() }
     }
 }
 

@@ -22,9 +22,7 @@ impl Layout {
             return Err(Error::invalid("a burst needs at least one pack"));
         }
         if let Some(p) = pack_sizes.iter().position(|&s| s == 0) {
-            return Err(Error::invalid(format!(
-                "pack {p} has no workers; every pack needs at least one"
-            )));
+            return Err(Error::invalid(format!("pack {p} has no workers; every pack needs at least one")));
         }
         if pack_sizes.len() > u32::MAX as usize {
             return Err(Error::invalid("too many packs"));
@@ -135,12 +133,7 @@ mod tests {
     #[test]
     fn bad_layouts_are_rejected_with_a_reason() {
         assert!(Layout::new(&[]).is_err());
-        assert!(
-            Layout::new(&[2, 0])
-                .unwrap_err()
-                .to_string()
-                .contains("pack 1")
-        );
+        assert!(Layout::new(&[2, 0]).unwrap_err().to_string().contains("pack 1"));
         assert!(Layout::uniform(0, 1).is_err());
         assert!(Layout::uniform(4, 0).is_err());
         assert!(Layout::uniform(4, 5).is_err());

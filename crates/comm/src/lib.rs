@@ -46,6 +46,7 @@ mod local;
 mod mailbox;
 mod options;
 mod pack;
+mod pool;
 mod reassembly;
 pub mod reduce;
 mod rendezvous;

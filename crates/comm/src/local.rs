@@ -99,13 +99,8 @@ impl LocalBurst {
         let secret: [u8; 32] = rand::random();
         let rendezvous = Arc::new(LocalRendezvous::new());
         let connects = (0..self.layout.packs()).map(|pack| {
-            let mut opts = PackOptions::new(
-                self.burst.clone(),
-                secret.to_vec(),
-                self.layout.clone(),
-                pack,
-            )
-            .with_transport(self.transport.clone());
+            let mut opts = PackOptions::new(self.burst.clone(), secret.to_vec(), self.layout.clone(), pack)
+                .with_transport(self.transport.clone());
             opts.op_timeout = self.op_timeout;
             opts.limits = self.limits;
             if let Some(spin) = self.spin {
@@ -147,10 +142,7 @@ impl LocalBurst {
                         let rank = comm.rank();
                         let result = match catch_unwind(AssertUnwindSafe(|| worker(&comm))) {
                             Ok(r) => r,
-                            Err(panic) => Err(Error::invalid(format!(
-                                "worker panicked: {}",
-                                panic_message(&panic)
-                            ))),
+                            Err(panic) => Err(Error::invalid(format!("worker panicked: {}", panic_message(&panic)))),
                         };
                         if let Err(err) = &result
                             && !matches!(err, Error::PeerFailed { .. } | Error::Disconnected { .. })
@@ -163,8 +155,7 @@ impl LocalBurst {
                 handles.push(handle);
             }
         }
-        let mut results: Vec<Option<Result<T>>> =
-            (0..self.layout.workers()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<T>>> = (0..self.layout.workers()).map(|_| None).collect();
         for h in handles {
             if let Ok((rank, r)) = h.join() {
                 results[rank] = Some(r);
@@ -174,10 +165,8 @@ impl LocalBurst {
         runtime.block_on(async {
             futures::future::join_all(packs.into_iter().map(Pack::close)).await;
         });
-        let results = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::invalid("worker thread vanished"))))
-            .collect();
+        let results =
+            results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::invalid("worker thread vanished")))).collect();
         Ok((results, failure))
     }
 }

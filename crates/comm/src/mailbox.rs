@@ -47,11 +47,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            ready: AtomicBool::new(false),
-            value: Mutex::new(None),
-            waker: AtomicWaker::new(),
-        })
+        Arc::new(Slot { ready: AtomicBool::new(false), value: Mutex::new(None), waker: AtomicWaker::new() })
     }
 
     fn completed(value: Result<(usize, Bytes)>) -> Arc<Slot> {
@@ -102,11 +98,7 @@ impl Mailbox {
             slot.complete(Ok((src, payload)));
             return;
         }
-        state
-            .unexpected
-            .entry(key)
-            .or_default()
-            .push_back((src, payload));
+        state.unexpected.entry(key).or_default().push_back((src, payload));
     }
 
     /// Posts a receive. `closed(src)` says whether a source can still send.
@@ -127,21 +119,11 @@ impl Mailbox {
         if let Source::Rank(src) = from
             && closed(src)
         {
-            return Recv::done(Err(Error::PeerClosed {
-                rank: src,
-                tag: key.1,
-            }));
+            return Recv::done(Err(Error::PeerClosed { rank: src, tag: key.1 }));
         }
         let slot = Slot::new();
-        state
-            .posted
-            .entry(key)
-            .or_default()
-            .push_back((from, slot.clone()));
-        Recv {
-            slot,
-            owner: Some((self.clone(), key)),
-        }
+        state.posted.entry(key).or_default().push_back((from, slot.clone()));
+        Recv { slot, owner: Some((self.clone(), key)) }
     }
 
     /// Fails every waiting receive and every later one that finds no message.
@@ -164,13 +146,7 @@ impl Mailbox {
         for (key, waiting) in state.posted.iter_mut() {
             waiting.retain(|(from, slot)| match from {
                 Source::Rank(src) if closed(*src) => {
-                    failed.push((
-                        Error::PeerClosed {
-                            rank: *src,
-                            tag: key.1,
-                        },
-                        slot.clone(),
-                    ));
+                    failed.push((Error::PeerClosed { rank: *src, tag: key.1 }, slot.clone()));
                     false
                 }
                 _ => true,
@@ -201,11 +177,7 @@ impl Mailbox {
     /// Messages that arrived and were never received (for leak checks in tests).
     #[cfg(test)]
     pub fn unexpected_len(&self) -> usize {
-        lock(&self.state)
-            .unexpected
-            .values()
-            .map(VecDeque::len)
-            .sum()
+        lock(&self.state).unexpected.values().map(VecDeque::len).sum()
     }
 }
 
@@ -218,10 +190,7 @@ pub(crate) struct Recv {
 
 impl Recv {
     fn done(value: Result<(usize, Bytes)>) -> Recv {
-        Recv {
-            slot: Slot::completed(value),
-            owner: None,
-        }
+        Recv { slot: Slot::completed(value), owner: None }
     }
 
     /// Takes the result if it is there, without waiting.
@@ -292,11 +261,7 @@ mod tests {
             mb.deliver(K, 2, Bytes::from(vec![100 + i]));
         }
         for i in 0..5u8 {
-            let (_, got) = mb
-                .post(K, Source::Rank(1), never_closed)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
+            let (_, got) = mb.post(K, Source::Rank(1), never_closed).now_or_never().unwrap().unwrap();
             assert_eq!(got[0], i);
         }
         assert_eq!(mb.unexpected_len(), 5);
@@ -308,11 +273,7 @@ mod tests {
         let pending = mb.post(K, Source::Rank(0), never_closed);
         mb.deliver(K, 0, Bytes::from_static(b"x"));
         drop(pending);
-        let (_, got) = mb
-            .post(K, Source::Rank(0), never_closed)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let (_, got) = mb.post(K, Source::Rank(0), never_closed).now_or_never().unwrap().unwrap();
         assert_eq!(got, "x");
     }
 
@@ -320,18 +281,9 @@ mod tests {
     fn failure_reaches_waiting_and_later_receives() {
         let mb = Arc::new(Mailbox::default());
         let mut waiting = mb.post(K, Source::Rank(0), never_closed);
-        mb.fail(&Error::PeerFailed {
-            rank: 4,
-            reason: "boom".into(),
-        });
-        assert!(matches!(
-            waiting.try_take(),
-            Some(Err(Error::PeerFailed { rank: 4, .. }))
-        ));
-        let later = mb
-            .post(K, Source::Any, never_closed)
-            .now_or_never()
-            .unwrap();
+        mb.fail(&Error::PeerFailed { rank: 4, reason: "boom".into() });
+        assert!(matches!(waiting.try_take(), Some(Err(Error::PeerFailed { rank: 4, .. }))));
+        let later = mb.post(K, Source::Any, never_closed).now_or_never().unwrap();
         assert!(later.is_err());
     }
 
@@ -341,10 +293,7 @@ mod tests {
         let mut from_closed = mb.post(K, Source::Rank(7), never_closed);
         let mut from_open = mb.post(K, Source::Rank(1), never_closed);
         mb.sources_closed(|r| r == 7);
-        assert!(matches!(
-            from_closed.try_take(),
-            Some(Err(Error::PeerClosed { rank: 7, tag: 1 }))
-        ));
+        assert!(matches!(from_closed.try_take(), Some(Err(Error::PeerClosed { rank: 7, tag: 1 }))));
         assert!(from_open.try_take().is_none());
     }
 }

@@ -30,12 +30,7 @@ pub struct PackOptions {
 
 impl PackOptions {
     /// Options with defaults for everything but the burst's identity and shape.
-    pub fn new(
-        burst: impl Into<String>,
-        secret: impl Into<Vec<u8>>,
-        layout: Layout,
-        pack: usize,
-    ) -> Self {
+    pub fn new(burst: impl Into<String>, secret: impl Into<Vec<u8>>, layout: Layout, pack: usize) -> Self {
         PackOptions {
             burst: burst.into(),
             secret: secret.into(),
@@ -55,10 +50,7 @@ impl PackOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        let ok_chars = self
-            .burst
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok_chars = self.burst.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if self.burst.is_empty() || self.burst.len() > 64 || !ok_chars {
             return Err(Error::invalid(format!(
                 "burst id {:?} must be 1 to 64 characters from A-Z a-z 0-9 - _",
@@ -66,9 +58,7 @@ impl PackOptions {
             )));
         }
         if self.secret.len() < 16 {
-            return Err(Error::invalid(
-                "the burst secret must have at least 16 bytes",
-            ));
+            return Err(Error::invalid("the burst secret must have at least 16 bytes"));
         }
         if self.pack >= self.layout.packs() {
             return Err(Error::invalid(format!(
@@ -138,21 +128,13 @@ pub struct StreamOptions {
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions {
-            bind: None,
-            advertise_host: None,
-            connections: 1,
-            chunk_bytes: 8 << 20,
-        }
+        StreamOptions { bind: None, advertise_host: None, connections: 1, chunk_bytes: 64 << 20 }
     }
 }
 
 impl StreamOptions {
     pub(crate) fn uds_dir(&self) -> PathBuf {
-        self.bind
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
+        self.bind.as_ref().map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
     }
 }
 
@@ -170,10 +152,6 @@ pub struct RedisOptions {
 #[cfg(feature = "redis")]
 impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        RedisOptions {
-            url: url.into(),
-            connections: 2,
-            chunk_bytes: 1 << 20,
-        }
+        RedisOptions { url: url.into(), connections: 2, chunk_bytes: 1 << 20 }
     }
 }

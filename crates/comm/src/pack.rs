@@ -16,14 +16,12 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::mailbox::{Key, Mailbox, Recv, Source, lock};
 use crate::options::PackOptions;
+use crate::pool::{Buffer, Pool};
 use crate::reassembly::{Arrival, Reassembler};
 use crate::rendezvous::Rendezvous;
 use crate::stats::StatCounters;
 use crate::transport::{PacketSink, Transport};
-use crate::wire::{
-    DST_WHOLE_PACK, Entry, Header, Kind, Limits, decode_bundle, encode_abort, encode_bundle,
-    packetize,
-};
+use crate::wire::{DST_WHOLE_PACK, Entry, Header, Kind, Limits, decode_bundle, encode_abort, encode_bundle, packetize};
 
 /// The state the workers of a pack share.
 pub(crate) struct Core {
@@ -45,6 +43,7 @@ pub(crate) struct Core {
     in_flight: AtomicUsize,
     changed: Notify,
     transport: OnceLock<Transport>,
+    pool: Arc<Pool>,
 }
 
 struct Deposit {
@@ -71,8 +70,7 @@ impl Core {
     }
 
     fn is_closed(&self, rank: usize) -> bool {
-        rank < self.layout().workers()
-            && self.closed[self.layout().pack_of(rank)].load(Ordering::Acquire)
+        rank < self.layout().workers() && self.closed[self.layout().pack_of(rank)].load(Ordering::Acquire)
     }
 
     /// Delivers a message to a worker of this pack, without copying it.
@@ -94,10 +92,7 @@ impl Core {
             return Some(vec![parts]);
         }
         let mut deposits = lock(&self.deposits);
-        let d = deposits.entry(tag).or_insert_with(|| Deposit {
-            parts: vec![None; size],
-            count: 0,
-        });
+        let d = deposits.entry(tag).or_insert_with(|| Deposit { parts: vec![None; size], count: 0 });
         d.parts[local] = Some(parts);
         d.count += 1;
         if d.count < size {
@@ -118,9 +113,7 @@ impl Core {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let core = self.clone();
         async move {
-            let result = core
-                .send_packets(dst_pack, Kind::Data, seq, encode_bundle(&entries))
-                .await;
+            let result = core.send_packets(dst_pack, Kind::Data, seq, encode_bundle(&entries)).await;
             if core.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
                 core.changed.notify_waiters();
             }
@@ -135,24 +128,14 @@ impl Core {
         }
     }
 
-    async fn send_packets(
-        &self,
-        dst_pack: usize,
-        kind: Kind,
-        seq: u64,
-        body: Vec<Bytes>,
-    ) -> Result<()> {
+    async fn send_packets(&self, dst_pack: usize, kind: Kind, seq: u64, body: Vec<Bytes>) -> Result<()> {
         if let Some(err) = self.failure() {
             return Err(err);
         }
         let transport = self.transport.get().ok_or(Error::Closed)?;
-        let packets = packetize(
-            kind,
-            self.pack() as u32,
-            seq,
-            body,
-            self.opts.transport.chunk_bytes(),
-        );
+        let total = body.iter().map(|b| b.len() as u64).sum();
+        let chunk = transport.chunk_for(total, self.opts.transport.chunk_bytes());
+        let packets = packetize(kind, self.pack() as u32, seq, body, chunk);
         let timeout = self.opts.op_timeout;
         tokio::time::timeout(timeout, transport.send(dst_pack, packets))
             .await
@@ -162,10 +145,7 @@ impl Core {
     /// Ends the burst for everyone: records the first cause, fails every
     /// waiting operation here and tells the other packs.
     pub fn abort(self: &Arc<Self>, rank: usize, reason: &str) {
-        let err = Error::PeerFailed {
-            rank,
-            reason: reason.into(),
-        };
+        let err = Error::PeerFailed { rank, reason: reason.into() };
         if !self.fail(err) {
             return;
         }
@@ -174,21 +154,14 @@ impl Core {
         }
         let body = encode_abort(rank as u32, reason);
         for dst in (0..self.layout().packs()).filter(|&p| p != self.pack()) {
-            let packets = packetize(
-                Kind::Abort,
-                self.pack() as u32,
-                0,
-                vec![body.clone()],
-                u32::MAX,
-            );
+            let packets = packetize(Kind::Abort, self.pack() as u32, 0, vec![body.clone()], u32::MAX);
             let core = self.clone();
             self.runtime.spawn(async move {
                 let Some(transport) = core.transport.get() else {
                     return;
                 };
                 // Best effort: the peer may be the one that is gone.
-                let _ = tokio::time::timeout(Duration::from_secs(2), transport.send(dst, packets))
-                    .await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), transport.send(dst, packets)).await;
             });
         }
     }
@@ -226,9 +199,7 @@ impl Core {
                     } else {
                         let dst = e.dst as usize;
                         let i = self.local_index(dst).ok_or_else(|| {
-                            Error::protocol(format!(
-                                "message for rank {dst}, which is not in this pack"
-                            ))
+                            Error::protocol(format!("message for rank {dst}, which is not in this pack"))
                         })?;
                         self.mailboxes[i].deliver(key, src, e.payload);
                     }
@@ -243,20 +214,13 @@ impl Core {
                 self.byes.fetch_add(1, Ordering::AcqRel);
                 self.changed.notify_waiters();
             }
-            Arrival::Abort {
-                src_pack,
-                rank,
-                reason,
-            } => {
+            Arrival::Abort { src_pack, rank, reason } => {
                 if !self.layout().ranks_of(src_pack).contains(&rank) {
                     return Err(Error::protocol(format!(
                         "pack {src_pack} reported the failure of rank {rank}, not one of its own"
                     )));
                 }
-                self.fail(Error::PeerFailed {
-                    rank,
-                    reason: reason.into(),
-                });
+                self.fail(Error::PeerFailed { rank, reason: reason.into() });
             }
         }
         Ok(())
@@ -284,19 +248,15 @@ impl PacketSink for Core {
             return; // it said goodbye first: a normal end
         }
         let ranks = self.layout().ranks_of(pack.min(self.layout().packs() - 1));
-        self.fail(Error::Disconnected {
-            pack,
-            first: ranks.start,
-            last: ranks.end - 1,
-            reason: reason.into(),
-        });
+        self.fail(Error::Disconnected { pack, first: ranks.start, last: ranks.end - 1, reason: reason.into() });
+    }
+
+    fn buffer(&self, len: usize) -> Buffer {
+        self.pool.take(len)
     }
 
     fn broken(&self, reason: String) {
-        self.fail(Error::Transport {
-            transport: self.opts.transport.name(),
-            message: reason.into(),
-        });
+        self.fail(Error::Transport { transport: self.opts.transport.name(), message: reason.into() });
     }
 }
 
@@ -325,22 +285,21 @@ impl Pack {
     /// Must be called inside a Tokio runtime; the pack keeps using it.
     pub async fn connect(opts: PackOptions, rendezvous: Arc<dyn Rendezvous>) -> Result<Pack> {
         opts.validate()?;
-        let runtime = Handle::try_current()
-            .map_err(|_| Error::invalid("Pack::connect must run inside a Tokio runtime"))?;
+        let runtime =
+            Handle::try_current().map_err(|_| Error::invalid("Pack::connect must run inside a Tokio runtime"))?;
         let layout = opts.layout.clone();
         let ranks = layout.ranks_of(opts.pack);
         let packs = layout.packs();
+        let pool = Pool::new();
         let core = Arc::new(Core {
             runtime,
             first_rank: ranks.start,
-            mailboxes: ranks
-                .clone()
-                .map(|_| Arc::new(Mailbox::default()))
-                .collect(),
+            mailboxes: ranks.clone().map(|_| Arc::new(Mailbox::default())).collect(),
             stats: ranks.clone().map(|_| StatCounters::default()).collect(),
             collectives: ranks.map(|_| AtomicU64::new(0)).collect(),
             deposits: Mutex::new(HashMap::new()),
-            reassembler: Reassembler::new(packs),
+            reassembler: Reassembler::new(packs, pool.clone()),
+            pool,
             next_seq: (0..packs).map(|_| AtomicU64::new(0)).collect(),
             closed: (0..packs).map(|_| AtomicBool::new(false)).collect(),
             byes: AtomicUsize::new(0),
@@ -359,10 +318,7 @@ impl Pack {
     /// One communicator per worker of this pack, in rank order.
     pub fn comms(&self) -> Vec<Comm> {
         let ranks = self.core.layout().ranks_of(self.core.pack());
-        ranks
-            .enumerate()
-            .map(|(local, rank)| Comm::new(self.core.clone(), rank, local))
-            .collect()
+        ranks.enumerate().map(|(local, rank)| Comm::new(self.core.clone(), rank, local)).collect()
     }
 
     /// The first failure of the burst seen by this pack, if any.
@@ -395,9 +351,7 @@ impl Pack {
         {
             result = result.and(Err(err));
         }
-        self.rendezvous
-            .forget(&core.opts.burst, core.pack())
-            .await?;
+        self.rendezvous.forget(&core.opts.burst, core.pack()).await?;
         match core.failure() {
             Some(err) => Err(err),
             None => result,

@@ -8,12 +8,13 @@
 //! order. Aborts skip the queue: failing fast matters more than order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::mailbox::lock;
+use crate::pool::Pool;
 use crate::wire::{Header, Kind, decode_abort};
 
 /// How far ahead of the next expected bundle a sender may run.
@@ -22,18 +23,9 @@ const SEQ_WINDOW: u64 = 1 << 20;
 /// Something complete that came from another pack.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Arrival {
-    Bundle {
-        src_pack: usize,
-        body: Bytes,
-    },
-    Bye {
-        src_pack: usize,
-    },
-    Abort {
-        src_pack: usize,
-        rank: usize,
-        reason: String,
-    },
+    Bundle { src_pack: usize, body: Bytes },
+    Bye { src_pack: usize },
+    Abort { src_pack: usize, rank: usize, reason: String },
 }
 
 #[derive(Default)]
@@ -52,41 +44,31 @@ struct Source {
 /// Reassembly state for every source pack; one lock per source.
 pub(crate) struct Reassembler {
     sources: Vec<Mutex<Source>>,
+    pool: Arc<Pool>,
 }
 
 impl Reassembler {
-    pub fn new(packs: usize) -> Self {
-        Reassembler {
-            sources: (0..packs).map(|_| Mutex::new(Source::default())).collect(),
-        }
+    pub fn new(packs: usize, pool: Arc<Pool>) -> Self {
+        Reassembler { sources: (0..packs).map(|_| Mutex::new(Source::default())).collect(), pool }
     }
 
     /// Takes one packet (its header already validated against the limits) and
     /// returns what it completed, in order.
     pub fn push(&self, header: Header, body: Bytes) -> Result<Vec<Arrival>> {
         let src_pack = header.src_pack as usize;
-        let source = self.sources.get(src_pack).ok_or_else(|| {
-            Error::protocol(format!(
-                "packet from pack {src_pack}, which is not in this burst"
-            ))
-        })?;
+        let source = self
+            .sources
+            .get(src_pack)
+            .ok_or_else(|| Error::protocol(format!("packet from pack {src_pack}, which is not in this burst")))?;
         if body.len() != header.len as usize {
-            return Err(Error::protocol(
-                "packet body length differs from its header",
-            ));
+            return Err(Error::protocol("packet body length differs from its header"));
         }
         if header.kind == Kind::Fin {
-            return Err(Error::protocol(
-                "a transport's end-of-connection mark reached reassembly",
-            ));
+            return Err(Error::protocol("a transport's end-of-connection mark reached reassembly"));
         }
         if header.kind == Kind::Abort {
             let (rank, reason) = decode_abort(&body)?;
-            return Ok(vec![Arrival::Abort {
-                src_pack,
-                rank: rank as usize,
-                reason,
-            }]);
+            return Ok(vec![Arrival::Abort { src_pack, rank: rank as usize, reason }]);
         }
         let mut source = lock(source);
         if header.seq < source.next_seq || header.seq >= source.next_seq + SEQ_WINDOW {
@@ -96,16 +78,11 @@ impl Reassembler {
             )));
         }
         if source.complete.contains_key(&header.seq) {
-            return Err(Error::protocol(format!(
-                "pack {src_pack} sent bundle {} twice",
-                header.seq
-            )));
+            return Err(Error::protocol(format!("pack {src_pack} sent bundle {} twice", header.seq)));
         }
         let whole = if header.total == header.len as u64 {
             if source.partial.contains_key(&header.seq) {
-                return Err(Error::protocol(
-                    "single-packet bundle collides with a partial one",
-                ));
+                return Err(Error::protocol("single-packet bundle collides with a partial one"));
             }
             Some(body)
         } else {
@@ -113,7 +90,7 @@ impl Reassembler {
             add_chunk(partial, header.offset, body)?;
             if partial.received == header.total {
                 let partial = source.partial.remove(&header.seq).expect("present");
-                Some(concat(partial, header.total))
+                Some(self.concat(partial, header.total))
             } else {
                 None
             }
@@ -135,42 +112,34 @@ impl Reassembler {
         }
         Ok(out)
     }
+
+    fn concat(&self, partial: Partial, total: u64) -> Bytes {
+        let mut buf = self.pool.take(total as usize);
+        for chunk in partial.chunks.into_values() {
+            buf.buf.extend_from_slice(&chunk);
+        }
+        buf.freeze()
+    }
 }
 
 fn add_chunk(partial: &mut Partial, offset: u64, body: Bytes) -> Result<()> {
     let end = offset + body.len() as u64;
-    let overlaps_prev = partial
-        .chunks
-        .range(..=offset)
-        .next_back()
-        .is_some_and(|(&start, prev)| start + prev.len() as u64 > offset);
-    let overlaps_next = partial
-        .chunks
-        .range(offset..)
-        .next()
-        .is_some_and(|(&start, _)| start < end);
+    let overlaps_prev =
+        partial.chunks.range(..=offset).next_back().is_some_and(|(&start, prev)| start + prev.len() as u64 > offset);
+    let overlaps_next = partial.chunks.range(offset..).next().is_some_and(|(&start, _)| start < end);
     if overlaps_prev || overlaps_next {
-        return Err(Error::protocol(format!(
-            "chunk at offset {offset} overlaps one already received"
-        )));
+        return Err(Error::protocol(format!("chunk at offset {offset} overlaps one already received")));
     }
     partial.received += body.len() as u64;
     partial.chunks.insert(offset, body);
     Ok(())
 }
 
-fn concat(partial: Partial, total: u64) -> Bytes {
-    let mut buf = BytesMut::with_capacity(total as usize);
-    for chunk in partial.chunks.into_values() {
-        buf.put_slice(&chunk);
-    }
-    buf.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::packetize;
+    use bytes::{BufMut, BytesMut};
 
     fn body_of(packet: &crate::wire::OutPacket) -> Bytes {
         let mut b = BytesMut::new();
@@ -182,55 +151,31 @@ mod tests {
 
     #[test]
     fn out_of_order_packets_and_bundles_come_out_in_order() {
-        let r = Reassembler::new(2);
+        let r = Reassembler::new(2, Pool::new());
         let first = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![1u8; 10])], 4);
         let second = packetize(Kind::Data, 1, 1, vec![Bytes::from(vec![2u8; 3])], 4);
-        assert!(
-            r.push(second[0].header, body_of(&second[0]))
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            r.push(first[2].header, body_of(&first[2]))
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            r.push(first[0].header, body_of(&first[0]))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(r.push(second[0].header, body_of(&second[0])).unwrap().is_empty());
+        assert!(r.push(first[2].header, body_of(&first[2])).unwrap().is_empty());
+        assert!(r.push(first[0].header, body_of(&first[0])).unwrap().is_empty());
         let out = r.push(first[1].header, body_of(&first[1])).unwrap();
         assert_eq!(
             out,
             vec![
-                Arrival::Bundle {
-                    src_pack: 1,
-                    body: Bytes::from(vec![1u8; 10])
-                },
-                Arrival::Bundle {
-                    src_pack: 1,
-                    body: Bytes::from(vec![2u8; 3])
-                },
+                Arrival::Bundle { src_pack: 1, body: Bytes::from(vec![1u8; 10]) },
+                Arrival::Bundle { src_pack: 1, body: Bytes::from(vec![2u8; 3]) },
             ]
         );
     }
 
     #[test]
     fn duplicates_overlaps_and_strangers_are_errors() {
-        let r = Reassembler::new(2);
+        let r = Reassembler::new(2, Pool::new());
         let p = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![0u8; 8])], 4);
         r.push(p[0].header, body_of(&p[0])).unwrap();
         assert!(r.push(p[0].header, body_of(&p[0])).is_err());
         let stranger = packetize(Kind::Data, 9, 0, vec![Bytes::from_static(b"x")], 4);
         assert!(r.push(stranger[0].header, body_of(&stranger[0])).is_err());
-        let far = packetize(
-            Kind::Data,
-            0,
-            SEQ_WINDOW + 5,
-            vec![Bytes::from_static(b"x")],
-            4,
-        );
+        let far = packetize(Kind::Data, 0, SEQ_WINDOW + 5, vec![Bytes::from_static(b"x")], 4);
         assert!(r.push(far[0].header, body_of(&far[0])).is_err());
     }
 }

@@ -84,9 +84,7 @@ pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
 }
 
 /// The combining function of a built-in operation on `T`.
-pub(crate) fn builtin<T: Element>(
-    op: Op,
-) -> impl Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync {
+pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync {
     move |a: &[u8], b: &[u8]| {
         if a.len() != b.len() {
             return Err(Error::invalid(format!(
@@ -96,9 +94,7 @@ pub(crate) fn builtin<T: Element>(
             )));
         }
         if a.len() % T::SIZE != 0 {
-            return Err(Error::invalid(
-                "reduction input is not a whole number of elements",
-            ));
+            return Err(Error::invalid("reduction input is not a whole number of elements"));
         }
         let mut out = Vec::with_capacity(a.len());
         for (x, y) in a.chunks_exact(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
@@ -118,20 +114,11 @@ mod tests {
         let out = sum(&encode(&[1.0, 2.5]), &encode(&[0.5, -1.0])).unwrap();
         assert_eq!(decode::<f64>(&out).unwrap(), vec![1.5, 1.5]);
         let min = builtin::<i64>(Op::Min);
-        assert_eq!(
-            decode::<i64>(&min(&encode(&[3i64, -9]), &encode(&[-4i64, 2])).unwrap()).unwrap(),
-            vec![-4, -9]
-        );
+        assert_eq!(decode::<i64>(&min(&encode(&[3i64, -9]), &encode(&[-4i64, 2])).unwrap()).unwrap(), vec![-4, -9]);
         let max = builtin::<u64>(Op::Max);
-        assert_eq!(
-            decode::<u64>(&max(&encode(&[u64::MAX]), &encode(&[1u64])).unwrap()).unwrap(),
-            vec![u64::MAX]
-        );
+        assert_eq!(decode::<u64>(&max(&encode(&[u64::MAX]), &encode(&[1u64])).unwrap()).unwrap(), vec![u64::MAX]);
         let fsum = builtin::<f32>(Op::Sum);
-        assert_eq!(
-            decode::<f32>(&fsum(&encode(&[1f32]), &encode(&[2f32])).unwrap()).unwrap(),
-            vec![3.0]
-        );
+        assert_eq!(decode::<f32>(&fsum(&encode(&[1f32]), &encode(&[2f32])).unwrap()).unwrap(), vec![3.0]);
     }
 
     #[test]

@@ -97,13 +97,9 @@ impl Rendezvous for LocalRendezvous {
             let board = &self.inner;
             {
                 let mut bursts = lock(&board.bursts);
-                let slots = bursts
-                    .entry(burst.to_string())
-                    .or_insert_with(|| vec![None; packs]);
+                let slots = bursts.entry(burst.to_string()).or_insert_with(|| vec![None; packs]);
                 if slots.len() != packs || pack >= packs {
-                    return Err(Error::invalid(format!(
-                        "pack {pack} of {packs} does not fit burst {burst}"
-                    )));
+                    return Err(Error::invalid(format!("pack {pack} of {packs} does not fit burst {burst}")));
                 }
                 slots[pack] = Some(addr);
             }
@@ -111,20 +107,14 @@ impl Rendezvous for LocalRendezvous {
             let wait_all = async {
                 loop {
                     let notified = board.changed.notified();
-                    if let Some(all) = lock(&board.bursts)
-                        .get(burst)
-                        .and_then(|s| s.iter().cloned().collect())
-                    {
+                    if let Some(all) = lock(&board.bursts).get(burst).and_then(|s| s.iter().cloned().collect()) {
                         return all;
                     }
                     notified.await;
                 }
             };
             tokio::time::timeout(timeout, wait_all).await.map_err(|_| {
-                Error::timeout(
-                    timeout,
-                    format!("the other packs of burst {burst} to publish their addresses"),
-                )
+                Error::timeout(timeout, format!("the other packs of burst {burst} to publish their addresses"))
             })
         })
     }

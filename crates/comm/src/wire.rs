@@ -86,11 +86,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_message_bytes: 1 << 32,
-            max_bundle_bytes: 1 << 34,
-            max_chunk_bytes: 64 << 20,
-        }
+        Limits { max_message_bytes: 1 << 32, max_bundle_bytes: 1 << 34, max_chunk_bytes: 64 << 20 }
     }
 }
 
@@ -123,10 +119,7 @@ impl Header {
     /// Decodes and validates a header against `limits`.
     pub fn decode(mut buf: &[u8], limits: &Limits) -> Result<Header> {
         if buf.len() < HEADER_LEN {
-            return Err(Error::protocol(format!(
-                "packet of {} bytes is shorter than a header",
-                buf.len()
-            )));
+            return Err(Error::protocol(format!("packet of {} bytes is shorter than a header", buf.len())));
         }
         if buf[..2] != MAGIC {
             return Err(Error::protocol("bad magic: not a Volley packet"));
@@ -134,9 +127,7 @@ impl Header {
         buf.advance(2);
         let version = buf.get_u8();
         if version != VERSION {
-            return Err(Error::protocol(format!(
-                "packet version {version}, this build speaks {VERSION}"
-            )));
+            return Err(Error::protocol(format!("packet version {version}, this build speaks {VERSION}")));
         }
         let kind = Kind::from_u8(buf.get_u8())?;
         let header = Header {
@@ -148,11 +139,7 @@ impl Header {
             len: buf.get_u32_le(),
         };
         if header.total > limits.max_bundle_bytes {
-            return Err(Error::TooLarge {
-                what: "bundle",
-                size: header.total,
-                limit: limits.max_bundle_bytes,
-            });
+            return Err(Error::TooLarge { what: "bundle", size: header.total, limit: limits.max_bundle_bytes });
         }
         if header.len > limits.max_chunk_bytes {
             return Err(Error::TooLarge {
@@ -175,9 +162,7 @@ impl Header {
             Kind::Bye | Kind::Fin if header.total != 0 => {
                 return Err(Error::protocol("goodbye packet with a body"));
             }
-            Kind::Abort
-                if header.total as usize > MAX_REASON + 4 || header.len as u64 != header.total =>
-            {
+            Kind::Abort if header.total as usize > MAX_REASON + 4 || header.len as u64 != header.total => {
                 return Err(Error::protocol("abort packet must be one small chunk"));
             }
             _ => {}
@@ -191,11 +176,7 @@ pub(crate) fn split_packet(mut packet: Bytes, limits: &Limits) -> Result<(Header
     let header = Header::decode(&packet, limits)?;
     packet.advance(HEADER_LEN);
     if packet.len() != header.len as usize {
-        return Err(Error::protocol(format!(
-            "packet says {} body bytes but carries {}",
-            header.len,
-            packet.len()
-        )));
+        return Err(Error::protocol(format!("packet says {} body bytes but carries {}", header.len, packet.len())));
     }
     Ok((header, packet))
 }
@@ -243,12 +224,7 @@ pub(crate) fn encode_bundle(entries: &[Entry]) -> Vec<Bytes> {
     }
     let mut segments = Vec::with_capacity(1 + entries.len());
     segments.push(table.freeze());
-    segments.extend(
-        entries
-            .iter()
-            .filter(|e| !e.payload.is_empty())
-            .map(|e| e.payload.clone()),
-    );
+    segments.extend(entries.iter().filter(|e| !e.payload.is_empty()).map(|e| e.payload.clone()));
     segments
 }
 
@@ -263,12 +239,7 @@ pub(crate) fn decode_bundle(body: Bytes, limits: &Limits) -> Result<Vec<Entry>> 
         .checked_mul(ENTRY_LEN)
         .and_then(|n| n.checked_add(4))
         .filter(|&n| n <= body.len())
-        .ok_or_else(|| {
-            Error::protocol(format!(
-                "bundle claims {count} entries but has {} bytes",
-                body.len()
-            ))
-        })?;
+        .ok_or_else(|| Error::protocol(format!("bundle claims {count} entries but has {} bytes", body.len())))?;
     let mut entries = Vec::with_capacity(count);
     let mut offset = table_len;
     for _ in 0..count {
@@ -278,54 +249,27 @@ pub(crate) fn decode_bundle(body: Bytes, limits: &Limits) -> Result<Vec<Entry>> 
         let tag = table.get_u64_le();
         let len = table.get_u64_le();
         if len > limits.max_message_bytes {
-            return Err(Error::TooLarge {
-                what: "message",
-                size: len,
-                limit: limits.max_message_bytes,
-            });
+            return Err(Error::TooLarge { what: "message", size: len, limit: limits.max_message_bytes });
         }
         let end = (offset as u64)
             .checked_add(len)
             .filter(|&end| end <= body.len() as u64)
-            .ok_or_else(|| Error::protocol("bundle entry runs past the end of its bundle"))?
-            as usize;
-        entries.push(Entry {
-            src,
-            dst,
-            space,
-            tag,
-            payload: body.slice(offset..end),
-        });
+            .ok_or_else(|| Error::protocol("bundle entry runs past the end of its bundle"))? as usize;
+        entries.push(Entry { src, dst, space, tag, payload: body.slice(offset..end) });
         offset = end;
     }
     if offset != body.len() {
-        return Err(Error::protocol(format!(
-            "bundle has {} trailing bytes",
-            body.len() - offset
-        )));
+        return Err(Error::protocol(format!("bundle has {} trailing bytes", body.len() - offset)));
     }
     Ok(entries)
 }
 
 /// Cuts a body (as segments) into packets of at most `chunk` bytes.
-pub(crate) fn packetize(
-    kind: Kind,
-    src_pack: u32,
-    seq: u64,
-    body: Vec<Bytes>,
-    chunk: u32,
-) -> Vec<OutPacket> {
+pub(crate) fn packetize(kind: Kind, src_pack: u32, seq: u64, body: Vec<Bytes>, chunk: u32) -> Vec<OutPacket> {
     let total: u64 = body.iter().map(|b| b.len() as u64).sum();
     let chunk = chunk.max(1) as u64;
     if total <= chunk {
-        let header = Header {
-            kind,
-            src_pack,
-            seq,
-            total,
-            offset: 0,
-            len: total as u32,
-        };
+        let header = Header { kind, src_pack, seq, total, offset: 0, len: total as u32 };
         return vec![OutPacket { header, body }];
     }
     let mut packets = Vec::with_capacity(total.div_ceil(chunk) as usize);
@@ -339,36 +283,16 @@ pub(crate) fn packetize(
             current.push(seg.split_to(take));
             current_len += take as u64;
             if current_len == chunk {
-                let header = Header {
-                    kind,
-                    src_pack,
-                    seq,
-                    total,
-                    offset,
-                    len: current_len as u32,
-                };
-                packets.push(OutPacket {
-                    header,
-                    body: std::mem::take(&mut current),
-                });
+                let header = Header { kind, src_pack, seq, total, offset, len: current_len as u32 };
+                packets.push(OutPacket { header, body: std::mem::take(&mut current) });
                 offset += current_len;
                 current_len = 0;
             }
         }
     }
     if current_len > 0 {
-        let header = Header {
-            kind,
-            src_pack,
-            seq,
-            total,
-            offset,
-            len: current_len as u32,
-        };
-        packets.push(OutPacket {
-            header,
-            body: current,
-        });
+        let header = Header { kind, src_pack, seq, total, offset, len: current_len as u32 };
+        packets.push(OutPacket { header, body: current });
     }
     packets
 }
@@ -399,13 +323,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(src: u32, dst: u32, tag: u64, payload: &'static [u8]) -> Entry {
-        Entry {
-            src,
-            dst,
-            space: Space::User,
-            tag,
-            payload: Bytes::from_static(payload),
-        }
+        Entry { src, dst, space: Space::User, tag, payload: Bytes::from_static(payload) }
     }
 
     fn join(packets: &[OutPacket]) -> Bytes {
@@ -420,11 +338,7 @@ mod tests {
 
     #[test]
     fn bundle_round_trips_through_packets() {
-        let entries = vec![
-            entry(0, 5, 7, b"hello"),
-            entry(1, 6, 7, b""),
-            entry(2, DST_WHOLE_PACK, 9, b"world!"),
-        ];
+        let entries = vec![entry(0, 5, 7, b"hello"), entry(1, 6, 7, b""), entry(2, DST_WHOLE_PACK, 9, b"world!")];
         let packets = packetize(Kind::Data, 3, 11, encode_bundle(&entries), 8);
         assert!(packets.len() > 1);
         for p in &packets {
@@ -432,40 +346,17 @@ mod tests {
             assert_eq!(decoded, p.header);
             assert!(decoded.len <= 8);
         }
-        assert_eq!(
-            decode_bundle(join(&packets), &Limits::default()).unwrap(),
-            entries
-        );
+        assert_eq!(decode_bundle(join(&packets), &Limits::default()).unwrap(), entries);
     }
 
     #[test]
     fn oversized_claims_are_refused_before_allocation() {
-        let limits = Limits {
-            max_message_bytes: 10,
-            max_bundle_bytes: 100,
-            max_chunk_bytes: 50,
-        };
-        let h = Header {
-            kind: Kind::Data,
-            src_pack: 0,
-            seq: 0,
-            total: 1000,
-            offset: 0,
-            len: 10,
-        };
-        assert!(matches!(
-            Header::decode(&h.encode(), &limits),
-            Err(Error::TooLarge { .. })
-        ));
+        let limits = Limits { max_message_bytes: 10, max_bundle_bytes: 100, max_chunk_bytes: 50 };
+        let h = Header { kind: Kind::Data, src_pack: 0, seq: 0, total: 1000, offset: 0, len: 10 };
+        assert!(matches!(Header::decode(&h.encode(), &limits), Err(Error::TooLarge { .. })));
         let big = encode_bundle(&[entry(0, 1, 0, b"this payload is too long")]);
         assert!(matches!(
-            decode_bundle(
-                join(&[OutPacket {
-                    header: h,
-                    body: big
-                }]),
-                &limits
-            ),
+            decode_bundle(join(&[OutPacket { header: h, body: big }]), &limits),
             Err(Error::TooLarge { .. })
         ));
     }

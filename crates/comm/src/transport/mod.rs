@@ -29,6 +29,8 @@ pub(crate) trait PacketSink: Send + Sync + 'static {
     fn lost(&self, pack: usize, reason: String);
     /// The transport itself failed (a broker went away): nothing can be trusted to arrive.
     fn broken(&self, reason: String);
+    /// A receive buffer for `len` bytes (pooled when large).
+    fn buffer(&self, len: usize) -> crate::pool::Buffer;
 }
 
 /// Transports hold their sink weakly, so a dropped pack is not kept alive by
@@ -44,28 +46,20 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    pub async fn connect(
-        opts: &PackOptions,
-        rendezvous: &dyn Rendezvous,
-        sink: Arc<dyn PacketSink>,
-    ) -> Result<Self> {
+    pub async fn connect(opts: &PackOptions, rendezvous: &dyn Rendezvous, sink: Arc<dyn PacketSink>) -> Result<Self> {
         if opts.layout.packs() == 1 {
             return Ok(Transport::Alone);
         }
         let sink = Arc::downgrade(&sink);
         Ok(match &opts.transport {
             TransportOptions::Tcp(o) => Transport::Stream(
-                stream::StreamTransport::connect(opts, o, stream::Family::Tcp, rendezvous, sink)
-                    .await?,
+                stream::StreamTransport::connect(opts, o, stream::Family::Tcp, rendezvous, sink).await?,
             ),
             TransportOptions::Uds(o) => Transport::Stream(
-                stream::StreamTransport::connect(opts, o, stream::Family::Uds, rendezvous, sink)
-                    .await?,
+                stream::StreamTransport::connect(opts, o, stream::Family::Uds, rendezvous, sink).await?,
             ),
             #[cfg(feature = "redis")]
-            TransportOptions::Redis(o) => {
-                Transport::Redis(redis::RedisTransport::connect(opts, o, sink).await?)
-            }
+            TransportOptions::Redis(o) => Transport::Redis(redis::RedisTransport::connect(opts, o, sink).await?),
         })
     }
 
@@ -75,6 +69,16 @@ impl Transport {
             Transport::Stream(t) => t.send(dst_pack, packets).await,
             #[cfg(feature = "redis")]
             Transport::Redis(t) => t.send(dst_pack, packets).await,
+        }
+    }
+
+    /// The packet size a bundle of `total` bytes is cut into.
+    pub fn chunk_for(&self, total: u64, configured: u32) -> u32 {
+        match self {
+            Transport::Alone => u32::MAX,
+            Transport::Stream(t) => t.chunk_for(total, configured),
+            #[cfg(feature = "redis")]
+            Transport::Redis(_) => configured,
         }
     }
 

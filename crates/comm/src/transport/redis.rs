@@ -39,11 +39,7 @@ pub(crate) struct RedisTransport {
 }
 
 impl RedisTransport {
-    pub async fn connect(
-        opts: &PackOptions,
-        redis_opts: &RedisOptions,
-        sink: SinkRef,
-    ) -> Result<Self> {
+    pub async fn connect(opts: &PackOptions, redis_opts: &RedisOptions, sink: SinkRef) -> Result<Self> {
         let client = Client::open(redis_opts.url.as_str())
             .map_err(|e| Error::invalid(format!("bad Redis URL {:?}: {e}", redis_opts.url)))?;
         let n = redis_opts.connections.max(1);
@@ -51,31 +47,20 @@ impl RedisTransport {
             .set_connection_timeout(Some(opts.connect_timeout))
             .set_response_timeout(Some(opts.op_timeout));
         // Blocking pops hold their connection; they get their own, without a response timeout.
-        let recv_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(None);
+        let recv_config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(opts.connect_timeout)).set_response_timeout(None);
         let mut senders = Vec::with_capacity(n);
         for _ in 0..n {
             let conn = client
                 .get_multiplexed_async_connection_with_config(&send_config)
                 .await
-                .map_err(|e| {
-                    err(format!(
-                        "cannot connect to {}: {e}; is Redis running there?",
-                        redis_opts.url
-                    ))
-                })?;
+                .map_err(|e| err(format!("cannot connect to {}: {e}; is Redis running there?", redis_opts.url)))?;
             senders.push(conn);
         }
-        let inboxes: Vec<String> = (0..opts.layout.packs())
-            .map(|p| inbox_key(&opts.burst, p))
-            .collect();
+        let inboxes: Vec<String> = (0..opts.layout.packs()).map(|p| inbox_key(&opts.burst, p)).collect();
         let tasks = Tasks::default();
         for _ in 0..n {
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&recv_config)
-                .await
-                .map_err(err)?;
+            let conn = client.get_multiplexed_async_connection_with_config(&recv_config).await.map_err(err)?;
             tasks.spawn(pop_loop(conn, inboxes[opts.pack].clone(), sink.clone()));
         }
         let expiry = opts.op_timeout * 2 + opts.connect_timeout;
@@ -90,10 +75,7 @@ impl RedisTransport {
     }
 
     pub async fn send(&self, dst: usize, packets: Vec<OutPacket>) -> Result<()> {
-        let key = self
-            .inboxes
-            .get(dst)
-            .ok_or_else(|| Error::invalid(format!("no pack {dst}")))?;
+        let key = self.inboxes.get(dst).ok_or_else(|| Error::invalid(format!("no pack {dst}")))?;
         let first = self.turn.fetch_add(packets.len(), Ordering::Relaxed);
         let pushes = packets.iter().enumerate().map(|(i, p)| {
             let mut conn = self.senders[(first + i) % self.senders.len()].clone();
@@ -116,21 +98,14 @@ impl RedisTransport {
     pub async fn shutdown(&self) -> Result<()> {
         self.tasks.abort_all();
         let mut conn = self.senders[0].clone();
-        redis::cmd("DEL")
-            .arg(&self.inboxes[self.me])
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(err)
+        redis::cmd("DEL").arg(&self.inboxes[self.me]).query_async::<()>(&mut conn).await.map_err(err)
     }
 }
 
 async fn pop_loop(mut conn: MultiplexedConnection, key: String, sink: SinkRef) {
     loop {
-        let popped: redis::RedisResult<Option<(String, Vec<u8>)>> = redis::cmd("BLPOP")
-            .arg(&key)
-            .arg(POP_WAIT_SECS)
-            .query_async(&mut conn)
-            .await;
+        let popped: redis::RedisResult<Option<(String, Vec<u8>)>> =
+            redis::cmd("BLPOP").arg(&key).arg(POP_WAIT_SECS).query_async(&mut conn).await;
         let Some(target) = sink.upgrade() else { return };
         match popped {
             Ok(None) => continue,
@@ -149,19 +124,11 @@ async fn pop_loop(mut conn: MultiplexedConnection, key: String, sink: SinkRef) {
 /// Deletes everything a burst may have left in Redis (for a platform cleaning
 /// up after packs that died); returns how many keys it deleted.
 pub async fn purge(url: &str, burst: &str) -> Result<usize> {
-    let client =
-        Client::open(url).map_err(|e| Error::invalid(format!("bad Redis URL {url:?}: {e}")))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(err)?;
+    let client = Client::open(url).map_err(|e| Error::invalid(format!("bad Redis URL {url:?}: {e}")))?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(err)?;
     let keys = keys_of(&mut conn, burst).await?;
     if !keys.is_empty() {
-        redis::cmd("DEL")
-            .arg(&keys)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(err)?;
+        redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.map_err(err)?;
     }
     Ok(keys.len())
 }

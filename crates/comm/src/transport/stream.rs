@@ -57,7 +57,11 @@ impl Listener {
                 s.set_nodelay(true)?;
                 Box::new(s)
             }
-            Listener::Uds(l, _) => Box::new(l.accept().await?.0),
+            Listener::Uds(l, _) => {
+                let s = l.accept().await?.0;
+                tune_uds(&s);
+                Box::new(s)
+            }
         })
     }
 }
@@ -91,9 +95,7 @@ impl StreamTransport {
         let conns = stream.connections.max(1);
         let deadline = Instant::now() + opts.connect_timeout;
         let (listener, addr) = listen(opts, stream, family, rendezvous.assigned(me)).await?;
-        let addrs = rendezvous
-            .exchange(&opts.burst, me, packs, addr, opts.connect_timeout)
-            .await?;
+        let addrs = rendezvous.exchange(&opts.burst, me, packs, addr, opts.connect_timeout).await?;
 
         // Accept from the packs above this one while dialing the ones below.
         let expected = (packs - 1 - me) * conns;
@@ -110,9 +112,7 @@ impl StreamTransport {
                     };
                     let (secret, burst, tx) = (secret.clone(), burst.clone(), accepted_tx.clone());
                     tokio::spawn(async move {
-                        match auth::accept(&mut conn, &secret, &burst, me as u32, handshake_timeout)
-                            .await
-                        {
+                        match auth::accept(&mut conn, &secret, &burst, me as u32, handshake_timeout).await {
                             Ok(link) => {
                                 let _ = tx.send((link, conn)).await;
                             }
@@ -125,25 +125,12 @@ impl StreamTransport {
             drop(listener);
         }
 
-        let mut links: Vec<Vec<Option<Conn>>> = (0..packs)
-            .map(|_| (0..conns).map(|_| None).collect())
-            .collect();
+        let mut links: Vec<Vec<Option<Conn>>> = (0..packs).map(|_| (0..conns).map(|_| None).collect()).collect();
         for peer in 0..me {
             for c in 0..conns {
                 let mut conn = dial(family, &addrs[peer], deadline).await?;
-                let link = Link {
-                    from: me as u32,
-                    to: peer as u32,
-                    conn: c as u32,
-                };
-                auth::dial(
-                    &mut conn,
-                    &opts.secret,
-                    &opts.burst,
-                    link,
-                    remaining(deadline),
-                )
-                .await?;
+                let link = Link { from: me as u32, to: peer as u32, conn: c as u32 };
+                auth::dial(&mut conn, &opts.secret, &opts.burst, link, remaining(deadline)).await?;
                 links[peer][c] = Some(conn);
             }
         }
@@ -152,14 +139,10 @@ impl StreamTransport {
                 .await
                 .ok()
                 .flatten()
-                .ok_or_else(|| {
-                    Error::timeout(opts.connect_timeout, "the packs above this one to connect")
-                })?;
+                .ok_or_else(|| Error::timeout(opts.connect_timeout, "the packs above this one to connect"))?;
             let (from, c) = (link.from as usize, link.conn as usize);
             if from <= me || from >= packs || c >= conns || links[from][c].is_some() {
-                return Err(Error::Auth(
-                    format!("unexpected connection claiming pack {from}, connection {c}").into(),
-                ));
+                return Err(Error::Auth(format!("unexpected connection claiming pack {from}, connection {c}").into()));
             }
             links[from][c] = Some(conn);
         }
@@ -171,21 +154,12 @@ impl StreamTransport {
             let mut writers = Vec::new();
             for conn in conns.into_iter().flatten() {
                 let (reader, writer) = tokio::io::split(conn);
-                tasks.spawn(read_loop(
-                    BufReader::with_capacity(COALESCE, reader),
-                    pack,
-                    sink.clone(),
-                ));
+                tasks.spawn(read_loop(BufReader::with_capacity(COALESCE, reader), pack, sink.clone()));
                 writers.push(Mutex::new(writer));
             }
             peers.push(writers);
         }
-        Ok(StreamTransport {
-            family,
-            peers,
-            turn: AtomicUsize::new(0),
-            tasks,
-        })
+        Ok(StreamTransport { family, peers, turn: AtomicUsize::new(0), tasks })
     }
 
     pub async fn send(&self, dst: usize, packets: Vec<OutPacket>) -> Result<()> {
@@ -199,9 +173,7 @@ impl StreamTransport {
         if packets.len() == 1 || n == 1 {
             let mut w = writers[first].lock().await;
             for p in &packets {
-                write_packet(&mut *w, p)
-                    .await
-                    .map_err(|e| self.io_error(dst, e))?;
+                write_packet(&mut *w, p).await.map_err(|e| self.io_error(dst, e))?;
             }
             return Ok(());
         }
@@ -209,21 +181,24 @@ impl StreamTransport {
         for (i, p) in packets.iter().enumerate() {
             lanes[(first + i) % n].push(p);
         }
-        let sends = lanes
-            .into_iter()
-            .enumerate()
-            .filter(|(_, l)| !l.is_empty())
-            .map(|(c, lane)| async move {
-                let mut w = writers[c].lock().await;
-                for p in lane {
-                    write_packet(&mut *w, p).await?;
-                }
-                std::io::Result::Ok(())
-            });
-        futures::future::try_join_all(sends)
-            .await
-            .map_err(|e| self.io_error(dst, e))?;
+        let sends = lanes.into_iter().enumerate().filter(|(_, l)| !l.is_empty()).map(|(c, lane)| async move {
+            let mut w = writers[c].lock().await;
+            for p in lane {
+                write_packet(&mut *w, p).await?;
+            }
+            std::io::Result::Ok(())
+        });
+        futures::future::try_join_all(sends).await.map_err(|e| self.io_error(dst, e))?;
         Ok(())
+    }
+
+    /// One piece per connection (so they move in parallel), never below 1 MiB.
+    pub fn chunk_for(&self, total: u64, configured: u32) -> u32 {
+        let conns = self.peers.iter().map(Vec::len).max().unwrap_or(1).max(1) as u64;
+        if conns == 1 {
+            return configured;
+        }
+        total.div_ceil(conns).max(1 << 20).min(configured as u64) as u32
     }
 
     fn io_error(&self, dst: usize, e: std::io::Error) -> Error {
@@ -233,15 +208,7 @@ impl StreamTransport {
     /// Ends every connection with a `Fin` mark, so the peer knows the close was meant.
     pub async fn shutdown(&self) -> Result<()> {
         self.tasks.abort_all();
-        let fin = Header {
-            kind: Kind::Fin,
-            src_pack: 0,
-            seq: 0,
-            total: 0,
-            offset: 0,
-            len: 0,
-        }
-        .encode();
+        let fin = Header { kind: Kind::Fin, src_pack: 0, seq: 0, total: 0, offset: 0, len: 0 }.encode();
         for writers in &self.peers {
             for w in writers {
                 let mut w = w.lock().await;
@@ -259,15 +226,10 @@ async fn listen(
     family: Family,
     assigned: Option<String>,
 ) -> Result<(Listener, String)> {
-    let err = |e: std::io::Error, what: &str| {
-        Error::transport(family.name(), format!("cannot listen on {what}: {e}"))
-    };
+    let err = |e: std::io::Error, what: &str| Error::transport(family.name(), format!("cannot listen on {what}: {e}"));
     match family {
         Family::Tcp => {
-            let bind = assigned
-                .clone()
-                .or_else(|| stream.bind.clone())
-                .unwrap_or_else(|| "127.0.0.1:0".into());
+            let bind = assigned.clone().or_else(|| stream.bind.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
             let listener = TcpListener::bind(&bind).await.map_err(|e| err(e, &bind))?;
             let local = listener.local_addr().map_err(|e| err(e, &bind))?;
             let addr = match (&assigned, &stream.advertise_host) {
@@ -287,15 +249,11 @@ async fn listen(
                 Some(p) => PathBuf::from(p),
                 None => {
                     let nonce: u32 = rand::random();
-                    stream.uds_dir().join(format!(
-                        "volley-{}-{}-{nonce:08x}.sock",
-                        opts.burst, opts.pack
-                    ))
+                    stream.uds_dir().join(format!("volley-{}-{}-{nonce:08x}.sock", opts.burst, opts.pack))
                 }
             };
             let _ = std::fs::remove_file(&path);
-            let listener =
-                UnixListener::bind(&path).map_err(|e| err(e, &path.display().to_string()))?;
+            let listener = UnixListener::bind(&path).map_err(|e| err(e, &path.display().to_string()))?;
             let addr = path.display().to_string();
             Ok((Listener::Uds(listener, path), addr))
         }
@@ -311,15 +269,15 @@ async fn dial(family: Family, addr: &str, deadline: Instant) -> Result<Conn> {
                 s.set_nodelay(true)?;
                 Ok(Box::new(s) as Conn)
             }),
-            Family::Uds => UnixStream::connect(addr).await.map(|s| Box::new(s) as Conn),
+            Family::Uds => UnixStream::connect(addr).await.map(|s| {
+                tune_uds(&s);
+                Box::new(s) as Conn
+            }),
         };
         match attempt {
             Ok(conn) => return Ok(conn),
             Err(e) if Instant::now() + backoff >= deadline => {
-                return Err(Error::transport(
-                    family.name(),
-                    format!("cannot connect to {addr}: {e}"),
-                ));
+                return Err(Error::transport(family.name(), format!("cannot connect to {addr}: {e}")));
             }
             Err(_) => {
                 tokio::time::sleep(backoff).await;
@@ -329,16 +287,20 @@ async fn dial(family: Family, addr: &str, deadline: Instant) -> Result<Conn> {
     }
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
+/// Unix sockets default to small buffers, which costs a wake-up per ~200 KiB.
+fn tune_uds(s: &UnixStream) {
+    let sock = socket2::SockRef::from(s);
+    let _ = sock.set_send_buffer_size(UDS_BUFFER);
+    let _ = sock.set_recv_buffer_size(UDS_BUFFER);
 }
 
-async fn write_packet<W: AsyncWrite + Unpin + ?Sized>(
-    w: &mut W,
-    p: &OutPacket,
-) -> std::io::Result<()> {
+const UDS_BUFFER: usize = 4 << 20;
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
+
+async fn write_packet<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, p: &OutPacket) -> std::io::Result<()> {
     let header = p.header.encode();
     if p.header.len as usize <= COALESCE {
         let mut buf = BytesMut::with_capacity(HEADER_LEN + p.header.len as usize);
@@ -369,18 +331,20 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, from: usize, sink: SinkRef) {
             Ok(h) => break format!("packet claims to come from pack {}", h.src_pack),
             Err(e) => break e.to_string(),
         };
-        let mut body = BytesMut::with_capacity(header.len as usize);
-        while body.len() < header.len as usize {
-            let want = header.len as usize - body.len();
-            match (&mut r).take(want as u64).read_buf(&mut body).await {
-                Ok(0) => break,
+        let len = header.len as usize;
+        let mut body = target.buffer(len);
+        drop(target); // do not keep the pack alive while waiting for bytes
+        while body.buf.len() < len {
+            let want = (len - body.buf.len()) as u64;
+            match (&mut r).take(want).read_buf(&mut body.buf).await {
+                Ok(0) | Err(_) => break,
                 Ok(_) => {}
-                Err(_) => break,
             }
         }
-        if body.len() < header.len as usize {
+        if body.buf.len() < len {
             break "connection lost in the middle of a packet".to_string();
         }
+        let Some(target) = sink.upgrade() else { return };
         target.packet(header, body.freeze());
     };
     if let Some(target) = sink.upgrade() {

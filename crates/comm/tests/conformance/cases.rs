@@ -7,17 +7,11 @@ use volley_comm::{Error, Layout, LocalBurst, Op, TransportOptions};
 
 /// Layouts that cover one pack, equal packs, and uneven packs.
 fn layouts() -> Vec<Layout> {
-    vec![
-        Layout::new(&[3]).unwrap(),
-        Layout::new(&[2, 2]).unwrap(),
-        Layout::new(&[3, 1, 2]).unwrap(),
-    ]
+    vec![Layout::new(&[3]).unwrap(), Layout::new(&[2, 2]).unwrap(), Layout::new(&[3, 1, 2]).unwrap()]
 }
 
 fn burst(layout: Layout, transport: &TransportOptions) -> LocalBurst {
-    LocalBurst::new(layout)
-        .transport(transport.clone())
-        .op_timeout(Duration::from_secs(30))
+    LocalBurst::new(layout).transport(transport.clone()).op_timeout(Duration::from_secs(30))
 }
 
 fn byte(v: usize) -> Bytes {
@@ -39,11 +33,7 @@ pub fn point_to_point(t: TransportOptions) {
                 for src in 0..size {
                     for i in 0..5 {
                         let m = comm.recv(src, 1)?;
-                        assert_eq!(
-                            &m[..],
-                            &[src as u8, i],
-                            "messages from {src} overtook each other"
-                        );
+                        assert_eq!(&m[..], &[src as u8, i], "messages from {src} overtook each other");
                     }
                 }
                 let mut seen = Vec::new();
@@ -73,9 +63,7 @@ pub fn nonblocking(t: TransportOptions) {
             // Receives posted before anything is sent are matched in posting order.
             let posted: Vec<_> = (0..size).map(|src| comm.irecv(src, 9)).collect();
             let any_first = comm.irecv_any(10);
-            let sends: Vec<_> = (0..size)
-                .map(|dst| comm.isend(dst, 9, byte(comm.rank())))
-                .collect();
+            let sends: Vec<_> = (0..size).map(|dst| comm.isend(dst, 9, byte(comm.rank()))).collect();
             comm.send((comm.rank() + 1) % size, 10, byte(comm.rank()))?;
             for s in sends {
                 s.wait()?;
@@ -100,9 +88,7 @@ pub fn large_messages(t: TransportOptions) {
     const SIZE: usize = 20 << 20;
     burst(Layout::new(&[1, 1]).unwrap(), &t)
         .run(|comm| {
-            let pattern = |seed: usize| -> Bytes {
-                (0..SIZE).map(|i| ((i * 31 + seed) % 251) as u8).collect()
-            };
+            let pattern = |seed: usize| -> Bytes { (0..SIZE).map(|i| ((i * 31 + seed) % 251) as u8).collect() };
             let peer = 1 - comm.rank();
             comm.send(peer, 0, pattern(comm.rank()))?;
             let got = comm.recv(peer, 0)?;
@@ -121,60 +107,27 @@ pub fn collectives(t: TransportOptions) {
                 let r = comm.rank();
                 comm.barrier()?;
                 let root = n - 1;
-                assert_eq!(
-                    comm.broadcast(root, byte(if r == root { 42 } else { 0 }))?,
-                    byte(42)
-                );
-                let parts = if r == 1 % n {
-                    (0..n).map(|i| byte(100 + i)).collect()
-                } else {
-                    Vec::new()
-                };
+                assert_eq!(comm.broadcast(root, byte(if r == root { 42 } else { 0 }))?, byte(42));
+                let parts = if r == 1 % n { (0..n).map(|i| byte(100 + i)).collect() } else { Vec::new() };
                 assert_eq!(comm.scatter(1 % n, parts)?, byte(100 + r));
                 let gathered = comm.gather(0, byte(r * 2))?;
                 if r == 0 {
-                    assert_eq!(
-                        gathered.unwrap(),
-                        (0..n).map(|i| byte(i * 2)).collect::<Vec<_>>()
-                    );
+                    assert_eq!(gathered.unwrap(), (0..n).map(|i| byte(i * 2)).collect::<Vec<_>>());
                 } else {
                     assert!(gathered.is_none());
                 }
-                assert_eq!(
-                    comm.all_gather(byte(r))?,
-                    (0..n).map(byte).collect::<Vec<_>>()
-                );
-                let parts: Vec<Bytes> = (0..n)
-                    .map(|dst| Bytes::from(vec![r as u8, dst as u8]))
-                    .collect();
+                assert_eq!(comm.all_gather(byte(r))?, (0..n).map(byte).collect::<Vec<_>>());
+                let parts: Vec<Bytes> = (0..n).map(|dst| Bytes::from(vec![r as u8, dst as u8])).collect();
                 let got = comm.all_to_all(parts)?;
-                assert_eq!(
-                    got,
-                    (0..n)
-                        .map(|src| Bytes::from(vec![src as u8, r as u8]))
-                        .collect::<Vec<_>>()
-                );
+                assert_eq!(got, (0..n).map(|src| Bytes::from(vec![src as u8, r as u8])).collect::<Vec<_>>());
 
                 let sum_f64 = comm.all_reduce(&[r as f64, 0.5], Op::Sum)?;
                 assert_eq!(sum_f64, vec![(n * (n - 1) / 2) as f64, 0.5 * n as f64]);
                 assert_eq!(comm.all_reduce(&[r as f32], Op::Max)?, vec![(n - 1) as f32]);
-                assert_eq!(
-                    comm.all_reduce(&[-(r as i64)], Op::Min)?,
-                    vec![-((n - 1) as i64)]
-                );
-                assert_eq!(
-                    comm.all_reduce(&[r as u64 + 1], Op::Sum)?,
-                    vec![(n * (n + 1) / 2) as u64]
-                );
+                assert_eq!(comm.all_reduce(&[-(r as i64)], Op::Min)?, vec![-((n - 1) as i64)]);
+                assert_eq!(comm.all_reduce(&[r as u64 + 1], Op::Sum)?, vec![(n * (n + 1) / 2) as u64]);
                 let reduced = comm.reduce(n / 2, &[r as u64], Op::Max)?;
-                assert_eq!(
-                    reduced,
-                    if r == n / 2 {
-                        Some(vec![n as u64 - 1])
-                    } else {
-                        None
-                    }
-                );
+                assert_eq!(reduced, if r == n / 2 { Some(vec![n as u64 - 1]) } else { None });
                 // A user function that is associative but not commutative shows the rank order.
                 let concat = comm.all_reduce_with(byte(r), |a, b| [a, b].concat())?;
                 assert_eq!(&concat[..], &(0..n as u8).collect::<Vec<_>>()[..]);
@@ -196,9 +149,7 @@ pub fn repeated_collectives(t: TransportOptions) {
                 assert_eq!(&got[..], &round.to_le_bytes());
                 let sum = comm.all_reduce(&[(round * n + comm.rank()) as u64], Op::Sum)?;
                 assert_eq!(sum[0] as usize, round * n * n + n * (n - 1) / 2);
-                let parts = (0..n)
-                    .map(|d| Bytes::from(vec![round as u8, comm.rank() as u8, d as u8]))
-                    .collect();
+                let parts = (0..n).map(|d| Bytes::from(vec![round as u8, comm.rank() as u8, d as u8])).collect();
                 let got = comm.all_to_all(parts)?;
                 for (src, m) in got.iter().enumerate() {
                     assert_eq!(&m[..], &[round as u8, src as u8, comm.rank() as u8]);
@@ -217,11 +168,7 @@ pub fn in_pack_zero_copy(t: TransportOptions) {
                 0 => {
                     comm.send(1, 0, big.clone())?;
                     let echoed = comm.recv(1, 1)?;
-                    assert_eq!(
-                        echoed.as_ptr(),
-                        big.as_ptr(),
-                        "an in-pack message was copied"
-                    );
+                    assert_eq!(echoed.as_ptr(), big.as_ptr(), "an in-pack message was copied");
                     let all = comm.all_to_all(vec![big.clone(), big.clone(), big.clone()])?;
                     assert_eq!(all[0].as_ptr(), big.as_ptr());
                 }
@@ -283,22 +230,14 @@ pub fn failure_propagates(t: TransportOptions) {
             comm.recv(1, 0).map(drop)
         })
         .unwrap();
-    assert!(
-        matches!(&results[0], Err(Error::PeerFailed { rank: 1, reason }) if reason.contains("worker bug"))
-    );
+    assert!(matches!(&results[0], Err(Error::PeerFailed { rank: 1, reason }) if reason.contains("worker bug")));
 }
 
 pub fn timeout(t: TransportOptions) {
     let (results, _) = LocalBurst::new(Layout::new(&[1, 1]).unwrap())
         .transport(t)
         .op_timeout(Duration::from_millis(300))
-        .run_each(|comm| {
-            if comm.rank() == 0 {
-                comm.recv(1, 3).map(drop)
-            } else {
-                Ok(())
-            }
-        })
+        .run_each(|comm| if comm.rank() == 0 { comm.recv(1, 3).map(drop) } else { Ok(()) })
         .unwrap();
     match &results[0] {
         Err(Error::Timeout { .. } | Error::PeerClosed { .. } | Error::PeerFailed { .. }) => {}
@@ -312,35 +251,19 @@ pub fn bad_arguments(t: TransportOptions) {
             let e = comm.send(99, 0, Bytes::new()).unwrap_err();
             assert!(e.to_string().contains("outside the burst"), "{e}");
             assert!(comm.recv(3, 0).is_err());
-            assert!(
-                comm.all_to_all(vec![Bytes::new()])
-                    .unwrap_err()
-                    .to_string()
-                    .contains("one part per rank")
-            );
+            assert!(comm.all_to_all(vec![Bytes::new()]).unwrap_err().to_string().contains("one part per rank"));
             Ok(())
         })
         .unwrap();
     // The all_to_all misuse fails the burst; the first cause is reported to everyone.
-    assert!(
-        results
-            .iter()
-            .all(|r| r.is_ok() || matches!(r, Err(Error::PeerFailed { .. })))
-    );
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(Error::PeerFailed { .. }))));
 }
 
 pub fn nothing_left_behind(t: TransportOptions) {
     // After a clean run.
     let ok = burst(Layout::new(&[2, 1, 1]).unwrap(), &t);
-    ok.run(|comm| {
-        comm.all_to_all((0..comm.size()).map(byte).collect())
-            .map(drop)
-    })
-    .unwrap();
-    assert_eq!(
-        super::services::leftovers(&t, ok.id()),
-        Vec::<String>::new()
-    );
+    ok.run(|comm| comm.all_to_all((0..comm.size()).map(byte).collect()).map(drop)).unwrap();
+    assert_eq!(super::services::leftovers(&t, ok.id()), Vec::<String>::new());
     // After a failed one.
     let failed = burst(Layout::new(&[2, 1, 1]).unwrap(), &t);
     let (_, failure) = failed
@@ -348,13 +271,9 @@ pub fn nothing_left_behind(t: TransportOptions) {
             if comm.rank() == 3 {
                 return Err(Error::InvalidArgument("boom".into()));
             }
-            comm.all_to_all((0..comm.size()).map(byte).collect())
-                .map(drop)
+            comm.all_to_all((0..comm.size()).map(byte).collect()).map(drop)
         })
         .unwrap();
     assert!(failure.is_some());
-    assert_eq!(
-        super::services::leftovers(&t, failed.id()),
-        Vec::<String>::new()
-    );
+    assert_eq!(super::services::leftovers(&t, failed.id()), Vec::<String>::new());
 }

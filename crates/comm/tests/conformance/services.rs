@@ -24,11 +24,7 @@ fn available(name: &str, addr: &str) -> bool {
 
 pub fn tcp() -> Option<TransportOptions> {
     // Two connections per pack pair, and small chunks, so striping is exercised.
-    Some(TransportOptions::Tcp(StreamOptions {
-        connections: 2,
-        chunk_bytes: 1 << 20,
-        ..Default::default()
-    }))
+    Some(TransportOptions::Tcp(StreamOptions { connections: 2, chunk_bytes: 1 << 20, ..Default::default() }))
 }
 
 pub fn uds() -> Option<TransportOptions> {
@@ -37,12 +33,7 @@ pub fn uds() -> Option<TransportOptions> {
 
 pub fn redis() -> Option<TransportOptions> {
     let url = redis_url();
-    let host = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379")
-        .to_string();
+    let host = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_string();
     available("Redis", &host).then(|| {
         let mut o = RedisOptions::new(url);
         o.chunk_bytes = 256 << 10;
@@ -54,28 +45,18 @@ pub fn redis() -> Option<TransportOptions> {
 pub fn leftovers(transport: &TransportOptions, burst: &str) -> Vec<String> {
     match transport {
         TransportOptions::Redis(o) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let client = redis::Client::open(o.url.as_str()).unwrap();
                 let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-                let mut keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("volley:{burst}:*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                let mut keys: Vec<String> =
+                    redis::cmd("KEYS").arg(format!("volley:{burst}:*")).query_async(&mut conn).await.unwrap();
                 keys.sort();
                 keys
             })
         }
         TransportOptions::Uds(o) => {
-            let dir = o
-                .bind
-                .clone()
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
+            let dir = o.bind.clone().map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
             std::fs::read_dir(dir)
                 .unwrap()
                 .filter_map(|e| e.ok())

@@ -1,0 +1,139 @@
+//! `volley bench ...`
+
+use clap::{Args, Subcommand};
+use volley_bench::comm::{self, CommBench, CommReport, Operation};
+
+use super::Output;
+use super::output::{bytes, parse_size};
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Latency and throughput of the communication middleware, with the raw link.
+    Comm(CommArgs),
+}
+
+#[derive(Args)]
+pub struct CommArgs {
+    /// Transports between packs, comma separated: tcp, uds, redis.
+    #[arg(long, default_value = "tcp", value_delimiter = ',')]
+    transport: Vec<String>,
+    /// Operations, comma separated: ping-pong, stream, barrier, broadcast,
+    /// scatter, gather, all-gather, all-to-all, all-reduce (or `all`).
+    #[arg(long, default_value = "ping-pong", value_delimiter = ',')]
+    op: Vec<String>,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Workers per pack; equal to --workers measures the in-pack path.
+    #[arg(long, default_value_t = 1)]
+    granularity: usize,
+    /// Message sizes, comma separated (64, 1KiB, 64MiB ...).
+    #[arg(long, default_value = "1KiB", value_delimiter = ',', value_parser = parse_size)]
+    size: Vec<usize>,
+    #[arg(long, default_value_t = 200)]
+    iters: usize,
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Connections per pack pair (tcp/uds) or per pack (redis); 0 = default.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
+    #[arg(long, env = "VOLLEY_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    redis_url: String,
+    /// Microseconds a blocked worker busy-polls before it parks (default 50).
+    #[arg(long)]
+    spin_us: Option<u64>,
+    /// Packet size of the transport (e.g. 1MiB); default per transport.
+    #[arg(long, value_parser = parse_size)]
+    chunk: Option<usize>,
+    /// Skip measuring the raw link.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+impl Bench {
+    pub fn run(self, output: Output) -> anyhow::Result<()> {
+        match self {
+            Bench::Comm(args) => run_comm(args, output),
+        }
+    }
+}
+
+fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
+    let ops: Vec<Operation> = if args.op.iter().any(|o| o == "all") {
+        Operation::ALL.to_vec()
+    } else {
+        args.op.iter().map(|o| o.parse()).collect::<Result<_, _>>()?
+    };
+    let mut reports = Vec::new();
+    if output == Output::Table {
+        println!(
+            "{:<9} {:<11} {:>4} {:>3} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}",
+            "transport",
+            "op",
+            "N",
+            "g",
+            "size",
+            "p50 us",
+            "p99 us",
+            "MiB/s",
+            "raw p50",
+            "raw MiB/s",
+            "remote",
+            "vs raw"
+        );
+    }
+    for transport in &args.transport {
+        for &op in &ops {
+            for &size in &args.size {
+                let bench = CommBench {
+                    transport: transport.clone(),
+                    redis_url: args.redis_url.clone(),
+                    op,
+                    workers: args.workers,
+                    granularity: args.granularity,
+                    size,
+                    iters: args.iters,
+                    warmup: args.warmup,
+                    connections: args.connections,
+                    baseline: !args.no_baseline && matches!(op, Operation::PingPong | Operation::Stream),
+                    spin: args.spin_us.map(std::time::Duration::from_micros),
+                    chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
+                };
+                let report = comm::run(&bench)?;
+                if output == Output::Table {
+                    print_row(&report);
+                }
+                reports.push(report);
+            }
+        }
+    }
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(())
+}
+
+fn print_row(r: &CommReport) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    let vs_raw = match (r.latency_vs_raw, r.throughput_vs_raw) {
+        (Some(x), _) => format!("{x:.2}x lat"),
+        (_, Some(f)) => format!("{:.0}% thr", f * 100.0),
+        _ => "-".into(),
+    };
+    let p50 = if r.latency.p50_us > 0.0 { format!("{:.1}", r.latency.p50_us) } else { "-".into() };
+    let p99 = if r.latency.p99_us > 0.0 { format!("{:.1}", r.latency.p99_us) } else { "-".into() };
+    println!(
+        "{:<9} {:<11} {:>4} {:>3} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}",
+        r.transport,
+        r.op.name(),
+        r.workers,
+        r.granularity,
+        bytes(r.size_bytes as u64),
+        p50,
+        p99,
+        opt(r.mib_per_s, 0),
+        r.raw.as_ref().map_or("-".into(), |raw| format!("{:.1}", raw.one_way.p50_us)),
+        opt(r.raw.as_ref().and_then(|raw| raw.mib_per_s), 0),
+        bytes(r.remote_bytes),
+        vs_raw
+    );
+}

@@ -1,0 +1,295 @@
+//! `volley bench comm`: latency and throughput of the middleware, with the raw
+//! link measured in the same run so each figure reads as a fraction of it.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use volley_comm::{Comm, Layout, LocalBurst, Op, RedisOptions, StreamOptions, TransportOptions};
+
+use crate::raw::{self, Raw};
+use crate::stats::Percentiles;
+use crate::{Error, Result};
+
+/// The operation a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Rank 0 and the last rank bounce a message; one-way latency.
+    PingPong,
+    /// Rank 0 streams messages to the last rank; throughput.
+    Stream,
+    Barrier,
+    Broadcast,
+    Scatter,
+    Gather,
+    AllGather,
+    AllToAll,
+    AllReduce,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 9] = [
+        Operation::PingPong,
+        Operation::Stream,
+        Operation::Barrier,
+        Operation::Broadcast,
+        Operation::Scatter,
+        Operation::Gather,
+        Operation::AllGather,
+        Operation::AllToAll,
+        Operation::AllReduce,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::PingPong => "ping-pong",
+            Operation::Stream => "stream",
+            Operation::Barrier => "barrier",
+            Operation::Broadcast => "broadcast",
+            Operation::Scatter => "scatter",
+            Operation::Gather => "gather",
+            Operation::AllGather => "all-gather",
+            Operation::AllToAll => "all-to-all",
+            Operation::AllReduce => "all-reduce",
+        }
+    }
+}
+
+impl FromStr for Operation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Operation::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Operation::ALL.iter().map(|o| o.name()).collect();
+            Error::Invalid(format!("unknown operation {s:?}; choose one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// One benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct CommBench {
+    /// `tcp`, `uds` or `redis`.
+    pub transport: String,
+    pub redis_url: String,
+    pub op: Operation,
+    pub workers: usize,
+    pub granularity: usize,
+    /// Bytes per message (per rank pair for all-to-all).
+    pub size: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    /// Connections per pack pair (direct) or per pack (Redis); 0 keeps the default.
+    pub connections: usize,
+    /// Measure the raw link too.
+    pub baseline: bool,
+    /// How long a blocked worker busy-polls before parking; None keeps the default.
+    pub spin: Option<Duration>,
+    /// Packet size for the transport; None keeps its default.
+    pub chunk: Option<u32>,
+}
+
+impl CommBench {
+    fn transport_options(&self) -> Result<TransportOptions> {
+        let stream = || {
+            let mut o = StreamOptions::default();
+            if self.connections > 0 {
+                o.connections = self.connections;
+            }
+            if let Some(c) = self.chunk {
+                o.chunk_bytes = c;
+            }
+            o
+        };
+        Ok(match self.transport.as_str() {
+            "tcp" => TransportOptions::Tcp(stream()),
+            "uds" => TransportOptions::Uds(stream()),
+            "redis" => {
+                let mut o = RedisOptions::new(self.redis_url.clone());
+                if self.connections > 0 {
+                    o.connections = self.connections;
+                }
+                if let Some(c) = self.chunk {
+                    o.chunk_bytes = c;
+                }
+                TransportOptions::Redis(o)
+            }
+            other => return Err(Error::Invalid(format!("unknown transport {other:?}; choose tcp, uds or redis"))),
+        })
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommReport {
+    pub transport: String,
+    pub op: Operation,
+    pub workers: usize,
+    pub granularity: usize,
+    pub packs: usize,
+    pub size_bytes: usize,
+    pub iters: usize,
+    /// Per operation (one-way for ping-pong), slowest rank of each iteration.
+    pub latency: Percentiles,
+    pub mib_per_s: Option<f64>,
+    pub local_bytes: u64,
+    pub remote_bytes: u64,
+    pub local_messages: u64,
+    pub remote_messages: u64,
+    pub raw: Option<Raw>,
+    /// Our p50 latency divided by the raw link's (1.0 = as fast as raw).
+    pub latency_vs_raw: Option<f64>,
+    /// Our throughput as a fraction of the raw link's.
+    pub throughput_vs_raw: Option<f64>,
+}
+
+pub fn run(b: &CommBench) -> Result<CommReport> {
+    if b.iters == 0 {
+        return Err(Error::Invalid("iterations must be at least 1".into()));
+    }
+    let layout = Layout::uniform(b.workers, b.granularity)?;
+    let transport = b.transport_options()?;
+    let mut burst = LocalBurst::new(layout.clone()).transport(transport).op_timeout(Duration::from_secs(120));
+    if let Some(spin) = b.spin {
+        burst = burst.spin(spin);
+    }
+    let (op, size, iters, warmup) = (b.op, b.size, b.iters, b.warmup);
+    let per_rank = burst.run(move |comm| measure(comm, op, size, iters, warmup).map(|t| (t, comm.stats())))?;
+
+    // Per iteration, the slowest rank decides.
+    let mut samples = vec![Duration::ZERO; iters];
+    let mut stats = volley_comm::CommStats::default();
+    let mut mib_per_s = None;
+    for (timing, s) in &per_rank {
+        stats = stats + *s;
+        match timing {
+            Timing::Samples(v) => {
+                for (slot, d) in samples.iter_mut().zip(v) {
+                    *slot = (*slot).max(*d);
+                }
+            }
+            Timing::Throughput(t) => mib_per_s = Some(*t),
+            Timing::None => {}
+        }
+    }
+    let latency = if op == Operation::Stream { Percentiles::default() } else { Percentiles::of(&samples) };
+    if op == Operation::PingPong && latency.p50_us > 0.0 {
+        mib_per_s = Some(size as f64 / (latency.p50_us / 1e6) / (1 << 20) as f64);
+    }
+
+    let raw = if b.baseline { Some(baseline(b, layout.packs())?) } else { None };
+    let latency_vs_raw = raw.as_ref().filter(|_| op == Operation::PingPong).map(|r| latency.p50_us / r.one_way.p50_us);
+    let throughput_vs_raw =
+        raw.as_ref().and_then(|r| Some(mib_per_s? / r.mib_per_s?)).filter(|_| op == Operation::Stream);
+    Ok(CommReport {
+        transport: if layout.packs() == 1 { "in-pack".into() } else { b.transport.clone() },
+        op,
+        workers: b.workers,
+        granularity: b.granularity,
+        packs: layout.packs(),
+        size_bytes: size,
+        iters,
+        latency,
+        mib_per_s,
+        local_bytes: stats.local_bytes,
+        remote_bytes: stats.remote_bytes,
+        local_messages: stats.local_messages,
+        remote_messages: stats.remote_messages,
+        raw,
+        latency_vs_raw,
+        throughput_vs_raw,
+    })
+}
+
+fn baseline(b: &CommBench, packs: usize) -> Result<Raw> {
+    let iters = b.iters.clamp(4, 2000);
+    if packs == 1 {
+        return raw::threads(b.size, iters);
+    }
+    match b.transport.as_str() {
+        "tcp" => raw::tcp(b.size, iters),
+        "uds" => raw::uds(b.size, iters),
+        _ => raw::redis(&b.redis_url, b.size, iters),
+    }
+}
+
+enum Timing {
+    Samples(Vec<Duration>),
+    Throughput(f64),
+    None,
+}
+
+fn measure(comm: &Comm, op: Operation, size: usize, iters: usize, warmup: usize) -> volley_comm::Result<Timing> {
+    let (rank, n) = (comm.rank(), comm.size());
+    let payload = Bytes::from(vec![0x5a; size]);
+    let (a, b) = (0, n - 1);
+    match op {
+        Operation::PingPong => {
+            if n < 2 {
+                return Ok(Timing::None);
+            }
+            let mut samples = Vec::with_capacity(iters);
+            for i in 0..warmup + iters {
+                if rank == a {
+                    let start = Instant::now();
+                    comm.send(b, 0, payload.clone())?;
+                    comm.recv(b, 0)?;
+                    if i >= warmup {
+                        samples.push(start.elapsed() / 2);
+                    }
+                } else if rank == b {
+                    let m = comm.recv(a, 0)?;
+                    comm.send(a, 0, m)?;
+                }
+            }
+            Ok(if rank == a { Timing::Samples(samples) } else { Timing::None })
+        }
+        Operation::Stream => {
+            if n < 2 {
+                return Ok(Timing::None);
+            }
+            comm.barrier()?;
+            if rank == a {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    comm.send(b, 1, payload.clone())?;
+                }
+                comm.recv(b, 2)?;
+                let secs = start.elapsed().as_secs_f64();
+                return Ok(Timing::Throughput((size * iters) as f64 / secs / (1 << 20) as f64));
+            }
+            if rank == b {
+                for _ in 0..iters {
+                    comm.recv(a, 1)?;
+                }
+                comm.send(a, 2, Bytes::new())?;
+            }
+            Ok(Timing::None)
+        }
+        collective => {
+            let mut samples = Vec::with_capacity(iters);
+            let elements = vec![1.0f64; size / 8];
+            for i in 0..warmup + iters {
+                comm.barrier()?;
+                let start = Instant::now();
+                match collective {
+                    Operation::Barrier => comm.barrier()?,
+                    Operation::Broadcast => drop(comm.broadcast(0, payload.clone())?),
+                    Operation::Scatter => {
+                        let parts = if rank == 0 { vec![payload.clone(); n] } else { Vec::new() };
+                        drop(comm.scatter(0, parts)?)
+                    }
+                    Operation::Gather => drop(comm.gather(0, payload.clone())?),
+                    Operation::AllGather => drop(comm.all_gather(payload.clone())?),
+                    Operation::AllToAll => drop(comm.all_to_all(vec![payload.clone(); n])?),
+                    Operation::AllReduce => drop(comm.all_reduce(&elements, Op::Sum)?),
+                    Operation::PingPong | Operation::Stream => unreachable!("handled above"),
+                }
+                if i >= warmup {
+                    samples.push(start.elapsed());
+                }
+            }
+            Ok(Timing::Samples(samples))
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Measurement harnesses behind `volley bench ...`. Each harness measures the
+//! system and, in the same run, the raw limit it is compared with.
+
+pub mod comm;
+mod raw;
+mod stats;
+
+/// What can go wrong while benchmarking.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Comm(#[from] volley_comm::Error),
+    #[error("baseline measurement failed: {0}")]
+    Baseline(String),
+    #[error("invalid benchmark: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

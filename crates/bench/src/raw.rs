@@ -1,0 +1,154 @@
+//! The raw links Volley's transports are compared with, measured in the same
+//! run: plain sockets and plain Redis commands with nothing of Volley on top.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::stats::Percentiles;
+use crate::{Error, Result};
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::Baseline(e.to_string())
+}
+
+/// One-way latency of `size`-byte ping-pongs (half the round trip).
+fn pingpong<S: Read + Write + Send + 'static>(
+    mut client: S,
+    mut server: S,
+    size: usize,
+    iters: usize,
+) -> Result<Percentiles> {
+    let echo = thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = vec![0u8; size.max(1)];
+        for _ in 0..iters {
+            server.read_exact(&mut buf)?;
+            server.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let msg = vec![1u8; size.max(1)];
+    let mut back = vec![0u8; size.max(1)];
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        client.write_all(&msg).map_err(io)?;
+        client.read_exact(&mut back).map_err(io)?;
+        samples.push(start.elapsed() / 2);
+    }
+    echo.join().map_err(|_| io("echo thread panicked"))?.map_err(io)?;
+    Ok(Percentiles::of(&samples))
+}
+
+/// Throughput in MiB/s of `count` messages of `size` bytes over one stream.
+fn stream<S: Read + Write + Send + 'static>(mut client: S, mut server: S, size: usize, count: usize) -> Result<f64> {
+    let sink = thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = vec![0u8; size.min(8 << 20).max(1)];
+        let mut left = size * count;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = server.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            left -= n;
+        }
+        server.write_all(&[1])
+    });
+    let msg = vec![1u8; size];
+    let start = Instant::now();
+    for _ in 0..count {
+        client.write_all(&msg).map_err(io)?;
+    }
+    client.read_exact(&mut [0u8]).map_err(io)?;
+    let secs = start.elapsed().as_secs_f64();
+    sink.join().map_err(|_| io("sink thread panicked"))?.map_err(io)?;
+    Ok((size * count) as f64 / secs / (1 << 20) as f64)
+}
+
+fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let client = TcpStream::connect(listener.local_addr().map_err(io)?).map_err(io)?;
+    let (server, _) = listener.accept().map_err(io)?;
+    client.set_nodelay(true).map_err(io)?;
+    server.set_nodelay(true).map_err(io)?;
+    Ok((client, server))
+}
+
+/// Raw link figures for a transport: one-way latency and stream throughput.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Raw {
+    pub link: String,
+    pub one_way: Percentiles,
+    pub mib_per_s: Option<f64>,
+}
+
+pub fn tcp(size: usize, iters: usize) -> Result<Raw> {
+    let (c, s) = tcp_pair()?;
+    let one_way = pingpong(c, s, size, iters)?;
+    let (c, s) = tcp_pair()?;
+    let mib_per_s = Some(stream(c, s, size, iters.max(4))?);
+    Ok(Raw { link: "raw loopback TCP".into(), one_way, mib_per_s })
+}
+
+pub fn uds(size: usize, iters: usize) -> Result<Raw> {
+    let (c, s) = UnixStream::pair().map_err(io)?;
+    let one_way = pingpong(c, s, size, iters)?;
+    let (c, s) = UnixStream::pair().map_err(io)?;
+    let mib_per_s = Some(stream(c, s, size, iters.max(4))?);
+    Ok(Raw { link: "raw Unix socket".into(), one_way, mib_per_s })
+}
+
+/// Ping-pong through two Redis lists (RPUSH then BLPOP), nothing else.
+pub fn redis(url: &str, size: usize, iters: usize) -> Result<Raw> {
+    let client = redis::Client::open(url).map_err(io)?;
+    let nonce: u64 = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let (ping, pong) = (format!("volley:rawbench{nonce}:ping"), format!("volley:rawbench{nonce}:pong"));
+    let mut a = client.get_connection().map_err(io)?;
+    let mut b = client.get_connection().map_err(io)?;
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let echo = thread::spawn(move || -> redis::RedisResult<()> {
+        for _ in 0..iters {
+            let (_, v): (String, Vec<u8>) = redis::cmd("BLPOP").arg(&ping2).arg(5.0).query(&mut b)?;
+            redis::cmd("RPUSH").arg(&pong2).arg(v).query::<()>(&mut b)?;
+        }
+        Ok(())
+    });
+    let msg = Bytes::from(vec![1u8; size]);
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        redis::cmd("RPUSH").arg(&ping).arg(msg.as_ref()).query::<()>(&mut a).map_err(io)?;
+        let _: (String, Vec<u8>) = redis::cmd("BLPOP").arg(&pong).arg(5.0).query(&mut a).map_err(io)?;
+        samples.push(start.elapsed() / 2);
+    }
+    echo.join().map_err(|_| io("echo thread panicked"))?.map_err(io)?;
+    let _: () = redis::cmd("DEL").arg(&ping).arg(&pong).query(&mut a).map_err(io)?;
+    Ok(Raw { link: "raw Redis RPUSH/BLPOP".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
+}
+
+/// Two threads handing `Bytes` back and forth over std channels.
+pub fn threads(size: usize, iters: usize) -> Result<Raw> {
+    let (to_b, from_a) = std::sync::mpsc::channel::<Bytes>();
+    let (to_a, from_b) = std::sync::mpsc::channel::<Bytes>();
+    let echo = thread::spawn(move || {
+        for _ in 0..iters {
+            let Ok(m) = from_a.recv_timeout(Duration::from_secs(5)) else { return };
+            let _ = to_a.send(m);
+        }
+    });
+    let msg = Bytes::from(vec![1u8; size]);
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        to_b.send(msg.clone()).map_err(io)?;
+        from_b.recv_timeout(Duration::from_secs(5)).map_err(io)?;
+        samples.push(start.elapsed() / 2);
+    }
+    echo.join().map_err(|_| io("echo thread panicked"))?;
+    Ok(Raw { link: "std channel between two threads".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
+}
