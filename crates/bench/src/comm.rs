@@ -5,7 +5,10 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use volley_comm::{Comm, Layout, LocalBurst, Op, RedisOptions, StreamOptions, TransportOptions};
+use volley_comm::{
+    Comm, Layout, LocalBurst, NatsOptions, Op, RabbitMqOptions, RedisOptions, S3Options, StreamOptions,
+    TransportOptions,
+};
 
 use crate::raw::{self, Raw};
 use crate::stats::Percentiles;
@@ -69,9 +72,9 @@ impl FromStr for Operation {
 /// One benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct CommBench {
-    /// `tcp`, `uds` or `redis`.
+    /// `tcp`, `uds`, `redis`, `rabbitmq`, `nats` or `s3`.
     pub transport: String,
-    pub redis_url: String,
+    pub brokers: Brokers,
     pub op: Operation,
     pub workers: usize,
     pub granularity: usize,
@@ -104,8 +107,35 @@ impl CommBench {
         Ok(match self.transport.as_str() {
             "tcp" => TransportOptions::Tcp(stream()),
             "uds" => TransportOptions::Uds(stream()),
+            "rabbitmq" => {
+                let mut o = RabbitMqOptions::new(self.brokers.amqp_url.clone());
+                if self.connections > 0 {
+                    o.channels = self.connections;
+                }
+                if let Some(c) = self.chunk {
+                    o.chunk_bytes = c;
+                }
+                TransportOptions::RabbitMq(o)
+            }
+            "nats" => {
+                let mut o = NatsOptions::new(self.brokers.nats_url.clone());
+                if let Some(c) = self.chunk {
+                    o.chunk_bytes = c;
+                }
+                TransportOptions::Nats(o)
+            }
+            "s3" => {
+                let mut o = self.brokers.s3.clone();
+                if self.connections > 0 {
+                    o.concurrency = self.connections;
+                }
+                if let Some(c) = self.chunk {
+                    o.chunk_bytes = c;
+                }
+                TransportOptions::S3(o)
+            }
             "redis" => {
-                let mut o = RedisOptions::new(self.redis_url.clone());
+                let mut o = RedisOptions::new(self.brokers.redis_url.clone());
                 if self.connections > 0 {
                     o.connections = self.connections;
                 }
@@ -114,9 +144,22 @@ impl CommBench {
                 }
                 TransportOptions::Redis(o)
             }
-            other => return Err(Error::Invalid(format!("unknown transport {other:?}; choose tcp, uds or redis"))),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown transport {other:?}; choose tcp, uds, redis, rabbitmq, nats or s3"
+                )));
+            }
         })
     }
+}
+
+/// Where the broker transports find their servers.
+#[derive(Debug, Clone)]
+pub struct Brokers {
+    pub redis_url: String,
+    pub amqp_url: String,
+    pub nats_url: String,
+    pub s3: S3Options,
 }
 
 /// What one run measured.
@@ -177,7 +220,7 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
         mib_per_s = Some(size as f64 / (latency.p50_us / 1e6) / (1 << 20) as f64);
     }
 
-    let raw = if b.baseline { Some(baseline(b, layout.packs())?) } else { None };
+    let raw = if b.baseline { baseline(b, layout.packs())? } else { None };
     let latency_vs_raw = raw.as_ref().filter(|_| op == Operation::PingPong).map(|r| latency.p50_us / r.one_way.p50_us);
     let throughput_vs_raw =
         raw.as_ref().and_then(|r| Some(mib_per_s? / r.mib_per_s?)).filter(|_| op == Operation::Stream);
@@ -201,15 +244,16 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
     })
 }
 
-fn baseline(b: &CommBench, packs: usize) -> Result<Raw> {
+fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
     let iters = b.iters.clamp(4, 2000);
     if packs == 1 {
-        return raw::threads(b.size, iters);
+        return raw::threads(b.size, iters).map(Some);
     }
     match b.transport.as_str() {
-        "tcp" => raw::tcp(b.size, iters),
-        "uds" => raw::uds(b.size, iters),
-        _ => raw::redis(&b.redis_url, b.size, iters),
+        "tcp" => raw::tcp(b.size, iters).map(Some),
+        "uds" => raw::uds(b.size, iters).map(Some),
+        "redis" => raw::redis(&b.brokers.redis_url, b.size, iters).map(Some),
+        _ => Ok(None),
     }
 }
 

@@ -47,7 +47,7 @@ fn pingpong<S: Read + Write + Send + 'static>(
 /// Throughput in MiB/s of `count` messages of `size` bytes over one stream.
 fn stream<S: Read + Write + Send + 'static>(mut client: S, mut server: S, size: usize, count: usize) -> Result<f64> {
     let sink = thread::spawn(move || -> std::io::Result<()> {
-        let mut buf = vec![0u8; size.min(8 << 20).max(1)];
+        let mut buf = vec![0u8; size.clamp(1, 8 << 20)];
         let mut left = size * count;
         while left > 0 {
             let want = left.min(buf.len());

@@ -51,7 +51,7 @@ impl Layout {
             )));
         }
         let mut sizes = vec![granularity; workers / granularity];
-        if workers % granularity != 0 {
+        if !workers.is_multiple_of(granularity) {
             sizes.push(workers % granularity);
         }
         Layout::new(&sizes)

@@ -60,13 +60,28 @@ pub use comm::{AsyncComm, RecvRequest, SendRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use layout::Layout;
 pub use local::LocalBurst;
+#[cfg(feature = "nats")]
+pub use options::NatsOptions;
+#[cfg(feature = "rabbitmq")]
+pub use options::RabbitMqOptions;
 #[cfg(feature = "redis")]
 pub use options::RedisOptions;
+#[cfg(feature = "s3")]
+pub use options::S3Options;
 pub use options::{PackOptions, StreamOptions, TransportOptions};
 pub use pack::Pack;
 pub use reduce::{Element, Op};
 pub use rendezvous::{LocalRendezvous, Rendezvous, StaticRendezvous};
 pub use stats::CommStats;
-#[cfg(feature = "redis")]
-pub use transport::redis::purge as purge_redis;
+/// Deletes what a burst left on a broker (for a platform cleaning up after packs that died).
+pub mod purge {
+    #[cfg(feature = "nats")]
+    pub use crate::transport::nats::purge as nats;
+    #[cfg(feature = "rabbitmq")]
+    pub use crate::transport::rabbitmq::purge as rabbitmq;
+    #[cfg(feature = "redis")]
+    pub use crate::transport::redis::purge as redis;
+    #[cfg(feature = "s3")]
+    pub use crate::transport::s3::purge as s3;
+}
 pub use wire::Limits;

@@ -91,6 +91,15 @@ pub enum TransportOptions {
     /// Through Redis lists, for packs that cannot reach each other.
     #[cfg(feature = "redis")]
     Redis(RedisOptions),
+    /// Through RabbitMQ queues (AMQP 0-9-1).
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(RabbitMqOptions),
+    /// Through NATS JetStream.
+    #[cfg(feature = "nats")]
+    Nats(NatsOptions),
+    /// Through objects in an S3-compatible store, for packs that can reach nothing else.
+    #[cfg(feature = "s3")]
+    S3(S3Options),
 }
 
 impl TransportOptions {
@@ -101,6 +110,12 @@ impl TransportOptions {
             TransportOptions::Uds(_) => "uds",
             #[cfg(feature = "redis")]
             TransportOptions::Redis(_) => "redis",
+            #[cfg(feature = "rabbitmq")]
+            TransportOptions::RabbitMq(_) => "rabbitmq",
+            #[cfg(feature = "nats")]
+            TransportOptions::Nats(_) => "nats",
+            #[cfg(feature = "s3")]
+            TransportOptions::S3(_) => "s3",
         }
     }
 
@@ -110,6 +125,12 @@ impl TransportOptions {
             TransportOptions::Tcp(o) | TransportOptions::Uds(o) => o.chunk_bytes,
             #[cfg(feature = "redis")]
             TransportOptions::Redis(o) => o.chunk_bytes,
+            #[cfg(feature = "rabbitmq")]
+            TransportOptions::RabbitMq(o) => o.chunk_bytes,
+            #[cfg(feature = "nats")]
+            TransportOptions::Nats(o) => o.chunk_bytes,
+            #[cfg(feature = "s3")]
+            TransportOptions::S3(o) => o.chunk_bytes,
         }
     }
 }
@@ -153,5 +174,77 @@ pub struct RedisOptions {
 impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         RedisOptions { url: url.into(), connections: 2, chunk_bytes: 1 << 20 }
+    }
+}
+
+/// Options of the RabbitMQ transport.
+#[cfg(feature = "rabbitmq")]
+#[derive(Debug, Clone)]
+pub struct RabbitMqOptions {
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
+    pub url: String,
+    /// Publishing channels; packets of a bundle are published concurrently over them.
+    pub channels: usize,
+    pub chunk_bytes: u32,
+}
+
+#[cfg(feature = "rabbitmq")]
+impl RabbitMqOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        RabbitMqOptions { url: url.into(), channels: 4, chunk_bytes: 4 << 20 }
+    }
+}
+
+/// Options of the NATS transport (JetStream must be enabled on the server).
+#[cfg(feature = "nats")]
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// `nats://host:port`.
+    pub url: String,
+    /// Packet size; never above what the server's maximum payload allows.
+    pub chunk_bytes: u32,
+}
+
+#[cfg(feature = "nats")]
+impl NatsOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        NatsOptions { url: url.into(), chunk_bytes: 1 << 20 }
+    }
+}
+
+/// Options of the S3 transport.
+#[cfg(feature = "s3")]
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix under which bursts put their packets (may be empty).
+    pub prefix: String,
+    /// `http://host:port` of an S3-compatible service; None means AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Credentials; None takes them from the usual AWS environment variables.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub chunk_bytes: u32,
+    /// Concurrent requests per pack.
+    pub concurrency: usize,
+    /// Longest pause between two listings of an idle inbox.
+    pub max_poll: Duration,
+}
+
+#[cfg(feature = "s3")]
+impl S3Options {
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Options {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key: None,
+            secret_key: None,
+            chunk_bytes: 8 << 20,
+            concurrency: 8,
+            max_poll: Duration::from_millis(20),
+        }
     }
 }

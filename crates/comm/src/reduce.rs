@@ -73,7 +73,7 @@ pub fn encode<T: Element>(values: &[T]) -> Bytes {
 
 /// Decodes bytes made by [`encode`].
 pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
-    if bytes.len() % T::SIZE != 0 {
+    if !bytes.len().is_multiple_of(T::SIZE) {
         return Err(Error::invalid(format!(
             "{} bytes do not hold a whole number of {}-byte elements",
             bytes.len(),
@@ -93,7 +93,7 @@ pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&[u8], &[u8]) -> Result<Vec
                 b.len()
             )));
         }
-        if a.len() % T::SIZE != 0 {
+        if !a.len().is_multiple_of(T::SIZE) {
             return Err(Error::invalid("reduction input is not a whole number of elements"));
         }
         let mut out = Vec::with_capacity(a.len());

@@ -1,7 +1,8 @@
 //! `volley bench ...`
 
 use clap::{Args, Subcommand};
-use volley_bench::comm::{self, CommBench, CommReport, Operation};
+use volley_bench::comm::{self, Brokers, CommBench, CommReport, Operation};
+use volley_comm::S3Options;
 
 use super::Output;
 use super::output::{bytes, parse_size};
@@ -14,7 +15,7 @@ pub enum Bench {
 
 #[derive(Args)]
 pub struct CommArgs {
-    /// Transports between packs, comma separated: tcp, uds, redis.
+    /// Transports between packs, comma separated: tcp, uds, redis, rabbitmq, nats, s3.
     #[arg(long, default_value = "tcp", value_delimiter = ',')]
     transport: Vec<String>,
     /// Operations, comma separated: ping-pong, stream, barrier, broadcast,
@@ -38,6 +39,19 @@ pub struct CommArgs {
     connections: usize,
     #[arg(long, env = "VOLLEY_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
     redis_url: String,
+    #[arg(long, env = "VOLLEY_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    #[arg(long, env = "VOLLEY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// S3-compatible endpoint for the s3 transport (the test server by default).
+    #[arg(long, env = "VOLLEY_S3_ENDPOINT", default_value = "http://127.0.0.1:9900")]
+    s3_endpoint: String,
+    #[arg(long, env = "VOLLEY_S3_BUCKET", default_value = "volley-test")]
+    s3_bucket: String,
+    #[arg(long, env = "VOLLEY_S3_ACCESS_KEY", default_value = "volley")]
+    s3_access_key: String,
+    #[arg(long, env = "VOLLEY_S3_SECRET_KEY", default_value = "volley-secret")]
+    s3_secret_key: String,
     /// Microseconds a blocked worker busy-polls before it parks (default 50).
     #[arg(long)]
     spin_us: Option<u64>,
@@ -86,7 +100,7 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
             for &size in &args.size {
                 let bench = CommBench {
                     transport: transport.clone(),
-                    redis_url: args.redis_url.clone(),
+                    brokers: brokers(&args),
                     op,
                     workers: args.workers,
                     granularity: args.granularity,
@@ -110,6 +124,15 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(())
+}
+
+fn brokers(args: &CommArgs) -> Brokers {
+    let mut s3 = S3Options::new(args.s3_bucket.clone());
+    s3.endpoint = Some(args.s3_endpoint.clone());
+    s3.access_key = Some(args.s3_access_key.clone());
+    s3.secret_key = Some(args.s3_secret_key.clone());
+    s3.prefix = "bench/".into();
+    Brokers { redis_url: args.redis_url.clone(), amqp_url: args.amqp_url.clone(), nats_url: args.nats_url.clone(), s3 }
 }
 
 fn print_row(r: &CommReport) {

@@ -16,8 +16,14 @@ use crate::rendezvous::Rendezvous;
 use crate::wire::{Header, Limits, OutPacket};
 
 mod auth;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
+#[cfg(feature = "rabbitmq")]
+pub(crate) mod rabbitmq;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "s3")]
+pub(crate) mod s3;
 mod stream;
 
 /// Where a transport hands what arrives.
@@ -43,6 +49,12 @@ pub(crate) enum Transport {
     Stream(stream::StreamTransport),
     #[cfg(feature = "redis")]
     Redis(redis::RedisTransport),
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(rabbitmq::RabbitMqTransport),
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsTransport),
+    #[cfg(feature = "s3")]
+    S3(s3::S3Transport),
 }
 
 impl Transport {
@@ -60,6 +72,14 @@ impl Transport {
             ),
             #[cfg(feature = "redis")]
             TransportOptions::Redis(o) => Transport::Redis(redis::RedisTransport::connect(opts, o, sink).await?),
+            #[cfg(feature = "rabbitmq")]
+            TransportOptions::RabbitMq(o) => {
+                Transport::RabbitMq(rabbitmq::RabbitMqTransport::connect(opts, o, sink).await?)
+            }
+            #[cfg(feature = "nats")]
+            TransportOptions::Nats(o) => Transport::Nats(nats::NatsTransport::connect(opts, o, sink).await?),
+            #[cfg(feature = "s3")]
+            TransportOptions::S3(o) => Transport::S3(s3::S3Transport::connect(opts, o, sink).await?),
         })
     }
 
@@ -69,6 +89,12 @@ impl Transport {
             Transport::Stream(t) => t.send(dst_pack, packets).await,
             #[cfg(feature = "redis")]
             Transport::Redis(t) => t.send(dst_pack, packets).await,
+            #[cfg(feature = "rabbitmq")]
+            Transport::RabbitMq(t) => t.send(dst_pack, packets).await,
+            #[cfg(feature = "nats")]
+            Transport::Nats(t) => t.send(dst_pack, packets).await,
+            #[cfg(feature = "s3")]
+            Transport::S3(t) => t.send(dst_pack, packets).await,
         }
     }
 
@@ -77,8 +103,10 @@ impl Transport {
         match self {
             Transport::Alone => u32::MAX,
             Transport::Stream(t) => t.chunk_for(total, configured),
-            #[cfg(feature = "redis")]
-            Transport::Redis(_) => configured,
+            #[cfg(feature = "nats")]
+            Transport::Nats(t) => t.chunk_for(configured),
+            #[allow(unreachable_patterns)]
+            _ => configured,
         }
     }
 
@@ -89,6 +117,12 @@ impl Transport {
             Transport::Stream(t) => t.shutdown().await,
             #[cfg(feature = "redis")]
             Transport::Redis(t) => t.shutdown().await,
+            #[cfg(feature = "rabbitmq")]
+            Transport::RabbitMq(t) => t.shutdown().await,
+            #[cfg(feature = "nats")]
+            Transport::Nats(t) => t.shutdown().await,
+            #[cfg(feature = "s3")]
+            Transport::S3(t) => t.shutdown().await,
         }
     }
 }

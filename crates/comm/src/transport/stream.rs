@@ -126,13 +126,18 @@ impl StreamTransport {
         }
 
         let mut links: Vec<Vec<Option<Conn>>> = (0..packs).map(|_| (0..conns).map(|_| None).collect()).collect();
-        for peer in 0..me {
-            for c in 0..conns {
-                let mut conn = dial(family, &addrs[peer], deadline).await?;
+        // Dial every lower pack, all connections at once.
+        let dials = (0..me).flat_map(|peer| (0..conns).map(move |c| (peer, c))).map(|(peer, c)| {
+            let addr = &addrs[peer];
+            async move {
+                let mut conn = dial(family, addr, deadline).await?;
                 let link = Link { from: me as u32, to: peer as u32, conn: c as u32 };
                 auth::dial(&mut conn, &opts.secret, &opts.burst, link, remaining(deadline)).await?;
-                links[peer][c] = Some(conn);
+                Ok::<_, Error>((peer, c, conn))
             }
+        });
+        for (peer, c, conn) in futures::future::try_join_all(dials).await? {
+            links[peer][c] = Some(conn);
         }
         for _ in 0..expected {
             let (link, conn) = tokio::time::timeout(remaining(deadline), accepted_rx.recv())

@@ -263,7 +263,7 @@ pub fn nothing_left_behind(t: TransportOptions) {
     // After a clean run.
     let ok = burst(Layout::new(&[2, 1, 1]).unwrap(), &t);
     ok.run(|comm| comm.all_to_all((0..comm.size()).map(byte).collect()).map(drop)).unwrap();
-    assert_eq!(super::services::leftovers(&t, ok.id()), Vec::<String>::new());
+    assert_eq!(super::services::leftovers(&t, ok.id(), 3), Vec::<String>::new());
     // After a failed one.
     let failed = burst(Layout::new(&[2, 1, 1]).unwrap(), &t);
     let (_, failure) = failed
@@ -275,5 +275,5 @@ pub fn nothing_left_behind(t: TransportOptions) {
         })
         .unwrap();
     assert!(failure.is_some());
-    assert_eq!(super::services::leftovers(&t, failed.id()), Vec::<String>::new());
+    assert_eq!(super::services::leftovers(&t, failed.id(), 3), Vec::<String>::new());
 }

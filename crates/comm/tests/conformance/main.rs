@@ -83,3 +83,6 @@ macro_rules! conformance {
 conformance!(tcp);
 conformance!(uds);
 conformance!(redis);
+conformance!(rabbitmq);
+conformance!(nats);
+conformance!(s3);
