@@ -173,7 +173,7 @@ pub struct RedisOptions {
 #[cfg(feature = "redis")]
 impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        RedisOptions { url: url.into(), connections: 2, chunk_bytes: 1 << 20 }
+        RedisOptions { url: url.into(), connections: 4, chunk_bytes: 1 << 20 }
     }
 }
 

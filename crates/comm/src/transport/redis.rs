@@ -79,10 +79,9 @@ impl RedisTransport {
         let first = self.turn.fetch_add(packets.len(), Ordering::Relaxed);
         let pushes = packets.iter().enumerate().map(|(i, p)| {
             let mut conn = self.senders[(first + i) % self.senders.len()].clone();
-            let value = p.to_contiguous();
             async move {
                 redis::pipe()
-                    .rpush(key, value.as_ref())
+                    .rpush(key, PacketArg(p))
                     .ignore()
                     .pexpire(key, self.expiry_ms as i64)
                     .ignore()
@@ -99,6 +98,22 @@ impl RedisTransport {
         self.tasks.abort_all();
         let mut conn = self.senders[0].clone();
         redis::cmd("DEL").arg(&self.inboxes[self.me]).query_async::<()>(&mut conn).await.map_err(err)
+    }
+}
+
+/// A packet written straight into the command buffer (header, then each
+/// body segment), without first gathering it into one buffer.
+struct PacketArg<'a>(&'a OutPacket);
+
+impl redis::ToRedisArgs for PacketArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut w = out.writer_for_next_arg();
+        // Writing into the command's own Vec cannot fail.
+        let _ = w.write_all(&self.0.header.encode());
+        for segment in &self.0.body {
+            let _ = w.write_all(segment);
+        }
     }
 }
 

@@ -104,10 +104,16 @@ impl S3Transport {
     }
 }
 
+/// Pause between listings while packets are flowing.
+const FAST_POLL: Duration = Duration::from_millis(1);
+/// How long after the last packet listings stay fast.
+const STAY_FAST: Duration = Duration::from_secs(2);
+
 /// Lists the inbox again and again; fetches, delivers and deletes what is new.
 async fn poll_inbox(store: Arc<dyn ObjectStore>, inbox: Path, concurrency: usize, max_poll: Duration, sink: SinkRef) {
     let mut taken: HashSet<Path> = HashSet::new();
-    let mut pause = Duration::from_micros(500);
+    let mut last_packet = std::time::Instant::now();
+    let mut pause = FAST_POLL;
     loop {
         let listed: std::result::Result<Vec<_>, _> = store.list(Some(&inbox)).try_collect().await;
         let Some(target) = sink.upgrade() else { return };
@@ -126,10 +132,14 @@ async fn poll_inbox(store: Arc<dyn ObjectStore>, inbox: Path, concurrency: usize
         drop(target);
         if fresh.is_empty() {
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(max_poll);
+            // Stay fast while the burst is talking; back off only once it has been quiet.
+            if last_packet.elapsed() > STAY_FAST {
+                pause = (pause * 2).min(max_poll);
+            }
             continue;
         }
-        pause = Duration::from_micros(500);
+        last_packet = std::time::Instant::now();
+        pause = FAST_POLL;
         let fetched: Vec<_> = futures::stream::iter(fresh.into_iter().map(|path| {
             let store = store.clone();
             async move {
