@@ -95,9 +95,9 @@ impl StreamTransport {
         let conns = stream.connections.max(1);
         let deadline = Instant::now() + opts.connect_timeout;
         let (listener, addr) = listen(opts, stream, family, rendezvous.assigned(me)).await?;
-        let addrs = rendezvous.exchange(&opts.burst, me, packs, addr, opts.connect_timeout).await?;
 
-        // Accept from the packs above this one while dialing the ones below.
+        // Accept (and authenticate) from the packs above this one from now on,
+        // so early callers and strangers are answered while addresses are exchanged.
         let expected = (packs - 1 - me) * conns;
         let (accepted_tx, mut accepted_rx) = mpsc::channel::<(Link, Conn)>(expected.max(1));
         let tasks = Tasks::default();
@@ -108,6 +108,8 @@ impl StreamTransport {
             tasks.spawn(async move {
                 loop {
                     let Ok(mut conn) = listener.accept().await else {
+                        // Out of descriptors or similar: give the system a moment.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     };
                     let (secret, burst, tx) = (secret.clone(), burst.clone(), accepted_tx.clone());
@@ -124,6 +126,7 @@ impl StreamTransport {
         } else {
             drop(listener);
         }
+        let addrs = rendezvous.exchange(&opts.burst, me, packs, addr, opts.connect_timeout).await?;
 
         let mut links: Vec<Vec<Option<Conn>>> = (0..packs).map(|_| (0..conns).map(|_| None).collect()).collect();
         // Dial every lower pack, all connections at once.
@@ -354,5 +357,105 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, from: usize, sink: SinkRef) {
     };
     if let Some(target) = sink.upgrade() {
         target.lost(from, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::pool::{Buffer, Pool};
+    use crate::transport::PacketSink;
+    use crate::wire::{Kind, Limits, packetize};
+
+    #[derive(Default)]
+    struct Recorder {
+        packets: Mutex<Vec<(Header, Bytes)>>,
+        lost: Mutex<Vec<String>>,
+        pool: Arc<Pool>,
+    }
+
+    impl PacketSink for Recorder {
+        fn limits(&self) -> &Limits {
+            static LIMITS: Limits =
+                Limits { max_message_bytes: 1 << 20, max_bundle_bytes: 1 << 20, max_chunk_bytes: 1 << 16 };
+            &LIMITS
+        }
+        fn packet(&self, header: Header, body: Bytes) {
+            self.packets.lock().unwrap().push((header, body));
+        }
+        fn lost(&self, _pack: usize, reason: String) {
+            self.lost.lock().unwrap().push(reason);
+        }
+        fn broken(&self, reason: String) {
+            self.lost.lock().unwrap().push(reason);
+        }
+        fn buffer(&self, len: usize) -> Buffer {
+            self.pool.take(len)
+        }
+    }
+
+    /// Feeds `bytes` to a connection reader as pack 1 and reports what it saw.
+    fn read_all(bytes: Vec<u8>) -> Arc<Recorder> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let sink: Arc<dyn PacketSink> = recorder.clone();
+        rt.block_on(async {
+            let (mut tx, rx) = tokio::io::duplex(1 << 16);
+            let writer = async move {
+                let _ = tx.write_all(&bytes).await;
+                drop(tx);
+            };
+            tokio::join!(writer, read_loop(rx, 1, Arc::downgrade(&sink)));
+        });
+        recorder
+    }
+
+    #[test]
+    fn well_formed_packets_are_delivered_then_the_end_is_reported() {
+        let mut wire = Vec::new();
+        for p in packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![9u8; 300])], 128) {
+            wire.extend_from_slice(&p.to_contiguous());
+        }
+        let seen = read_all(wire);
+        assert_eq!(seen.packets.lock().unwrap().len(), 3);
+        assert_eq!(seen.lost.lock().unwrap().len(), 1, "an end without Fin is a lost peer");
+    }
+
+    #[test]
+    fn a_fin_mark_ends_quietly() {
+        let fin = Header { kind: Kind::Fin, src_pack: 1, seq: 0, total: 0, offset: 0, len: 0 }.encode();
+        let seen = read_all(fin.to_vec());
+        assert!(seen.lost.lock().unwrap().is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_byte_stream_ends_in_one_report_never_a_panic(
+            prefix_valid in any::<bool>(),
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            if prefix_valid && bytes.len() >= HEADER_LEN {
+                // A plausible header start, to get past the magic check into the length checks.
+                bytes[..2].copy_from_slice(b"VL");
+                bytes[2] = 1;
+                bytes[3] %= 4;
+            }
+            let seen = read_all(bytes);
+            prop_assert!(seen.lost.lock().unwrap().len() <= 1);
+        }
+
+        #[test]
+        fn a_truncated_packet_is_reported_as_lost(cut in 1usize..200) {
+            let packet = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![1u8; 200])], 1024).remove(0).to_contiguous();
+            let cut = cut.min(packet.len() - 1);
+            let seen = read_all(packet[..cut].to_vec());
+            prop_assert!(seen.packets.lock().unwrap().is_empty());
+            prop_assert_eq!(seen.lost.lock().unwrap().len(), 1);
+        }
     }
 }
