@@ -15,7 +15,7 @@ use crate::stats::Percentiles;
 use crate::{Error, Result};
 
 /// The operation a run measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Rank 0 and the last rank bounce a message; one-way latency.
@@ -70,7 +70,7 @@ impl FromStr for Operation {
 }
 
 /// One benchmark configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CommBench {
     /// `tcp`, `uds`, `redis`, `rabbitmq`, `nats` or `s3`.
     pub transport: String,
@@ -90,10 +90,14 @@ pub struct CommBench {
     pub spin: Option<Duration>,
     /// Packet size for the transport; None keeps its default.
     pub chunk: Option<u32>,
+    /// Run each pack in its own process: this program is started once per pack
+    /// with `bench comm-pack` and the pack's spec in `VOLLEY_PACK_SPEC`.
+    /// Packs find each other through a Redis hash at `brokers.redis_url`.
+    pub processes: Option<std::path::PathBuf>,
 }
 
 impl CommBench {
-    fn transport_options(&self) -> Result<TransportOptions> {
+    pub(crate) fn transport_options(&self) -> Result<TransportOptions> {
         let stream = || {
             let mut o = StreamOptions::default();
             if self.connections > 0 {
@@ -125,7 +129,7 @@ impl CommBench {
                 TransportOptions::Nats(o)
             }
             "s3" => {
-                let mut o = self.brokers.s3.clone();
+                let mut o = self.brokers.s3();
                 if self.connections > 0 {
                     o.concurrency = self.connections;
                 }
@@ -154,12 +158,26 @@ impl CommBench {
 }
 
 /// Where the broker transports find their servers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Brokers {
     pub redis_url: String,
     pub amqp_url: String,
     pub nats_url: String,
-    pub s3: S3Options,
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+}
+
+impl Brokers {
+    fn s3(&self) -> S3Options {
+        let mut s3 = S3Options::new(self.s3_bucket.clone());
+        s3.endpoint = Some(self.s3_endpoint.clone());
+        s3.access_key = Some(self.s3_access_key.clone());
+        s3.secret_key = Some(self.s3_secret_key.clone());
+        s3.prefix = "bench/".into();
+        s3
+    }
 }
 
 /// What one run measured.
@@ -191,13 +209,19 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
         return Err(Error::Invalid("iterations must be at least 1".into()));
     }
     let layout = Layout::uniform(b.workers, b.granularity)?;
-    let transport = b.transport_options()?;
-    let mut burst = LocalBurst::new(layout.clone()).transport(transport).op_timeout(Duration::from_secs(120));
-    if let Some(spin) = b.spin {
-        burst = burst.spin(spin);
-    }
-    let (op, size, iters, warmup) = (b.op, b.size, b.iters, b.warmup);
-    let per_rank = burst.run(move |comm| measure(comm, op, size, iters, warmup).map(|t| (t, comm.stats())))?;
+    let (op, size, iters) = (b.op, b.size, b.iters);
+    let per_rank = match &b.processes {
+        None => {
+            let mut burst =
+                LocalBurst::new(layout.clone()).transport(b.transport_options()?).op_timeout(Duration::from_secs(120));
+            if let Some(spin) = b.spin {
+                burst = burst.spin(spin);
+            }
+            let spec = b.clone();
+            burst.run(move |comm| measure(comm, &spec).map(|t| (t, comm.stats())))?
+        }
+        Some(exe) => crate::processes::run(exe, b, &layout)?,
+    };
 
     // Per iteration, the slowest rank decides.
     let mut samples = vec![Duration::ZERO; iters];
@@ -207,8 +231,8 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
         stats = stats + *s;
         match timing {
             Timing::Samples(v) => {
-                for (slot, d) in samples.iter_mut().zip(v) {
-                    *slot = (*slot).max(*d);
+                for (slot, ns) in samples.iter_mut().zip(v) {
+                    *slot = (*slot).max(Duration::from_nanos(*ns));
                 }
             }
             Timing::Throughput(t) => mib_per_s = Some(*t),
@@ -257,13 +281,21 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
     }
 }
 
-enum Timing {
-    Samples(Vec<Duration>),
+/// What one rank measured: per-iteration nanoseconds, or a throughput in MiB/s.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Timing {
+    Samples(Vec<u64>),
     Throughput(f64),
     None,
 }
 
-fn measure(comm: &Comm, op: Operation, size: usize, iters: usize, warmup: usize) -> volley_comm::Result<Timing> {
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+/// Runs the measured operation on one rank.
+pub(crate) fn measure(comm: &Comm, b: &CommBench) -> volley_comm::Result<Timing> {
+    let (op, size, iters, warmup) = (b.op, b.size, b.iters, b.warmup);
     let (rank, n) = (comm.rank(), comm.size());
     let payload = Bytes::from(vec![0x5a; size]);
     let (a, b) = (0, n - 1);
@@ -279,7 +311,7 @@ fn measure(comm: &Comm, op: Operation, size: usize, iters: usize, warmup: usize)
                     comm.send(b, 0, payload.clone())?;
                     comm.recv(b, 0)?;
                     if i >= warmup {
-                        samples.push(start.elapsed() / 2);
+                        samples.push(nanos(start.elapsed() / 2));
                     }
                 } else if rank == b {
                     let m = comm.recv(a, 0)?;
@@ -330,7 +362,7 @@ fn measure(comm: &Comm, op: Operation, size: usize, iters: usize, warmup: usize)
                     Operation::PingPong | Operation::Stream => unreachable!("handled above"),
                 }
                 if i >= warmup {
-                    samples.push(start.elapsed());
+                    samples.push(nanos(start.elapsed()));
                 }
             }
             Ok(Timing::Samples(samples))

@@ -2,6 +2,7 @@
 //! system and, in the same run, the raw limit it is compared with.
 
 pub mod comm;
+pub mod processes;
 mod raw;
 mod stats;
 

@@ -71,6 +71,8 @@ pub use options::S3Options;
 pub use options::{PackOptions, StreamOptions, TransportOptions};
 pub use pack::Pack;
 pub use reduce::{Element, Op};
+#[cfg(feature = "redis")]
+pub use rendezvous::RedisRendezvous;
 pub use rendezvous::{LocalRendezvous, Rendezvous, StaticRendezvous};
 pub use stats::CommStats;
 /// Deletes what a burst left on a broker (for a platform cleaning up after packs that died).

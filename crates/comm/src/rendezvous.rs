@@ -134,3 +134,84 @@ impl Rendezvous for LocalRendezvous {
         })
     }
 }
+
+/// Addresses exchanged through one Redis hash per burst (`volley:{burst}:addrs`),
+/// for packs in separate processes or on separate hosts that can all reach Redis.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub struct RedisRendezvous {
+    url: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisRendezvous {
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisRendezvous { url: url.into() }
+    }
+
+    fn key(burst: &str) -> String {
+        format!("volley:{burst}:addrs")
+    }
+
+    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| Error::invalid(format!("bad Redis URL {:?}: {e}", self.url)))?;
+        client.get_multiplexed_async_connection().await.map_err(|e| Error::transport("redis", e))
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Rendezvous for RedisRendezvous {
+    fn exchange<'a>(
+        &'a self,
+        burst: &'a str,
+        pack: usize,
+        packs: usize,
+        addr: String,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let redis_err = |e: redis::RedisError| Error::transport("redis", format!("rendezvous: {e}"));
+            let key = Self::key(burst);
+            let mut conn = self.connection().await?;
+            redis::pipe()
+                .hset(&key, pack, &addr)
+                .ignore()
+                .expire(&key, (timeout.as_secs() as i64).max(1) * 4)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut backoff = Duration::from_millis(1);
+            loop {
+                let all: HashMap<usize, String> =
+                    redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.map_err(redis_err)?;
+                if (0..packs).all(|p| all.contains_key(&p)) {
+                    return Ok((0..packs).map(|p| all[&p].clone()).collect());
+                }
+                if tokio::time::Instant::now() + backoff > deadline {
+                    return Err(Error::timeout(
+                        timeout,
+                        format!("the other packs of burst {burst} to publish their addresses"),
+                    ));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+        })
+    }
+
+    fn forget<'a>(&'a self, burst: &'a str, pack: usize) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            // Redis deletes the hash with its last field.
+            redis::cmd("HDEL")
+                .arg(Self::key(burst))
+                .arg(pack)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| Error::transport("redis", e))
+        })
+    }
+}

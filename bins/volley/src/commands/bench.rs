@@ -2,7 +2,6 @@
 
 use clap::{Args, Subcommand};
 use volley_bench::comm::{self, Brokers, CommBench, CommReport, Operation};
-use volley_comm::S3Options;
 
 use super::Output;
 use super::output::{bytes, parse_size};
@@ -10,7 +9,10 @@ use super::output::{bytes, parse_size};
 #[derive(Subcommand)]
 pub enum Bench {
     /// Latency and throughput of the communication middleware, with the raw link.
-    Comm(CommArgs),
+    Comm(Box<CommArgs>),
+    /// Internal: runs one pack of a `bench comm --processes` run.
+    #[command(hide = true)]
+    CommPack,
 }
 
 #[derive(Args)]
@@ -58,6 +60,9 @@ pub struct CommArgs {
     /// Packet size of the transport (e.g. 1MiB); default per transport.
     #[arg(long, value_parser = parse_size)]
     chunk: Option<usize>,
+    /// Run each pack in its own process (packs meet through Redis), as the platform does.
+    #[arg(long)]
+    processes: bool,
     /// Skip measuring the raw link.
     #[arg(long)]
     no_baseline: bool,
@@ -66,7 +71,11 @@ pub struct CommArgs {
 impl Bench {
     pub fn run(self, output: Output) -> anyhow::Result<()> {
         match self {
-            Bench::Comm(args) => run_comm(args, output),
+            Bench::Comm(args) => run_comm(*args, output),
+            Bench::CommPack => {
+                println!("{}", volley_bench::processes::run_pack_from_env()?);
+                Ok(())
+            }
         }
     }
 }
@@ -111,6 +120,7 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
                     baseline: !args.no_baseline && matches!(op, Operation::PingPong | Operation::Stream),
                     spin: args.spin_us.map(std::time::Duration::from_micros),
                     chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
+                    processes: if args.processes { Some(std::env::current_exe()?) } else { None },
                 };
                 let report = comm::run(&bench)?;
                 if output == Output::Table {
@@ -127,12 +137,15 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
 }
 
 fn brokers(args: &CommArgs) -> Brokers {
-    let mut s3 = S3Options::new(args.s3_bucket.clone());
-    s3.endpoint = Some(args.s3_endpoint.clone());
-    s3.access_key = Some(args.s3_access_key.clone());
-    s3.secret_key = Some(args.s3_secret_key.clone());
-    s3.prefix = "bench/".into();
-    Brokers { redis_url: args.redis_url.clone(), amqp_url: args.amqp_url.clone(), nats_url: args.nats_url.clone(), s3 }
+    Brokers {
+        redis_url: args.redis_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        nats_url: args.nats_url.clone(),
+        s3_endpoint: args.s3_endpoint.clone(),
+        s3_bucket: args.s3_bucket.clone(),
+        s3_access_key: args.s3_access_key.clone(),
+        s3_secret_key: args.s3_secret_key.clone(),
+    }
 }
 
 fn print_row(r: &CommReport) {

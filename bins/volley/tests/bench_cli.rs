@@ -1,0 +1,77 @@
+//! `volley bench comm` end to end through the real binary.
+
+use std::process::Command;
+
+fn volley(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_volley")).args(args).output().expect("volley runs")
+}
+
+fn redis_up() -> bool {
+    let up = std::net::TcpStream::connect("127.0.0.1:6379").is_ok();
+    if !up {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs Redis on 127.0.0.1:6379");
+        eprintln!("SKIPPED: Redis is not reachable on 127.0.0.1:6379");
+    }
+    up
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "volley failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// 4 workers in 2 packs, 3 all-to-alls of 1 KiB per pair: each worker sends
+/// 1 KiB to each of the 2 ranks of the other pack per iteration.
+const ARGS: &[&str] = &[
+    "bench",
+    "comm",
+    "--transport",
+    "tcp",
+    "--op",
+    "all-to-all",
+    "--workers",
+    "4",
+    "--granularity",
+    "2",
+    "--size",
+    "1KiB",
+    "--iters",
+    "3",
+    "--warmup",
+    "0",
+    "--output",
+    "json",
+];
+
+#[test]
+fn all_to_all_counts_exactly_the_bytes_that_cross_packs() {
+    let report = json(&volley(ARGS));
+    let r = &report[0];
+    assert_eq!(r["packs"], 2);
+    assert_eq!(r["remote_bytes"], 4 * 2 * 1024 * 3);
+    assert_eq!(r["local_bytes"], 4 * 2 * 1024 * 3);
+    assert!(r["latency"]["p50_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn packs_in_separate_processes_give_the_same_counts() {
+    if !redis_up() {
+        return;
+    }
+    let mut args = ARGS.to_vec();
+    args.push("--processes");
+    let report = json(&volley(&args));
+    assert_eq!(report[0]["remote_bytes"], 4 * 2 * 1024 * 3);
+}
+
+#[test]
+fn bad_input_fails_with_a_message_that_says_what_to_do() {
+    let out = volley(&["bench", "comm", "--transport", "carrier-pigeon"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose tcp, uds, redis"));
+    let out = volley(&["bench", "comm", "--workers", "4", "--granularity", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("granularity"));
+    let out = volley(&["bench", "comm", "--size", "12parsecs"]);
+    assert!(!out.status.success());
+}
