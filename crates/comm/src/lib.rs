@@ -64,11 +64,11 @@ pub use local::LocalBurst;
 pub use options::NatsOptions;
 #[cfg(feature = "rabbitmq")]
 pub use options::RabbitMqOptions;
-#[cfg(feature = "redis")]
-pub use options::RedisOptions;
 #[cfg(feature = "s3")]
 pub use options::S3Options;
 pub use options::{PackOptions, StreamOptions, TransportOptions};
+#[cfg(feature = "redis")]
+pub use options::{RedisMode, RedisOptions};
 pub use pack::Pack;
 pub use reduce::{Element, Op};
 #[cfg(feature = "redis")]

@@ -168,12 +168,25 @@ pub struct RedisOptions {
     /// Connections for sending and, separately, for receiving.
     pub connections: usize,
     pub chunk_bytes: u32,
+    /// Lists (RPUSH/BLPOP, the default) or streams (XADD/XREADGROUP).
+    pub mode: RedisMode,
+}
+
+/// Which Redis data structure carries the packets.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// One list per pack: RPUSH to send, BLPOP to receive.
+    #[default]
+    Lists,
+    /// One stream per pack, read through a consumer group.
+    Streams,
 }
 
 #[cfg(feature = "redis")]
 impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        RedisOptions { url: url.into(), connections: 4, chunk_bytes: 1 << 20 }
+        RedisOptions { url: url.into(), connections: 4, chunk_bytes: 1 << 20, mode: RedisMode::Lists }
     }
 }
 

@@ -17,7 +17,7 @@ pub enum Bench {
 
 #[derive(Args)]
 pub struct CommArgs {
-    /// Transports between packs, comma separated: tcp, uds, redis, rabbitmq, nats, s3.
+    /// Transports between packs, comma separated: tcp, uds, redis, redis-streams, rabbitmq, nats, s3.
     #[arg(long, default_value = "tcp", value_delimiter = ',')]
     transport: Vec<String>,
     /// Operations, comma separated: ping-pong, stream, barrier, broadcast,
@@ -60,6 +60,9 @@ pub struct CommArgs {
     /// Packet size of the transport (e.g. 1MiB); default per transport.
     #[arg(long, value_parser = parse_size)]
     chunk: Option<usize>,
+    /// Runs of each configuration; the median run is reported (this machine is noisy).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Run each pack in its own process (packs meet through Redis), as the platform does.
     #[arg(long)]
     processes: bool,
@@ -122,7 +125,7 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
                     chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
                     processes: if args.processes { Some(std::env::current_exe()?) } else { None },
                 };
-                let report = comm::run(&bench)?;
+                let report = comm::run_repeated(&bench, args.repeat)?;
                 if output == Output::Table {
                     print_row(&report);
                 }

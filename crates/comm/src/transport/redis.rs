@@ -1,5 +1,6 @@
-//! Packs talk through Redis lists: one list per receiving pack
-//! (`volley:{burst}:inbox:{pack}`), one list element per packet.
+//! Packs talk through Redis: one list (or, in streams mode, one stream read
+//! through a consumer group) per receiving pack (`volley:{burst}:inbox:{pack}`),
+//! one element per packet.
 //!
 //! Senders push packets over several connections at once and receivers pop
 //! with several blocking connections, so a large bundle moves as many
@@ -11,12 +12,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client};
 
 use super::{SinkRef, Tasks};
 use crate::error::{Error, Result};
-use crate::options::{PackOptions, RedisOptions};
+use crate::options::{PackOptions, RedisMode, RedisOptions};
 use crate::wire::{OutPacket, split_packet};
+
+/// The consumer group of a pack's stream, and the field that holds a packet.
+const GROUP: &str = "volley";
+const FIELD: &str = "p";
 
 /// How long a blocking pop waits before it checks again that the pack is alive.
 const POP_WAIT_SECS: f64 = 1.0;
@@ -31,6 +37,7 @@ fn err(e: impl std::fmt::Display) -> Error {
 
 pub(crate) struct RedisTransport {
     senders: Vec<MultiplexedConnection>,
+    mode: RedisMode,
     turn: AtomicUsize,
     inboxes: Vec<String>,
     me: usize,
@@ -59,13 +66,34 @@ impl RedisTransport {
         }
         let inboxes: Vec<String> = (0..opts.layout.packs()).map(|p| inbox_key(&opts.burst, p)).collect();
         let tasks = Tasks::default();
-        for _ in 0..n {
+        let own = inboxes[opts.pack].clone();
+        if redis_opts.mode == RedisMode::Streams {
+            // Reading from id 0 means packets added before the group existed are not missed.
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&own)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut senders[0].clone())
+                .await;
+            if let Err(e) = created
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(err(format!("creating the consumer group of {own}: {e}")));
+            }
+        }
+        for i in 0..n {
             let conn = client.get_multiplexed_async_connection_with_config(&recv_config).await.map_err(err)?;
-            tasks.spawn(pop_loop(conn, inboxes[opts.pack].clone(), sink.clone()));
+            match redis_opts.mode {
+                RedisMode::Lists => tasks.spawn(pop_loop(conn, own.clone(), sink.clone())),
+                RedisMode::Streams => tasks.spawn(read_group_loop(conn, own.clone(), i, sink.clone())),
+            }
         }
         let expiry = opts.op_timeout * 2 + opts.connect_timeout;
         Ok(RedisTransport {
             senders,
+            mode: redis_opts.mode,
             turn: AtomicUsize::new(0),
             inboxes,
             me: opts.pack,
@@ -79,10 +107,13 @@ impl RedisTransport {
         let first = self.turn.fetch_add(packets.len(), Ordering::Relaxed);
         let pushes = packets.iter().enumerate().map(|(i, p)| {
             let mut conn = self.senders[(first + i) % self.senders.len()].clone();
+            let mut pipe = redis::pipe();
+            match self.mode {
+                RedisMode::Lists => pipe.rpush(key, PacketArg(p)),
+                RedisMode::Streams => pipe.cmd("XADD").arg(key).arg("*").arg(FIELD).arg(PacketArg(p)),
+            };
             async move {
-                redis::pipe()
-                    .rpush(key, PacketArg(p))
-                    .ignore()
+                pipe.ignore()
                     .pexpire(key, self.expiry_ms as i64)
                     .ignore()
                     .query_async::<()>(&mut conn)
@@ -132,6 +163,50 @@ async fn pop_loop(mut conn: MultiplexedConnection, key: String, sink: SinkRef) {
                 target.broken(format!("Redis failed while receiving from {key}: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// Reads packets from stream `key` through the pack's consumer group and
+/// deletes them once delivered (NOACK: no pending list to keep).
+async fn read_group_loop(mut conn: MultiplexedConnection, key: String, consumer: usize, sink: SinkRef) {
+    loop {
+        let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(format!("c{consumer}"))
+            .arg("COUNT")
+            .arg(64)
+            .arg("BLOCK")
+            .arg((POP_WAIT_SECS * 1000.0) as u64)
+            .arg("NOACK")
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">")
+            .query_async(&mut conn)
+            .await;
+        let Some(target) = sink.upgrade() else { return };
+        let entries = match read {
+            Ok(reply) => reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()).unwrap_or_default(),
+            Err(e) => {
+                target.broken(format!("Redis failed while reading stream {key}: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut ids = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            match entry.map.remove(FIELD) {
+                Some(redis::Value::BulkString(value)) => match split_packet(Bytes::from(value), target.limits()) {
+                    Ok((header, body)) => target.packet(header, body),
+                    Err(e) => target.broken(format!("a malformed packet in {key}: {e}")),
+                },
+                _ => target.broken(format!("entry {} of {key} carries no packet", entry.id)),
+            }
+            ids.push(entry.id);
+        }
+        if !ids.is_empty() {
+            let _ = redis::cmd("XDEL").arg(&key).arg(&ids).query_async::<()>(&mut conn).await;
         }
     }
 }

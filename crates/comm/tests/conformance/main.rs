@@ -83,6 +83,7 @@ macro_rules! conformance {
 conformance!(tcp);
 conformance!(uds);
 conformance!(redis);
+conformance!(redis_streams);
 conformance!(rabbitmq);
 conformance!(nats);
 conformance!(s3);

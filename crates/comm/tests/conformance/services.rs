@@ -51,6 +51,16 @@ fn host_of(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_string()
 }
 
+pub fn redis_streams() -> Option<TransportOptions> {
+    redis().map(|t| match t {
+        TransportOptions::Redis(mut o) => {
+            o.mode = volley_comm::RedisMode::Streams;
+            TransportOptions::Redis(o)
+        }
+        other => other,
+    })
+}
+
 pub fn rabbitmq() -> Option<TransportOptions> {
     let url = env_or("VOLLEY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
     available("RabbitMQ", &host_of(&url)).then(|| {
