@@ -234,10 +234,7 @@ impl PacketSink for Core {
 
     fn packet(&self, header: Header, body: Bytes) {
         let src_pack = header.src_pack as usize;
-        let result = self
-            .reassembler
-            .push(header, body)
-            .and_then(|arrivals| arrivals.into_iter().try_for_each(|a| self.arrived(a)));
+        let result = self.reassembler.push(header, body, |arrival| self.arrived(arrival));
         if let Err(err) = result {
             self.lost(src_pack, format!("it sent a bad packet: {err}"));
         }

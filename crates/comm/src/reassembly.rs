@@ -53,8 +53,10 @@ impl Reassembler {
     }
 
     /// Takes one packet (its header already validated against the limits) and
-    /// returns what it completed, in order.
-    pub fn push(&self, header: Header, body: Bytes) -> Result<Vec<Arrival>> {
+    /// hands what it completed to `deliver`, in order. `deliver` runs under the
+    /// source's lock: two packets completing bundles of one source on two
+    /// threads must not deliver them out of order.
+    pub fn push(&self, header: Header, body: Bytes, mut deliver: impl FnMut(Arrival) -> Result<()>) -> Result<()> {
         let src_pack = header.src_pack as usize;
         let source = self
             .sources
@@ -68,7 +70,7 @@ impl Reassembler {
         }
         if header.kind == Kind::Abort {
             let (rank, reason) = decode_abort(&body)?;
-            return Ok(vec![Arrival::Abort { src_pack, rank: rank as usize, reason }]);
+            return deliver(Arrival::Abort { src_pack, rank: rank as usize, reason });
         }
         let mut source = lock(source);
         if header.seq < source.next_seq || header.seq >= source.next_seq + SEQ_WINDOW {
@@ -98,19 +100,18 @@ impl Reassembler {
         if let Some(body) = whole {
             source.complete.insert(header.seq, (header.kind, body));
         }
-        let mut out = Vec::new();
         while let Some((kind, body)) = {
             let next = source.next_seq;
             source.complete.remove(&next)
         } {
             source.next_seq += 1;
-            out.push(match kind {
+            deliver(match kind {
                 Kind::Data => Arrival::Bundle { src_pack, body },
                 Kind::Bye => Arrival::Bye { src_pack },
                 Kind::Abort | Kind::Fin => unreachable!("returned before sequencing"),
-            });
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn concat(&self, partial: Partial, total: u64) -> Bytes {
@@ -149,15 +150,25 @@ mod tests {
         b.freeze()
     }
 
+    /// Pushes a packet and collects what it releases.
+    fn push(r: &Reassembler, p: &crate::wire::OutPacket) -> Result<Vec<Arrival>> {
+        let mut out = Vec::new();
+        r.push(p.header, body_of(p), |a| {
+            out.push(a);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     #[test]
     fn out_of_order_packets_and_bundles_come_out_in_order() {
         let r = Reassembler::new(2, Pool::new());
         let first = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![1u8; 10])], 4);
         let second = packetize(Kind::Data, 1, 1, vec![Bytes::from(vec![2u8; 3])], 4);
-        assert!(r.push(second[0].header, body_of(&second[0])).unwrap().is_empty());
-        assert!(r.push(first[2].header, body_of(&first[2])).unwrap().is_empty());
-        assert!(r.push(first[0].header, body_of(&first[0])).unwrap().is_empty());
-        let out = r.push(first[1].header, body_of(&first[1])).unwrap();
+        assert!(push(&r, &second[0]).unwrap().is_empty());
+        assert!(push(&r, &first[2]).unwrap().is_empty());
+        assert!(push(&r, &first[0]).unwrap().is_empty());
+        let out = push(&r, &first[1]).unwrap();
         assert_eq!(
             out,
             vec![
@@ -171,11 +182,44 @@ mod tests {
     fn duplicates_overlaps_and_strangers_are_errors() {
         let r = Reassembler::new(2, Pool::new());
         let p = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![0u8; 8])], 4);
-        r.push(p[0].header, body_of(&p[0])).unwrap();
-        assert!(r.push(p[0].header, body_of(&p[0])).is_err());
+        push(&r, &p[0]).unwrap();
+        assert!(push(&r, &p[0]).is_err());
         let stranger = packetize(Kind::Data, 9, 0, vec![Bytes::from_static(b"x")], 4);
-        assert!(r.push(stranger[0].header, body_of(&stranger[0])).is_err());
+        assert!(push(&r, &stranger[0]).is_err());
         let far = packetize(Kind::Data, 0, SEQ_WINDOW + 5, vec![Bytes::from_static(b"x")], 4);
-        assert!(r.push(far[0].header, body_of(&far[0])).is_err());
+        assert!(push(&r, &far[0]).is_err());
+    }
+
+    #[test]
+    fn concurrent_receivers_still_deliver_in_sequence_order() {
+        // Bundles 0..200 of pack 1 (several packets each) and its goodbye, pushed from
+        // four threads at once as broker consumers or striped connections do.
+        let r = Reassembler::new(2, Pool::new());
+        let mut packets = Vec::new();
+        for seq in 0..200u64 {
+            packets.extend(packetize(Kind::Data, 1, seq, vec![Bytes::from(seq.to_le_bytes().repeat(3))], 8));
+        }
+        packets.extend(packetize(Kind::Bye, 1, 200, Vec::new(), 8));
+        let delivered = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for lane in 0..4 {
+                let (r, packets, delivered) = (&r, &packets, &delivered);
+                s.spawn(move || {
+                    for p in packets.iter().skip(lane).step_by(4) {
+                        r.push(p.header, body_of(p), |a| {
+                            delivered.lock().unwrap().push(a);
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let delivered = delivered.into_inner().unwrap();
+        assert_eq!(delivered.len(), 201);
+        for (seq, a) in delivered.iter().enumerate().take(200) {
+            assert_eq!(a, &Arrival::Bundle { src_pack: 1, body: Bytes::from((seq as u64).to_le_bytes().repeat(3)) });
+        }
+        assert_eq!(delivered[200], Arrival::Bye { src_pack: 1 });
     }
 }
