@@ -152,3 +152,32 @@ impl Drop for Tasks {
         self.abort_all();
     }
 }
+
+/// Waits until `ready(pack)` holds for every pack but `me` (a broker transport
+/// checking that each receiving pack's queue or stream exists before anyone
+/// publishes), polling with a growing pause, for at most `timeout`.
+pub(crate) async fn wait_for_peers<F, Fut>(
+    packs: usize,
+    me: usize,
+    timeout: std::time::Duration,
+    what: &str,
+    mut ready: F,
+) -> crate::error::Result<()>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<bool>>,
+{
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + timeout;
+    for pack in (0..packs).filter(|&p| p != me) {
+        let mut pause = Duration::from_millis(2);
+        while !ready(pack).await? {
+            if Instant::now() + pause > deadline {
+                return Err(crate::error::Error::timeout(timeout, format!("pack {pack} to create its {what}")));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}

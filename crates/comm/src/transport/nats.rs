@@ -9,12 +9,11 @@
 //! at close; streams also age out as a safety net.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 
-use super::{SinkRef, Tasks};
+use super::{SinkRef, Tasks, wait_for_peers};
 use crate::error::{Error, Result};
 use crate::options::{NatsOptions, PackOptions};
 use crate::wire::{HEADER_LEN, OutPacket, split_packet};
@@ -91,7 +90,11 @@ impl NatsTransport {
                 }
             }
         });
-        wait_for_streams(&js, &opts.burst, opts.layout.packs(), me, opts.connect_timeout).await?;
+        wait_for_peers(opts.layout.packs(), me, opts.connect_timeout, "stream", |pack| {
+            let (js, name) = (&js, stream_name(&opts.burst, pack));
+            async move { Ok(js.get_stream(&name).await.is_ok()) }
+        })
+        .await?;
         Ok(NatsTransport { js, subjects, own_stream, max_chunk, turn: AtomicUsize::new(0), tasks })
     }
 
@@ -122,28 +125,6 @@ impl NatsTransport {
         self.tasks.abort_all();
         self.js.delete_stream(&self.own_stream).await.map(drop).map_err(err)
     }
-}
-
-async fn wait_for_streams(
-    js: &jetstream::Context,
-    burst: &str,
-    packs: usize,
-    me: usize,
-    timeout: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    for pack in (0..packs).filter(|&p| p != me) {
-        let name = stream_name(burst, pack);
-        let mut backoff = Duration::from_millis(2);
-        while js.get_stream(&name).await.is_err() {
-            if Instant::now() + backoff > deadline {
-                return Err(Error::timeout(timeout, format!("pack {pack} to create its stream {name}")));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(100));
-        }
-    }
-    Ok(())
 }
 
 /// Deletes the streams a burst of `packs` packs may have left behind.

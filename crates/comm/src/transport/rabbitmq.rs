@@ -7,7 +7,6 @@
 //! (a safety net for packs that die) and each pack deletes its own at close.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -18,7 +17,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-use super::{SinkRef, Tasks};
+use super::{SinkRef, Tasks, wait_for_peers};
 use crate::error::{Error, Result};
 use crate::options::{PackOptions, RabbitMqOptions};
 use crate::wire::{OutPacket, split_packet};
@@ -93,7 +92,20 @@ impl RabbitMqTransport {
             ch.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
             publishers.push(ch);
         }
-        wait_for_queues(&connection, &queues, me, opts.connect_timeout).await?;
+        // A passive declare fails (and closes its channel) while the queue does not exist.
+        wait_for_peers(opts.layout.packs(), me, opts.connect_timeout, "queue", |pack| {
+            let (connection, queue) = (&connection, &queues[pack]);
+            async move {
+                let channel = connection.create_channel().await.map_err(err)?;
+                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                let exists = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await.is_ok();
+                if exists {
+                    let _ = channel.close(200, "ok".into()).await;
+                }
+                Ok(exists)
+            }
+        })
+        .await?;
         Ok(RabbitMqTransport { connection, publishers, turn: AtomicUsize::new(0), queues, me, tasks })
     }
 
@@ -135,29 +147,6 @@ impl RabbitMqTransport {
         let _ = self.connection.close(200, "bye".into()).await;
         deleted
     }
-}
-
-/// Waits until every other pack has declared its queue (a passive declare
-/// fails, and closes its channel, while the queue does not exist).
-async fn wait_for_queues(connection: &Connection, queues: &[String], me: usize, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    for (pack, queue) in queues.iter().enumerate().filter(|(p, _)| *p != me) {
-        let mut backoff = Duration::from_millis(2);
-        loop {
-            let channel = connection.create_channel().await.map_err(err)?;
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            if channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await.is_ok() {
-                let _ = channel.close(200, "ok".into()).await;
-                break;
-            }
-            if Instant::now() + backoff > deadline {
-                return Err(Error::timeout(timeout, format!("pack {pack} to declare its queue {queue}")));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(100));
-        }
-    }
-    Ok(())
 }
 
 /// Deletes the queues a burst of `packs` packs may have left behind (for a
