@@ -38,24 +38,31 @@ impl Comm {
         blocking(&core.runtime, core.opts.spin, fut)
     }
 
+    /// This worker's rank, 0..size.
     pub fn rank(&self) -> usize {
         self.inner.rank()
     }
+    /// Number of workers in the burst.
     pub fn size(&self) -> usize {
         self.inner.size()
     }
+    /// Index of this worker's pack.
     pub fn pack(&self) -> usize {
         self.inner.pack()
     }
+    /// The ranks that share this worker's pack (and memory).
     pub fn pack_ranks(&self) -> Range<usize> {
         self.inner.pack_ranks()
     }
+    /// The burst's packs.
     pub fn layout(&self) -> &Layout {
         self.inner.layout()
     }
+    /// What this worker has sent so far, inside its pack and to other packs.
     pub fn stats(&self) -> CommStats {
         self.inner.stats()
     }
+    /// The longest any operation waits before it fails with `Error::Timeout`.
     pub fn op_timeout(&self) -> Duration {
         self.inner.op_timeout()
     }

@@ -11,19 +11,43 @@ use std::time::Duration;
 pub enum Error {
     /// Another worker of the burst failed or aborted; the burst cannot go on.
     #[error("rank {rank} failed: {reason}")]
-    PeerFailed { rank: usize, reason: Arc<str> },
+    PeerFailed {
+        /// The rank that failed first.
+        rank: usize,
+        /// What it reported.
+        reason: Arc<str>,
+    },
 
     /// A pack's connection closed or its process vanished before it said goodbye.
     #[error("pack {pack} (ranks {first}..={last}) disconnected: {reason}")]
-    Disconnected { pack: usize, first: usize, last: usize, reason: Arc<str> },
+    Disconnected {
+        /// The pack that went away.
+        pack: usize,
+        /// Its first rank.
+        first: usize,
+        /// Its last rank.
+        last: usize,
+        /// What the transport saw.
+        reason: Arc<str>,
+    },
 
     /// The peer finished and closed its side; the message asked for can never arrive.
     #[error("rank {rank} has finished and closed its side without sending a message with tag {tag}")]
-    PeerClosed { rank: usize, tag: u64 },
+    PeerClosed {
+        /// The rank waited for.
+        rank: usize,
+        /// The tag waited for.
+        tag: u64,
+    },
 
     /// A blocking operation did not complete in time.
     #[error("timed out after {after:?} while {waiting_for}; raise the operation timeout if the peer is just slow")]
-    Timeout { after: Duration, waiting_for: Arc<str> },
+    Timeout {
+        /// How long it waited.
+        after: Duration,
+        /// What it was waiting for.
+        waiting_for: Arc<str>,
+    },
 
     /// The caller passed something the API cannot accept.
     #[error("invalid argument: {0}")]
@@ -31,7 +55,14 @@ pub enum Error {
 
     /// A message or frame is larger than the configured limit.
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes; raise `max_message_bytes` or split the data")]
-    TooLarge { what: &'static str, size: u64, limit: u64 },
+    TooLarge {
+        /// What was too large (message, packet, bundle).
+        what: &'static str,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
 
     /// Bytes on the wire did not form a valid frame: a bug, a version mismatch or a stranger.
     #[error("malformed frame: {0}")]
@@ -43,7 +74,12 @@ pub enum Error {
 
     /// The transport (a socket or a broker) reported an error.
     #[error("{transport} transport: {message}")]
-    Transport { transport: &'static str, message: Arc<str> },
+    Transport {
+        /// The transport's name.
+        transport: &'static str,
+        /// What it reported.
+        message: Arc<str>,
+    },
 
     /// The communicator was shut down; no more operations are possible.
     #[error("communicator is closed")]
@@ -87,4 +123,5 @@ impl Error {
     }
 }
 
+/// The middleware's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

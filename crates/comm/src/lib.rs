@@ -37,6 +37,8 @@
 //! # Ok::<(), volley_comm::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod blocking;
 mod collectives;
 mod comm;

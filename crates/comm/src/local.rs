@@ -39,21 +39,25 @@ impl LocalBurst {
         }
     }
 
+    /// Chooses the transport between packs (default: TCP).
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
         self
     }
 
+    /// Longest any operation may block (default: 60 s).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout;
         self
     }
 
+    /// How long a blocked worker polls before parking (default: 50 µs).
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = Some(spin);
         self
     }
 
+    /// Size limits for received messages.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -64,6 +68,7 @@ impl LocalBurst {
         &self.burst
     }
 
+    /// Names the burst (1 to 64 characters from `[A-Za-z0-9_-]`).
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.burst = id.into();
         self

@@ -15,9 +15,11 @@ pub struct PackOptions {
     pub burst: String,
     /// Per-burst secret shared by its packs; strangers without it cannot join.
     pub secret: Vec<u8>,
+    /// Ranks and packs of the burst.
     pub layout: Layout,
     /// This pack's index in `layout`.
     pub pack: usize,
+    /// How this pack reaches the others.
     pub transport: TransportOptions,
     /// Longest any single operation (a receive, a collective, a send) may block.
     pub op_timeout: Duration,
@@ -25,6 +27,7 @@ pub struct PackOptions {
     pub connect_timeout: Duration,
     /// How long a blocked worker busy-polls before it parks (see `wait`).
     pub spin: Duration,
+    /// Size limits applied to everything received.
     pub limits: Limits,
 }
 
@@ -44,6 +47,7 @@ impl PackOptions {
         }
     }
 
+    /// Chooses the transport.
     pub fn with_transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
         self
@@ -144,6 +148,7 @@ pub struct StreamOptions {
     pub advertise_host: Option<String>,
     /// Connections per pack pair; large bundles are striped across them.
     pub connections: usize,
+    /// Largest packet; a bundle is cut into one piece per connection, at most this big.
     pub chunk_bytes: u32,
 }
 
@@ -167,6 +172,7 @@ pub struct RedisOptions {
     pub url: String,
     /// Connections for sending and, separately, for receiving.
     pub connections: usize,
+    /// Packet size; large bundles move as many packets at once.
     pub chunk_bytes: u32,
     /// Lists (RPUSH/BLPOP, the default) or streams (XADD/XREADGROUP).
     pub mode: RedisMode,
@@ -185,6 +191,7 @@ pub enum RedisMode {
 
 #[cfg(feature = "redis")]
 impl RedisOptions {
+    /// Defaults for the server at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         RedisOptions { url: url.into(), connections: 4, chunk_bytes: 1 << 20, mode: RedisMode::Lists }
     }
@@ -198,11 +205,13 @@ pub struct RabbitMqOptions {
     pub url: String,
     /// Publishing channels; packets of a bundle are published concurrently over them.
     pub channels: usize,
+    /// Packet size.
     pub chunk_bytes: u32,
 }
 
 #[cfg(feature = "rabbitmq")]
 impl RabbitMqOptions {
+    /// Defaults for the broker at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         RabbitMqOptions { url: url.into(), channels: 4, chunk_bytes: 4 << 20 }
     }
@@ -220,6 +229,7 @@ pub struct NatsOptions {
 
 #[cfg(feature = "nats")]
 impl NatsOptions {
+    /// Defaults for the server at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         NatsOptions { url: url.into(), chunk_bytes: 1 << 20 }
     }
@@ -229,15 +239,19 @@ impl NatsOptions {
 #[cfg(feature = "s3")]
 #[derive(Debug, Clone)]
 pub struct S3Options {
+    /// The bucket (it must exist).
     pub bucket: String,
     /// Key prefix under which bursts put their packets (may be empty).
     pub prefix: String,
     /// `http://host:port` of an S3-compatible service; None means AWS.
     pub endpoint: Option<String>,
+    /// Region (any value for most S3-compatible services).
     pub region: String,
-    /// Credentials; None takes them from the usual AWS environment variables.
+    /// Access key; None takes credentials from the usual AWS environment variables.
     pub access_key: Option<String>,
+    /// Secret key, with `access_key`.
     pub secret_key: Option<String>,
+    /// Packet size: one object per packet.
     pub chunk_bytes: u32,
     /// Concurrent requests per pack.
     pub concurrency: usize,
@@ -247,6 +261,7 @@ pub struct S3Options {
 
 #[cfg(feature = "s3")]
 impl S3Options {
+    /// Defaults for `bucket` on AWS; set `endpoint` for another service.
     pub fn new(bucket: impl Into<String>) -> Self {
         S3Options {
             bucket: bucket.into(),

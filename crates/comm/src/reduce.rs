@@ -11,16 +11,23 @@ pub type Combine<'a> = &'a (dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Syn
 /// Built-in element-wise operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Element-wise sum (wrapping for integers).
     Sum,
+    /// Element-wise minimum.
     Min,
+    /// Element-wise maximum.
     Max,
 }
 
 /// Numbers the built-in reductions work on.
 pub trait Element: Copy + Send + Sync + 'static {
+    /// Encoded size in bytes.
     const SIZE: usize;
+    /// Decodes one element from exactly `SIZE` little-endian bytes.
     fn read(bytes: &[u8]) -> Self;
+    /// Appends the little-endian encoding.
     fn write(self, out: &mut Vec<u8>);
+    /// Combines two elements.
     fn apply(op: Op, a: Self, b: Self) -> Self;
 }
 

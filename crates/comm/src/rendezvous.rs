@@ -79,6 +79,7 @@ struct LocalBoard {
 }
 
 impl LocalRendezvous {
+    /// An empty board.
     pub fn new() -> Self {
         Self::default()
     }
@@ -145,6 +146,7 @@ pub struct RedisRendezvous {
 
 #[cfg(feature = "redis")]
 impl RedisRendezvous {
+    /// Uses the Redis server at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         RedisRendezvous { url: url.into() }
     }

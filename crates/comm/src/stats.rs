@@ -9,9 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// inside the receiving pack counts once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommStats {
+    /// Messages handed to workers of the same pack.
     pub local_messages: u64,
+    /// Their bytes.
     pub local_bytes: u64,
+    /// Messages sent to other packs.
     pub remote_messages: u64,
+    /// Their bytes.
     pub remote_bytes: u64,
 }
 
