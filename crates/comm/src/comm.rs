@@ -20,7 +20,7 @@ use crate::wire::{Entry, Space};
 
 /// A worker's communicator, async flavour: every operation is a future.
 ///
-/// Use it from async code; [`Comm`] offers the same operations to plain threads.
+/// Use it from async code; [`Comm`](crate::Comm) offers the same operations to plain threads.
 #[derive(Clone)]
 pub struct AsyncComm {
     pub(crate) core: Arc<Core>,
@@ -188,7 +188,7 @@ impl Future for SendFuture {
     }
 }
 
-/// A send in progress, from [`AsyncComm::isend`] or [`Comm::isend`].
+/// A send in progress, from [`AsyncComm::isend`] or [`Comm::isend`](crate::Comm::isend).
 pub struct SendRequest {
     state: SendState,
     core: Arc<Core>,
