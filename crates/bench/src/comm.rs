@@ -200,6 +200,8 @@ pub struct CommReport {
     pub remote_bytes: u64,
     pub local_messages: u64,
     pub remote_messages: u64,
+    /// Transfers between packs (a collective makes one per pack pair).
+    pub remote_transfers: u64,
     pub raw: Option<Raw>,
     /// Our p50 latency divided by the raw link's (1.0 = as fast as raw).
     pub latency_vs_raw: Option<f64>,
@@ -284,6 +286,7 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
         remote_bytes: stats.remote_bytes,
         local_messages: stats.local_messages,
         remote_messages: stats.remote_messages,
+        remote_transfers: stats.remote_transfers,
         raw,
         latency_vs_raw,
         throughput_vs_raw,

@@ -222,6 +222,7 @@ impl AsyncComm {
         for e in &entries {
             self.count(e.src as usize, true, e.payload.len());
         }
+        self.core.stats[self.local].transfer();
         self.core.send_bundle(pack, entries)
     }
 

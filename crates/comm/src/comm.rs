@@ -154,6 +154,7 @@ impl AsyncComm {
             return Ok(SendFuture::Done);
         }
         stats.remote(data.len());
+        stats.transfer();
         let entry = Entry { src: self.rank as u32, dst: dst as u32, space, tag, payload: data };
         Ok(SendFuture::Remote(self.core.send_bundle(dst_pack, vec![entry]).boxed()))
     }

@@ -17,6 +17,9 @@ pub struct CommStats {
     pub remote_messages: u64,
     /// Their bytes.
     pub remote_bytes: u64,
+    /// Transfers this worker made to other packs: a collective sends one per
+    /// destination pack for the whole pack, whatever the number of messages.
+    pub remote_transfers: u64,
 }
 
 impl std::ops::Add for CommStats {
@@ -27,6 +30,7 @@ impl std::ops::Add for CommStats {
             local_bytes: self.local_bytes + o.local_bytes,
             remote_messages: self.remote_messages + o.remote_messages,
             remote_bytes: self.remote_bytes + o.remote_bytes,
+            remote_transfers: self.remote_transfers + o.remote_transfers,
         }
     }
 }
@@ -37,6 +41,7 @@ pub(crate) struct StatCounters {
     local_bytes: AtomicU64,
     remote_messages: AtomicU64,
     remote_bytes: AtomicU64,
+    remote_transfers: AtomicU64,
 }
 
 impl StatCounters {
@@ -50,12 +55,17 @@ impl StatCounters {
         self.remote_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    pub fn transfer(&self) {
+        self.remote_transfers.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CommStats {
         CommStats {
             local_messages: self.local_messages.load(Ordering::Relaxed),
             local_bytes: self.local_bytes.load(Ordering::Relaxed),
             remote_messages: self.remote_messages.load(Ordering::Relaxed),
             remote_bytes: self.remote_bytes.load(Ordering::Relaxed),
+            remote_transfers: self.remote_transfers.load(Ordering::Relaxed),
         }
     }
 }

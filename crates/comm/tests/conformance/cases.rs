@@ -139,6 +139,29 @@ pub fn collectives(t: TransportOptions) {
     }
 }
 
+pub fn one_transfer_per_pack_pair(t: TransportOptions) {
+    // Packs of 3, 2 and 2: whatever the number of messages, a collective moves
+    // one transfer per (source pack, destination pack).
+    let layout = Layout::new(&[3, 2, 2]).unwrap();
+    let transfers = |op: fn(&volley_comm::Comm) -> volley_comm::Result<()>| -> u64 {
+        let stats = burst(layout.clone(), &t).run(move |comm| op(comm).map(|_| comm.stats())).unwrap();
+        stats.iter().map(|s| s.remote_transfers).sum()
+    };
+    assert_eq!(transfers(|c| c.all_to_all((0..c.size()).map(byte).collect()).map(drop)), 3 * 2);
+    assert_eq!(transfers(|c| c.all_gather(byte(c.rank())).map(drop)), 3 * 2);
+    assert_eq!(transfers(|c| c.gather(0, byte(c.rank())).map(drop)), 2);
+    assert_eq!(
+        transfers(|c| {
+            let parts = if c.rank() == 0 { (0..c.size()).map(byte).collect() } else { Vec::new() };
+            c.scatter(0, parts).map(drop)
+        }),
+        2
+    );
+    assert_eq!(transfers(|c| c.broadcast(6, byte(1)).map(drop)), 2);
+    // A reduction: one partial from each other pack to the root's, then one broadcast per pack.
+    assert_eq!(transfers(|c| c.all_reduce(&[1u64], Op::Sum).map(drop)), 2 + 2);
+}
+
 pub fn repeated_collectives(t: TransportOptions) {
     burst(Layout::new(&[3, 2]).unwrap(), &t)
         .run(|comm| {

@@ -42,6 +42,12 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn collectives_make_one_transfer_per_pack_pair() {
+                let Some(t) = transport() else { return };
+                cases::one_transfer_per_pack_pair(t);
+            }
+
+            #[test]
             fn repeated_collectives_never_mix() {
                 let Some(t) = transport() else { return };
                 cases::repeated_collectives(t);
