@@ -3,10 +3,17 @@
 //! A parked thread woken from an idle core pays tens of microseconds on these
 //! machines, more than a whole in-pack hand-off. So a waiting worker first
 //! polls for a short, configurable time (as MPI does) and only then parks.
+//!
+//! Spinning only pays while spinners leave a core to the thread they wait for:
+//! with 16 workers on 2 cores, 16 spinners would push the one worker that has
+//! work to do behind a whole scheduler time slice (~4 ms here). So at most
+//! one thread per core spins at a time (yielding between polls); the others
+//! park at once.
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -26,26 +33,64 @@ thread_local! {
     static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
 }
 
-/// Drives `fut` to completion on this thread: busy-polls for up to `spin`,
-/// then parks until woken. Timeouts belong inside `fut`.
+/// Threads of this process spinning right now.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+fn max_spinners() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// A permission to spin, returned on drop.
+struct SpinSlot;
+
+impl SpinSlot {
+    fn try_take() -> Option<SpinSlot> {
+        let taken = SPINNERS.fetch_add(1, Ordering::AcqRel);
+        if taken < max_spinners() {
+            Some(SpinSlot)
+        } else {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Drives `fut` to completion on this thread: busy-polls for up to `spin`
+/// (if a spin slot is free), then parks until woken. Timeouts belong inside `fut`.
 pub(crate) fn block_on<F: Future>(fut: F, spin: Duration) -> F::Output {
     let mut fut = pin!(fut);
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
-        let start = Instant::now();
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        if !spin.is_zero()
+            && let Some(_slot) = SpinSlot::try_take()
+        {
+            let start = Instant::now();
+            while start.elapsed() < spin {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                }
+                // Let a thread with work (the sender, an I/O thread) have this core if it wants it.
+                thread::yield_now();
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+        }
         loop {
             if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
             }
-            if start.elapsed() < spin {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                }
-                // Give the core away if another thread (maybe the sender) wants it.
-                thread::yield_now();
-            } else {
-                thread::park();
-            }
+            thread::park();
         }
     })
 }
