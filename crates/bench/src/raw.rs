@@ -148,3 +148,94 @@ pub fn threads(size: usize, iters: usize) -> Result<Raw> {
     echo.join().map_err(|_| io("echo thread panicked"))?;
     Ok(Raw { link: "std channel between two threads".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
 }
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(io)
+}
+
+/// Core NATS request/reply through the server (no JetStream): half the round trip.
+pub fn nats(url: &str, size: usize, iters: usize) -> Result<Raw> {
+    use futures::StreamExt;
+    runtime()?.block_on(async {
+        let echo_client = async_nats::connect(url).await.map_err(io)?;
+        let client = async_nats::connect(url).await.map_err(io)?;
+        let subject = format!("volley.rawbench.{}", std::process::id());
+        let mut requests = echo_client.subscribe(subject.clone()).await.map_err(io)?;
+        echo_client.flush().await.map_err(io)?;
+        let echo = tokio::spawn(async move {
+            while let Some(m) = requests.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = echo_client.publish(reply, m.payload).await;
+                }
+            }
+        });
+        let msg = Bytes::from(vec![1u8; size]);
+        let mut samples = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let start = Instant::now();
+            client.request(subject.clone(), msg.clone()).await.map_err(io)?;
+            samples.push(start.elapsed() / 2);
+        }
+        echo.abort();
+        Ok(Raw { link: "raw core NATS request/reply".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
+    })
+}
+
+/// AMQP publish to a queue and consume from another, without confirms: half the round trip.
+pub fn rabbitmq(url: &str, size: usize, iters: usize) -> Result<Raw> {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    runtime()?.block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await.map_err(io)?;
+        let (ping, pong) =
+            (format!("rawbench.{}.ping", std::process::id()), format!("rawbench.{}.pong", std::process::id()));
+        let temp = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        let mut consumers = Vec::new();
+        for q in [&ping, &pong] {
+            let ch = conn.create_channel().await.map_err(io)?;
+            ch.queue_declare(q.as_str().into(), temp, FieldTable::default()).await.map_err(io)?;
+            let opts = BasicConsumeOptions { no_ack: true, ..Default::default() };
+            consumers.push((
+                ch.clone(),
+                ch.basic_consume(q.as_str().into(), "raw".into(), opts, FieldTable::default()).await.map_err(io)?,
+            ));
+        }
+        let (echo_ch, mut echo_in) = consumers.remove(0);
+        let (ch, mut replies) = consumers.remove(0);
+        let pong2 = pong.clone();
+        let echo = tokio::spawn(async move {
+            while let Some(Ok(d)) = echo_in.next().await {
+                let _ = echo_ch
+                    .basic_publish(
+                        "".into(),
+                        pong2.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &d.data,
+                        BasicProperties::default(),
+                    )
+                    .await;
+            }
+        });
+        let msg = vec![1u8; size];
+        let mut samples = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let start = Instant::now();
+            ch.basic_publish(
+                "".into(),
+                ping.as_str().into(),
+                BasicPublishOptions::default(),
+                &msg,
+                BasicProperties::default(),
+            )
+            .await
+            .map_err(io)?;
+            replies.next().await.ok_or_else(|| io("consumer ended"))?.map_err(io)?;
+            samples.push(start.elapsed() / 2);
+        }
+        echo.abort();
+        let _ = conn.close(200, "bye".into()).await;
+        Ok(Raw { link: "raw AMQP publish/consume".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
+    })
+}
