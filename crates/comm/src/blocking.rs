@@ -140,7 +140,7 @@ impl Comm {
     where
         F: Fn(&[u8], &[u8]) -> Vec<u8> + Send + Sync,
     {
-        let combine = move |a: &[u8], b: &[u8]| Ok(f(a, b));
+        let combine = crate::reduce::user(f);
         self.block(self.inner.reduce_bytes(root, data, &combine))
     }
 }

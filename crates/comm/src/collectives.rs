@@ -22,7 +22,7 @@ use crate::wire::{DST_WHOLE_PACK, Entry, Space};
 impl AsyncComm {
     /// Returns once every worker of the burst has entered the barrier.
     pub async fn barrier(&self) -> Result<()> {
-        let nothing = |_: &[u8], _: &[u8]| Ok(Vec::new());
+        let nothing = |_: &mut Vec<u8>, _: &[u8]| Ok(());
         self.all_reduce_bytes(Bytes::new(), &nothing).await.map(drop)
     }
 
@@ -175,7 +175,7 @@ impl AsyncComm {
     where
         F: Fn(&[u8], &[u8]) -> Vec<u8> + Send + Sync,
     {
-        let combine = move |a: &[u8], b: &[u8]| Ok(f(a, b));
+        let combine = reduce::user(f);
         self.all_reduce_bytes(data, &combine).await
     }
 
@@ -265,13 +265,16 @@ fn first(mut parts: Vec<Bytes>) -> Bytes {
     parts.pop().unwrap_or_default()
 }
 
-fn fold(values: impl Iterator<Item = Bytes>, combine: Combine<'_>) -> Result<Bytes> {
-    let mut acc: Option<Bytes> = None;
-    for v in values {
-        acc = Some(match acc {
-            None => v,
-            Some(a) => Bytes::from(combine(&a, &v)?),
-        });
+/// Folds values in order into one accumulator (one allocation per fold).
+fn fold(mut values: impl Iterator<Item = Bytes>, combine: Combine<'_>) -> Result<Bytes> {
+    let Some(first) = values.next() else { return Ok(Bytes::new()) };
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Ok(first);
     }
-    Ok(acc.unwrap_or_default())
+    let mut acc = first.to_vec();
+    for v in rest {
+        combine(&mut acc, &v)?;
+    }
+    Ok(Bytes::from(acc))
 }

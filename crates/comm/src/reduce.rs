@@ -4,9 +4,10 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-/// A combining function over two encoded values. It must be associative; the
-/// middleware always combines in rank order, so results are reproducible.
-pub type Combine<'a> = &'a (dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync);
+/// A combining function: folds an encoded value into an accumulator, in place.
+/// It must be associative; the middleware always combines in rank order, so
+/// results are reproducible.
+pub type Combine<'a> = &'a (dyn Fn(&mut Vec<u8>, &[u8]) -> Result<()> + Send + Sync);
 
 /// Built-in element-wise operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn read(bytes: &[u8]) -> Self;
     /// Appends the little-endian encoding.
     fn write(self, out: &mut Vec<u8>);
+    /// Writes the little-endian encoding into exactly `SIZE` bytes.
+    fn put(self, out: &mut [u8]);
     /// Combines two elements.
     fn apply(op: Op, a: Self, b: Self) -> Self;
 }
@@ -40,6 +43,9 @@ macro_rules! element {
             }
             fn write(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn put(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
             }
             fn apply(op: Op, a: Self, b: Self) -> Self {
                 match op {
@@ -90,24 +96,34 @@ pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
     Ok(bytes.chunks_exact(T::SIZE).map(T::read).collect())
 }
 
-/// The combining function of a built-in operation on `T`.
-pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&[u8], &[u8]) -> Result<Vec<u8>> + Send + Sync {
-    move |a: &[u8], b: &[u8]| {
-        if a.len() != b.len() {
+/// The combining function of a built-in operation on `T`: element-wise, in place.
+pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&mut Vec<u8>, &[u8]) -> Result<()> + Send + Sync {
+    move |acc: &mut Vec<u8>, b: &[u8]| {
+        if acc.len() != b.len() {
             return Err(Error::invalid(format!(
                 "reduction inputs differ in length ({} and {} bytes); every rank must pass the same number of elements",
-                a.len(),
+                acc.len(),
                 b.len()
             )));
         }
-        if !a.len().is_multiple_of(T::SIZE) {
+        if !acc.len().is_multiple_of(T::SIZE) {
             return Err(Error::invalid("reduction input is not a whole number of elements"));
         }
-        let mut out = Vec::with_capacity(a.len());
-        for (x, y) in a.chunks_exact(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
-            T::apply(op, T::read(x), T::read(y)).write(&mut out);
+        for (x, y) in acc.chunks_exact_mut(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
+            T::apply(op, T::read(x), T::read(y)).put(x);
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// A user's function over two encoded values, as a [`Combine`].
+pub(crate) fn user<F>(f: F) -> impl Fn(&mut Vec<u8>, &[u8]) -> Result<()> + Send + Sync
+where
+    F: Fn(&[u8], &[u8]) -> Vec<u8> + Send + Sync,
+{
+    move |acc: &mut Vec<u8>, b: &[u8]| {
+        *acc = f(acc, b);
+        Ok(())
     }
 }
 
@@ -117,21 +133,21 @@ mod tests {
 
     #[test]
     fn builtins_combine_element_wise() {
-        let sum = builtin::<f64>(Op::Sum);
-        let out = sum(&encode(&[1.0, 2.5]), &encode(&[0.5, -1.0])).unwrap();
-        assert_eq!(decode::<f64>(&out).unwrap(), vec![1.5, 1.5]);
-        let min = builtin::<i64>(Op::Min);
-        assert_eq!(decode::<i64>(&min(&encode(&[3i64, -9]), &encode(&[-4i64, 2])).unwrap()).unwrap(), vec![-4, -9]);
-        let max = builtin::<u64>(Op::Max);
-        assert_eq!(decode::<u64>(&max(&encode(&[u64::MAX]), &encode(&[1u64])).unwrap()).unwrap(), vec![u64::MAX]);
-        let fsum = builtin::<f32>(Op::Sum);
-        assert_eq!(decode::<f32>(&fsum(&encode(&[1f32]), &encode(&[2f32])).unwrap()).unwrap(), vec![3.0]);
+        fn run<T: Element>(op: Op, a: &[T], b: &[T]) -> Vec<T> {
+            let mut acc = encode(a).to_vec();
+            builtin::<T>(op)(&mut acc, &encode(b)).unwrap();
+            decode(&acc).unwrap()
+        }
+        assert_eq!(run(Op::Sum, &[1.0f64, 2.5], &[0.5, -1.0]), vec![1.5, 1.5]);
+        assert_eq!(run(Op::Min, &[3i64, -9], &[-4, 2]), vec![-4, -9]);
+        assert_eq!(run(Op::Max, &[u64::MAX], &[1]), vec![u64::MAX]);
+        assert_eq!(run(Op::Sum, &[1f32], &[2f32]), vec![3.0]);
     }
 
     #[test]
     fn mismatched_lengths_are_an_error() {
         let sum = builtin::<u64>(Op::Sum);
-        assert!(sum(&encode(&[1u64]), &encode(&[1u64, 2])).is_err());
+        assert!(sum(&mut encode(&[1u64]).to_vec(), &encode(&[1u64, 2])).is_err());
         assert!(decode::<f64>(&[0u8; 7]).is_err());
     }
 }
