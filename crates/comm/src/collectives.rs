@@ -60,10 +60,13 @@ impl AsyncComm {
             let root_pack = self.layout().pack_of(root);
             if root_pack == self.pack() {
                 self.local_send(self.rank(), root, tag, data);
-            } else if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
-                let entries =
-                    self.pack_ranks().zip(parts).map(|(src, p)| self.entry(src, root, tag, first(p))).collect();
-                self.remote_send(root_pack, entries).await?;
+            } else {
+                self.count_remote(data.len());
+                if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                    let entries =
+                        self.pack_ranks().zip(parts).map(|(src, p)| self.entry(src, root, tag, first(p))).collect();
+                    self.remote_send(root_pack, entries).await?;
+                }
             }
             if self.rank() != root {
                 return Ok(None);
@@ -79,6 +82,9 @@ impl AsyncComm {
         let work = async {
             for dst in self.pack_ranks() {
                 self.local_send(self.rank(), dst, tag, data.clone());
+            }
+            for _ in self.other_packs() {
+                self.count_remote(data.len());
             }
             if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
                 let entries: Vec<Entry> = self
@@ -100,8 +106,13 @@ impl AsyncComm {
         let tag = self.next_tag();
         let work = async {
             self.check_parts(&parts, "all_to_all")?;
-            for dst in self.pack_ranks() {
-                self.local_send(self.rank(), dst, tag, parts[dst].clone());
+            let mine = self.pack_ranks();
+            for (dst, part) in parts.iter().enumerate() {
+                if mine.contains(&dst) {
+                    self.local_send(self.rank(), dst, tag, part.clone());
+                } else {
+                    self.count_remote(part.len());
+                }
             }
             if let Some(all) = self.core.deposit(tag, self.local, parts) {
                 let sends = self.other_packs().map(|pack| {
@@ -134,6 +145,7 @@ impl AsyncComm {
                 if root_pack == self.pack() {
                     self.local_send(leader, root, tag, partial);
                 } else {
+                    self.count_remote(partial.len());
                     self.remote_send(root_pack, vec![self.entry(leader, root, tag, partial)]).await?;
                 }
             }
@@ -188,6 +200,9 @@ impl AsyncComm {
             self.local_send(root, dst, tag, data.clone());
         }
         let entry = self.entry(root, DST_WHOLE_PACK as usize, tag, data.clone());
+        for _ in self.other_packs() {
+            self.count_remote(data.len());
+        }
         try_join_all(self.other_packs().map(|pack| self.remote_send(pack, vec![entry.clone()]))).await?;
         Ok(data)
     }
@@ -211,17 +226,23 @@ impl AsyncComm {
         Entry { src: src as u32, dst: dst as u32, space: Space::Collective, tag, payload }
     }
 
-    /// Hands `data` to a worker of this pack, counted for `src`.
+    /// Hands `data` (from `src`) to a worker of this pack; counted for this worker.
+    ///
+    /// Every count goes to the calling worker at the moment it contributes, never
+    /// to another rank later: a worker's stats are final when its call returns.
     fn local_send(&self, src: usize, dst: usize, tag: u64, data: Bytes) {
-        self.count(src, false, data.len());
+        self.core.stats[self.local].local(data.len());
         self.core.deliver_local(src, dst, (Space::Collective, tag), data);
     }
 
-    /// Sends entries to `pack` as one transfer, counted for their sources.
+    /// Counts one message of this worker's that leaves the pack.
+    fn count_remote(&self, bytes: usize) {
+        self.core.stats[self.local].remote(bytes);
+    }
+
+    /// Sends entries to `pack` as one transfer (their messages were counted by
+    /// the workers that contributed them).
     fn remote_send(&self, pack: usize, entries: Vec<Entry>) -> impl Future<Output = Result<()>> + use<> {
-        for e in &entries {
-            self.count(e.src as usize, true, e.payload.len());
-        }
         self.core.stats[self.local].transfer();
         self.core.send_bundle(pack, entries)
     }
@@ -234,18 +255,10 @@ impl AsyncComm {
             }
             return None;
         }
-        Some(self.remote_send(pack, entries))
-    }
-
-    fn count(&self, src: usize, remote: bool, bytes: usize) {
-        let Some(i) = self.core.local_index(src) else {
-            return;
-        };
-        if remote {
-            self.core.stats[i].remote(bytes);
-        } else {
-            self.core.stats[i].local(bytes);
+        for e in &entries {
+            self.count_remote(e.payload.len());
         }
+        Some(self.remote_send(pack, entries))
     }
 
     async fn take(&self, src: usize, tag: u64) -> Result<Bytes> {
