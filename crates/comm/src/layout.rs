@@ -67,25 +67,32 @@ impl Layout {
         self.starts.len() - 1
     }
 
-    /// The ranks of pack `pack`.
+    /// The ranks of pack `pack` (empty if there is no such pack).
     pub fn ranks_of(&self, pack: usize) -> Range<usize> {
-        self.starts[pack]..self.starts[pack + 1]
+        match (self.starts.get(pack), self.starts.get(pack + 1)) {
+            (Some(&first), Some(&end)) => first..end,
+            _ => 0..0,
+        }
     }
 
-    /// Size of pack `pack`.
+    /// Size of pack `pack` (0 if there is no such pack).
     pub fn pack_size(&self, pack: usize) -> usize {
-        self.starts[pack + 1] - self.starts[pack]
+        self.ranks_of(pack).len()
     }
 
-    /// The pack that holds `rank` (which must be below [`Layout::workers`]).
+    /// The pack that holds `rank`; [`Layout::packs`] if `rank` is not in the burst.
     pub fn pack_of(&self, rank: usize) -> usize {
+        if rank >= self.workers() {
+            return self.packs();
+        }
         // `partition_point` finds the first start greater than rank.
         self.starts.partition_point(|&s| s <= rank) - 1
     }
 
-    /// The lowest rank of a pack; it speaks for the pack in hierarchical collectives.
+    /// The lowest rank of a pack; it speaks for the pack in hierarchical
+    /// collectives ([`Layout::workers`] if there is no such pack).
     pub fn leader(&self, pack: usize) -> usize {
-        self.starts[pack]
+        self.starts.get(pack).copied().filter(|_| pack < self.packs()).unwrap_or(self.workers())
     }
 
     /// Pack sizes in pack order.
@@ -128,6 +135,15 @@ mod tests {
         let l = Layout::new(&[1, 5, 2]).unwrap();
         let owners: Vec<usize> = (0..l.workers()).map(|r| l.pack_of(r)).collect();
         assert_eq!(owners, vec![0, 1, 1, 1, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn out_of_range_questions_get_harmless_answers() {
+        let l = Layout::new(&[2, 1]).unwrap();
+        assert_eq!(l.ranks_of(5), 0..0);
+        assert_eq!(l.pack_size(2), 0);
+        assert_eq!(l.pack_of(3), 2);
+        assert_eq!(l.leader(7), 3);
     }
 
     #[test]
