@@ -46,7 +46,8 @@ impl NatsTransport {
     pub async fn connect(opts: &PackOptions, nats: &NatsOptions, sink: SinkRef) -> Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(opts.connect_timeout)
-            .request_timeout(Some(opts.op_timeout))
+            // Setup calls (stream creation) get the connect budget; sends are bounded by the op timeout above them.
+            .request_timeout(Some(opts.connect_timeout.max(opts.op_timeout)))
             .connect(nats.url.as_str())
             .await
             .map_err(|e| err(format!("cannot connect to {}: {e}; is NATS running there?", nats.url)))?;
