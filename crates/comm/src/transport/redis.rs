@@ -52,7 +52,8 @@ impl RedisTransport {
         let n = redis_opts.connections.max(1);
         let send_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.op_timeout));
+            // Sends are bounded by the operation timeout above them; setup calls need the connect budget.
+            .set_response_timeout(Some(opts.connect_timeout.max(opts.op_timeout)));
         // Blocking pops hold their connection; they get their own, without a response timeout.
         let recv_config =
             AsyncConnectionConfig::new().set_connection_timeout(Some(opts.connect_timeout)).set_response_timeout(None);
