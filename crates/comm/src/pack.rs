@@ -343,10 +343,14 @@ impl Pack {
         {
             result = Err(err);
         }
-        if let Some(transport) = core.transport.get()
-            && let Err(err) = transport.shutdown().await
-        {
-            result = result.and(Err(err));
+        if let Some(transport) = core.transport.get() {
+            // A broker that went away must not hold the pack forever.
+            let shutdown = tokio::time::timeout(timeout, transport.shutdown())
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout(timeout, "the transport to shut down")));
+            if let Err(err) = shutdown {
+                result = result.and(Err(err));
+            }
         }
         self.rendezvous.forget(&core.opts.burst, core.pack()).await?;
         match core.failure() {
