@@ -98,58 +98,45 @@ pub struct CommBench {
 
 impl CommBench {
     pub(crate) fn transport_options(&self) -> Result<TransportOptions> {
-        let stream = || {
-            let mut o = StreamOptions::default();
-            if self.connections > 0 {
-                o.connections = self.connections;
+        // Overrides given on the command line; absent ones keep each transport's default.
+        let conns = (self.connections > 0).then_some(self.connections);
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
             }
-            if let Some(c) = self.chunk {
-                o.chunk_bytes = c;
-            }
-            o
-        };
+        }
         Ok(match self.transport.as_str() {
-            "tcp" => TransportOptions::Tcp(stream()),
-            "uds" => TransportOptions::Uds(stream()),
-            "rabbitmq" => {
-                let mut o = RabbitMqOptions::new(self.brokers.amqp_url.clone());
-                if self.connections > 0 {
-                    o.channels = self.connections;
-                }
-                if let Some(c) = self.chunk {
-                    o.chunk_bytes = c;
-                }
-                TransportOptions::RabbitMq(o)
-            }
-            "nats" => {
-                let mut o = NatsOptions::new(self.brokers.nats_url.clone());
-                if let Some(c) = self.chunk {
-                    o.chunk_bytes = c;
-                }
-                TransportOptions::Nats(o)
-            }
-            "s3" => {
-                let mut o = self.brokers.s3();
-                if self.connections > 0 {
-                    o.concurrency = self.connections;
-                }
-                if let Some(c) = self.chunk {
-                    o.chunk_bytes = c;
-                }
-                TransportOptions::S3(o)
+            "tcp" | "uds" => {
+                let mut o = StreamOptions::default();
+                set(&mut o.connections, conns);
+                set(&mut o.chunk_bytes, self.chunk);
+                if self.transport == "tcp" { TransportOptions::Tcp(o) } else { TransportOptions::Uds(o) }
             }
             "redis" | "redis-streams" => {
                 let mut o = RedisOptions::new(self.brokers.redis_url.clone());
                 if self.transport == "redis-streams" {
                     o.mode = RedisMode::Streams;
                 }
-                if self.connections > 0 {
-                    o.connections = self.connections;
-                }
-                if let Some(c) = self.chunk {
-                    o.chunk_bytes = c;
-                }
+                set(&mut o.connections, conns);
+                set(&mut o.chunk_bytes, self.chunk);
                 TransportOptions::Redis(o)
+            }
+            "rabbitmq" => {
+                let mut o = RabbitMqOptions::new(self.brokers.amqp_url.clone());
+                set(&mut o.channels, conns);
+                set(&mut o.chunk_bytes, self.chunk);
+                TransportOptions::RabbitMq(o)
+            }
+            "nats" => {
+                let mut o = NatsOptions::new(self.brokers.nats_url.clone());
+                set(&mut o.chunk_bytes, self.chunk);
+                TransportOptions::Nats(o)
+            }
+            "s3" => {
+                let mut o = self.brokers.s3();
+                set(&mut o.concurrency, conns);
+                set(&mut o.chunk_bytes, self.chunk);
+                TransportOptions::S3(o)
             }
             other => {
                 return Err(Error::Invalid(format!(
