@@ -2,8 +2,21 @@
 
 mod commands;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    commands::Cli::parse().run()
+fn main() -> ExitCode {
+    // The process an invoker starts for a pack of a built-in function: no CLI parsing,
+    // so that its exit code tells the invoker how it ended.
+    if std::env::args().nth(1).as_deref() == Some("pack") {
+        return volley_sdk::serve(volley_apps::builtins());
+    }
+    match commands::Cli::parse().run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -5,10 +5,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use volley_comm::{
-    Comm, Layout, LocalBurst, NatsOptions, Op, RabbitMqOptions, RedisMode, RedisOptions, S3Options, StreamOptions,
-    TransportOptions,
-};
+pub use volley_comm::Brokers;
+use volley_comm::{Comm, Layout, LocalBurst, Op, TransportOptions, Tuning};
 
 use crate::raw::{self, Raw};
 use crate::stats::Percentiles;
@@ -98,75 +96,11 @@ pub struct CommBench {
 
 impl CommBench {
     pub(crate) fn transport_options(&self) -> Result<TransportOptions> {
-        // Overrides given on the command line; absent ones keep each transport's default.
-        let conns = (self.connections > 0).then_some(self.connections);
-        fn set<T>(field: &mut T, value: Option<T>) {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
-        Ok(match self.transport.as_str() {
-            "tcp" | "uds" => {
-                let mut o = StreamOptions::default();
-                set(&mut o.connections, conns);
-                set(&mut o.chunk_bytes, self.chunk);
-                if self.transport == "tcp" { TransportOptions::Tcp(o) } else { TransportOptions::Uds(o) }
-            }
-            "redis" | "redis-streams" => {
-                let mut o = RedisOptions::new(self.brokers.redis_url.clone());
-                if self.transport == "redis-streams" {
-                    o.mode = RedisMode::Streams;
-                }
-                set(&mut o.connections, conns);
-                set(&mut o.chunk_bytes, self.chunk);
-                TransportOptions::Redis(o)
-            }
-            "rabbitmq" => {
-                let mut o = RabbitMqOptions::new(self.brokers.amqp_url.clone());
-                set(&mut o.channels, conns);
-                set(&mut o.chunk_bytes, self.chunk);
-                TransportOptions::RabbitMq(o)
-            }
-            "nats" => {
-                let mut o = NatsOptions::new(self.brokers.nats_url.clone());
-                set(&mut o.chunk_bytes, self.chunk);
-                TransportOptions::Nats(o)
-            }
-            "s3" => {
-                let mut o = self.brokers.s3();
-                set(&mut o.concurrency, conns);
-                set(&mut o.chunk_bytes, self.chunk);
-                TransportOptions::S3(o)
-            }
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown transport {other:?}; choose tcp, uds, redis, redis-streams, rabbitmq, nats or s3"
-                )));
-            }
-        })
-    }
-}
-
-/// Where the broker transports find their servers.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Brokers {
-    pub redis_url: String,
-    pub amqp_url: String,
-    pub nats_url: String,
-    pub s3_endpoint: String,
-    pub s3_bucket: String,
-    pub s3_access_key: String,
-    pub s3_secret_key: String,
-}
-
-impl Brokers {
-    fn s3(&self) -> S3Options {
-        let mut s3 = S3Options::new(self.s3_bucket.clone());
-        s3.endpoint = Some(self.s3_endpoint.clone());
-        s3.access_key = Some(self.s3_access_key.clone());
-        s3.secret_key = Some(self.s3_secret_key.clone());
-        s3.prefix = "bench/".into();
-        s3
+        let tuning =
+            Tuning { connections: (self.connections > 0).then_some(self.connections), chunk_bytes: self.chunk };
+        let mut brokers = self.brokers.clone();
+        brokers.s3_prefix = "bench/".into();
+        Ok(brokers.transport(&self.transport, tuning)?)
     }
 }
 

@@ -106,7 +106,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+    /// An [`Error::InvalidArgument`] (for rendezvous and transports written outside this crate).
+    pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into().into())
     }
 
@@ -118,7 +119,8 @@ impl Error {
         Error::Transport { transport, message: err.to_string().into() }
     }
 
-    pub(crate) fn timeout(after: Duration, waiting_for: impl Into<String>) -> Self {
+    /// An [`Error::Timeout`] after waiting `after` for `waiting_for`.
+    pub fn timeout(after: Duration, waiting_for: impl Into<String>) -> Self {
         Error::Timeout { after, waiting_for: waiting_for.into().into() }
     }
 }

@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+mod brokers;
 mod collectives;
 mod comm;
 mod error;
@@ -58,6 +59,7 @@ mod wait;
 mod wire;
 
 pub use blocking::Comm;
+pub use brokers::{Brokers, TRANSPORTS, Tuning};
 pub use comm::{AsyncComm, RecvRequest, SendRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use layout::Layout;

@@ -1,7 +1,13 @@
 //! One module per subcommand; no logic of their own.
 
 mod bench;
+mod bursts;
+mod client;
 mod output;
+mod platform;
+mod run;
+mod serve;
+mod show;
 
 use clap::{Parser, Subcommand};
 
@@ -13,21 +19,49 @@ pub struct Cli {
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// The controller's URL; without it, `run` starts an embedded platform for the command.
+    #[arg(long, global = true, env = "VOLLEY_CONTROLLER")]
+    controller: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one burst of a function and print every worker's result.
+    Run(Box<run::RunArgs>),
+    /// Start a controller and a local invoker in this process.
+    Up(Box<serve::UpArgs>),
+    /// Start a controller (the API server).
+    Controller(Box<serve::ControllerArgs>),
+    /// Start an invoker that joins a controller.
+    Invoker(Box<serve::InvokerCmdArgs>),
+    /// Inspect and cancel bursts.
+    #[command(subcommand)]
+    Bursts(bursts::Bursts),
+    /// The functions bursts can run.
+    #[command(subcommand)]
+    Functions(bursts::Functions),
     /// Measure Volley against the raw limits of this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Internal: the process an invoker starts for one pack of a built-in function.
+    #[command(hide = true)]
+    Pack,
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Run(args) => run::run(*args, self.controller, self.output),
+            Command::Up(args) => serve::up(*args),
+            Command::Controller(args) => serve::controller(*args),
+            Command::Invoker(args) => serve::invoker(*args),
+            Command::Bursts(b) => b.run(self.controller, self.output),
+            Command::Functions(f) => f.run(self.controller, self.output),
             Command::Bench(b) => b.run(self.output),
+            // main() serves packs before parsing; reaching here means a misplaced argument.
+            Command::Pack => anyhow::bail!("`volley pack` is started by an invoker, not by hand"),
         }
     }
 }

@@ -1,0 +1,84 @@
+//! `volley bursts list|show|logs|cancel` and `volley functions list`.
+
+use clap::Subcommand;
+
+use super::client::Client;
+use super::{Output, show};
+
+#[derive(Subcommand)]
+pub enum Bursts {
+    /// The newest bursts.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One burst with every worker's result.
+    Show { id: String },
+    /// What the burst's pack processes printed.
+    Logs { id: String },
+    /// Stop a burst (queued or running).
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum Functions {
+    /// The functions bursts can run.
+    List,
+}
+
+fn controller_url(controller: Option<String>) -> anyhow::Result<String> {
+    controller.ok_or_else(|| {
+        anyhow::anyhow!("this command needs a running controller: pass --controller URL or set VOLLEY_CONTROLLER (`volley up` starts one)")
+    })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+impl Bursts {
+    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+        let client = Client::new(&controller_url(controller)?)?;
+        block_on(async {
+            match self {
+                Bursts::List { limit } => show::list(&client.list(limit).await?, output),
+                Bursts::Show { id } => show::burst(&client.burst(&id).await?, output),
+                Bursts::Cancel { id } => {
+                    let burst = client.cancel(&id).await?;
+                    eprintln!("cancelling burst {} ({})", burst.id, burst.state.name());
+                    Ok(())
+                }
+                Bursts::Logs { id } => {
+                    let logs = client.logs(&id).await?;
+                    if output == Output::Json {
+                        println!("{}", serde_json::to_string_pretty(&logs)?);
+                        return Ok(());
+                    }
+                    for p in logs.packs {
+                        let cut = if p.truncated { " (truncated: only the end is kept)" } else { "" };
+                        println!("== pack {} stdout{cut} ==\n{}", p.pack, p.stdout);
+                        println!("== pack {} stderr ==\n{}", p.pack, p.stderr);
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+impl Functions {
+    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+        let list = match controller {
+            Some(url) => block_on(async { Client::new(&url)?.functions().await })?,
+            None => super::platform::builtin_functions(),
+        };
+        if output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        } else {
+            for f in list {
+                println!("{:<12} {:<9} {}", f.name, f.kind, f.description);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The CLI's HTTP client of the controller API.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde::de::DeserializeOwned;
+use volley_proto::api::{Burst, BurstLogs, BurstRequest, ErrorBody, FunctionInfo};
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Client { http, base: base.trim_end_matches('/').to_string() })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the controller at {}; is `volley up` running there?", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the controller's answer")?;
+        if !status.is_success() {
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) => anyhow!("{} ({})", body.error.message, body.error.code),
+                Err(_) => anyhow!("the controller answered {status}: {text}"),
+            });
+        }
+        serde_json::from_str(&text).with_context(|| format!("unreadable answer from the controller: {text}"))
+    }
+
+    fn get(&self, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base)).timeout(timeout)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base)).timeout(Duration::from_secs(30))
+    }
+
+    pub async fn submit(&self, request: &BurstRequest) -> anyhow::Result<Burst> {
+        self.call(self.post("/v1/bursts").json(request)).await
+    }
+
+    pub async fn burst(&self, id: &str) -> anyhow::Result<Burst> {
+        self.call(self.get(&format!("/v1/bursts/{id}"), Duration::from_secs(30))).await
+    }
+
+    /// The burst once it has ended, or as it is after `wait`.
+    pub async fn wait(&self, id: &str, wait: Duration) -> anyhow::Result<Burst> {
+        let path = format!("/v1/bursts/{id}/wait?timeout_ms={}", wait.as_millis());
+        self.call(self.get(&path, wait + Duration::from_secs(30))).await
+    }
+
+    pub async fn list(&self, limit: usize) -> anyhow::Result<Vec<Burst>> {
+        self.call(self.get(&format!("/v1/bursts?limit={limit}"), Duration::from_secs(30))).await
+    }
+
+    pub async fn cancel(&self, id: &str) -> anyhow::Result<Burst> {
+        self.call(self.post(&format!("/v1/bursts/{id}/cancel"))).await
+    }
+
+    pub async fn logs(&self, id: &str) -> anyhow::Result<BurstLogs> {
+        self.call(self.get(&format!("/v1/bursts/{id}/logs"), Duration::from_secs(30))).await
+    }
+
+    pub async fn functions(&self) -> anyhow::Result<Vec<FunctionInfo>> {
+        self.call(self.get("/v1/functions", Duration::from_secs(30))).await
+    }
+}

@@ -1,0 +1,167 @@
+//! Starting the platform's roles in this process: controller, invoker, or
+//! both (`volley up`, and the embedded platform of `volley run`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use volley_comm::Brokers;
+use volley_proto::api::FunctionInfo;
+
+/// Where the broker transports find their servers (shared by every role that starts bursts).
+#[derive(Args, Clone)]
+pub struct BrokerArgs {
+    #[arg(long, env = "VOLLEY_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
+    #[arg(long, env = "VOLLEY_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    #[arg(long, env = "VOLLEY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// S3-compatible endpoint for the s3 transport.
+    #[arg(long, env = "VOLLEY_S3_ENDPOINT", default_value = "http://127.0.0.1:9900")]
+    pub s3_endpoint: String,
+    #[arg(long, env = "VOLLEY_S3_BUCKET", default_value = "volley-test")]
+    pub s3_bucket: String,
+    #[arg(long, env = "VOLLEY_S3_ACCESS_KEY", default_value = "volley")]
+    pub s3_access_key: String,
+    #[arg(long, env = "VOLLEY_S3_SECRET_KEY", default_value = "volley-secret")]
+    pub s3_secret_key: String,
+}
+
+impl BrokerArgs {
+    pub fn brokers(&self, s3_prefix: &str) -> Brokers {
+        Brokers {
+            redis_url: self.redis_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            nats_url: self.nats_url.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_bucket: self.s3_bucket.clone(),
+            s3_access_key: self.s3_access_key.clone(),
+            s3_secret_key: self.s3_secret_key.clone(),
+            s3_prefix: s3_prefix.into(),
+        }
+    }
+}
+
+/// Options of the invoker role.
+#[derive(Args, Clone)]
+pub struct InvokerArgs {
+    /// Worker threads this invoker offers.
+    #[arg(long, default_value_t = 2048)]
+    pub slots: usize,
+    /// Memory it offers to workers, in MiB (default: the machine's).
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// The host other packs reach this invoker's packs at.
+    #[arg(long, env = "VOLLEY_ADVERTISE_HOST", default_value = "127.0.0.1")]
+    pub advertise_host: String,
+    /// The invoker's name (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("VOLLEY_DATA_DIR") {
+        return dir.into();
+    }
+    match std::env::var("HOME") {
+        Ok(home) => Path::new(&home).join(".local/share/volley"),
+        Err(_) => std::env::temp_dir().join("volley"),
+    }
+}
+
+pub fn builtin_functions() -> Vec<FunctionInfo> {
+    volley_apps::builtins()
+        .list()
+        .map(|(name, description)| FunctionInfo {
+            name: name.into(),
+            kind: "builtin".into(),
+            description: description.into(),
+        })
+        .collect()
+}
+
+pub fn controller_options(listen: &str, data_dir: &Path, brokers: Brokers) -> volley_controller::Options {
+    let mut opts = volley_controller::Options::new(listen, data_dir.join("controller"));
+    opts.functions = builtin_functions();
+    opts.brokers = brokers;
+    opts
+}
+
+pub fn invoker_options(
+    controller: &str,
+    data_dir: &Path,
+    args: &InvokerArgs,
+) -> anyhow::Result<volley_invoker::Options> {
+    let program = std::env::current_exe()?;
+    let mut opts = volley_invoker::Options::new(controller, data_dir.join("invoker"), program);
+    opts.slots = args.slots;
+    if let Some(m) = args.memory_mb {
+        opts.memory_mb = m;
+    }
+    opts.host = args.advertise_host.clone();
+    if let Some(n) = &args.name {
+        opts.name = n.clone();
+    }
+    Ok(opts)
+}
+
+/// A controller and one invoker running in this process.
+pub struct Embedded {
+    pub url: String,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Starts both roles; returns once the invoker has registered.
+    pub async fn start(
+        listen: &str,
+        data_dir: &Path,
+        brokers: Brokers,
+        invoker: &InvokerArgs,
+    ) -> anyhow::Result<Embedded> {
+        let shutdown = CancellationToken::new();
+        let controller =
+            volley_controller::Controller::bind(controller_options(listen, data_dir, brokers), shutdown.clone())
+                .await?;
+        let url = format!("http://{}", controller.local_addr());
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = controller.run().await {
+                eprintln!("volley: controller stopped: {e}");
+            }
+        })];
+        let inv = invoker_options(&url, data_dir, invoker)?;
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = volley_invoker::run(inv, token).await {
+                eprintln!("volley: invoker stopped: {e}");
+            }
+        }));
+        let embedded = Embedded { url, shutdown, tasks };
+        embedded.wait_for_invoker().await?;
+        Ok(embedded)
+    }
+
+    async fn wait_for_invoker(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..500 {
+            let list: Vec<serde_json::Value> =
+                http.get(format!("{}/v1/invokers", self.url)).send().await?.json().await.unwrap_or_default();
+            if !list.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::bail!("the embedded invoker did not register within 5 s")
+    }
+
+    /// Stops both roles (the invoker stops its packs first).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `volley up`, `volley controller`, `volley invoker`: the long-running roles.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::platform::{BrokerArgs, Embedded, InvokerArgs, controller_options, default_data_dir, invoker_options};
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// State, sockets and logs live here (default: $VOLLEY_DATA_DIR or ~/.local/share/volley).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    #[command(flatten)]
+    invoker: InvokerArgs,
+}
+
+#[derive(Args)]
+pub struct ControllerArgs {
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    brokers: BrokerArgs,
+}
+
+#[derive(Args)]
+pub struct InvokerCmdArgs {
+    /// The controller to join.
+    #[arg(long, env = "VOLLEY_CONTROLLER")]
+    controller: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    invoker: InvokerArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VOLLEY_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn until_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+pub fn up(args: UpArgs) -> anyhow::Result<()> {
+    init_logging();
+    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    runtime()?.block_on(async {
+        let platform = Embedded::start(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.invoker).await?;
+        eprintln!(
+            "volley is up at {} (data in {}); try: volley --controller {} run hello --workers 8",
+            platform.url,
+            dir.display(),
+            platform.url
+        );
+        until_signal().await;
+        platform.stop().await;
+        Ok(())
+    })
+}
+
+pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        let opts = controller_options(&args.listen, &dir, args.brokers.brokers("bursts/"));
+        let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
+        eprintln!("volley controller listening on http://{}", controller.local_addr());
+        let server = tokio::spawn(controller.run());
+        until_signal().await;
+        shutdown.cancel();
+        server.await??;
+        Ok(())
+    })
+}
+
+pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
+    init_logging();
+    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        let opts = invoker_options(&args.controller, &dir, &args.invoker)?;
+        let task = tokio::spawn(volley_invoker::run(opts, shutdown.clone()));
+        until_signal().await;
+        shutdown.cancel();
+        task.await??;
+        Ok(())
+    })
+}

@@ -1,0 +1,18 @@
+//! The functions compiled into the `volley` binary.
+
+mod basic;
+
+use volley_sdk::Functions;
+
+/// Every built-in function, by name.
+pub fn builtins() -> Functions {
+    let mut f = Functions::new();
+    f.add("hello", "returns the worker's rank, size, pack and host", basic::hello);
+    f.add(
+        "sleep",
+        "sleeps `seconds` (default 1); `fail_rank` / `panic_rank` make one rank fail, for fault drills",
+        basic::sleep,
+    );
+    f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
+    f
+}

@@ -1,0 +1,226 @@
+//! The HTTP API: JSON under `/v1`, plus `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use volley_proto::api::{Burst, BurstLogs, BurstRequest, FunctionInfo};
+use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
+
+use crate::core::Core;
+use crate::error::{Error, Result};
+
+/// The namespace of requests until API keys assign others.
+const DEFAULT_NAMESPACE: &str = "default";
+/// Longest a client may ask a long poll to wait.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub(crate) fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/functions", get(functions))
+        .route("/v1/bursts", post(create_burst).get(list_bursts))
+        .route("/v1/bursts/{id}", get(get_burst))
+        .route("/v1/bursts/{id}/wait", get(wait_burst))
+        .route("/v1/bursts/{id}/cancel", post(cancel_burst))
+        .route("/v1/bursts/{id}/logs", get(burst_logs))
+        .route("/v1/invokers", post(register).get(list_invokers))
+        .route("/v1/invokers/{id}/commands", get(commands))
+        .route("/v1/invokers/{id}/events", post(events))
+        .fallback(|| async { Error::NotFound("no such endpoint; the API lives under /v1".into()) })
+        .with_state(core)
+}
+
+/// A JSON body whose rejection is reported in the API's error format.
+fn body<T>(parsed: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    parsed.map(|Json(v)| v).map_err(|e| Error::BadRequest(format!("malformed request body: {}", e.body_text())))
+}
+
+async fn functions(State(core): State<Arc<Core>>) -> Json<Vec<FunctionInfo>> {
+    Json(core.opts.functions.clone())
+}
+
+async fn create_burst(
+    State(core): State<Arc<Core>>,
+    request: std::result::Result<Json<BurstRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Burst>)> {
+    let burst = core.submit(DEFAULT_NAMESPACE, body(request)?).await?;
+    Ok((StatusCode::CREATED, Json(burst)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn list_bursts(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Burst>>> {
+    let mut list = core.store.list_bursts(DEFAULT_NAMESPACE, q.limit.clamp(1, 1000)).await?;
+    // Active bursts are fresher in memory than in the store.
+    {
+        let state = core.lock();
+        for b in &mut list {
+            if let Some(a) = state.active.get(&b.id) {
+                *b = a.burst.clone();
+            }
+        }
+    }
+    Ok(Json(list))
+}
+
+async fn get_burst(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<Burst>> {
+    Ok(Json(core.burst(&id).await?))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    #[serde(default)]
+    timeout_ms: u64,
+}
+
+/// Returns the burst once it has ended, or as it is when the wait runs out.
+async fn wait_burst(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Burst>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout_ms).min(MAX_WAIT);
+    loop {
+        let finished = core.finished.notified();
+        let burst = core.burst(&id).await?;
+        let active = core.lock().active.contains_key(&id);
+        if burst.state.is_final() && !active {
+            return Ok(Json(burst));
+        }
+        if tokio::time::timeout_at(deadline, finished).await.is_err() {
+            return Ok(Json(core.burst(&id).await?));
+        }
+    }
+}
+
+async fn cancel_burst(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<Burst>> {
+    core.burst(&id).await?;
+    core.cancel(&id)?;
+    Ok(Json(core.burst(&id).await?))
+}
+
+async fn burst_logs(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<BurstLogs>> {
+    core.burst(&id).await?;
+    Ok(Json(core.store.get_logs(&id).await?.unwrap_or_default()))
+}
+
+async fn register(
+    State(core): State<Arc<Core>>,
+    registration: std::result::Result<Json<Registration>, JsonRejection>,
+) -> Result<Json<Registered>> {
+    let registration = body(registration)?;
+    if registration.slots == 0 {
+        return Err(Error::BadRequest("an invoker must offer at least one slot".into()));
+    }
+    let invoker_id = core.lock().register(registration);
+    Ok(Json(Registered { invoker_id, heartbeat_ms: core.opts.heartbeat_timeout.as_millis() as u64 }))
+}
+
+async fn list_invokers(State(core): State<Arc<Core>>) -> Json<Vec<InvokerInfo>> {
+    Json(core.lock().invokers())
+}
+
+#[derive(Deserialize)]
+struct CommandsQuery {
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// The invoker's long poll; every call counts as a heartbeat.
+async fn commands(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    Query(q): Query<CommandsQuery>,
+) -> Result<Json<Vec<Command>>> {
+    let wake = {
+        let mut state = core.lock();
+        let invoker = state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?;
+        invoker.seen();
+        if !invoker.commands.is_empty() {
+            return Ok(Json(std::mem::take(&mut invoker.commands)));
+        }
+        invoker.wake.clone()
+    };
+    let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+    let _ = tokio::time::timeout(wait, wake.notified()).await;
+    let mut state = core.lock();
+    let invoker = state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?;
+    invoker.seen();
+    Ok(Json(std::mem::take(&mut invoker.commands)))
+}
+
+fn forgotten(id: &str) -> Error {
+    Error::NotFound(format!(
+        "invoker {id} is not registered (it was declared lost, or the controller restarted); register again"
+    ))
+}
+
+async fn events(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+    events: std::result::Result<Json<Vec<Event>>, JsonRejection>,
+) -> Result<Json<serde_json::Value>> {
+    let events = body(events)?;
+    {
+        let mut state = core.lock();
+        state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?.seen();
+        for event in events {
+            state.apply(&id, event);
+        }
+    }
+    // Acknowledged means saved: results the invoker reported are never dropped.
+    core.flush().await?;
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
+    let state = core.lock();
+    let invokers = state.invokers();
+    let ready = invokers.iter().filter(|i| i.status == "ready").count();
+    let free: usize = invokers.iter().filter(|i| i.status == "ready").map(|i| i.free_slots).sum();
+    let total: usize = invokers.iter().filter(|i| i.status == "ready").map(|i| i.registration.slots).sum();
+    let text = format!(
+        "# HELP volley_bursts_submitted_total Bursts accepted since the controller started.\n\
+         # TYPE volley_bursts_submitted_total counter\n\
+         volley_bursts_submitted_total {}\n\
+         # HELP volley_bursts_active Bursts queued or running.\n\
+         # TYPE volley_bursts_active gauge\n\
+         volley_bursts_active {}\n\
+         # HELP volley_bursts_queued Bursts waiting for capacity.\n\
+         # TYPE volley_bursts_queued gauge\n\
+         volley_bursts_queued {}\n\
+         # HELP volley_invokers Invokers by status.\n\
+         # TYPE volley_invokers gauge\n\
+         volley_invokers{{status=\"ready\"}} {}\n\
+         volley_invokers{{status=\"lost\"}} {}\n\
+         # HELP volley_slots Worker slots of ready invokers.\n\
+         # TYPE volley_slots gauge\n\
+         volley_slots{{kind=\"total\"}} {}\n\
+         volley_slots{{kind=\"free\"}} {}\n",
+        core.submitted.load(Ordering::Relaxed),
+        state.active.len(),
+        state.queued(),
+        ready,
+        invokers.len() - ready,
+        total,
+        free,
+    );
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,239 @@
+//! The controller's core: the locked state, the writer that saves records in
+//! order, and the ticker that enforces heartbeats and deadlines.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use volley_proto::api::{Burst, BurstState, Granularity, WorkerRecord};
+use volley_proto::now_micros;
+
+use crate::error::{Error, Result};
+use crate::state::{State, Write};
+use crate::{Options, Store};
+
+pub(crate) struct Core {
+    pub(crate) opts: Options,
+    pub(crate) store: Store,
+    state: Mutex<State>,
+    writes: mpsc::UnboundedSender<Write>,
+    /// Fired whenever a burst reaches its final state.
+    pub(crate) finished: Arc<Notify>,
+    pub(crate) submitted: AtomicU64,
+}
+
+impl Core {
+    /// Builds the core and recovers what a previous run left unfinished.
+    pub(crate) async fn start(opts: Options, store: Store, shutdown: CancellationToken) -> Result<Arc<Core>> {
+        let (writes, rx) = mpsc::unbounded_channel();
+        let finished = Arc::new(Notify::new());
+        let core = Arc::new(Core {
+            state: Mutex::new(State::new(opts.clone(), writes.clone())),
+            opts,
+            store: store.clone(),
+            writes,
+            finished: finished.clone(),
+            submitted: AtomicU64::new(0),
+        });
+        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone()));
+        core.recover().await?;
+        tokio::spawn(ticker(core.clone(), shutdown));
+        Ok(core)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until every record written so far is saved.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writes.send(Write::Flush(tx)).map_err(|_| Error::Store("the writer stopped".into()))?;
+        rx.await.map_err(|_| Error::Store("the writer stopped".into()))
+    }
+
+    /// Bursts that were queued when the controller stopped run now; those that
+    /// were running cannot be resumed (their packs died with their invokers'
+    /// links) and end failed with the reason.
+    async fn recover(&self) -> Result<()> {
+        for mut burst in self.store.unfinished().await? {
+            if burst.state == BurstState::Queued {
+                tracing::info!(burst = %burst.id, "requeued after a controller restart");
+                self.lock().submit(burst);
+            } else {
+                burst.state = BurstState::Failed;
+                burst.error = Some("the controller restarted while the burst was running; submit it again".into());
+                burst.finished_at = Some(now_micros());
+                self.store.put_burst(&burst).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, saves and queues a new burst.
+    pub(crate) async fn submit(&self, namespace: &str, request: volley_proto::api::BurstRequest) -> Result<Burst> {
+        self.validate(&request)?;
+        let id = format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
+        let burst = Burst {
+            id,
+            namespace: namespace.to_string(),
+            state: BurstState::Queued,
+            error: None,
+            transport: request.transport.clone(),
+            submitted_at: now_micros(),
+            placed_at: None,
+            running_at: None,
+            finished_at: None,
+            start_spread_us: None,
+            packs: Vec::new(),
+            workers: (0..request.workers).map(WorkerRecord::new).collect(),
+            request,
+        };
+        // Accepted means saved: the burst survives a controller restart from here on.
+        self.store.put_burst(&burst).await?;
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        self.lock().submit(burst.clone());
+        Ok(burst)
+    }
+
+    fn validate(&self, r: &volley_proto::api::BurstRequest) -> Result<()> {
+        let bad = |m: String| Err(Error::BadRequest(m));
+        if !self.opts.functions.iter().any(|f| f.name == r.function) {
+            let names: Vec<_> = self.opts.functions.iter().map(|f| f.name.as_str()).collect();
+            return Err(Error::NotFound(format!(
+                "unknown function {:?}; known functions: {} (`volley functions list`)",
+                r.function,
+                names.join(", ")
+            )));
+        }
+        if r.workers == 0 {
+            return bad("workers must be at least 1".into());
+        }
+        if r.workers > self.opts.max_workers {
+            return bad(format!("workers {} is above this controller's limit of {}", r.workers, self.opts.max_workers));
+        }
+        if let Granularity::Fixed(g) = r.granularity {
+            if g == 0 {
+                return bad("granularity must be at least 1 (or \"auto\")".into());
+            }
+            if g > r.workers {
+                return bad(format!(
+                    "granularity {g} is larger than the burst's {} workers; use at most {}",
+                    r.workers, r.workers
+                ));
+            }
+        }
+        if let Some(t) = &r.transport
+            && !volley_comm::TRANSPORTS.contains(&t.as_str())
+        {
+            return bad(format!("unknown transport {t:?}; choose one of {}", volley_comm::TRANSPORTS.join(", ")));
+        }
+        if let Some(wp) = &r.worker_params
+            && wp.len() != r.workers
+        {
+            return bad(format!("worker_params has {} entries but the burst has {} workers", wp.len(), r.workers));
+        }
+        for (name, secs) in [("timeout_secs", r.timeout_secs), ("queue_timeout_secs", r.queue_timeout_secs)] {
+            if let Some(s) = secs
+                && !(s.is_finite() && s > 0.0 && s <= 7.0 * 86_400.0)
+            {
+                return bad(format!("{name} must be a positive number of seconds up to a week, got {s}"));
+            }
+        }
+        let (total, largest) = self.lock().capacity();
+        if total > 0 && r.workers > total {
+            return Err(Error::Capacity(format!(
+                "the burst needs {} worker slots but the whole cluster has {total}; use fewer workers or add invokers",
+                r.workers
+            )));
+        }
+        if let Granularity::Fixed(g) = r.granularity
+            && largest > 0
+            && g > largest
+        {
+            return Err(Error::Capacity(format!(
+                "a pack of {g} workers fits on no invoker (the largest has {largest} slots); use a smaller granularity"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The burst, live if active, else as stored.
+    pub(crate) async fn burst(&self, id: &str) -> Result<Burst> {
+        if let Some(a) = self.lock().active.get(id) {
+            return Ok(a.burst.clone());
+        }
+        self.store.get_burst(id).await?.ok_or_else(|| Error::NotFound(format!("no burst {id:?}")))
+    }
+
+    pub(crate) fn cancel(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        if !state.active.contains_key(id) {
+            return Err(Error::Conflict(format!("burst {id} is not active (it has ended, or does not exist)")));
+        }
+        state.end(id, BurstState::Cancelled, "cancelled by a user".into());
+        Ok(())
+    }
+}
+
+async fn writer(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    finished: Arc<Notify>,
+    brokers: volley_comm::Brokers,
+) {
+    while let Some(write) = rx.recv().await {
+        match write {
+            Write::Burst(burst) => {
+                let is_final = burst.state.is_final();
+                // A store that fails now is retried: a reported result is never dropped.
+                let mut delay = Duration::from_millis(50);
+                while let Err(e) = store.put_burst(&burst).await {
+                    tracing::error!(burst = %burst.id, "saving the burst failed, retrying: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                if is_final {
+                    finished.notify_waiters();
+                }
+            }
+            Write::Logs(id, logs) => {
+                if let Err(e) = store.put_logs(&id, &logs).await {
+                    tracing::error!(burst = %id, "saving the logs failed: {e}");
+                }
+            }
+            Write::Purge { burst, transport, packs } => {
+                tokio::spawn(purge(brokers.clone(), burst, transport, packs));
+            }
+            Write::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+async fn purge(brokers: volley_comm::Brokers, burst: String, transport: String, packs: usize) {
+    let Ok(opts) = brokers.transport(&transport, Default::default()) else { return };
+    // Packs that were killed could not delete their broker objects.
+    match tokio::time::timeout(Duration::from_secs(30), opts.purge(&burst, packs)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(burst, "purging {transport} state failed: {e}"),
+        Err(_) => tracing::warn!(burst, "purging {transport} state timed out"),
+    }
+}
+
+async fn ticker(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = std::time::Instant::now();
+        let mut state = core.lock();
+        state.check_heartbeats(now);
+        state.check_deadlines(now);
+    }
+}

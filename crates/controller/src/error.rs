@@ -1,0 +1,59 @@
+//! The controller's errors, each with a stable code and an HTTP status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use volley_proto::api::{ErrorBody, ErrorDetail};
+
+/// Everything the controller can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or asks for something impossible.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such function, burst or invoker.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (e.g. cancelling a finished burst).
+    #[error("{0}")]
+    Conflict(String),
+    /// The cluster can never run this (e.g. more workers than it has slots).
+    #[error("{0}")]
+    Capacity(String),
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Store(String),
+}
+
+impl Error {
+    /// The stable, machine-readable code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Capacity(_) => "insufficient_capacity",
+            Error::Store(_) => "store_unavailable",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Capacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code().into(), message: self.to_string() } };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// The controller's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

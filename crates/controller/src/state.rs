@@ -1,0 +1,429 @@
+//! The controller's in-memory state: invokers, the queue and the active bursts.
+//!
+//! Every method runs under one lock and never waits; what must happen outside
+//! the lock (saving records, purging broker state) is sent to the writer as a
+//! [`Write`], in order.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use volley_proto::api::{Burst, BurstLogs, BurstState, PackLogs, PackRecord};
+use volley_proto::cluster::{Command, Event, InvokerInfo};
+use volley_proto::now_micros;
+use volley_proto::pack::{Outcome, PackSpec};
+
+use crate::Options;
+use crate::invokers::Invoker;
+use crate::placement::{Free, place};
+
+/// Work for the writer task, done in order outside the lock.
+pub(crate) enum Write {
+    Burst(Box<Burst>),
+    Logs(String, BurstLogs),
+    /// Delete what a burst may have left on its broker.
+    Purge {
+        burst: String,
+        transport: String,
+        packs: usize,
+    },
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A burst that has not ended yet.
+pub(crate) struct Active {
+    pub(crate) burst: Burst,
+    queued_until: Instant,
+    deadline: Option<Instant>,
+    addresses: Vec<Option<String>>,
+    exited: Vec<bool>,
+    logs: BurstLogs,
+    /// How the burst will end once its packs are gone (a failure or a cancel).
+    ending: Option<(BurstState, String)>,
+}
+
+pub(crate) struct State {
+    opts: Options,
+    invokers: BTreeMap<String, Invoker>,
+    lost: Vec<InvokerInfo>,
+    pub(crate) active: HashMap<String, Active>,
+    queue: VecDeque<String>,
+    writes: mpsc::UnboundedSender<Write>,
+    next_invoker: u64,
+}
+
+impl State {
+    pub(crate) fn new(opts: Options, writes: mpsc::UnboundedSender<Write>) -> Self {
+        State {
+            opts,
+            invokers: BTreeMap::new(),
+            lost: Vec::new(),
+            active: HashMap::new(),
+            queue: VecDeque::new(),
+            writes,
+            next_invoker: 0,
+        }
+    }
+
+    fn save(&self, burst: &Burst) {
+        let _ = self.writes.send(Write::Burst(Box::new(burst.clone())));
+    }
+
+    // ---- invokers ----
+
+    pub(crate) fn register(&mut self, registration: volley_proto::cluster::Registration) -> String {
+        self.next_invoker += 1;
+        let id = format!("inv-{}-{:06x}", self.next_invoker, rand::random::<u32>() & 0xff_ffff);
+        tracing::info!(invoker = %id, name = %registration.name, slots = registration.slots, "invoker registered");
+        self.invokers.insert(id.clone(), Invoker::new(id.clone(), registration));
+        self.schedule();
+        id
+    }
+
+    pub(crate) fn invoker_mut(&mut self, id: &str) -> Option<&mut Invoker> {
+        self.invokers.get_mut(id)
+    }
+
+    pub(crate) fn invokers(&self) -> Vec<InvokerInfo> {
+        let mut list: Vec<_> = self.invokers.values().map(Invoker::info).collect();
+        list.extend(self.lost.iter().cloned());
+        list
+    }
+
+    /// Total slots of the live invokers, and the largest single invoker's.
+    pub(crate) fn capacity(&self) -> (usize, usize) {
+        let slots = self.invokers.values().map(|i| i.registration.slots);
+        (slots.clone().sum(), slots.max().unwrap_or(0))
+    }
+
+    /// Declares invokers that missed their heartbeats lost; their bursts fail.
+    pub(crate) fn check_heartbeats(&mut self, now: Instant) {
+        let timeout = self.opts.heartbeat_timeout;
+        let lost: Vec<String> = self
+            .invokers
+            .values()
+            .filter(|i| now.duration_since(i.last_seen) > timeout)
+            .map(|i| i.id.clone())
+            .collect();
+        for id in lost {
+            let Some(invoker) = self.invokers.remove(&id) else { continue };
+            tracing::warn!(invoker = %id, "invoker missed its heartbeats; declared lost");
+            let mut info = invoker.info();
+            info.status = "lost".into();
+            self.lost.retain(|l| l.registration.name != info.registration.name);
+            self.lost.push(info);
+            let reason = format!(
+                "invoker {} ({}) stopped sending heartbeats for {:?}; its packs are lost",
+                invoker.registration.name, id, timeout
+            );
+            let affected: Vec<String> = self
+                .active
+                .iter()
+                .filter(|(_, a)| a.burst.packs.iter().any(|p| p.invoker == id))
+                .map(|(b, _)| b.clone())
+                .collect();
+            for burst in affected {
+                let packs: Vec<usize> =
+                    self.active[&burst].burst.packs.iter().filter(|p| p.invoker == id).map(|p| p.index).collect();
+                self.end(&burst, BurstState::Failed, reason.clone());
+                for pack in packs {
+                    self.pack_gone(&burst, pack, Some("its invoker was lost".into()));
+                }
+            }
+        }
+    }
+
+    // ---- bursts ----
+
+    pub(crate) fn submit(&mut self, burst: Burst) {
+        let id = burst.id.clone();
+        let queue_timeout =
+            burst.request.queue_timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.queue_timeout);
+        let active = Active {
+            queued_until: Instant::now() + queue_timeout,
+            deadline: None,
+            addresses: Vec::new(),
+            exited: Vec::new(),
+            logs: BurstLogs::default(),
+            ending: None,
+            burst,
+        };
+        self.active.insert(id.clone(), active);
+        self.queue.push_back(id);
+        self.schedule();
+    }
+
+    /// Places queued bursts, first come first served: a burst that does not
+    /// fit holds back the ones behind it (no starvation of large bursts).
+    pub(crate) fn schedule(&mut self) {
+        while let Some(id) = self.queue.front().cloned() {
+            let Some(active) = self.active.get(&id) else {
+                self.queue.pop_front();
+                continue;
+            };
+            let req = &active.burst.request;
+            let memory = req.memory_mb.unwrap_or(self.opts.default_memory_mb);
+            let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
+            let Some(placement) = place(req.workers, req.granularity, memory, &free) else { return };
+            self.queue.pop_front();
+            self.start(&id, placement, memory);
+        }
+    }
+
+    fn start(&mut self, id: &str, placement: Vec<crate::placement::Placed>, memory: u64) {
+        let secret: [u8; 32] = rand::random();
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let now = now_micros();
+        let single_host = placement.iter().all(|p| p.invoker == placement[0].invoker);
+        let Some(active) = self.active.get_mut(id) else { return };
+        let burst = &mut active.burst;
+        let transport =
+            burst.request.transport.clone().unwrap_or_else(|| if single_host { "uds" } else { "tcp" }.into());
+        let sizes: Vec<usize> = placement.iter().map(|p| p.size).collect();
+        let mut first = 0;
+        burst.packs = placement
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let record = PackRecord {
+                    index,
+                    first_rank: first,
+                    size: p.size,
+                    invoker: p.invoker.clone(),
+                    started_at: None,
+                    exited_at: None,
+                    error: None,
+                };
+                first += p.size;
+                record
+            })
+            .collect();
+        for pack in &burst.packs {
+            for w in &mut burst.workers[pack.first_rank..pack.first_rank + pack.size] {
+                w.pack = Some(pack.index);
+            }
+        }
+        burst.state = BurstState::Starting;
+        burst.placed_at = Some(now);
+        burst.transport = Some(transport.clone());
+        let timeout = burst.request.timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.burst_timeout);
+        active.deadline = Some(Instant::now() + timeout);
+        active.addresses = vec![None; sizes.len()];
+        active.exited = vec![false; sizes.len()];
+        let op_timeout = timeout.min(self.opts.op_timeout);
+        let mut commands = Vec::new();
+        for pack in &burst.packs {
+            let worker_params = match &burst.request.worker_params {
+                Some(all) => all[pack.first_rank..pack.first_rank + pack.size].to_vec(),
+                None => Vec::new(),
+            };
+            let spec = PackSpec {
+                burst: id.to_string(),
+                secret: secret.clone(),
+                function: burst.request.function.clone(),
+                pack: pack.index,
+                pack_sizes: sizes.clone(),
+                transport: transport.clone(),
+                tuning: Default::default(),
+                brokers: self.opts.brokers.clone(),
+                bind: None,
+                advertise_host: None,
+                params: burst.request.params.clone(),
+                worker_params,
+                op_timeout_ms: op_timeout.as_millis() as u64,
+                connect_timeout_ms: self.opts.connect_timeout.as_millis() as u64,
+            };
+            commands.push((pack.invoker.clone(), pack.size, Command::StartPack(Box::new(spec))));
+        }
+        let snapshot = burst.clone();
+        for (invoker, size, command) in commands {
+            if let Some(inv) = self.invokers.get_mut(&invoker) {
+                inv.reserve(size, size as u64 * memory);
+                inv.send(command);
+            }
+        }
+        self.save(&snapshot);
+    }
+
+    /// Applies one event from invoker `from`.
+    pub(crate) fn apply(&mut self, from: &str, event: Event) {
+        let burst_id = event.burst().to_string();
+        let Some(active) = self.active.get_mut(&burst_id) else { return };
+        match event {
+            Event::PackAddress { pack, address, .. } => {
+                if let Some(slot) = active.addresses.get_mut(pack) {
+                    *slot = Some(address);
+                }
+                if let Some(addresses) = active.addresses.iter().cloned().collect::<Option<Vec<String>>>() {
+                    let targets: Vec<(String, usize)> =
+                        active.burst.packs.iter().map(|p| (p.invoker.clone(), p.index)).collect();
+                    for (invoker, pack) in targets {
+                        if let Some(inv) = self.invokers.get_mut(&invoker) {
+                            inv.send(Command::Peers { burst: burst_id.clone(), pack, addresses: addresses.clone() });
+                        }
+                    }
+                }
+            }
+            Event::PackConnected { pack, at, .. } => {
+                if let Some(p) = active.burst.packs.get_mut(pack) {
+                    p.started_at = Some(at);
+                }
+            }
+            Event::WorkerStarted { rank, at, .. } => {
+                if let Some(w) = active.burst.workers.get_mut(rank) {
+                    w.started_at = Some(at);
+                }
+                let starts: Option<Vec<u64>> = active.burst.workers.iter().map(|w| w.started_at).collect();
+                if let (Some(starts), BurstState::Starting) = (starts, active.burst.state) {
+                    let (first, last) = (starts.iter().min().copied(), starts.iter().max().copied());
+                    active.burst.state = BurstState::Running;
+                    active.burst.running_at = last;
+                    active.burst.start_spread_us = first.zip(last).map(|(f, l)| l - f);
+                    let snapshot = active.burst.clone();
+                    self.save(&snapshot);
+                }
+            }
+            Event::WorkerFinished { rank, at, outcome, .. } => {
+                let Some(w) = active.burst.workers.get_mut(rank) else { return };
+                w.finished_at = Some(at);
+                match outcome {
+                    Outcome::Ok(v) => w.result = Some(v),
+                    Outcome::Error(e) => {
+                        w.error = Some(e.clone());
+                        // Fail fast: workers that never touch the communicator must stop too.
+                        self.end(&burst_id, BurstState::Failed, format!("rank {rank} failed: {e}"));
+                    }
+                    Outcome::Aborted(e) => w.error = Some(e),
+                }
+            }
+            Event::PackExited { pack, at, error, stdout, stderr, truncated, .. } => {
+                if let Some(p) = active.burst.packs.get_mut(pack) {
+                    p.exited_at = Some(at);
+                    p.error = error.clone();
+                }
+                active.logs.packs.push(PackLogs { pack, stdout, stderr, truncated });
+                if let Some(e) = &error {
+                    let invoker = active.burst.packs.get(pack).map(|p| p.invoker.clone()).unwrap_or_default();
+                    let name = self.invokers.get(&invoker).map(|i| i.registration.name.clone()).unwrap_or(invoker);
+                    self.end(&burst_id, BurstState::Failed, format!("pack {pack} on invoker {name} failed: {e}"));
+                }
+                let _ = from;
+                self.pack_gone(&burst_id, pack, None);
+            }
+        }
+    }
+
+    /// Decides how a burst ends (the first decision wins) and stops its packs.
+    pub(crate) fn end(&mut self, id: &str, state: BurstState, reason: String) {
+        let Some(active) = self.active.get_mut(id) else { return };
+        if active.ending.is_some() {
+            return;
+        }
+        tracing::info!(burst = id, state = state.name(), "{reason}");
+        active.ending = Some((state, reason.clone()));
+        if active.burst.state == BurstState::Queued {
+            self.queue.retain(|q| q != id);
+            self.finish(id);
+            return;
+        }
+        let invokers: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
+        for invoker in invokers {
+            if let Some(inv) = self.invokers.get_mut(&invoker)
+                && !inv.commands.iter().any(|c| matches!(c, Command::Cancel { burst, .. } if burst == id))
+            {
+                inv.send(Command::Cancel { burst: id.to_string(), reason: reason.clone() });
+            }
+        }
+    }
+
+    /// A pack's process is gone: its capacity returns; the burst ends when all are gone.
+    fn pack_gone(&mut self, id: &str, pack: usize, error: Option<String>) {
+        let memory = self.opts.default_memory_mb;
+        let Some(active) = self.active.get_mut(id) else { return };
+        if active.exited.get(pack).copied() != Some(false) {
+            return;
+        }
+        active.exited[pack] = true;
+        let Some(record) = active.burst.packs.get_mut(pack) else { return };
+        if record.exited_at.is_none() {
+            record.exited_at = Some(now_micros());
+            record.error = error;
+        }
+        let per_worker = active.burst.request.memory_mb.unwrap_or(memory);
+        let (invoker, size) = (record.invoker.clone(), record.size);
+        if let Some(inv) = self.invokers.get_mut(&invoker) {
+            inv.release(size, size as u64 * per_worker);
+        }
+        if active.exited.iter().all(|e| *e) {
+            self.finish(id);
+        }
+        self.schedule();
+    }
+
+    /// Records the burst's final state, saves it with its logs, forgets it.
+    fn finish(&mut self, id: &str) {
+        let Some(mut active) = self.active.remove(id) else { return };
+        let burst = &mut active.burst;
+        burst.finished_at = Some(now_micros());
+        let (state, error) = match active.ending.take() {
+            Some((state, reason)) => (state, Some(reason)),
+            None => match burst.workers.iter().find(|w| w.result.is_none()) {
+                None => (BurstState::Succeeded, None),
+                Some(w) => (
+                    BurstState::Failed,
+                    Some(
+                        w.error
+                            .clone()
+                            .map(|e| format!("rank {} failed: {e}", w.rank))
+                            .unwrap_or_else(|| format!("rank {} ended without reporting a result", w.rank)),
+                    ),
+                ),
+            },
+        };
+        burst.state = state;
+        burst.error = error;
+        if state != BurstState::Succeeded
+            && !burst.packs.is_empty()
+            && let Some(transport) = &burst.transport
+        {
+            // Killed packs could not delete what they made on their broker.
+            let _ = self.writes.send(Write::Purge {
+                burst: id.to_string(),
+                transport: transport.clone(),
+                packs: burst.packs.len(),
+            });
+        }
+        let mut logs = active.logs;
+        logs.packs.sort_by_key(|p| p.pack);
+        let _ = self.writes.send(Write::Logs(id.to_string(), logs));
+        let _ = self.writes.send(Write::Burst(Box::new(active.burst)));
+    }
+
+    /// Fails bursts that waited too long for capacity or ran past their timeout.
+    pub(crate) fn check_deadlines(&mut self, now: Instant) {
+        let mut late = Vec::new();
+        for (id, a) in &self.active {
+            if a.ending.is_some() {
+                continue;
+            }
+            if a.burst.state == BurstState::Queued && now > a.queued_until {
+                let (total, largest) = self.capacity();
+                late.push((id.clone(), format!(
+                    "could not be placed within its queue timeout: it needs {} workers in packs of {} and the cluster has {} slots in all ({} on the largest invoker), most of them busy",
+                    a.burst.request.workers, a.burst.request.granularity, total, largest
+                )));
+            } else if a.deadline.is_some_and(|d| now > d) {
+                let timeout =
+                    a.burst.request.timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.burst_timeout);
+                late.push((id.clone(), format!("exceeded its timeout of {:?}", timeout)));
+            }
+        }
+        for (id, reason) in late {
+            self.end(&id, BurstState::Failed, reason);
+        }
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}

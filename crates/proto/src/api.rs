@@ -1,0 +1,238 @@
+//! The public HTTP API's bodies (JSON under `/v1`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Micros;
+
+/// `POST /v1/bursts`: start one burst of `workers` workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstRequest {
+    /// A built-in function or a deployed one.
+    pub function: String,
+    /// N: how many workers (ranks 0..N-1).
+    pub workers: usize,
+    /// Workers per pack, or `"auto"` (the largest packs free capacity allows).
+    #[serde(default)]
+    pub granularity: Granularity,
+    /// `tcp`, `uds`, `redis`, `redis-streams`, `rabbitmq`, `nats`, `s3`; absent:
+    /// `uds` when every pack lands on one host, `tcp` otherwise.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Parameters every worker receives.
+    #[serde(default)]
+    pub params: Value,
+    /// One value per worker (rank order), if given.
+    #[serde(default)]
+    pub worker_params: Option<Vec<Value>>,
+    /// Longest the burst may run once started (default 300 s).
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+    /// Longest the burst may wait for capacity before it fails (default 60 s).
+    #[serde(default)]
+    pub queue_timeout_secs: Option<f64>,
+    /// Memory each worker needs, in MiB (default 16).
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+/// Workers per pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Granularity {
+    /// Packs of this many workers (the last one may be smaller).
+    Fixed(usize),
+    /// The largest packs the free capacity allows; packs may differ in size.
+    #[default]
+    #[serde(with = "auto")]
+    Auto,
+}
+
+mod auto {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let word = String::deserialize(d)?;
+        if word == "auto" {
+            Ok(())
+        } else {
+            Err(D::Error::custom(format!("granularity {word:?} is not a number or \"auto\"")))
+        }
+    }
+}
+
+impl std::fmt::Display for Granularity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Granularity::Fixed(g) => write!(f, "{g}"),
+            Granularity::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Granularity::Auto);
+        }
+        s.parse().map(Granularity::Fixed).map_err(|_| format!("granularity {s:?} must be a number or \"auto\""))
+    }
+}
+
+/// Where a burst is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurstState {
+    /// Accepted, waiting for capacity.
+    Queued,
+    /// Placed; packs are starting and connecting.
+    Starting,
+    /// Every worker is running user code.
+    Running,
+    /// Every worker returned a result.
+    Succeeded,
+    /// A worker or pack failed; `error` says which and why.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl BurstState {
+    /// Whether the burst has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, BurstState::Succeeded | BurstState::Failed | BurstState::Cancelled)
+    }
+
+    /// The state's name as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BurstState::Queued => "queued",
+            BurstState::Starting => "starting",
+            BurstState::Running => "running",
+            BurstState::Succeeded => "succeeded",
+            BurstState::Failed => "failed",
+            BurstState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A burst as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Burst {
+    pub id: String,
+    pub namespace: String,
+    pub request: BurstRequest,
+    pub state: BurstState,
+    /// The first cause of a failure (or the reason of a cancel).
+    pub error: Option<String>,
+    /// The transport the packs use (the request's, or the one chosen for it).
+    pub transport: Option<String>,
+    pub submitted_at: Micros,
+    pub placed_at: Option<Micros>,
+    /// When the last worker started user code.
+    pub running_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
+    /// Last worker start minus first worker start.
+    pub start_spread_us: Option<u64>,
+    pub packs: Vec<PackRecord>,
+    pub workers: Vec<WorkerRecord>,
+}
+
+/// One pack of a burst.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackRecord {
+    pub index: usize,
+    pub first_rank: usize,
+    pub size: usize,
+    /// The invoker it runs on.
+    pub invoker: String,
+    /// When its process was connected to every other pack.
+    pub started_at: Option<Micros>,
+    pub exited_at: Option<Micros>,
+    /// Why the pack process failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One worker of a burst.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub rank: usize,
+    pub pack: Option<usize>,
+    pub started_at: Option<Micros>,
+    pub finished_at: Option<Micros>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+impl WorkerRecord {
+    /// A worker that has not been placed yet.
+    pub fn new(rank: usize) -> Self {
+        WorkerRecord { rank, pack: None, started_at: None, finished_at: None, result: None, error: None }
+    }
+}
+
+/// `GET /v1/bursts/{id}/logs`: each pack's captured stdout and stderr.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BurstLogs {
+    pub packs: Vec<PackLogs>,
+}
+
+/// What one pack process printed (bounded; `truncated` says if bytes were dropped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackLogs {
+    pub pack: usize,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+}
+
+/// A function the platform can run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    /// `builtin` or `deployed`.
+    pub kind: String,
+    pub description: String,
+}
+
+/// Every error body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The code (stable, machine-readable) and message (what to do) of an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granularity_reads_numbers_and_auto() {
+        let g: Granularity = serde_json::from_str("8").unwrap();
+        assert_eq!(g, Granularity::Fixed(8));
+        let g: Granularity = serde_json::from_str("\"auto\"").unwrap();
+        assert_eq!(g, Granularity::Auto);
+        assert_eq!(serde_json::to_string(&Granularity::Auto).unwrap(), "\"auto\"");
+        assert!(serde_json::from_str::<Granularity>("\"big\"").is_err());
+    }
+
+    #[test]
+    fn a_minimal_request_gets_defaults_and_typos_are_refused() {
+        let r: BurstRequest = serde_json::from_str(r#"{"function":"hello","workers":4}"#).unwrap();
+        assert_eq!((r.granularity, r.transport, r.params), (Granularity::Auto, None, Value::Null));
+        let err = serde_json::from_str::<BurstRequest>(r#"{"function":"hello","workers":4,"wrokers":2}"#);
+        assert!(err.unwrap_err().to_string().contains("wrokers"));
+    }
+}

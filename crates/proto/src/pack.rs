@@ -1,0 +1,98 @@
+//! Invoker ⇄ pack process: one JSON message per line over the Unix socket
+//! whose path the invoker puts in [`SOCKET_ENV`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use volley_comm::{Brokers, Tuning};
+
+use crate::Micros;
+
+/// The environment variable holding the invoker's socket path.
+pub const SOCKET_ENV: &str = "VOLLEY_INVOKER_SOCKET";
+/// The environment variable naming the process to the invoker.
+pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";
+/// Bumped whenever these messages change incompatibly.
+pub const PROTOCOL: u32 = 1;
+
+/// Everything a pack process needs to run its part of a burst.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackSpec {
+    pub burst: String,
+    /// The per-burst secret, hex.
+    pub secret: String,
+    pub function: String,
+    /// This pack's index.
+    pub pack: usize,
+    /// Every pack's size, in pack order (ranks are contiguous).
+    pub pack_sizes: Vec<usize>,
+    pub transport: String,
+    #[serde(default)]
+    pub tuning: Tuning,
+    pub brokers: Brokers,
+    /// Where `uds` puts its socket files; where `tcp` binds and which host it advertises.
+    #[serde(default)]
+    pub bind: Option<String>,
+    #[serde(default)]
+    pub advertise_host: Option<String>,
+    pub params: Value,
+    /// This pack's workers' own parameters, in rank order (empty: none).
+    #[serde(default)]
+    pub worker_params: Vec<Value>,
+    /// Longest any one communication operation may block.
+    pub op_timeout_ms: u64,
+    /// Longest the pack waits for its peers at connect and close.
+    pub connect_timeout_ms: u64,
+}
+
+/// A worker's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The function returned this value.
+    Ok(Value),
+    /// The function failed (or panicked) on its own: a cause.
+    Error(String),
+    /// The function failed because another worker or pack did: a consequence.
+    Aborted(String),
+}
+
+/// Invoker → pack process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToPack {
+    Assign(Box<PackSpec>),
+    Peers { addresses: Vec<String> },
+    Cancel { reason: String },
+}
+
+/// Pack process → invoker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromPack {
+    /// First message: who is speaking, and which functions it can run.
+    Hello {
+        process: String,
+        pid: u32,
+        protocol: u32,
+        functions: Vec<String>,
+    },
+    Address {
+        address: String,
+    },
+    Connected {
+        at: Micros,
+    },
+    WorkerStarted {
+        rank: usize,
+        at: Micros,
+    },
+    WorkerFinished {
+        rank: usize,
+        at: Micros,
+        outcome: Outcome,
+    },
+    /// Last message: the pack closed; `error` is the burst's failure as this pack saw it.
+    Done {
+        error: Option<String>,
+    },
+}

@@ -1,0 +1,118 @@
+//! The pack process's line to its invoker: JSON messages, one per line, over
+//! the Unix socket named in `VOLLEY_INVOKER_SOCKET`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use volley_comm::Rendezvous;
+use volley_proto::pack::{FromPack, ToPack};
+
+enum Outgoing {
+    Message(FromPack),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Sends messages to the invoker; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub(crate) struct Control {
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl Control {
+    /// Connects to the invoker; returns the sender and the stream of its messages
+    /// (which ends when the invoker goes away).
+    pub(crate) async fn connect(path: &str) -> std::io::Result<(Control, mpsc::UnboundedReceiver<ToPack>)> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), UnixStream::connect(path))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the invoker's socket did not answer"))??;
+        let (read, mut write) = stream.into_split();
+        let (tx, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+        tokio::spawn(async move {
+            while let Some(item) = outgoing.recv().await {
+                match item {
+                    Outgoing::Message(msg) => {
+                        let mut line = serde_json::to_vec(&msg).unwrap_or_default();
+                        line.push(b'\n');
+                        if write.write_all(&line).await.is_err() {
+                            return;
+                        }
+                    }
+                    Outgoing::Flush(done) => {
+                        let _ = write.flush().await;
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<ToPack>(&line) {
+                    Ok(msg) => {
+                        if incoming_tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => eprintln!("volley: ignoring a message from the invoker that does not parse: {e}"),
+                }
+            }
+        });
+        Ok((Control { tx }, incoming))
+    }
+
+    pub(crate) fn send(&self, msg: FromPack) {
+        let _ = self.tx.send(Outgoing::Message(msg));
+    }
+
+    /// Waits (briefly) until everything sent so far is written.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Outgoing::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), flushed).await;
+        }
+    }
+}
+
+/// The platform's rendezvous: the pack tells the invoker its address, the
+/// controller collects every pack's and sends them back through the invoker.
+pub(crate) struct ControlRendezvous {
+    pub(crate) control: Control,
+    pub(crate) peers: Mutex<Option<oneshot::Receiver<Vec<String>>>>,
+}
+
+impl Rendezvous for ControlRendezvous {
+    fn exchange<'a>(
+        &'a self,
+        burst: &'a str,
+        _pack: usize,
+        packs: usize,
+        addr: String,
+        timeout: Duration,
+    ) -> BoxFuture<'a, volley_comm::Result<Vec<String>>> {
+        Box::pin(async move {
+            let peers = self.peers.lock().ok().and_then(|mut p| p.take());
+            let Some(peers) = peers else {
+                return Err(volley_comm::Error::invalid("the pack asked for its peers twice"));
+            };
+            self.control.send(FromPack::Address { address: addr });
+            let addresses = tokio::time::timeout(timeout, peers)
+                .await
+                .map_err(|_| {
+                    volley_comm::Error::timeout(timeout, format!("the other packs of burst {burst} to start"))
+                })?
+                .map_err(|_| volley_comm::Error::invalid("the invoker went away before the packs met"))?;
+            if addresses.len() != packs {
+                return Err(volley_comm::Error::invalid(format!(
+                    "the platform sent {} addresses for {packs} packs",
+                    addresses.len()
+                )));
+            }
+            Ok(addresses)
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! The pack runtime: what a function binary does when an invoker starts it.
+//!
+//! 1. connect to the invoker (`VOLLEY_INVOKER_SOCKET`), say hello, wait for a pack;
+//! 2. connect the pack to the other packs of the burst (addresses meet through
+//!    the controller);
+//! 3. gang start: every worker thread passes one barrier across the whole burst
+//!    before user code runs, so no worker starts before every pack is connected;
+//! 4. run the function on each rank in its own thread, report each result;
+//! 5. close the pack (goodbyes, broker cleanup) and report the pack's end.
+//!
+//! The process exits when its invoker goes away or cancels the burst: a pack
+//! never outlives the platform that started it.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use volley_comm::{Layout, Pack, PackOptions, TransportOptions};
+use volley_proto::now_micros;
+use volley_proto::pack::{FromPack, Outcome, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
+
+use crate::control::{Control, ControlRendezvous};
+use crate::functions::{Function, Functions};
+use crate::worker::Worker;
+
+/// Exit code when the invoker cancelled the burst or went away.
+const EXIT_STOPPED: u8 = 3;
+
+/// Runs one pack for the invoker that started this process; returns the exit code.
+pub fn serve(functions: Functions) -> ExitCode {
+    let Ok(socket) = std::env::var(SOCKET_ENV) else {
+        eprintln!(
+            "This program is a Volley function binary (functions: {}).\n\
+             Deploy it with `volley deploy NAME PATH` and run it with `volley run NAME --workers N`;\n\
+             an invoker starts it with {SOCKET_ENV} set.",
+            functions.names().join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("volley: cannot start the pack's runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&socket, &functions)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("volley: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
+    let (control, mut incoming) =
+        Control::connect(socket).await.map_err(|e| format!("cannot reach the invoker at {socket}: {e}"))?;
+    control.send(FromPack::Hello {
+        process: std::env::var(PROCESS_ENV).unwrap_or_default(),
+        pid: std::process::id(),
+        protocol: PROTOCOL,
+        functions: functions.names(),
+    });
+    // A warm process waits here until the invoker hands it a pack (or goes away).
+    let spec = match incoming.recv().await {
+        Some(ToPack::Assign(spec)) => spec,
+        Some(other) => return Err(format!("the invoker sent {other:?} before assigning a pack")),
+        None => return Ok(ExitCode::from(EXIT_STOPPED)),
+    };
+    let Some(function) = functions.get(&spec.function) else {
+        let error =
+            format!("function {:?} is not in this binary (it has: {})", spec.function, functions.names().join(", "));
+        control.send(FromPack::Done { error: Some(error.clone()) });
+        control.flush().await;
+        return Err(error);
+    };
+    let (peers_tx, peers_rx) = oneshot::channel();
+    follow_invoker(incoming, peers_tx, control.clone());
+    let error = run_pack(&spec, function, &control, peers_rx).await.err();
+    let code = if error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    control.send(FromPack::Done { error });
+    control.flush().await;
+    Ok(code)
+}
+
+/// Handles the invoker's later messages: the peers' addresses, a cancel, or
+/// its disappearance (both of which end the process at once).
+fn follow_invoker(
+    mut incoming: mpsc::UnboundedReceiver<ToPack>,
+    peers: oneshot::Sender<Vec<String>>,
+    control: Control,
+) {
+    tokio::spawn(async move {
+        let mut peers = Some(peers);
+        loop {
+            match incoming.recv().await {
+                Some(ToPack::Peers { addresses }) => {
+                    if let Some(p) = peers.take() {
+                        let _ = p.send(addresses);
+                    }
+                }
+                Some(ToPack::Cancel { reason }) => {
+                    eprintln!("volley: the burst was stopped: {reason}");
+                    control.send(FromPack::Done { error: Some(format!("stopped: {reason}")) });
+                    control.flush().await;
+                    std::process::exit(EXIT_STOPPED.into());
+                }
+                Some(ToPack::Assign(_)) => eprintln!("volley: ignoring a second pack assignment"),
+                None => {
+                    eprintln!("volley: the invoker went away; stopping the pack");
+                    std::process::exit(EXIT_STOPPED.into());
+                }
+            }
+        }
+    });
+}
+
+async fn run_pack(
+    spec: &PackSpec,
+    function: Function,
+    control: &Control,
+    peers: oneshot::Receiver<Vec<String>>,
+) -> Result<(), String> {
+    let opts = pack_options(spec)?;
+    let rendezvous = Arc::new(ControlRendezvous { control: control.clone(), peers: Mutex::new(Some(peers)) });
+    let pack = Pack::connect(opts, rendezvous).await.map_err(|e| format!("the pack could not connect: {e}"))?;
+    control.send(FromPack::Connected { at: now_micros() });
+    let burst: Arc<str> = spec.burst.as_str().into();
+    let params = Arc::new(spec.params.clone());
+    let mut threads = Vec::new();
+    for (local, comm) in pack.comms().into_iter().enumerate() {
+        let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
+        let worker = Worker::new(comm, burst.clone(), params.clone(), own);
+        let (function, control) = (function.clone(), control.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("rank-{}", worker.rank()))
+            .spawn(move || run_worker(worker, function, control))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        threads.push(thread);
+    }
+    let joined =
+        tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok())).await.unwrap_or(false);
+    let closed = pack.close().await;
+    if !joined {
+        return Err("a worker thread died without reporting".into());
+    }
+    closed.map_err(|e| e.to_string())
+}
+
+fn run_worker(worker: Worker, function: Function, control: Control) {
+    let rank = worker.rank();
+    if let Err(e) = worker.comm().barrier() {
+        // The burst failed before it started; the pack reports why.
+        control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome: Outcome::Aborted(e.to_string()) });
+        return;
+    }
+    control.send(FromPack::WorkerStarted { rank, at: now_micros() });
+    let outcome = match catch_unwind(AssertUnwindSafe(|| function(&worker))) {
+        Ok(Ok(value)) => Outcome::Ok(value),
+        Ok(Err(e)) => {
+            let message = e.to_string();
+            if is_consequence(&*e) {
+                Outcome::Aborted(message)
+            } else {
+                worker.comm().abort(&message);
+                Outcome::Error(message)
+            }
+        }
+        Err(panic) => {
+            let message = format!("worker {rank} panicked: {}", panic_message(&panic));
+            worker.comm().abort(&message);
+            Outcome::Error(message)
+        }
+    };
+    control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome });
+}
+
+/// A worker that failed because another one did must not claim to be the cause.
+fn is_consequence(err: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        err.downcast_ref::<volley_comm::Error>(),
+        Some(
+            volley_comm::Error::PeerFailed { .. }
+                | volley_comm::Error::Disconnected { .. }
+                | volley_comm::Error::Closed
+        )
+    )
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn pack_options(spec: &PackSpec) -> Result<PackOptions, String> {
+    let layout = Layout::new(&spec.pack_sizes).map_err(|e| e.to_string())?;
+    let secret = decode_hex(&spec.secret).ok_or("the burst secret is not hex")?;
+    let mut transport = spec.brokers.transport(&spec.transport, spec.tuning).map_err(|e| e.to_string())?;
+    if let TransportOptions::Tcp(o) | TransportOptions::Uds(o) = &mut transport {
+        o.bind = spec.bind.clone();
+        o.advertise_host = spec.advertise_host.clone();
+    }
+    let mut opts = PackOptions::new(spec.burst.clone(), secret, layout, spec.pack).with_transport(transport);
+    opts.op_timeout = Duration::from_millis(spec.op_timeout_ms.max(1));
+    opts.connect_timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
+    Ok(opts)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_hex;
+
+    #[test]
+    fn hex_round_trips_and_rejects_garbage() {
+        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+}

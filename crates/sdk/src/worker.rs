@@ -1,0 +1,76 @@
+//! What a function gets: its place in the burst, its communicator and its parameters.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use volley_comm::Comm;
+
+/// Any error a function returns; its message becomes the worker's error.
+pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a function returns: a JSON result or an error.
+pub type WorkerResult = Result<Value, WorkerError>;
+
+/// One worker's context.
+pub struct Worker {
+    comm: Comm,
+    burst: Arc<str>,
+    params: Arc<Value>,
+    own: Value,
+}
+
+impl Worker {
+    pub(crate) fn new(comm: Comm, burst: Arc<str>, params: Arc<Value>, own: Value) -> Self {
+        Worker { comm, burst, params, own }
+    }
+
+    /// This worker's rank, 0..size.
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    /// The number of workers in the burst.
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    /// The index of this worker's pack (the workers sharing its process).
+    pub fn pack(&self) -> usize {
+        self.comm.pack()
+    }
+
+    /// The burst's id.
+    pub fn burst_id(&self) -> &str {
+        &self.burst
+    }
+
+    /// The communicator: messages and collectives with the other workers.
+    pub fn comm(&self) -> &Comm {
+        &self.comm
+    }
+
+    /// The parameters every worker of the burst received.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+
+    /// The parameters given to this worker alone (`Null` if none).
+    pub fn worker_params(&self) -> &Value {
+        &self.own
+    }
+
+    /// The shared parameters read into `T`, with an error that says what is wrong.
+    pub fn params_as<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
+        // A missing params object reads as an empty one, so types with defaults work.
+        let value = if self.params.is_null() { Value::Object(Default::default()) } else { (*self.params).clone() };
+        serde_json::from_value(value).map_err(|e| format!("bad params: {e}").into())
+    }
+
+    /// The host this worker runs on.
+    pub fn host(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+}
