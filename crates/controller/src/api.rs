@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,6 +21,8 @@ use crate::error::{Error, Result};
 
 /// The namespace of requests until API keys assign others.
 const DEFAULT_NAMESPACE: &str = "default";
+/// Largest function binary accepted.
+const MAX_BINARY: usize = 512 << 20;
 /// Longest a client may ask a long poll to wait.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -27,6 +31,11 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/functions", get(functions))
+        .route(
+            "/v1/functions/{name}",
+            get(get_function).put(deploy).delete(delete_function).layer(DefaultBodyLimit::max(MAX_BINARY)),
+        )
+        .route("/v1/blobs/{digest}", get(blob))
         .route("/v1/bursts", post(create_burst).get(list_bursts))
         .route("/v1/bursts/{id}", get(get_burst))
         .route("/v1/bursts/{id}/wait", get(wait_burst))
@@ -45,7 +54,39 @@ fn body<T>(parsed: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
 }
 
 async fn functions(State(core): State<Arc<Core>>) -> Json<Vec<FunctionInfo>> {
-    Json(core.opts.functions.clone())
+    Json(core.functions.list())
+}
+
+async fn get_function(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Result<Json<FunctionInfo>> {
+    core.functions.get(&name).map(Json).ok_or_else(|| Error::NotFound(format!("no function {name:?}")))
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    #[serde(default)]
+    description: String,
+}
+
+/// `PUT /v1/functions/{name}` with the binary as the body: deploys (or replaces) a function.
+async fn deploy(
+    State(core): State<Arc<Core>>,
+    Path(name): Path<String>,
+    Query(q): Query<DeployQuery>,
+    binary: Bytes,
+) -> Result<(StatusCode, Json<FunctionInfo>)> {
+    let info = core.functions.deploy(&core.store, &name, &q.description, &binary).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn delete_function(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Result<StatusCode> {
+    core.functions.delete(&core.store, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A deployed binary, by digest (what invokers fetch and cache).
+async fn blob(State(core): State<Arc<Core>>, Path(digest): Path<String>) -> Result<Vec<u8>> {
+    let path = core.functions.blob_path(&digest)?;
+    tokio::fs::read(&path).await.map_err(|_| Error::NotFound(format!("no blob {digest}")))
 }
 
 async fn create_burst(

@@ -11,6 +11,7 @@ use volley_proto::api::{Burst, BurstState, Granularity, WorkerRecord};
 use volley_proto::now_micros;
 
 use crate::error::{Error, Result};
+use crate::functions::Functions;
 use crate::state::{State, Write};
 use crate::{Options, Store};
 
@@ -22,6 +23,7 @@ pub(crate) struct Core {
     /// Fired whenever a burst reaches its final state.
     pub(crate) finished: Arc<Notify>,
     pub(crate) submitted: AtomicU64,
+    pub(crate) functions: Functions,
 }
 
 impl Core {
@@ -29,7 +31,9 @@ impl Core {
     pub(crate) async fn start(opts: Options, store: Store, shutdown: CancellationToken) -> Result<Arc<Core>> {
         let (writes, rx) = mpsc::unbounded_channel();
         let finished = Arc::new(Notify::new());
+        let functions = Functions::load(opts.functions.clone(), opts.data_dir.join("blobs"), &store).await?;
         let core = Arc::new(Core {
+            functions,
             state: Mutex::new(State::new(opts.clone(), writes.clone())),
             opts,
             store: store.clone(),
@@ -61,7 +65,8 @@ impl Core {
         for mut burst in self.store.unfinished().await? {
             if burst.state == BurstState::Queued {
                 tracing::info!(burst = %burst.id, "requeued after a controller restart");
-                self.lock().submit(burst);
+                let program = self.functions.program(&burst.request.function);
+                self.lock().submit(burst, program);
             } else {
                 burst.state = BurstState::Failed;
                 burst.error = Some("the controller restarted while the burst was running; submit it again".into());
@@ -94,14 +99,15 @@ impl Core {
         // Accepted means saved: the burst survives a controller restart from here on.
         self.store.put_burst(&burst).await?;
         self.submitted.fetch_add(1, Ordering::Relaxed);
-        self.lock().submit(burst.clone());
+        let program = self.functions.program(&burst.request.function);
+        self.lock().submit(burst.clone(), program);
         Ok(burst)
     }
 
     fn validate(&self, r: &volley_proto::api::BurstRequest) -> Result<()> {
         let bad = |m: String| Err(Error::BadRequest(m));
-        if !self.opts.functions.iter().any(|f| f.name == r.function) {
-            let names: Vec<_> = self.opts.functions.iter().map(|f| f.name.as_str()).collect();
+        if self.functions.get(&r.function).is_none() {
+            let names: Vec<_> = self.functions.list().into_iter().map(|f| f.name).collect();
             return Err(Error::NotFound(format!(
                 "unknown function {:?}; known functions: {} (`volley functions list`)",
                 r.function,

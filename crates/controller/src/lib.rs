@@ -11,6 +11,7 @@
 mod api;
 mod core;
 mod error;
+mod functions;
 mod invokers;
 mod placement;
 mod state;
@@ -35,7 +36,7 @@ pub struct Options {
     pub listen: String,
     /// The data directory (the embedded store lives here).
     pub data_dir: PathBuf,
-    /// The functions bursts may name.
+    /// The built-in functions (deployed ones are kept in the store).
     pub functions: Vec<FunctionInfo>,
     /// Brokers handed to packs that use a broker transport.
     pub brokers: Brokers,

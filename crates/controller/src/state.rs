@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use volley_proto::api::{Burst, BurstLogs, BurstState, PackLogs, PackRecord};
 use volley_proto::cluster::{Command, Event, InvokerInfo};
 use volley_proto::now_micros;
-use volley_proto::pack::{Outcome, PackSpec};
+use volley_proto::pack::{Outcome, PackSpec, Program};
 
 use crate::Options;
 use crate::invokers::Invoker;
@@ -40,6 +40,8 @@ pub(crate) struct Active {
     logs: BurstLogs,
     /// How the burst will end once its packs are gone (a failure or a cancel).
     ending: Option<(BurstState, String)>,
+    /// The deployed binary to start (None: a built-in).
+    program: Option<Program>,
 }
 
 pub(crate) struct State {
@@ -135,7 +137,7 @@ impl State {
 
     // ---- bursts ----
 
-    pub(crate) fn submit(&mut self, burst: Burst) {
+    pub(crate) fn submit(&mut self, burst: Burst, program: Option<Program>) {
         let id = burst.id.clone();
         let queue_timeout =
             burst.request.queue_timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.queue_timeout);
@@ -146,6 +148,7 @@ impl State {
             exited: Vec::new(),
             logs: BurstLogs::default(),
             ending: None,
+            program,
             burst,
         };
         self.active.insert(id.clone(), active);
@@ -221,6 +224,7 @@ impl State {
                 burst: id.to_string(),
                 secret: secret.clone(),
                 function: burst.request.function.clone(),
+                program: active.program.clone(),
                 pack: pack.index,
                 pack_sizes: sizes.clone(),
                 transport: transport.clone(),

@@ -7,12 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use volley_proto::api::{Burst, BurstLogs};
+use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
 
 use crate::error::{Error, Result};
 
 const BURSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bursts");
 const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
+const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
 
 /// Where the controller keeps its state.
 #[derive(Clone)]
@@ -34,6 +35,7 @@ impl Store {
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(BURSTS).map_err(store_err)?;
         txn.open_table(LOGS).map_err(store_err)?;
+        txn.open_table(FUNCTIONS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
         Ok(Store::Embedded(Arc::new(db)))
     }
@@ -71,6 +73,41 @@ impl Store {
     /// What a burst's packs printed, if stored.
     pub async fn get_logs(&self, id: &str) -> Result<Option<BurstLogs>> {
         self.get(LOGS, id.to_string()).await
+    }
+
+    /// Saves a deployed function's record.
+    pub async fn put_function(&self, f: &FunctionInfo) -> Result<()> {
+        let json = serde_json::to_vec(f).map_err(store_err)?;
+        self.put(FUNCTIONS, f.name.clone(), json).await
+    }
+
+    /// Forgets a deployed function.
+    pub async fn delete_function(&self, name: &str) -> Result<()> {
+        let Store::Embedded(db) = self;
+        let (db, name) = (db.clone(), name.to_string());
+        blocking(move || {
+            let txn = db.begin_write().map_err(store_err)?;
+            txn.open_table(FUNCTIONS).map_err(store_err)?.remove(name.as_str()).map_err(store_err)?;
+            txn.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    /// Every deployed function.
+    pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
+        let Store::Embedded(db) = self;
+        let db = db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(FUNCTIONS).map_err(store_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(store_err)? {
+                let (_, v) = entry.map_err(store_err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(store_err)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn put(

@@ -49,6 +49,17 @@ impl ControllerClient {
         send(self.request(reqwest::Method::GET, &path, wait + Duration::from_secs(10))).await
     }
 
+    /// A deployed function's binary.
+    pub(crate) async fn blob(&self, digest: &str) -> Result<Vec<u8>, CallError> {
+        let req = self.request(reqwest::Method::GET, &format!("/v1/blobs/{digest}"), Duration::from_secs(300));
+        let resp = req.send().await.map_err(|e| CallError::Other(e.to_string()))?;
+        match resp.status() {
+            s if s.is_success() => resp.bytes().await.map(|b| b.to_vec()).map_err(|e| CallError::Other(e.to_string())),
+            reqwest::StatusCode::NOT_FOUND => Err(CallError::Forgotten),
+            s => Err(CallError::Other(format!("controller answered {s}"))),
+        }
+    }
+
     pub(crate) async fn events(&self, id: &str, events: &[Event]) -> Result<(), CallError> {
         let req = self
             .request(reqwest::Method::POST, &format!("/v1/invokers/{id}/events"), Duration::from_secs(10))

@@ -10,6 +10,7 @@
 mod client;
 mod logs;
 mod process;
+mod programs;
 mod router;
 
 use std::collections::HashMap;
@@ -90,6 +91,8 @@ impl Options {
 pub(crate) struct Shared {
     pub(crate) opts: Options,
     pub(crate) router: Arc<Router>,
+    pub(crate) client: ControllerClient,
+    pub(crate) programs: programs::Programs,
     events: mpsc::UnboundedSender<Event>,
     packs: Mutex<HashMap<(String, usize), PackHandle>>,
 }
@@ -120,7 +123,15 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
     let registration =
         Registration { name: opts.name.clone(), host: opts.host.clone(), slots: opts.slots, memory_mb: opts.memory_mb };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared { opts, router, events: events_tx, packs: Mutex::new(HashMap::new()) });
+    let programs = programs::Programs::new(opts.data_dir.join("programs"));
+    let shared = Arc::new(Shared {
+        opts,
+        router,
+        client: client.clone(),
+        programs,
+        events: events_tx,
+        packs: Mutex::new(HashMap::new()),
+    });
     let packs = TaskTracker::new();
 
     let Some(mut id) = register(&client, &registration, &shutdown).await else { return Ok(()) };

@@ -35,6 +35,15 @@ struct Logs {
     stderr: Captured,
 }
 
+impl Logs {
+    /// The last lines the process printed, for an error message ("" if none).
+    fn tail(&self) -> String {
+        let err = self.stderr.last_lines(5);
+        let text = if err.is_empty() { self.stdout.last_lines(5) } else { err };
+        if text.is_empty() { String::new() } else { format!("; it printed: {text}") }
+    }
+}
+
 /// Runs the pack described by `spec` to its end and reports `PackExited`.
 pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec) {
     let key = (spec.burst.clone(), spec.pack);
@@ -67,23 +76,33 @@ async fn drive(
 ) -> Option<String> {
     let opts = &shared.opts;
     let process_id = format!("{}-{}-{:08x}", spec.burst, spec.pack, rand::random::<u32>());
+    let (program, args) = match &spec.program {
+        None => (opts.program.clone(), opts.program_args.clone()),
+        Some(p) => match shared.programs.path(&shared.client, p).await {
+            Ok(path) => (path, Vec::new()),
+            Err(e) => return Some(e),
+        },
+    };
     let hello = shared.router.expect(&process_id);
-    let spawned = Command::new(&opts.program)
-        .args(&opts.program_args)
+    let spawned = Command::new(&program)
+        .args(&args)
         .env(SOCKET_ENV, &shared.router.path)
         .env(PROCESS_ENV, &process_id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group, so that stopping the pack also stops anything it started.
+        .process_group(0)
         .spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             shared.router.forget(&process_id);
-            return Some(format!("cannot start the pack program {}: {e}", opts.program.display()));
+            return Some(format!("cannot start the pack program {}: {e}", program.display()));
         }
     };
+    let group = child.id();
     let mut collectors = Vec::new();
     if let Some(out) = child.stdout.take() {
         collectors.push(logs.stdout.collect(out, opts.log_limit));
@@ -96,11 +115,12 @@ async fn drive(
         conn = hello => conn.ok(),
         status = child.wait() => {
             shared.router.forget(&process_id);
+            kill_group(group);
             finish_logs(collectors).await;
             return Some(format!(
-                "the pack process exited ({}) before it connected to the invoker: {}",
+                "the pack process exited ({}) before it connected to the invoker{}",
                 describe(status.ok()),
-                logs.stderr.last_lines(5)
+                logs.tail()
             ));
         }
         _ = tokio::time::sleep(opts.start_timeout) => None,
@@ -115,7 +135,7 @@ async fn drive(
         stop(&mut child).await;
         return Some(format!(
             "{} did not connect to the invoker within {:?}: is it a Volley function binary (built with volley_sdk::main!)?",
-            opts.program.display(),
+            spec.program.as_ref().map(|_| spec.function.as_str()).unwrap_or("the built-in function program"),
             opts.start_timeout
         ));
     };
@@ -131,6 +151,7 @@ async fn drive(
             None
         }
     };
+    kill_group(group);
     finish_logs(collectors).await;
     match (done, status) {
         (Some(Some(error)), _) => Some(error),
@@ -231,9 +252,22 @@ async fn write(conn: &mut PackConnection, msg: &ToPack) -> std::io::Result<()> {
     conn.write.write_all(&line).await
 }
 
+/// Kills the pack process and everything in its process group.
 async fn stop(child: &mut Child) {
+    kill_group(child.id());
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+}
+
+/// Kills whatever is left in the pack's process group: a pack that exited or
+/// was stopped must not leave processes it started behind.
+fn kill_group(group: Option<u32>) {
+    if let Some(pid) = group {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
 }
 
 async fn finish_logs(collectors: Vec<tokio::task::JoinHandle<()>>) {

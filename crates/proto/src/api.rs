@@ -199,6 +199,27 @@ pub struct FunctionInfo {
     /// `builtin` or `deployed`.
     pub kind: String,
     pub description: String,
+    /// A deployed function's binary: its SHA-256 (hex), which names it in the blob store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<Micros>,
+}
+
+impl FunctionInfo {
+    /// A function compiled into the `volley` binary.
+    pub fn builtin(name: &str, description: &str) -> Self {
+        FunctionInfo {
+            name: name.into(),
+            kind: "builtin".into(),
+            description: description.into(),
+            digest: None,
+            size_bytes: None,
+            deployed_at: None,
+        }
+    }
 }
 
 /// Every error body: `{"error": {"code": "...", "message": "..."}}`.

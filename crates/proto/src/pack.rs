@@ -21,6 +21,10 @@ pub struct PackSpec {
     /// The per-burst secret, hex.
     pub secret: String,
     pub function: String,
+    /// The deployed binary to start (fetched from the controller's blob store by
+    /// digest); None: the invoker's own program, which serves the built-ins.
+    #[serde(default)]
+    pub program: Option<Program>,
     /// This pack's index.
     pub pack: usize,
     /// Every pack's size, in pack order (ranks are contiguous).
@@ -42,6 +46,14 @@ pub struct PackSpec {
     pub op_timeout_ms: u64,
     /// Longest the pack waits for its peers at connect and close.
     pub connect_timeout_ms: u64,
+}
+
+/// A deployed function binary, named by content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    /// SHA-256 of the binary, hex.
+    pub digest: String,
+    pub size_bytes: u64,
 }
 
 /// A worker's result.

@@ -58,7 +58,7 @@ impl Control {
                             return;
                         }
                     }
-                    Err(e) => eprintln!("volley: ignoring a message from the invoker that does not parse: {e}"),
+                    Err(e) => note!("volley: ignoring a message from the invoker that does not parse: {e}"),
                 }
             }
         });

@@ -23,6 +23,15 @@
 
 #![warn(missing_docs)]
 
+/// Prints to stderr, ignoring failure: when the invoker has died, its end of
+/// the pipe is closed and `eprintln!` would panic instead of letting the pack stop.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod control;
 mod functions;
 mod runtime;

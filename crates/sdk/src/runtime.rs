@@ -32,7 +32,7 @@ const EXIT_STOPPED: u8 = 3;
 /// Runs one pack for the invoker that started this process; returns the exit code.
 pub fn serve(functions: Functions) -> ExitCode {
     let Ok(socket) = std::env::var(SOCKET_ENV) else {
-        eprintln!(
+        note!(
             "This program is a Volley function binary (functions: {}).\n\
              Deploy it with `volley deploy NAME PATH` and run it with `volley run NAME --workers N`;\n\
              an invoker starts it with {SOCKET_ENV} set.",
@@ -43,14 +43,14 @@ pub fn serve(functions: Functions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("volley: cannot start the pack's runtime: {e}");
+            note!("volley: cannot start the pack's runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(&socket, &functions)) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("volley: {message}");
+            note!("volley: {message}");
             ExitCode::FAILURE
         }
     }
@@ -104,14 +104,14 @@ fn follow_invoker(
                     }
                 }
                 Some(ToPack::Cancel { reason }) => {
-                    eprintln!("volley: the burst was stopped: {reason}");
+                    note!("volley: the burst was stopped: {reason}");
                     control.send(FromPack::Done { error: Some(format!("stopped: {reason}")) });
                     control.flush().await;
                     std::process::exit(EXIT_STOPPED.into());
                 }
-                Some(ToPack::Assign(_)) => eprintln!("volley: ignoring a second pack assignment"),
+                Some(ToPack::Assign(_)) => note!("volley: ignoring a second pack assignment"),
                 None => {
-                    eprintln!("volley: the invoker went away; stopping the pack");
+                    note!("volley: the invoker went away; stopping the pack");
                     std::process::exit(EXIT_STOPPED.into());
                 }
             }

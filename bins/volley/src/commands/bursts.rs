@@ -24,6 +24,39 @@ pub enum Bursts {
 pub enum Functions {
     /// The functions bursts can run.
     List,
+    /// Delete a deployed function.
+    Delete { name: String },
+}
+
+/// `volley deploy NAME PATH`: upload a function binary built with the Volley SDK.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The name bursts will run it by.
+    name: String,
+    /// The binary (e.g. target/release/my-function).
+    path: std::path::PathBuf,
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+impl DeployArgs {
+    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+        let client = Client::new(&controller_url(controller)?)?;
+        let binary =
+            std::fs::read(&self.path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", self.path.display()))?;
+        let info = block_on(client.deploy(&self.name, &self.description, binary))?;
+        if output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        } else {
+            println!(
+                "deployed {} ({} bytes, sha256 {})",
+                info.name,
+                info.size_bytes.unwrap_or(0),
+                info.digest.as_deref().unwrap_or("-")
+            );
+        }
+        Ok(())
+    }
 }
 
 fn controller_url(controller: Option<String>) -> anyhow::Result<String> {
@@ -68,6 +101,12 @@ impl Bursts {
 
 impl Functions {
     pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+        if let Functions::Delete { name } = &self {
+            let client = Client::new(&controller_url(controller)?)?;
+            block_on(client.delete_function(name))?;
+            eprintln!("deleted {name}");
+            return Ok(());
+        }
         let list = match controller {
             Some(url) => block_on(async { Client::new(&url)?.functions().await })?,
             None => super::platform::builtin_functions(),

@@ -67,6 +67,30 @@ impl Client {
         self.call(self.get(&format!("/v1/bursts/{id}/logs"), Duration::from_secs(30))).await
     }
 
+    pub async fn deploy(&self, name: &str, description: &str, binary: Vec<u8>) -> anyhow::Result<FunctionInfo> {
+        let req = self
+            .http
+            .put(format!("{}/v1/functions/{name}", self.base))
+            .query(&[("description", description)])
+            .timeout(Duration::from_secs(300))
+            .header("content-type", "application/octet-stream")
+            .body(binary);
+        self.call(req).await
+    }
+
+    pub async fn delete_function(&self, name: &str) -> anyhow::Result<()> {
+        let req = self.http.delete(format!("{}/v1/functions/{name}", self.base)).timeout(Duration::from_secs(30));
+        let resp = req.send().await.with_context(|| format!("cannot reach the controller at {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => anyhow!("{} ({})", body.error.message, body.error.code),
+            Err(_) => anyhow!("the controller answered: {text}"),
+        })
+    }
+
     pub async fn functions(&self) -> anyhow::Result<Vec<FunctionInfo>> {
         self.call(self.get("/v1/functions", Duration::from_secs(30))).await
     }

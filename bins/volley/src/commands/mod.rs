@@ -36,6 +36,8 @@ enum Command {
     Controller(Box<serve::ControllerArgs>),
     /// Start an invoker that joins a controller.
     Invoker(Box<serve::InvokerCmdArgs>),
+    /// Deploy a function binary built with the Volley SDK.
+    Deploy(bursts::DeployArgs),
     /// Inspect and cancel bursts.
     #[command(subcommand)]
     Bursts(bursts::Bursts),
@@ -57,6 +59,7 @@ impl Cli {
             Command::Up(args) => serve::up(*args),
             Command::Controller(args) => serve::controller(*args),
             Command::Invoker(args) => serve::invoker(*args),
+            Command::Deploy(d) => d.run(self.controller, self.output),
             Command::Bursts(b) => b.run(self.controller, self.output),
             Command::Functions(f) => f.run(self.controller, self.output),
             Command::Bench(b) => b.run(self.output),

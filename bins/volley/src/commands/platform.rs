@@ -59,6 +59,9 @@ pub struct InvokerArgs {
     /// The invoker's name (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Seconds a new pack process may take to connect back before it is declared broken.
+    #[arg(long, default_value_t = 10.0)]
+    pub start_timeout: f64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -72,14 +75,7 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 pub fn builtin_functions() -> Vec<FunctionInfo> {
-    volley_apps::builtins()
-        .list()
-        .map(|(name, description)| FunctionInfo {
-            name: name.into(),
-            kind: "builtin".into(),
-            description: description.into(),
-        })
-        .collect()
+    volley_apps::builtins().list().map(|(name, description)| FunctionInfo::builtin(name, description)).collect()
 }
 
 pub fn controller_options(listen: &str, data_dir: &Path, brokers: Brokers) -> volley_controller::Options {
@@ -101,6 +97,10 @@ pub fn invoker_options(
         opts.memory_mb = m;
     }
     opts.host = args.advertise_host.clone();
+    if !(args.start_timeout.is_finite() && args.start_timeout > 0.0) {
+        anyhow::bail!("--start-timeout must be a positive number of seconds");
+    }
+    opts.start_timeout = Duration::from_secs_f64(args.start_timeout);
     if let Some(n) = &args.name {
         opts.name = n.clone();
     }

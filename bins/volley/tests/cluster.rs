@@ -1,0 +1,92 @@
+//! A controller and invokers as separate processes, as on a cluster.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Role, TempDir, eventually, http, processes_with_env};
+
+struct Cluster {
+    url: String,
+    controller: Role,
+    invokers: Vec<Role>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Cluster {
+    fn start(invokers: usize, slots: usize) -> Cluster {
+        let dir = TempDir::new("controller");
+        let (controller, line) = Role::start(&["controller", "--listen", "127.0.0.1:0"], &dir.0, "listening on ");
+        let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+        let mut dirs = vec![dir];
+        let mut roles = Vec::new();
+        for i in 0..invokers {
+            let dir = TempDir::new(&format!("invoker{i}"));
+            let slots = slots.to_string();
+            let name = format!("inv{i}");
+            let args = ["invoker", "--controller", url.as_str(), "--slots", slots.as_str(), "--name", name.as_str()];
+            let (role, _) = Role::start(&args, &dir.0, "registered with the controller");
+            roles.push(role);
+            dirs.push(dir);
+        }
+        Cluster { url, controller, invokers: roles, _dirs: dirs }
+    }
+}
+
+fn submit(url: &str, body: serde_json::Value) -> String {
+    let (status, burst) = http(url, "POST", "/v1/bursts", &body.to_string());
+    assert_eq!(status, 201, "{burst}");
+    burst["id"].as_str().unwrap().to_string()
+}
+
+fn state(url: &str, id: &str) -> serde_json::Value {
+    http(url, "GET", &format!("/v1/bursts/{id}"), "").1
+}
+
+#[test]
+fn a_burst_spans_invokers_when_one_is_not_enough() {
+    let c = Cluster::start(2, 4);
+    let id = submit(&c.url, serde_json::json!({"function": "sum", "workers": 8, "granularity": 2}));
+    let burst = http(&c.url, "GET", &format!("/v1/bursts/{id}/wait?timeout_ms=30000"), "").1;
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    assert_eq!(burst["transport"], "tcp", "packs on two invokers use tcp");
+    let invokers: std::collections::BTreeSet<_> =
+        burst["packs"].as_array().unwrap().iter().map(|p| p["invoker"].as_str().unwrap().to_string()).collect();
+    assert_eq!(invokers.len(), 2, "{burst}");
+    assert_eq!(burst["workers"][7]["result"]["sum"], 28.0);
+}
+
+#[test]
+fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
+    let mut c = Cluster::start(1, 16);
+    let id = submit(
+        &c.url,
+        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "params": {"seconds": 60}}),
+    );
+    eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
+    let socket = c.invokers[0].data_dir.display().to_string();
+    assert_eq!(processes_with_env(&socket).len(), 2, "two pack processes run");
+    let killed = Instant::now();
+    c.invokers[0].kill9();
+    eventually(10, "the burst to fail", || state(&c.url, &id)["state"] == "failed");
+    let burst = state(&c.url, &id);
+    let error = burst["error"].as_str().unwrap();
+    assert!(error.contains("stopped sending heartbeats"), "{error}");
+    // Heartbeat timeout (3 s) plus a second.
+    assert!(killed.elapsed() < Duration::from_secs(4) + Duration::from_millis(500), "{:?}", killed.elapsed());
+    // The orphaned pack processes noticed their invoker was gone.
+    let left = || {
+        processes_with_env(&socket)
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        processes_with_env(&socket).is_empty()
+    });
+    assert!(gone, "pack processes left: {:?}", left());
+    let (_, invokers) = http(&c.url, "GET", "/v1/invokers", "");
+    assert_eq!(invokers[0]["status"], "lost", "{invokers}");
+    let _ = &c.controller;
+}

@@ -1,0 +1,233 @@
+//! The platform end to end: real controller, invoker and pack processes,
+//! driven through the CLI and the HTTP API.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Platform, children_of, eventually, json_ok, service_up, stderr, volley};
+
+fn burst_request(function: &str, workers: usize, granularity: usize, params: Value) -> String {
+    serde_json::json!({ "function": function, "workers": workers, "granularity": granularity, "params": params })
+        .to_string()
+}
+
+fn submit(p: &Platform, body: &str) -> String {
+    let (status, burst) = p.post("/v1/bursts", body);
+    assert_eq!(status, 201, "{burst}");
+    burst["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn run_without_a_controller_starts_an_embedded_platform() {
+    let out = volley(None, &["run", "hello", "--workers", "8", "--granularity", "4", "--output", "json"]);
+    let burst = json_ok(&out);
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    assert_eq!(burst["packs"].as_array().unwrap().len(), 2);
+    assert_eq!(burst["transport"], "uds", "one host: the same-host path");
+    for (rank, w) in burst["workers"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(w["result"]["rank"], rank);
+        assert_eq!(w["result"]["size"], 8);
+        assert_eq!(w["result"]["pack"], rank / 4);
+        assert!(w["started_at"].as_u64().unwrap() >= burst["placed_at"].as_u64().unwrap());
+    }
+    let spread = burst["start_spread_us"].as_u64().expect("the start spread is reported");
+    let first = burst["workers"].as_array().unwrap().iter().map(|w| w["started_at"].as_u64().unwrap()).min().unwrap();
+    let last = burst["workers"].as_array().unwrap().iter().map(|w| w["started_at"].as_u64().unwrap()).max().unwrap();
+    assert_eq!(spread, last - first);
+}
+
+#[test]
+fn the_table_output_shows_every_rank_and_the_summary() {
+    let out = volley(None, &["run", "hello", "-n", "3", "-g", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = support::stdout(&out);
+    for rank in 0..3 {
+        assert!(text.contains(&format!("\"rank\":{rank}")), "{text}");
+    }
+    assert!(text.contains("succeeded: 3 workers in 2 packs"), "{text}");
+}
+
+#[test]
+fn workers_talk_across_packs_of_different_sizes_over_every_transport() {
+    let p = Platform::up(&[]);
+    let mut transports = vec!["tcp", "uds"];
+    for (name, addr, t) in [
+        ("Redis", "127.0.0.1:6379", "redis"),
+        ("RabbitMQ", "127.0.0.1:5672", "rabbitmq"),
+        ("NATS", "127.0.0.1:4222", "nats"),
+        ("the S3 test server", "127.0.0.1:9900", "s3"),
+    ] {
+        if service_up(name, addr) {
+            transports.push(t);
+        }
+    }
+    for transport in transports {
+        // 7 workers in packs of 3: sizes 3, 3, 1.
+        let body = serde_json::json!({ "function": "sum", "workers": 7, "granularity": 3, "transport": transport });
+        let id = submit(&p, &body.to_string());
+        let burst = p.wait(&id, 60);
+        assert_eq!(burst["state"], "succeeded", "{transport}: {burst}");
+        assert_eq!(burst["transport"], transport);
+        let sizes: Vec<u64> = burst["packs"].as_array().unwrap().iter().map(|p| p["size"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        for w in burst["workers"].as_array().unwrap() {
+            assert_eq!(w["result"]["sum"], 21.0, "{transport}: 0+1+...+6");
+        }
+    }
+}
+
+#[test]
+fn per_worker_params_reach_their_worker() {
+    let p = Platform::up(&[]);
+    let body = serde_json::json!({
+        "function": "sum", "workers": 4, "granularity": 2,
+        "worker_params": [{"value": 1}, {"value": 10}, {"value": 100}, {"value": 1000}]
+    });
+    let burst = p.wait(&submit(&p, &body.to_string()), 60);
+    assert_eq!(burst["workers"][2]["result"]["sum"], 1111.0, "{burst}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let p = Platform::up(&["--slots", "64"]);
+    let cases: &[(&str, u16, &str, &str)] = &[
+        ("{not json", 400, "bad_request", "malformed request body"),
+        (r#"{"function":"hello"}"#, 400, "bad_request", "workers"),
+        (r#"{"function":"nope","workers":2}"#, 404, "not_found", "unknown function \"nope\""),
+        (r#"{"function":"hello","workers":0}"#, 400, "bad_request", "at least 1"),
+        (r#"{"function":"hello","workers":4,"granularity":0}"#, 400, "bad_request", "granularity must be at least 1"),
+        (r#"{"function":"hello","workers":4,"granularity":8}"#, 400, "bad_request", "larger than the burst"),
+        (r#"{"function":"hello","workers":65}"#, 422, "insufficient_capacity", "whole cluster has 64"),
+        (r#"{"function":"hello","workers":2,"transport":"smoke"}"#, 400, "bad_request", "unknown transport"),
+        (r#"{"function":"hello","workers":2,"worker_params":[1]}"#, 400, "bad_request", "worker_params has 1"),
+        (r#"{"function":"hello","workers":2,"timeout_secs":-1}"#, 400, "bad_request", "timeout_secs"),
+        (r#"{"function":"hello","workers":2,"wrokers":3}"#, 400, "bad_request", "wrokers"),
+    ];
+    for (body, status, code, message) in cases {
+        let (got, answer) = p.post("/v1/bursts", body);
+        assert_eq!(got, *status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], *code, "{body}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{body}: {text:?} should mention {message:?}");
+    }
+    let (status, answer) = p.get("/v1/bursts/b000");
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")));
+    // The CLI prints the same message and exits non-zero.
+    let out = p.cli(&["run", "hello", "-n", "4", "-g", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("granularity must be at least 1"), "{}", stderr(&out));
+    let out = p.cli(&["run", "hello", "-n", "2", "--params", "{oops"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--params is not valid JSON"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failing_or_panicking_worker_fails_the_burst_with_its_cause() {
+    let p = Platform::up(&[]);
+    let id = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 30, "fail_rank": 3})));
+    let started = Instant::now();
+    let burst = p.wait(&id, 20);
+    assert_eq!(burst["state"], "failed");
+    assert!(burst["error"].as_str().unwrap().contains("rank 3 failed on purpose"), "{burst}");
+    // The sleeping workers were stopped, not waited for.
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    let out = p.cli(&["run", "sleep", "-n", "4", "-g", "2", "--params", r#"{"seconds":0,"panic_rank":1}"#]);
+    assert!(!out.status.success(), "a failed burst exits non-zero");
+    assert!(stderr(&out).contains("worker 1 panicked: rank 1 panicked on purpose"), "{}", stderr(&out));
+    let list = json_ok(&p.cli(&["bursts", "list", "--output", "json"]));
+    let panicked = list[0]["id"].as_str().unwrap().to_string();
+    let logs = json_ok(&p.cli(&["bursts", "logs", &panicked, "--output", "json"]));
+    let stderr_of_pack0 = logs["packs"][0]["stderr"].as_str().unwrap();
+    assert!(stderr_of_pack0.contains("panicked on purpose"), "the panic message is in the pack's log: {logs}");
+    assert!(children_of(p.role.pid()).is_empty() || wait_no_children(&p));
+}
+
+fn wait_no_children(p: &Platform) -> bool {
+    eventually(10, "the pack processes to exit", || children_of(p.role.pid()).is_empty());
+    true
+}
+
+#[test]
+fn a_burst_past_its_timeout_fails_and_its_processes_go() {
+    let p = Platform::up(&[]);
+    let body = serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "params": {"seconds": 60}, "timeout_secs": 1});
+    let burst = p.wait(&submit(&p, &body.to_string()), 20);
+    assert_eq!(burst["state"], "failed");
+    assert!(burst["error"].as_str().unwrap().contains("exceeded its timeout of 1s"), "{burst}");
+    wait_no_children(&p);
+}
+
+#[test]
+fn cancel_stops_queued_and_running_bursts() {
+    let p = Platform::up(&["--slots", "4"]);
+    let running = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 60})));
+    p.wait_state(&running, "running", 20);
+    let queued = submit(&p, &burst_request("hello", 4, 2, Value::Null));
+    p.wait_state(&queued, "queued", 5);
+
+    let out = p.cli(&["bursts", "cancel", &queued]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.wait(&queued, 5)["state"], "cancelled");
+
+    let out = p.cli(&["bursts", "cancel", &running]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let burst = p.wait(&running, 10);
+    assert_eq!(burst["state"], "cancelled", "{burst}");
+    assert_eq!(burst["error"], "cancelled by a user");
+    wait_no_children(&p);
+    // Cancelling a finished burst is a conflict, not a silent success.
+    let (status, answer) = p.post(&format!("/v1/bursts/{running}/cancel"), "");
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("conflict")));
+    // The capacity came back: a new burst runs.
+    assert_eq!(p.wait(&submit(&p, &burst_request("hello", 4, 2, Value::Null)), 20)["state"], "succeeded");
+}
+
+#[test]
+fn a_burst_that_cannot_be_placed_fails_after_its_queue_timeout() {
+    let p = Platform::up(&["--slots", "4"]);
+    let busy = submit(&p, &burst_request("sleep", 4, 4, serde_json::json!({"seconds": 60})));
+    p.wait_state(&busy, "running", 20);
+    let body = serde_json::json!({"function": "hello", "workers": 2, "queue_timeout_secs": 0.5});
+    let burst = p.wait(&submit(&p, &body.to_string()), 10);
+    assert_eq!(burst["state"], "failed");
+    assert!(burst["error"].as_str().unwrap().contains("could not be placed within its queue timeout"), "{burst}");
+    assert!(burst["packs"].as_array().unwrap().is_empty(), "it never ran partially");
+}
+
+#[test]
+fn a_pack_killed_with_sigkill_fails_the_burst_and_stops_the_others() {
+    let p = Platform::up(&[]);
+    let id = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 60})));
+    p.wait_state(&id, "running", 20);
+    let packs = children_of(p.role.pid());
+    assert_eq!(packs.len(), 2, "one process per pack");
+    let killed = Instant::now();
+    unsafe {
+        libc::kill(packs[0] as i32, libc::SIGKILL);
+    }
+    let burst = p.wait(&id, 10);
+    assert_eq!(burst["state"], "failed");
+    let error = burst["error"].as_str().unwrap();
+    assert!(error.contains("SIGKILL") || error.contains("signal: 9"), "{error}");
+    assert!(killed.elapsed() < Duration::from_secs(5), "noticed at once, took {:?}", killed.elapsed());
+    wait_no_children(&p);
+}
+
+#[test]
+fn health_metrics_and_invokers_answer() {
+    let p = Platform::up(&["--slots", "32"]);
+    let (status, body) = support::http(&p.url, "GET", "/healthz", "");
+    assert_eq!((status, body.as_str()), (200, Some("ok\n")));
+    let (_, invokers) = p.get("/v1/invokers");
+    assert_eq!(invokers[0]["registration"]["slots"], 32);
+    assert_eq!(invokers[0]["status"], "ready");
+    p.wait(&submit(&p, &burst_request("hello", 2, 1, Value::Null)), 20);
+    let (status, metrics) = support::http(&p.url, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("volley_bursts_submitted_total 1"), "{text}");
+    assert!(text.contains("volley_slots{kind=\"total\"} 32"), "{text}");
+}

@@ -1,0 +1,59 @@
+//! Deployed function binaries, fetched from the controller by digest and
+//! cached in the data directory (a binary is downloaded once per invoker).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use volley_proto::pack::Program;
+
+use crate::client::{CallError, ControllerClient};
+
+pub(crate) struct Programs {
+    dir: PathBuf,
+    /// One download per digest at a time; later packs wait for it.
+    downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Programs {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Programs { dir, downloads: Mutex::new(HashMap::new()) }
+    }
+
+    /// The local path of `program`, downloading it first if needed.
+    pub(crate) async fn path(&self, client: &ControllerClient, program: &Program) -> Result<PathBuf, String> {
+        let digest = &program.digest;
+        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("{digest:?} is not a SHA-256 digest"));
+        }
+        let path = self.dir.join(digest);
+        let gate = {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            downloads.entry(digest.clone()).or_default().clone()
+        };
+        let _one_at_a_time = gate.lock().await;
+        if path.exists() {
+            return Ok(path);
+        }
+        let bytes = client.blob(digest).await.map_err(|e| match e {
+            CallError::Forgotten => format!("the controller has no binary {digest} (was the function deleted?)"),
+            CallError::Other(e) => format!("cannot download the function binary {digest}: {e}"),
+        })?;
+        let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if actual != *digest {
+            return Err(format!("the downloaded binary has digest {actual}, not {digest}; refusing to run it"));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
+        let write = std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = write {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot cache the function binary in {}: {e}", self.dir.display()));
+        }
+        Ok(path)
+    }
+}
