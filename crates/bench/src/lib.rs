@@ -4,7 +4,8 @@
 pub mod comm;
 pub mod processes;
 mod raw;
-mod stats;
+pub mod startup;
+pub mod stats;
 
 /// What can go wrong while benchmarking.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::blocking::Comm;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::mailbox::{Key, Mailbox, Recv, Source, lock};
-use crate::options::PackOptions;
+use crate::options::{PackOptions, TransportOptions};
 use crate::pool::{Buffer, Pool};
 use crate::reassembly::{Arrival, Reassembler};
 use crate::rendezvous::Rendezvous;
@@ -362,14 +362,32 @@ impl Pack {
     async fn goodbye(&self, timeout: Duration) -> Result<()> {
         let core = &self.core;
         let packs = core.layout().packs();
-        let work = async {
-            wait_until(core, || core.in_flight.load(Ordering::Acquire) == 0).await;
-            let byes = (0..packs).filter(|&p| p != core.pack()).map(|dst| {
+        let bye_to = |targets: Vec<usize>| {
+            let byes = targets.into_iter().map(|dst| {
                 let seq = core.next_seq[dst].fetch_add(1, Ordering::Relaxed);
                 core.send_packets(dst, Kind::Bye, seq, Vec::new())
             });
-            futures::future::try_join_all(byes).await?;
-            wait_until(core, || core.byes.load(Ordering::Acquire) == packs - 1).await;
+            futures::future::try_join_all(byes)
+        };
+        let others: Vec<usize> = (0..packs).filter(|&p| p != core.pack()).collect();
+        let direct = matches!(core.opts.transport, TransportOptions::Tcp(_) | TransportOptions::Uds(_));
+        let work = async {
+            wait_until(core, || core.in_flight.load(Ordering::Acquire) == 0).await;
+            if direct {
+                // Every connection ends with its own goodbye: an end without one is a crash.
+                bye_to(others).await?;
+                wait_until(core, || core.byes.load(Ordering::Acquire) == packs - 1).await;
+            } else if core.pack() == 0 {
+                // Brokers: an all-to-all goodbye costs packs² messages (a million for
+                // 1,024 one-worker packs). Pack 0 coordinates instead: once every pack
+                // has said its sends are done, it tells them all that nothing more
+                // will arrive, and each may delete its inbox.
+                wait_until(core, || core.byes.load(Ordering::Acquire) == packs - 1).await;
+                bye_to(others).await?;
+            } else {
+                bye_to(vec![0]).await?;
+                wait_until(core, || core.byes.load(Ordering::Acquire) >= 1).await;
+            }
             Ok(())
         };
         tokio::time::timeout(timeout, work)

@@ -182,6 +182,8 @@ async fn list_invokers(State(core): State<Arc<Core>>) -> Json<Vec<InvokerInfo>> 
 struct CommandsQuery {
     #[serde(default)]
     wait_ms: u64,
+    #[serde(default)]
+    warm: usize,
 }
 
 /// The invoker's long poll; every call counts as a heartbeat.
@@ -194,6 +196,7 @@ async fn commands(
         let mut state = core.lock();
         let invoker = state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?;
         invoker.seen();
+        invoker.warm = q.warm;
         if !invoker.commands.is_empty() {
             return Ok(Json(std::mem::take(&mut invoker.commands)));
         }
@@ -219,6 +222,7 @@ async fn events(
     events: std::result::Result<Json<Vec<Event>>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>> {
     let events = body(events)?;
+    let results = events.iter().any(|e| matches!(e, Event::WorkerFinished { .. } | Event::PackExited { .. }));
     {
         let mut state = core.lock();
         state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?.seen();
@@ -227,7 +231,10 @@ async fn events(
         }
     }
     // Acknowledged means saved: results the invoker reported are never dropped.
-    core.flush().await?;
+    // (Progress events need no such wait: they are on the start-up path.)
+    if results {
+        core.flush().await?;
+    }
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct Invoker {
     pub(crate) commands: Vec<Command>,
     /// Wakes the invoker's pending poll.
     pub(crate) wake: Arc<Notify>,
+    /// Warm processes, as of the last poll.
+    pub(crate) warm: usize,
 }
 
 impl Invoker {
@@ -34,6 +36,7 @@ impl Invoker {
             last_seen_micros: volley_proto::now_micros(),
             commands: Vec::new(),
             wake: Arc::new(Notify::new()),
+            warm: 0,
         }
     }
 
@@ -67,6 +70,7 @@ impl Invoker {
             registration: self.registration.clone(),
             free_slots: self.free_slots,
             free_memory_mb: self.free_memory_mb,
+            warm: self.warm,
             status: "ready".into(),
             last_seen: self.last_seen_micros,
         }

@@ -34,8 +34,10 @@ pub use store::Store;
 pub struct Options {
     /// Where to listen, e.g. `127.0.0.1:7070` (port 0 picks one).
     pub listen: String,
-    /// The data directory (the embedded store lives here).
+    /// The data directory (the embedded store and function binaries live here).
     pub data_dir: PathBuf,
+    /// `embedded` (a file in the data directory) or a `postgres://` URL.
+    pub store: String,
     /// The built-in functions (deployed ones are kept in the store).
     pub functions: Vec<FunctionInfo>,
     /// Brokers handed to packs that use a broker transport.
@@ -62,9 +64,10 @@ impl Options {
         Options {
             listen: listen.into(),
             data_dir: data_dir.into(),
+            store: "embedded".into(),
             functions: Vec::new(),
             brokers: Brokers::default(),
-            heartbeat_timeout: Duration::from_secs(3),
+            heartbeat_timeout: Duration::from_secs(10),
             burst_timeout: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(60),
             op_timeout: Duration::from_secs(120),
@@ -87,7 +90,7 @@ impl Controller {
     pub async fn bind(opts: Options, shutdown: CancellationToken) -> Result<Controller> {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| Error::Store(format!("cannot create the data directory {}: {e}", opts.data_dir.display())))?;
-        let store = Store::open_embedded(&opts.data_dir.join("state.redb"))?;
+        let store = Store::open(&opts.store, &opts.data_dir).await?;
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;

@@ -259,11 +259,13 @@ impl State {
                     *slot = Some(address);
                 }
                 if let Some(addresses) = active.addresses.iter().cloned().collect::<Option<Vec<String>>>() {
-                    let targets: Vec<(String, usize)> =
-                        active.burst.packs.iter().map(|p| (p.invoker.clone(), p.index)).collect();
-                    for (invoker, pack) in targets {
+                    // One message per invoker, not per pack: the list is the same for all.
+                    let mut targets: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
+                    targets.sort();
+                    targets.dedup();
+                    for invoker in targets {
                         if let Some(inv) = self.invokers.get_mut(&invoker) {
-                            inv.send(Command::Peers { burst: burst_id.clone(), pack, addresses: addresses.clone() });
+                            inv.send(Command::Peers { burst: burst_id.clone(), addresses: addresses.clone() });
                         }
                     }
                 }

@@ -44,8 +44,8 @@ impl ControllerClient {
     }
 
     /// Long-polls for commands; the call itself is the invoker's heartbeat.
-    pub(crate) async fn commands(&self, id: &str, wait: Duration) -> Result<Vec<Command>, CallError> {
-        let path = format!("/v1/invokers/{id}/commands?wait_ms={}", wait.as_millis());
+    pub(crate) async fn commands(&self, id: &str, wait: Duration, warm: usize) -> Result<Vec<Command>, CallError> {
+        let path = format!("/v1/invokers/{id}/commands?wait_ms={}&warm={warm}", wait.as_millis());
         send(self.request(reqwest::Method::GET, &path, wait + Duration::from_secs(10))).await
     }
 

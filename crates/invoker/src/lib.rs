@@ -9,9 +9,11 @@
 
 mod client;
 mod logs;
+mod pool;
 mod process;
 mod programs;
 mod router;
+mod spawn;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -65,6 +67,10 @@ pub struct Options {
     pub log_limit: usize,
     /// How long one poll for commands may wait at the controller.
     pub poll_wait: Duration,
+    /// Most idle pack processes kept warm per program (0 turns the warm pool off).
+    pub warm_pool: usize,
+    /// An idle warm process older than this is stopped.
+    pub idle_timeout: Duration,
 }
 
 impl Options {
@@ -83,6 +89,8 @@ impl Options {
             start_timeout: Duration::from_secs(10),
             log_limit: 256 * 1024,
             poll_wait: Duration::from_millis(1000),
+            warm_pool: 64,
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -93,6 +101,7 @@ pub(crate) struct Shared {
     pub(crate) router: Arc<Router>,
     pub(crate) client: ControllerClient,
     pub(crate) programs: programs::Programs,
+    pub(crate) pool: pool::Pool,
     events: mpsc::UnboundedSender<Event>,
     packs: Mutex<HashMap<(String, usize), PackHandle>>,
 }
@@ -129,23 +138,32 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
         router,
         client: client.clone(),
         programs,
+        pool: pool::Pool::default(),
         events: events_tx,
         packs: Mutex::new(HashMap::new()),
     });
     let packs = TaskTracker::new();
 
     let Some(mut id) = register(&client, &registration, &shutdown).await else { return Ok(()) };
+    let expiry = tokio::spawn(expire_warm(shared.clone(), shutdown.clone()));
     let (id_tx, id_rx) = tokio::sync::watch::channel(id.clone());
     let poster = tokio::spawn(post_events(client.clone(), id_rx, events_rx, shutdown.clone()));
     loop {
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
-            polled = client.commands(&id, shared.opts.poll_wait) => polled,
+            polled = client.commands(&id, shared.opts.poll_wait, shared.pool.warm()) => polled,
         };
         match polled {
             Ok(commands) => {
+                // Packs per burst in this batch: the warm pool keeps that many ready for next time.
+                let mut per_burst: HashMap<String, usize> = HashMap::new();
+                for c in &commands {
+                    if let Command::StartPack(spec) = c {
+                        *per_burst.entry(spec.burst.clone()).or_default() += 1;
+                    }
+                }
                 for command in commands {
-                    handle(&shared, &packs, command);
+                    handle(&shared, &packs, command, &per_burst);
                 }
             }
             Err(CallError::Forgotten) => {
@@ -165,23 +183,28 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
         }
     }
     shared.kill_all();
+    shared.pool.drain().await;
     packs.close();
     let _ = tokio::time::timeout(Duration::from_secs(10), packs.wait()).await;
+    let _ = expiry.await;
     // The poster ends once it has posted the last PackExited events (or gives up on them).
     drop(shared);
     let _ = tokio::time::timeout(Duration::from_secs(5), poster).await;
     Ok(())
 }
 
-fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command) {
+fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command, per_burst: &HashMap<String, usize>) {
     match command {
         Command::StartPack(mut spec) => {
             place_sockets(&shared.opts, &mut spec);
-            packs.spawn(process::run(shared.clone(), *spec));
+            let demand = per_burst.get(&spec.burst).copied().unwrap_or(1);
+            packs.spawn(process::run(shared.clone(), *spec, demand));
         }
-        Command::Peers { burst, pack, addresses } => {
-            if let Some(h) = shared.lock_packs().get(&(burst, pack)) {
-                let _ = h.to_pack.send(ToPack::Peers { addresses });
+        Command::Peers { burst, addresses } => {
+            for ((b, _), h) in shared.lock_packs().iter() {
+                if *b == burst {
+                    let _ = h.to_pack.send(ToPack::Peers { addresses: addresses.clone() });
+                }
             }
         }
         Command::Cancel { burst, reason } => {
@@ -191,6 +214,17 @@ fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command) {
                 }
             }
         }
+    }
+}
+
+/// Stops warm processes nobody used for the idle timeout.
+async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        shared.pool.expire(shared.opts.idle_timeout).await;
     }
 }
 

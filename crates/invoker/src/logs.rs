@@ -56,3 +56,19 @@ impl Captured {
         lines[lines.len().saturating_sub(n)..].join(" | ")
     }
 }
+
+/// A pack process's stdout and stderr.
+#[derive(Clone, Default)]
+pub(crate) struct Logs {
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+}
+
+impl Logs {
+    /// The last lines the process printed, for an error message ("" if none).
+    pub(crate) fn tail(&self) -> String {
+        let err = self.stderr.last_lines(5);
+        let text = if err.is_empty() { self.stdout.last_lines(5) } else { err };
+        if text.is_empty() { String::new() } else { format!("; it printed: {text}") }
+    }
+}

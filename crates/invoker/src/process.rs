@@ -2,24 +2,27 @@
 //! its pack, relay its messages as events, stop it when told, and report how
 //! it ended (with its captured output).
 
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use volley_proto::cluster::Event;
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
+use volley_proto::pack::{FromPack, PROTOCOL, PackSpec, ToPack};
 
 use crate::Shared;
-use crate::logs::Captured;
+use crate::logs::Logs;
+use crate::pool::{Pool, ProgramKey};
 use crate::router::PackConnection;
+use crate::spawn::{self, Started, describe, finish_logs, kill_group, stop};
 
 /// How long a cancelled pack may take to exit on its own before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How long after a burst takes warm processes the pool starts their replacements.
+const REFILL_DELAY: Duration = Duration::from_millis(500);
 /// How long a pack that closed its connection may take to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -30,28 +33,14 @@ pub(crate) struct PackHandle {
     pub(crate) kill: Arc<Notify>,
 }
 
-struct Logs {
-    stdout: Captured,
-    stderr: Captured,
-}
-
-impl Logs {
-    /// The last lines the process printed, for an error message ("" if none).
-    fn tail(&self) -> String {
-        let err = self.stderr.last_lines(5);
-        let text = if err.is_empty() { self.stdout.last_lines(5) } else { err };
-        if text.is_empty() { String::new() } else { format!("; it printed: {text}") }
-    }
-}
-
 /// Runs the pack described by `spec` to its end and reports `PackExited`.
-pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec) {
+pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     let key = (spec.burst.clone(), spec.pack);
     let (to_pack, mut inbox) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
     shared.lock_packs().insert(key.clone(), PackHandle { to_pack, kill: kill.clone() });
-    let logs = Logs { stdout: Captured::default(), stderr: Captured::default() };
-    let error = drive(&shared, &spec, &mut inbox, &kill, &logs).await;
+    let mut logs = Logs::default();
+    let error = drive(&shared, &spec, demand, &mut inbox, &kill, &mut logs).await;
     shared.lock_packs().remove(&key);
     let (stdout, cut_out) = logs.stdout.text();
     let (stderr, cut_err) = logs.stderr.text();
@@ -68,77 +57,42 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec) {
 
 /// Returns why the pack failed, or None if it ended cleanly.
 async fn drive(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     spec: &PackSpec,
+    demand: usize,
     inbox: &mut mpsc::UnboundedReceiver<ToPack>,
     kill: &Notify,
-    logs: &Logs,
+    logs: &mut Logs,
 ) -> Option<String> {
     let opts = &shared.opts;
-    let process_id = format!("{}-{}-{:08x}", spec.burst, spec.pack, rand::random::<u32>());
-    let (program, args) = match &spec.program {
+    let key: ProgramKey = match &spec.program {
         None => (opts.program.clone(), opts.program_args.clone()),
         Some(p) => match shared.programs.path(&shared.client, p).await {
             Ok(path) => (path, Vec::new()),
             Err(e) => return Some(e),
         },
     };
-    let hello = shared.router.expect(&process_id);
-    let spawned = Command::new(&program)
-        .args(&args)
-        .env(SOCKET_ENV, &shared.router.path)
-        .env(PROCESS_ENV, &process_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so that stopping the pack also stops anything it started.
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            shared.router.forget(&process_id);
-            return Some(format!("cannot start the pack program {}: {e}", program.display()));
-        }
+    let label = if spec.program.is_some() { spec.function.as_str() } else { "the built-in function program" };
+    let pack_size = spec.pack_sizes.get(spec.pack).copied().unwrap_or(1);
+    shared.pool.note_demand(&key, demand, pack_size, opts.warm_pool);
+    let started = match shared.pool.take(&key) {
+        Some(warm) => Ok(warm),
+        None => tokio::select! {
+            started = spawn::start(shared, &key.0, &key.1, label, 0) => started,
+            _ = kill.notified() => Err("stopped before it started".into()),
+        },
     };
-    let group = child.id();
-    let mut collectors = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        collectors.push(logs.stdout.collect(out, opts.log_limit));
-    }
-    if let Some(err) = child.stderr.take() {
-        collectors.push(logs.stderr.collect(err, opts.log_limit));
-    }
-
-    let conn = tokio::select! {
-        conn = hello => conn.ok(),
-        status = child.wait() => {
-            shared.router.forget(&process_id);
-            kill_group(group);
-            finish_logs(collectors).await;
-            return Some(format!(
-                "the pack process exited ({}) before it connected to the invoker{}",
-                describe(status.ok()),
-                logs.tail()
-            ));
-        }
-        _ = tokio::time::sleep(opts.start_timeout) => None,
-        _ = kill.notified() => {
-            shared.router.forget(&process_id);
-            stop(&mut child).await;
-            return Some("stopped before it started".into());
-        }
+    // Refill later: starting replacements now would take CPU from this very burst's start.
+    let later = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REFILL_DELAY).await;
+        Pool::refill(&later);
+    });
+    let Started { mut child, mut conn, logs: captured, collectors, group } = match started {
+        Ok(s) => s,
+        Err(e) => return Some(e),
     };
-    let Some(mut conn) = conn else {
-        shared.router.forget(&process_id);
-        stop(&mut child).await;
-        return Some(format!(
-            "{} did not connect to the invoker within {:?}: is it a Volley function binary (built with volley_sdk::main!)?",
-            spec.program.as_ref().map(|_| spec.function.as_str()).unwrap_or("the built-in function program"),
-            opts.start_timeout
-        ));
-    };
+    *logs = captured;
     if let Some(problem) = refuse(&conn, spec) {
         stop(&mut child).await;
         return Some(problem);
@@ -157,9 +111,7 @@ async fn drive(
         (Some(Some(error)), _) => Some(error),
         (Some(None), Some(s)) if s.success() => None,
         (Some(None), s) => Some(format!("the pack process finished but exited with {}", describe(s))),
-        (None, s) => {
-            Some(format!("the pack process ended ({}) before it finished: {}", describe(s), logs.stderr.last_lines(5)))
-        }
+        (None, s) => Some(format!("the pack process ended ({}) before it finished{}", describe(s), logs.tail())),
     }
 }
 
@@ -250,36 +202,4 @@ async fn write(conn: &mut PackConnection, msg: &ToPack) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
     conn.write.write_all(&line).await
-}
-
-/// Kills the pack process and everything in its process group.
-async fn stop(child: &mut Child) {
-    kill_group(child.id());
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-}
-
-/// Kills whatever is left in the pack's process group: a pack that exited or
-/// was stopped must not leave processes it started behind.
-fn kill_group(group: Option<u32>) {
-    if let Some(pid) = group {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-        }
-    }
-}
-
-async fn finish_logs(collectors: Vec<tokio::task::JoinHandle<()>>) {
-    for c in collectors {
-        // A grandchild holding the pipe open must not hold the report back.
-        let _ = tokio::time::timeout(Duration::from_secs(1), c).await;
-    }
-}
-
-fn describe(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(s) => s.to_string(),
-        None => "status unknown".into(),
-    }
 }

@@ -35,8 +35,8 @@ pub struct Registered {
 pub enum Command {
     /// Start (or take from the warm pool) a process for this pack.
     StartPack(Box<PackSpec>),
-    /// Every pack's address: the pack may now connect.
-    Peers { burst: String, pack: usize, addresses: Vec<String> },
+    /// Every pack's address: the burst's packs on this invoker may now connect.
+    Peers { burst: String, addresses: Vec<String> },
     /// Stop every pack of the burst on this invoker.
     Cancel { burst: String, reason: String },
 }
@@ -100,6 +100,9 @@ pub struct InvokerInfo {
     pub registration: Registration,
     pub free_slots: usize,
     pub free_memory_mb: u64,
+    /// Warm pack processes waiting for a pack.
+    #[serde(default)]
+    pub warm: usize,
     /// `ready` or `lost`.
     pub status: String,
     pub last_seen: Micros,

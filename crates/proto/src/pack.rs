@@ -11,6 +11,8 @@ use crate::Micros;
 pub const SOCKET_ENV: &str = "VOLLEY_INVOKER_SOCKET";
 /// The environment variable naming the process to the invoker.
 pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";
+/// The environment variable telling a warm process how many worker threads to prepare.
+pub const PREPARE_ENV: &str = "VOLLEY_PREPARE_WORKERS";
 /// Bumped whenever these messages change incompatibly.
 pub const PROTOCOL: u32 = 1;
 

@@ -32,19 +32,31 @@ impl Control {
         let (read, mut write) = stream.into_split();
         let (tx, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {
-            while let Some(item) = outgoing.recv().await {
-                match item {
-                    Outgoing::Message(msg) => {
-                        let mut line = serde_json::to_vec(&msg).unwrap_or_default();
-                        line.push(b'\n');
-                        if write.write_all(&line).await.is_err() {
-                            return;
+            let mut buf = Vec::new();
+            let mut flushed = Vec::new();
+            while let Some(first) = outgoing.recv().await {
+                // Everything queued goes out in one write: hundreds of workers
+                // report their start at once, and each syscall costs the burst.
+                let mut item = Some(first);
+                while let Some(next) = item.take().or_else(|| outgoing.try_recv().ok()) {
+                    match next {
+                        Outgoing::Message(msg) => {
+                            if serde_json::to_writer(&mut buf, &msg).is_ok() {
+                                buf.push(b'\n');
+                            }
                         }
+                        Outgoing::Flush(done) => flushed.push(done),
                     }
-                    Outgoing::Flush(done) => {
-                        let _ = write.flush().await;
-                        let _ = done.send(());
+                    if buf.len() > 1 << 20 {
+                        break;
                     }
+                }
+                if write.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf.clear();
+                for done in flushed.drain(..) {
+                    let _ = done.send(());
                 }
             }
         });
@@ -100,12 +112,14 @@ impl Rendezvous for ControlRendezvous {
                 return Err(volley_comm::Error::invalid("the pack asked for its peers twice"));
             };
             self.control.send(FromPack::Address { address: addr });
+            crate::runtime::trace("address published");
             let addresses = tokio::time::timeout(timeout, peers)
                 .await
                 .map_err(|_| {
                     volley_comm::Error::timeout(timeout, format!("the other packs of burst {burst} to start"))
                 })?
                 .map_err(|_| volley_comm::Error::invalid("the invoker went away before the packs met"))?;
+            crate::runtime::trace("peers known");
             if addresses.len() != packs {
                 return Err(volley_comm::Error::invalid(format!(
                     "the platform sent {} addresses for {packs} packs",

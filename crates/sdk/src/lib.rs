@@ -35,6 +35,7 @@ macro_rules! note {
 mod control;
 mod functions;
 mod runtime;
+mod threads;
 mod worker;
 
 pub use functions::{Function, Functions};

@@ -20,11 +20,15 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use volley_comm::{Layout, Pack, PackOptions, TransportOptions};
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, Outcome, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
+use volley_proto::pack::{FromPack, Outcome, PREPARE_ENV, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
 
 use crate::control::{Control, ControlRendezvous};
 use crate::functions::{Function, Functions};
+use crate::threads::{Job, Prepared};
 use crate::worker::Worker;
+
+/// Most threads a warm process prepares, whatever it is told.
+const MAX_PREPARED: usize = 4096;
 
 /// Exit code when the invoker cancelled the burst or went away.
 const EXIT_STOPPED: u8 = 3;
@@ -57,6 +61,8 @@ pub fn serve(functions: Functions) -> ExitCode {
 }
 
 async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
+    let prepare = std::env::var(PREPARE_ENV).ok().and_then(|n| n.parse().ok()).unwrap_or(0usize);
+    let threads = Prepared::spawn(prepare.min(MAX_PREPARED));
     let (control, mut incoming) =
         Control::connect(socket).await.map_err(|e| format!("cannot reach the invoker at {socket}: {e}"))?;
     control.send(FromPack::Hello {
@@ -80,7 +86,7 @@ async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
     };
     let (peers_tx, peers_rx) = oneshot::channel();
     follow_invoker(incoming, peers_tx, control.clone());
-    let error = run_pack(&spec, function, &control, peers_rx).await.err();
+    let error = run_pack(&spec, function, &control, peers_rx, threads).await.err();
     let code = if error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     control.send(FromPack::Done { error });
     control.flush().await;
@@ -124,26 +130,31 @@ async fn run_pack(
     function: Function,
     control: &Control,
     peers: oneshot::Receiver<Vec<String>>,
+    mut threads: Prepared,
 ) -> Result<(), String> {
     let opts = pack_options(spec)?;
+    trace("assigned");
+    threads.ensure(opts.layout.pack_size(opts.pack))?;
+    trace("threads ready");
     let rendezvous = Arc::new(ControlRendezvous { control: control.clone(), peers: Mutex::new(Some(peers)) });
     let pack = Pack::connect(opts, rendezvous).await.map_err(|e| format!("the pack could not connect: {e}"))?;
     control.send(FromPack::Connected { at: now_micros() });
+    trace("connected");
     let burst: Arc<str> = spec.burst.as_str().into();
     let params = Arc::new(spec.params.clone());
-    let mut threads = Vec::new();
-    for (local, comm) in pack.comms().into_iter().enumerate() {
-        let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
-        let worker = Worker::new(comm, burst.clone(), params.clone(), own);
-        let (function, control) = (function.clone(), control.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("rank-{}", worker.rank()))
-            .spawn(move || run_worker(worker, function, control))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-        threads.push(thread);
-    }
-    let joined =
-        tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok())).await.unwrap_or(false);
+    let jobs: Vec<Job> = pack
+        .comms()
+        .into_iter()
+        .enumerate()
+        .map(|(local, comm)| {
+            let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
+            let worker = Worker::new(comm, burst.clone(), params.clone(), own);
+            let (function, control) = (function.clone(), control.clone());
+            Box::new(move || run_worker(worker, function, control)) as Job
+        })
+        .collect();
+    let busy = threads.run(jobs)?;
+    let joined = tokio::task::spawn_blocking(move || busy.into_iter().all(|t| t.join().is_ok())).await.unwrap_or(false);
     let closed = pack.close().await;
     if !joined {
         return Err("a worker thread died without reporting".into());
@@ -211,6 +222,13 @@ fn pack_options(spec: &PackSpec) -> Result<PackOptions, String> {
     opts.op_timeout = Duration::from_millis(spec.op_timeout_ms.max(1));
     opts.connect_timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
     Ok(opts)
+}
+
+/// With `VOLLEY_TRACE_START` set, prints when each start-up phase ended (to find where time goes).
+pub(crate) fn trace(phase: &str) {
+    if std::env::var_os("VOLLEY_TRACE_START").is_some() {
+        note!("volley start trace: {} {phase}", now_micros());
+    }
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

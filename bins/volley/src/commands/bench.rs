@@ -10,6 +10,8 @@ use super::output::{bytes, parse_size};
 pub enum Bench {
     /// Latency and throughput of the communication middleware, with the raw link.
     Comm(Box<CommArgs>),
+    /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
+    Startup(Box<super::startup::StartupArgs>),
     /// Internal: runs one pack of a `bench comm --processes` run.
     #[command(hide = true)]
     CommPack,
@@ -75,6 +77,7 @@ impl Bench {
     pub fn run(self, output: Output) -> anyhow::Result<()> {
         match self {
             Bench::Comm(args) => run_comm(*args, output),
+            Bench::Startup(args) => super::startup::run(*args, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);
                 Ok(())

@@ -8,6 +8,7 @@ mod platform;
 mod run;
 mod serve;
 mod show;
+mod startup;
 
 use clap::{Parser, Subcommand};
 

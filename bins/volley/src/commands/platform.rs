@@ -62,6 +62,12 @@ pub struct InvokerArgs {
     /// Seconds a new pack process may take to connect back before it is declared broken.
     #[arg(long, default_value_t = 10.0)]
     pub start_timeout: f64,
+    /// Most idle pack processes kept warm per function (0: no warm pool).
+    #[arg(long, default_value_t = 64)]
+    pub warm_pool: usize,
+    /// Seconds an idle warm process lives.
+    #[arg(long, default_value_t = 120.0)]
+    pub idle_timeout: f64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -78,11 +84,32 @@ pub fn builtin_functions() -> Vec<FunctionInfo> {
     volley_apps::builtins().list().map(|(name, description)| FunctionInfo::builtin(name, description)).collect()
 }
 
-pub fn controller_options(listen: &str, data_dir: &Path, brokers: Brokers) -> volley_controller::Options {
+/// Options of the controller role.
+#[derive(Args, Clone)]
+pub struct ControllerArgs {
+    /// Seconds without a poll after which an invoker is declared lost and its bursts fail.
+    #[arg(long, default_value_t = 10.0)]
+    pub heartbeat_timeout: f64,
+    /// Where state lives: `embedded` (a file in the data directory) or a postgres:// URL.
+    #[arg(long, env = "VOLLEY_STORE", default_value = "embedded")]
+    pub store: String,
+}
+
+pub fn controller_options(
+    listen: &str,
+    data_dir: &Path,
+    brokers: Brokers,
+    args: &ControllerArgs,
+) -> anyhow::Result<volley_controller::Options> {
     let mut opts = volley_controller::Options::new(listen, data_dir.join("controller"));
+    if !(args.heartbeat_timeout.is_finite() && args.heartbeat_timeout >= 1.0) {
+        anyhow::bail!("--heartbeat-timeout must be at least 1 second");
+    }
+    opts.heartbeat_timeout = Duration::from_secs_f64(args.heartbeat_timeout);
+    opts.store = args.store.clone();
     opts.functions = builtin_functions();
     opts.brokers = brokers;
-    opts
+    Ok(opts)
 }
 
 pub fn invoker_options(
@@ -101,6 +128,11 @@ pub fn invoker_options(
         anyhow::bail!("--start-timeout must be a positive number of seconds");
     }
     opts.start_timeout = Duration::from_secs_f64(args.start_timeout);
+    if !(args.idle_timeout.is_finite() && args.idle_timeout > 0.0) {
+        anyhow::bail!("--idle-timeout must be a positive number of seconds");
+    }
+    opts.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
+    opts.warm_pool = args.warm_pool;
     if let Some(n) = &args.name {
         opts.name = n.clone();
     }
@@ -120,12 +152,12 @@ impl Embedded {
         listen: &str,
         data_dir: &Path,
         brokers: Brokers,
+        controller: &ControllerArgs,
         invoker: &InvokerArgs,
     ) -> anyhow::Result<Embedded> {
         let shutdown = CancellationToken::new();
-        let controller =
-            volley_controller::Controller::bind(controller_options(listen, data_dir, brokers), shutdown.clone())
-                .await?;
+        let opts = controller_options(listen, data_dir, brokers, controller)?;
+        let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         let url = format!("http://{}", controller.local_addr());
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = controller.run().await {

@@ -8,7 +8,7 @@ use clap::Args;
 use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
 
 use super::client::Client;
-use super::platform::{BrokerArgs, Embedded, InvokerArgs};
+use super::platform::{BrokerArgs, ControllerArgs, Embedded, InvokerArgs};
 use super::{Output, show};
 
 #[derive(Args)]
@@ -41,6 +41,8 @@ pub struct RunArgs {
     detach: bool,
     #[command(flatten)]
     brokers: BrokerArgs,
+    #[command(flatten)]
+    controller: ControllerArgs,
     #[command(flatten)]
     invoker: InvokerArgs,
 }
@@ -80,8 +82,14 @@ pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow:
                     bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
                 }
                 let dir = std::env::temp_dir().join(format!("volley-run-{:08x}", rand::random::<u32>()));
-                let platform =
-                    Embedded::start("127.0.0.1:0", &dir, args.brokers.brokers("bursts/"), &args.invoker).await?;
+                let platform = Embedded::start(
+                    "127.0.0.1:0",
+                    &dir,
+                    args.brokers.brokers("bursts/"),
+                    &args.controller,
+                    &args.invoker,
+                )
+                .await?;
                 let result = submit_and_follow(&Client::new(&platform.url)?, &request, false, output).await;
                 platform.stop().await;
                 let _ = std::fs::remove_dir_all(&dir);

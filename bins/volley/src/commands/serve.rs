@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::platform::{BrokerArgs, Embedded, InvokerArgs, controller_options, default_data_dir, invoker_options};
+use super::platform::{self, BrokerArgs, Embedded, InvokerArgs, controller_options, default_data_dir, invoker_options};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -18,6 +18,8 @@ pub struct UpArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
+    controller: platform::ControllerArgs,
+    #[command(flatten)]
     invoker: InvokerArgs,
 }
 
@@ -29,6 +31,8 @@ pub struct ControllerArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     brokers: BrokerArgs,
+    #[command(flatten)]
+    controller: platform::ControllerArgs,
 }
 
 #[derive(Args)]
@@ -63,7 +67,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     init_logging();
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
-        let platform = Embedded::start(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.invoker).await?;
+        let platform =
+            Embedded::start(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.controller, &args.invoker)
+                .await?;
         eprintln!(
             "volley is up at {} (data in {}); try: volley --controller {} run hello --workers 8",
             platform.url,
@@ -81,7 +87,7 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
-        let opts = controller_options(&args.listen, &dir, args.brokers.brokers("bursts/"));
+        let opts = controller_options(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.controller)?;
         let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         eprintln!("volley controller listening on http://{}", controller.local_addr());
         let server = tokio::spawn(controller.run());

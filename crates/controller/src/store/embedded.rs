@@ -1,7 +1,5 @@
-//! Durable state: bursts (with their results) and their logs survive a restart.
-//!
-//! The embedded default is one redb file in the data directory. Records are
-//! stored as JSON documents keyed by burst id; ids sort by submission time.
+//! The embedded store: one redb file in the data directory. Records are JSON
+//! documents keyed by id; burst ids sort by submission time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,20 +13,17 @@ const BURSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bursts");
 const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
 
-/// Where the controller keeps its state.
+/// One redb file.
 #[derive(Clone)]
-pub enum Store {
-    /// One redb file (the default).
-    Embedded(Arc<Database>),
-}
+pub struct Embedded(Arc<Database>);
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
-impl Store {
+impl Embedded {
     /// Opens (or creates) the embedded store at `path`.
-    pub fn open_embedded(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<Embedded> {
         let db = Database::create(path).map_err(|e| {
             Error::Store(format!("cannot open {}: {e}; is another controller using it?", path.display()))
         })?;
@@ -37,7 +32,7 @@ impl Store {
         txn.open_table(LOGS).map_err(store_err)?;
         txn.open_table(FUNCTIONS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        Ok(Store::Embedded(Arc::new(db)))
+        Ok(Embedded(Arc::new(db)))
     }
 
     /// Saves a burst (replacing its earlier record).
@@ -83,7 +78,7 @@ impl Store {
 
     /// Forgets a deployed function.
     pub async fn delete_function(&self, name: &str) -> Result<()> {
-        let Store::Embedded(db) = self;
+        let db = &self.0;
         let (db, name) = (db.clone(), name.to_string());
         blocking(move || {
             let txn = db.begin_write().map_err(store_err)?;
@@ -95,7 +90,7 @@ impl Store {
 
     /// Every deployed function.
     pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
-        let Store::Embedded(db) = self;
+        let db = &self.0;
         let db = db.clone();
         blocking(move || {
             let txn = db.begin_read().map_err(store_err)?;
@@ -116,7 +111,7 @@ impl Store {
         key: String,
         value: Vec<u8>,
     ) -> Result<()> {
-        let Store::Embedded(db) = self;
+        let db = &self.0;
         let db = db.clone();
         blocking(move || {
             let txn = db.begin_write().map_err(store_err)?;
@@ -131,7 +126,7 @@ impl Store {
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         key: String,
     ) -> Result<Option<T>> {
-        let Store::Embedded(db) = self;
+        let db = &self.0;
         let db = db.clone();
         blocking(move || {
             let txn = db.begin_read().map_err(store_err)?;
@@ -145,7 +140,7 @@ impl Store {
     }
 
     async fn scan(&self, keep: impl Fn(&Burst) -> bool + Send + 'static, limit: usize) -> Result<Vec<Burst>> {
-        let Store::Embedded(db) = self;
+        let db = &self.0;
         let db = db.clone();
         blocking(move || {
             let txn = db.begin_read().map_err(store_err)?;

@@ -1,0 +1,183 @@
+//! The state store's behaviour, the same on the embedded file and on PostgreSQL,
+//! and what a controller restart does with what was stored.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use volley_controller::{Controller, Options, Store};
+use volley_proto::api::{
+    Burst, BurstLogs, BurstRequest, BurstState, FunctionInfo, Granularity, PackLogs, WorkerRecord,
+};
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn postgres_up() -> bool {
+    let up = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
+    if !up {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs PostgreSQL on 127.0.0.1:5432");
+        eprintln!("SKIPPED: PostgreSQL is not reachable on 127.0.0.1:5432");
+    }
+    up
+}
+
+/// A fresh schema of its own, so tests never see each other's rows; dropped at the end.
+struct Schema(String);
+
+impl Schema {
+    async fn new() -> Schema {
+        let name = format!("volley_test_{:08x}", rand_u32());
+        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
+        Schema(name)
+    }
+
+    fn url(&self) -> String {
+        format!("{PG}?options=-csearch_path%3D{}", self.0)
+    }
+
+    async fn drop(self) {
+        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.0)).await.unwrap();
+    }
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    t.subsec_nanos() ^ std::process::id().rotate_left(16)
+}
+
+fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
+    Burst {
+        id: id.into(),
+        namespace: namespace.into(),
+        request: BurstRequest {
+            function: "hello".into(),
+            workers: 2,
+            granularity: Granularity::Fixed(1),
+            transport: None,
+            params: serde_json::json!({"k": "v"}),
+            worker_params: None,
+            timeout_secs: None,
+            queue_timeout_secs: None,
+            memory_mb: None,
+        },
+        state,
+        error: None,
+        transport: None,
+        submitted_at: 1,
+        placed_at: None,
+        running_at: None,
+        finished_at: None,
+        start_spread_us: None,
+        packs: Vec::new(),
+        workers: (0..2).map(WorkerRecord::new).collect(),
+    }
+}
+
+/// The cases every store passes.
+async fn conformance(store: &Store) {
+    assert_eq!(store.get_burst("b1").await.unwrap(), None);
+    store.put_burst(&burst("b1", "default", BurstState::Queued)).await.unwrap();
+    store.put_burst(&burst("b2", "default", BurstState::Running)).await.unwrap();
+    store.put_burst(&burst("b3", "other", BurstState::Queued)).await.unwrap();
+    let mut done = burst("b1", "default", BurstState::Succeeded);
+    done.workers[1].result = Some(serde_json::json!({"rank": 1}));
+    store.put_burst(&done).await.unwrap();
+    assert_eq!(store.get_burst("b1").await.unwrap(), Some(done), "a replaced record reads back whole");
+
+    let ids: Vec<String> = store.list_bursts("default", 10).await.unwrap().into_iter().map(|b| b.id).collect();
+    assert_eq!(ids, vec!["b2", "b1"], "newest first, one namespace only");
+    assert_eq!(store.list_bursts("default", 1).await.unwrap().len(), 1);
+    let unfinished: Vec<String> = store.unfinished().await.unwrap().into_iter().map(|b| b.id).collect();
+    assert_eq!(unfinished, vec!["b2", "b3"], "oldest first");
+
+    let logs =
+        BurstLogs { packs: vec![PackLogs { pack: 0, stdout: "out".into(), stderr: "err".into(), truncated: true }] };
+    store.put_logs("b1", &logs).await.unwrap();
+    assert_eq!(store.get_logs("b1").await.unwrap(), Some(logs));
+    assert_eq!(store.get_logs("b9").await.unwrap(), None);
+
+    let mut f = FunctionInfo::builtin("pi", "estimates pi");
+    f.kind = "deployed".into();
+    f.digest = Some("ab".repeat(32));
+    store.put_function(&f).await.unwrap();
+    assert_eq!(store.list_functions().await.unwrap(), vec![f]);
+    store.delete_function("pi").await.unwrap();
+    assert!(store.list_functions().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_what_it_is_given() {
+    let dir = tempdir();
+    conformance(&Store::open_embedded(&dir.join("state.redb")).unwrap()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_what_it_is_given() {
+    if !postgres_up() {
+        return;
+    }
+    let schema = Schema::new().await;
+    conformance(&Store::open_postgres(&schema.url()).await.unwrap()).await;
+    schema.drop().await;
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("volley-store-{:08x}", rand_u32()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A controller started on a store that holds a queued and a running burst:
+/// the queued one is queued again, the running one ends failed with the reason.
+async fn restart(store_location: &str, data_dir: &std::path::Path) {
+    let store = Store::open(store_location, data_dir).await.unwrap();
+    store.put_burst(&burst("b00000000001", "default", BurstState::Queued)).await.unwrap();
+    store.put_burst(&burst("b00000000002", "default", BurstState::Running)).await.unwrap();
+    store.put_burst(&burst("b00000000003", "default", BurstState::Succeeded)).await.unwrap();
+    drop(store);
+
+    let mut opts = Options::new("127.0.0.1:0", data_dir);
+    opts.store = store_location.into();
+    opts.functions = vec![FunctionInfo::builtin("hello", "")];
+    let shutdown = CancellationToken::new();
+    let controller = Controller::bind(opts, shutdown.clone()).await.unwrap();
+    let url = format!("http://{}", controller.local_addr());
+    let server = tokio::spawn(controller.run());
+    let get = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = reqwest::get(format!("{url}/v1/bursts/{id}")).await.unwrap().text().await.unwrap();
+            serde_json::from_str::<Burst>(&body).unwrap()
+        }
+    };
+    assert_eq!(get("b00000000001").await.state, BurstState::Queued, "queued bursts still run");
+    let failed = get("b00000000002").await;
+    assert_eq!(failed.state, BurstState::Failed);
+    assert!(failed.error.unwrap().contains("controller restarted"));
+    assert_eq!(get("b00000000003").await.state, BurstState::Succeeded, "finished bursts survive as they were");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_on_the_embedded_store_requeues_and_fails_what_it_must() {
+    let dir = tempdir();
+    restart("embedded", &dir).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_restart_on_postgres_requeues_and_fails_what_it_must() {
+    if !postgres_up() {
+        return;
+    }
+    let schema = Schema::new().await;
+    let dir = tempdir();
+    restart(&schema.url(), &dir).await;
+    let _ = std::fs::remove_dir_all(dir);
+    schema.drop().await;
+}

@@ -1,0 +1,138 @@
+//! The warm pool: pack processes started ahead of demand, connected and
+//! waiting for a pack. A process serves one pack and exits (packs of
+//! different bursts never share a process), so the pool is refilled after
+//! every take, up to the most packs of one burst recently seen per program;
+//! processes idle longer than the idle timeout are stopped.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::Shared;
+use crate::spawn::{self, Started};
+
+/// The program a pool entry runs: its path and arguments.
+pub(crate) type ProgramKey = (PathBuf, Vec<String>);
+
+#[derive(Default)]
+struct Entry {
+    idle: VecDeque<(Instant, Started)>,
+    /// Warm starts in flight.
+    starting: usize,
+    /// How many idle processes to keep.
+    target: usize,
+    /// Worker threads each prepares: the largest pack recently seen.
+    threads: usize,
+    last_used: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(crate) struct Pool {
+    entries: Mutex<HashMap<ProgramKey, Entry>>,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ProgramKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A warm process of `key`, if one is idle and alive.
+    pub(crate) fn take(&self, key: &ProgramKey) -> Option<Started> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(key)?;
+        entry.last_used = Some(Instant::now());
+        while let Some((_, mut started)) = entry.idle.pop_front() {
+            if matches!(started.child.try_wait(), Ok(None)) {
+                return Some(started);
+            }
+        }
+        None
+    }
+
+    /// A burst wants `packs` processes of `key` at once: keep that many warm (up to the cap).
+    pub(crate) fn note_demand(&self, key: &ProgramKey, packs: usize, pack_size: usize, cap: usize) {
+        let mut entries = self.lock();
+        let entry = entries.entry(key.clone()).or_default();
+        entry.target = entry.target.max(packs).min(cap);
+        entry.threads = entry.threads.max(pack_size);
+        entry.last_used = Some(Instant::now());
+    }
+
+    /// Idle processes, in all.
+    pub(crate) fn warm(&self) -> usize {
+        self.lock().values().map(|e| e.idle.len()).sum()
+    }
+
+    /// Starts processes until each program has its target idle or starting.
+    pub(crate) fn refill(shared: &Arc<Shared>) {
+        let mut wanted = Vec::new();
+        {
+            let mut entries = shared.pool.lock();
+            for (key, entry) in entries.iter_mut() {
+                let have = entry.idle.len() + entry.starting;
+                if entry.target > have {
+                    entry.starting += entry.target - have;
+                    wanted.push((key.clone(), entry.target - have, entry.threads));
+                }
+            }
+        }
+        for (key, n, threads) in wanted {
+            for _ in 0..n {
+                let shared = shared.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let started = spawn::start(&shared, &key.0, &key.1, "a warm pack process", threads).await;
+                    let mut entries = shared.pool.lock();
+                    let entry = entries.entry(key).or_default();
+                    entry.starting = entry.starting.saturating_sub(1);
+                    match started {
+                        Ok(s) => entry.idle.push_back((Instant::now(), s)),
+                        Err(e) => tracing::warn!("a warm pack process failed to start: {e}"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Stops processes idle longer than the idle timeout; forgets the demand
+    /// of programs unused for that long.
+    pub(crate) async fn expire(&self, idle_timeout: std::time::Duration) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut entries = self.lock();
+            for entry in entries.values_mut() {
+                if entry.last_used.is_none_or(|t| now.duration_since(t) > idle_timeout) {
+                    entry.target = 0;
+                    entry.threads = 0;
+                }
+                while entry.idle.front().is_some_and(|(since, _)| now.duration_since(*since) > idle_timeout) {
+                    if let Some((_, s)) = entry.idle.pop_front() {
+                        expired.push(s);
+                    }
+                }
+            }
+        }
+        for mut s in expired {
+            spawn::stop(&mut s.child).await;
+        }
+    }
+
+    /// Stops every idle process (the invoker is shutting down).
+    pub(crate) async fn drain(&self) {
+        let all: Vec<Started> = {
+            let mut entries = self.lock();
+            entries
+                .values_mut()
+                .flat_map(|e| {
+                    e.target = 0;
+                    e.idle.drain(..).map(|(_, s)| s).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for mut s in all {
+            spawn::stop(&mut s.child).await;
+        }
+    }
+}
