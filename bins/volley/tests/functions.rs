@@ -58,7 +58,7 @@ fn a_deployed_function_runs_on_every_worker() {
 
 #[test]
 fn binaries_that_are_not_volley_functions_fail_with_the_reason() {
-    let p = Platform::up(&["--start-timeout", "2"]);
+    let p = Platform::up(&["--start-timeout", "2", "--warm-pool", "0"]);
     let dir = TempDir::new("scripts");
     let cases = [
         ("crash", script(&dir, "crash", "echo about to crash >&2; exit 7"), "exit status: 7"),

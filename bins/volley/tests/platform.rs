@@ -125,7 +125,7 @@ fn bad_requests_get_clear_errors() {
 
 #[test]
 fn a_failing_or_panicking_worker_fails_the_burst_with_its_cause() {
-    let p = Platform::up(&[]);
+    let p = Platform::up(&["--warm-pool", "0"]);
     let id = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 30, "fail_rank": 3})));
     let started = Instant::now();
     let burst = p.wait(&id, 20);
@@ -152,7 +152,7 @@ fn wait_no_children(p: &Platform) -> bool {
 
 #[test]
 fn a_burst_past_its_timeout_fails_and_its_processes_go() {
-    let p = Platform::up(&[]);
+    let p = Platform::up(&["--warm-pool", "0"]);
     let body = serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "params": {"seconds": 60}, "timeout_secs": 1});
     let burst = p.wait(&submit(&p, &body.to_string()), 20);
     assert_eq!(burst["state"], "failed");
@@ -162,7 +162,7 @@ fn a_burst_past_its_timeout_fails_and_its_processes_go() {
 
 #[test]
 fn cancel_stops_queued_and_running_bursts() {
-    let p = Platform::up(&["--slots", "4"]);
+    let p = Platform::up(&["--slots", "4", "--warm-pool", "0"]);
     let running = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 60})));
     p.wait_state(&running, "running", 20);
     let queued = submit(&p, &burst_request("hello", 4, 2, Value::Null));
@@ -199,7 +199,7 @@ fn a_burst_that_cannot_be_placed_fails_after_its_queue_timeout() {
 
 #[test]
 fn a_pack_killed_with_sigkill_fails_the_burst_and_stops_the_others() {
-    let p = Platform::up(&[]);
+    let p = Platform::up(&["--warm-pool", "0"]);
     let id = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 60})));
     p.wait_state(&id, "running", 20);
     let packs = children_of(p.role.pid());
@@ -231,4 +231,23 @@ fn health_metrics_and_invokers_answer() {
     let text = metrics.as_str().unwrap();
     assert!(text.contains("volley_bursts_submitted_total 1"), "{text}");
     assert!(text.contains("volley_slots{kind=\"total\"} 32"), "{text}");
+}
+
+#[test]
+fn the_warm_pool_refills_after_a_burst_and_expires_when_idle() {
+    let p = Platform::up(&["--idle-timeout", "3"]);
+    let warm = || p.get("/v1/invokers").1[0]["warm"].as_u64().unwrap();
+    assert_eq!(warm(), 0, "nothing is started before there is demand");
+    assert_eq!(p.wait(&submit(&p, &burst_request("hello", 6, 2, Value::Null)), 20)["state"], "succeeded");
+    eventually(20, "three warm processes (one per pack of the last burst)", || warm() == 3);
+    let before = children_of(p.role.pid());
+    assert_eq!(before.len(), 3);
+    // The next burst runs in those very processes.
+    let id = submit(&p, &burst_request("sleep", 6, 2, serde_json::json!({"seconds": 1})));
+    p.wait_state(&id, "running", 20);
+    let during = children_of(p.role.pid());
+    assert!(before.iter().all(|pid| during.contains(pid)), "warm {before:?} ran the packs {during:?}");
+    assert_eq!(p.wait(&id, 20)["state"], "succeeded");
+    // Unused for the idle timeout, the pool empties.
+    eventually(30, "the warm processes to expire", || warm() == 0 && children_of(p.role.pid()).is_empty());
 }

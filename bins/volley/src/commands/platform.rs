@@ -86,7 +86,7 @@ pub fn builtin_functions() -> Vec<FunctionInfo> {
 
 /// Options of the controller role.
 #[derive(Args, Clone)]
-pub struct ControllerArgs {
+pub struct ControlPlaneArgs {
     /// Seconds without a poll after which an invoker is declared lost and its bursts fail.
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_timeout: f64,
@@ -99,7 +99,7 @@ pub fn controller_options(
     listen: &str,
     data_dir: &Path,
     brokers: Brokers,
-    args: &ControllerArgs,
+    args: &ControlPlaneArgs,
 ) -> anyhow::Result<volley_controller::Options> {
     let mut opts = volley_controller::Options::new(listen, data_dir.join("controller"));
     if !(args.heartbeat_timeout.is_finite() && args.heartbeat_timeout >= 1.0) {
@@ -152,7 +152,7 @@ impl Embedded {
         listen: &str,
         data_dir: &Path,
         brokers: Brokers,
-        controller: &ControllerArgs,
+        controller: &ControlPlaneArgs,
         invoker: &InvokerArgs,
     ) -> anyhow::Result<Embedded> {
         let shutdown = CancellationToken::new();

@@ -8,7 +8,7 @@ use clap::Args;
 use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
 
 use super::client::Client;
-use super::platform::{BrokerArgs, ControllerArgs, Embedded, InvokerArgs};
+use super::platform::{BrokerArgs, ControlPlaneArgs, Embedded, InvokerArgs};
 use super::{Output, show};
 
 #[derive(Args)]
@@ -42,7 +42,7 @@ pub struct RunArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
-    controller: ControllerArgs,
+    controller: ControlPlaneArgs,
     #[command(flatten)]
     invoker: InvokerArgs,
 }

@@ -18,7 +18,7 @@ pub struct UpArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
-    controller: platform::ControllerArgs,
+    controller: platform::ControlPlaneArgs,
     #[command(flatten)]
     invoker: InvokerArgs,
 }
@@ -32,7 +32,7 @@ pub struct ControllerArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
-    controller: platform::ControllerArgs,
+    controller: platform::ControlPlaneArgs,
 }
 
 #[derive(Args)]

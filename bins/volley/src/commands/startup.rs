@@ -9,7 +9,7 @@ use volley_proto::api::{Burst, BurstRequest, Granularity};
 
 use super::Output;
 use super::client::Client;
-use super::platform::{BrokerArgs, ControllerArgs, Embedded, InvokerArgs};
+use super::platform::{BrokerArgs, ControlPlaneArgs, Embedded, InvokerArgs};
 
 #[derive(Args)]
 pub struct StartupArgs {
@@ -30,7 +30,7 @@ pub struct StartupArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
-    controller: ControllerArgs,
+    controller: ControlPlaneArgs,
     #[command(flatten)]
     invoker: InvokerArgs,
 }
