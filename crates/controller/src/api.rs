@@ -16,11 +16,10 @@ use serde::Deserialize;
 use volley_proto::api::{Burst, BurstLogs, BurstRequest, FunctionInfo};
 use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
 
+use crate::auth::{Caller, InvokerCaller};
 use crate::core::Core;
 use crate::error::{Error, Result};
 
-/// The namespace of requests until API keys assign others.
-const DEFAULT_NAMESPACE: &str = "default";
 /// Largest function binary accepted.
 const MAX_BINARY: usize = 512 << 20;
 /// Longest a client may ask a long poll to wait.
@@ -53,12 +52,16 @@ fn body<T>(parsed: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
     parsed.map(|Json(v)| v).map_err(|e| Error::BadRequest(format!("malformed request body: {}", e.body_text())))
 }
 
-async fn functions(State(core): State<Arc<Core>>) -> Json<Vec<FunctionInfo>> {
-    Json(core.functions.list())
+async fn functions(State(core): State<Arc<Core>>, Caller(ns): Caller) -> Json<Vec<FunctionInfo>> {
+    Json(core.functions.list(&ns))
 }
 
-async fn get_function(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Result<Json<FunctionInfo>> {
-    core.functions.get(&name).map(Json).ok_or_else(|| Error::NotFound(format!("no function {name:?}")))
+async fn get_function(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionInfo>> {
+    core.functions.get(&ns, &name).map(Json).ok_or_else(|| Error::NotFound(format!("no function {name:?}")))
 }
 
 #[derive(Deserialize)]
@@ -70,30 +73,36 @@ struct DeployQuery {
 /// `PUT /v1/functions/{name}` with the binary as the body: deploys (or replaces) a function.
 async fn deploy(
     State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
     Path(name): Path<String>,
     Query(q): Query<DeployQuery>,
     binary: Bytes,
 ) -> Result<(StatusCode, Json<FunctionInfo>)> {
-    let info = core.functions.deploy(&core.store, &name, &q.description, &binary).await?;
+    let info = core.functions.deploy(&core.store, &ns, &name, &q.description, &binary).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-async fn delete_function(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Result<StatusCode> {
-    core.functions.delete(&core.store, &name).await?;
+async fn delete_function(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    core.functions.delete(&core.store, &ns, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A deployed binary, by digest (what invokers fetch and cache).
-async fn blob(State(core): State<Arc<Core>>, Path(digest): Path<String>) -> Result<Vec<u8>> {
+async fn blob(State(core): State<Arc<Core>>, _: InvokerCaller, Path(digest): Path<String>) -> Result<Vec<u8>> {
     let path = core.functions.blob_path(&digest)?;
     tokio::fs::read(&path).await.map_err(|_| Error::NotFound(format!("no blob {digest}")))
 }
 
 async fn create_burst(
     State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
     request: std::result::Result<Json<BurstRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Burst>)> {
-    let burst = core.submit(DEFAULT_NAMESPACE, body(request)?).await?;
+    let burst = core.submit(&ns, body(request)?).await?;
     Ok((StatusCode::CREATED, Json(burst)))
 }
 
@@ -107,8 +116,12 @@ fn default_limit() -> usize {
     50
 }
 
-async fn list_bursts(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Burst>>> {
-    let mut list = core.store.list_bursts(DEFAULT_NAMESPACE, q.limit.clamp(1, 1000)).await?;
+async fn list_bursts(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Burst>>> {
+    let mut list = core.store.list_bursts(&ns, q.limit.clamp(1, 1000)).await?;
     // Active bursts are fresher in memory than in the store.
     {
         let state = core.lock();
@@ -121,8 +134,8 @@ async fn list_bursts(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) 
     Ok(Json(list))
 }
 
-async fn get_burst(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<Burst>> {
-    Ok(Json(core.burst(&id).await?))
+async fn get_burst(State(core): State<Arc<Core>>, Caller(ns): Caller, Path(id): Path<String>) -> Result<Json<Burst>> {
+    Ok(Json(core.burst(&ns, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -134,36 +147,46 @@ struct WaitQuery {
 /// Returns the burst once it has ended, or as it is when the wait runs out.
 async fn wait_burst(
     State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<Burst>> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout_ms).min(MAX_WAIT);
     loop {
         let finished = core.finished.notified();
-        let burst = core.burst(&id).await?;
+        let burst = core.burst(&ns, &id).await?;
         let active = core.lock().active.contains_key(&id);
         if burst.state.is_final() && !active {
             return Ok(Json(burst));
         }
         if tokio::time::timeout_at(deadline, finished).await.is_err() {
-            return Ok(Json(core.burst(&id).await?));
+            return Ok(Json(core.burst(&ns, &id).await?));
         }
     }
 }
 
-async fn cancel_burst(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<Burst>> {
-    core.burst(&id).await?;
+async fn cancel_burst(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Burst>> {
+    core.burst(&ns, &id).await?;
     core.cancel(&id)?;
-    Ok(Json(core.burst(&id).await?))
+    Ok(Json(core.burst(&ns, &id).await?))
 }
 
-async fn burst_logs(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Result<Json<BurstLogs>> {
-    core.burst(&id).await?;
+async fn burst_logs(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BurstLogs>> {
+    core.burst(&ns, &id).await?;
     Ok(Json(core.store.get_logs(&id).await?.unwrap_or_default()))
 }
 
 async fn register(
     State(core): State<Arc<Core>>,
+    _: InvokerCaller,
     registration: std::result::Result<Json<Registration>, JsonRejection>,
 ) -> Result<Json<Registered>> {
     let registration = body(registration)?;
@@ -174,7 +197,7 @@ async fn register(
     Ok(Json(Registered { invoker_id, heartbeat_ms: core.opts.heartbeat_timeout.as_millis() as u64 }))
 }
 
-async fn list_invokers(State(core): State<Arc<Core>>) -> Json<Vec<InvokerInfo>> {
+async fn list_invokers(State(core): State<Arc<Core>>, _: Caller) -> Json<Vec<InvokerInfo>> {
     Json(core.lock().invokers())
 }
 
@@ -189,6 +212,7 @@ struct CommandsQuery {
 /// The invoker's long poll; every call counts as a heartbeat.
 async fn commands(
     State(core): State<Arc<Core>>,
+    _: InvokerCaller,
     Path(id): Path<String>,
     Query(q): Query<CommandsQuery>,
 ) -> Result<Json<Vec<Command>>> {
@@ -218,6 +242,7 @@ fn forgotten(id: &str) -> Error {
 
 async fn events(
     State(core): State<Arc<Core>>,
+    _: InvokerCaller,
     Path(id): Path<String>,
     events: std::result::Result<Json<Vec<Event>>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>> {

@@ -65,7 +65,7 @@ impl Core {
         for mut burst in self.store.unfinished().await? {
             if burst.state == BurstState::Queued {
                 tracing::info!(burst = %burst.id, "requeued after a controller restart");
-                let program = self.functions.program(&burst.request.function);
+                let program = self.functions.program(&burst.namespace, &burst.request.function);
                 self.lock().submit(burst, program);
             } else {
                 burst.state = BurstState::Failed;
@@ -79,7 +79,7 @@ impl Core {
 
     /// Validates, saves and queues a new burst.
     pub(crate) async fn submit(&self, namespace: &str, request: volley_proto::api::BurstRequest) -> Result<Burst> {
-        self.validate(&request)?;
+        self.validate(namespace, &request)?;
         let id = format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
         let burst = Burst {
             id,
@@ -99,15 +99,15 @@ impl Core {
         // Accepted means saved: the burst survives a controller restart from here on.
         self.store.put_burst(&burst).await?;
         self.submitted.fetch_add(1, Ordering::Relaxed);
-        let program = self.functions.program(&burst.request.function);
+        let program = self.functions.program(namespace, &burst.request.function);
         self.lock().submit(burst.clone(), program);
         Ok(burst)
     }
 
-    fn validate(&self, r: &volley_proto::api::BurstRequest) -> Result<()> {
+    fn validate(&self, namespace: &str, r: &volley_proto::api::BurstRequest) -> Result<()> {
         let bad = |m: String| Err(Error::BadRequest(m));
-        if self.functions.get(&r.function).is_none() {
-            let names: Vec<_> = self.functions.list().into_iter().map(|f| f.name).collect();
+        if self.functions.get(namespace, &r.function).is_none() {
+            let names: Vec<_> = self.functions.list(namespace).into_iter().map(|f| f.name).collect();
             return Err(Error::NotFound(format!(
                 "unknown function {:?}; known functions: {} (`volley functions list`)",
                 r.function,
@@ -166,12 +166,15 @@ impl Core {
         Ok(())
     }
 
-    /// The burst, live if active, else as stored.
-    pub(crate) async fn burst(&self, id: &str) -> Result<Burst> {
-        if let Some(a) = self.lock().active.get(id) {
-            return Ok(a.burst.clone());
-        }
-        self.store.get_burst(id).await?.ok_or_else(|| Error::NotFound(format!("no burst {id:?}")))
+    /// The burst of `namespace`, live if active, else as stored.
+    pub(crate) async fn burst(&self, namespace: &str, id: &str) -> Result<Burst> {
+        let live = self.lock().active.get(id).map(|a| a.burst.clone());
+        let burst = match live {
+            Some(b) => Some(b),
+            None => self.store.get_burst(id).await?,
+        };
+        // Another namespace's burst is reported as missing, not as forbidden.
+        burst.filter(|b| b.namespace == namespace).ok_or_else(|| Error::NotFound(format!("no burst {id:?}")))
     }
 
     pub(crate) fn cancel(&self, id: &str) -> Result<()> {

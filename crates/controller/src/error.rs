@@ -20,6 +20,9 @@ pub enum Error {
     /// The cluster can never run this (e.g. more workers than it has slots).
     #[error("{0}")]
     Capacity(String),
+    /// No valid API key (or invoker token) came with the request.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
@@ -33,6 +36,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Capacity(_) => "insufficient_capacity",
+            Error::Unauthorized(_) => "unauthorized",
             Error::Store(_) => "store_unavailable",
         }
     }
@@ -43,6 +47,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Capacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

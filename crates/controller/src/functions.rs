@@ -31,6 +31,11 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// Deployed functions are stored under `namespace/name`.
+fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 fn lock(m: &Mutex<BTreeMap<String, FunctionInfo>>) -> std::sync::MutexGuard<'_, BTreeMap<String, FunctionInfo>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -39,24 +44,34 @@ impl Functions {
     pub(crate) async fn load(builtins: Vec<FunctionInfo>, blobs: PathBuf, store: &Store) -> Result<Functions> {
         std::fs::create_dir_all(&blobs)
             .map_err(|e| Error::Store(format!("cannot create the blob store {}: {e}", blobs.display())))?;
-        let deployed = store.list_functions().await?.into_iter().map(|f| (f.name.clone(), f)).collect();
+        let deployed = store
+            .list_functions()
+            .await?
+            .into_iter()
+            .map(|f| (key(f.namespace.as_deref().unwrap_or_default(), &f.name), f))
+            .collect();
         Ok(Functions { builtins, deployed: Mutex::new(deployed), blobs })
     }
 
-    pub(crate) fn list(&self) -> Vec<FunctionInfo> {
+    /// The built-ins and the functions deployed in `namespace`.
+    pub(crate) fn list(&self, namespace: &str) -> Vec<FunctionInfo> {
         let mut all = self.builtins.clone();
-        all.extend(lock(&self.deployed).values().cloned());
+        all.extend(lock(&self.deployed).values().filter(|f| f.namespace.as_deref() == Some(namespace)).cloned());
         all
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<FunctionInfo> {
-        self.builtins.iter().find(|f| f.name == name).cloned().or_else(|| lock(&self.deployed).get(name).cloned())
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<FunctionInfo> {
+        self.builtins
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .or_else(|| lock(&self.deployed).get(&key(namespace, name)).cloned())
     }
 
     /// What an invoker must start for `name`: None for a built-in.
-    pub(crate) fn program(&self, name: &str) -> Option<Program> {
+    pub(crate) fn program(&self, namespace: &str, name: &str) -> Option<Program> {
         let deployed = lock(&self.deployed);
-        let f = deployed.get(name)?;
+        let f = deployed.get(&key(namespace, name))?;
         Some(Program { digest: f.digest.clone()?, size_bytes: f.size_bytes.unwrap_or(0) })
     }
 
@@ -64,6 +79,7 @@ impl Functions {
     pub(crate) async fn deploy(
         &self,
         store: &Store,
+        namespace: &str,
         name: &str,
         description: &str,
         binary: &[u8],
@@ -89,27 +105,28 @@ impl Functions {
         }
         let info = FunctionInfo {
             name: name.into(),
+            namespace: Some(namespace.into()),
             kind: "deployed".into(),
             description: description.into(),
             digest: Some(digest),
             size_bytes: Some(binary.len() as u64),
             deployed_at: Some(now_micros()),
         };
-        store.put_function(&info).await?;
-        lock(&self.deployed).insert(name.into(), info.clone());
+        store.put_function(&key(namespace, name), &info).await?;
+        lock(&self.deployed).insert(key(namespace, name), info.clone());
         Ok(info)
     }
 
     /// Forgets a deployed function (its blob stays while other names use it).
-    pub(crate) async fn delete(&self, store: &Store, name: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, store: &Store, namespace: &str, name: &str) -> Result<()> {
         if self.builtins.iter().any(|f| f.name == name) {
             return Err(Error::Conflict(format!("{name} is a built-in function and cannot be deleted")));
         }
-        let removed = lock(&self.deployed).remove(name);
+        let removed = lock(&self.deployed).remove(&key(namespace, name));
         let Some(info) = removed else {
             return Err(Error::NotFound(format!("no deployed function {name:?}")));
         };
-        store.delete_function(name).await?;
+        store.delete_function(&key(namespace, name)).await?;
         let still_used = lock(&self.deployed).values().any(|f| f.digest == info.digest);
         if !still_used && let Some(d) = &info.digest {
             let _ = std::fs::remove_file(self.blob_path(d)?);

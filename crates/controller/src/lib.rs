@@ -9,6 +9,7 @@
 //! cancellation token fires.
 
 mod api;
+mod auth;
 mod core;
 mod error;
 mod functions;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use volley_comm::Brokers;
 use volley_proto::api::FunctionInfo;
 
+pub use auth::parse_keys;
 pub use error::{Error, Result};
 pub use store::Store;
 
@@ -56,6 +58,10 @@ pub struct Options {
     pub default_memory_mb: u64,
     /// Largest burst accepted.
     pub max_workers: usize,
+    /// API keys and their namespaces (key → namespace); empty: no keys, everyone is `default`.
+    pub api_keys: std::collections::HashMap<String, String>,
+    /// The token invokers must present; None: invoker endpoints are open (loopback only).
+    pub invoker_token: Option<String>,
 }
 
 impl Options {
@@ -74,6 +80,8 @@ impl Options {
             connect_timeout: Duration::from_secs(30),
             default_memory_mb: 16,
             max_workers: 100_000,
+            api_keys: Default::default(),
+            invoker_token: None,
         }
     }
 }
@@ -94,6 +102,9 @@ impl Controller {
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;
+        let addr =
+            listener.local_addr().map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;
+        auth::check_exposure(&addr, &opts)?;
         let core = core::Core::start(opts, store, shutdown.clone()).await?;
         Ok(Controller { listener, core, shutdown })
     }

@@ -102,9 +102,9 @@ async fn conformance(store: &Store) {
     let mut f = FunctionInfo::builtin("pi", "estimates pi");
     f.kind = "deployed".into();
     f.digest = Some("ab".repeat(32));
-    store.put_function(&f).await.unwrap();
+    store.put_function("default/pi", &f).await.unwrap();
     assert_eq!(store.list_functions().await.unwrap(), vec![f]);
-    store.delete_function("pi").await.unwrap();
+    store.delete_function("default/pi").await.unwrap();
     assert!(store.list_functions().await.unwrap().is_empty());
 }
 

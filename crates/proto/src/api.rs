@@ -196,6 +196,9 @@ pub struct PackLogs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionInfo {
     pub name: String,
+    /// The namespace a deployed function belongs to (None: a built-in, visible to all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// `builtin` or `deployed`.
     pub kind: String,
     pub description: String,
@@ -213,6 +216,7 @@ impl FunctionInfo {
     pub fn builtin(name: &str, description: &str) -> Self {
         FunctionInfo {
             name: name.into(),
+            namespace: None,
             kind: "builtin".into(),
             description: description.into(),
             digest: None,

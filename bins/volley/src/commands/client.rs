@@ -12,8 +12,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the controller at `base`; `VOLLEY_API_KEY`, if set, is sent as the bearer token.
     pub fn new(base: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(key) = std::env::var("VOLLEY_API_KEY")
+            && !key.is_empty()
+        {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .context("VOLLEY_API_KEY holds characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).default_headers(headers).build()?;
         Ok(Client { http, base: base.trim_end_matches('/').to_string() })
     }
 

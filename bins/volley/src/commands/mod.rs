@@ -23,6 +23,9 @@ pub struct Cli {
     /// The controller's URL; without it, `run` starts an embedded platform for the command.
     #[arg(long, global = true, env = "VOLLEY_CONTROLLER")]
     controller: Option<String>,
+    /// The API key (its namespace scopes what you see and run).
+    #[arg(long, global = true, env = "VOLLEY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +58,11 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(key) = &self.api_key {
+            // The client reads the key from the environment, wherever it came from.
+            // SAFETY: set once at start-up, before any thread that reads the environment exists.
+            unsafe { std::env::set_var("VOLLEY_API_KEY", key) };
+        }
         match self.command {
             Command::Run(args) => run::run(*args, self.controller, self.output),
             Command::Up(args) => serve::up(*args),

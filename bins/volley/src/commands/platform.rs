@@ -93,6 +93,12 @@ pub struct ControlPlaneArgs {
     /// Where state lives: `embedded` (a file in the data directory) or a postgres:// URL.
     #[arg(long, env = "VOLLEY_STORE", default_value = "embedded")]
     pub store: String,
+    /// A file of API keys, one `namespace key` per line; required beyond loopback.
+    #[arg(long, env = "VOLLEY_API_KEYS_FILE")]
+    pub api_keys: Option<std::path::PathBuf>,
+    /// The token invokers must present; required beyond loopback.
+    #[arg(long, env = "VOLLEY_INVOKER_TOKEN")]
+    pub invoker_token: Option<String>,
 }
 
 pub fn controller_options(
@@ -107,6 +113,16 @@ pub fn controller_options(
     }
     opts.heartbeat_timeout = Duration::from_secs_f64(args.heartbeat_timeout);
     opts.store = args.store.clone();
+    if let Some(path) = &args.api_keys {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the API key file {}: {e}", path.display()))?;
+        let keys = volley_controller::parse_keys(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if keys.is_empty() {
+            anyhow::bail!("the API key file {} holds no keys", path.display());
+        }
+        opts.api_keys = keys.into_iter().collect();
+    }
+    opts.invoker_token = args.invoker_token.clone();
     opts.functions = builtin_functions();
     opts.brokers = brokers;
     Ok(opts)
@@ -152,11 +168,11 @@ impl Embedded {
         listen: &str,
         data_dir: &Path,
         brokers: Brokers,
-        controller: &ControlPlaneArgs,
+        controller_args: &ControlPlaneArgs,
         invoker: &InvokerArgs,
     ) -> anyhow::Result<Embedded> {
         let shutdown = CancellationToken::new();
-        let opts = controller_options(listen, data_dir, brokers, controller)?;
+        let opts = controller_options(listen, data_dir, brokers, controller_args)?;
         let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         let url = format!("http://{}", controller.local_addr());
         let mut tasks = vec![tokio::spawn(async move {
@@ -164,7 +180,8 @@ impl Embedded {
                 eprintln!("volley: controller stopped: {e}");
             }
         })];
-        let inv = invoker_options(&url, data_dir, invoker)?;
+        let mut inv = invoker_options(&url, data_dir, invoker)?;
+        inv.api_key = controller_args.invoker_token.clone();
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = volley_invoker::run(inv, token).await {
@@ -179,9 +196,13 @@ impl Embedded {
     async fn wait_for_invoker(&self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
         for _ in 0..500 {
-            let list: Vec<serde_json::Value> =
-                http.get(format!("{}/v1/invokers", self.url)).send().await?.json().await.unwrap_or_default();
-            if !list.is_empty() {
+            // The metrics need no key: they say whether an invoker is ready.
+            let text = http.get(format!("{}/metrics", self.url)).send().await?.text().await.unwrap_or_default();
+            let ready = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("volley_invokers{status=\"ready\"} "))
+                .any(|n| n.trim() != "0");
+            if ready {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -40,6 +40,9 @@ pub struct InvokerCmdArgs {
     /// The controller to join.
     #[arg(long, env = "VOLLEY_CONTROLLER")]
     controller: String,
+    /// The token the controller expects from invokers (its --invoker-token).
+    #[arg(long, env = "VOLLEY_INVOKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -103,7 +106,8 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
-        let opts = invoker_options(&args.controller, &dir, &args.invoker)?;
+        let mut opts = invoker_options(&args.controller, &dir, &args.invoker)?;
+        opts.api_key = args.token.clone();
         let task = tokio::spawn(volley_invoker::run(opts, shutdown.clone()));
         until_signal().await;
         shutdown.cancel();

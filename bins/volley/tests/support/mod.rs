@@ -191,15 +191,23 @@ impl Platform {
 
 /// One HTTP request with a JSON answer (a tiny client: tests need no more).
 pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    http_as(None, base, method, path, body)
+}
+
+/// The same, with `Authorization: Bearer KEY`.
+pub fn http_as(key: Option<&str>, base: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
         let url = format!("{base}{path}");
-        let req = match method {
+        let mut req = match method {
             "POST" => client.post(url).header("content-type", "application/json").body(body.to_string()),
             "DELETE" => client.delete(url),
             _ => client.get(url),
         };
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
         let resp = req.timeout(Duration::from_secs(60)).send().await.expect("controller answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();

@@ -71,9 +71,9 @@ impl Embedded {
     }
 
     /// Saves a deployed function's record.
-    pub async fn put_function(&self, f: &FunctionInfo) -> Result<()> {
+    pub async fn put_function(&self, key: &str, f: &FunctionInfo) -> Result<()> {
         let json = serde_json::to_vec(f).map_err(store_err)?;
-        self.put(FUNCTIONS, f.name.clone(), json).await
+        self.put(FUNCTIONS, key.to_string(), json).await
     }
 
     /// Forgets a deployed function.

@@ -83,14 +83,14 @@ impl Store {
         each!(self, s => s.get_logs(id).await)
     }
 
-    /// Saves a deployed function's record.
-    pub async fn put_function(&self, f: &FunctionInfo) -> Result<()> {
-        each!(self, s => s.put_function(f).await)
+    /// Saves a deployed function's record under `key`.
+    pub async fn put_function(&self, key: &str, f: &FunctionInfo) -> Result<()> {
+        each!(self, s => s.put_function(key, f).await)
     }
 
-    /// Forgets a deployed function.
-    pub async fn delete_function(&self, name: &str) -> Result<()> {
-        each!(self, s => s.delete_function(name).await)
+    /// Forgets the deployed function saved under `key`.
+    pub async fn delete_function(&self, key: &str) -> Result<()> {
+        each!(self, s => s.delete_function(key).await)
     }
 
     /// Every deployed function.

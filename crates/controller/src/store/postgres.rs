@@ -130,12 +130,12 @@ impl Postgres {
         row.map(|r| decode(r.get::<_, &str>(0))).transpose()
     }
 
-    pub async fn put_function(&self, f: &FunctionInfo) -> Result<()> {
+    pub async fn put_function(&self, key: &str, f: &FunctionInfo) -> Result<()> {
         let doc = serde_json::to_string(f).map_err(pg_err)?;
         self.with(async |c| {
             c.execute(
                 "INSERT INTO volley_functions (name, doc) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc",
-                &[&f.name, &doc],
+                &[&key, &doc],
             )
             .await
             .map(drop)
