@@ -251,3 +251,40 @@ fn the_warm_pool_refills_after_a_burst_and_expires_when_idle() {
     // Unused for the idle timeout, the pool empties.
     eventually(30, "the warm processes to expire", || warm() == 0 && children_of(p.role.pid()).is_empty());
 }
+
+#[test]
+fn the_openapi_document_lists_every_route_and_each_answers() {
+    let p = Platform::up(&[]);
+    let (status, doc) = p.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{}", paths.len());
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "b0").replace("{name}", "nothing").replace("{digest}", &"0".repeat(64));
+            let (status, answer) = support::http(&p.url, &method.to_uppercase(), &concrete, "{}");
+            let fallback = answer["error"]["message"].as_str().is_some_and(|m| m.contains("no such endpoint"));
+            assert!(!fallback && status != 405, "{method} {path} is documented but not served: {status} {answer}");
+        }
+    }
+}
+
+#[test]
+fn the_event_stream_follows_a_burst_to_its_end() {
+    let p = Platform::up(&[]);
+    let id = submit(&p, &burst_request("sleep", 4, 2, serde_json::json!({"seconds": 0.5})));
+    let (status, text) = support::http(&p.url, "GET", &format!("/v1/bursts/{id}/events"), "");
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("an event stream is text").to_string();
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str::<Value>(d.trim()).unwrap()["state"].as_str().unwrap().to_string())
+        .collect();
+    assert!(states.len() >= 2, "progress, then the end: {states:?}");
+    assert!(states.contains(&"running".to_string()), "{states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("succeeded"), "the stream ends with the final state");
+    let (status, _) = p.get("/v1/bursts/b0/events");
+    assert_eq!(status, 404);
+}

@@ -10,9 +10,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::Stream;
 use serde::Deserialize;
+use std::convert::Infallible;
 use volley_proto::api::{Burst, BurstLogs, BurstRequest, FunctionInfo};
 use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
 
@@ -38,6 +41,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/v1/bursts", post(create_burst).get(list_bursts))
         .route("/v1/bursts/{id}", get(get_burst))
         .route("/v1/bursts/{id}/wait", get(wait_burst))
+        .route("/v1/bursts/{id}/events", get(burst_events))
+        .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/bursts/{id}/cancel", post(cancel_burst))
         .route("/v1/bursts/{id}/logs", get(burst_logs))
         .route("/v1/invokers", post(register).get(list_invokers))
@@ -165,6 +170,42 @@ async fn wait_burst(
     }
 }
 
+/// Server-sent events: the burst (as JSON) whenever its progress changes, at
+/// most ten times a second, until it has ended.
+async fn burst_events(
+    State(core): State<Arc<Core>>,
+    Caller(ns): Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    core.burst(&ns, &id).await?;
+    let stream = futures::stream::unfold(Some((core, ns, id, String::new())), |state| async move {
+        let (core, ns, id, last) = state?;
+        loop {
+            let changed = core.changed.notified();
+            let burst = core.burst(&ns, &id).await.ok()?;
+            let ended = burst.state.is_final() && !core.lock().active.contains_key(&id);
+            let progress = progress_of(&burst);
+            if progress != last {
+                drop(changed);
+                let event = SseEvent::default().event("burst").json_data(&burst).ok()?;
+                let next = (!ended).then_some((core, ns, id, progress));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Some((Ok(event), next));
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), changed).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What a progress event is about: the state and how many workers got how far.
+fn progress_of(b: &Burst) -> String {
+    let placed = b.workers.iter().filter(|w| w.pack.is_some()).count();
+    let started = b.workers.iter().filter(|w| w.started_at.is_some()).count();
+    let finished = b.workers.iter().filter(|w| w.finished_at.is_some()).count();
+    format!("{}:{placed}:{started}:{finished}", b.state.name())
+}
+
 async fn cancel_burst(
     State(core): State<Arc<Core>>,
     Caller(ns): Caller,
@@ -172,6 +213,7 @@ async fn cancel_burst(
 ) -> Result<Json<Burst>> {
     core.burst(&ns, &id).await?;
     core.cancel(&id)?;
+    core.changed.notify_waiters();
     Ok(Json(core.burst(&ns, &id).await?))
 }
 
@@ -255,6 +297,7 @@ async fn events(
             state.apply(&id, event);
         }
     }
+    core.changed.notify_waiters();
     // Acknowledged means saved: results the invoker reported are never dropped.
     // (Progress events need no such wait: they are on the start-up path.)
     if results {

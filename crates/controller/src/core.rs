@@ -22,6 +22,8 @@ pub(crate) struct Core {
     writes: mpsc::UnboundedSender<Write>,
     /// Fired whenever a burst reaches its final state.
     pub(crate) finished: Arc<Notify>,
+    /// Fired whenever a burst may have progressed (event streams wait on it).
+    pub(crate) changed: Notify,
     pub(crate) submitted: AtomicU64,
     pub(crate) functions: Functions,
 }
@@ -39,6 +41,7 @@ impl Core {
             store: store.clone(),
             writes,
             finished: finished.clone(),
+            changed: Notify::new(),
             submitted: AtomicU64::new(0),
         });
         tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone()));

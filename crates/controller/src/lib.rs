@@ -14,6 +14,7 @@ mod core;
 mod error;
 mod functions;
 mod invokers;
+mod openapi;
 mod placement;
 mod state;
 mod store;
