@@ -196,14 +196,16 @@ impl AsyncComm {
         if self.rank() != root {
             return self.take(root, tag).await;
         }
-        for dst in self.pack_ranks().filter(|&r| r != root) {
-            self.local_send(root, dst, tag, data.clone());
-        }
+        // Other packs first: woken local workers would take the cores from the
+        // sends and release the other packs late (the start spread of a burst).
         let entry = self.entry(root, DST_WHOLE_PACK as usize, tag, data.clone());
         for _ in self.other_packs() {
             self.count_remote(data.len());
         }
         try_join_all(self.other_packs().map(|pack| self.remote_send(pack, vec![entry.clone()]))).await?;
+        for dst in self.pack_ranks().filter(|&r| r != root) {
+            self.local_send(root, dst, tag, data.clone());
+        }
         Ok(data)
     }
 

@@ -21,9 +21,13 @@ pub struct StartupArgs {
     /// Warm bursts per granularity (after one cold burst).
     #[arg(long, default_value_t = 10)]
     repeat: usize,
-    /// The function every worker runs.
-    #[arg(long, default_value = "hello")]
+    /// The function every worker runs. The default sleeps, so that what is measured is
+    /// the start itself, not early workers' work competing with later workers' start.
+    #[arg(long, default_value = "sleep")]
     function: String,
+    /// Its parameters (JSON).
+    #[arg(long, default_value = r#"{"seconds": 0.5}"#)]
+    params: String,
     /// Transport of FaaS mode (g = 1).
     #[arg(long, default_value = "redis")]
     faas_transport: String,
@@ -44,6 +48,7 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut reports = Vec::new();
     if output == Output::Table {
+        println!("function {} {}", args.function, args.params);
         println!(
             "{:<5} {:>6} {:>4} {:>6} {:<8} {:>9} {:>9} {:>9} {:>10} {:>10}",
             "mode", "N", "g", "packs", "via", "cold ms", "warm p50", "warm max", "spread p50", "spread max"
@@ -97,7 +102,7 @@ async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> 
             workers: args.workers,
             granularity: Granularity::Fixed(g),
             transport: faas.then(|| args.faas_transport.clone()),
-            params: Default::default(),
+            params: serde_json::from_str(&args.params).context("--params is not valid JSON")?,
             worker_params: None,
             timeout_secs: Some(300.0),
             queue_timeout_secs: Some(300.0),
