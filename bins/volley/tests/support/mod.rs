@@ -136,17 +136,24 @@ fn rand_u32() -> u32 {
 pub struct Platform {
     pub url: String,
     pub role: Role,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 impl Platform {
     pub fn up(extra: &[&str]) -> Platform {
         let dir = TempDir::new("up");
+        let mut p = Platform::up_in(&dir.0, extra);
+        p._dir = Some(dir);
+        p
+    }
+
+    /// `volley up` on a data directory the caller keeps (to restart on the same state).
+    pub fn up_in(data_dir: &Path, extra: &[&str]) -> Platform {
         let mut args = vec!["up", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let (role, line) = Role::start(&args, &dir.0, "volley is up at ");
+        let (role, line) = Role::start(&args, data_dir, "volley is up at ");
         let url = line.split("volley is up at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
-        Platform { url, role, _dir: dir }
+        Platform { url, role, _dir: None }
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
