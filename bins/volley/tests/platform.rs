@@ -30,7 +30,13 @@ fn run_without_a_controller_starts_an_embedded_platform() {
         assert_eq!(w["result"]["rank"], rank);
         assert_eq!(w["result"]["size"], 8);
         assert_eq!(w["result"]["pack"], rank / 4);
-        assert!(w["started_at"].as_u64().unwrap() >= burst["placed_at"].as_u64().unwrap());
+        // Every worker's path: submitted ≤ placed ≤ its pack connected ≤ started ≤ finished.
+        let times: Vec<u64> =
+            [&burst["submitted_at"], &w["placed_at"], &w["pack_started_at"], &w["started_at"], &w["finished_at"]]
+                .iter()
+                .map(|t| t.as_u64().unwrap_or_else(|| panic!("every time is recorded: {w}")))
+                .collect();
+        assert!(times.windows(2).all(|p| p[0] <= p[1]), "rank {rank}: {times:?}");
     }
     let spread = burst["start_spread_us"].as_u64().expect("the start spread is reported");
     let first = burst["workers"].as_array().unwrap().iter().map(|w| w["started_at"].as_u64().unwrap()).min().unwrap();
@@ -287,4 +293,35 @@ fn the_event_stream_follows_a_burst_to_its_end() {
     assert_eq!(states.last().map(String::as_str), Some("succeeded"), "the stream ends with the final state");
     let (status, _) = p.get("/v1/bursts/b0/events");
     assert_eq!(status, 404);
+}
+
+/// The keys a burst has in Redis (through redis-cli, as an operator would look).
+fn redis_keys(burst: &str) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379", "--scan", "--pattern", &format!("volley:{burst}:*")])
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn a_killed_pack_leaves_nothing_on_the_broker() {
+    if !service_up("Redis", "127.0.0.1:6379") {
+        return;
+    }
+    let p = Platform::up(&["--warm-pool", "0"]);
+    // Redis streams (with their consumer groups) exist while the burst runs, even empty.
+    let body = serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2,
+        "transport": "redis-streams", "params": {"seconds": 60}});
+    let id = submit(&p, &body.to_string());
+    p.wait_state(&id, "running", 20);
+    assert!(!redis_keys(&id).is_empty(), "the burst's streams exist while it runs");
+    let packs = children_of(p.role.pid());
+    unsafe {
+        libc::kill(packs[0] as i32, libc::SIGKILL);
+    }
+    assert_eq!(p.wait(&id, 20)["state"], "failed");
+    // The killed pack could not delete its stream: the platform purges what is left.
+    eventually(20, "the burst's Redis keys to be purged", || redis_keys(&id).is_empty());
+    wait_no_children(&p);
 }

@@ -204,6 +204,7 @@ impl State {
         for pack in &burst.packs {
             for w in &mut burst.workers[pack.first_rank..pack.first_rank + pack.size] {
                 w.pack = Some(pack.index);
+                w.placed_at = Some(now);
             }
         }
         burst.state = BurstState::Starting;
@@ -273,6 +274,10 @@ impl State {
             Event::PackConnected { pack, at, .. } => {
                 if let Some(p) = active.burst.packs.get_mut(pack) {
                     p.started_at = Some(at);
+                    let ranks = p.first_rank..p.first_rank + p.size;
+                    for w in active.burst.workers.get_mut(ranks).into_iter().flatten() {
+                        w.pack_started_at = Some(at);
+                    }
                 }
             }
             Event::WorkerStarted { rank, at, .. } => {

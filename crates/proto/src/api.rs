@@ -164,6 +164,13 @@ pub struct PackRecord {
 pub struct WorkerRecord {
     pub rank: usize,
     pub pack: Option<usize>,
+    /// When its pack was placed on an invoker.
+    #[serde(default)]
+    pub placed_at: Option<Micros>,
+    /// When its pack process was connected to every other pack.
+    #[serde(default)]
+    pub pack_started_at: Option<Micros>,
+    /// When it started user code (after the gang-start barrier).
     pub started_at: Option<Micros>,
     pub finished_at: Option<Micros>,
     pub result: Option<Value>,
@@ -173,7 +180,16 @@ pub struct WorkerRecord {
 impl WorkerRecord {
     /// A worker that has not been placed yet.
     pub fn new(rank: usize) -> Self {
-        WorkerRecord { rank, pack: None, started_at: None, finished_at: None, result: None, error: None }
+        WorkerRecord {
+            rank,
+            pack: None,
+            placed_at: None,
+            pack_started_at: None,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+        }
     }
 }
 
