@@ -148,6 +148,15 @@ fn a_failing_or_panicking_worker_fails_the_burst_with_its_cause() {
     let logs = json_ok(&p.cli(&["bursts", "logs", &panicked, "--output", "json"]));
     let stderr_of_pack0 = logs["packs"][0]["stderr"].as_str().unwrap();
     assert!(stderr_of_pack0.contains("panicked on purpose"), "the panic message is in the pack's log: {logs}");
+    // One worker's own lines: its `Worker::log` line and its panic, nobody else's.
+    let mine = json_ok(&p.cli(&["bursts", "logs", &panicked, "--rank", "1", "--output", "json"]));
+    assert_eq!(mine["packs"].as_array().unwrap().len(), 1, "only rank 1's pack: {mine}");
+    let lines: Vec<&str> = mine["packs"][0]["stderr"].as_str().unwrap().lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with("[rank 1] ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("panicked on purpose")), "{lines:?}");
+    let theirs = json_ok(&p.cli(&["bursts", "logs", &panicked, "--rank", "0", "--output", "json"]));
+    let lines = theirs["packs"][0]["stderr"].as_str().unwrap();
+    assert!(lines.contains("[rank 0] sleeping 0 s") && !lines.contains("panicked"), "{lines}");
     assert!(children_of(p.role.pid()).is_empty() || wait_no_children(&p));
 }
 

@@ -36,6 +36,7 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     if p.panic_rank == Some(w.rank()) {
         panic!("rank {} panicked on purpose (panic_rank)", w.rank());
     }
+    w.log(format_args!("sleeping {} s", p.seconds));
     std::thread::sleep(Duration::from_secs_f64(p.seconds));
     Ok(json!({ "rank": w.rank(), "slept": p.seconds }))
 }

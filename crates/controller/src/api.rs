@@ -217,13 +217,31 @@ async fn cancel_burst(
     Ok(Json(core.burst(&ns, &id).await?))
 }
 
+#[derive(Deserialize)]
+struct LogsQuery {
+    /// Only this worker's lines (those it wrote with `Worker::log`, and its panic).
+    rank: Option<usize>,
+}
+
 async fn burst_logs(
     State(core): State<Arc<Core>>,
     Caller(ns): Caller,
     Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
 ) -> Result<Json<BurstLogs>> {
-    core.burst(&ns, &id).await?;
-    Ok(Json(core.store.get_logs(&id).await?.unwrap_or_default()))
+    let burst = core.burst(&ns, &id).await?;
+    let mut logs = core.store.get_logs(&id).await?.unwrap_or_default();
+    if let Some(rank) = q.rank {
+        let pack = burst.workers.get(rank).and_then(|w| w.pack);
+        let tag = format!("[rank {rank}] ");
+        let only = |text: &str| text.lines().filter(|l| l.starts_with(&tag)).map(|l| format!("{l}\n")).collect();
+        logs.packs.retain(|p| Some(p.pack) == pack);
+        for p in &mut logs.packs {
+            p.stdout = only(&p.stdout);
+            p.stderr = only(&p.stderr);
+        }
+    }
+    Ok(Json(logs))
 }
 
 async fn register(

@@ -44,6 +44,7 @@ pub fn serve(functions: Functions) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    tag_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -162,8 +163,33 @@ async fn run_pack(
     closed.map_err(|e| e.to_string())
 }
 
+thread_local! {
+    /// The rank the current thread works for (for the panic hook's tag).
+    static RANK: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Panic messages carry the worker's rank, like `Worker::log` lines.
+fn tag_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| match RANK.with(|r| r.get()) {
+        Some(rank) => {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let at = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+            // One line, so that the rank's log filter keeps all of it.
+            note!("[rank {rank}] panicked{at}: {}", message.replace('\n', " "));
+        }
+        None => default(info),
+    }));
+}
+
 fn run_worker(worker: Worker, function: Function, control: Control) {
     let rank = worker.rank();
+    RANK.with(|r| r.set(Some(rank)));
     if let Err(e) = worker.comm().barrier() {
         // The burst failed before it started; the pack reports why.
         control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome: Outcome::Aborted(e.to_string()) });

@@ -67,6 +67,15 @@ impl Worker {
         serde_json::from_value(value).map_err(|e| format!("bad params: {e}").into())
     }
 
+    /// Writes one line to the pack's log, tagged with this worker's rank
+    /// (`[rank N] ...`), so `volley bursts logs ID --rank N` finds it.
+    pub fn log(&self, message: impl std::fmt::Display) {
+        use std::io::Write as _;
+        let line = format!("[rank {}] {message}\n", self.rank());
+        // One write per line: lines of different workers do not interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
     /// The host this worker runs on.
     pub fn host(&self) -> String {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

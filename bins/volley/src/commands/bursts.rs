@@ -14,8 +14,12 @@ pub enum Bursts {
     },
     /// One burst with every worker's result.
     Show { id: String },
-    /// What the burst's pack processes printed.
-    Logs { id: String },
+    /// What the burst's pack processes printed (`--rank N`: one worker's tagged lines).
+    Logs {
+        id: String,
+        #[arg(long)]
+        rank: Option<usize>,
+    },
     /// Stop a burst (queued or running).
     Cancel { id: String },
 }
@@ -81,8 +85,8 @@ impl Bursts {
                     eprintln!("cancelling burst {} ({})", burst.id, burst.state.name());
                     Ok(())
                 }
-                Bursts::Logs { id } => {
-                    let logs = client.logs(&id).await?;
+                Bursts::Logs { id, rank } => {
+                    let logs = client.logs(&id, rank).await?;
                     if output == Output::Json {
                         println!("{}", serde_json::to_string_pretty(&logs)?);
                         return Ok(());

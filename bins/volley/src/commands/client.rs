@@ -74,8 +74,9 @@ impl Client {
         self.call(self.post(&format!("/v1/bursts/{id}/cancel"))).await
     }
 
-    pub async fn logs(&self, id: &str) -> anyhow::Result<BurstLogs> {
-        self.call(self.get(&format!("/v1/bursts/{id}/logs"), Duration::from_secs(30))).await
+    pub async fn logs(&self, id: &str, rank: Option<usize>) -> anyhow::Result<BurstLogs> {
+        let query = rank.map(|r| format!("?rank={r}")).unwrap_or_default();
+        self.call(self.get(&format!("/v1/bursts/{id}/logs{query}"), Duration::from_secs(30))).await
     }
 
     pub async fn deploy(&self, name: &str, description: &str, binary: Vec<u8>) -> anyhow::Result<FunctionInfo> {
