@@ -1,6 +1,7 @@
 //! The functions compiled into the `volley` binary.
 
 mod basic;
+pub mod terasort;
 
 use volley_sdk::Functions;
 
@@ -12,6 +13,11 @@ pub fn builtins() -> Functions {
         "sleep",
         "sleeps `seconds` (default 1); `fail_rank` / `panic_rank` make one rank fail, for fault drills",
         basic::sleep,
+    );
+    f.add(
+        "terasort",
+        "sorts gensort records: params {input, output} are storage URLs (file:///dir or s3://bucket/prefix)",
+        terasort::terasort,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
     f

@@ -45,6 +45,8 @@ pub struct Options {
     pub functions: Vec<FunctionInfo>,
     /// Brokers handed to packs that use a broker transport.
     pub brokers: Brokers,
+    /// How workers reach object storage.
+    pub storage: volley_storage::StorageOptions,
     /// An invoker silent for this long is declared lost.
     pub heartbeat_timeout: Duration,
     /// Default longest run of a burst.
@@ -74,6 +76,7 @@ impl Options {
             store: "embedded".into(),
             functions: Vec::new(),
             brokers: Brokers::default(),
+            storage: Default::default(),
             heartbeat_timeout: Duration::from_secs(10),
             burst_timeout: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(60),

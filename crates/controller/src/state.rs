@@ -231,6 +231,7 @@ impl State {
                 transport: transport.clone(),
                 tuning: Default::default(),
                 brokers: self.opts.brokers.clone(),
+                storage: self.opts.storage.clone(),
                 bind: None,
                 advertise_host: None,
                 params: burst.request.params.clone(),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use volley_comm::{Brokers, Tuning};
+use volley_storage::StorageOptions;
 
 use crate::Micros;
 
@@ -35,6 +36,9 @@ pub struct PackSpec {
     #[serde(default)]
     pub tuning: Tuning,
     pub brokers: Brokers,
+    /// How workers reach object storage (`s3://` settings; `file://` needs none).
+    #[serde(default)]
+    pub storage: StorageOptions,
     /// Where `uds` puts its socket files; where `tcp` binds and which host it advertises.
     #[serde(default)]
     pub bind: Option<String>,

@@ -143,13 +143,15 @@ async fn run_pack(
     trace("connected");
     let burst: Arc<str> = spec.burst.as_str().into();
     let params = Arc::new(spec.params.clone());
+    let storage = Arc::new(spec.storage.clone());
+    let runtime = tokio::runtime::Handle::current();
     let jobs: Vec<Job> = pack
         .comms()
         .into_iter()
         .enumerate()
         .map(|(local, comm)| {
             let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
-            let worker = Worker::new(comm, burst.clone(), params.clone(), own);
+            let worker = Worker::new(comm, burst.clone(), params.clone(), own, runtime.clone(), storage.clone());
             let (function, control) = (function.clone(), control.clone());
             Box::new(move || run_worker(worker, function, control)) as Job
         })

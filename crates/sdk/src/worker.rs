@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use volley_comm::Comm;
+use volley_storage::{Storage, StorageOptions};
 
 /// Any error a function returns; its message becomes the worker's error.
 pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
@@ -18,11 +19,36 @@ pub struct Worker {
     burst: Arc<str>,
     params: Arc<Value>,
     own: Value,
+    runtime: tokio::runtime::Handle,
+    storage: Arc<StorageOptions>,
 }
 
 impl Worker {
-    pub(crate) fn new(comm: Comm, burst: Arc<str>, params: Arc<Value>, own: Value) -> Self {
-        Worker { comm, burst, params, own }
+    pub(crate) fn new(
+        comm: Comm,
+        burst: Arc<str>,
+        params: Arc<Value>,
+        own: Value,
+        runtime: tokio::runtime::Handle,
+        storage: Arc<StorageOptions>,
+    ) -> Self {
+        Worker { comm, burst, params, own, runtime, storage }
+    }
+
+    /// Object storage at `url` (`file:///dir` or `s3://bucket/prefix`), with the
+    /// platform's credentials. Its calls are async: run them with [`Worker::block_on`].
+    pub fn storage(&self, url: &str) -> Result<Storage, WorkerError> {
+        Ok(Storage::open(url, &self.storage)?)
+    }
+
+    /// Runs a future (a storage call, say) to completion on the pack's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The pack's async runtime.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// This worker's rank, 0..size.

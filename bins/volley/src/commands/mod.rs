@@ -3,6 +3,7 @@
 mod bench;
 mod bursts;
 mod client;
+mod data;
 mod output;
 mod platform;
 mod run;
@@ -48,6 +49,9 @@ enum Command {
     /// The functions bursts can run.
     #[command(subcommand)]
     Functions(bursts::Functions),
+    /// Generate and validate data sets for the built-in jobs.
+    #[command(subcommand)]
+    Data(data::Data),
     /// Measure Volley against the raw limits of this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -71,6 +75,7 @@ impl Cli {
             Command::Deploy(d) => d.run(self.controller, self.output),
             Command::Bursts(b) => b.run(self.controller, self.output),
             Command::Functions(f) => f.run(self.controller, self.output),
+            Command::Data(d) => d.run(self.output),
             Command::Bench(b) => b.run(self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.
             Command::Pack => anyhow::bail!("`volley pack` is started by an invoker, not by hand"),

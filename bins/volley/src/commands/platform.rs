@@ -124,6 +124,13 @@ pub fn controller_options(
     }
     opts.invoker_token = args.invoker_token.clone();
     opts.functions = builtin_functions();
+    // Workers' s3:// storage uses the same service and credentials as the s3 transport.
+    opts.storage = volley_storage::StorageOptions {
+        endpoint: Some(brokers.s3_endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key: Some(brokers.s3_access_key.clone()),
+        secret_key: Some(brokers.s3_secret_key.clone()),
+    };
     opts.brokers = brokers;
     Ok(opts)
 }

@@ -1,0 +1,114 @@
+//! `volley data gen|validate terasort`: input data sets and their checks.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Subcommand;
+use volley_apps::terasort::data;
+use volley_storage::{Storage, StorageOptions};
+
+use super::Output;
+use super::platform::BrokerArgs;
+
+#[derive(Subcommand)]
+pub enum Data {
+    /// Generate a data set.
+    #[command(subcommand)]
+    Gen(Gen),
+    /// Check a job's output against its input.
+    #[command(subcommand)]
+    Validate(Validate),
+}
+
+#[derive(Subcommand)]
+pub enum Gen {
+    /// gensort records (100 bytes: 10-byte key, 90-byte payload), deterministic for a seed.
+    Terasort {
+        /// How many records (or use --size).
+        #[arg(long, conflicts_with = "size")]
+        records: Option<u64>,
+        /// How many bytes (a multiple of 100 is used), e.g. 1GiB.
+        #[arg(long, value_parser = super::output::parse_size)]
+        size: Option<usize>,
+        /// Where: file:///dir or s3://bucket/prefix (objects part-00000 ...).
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 8)]
+        parts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        s3: BrokerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Validate {
+    /// Global order, record count and checksum of a sort's output against its input (like valsort).
+    Terasort {
+        /// The data set that was sorted.
+        #[arg(long)]
+        input: String,
+        /// The sort's output (its part-* objects, in name order).
+        #[arg(long)]
+        sorted: String,
+        #[command(flatten)]
+        s3: BrokerArgs,
+    },
+}
+
+/// Storage options from the S3 flags (the same service the s3 transport uses).
+pub fn storage_options(s3: &BrokerArgs) -> StorageOptions {
+    StorageOptions {
+        endpoint: Some(s3.s3_endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key: Some(s3.s3_access_key.clone()),
+        secret_key: Some(s3.s3_secret_key.clone()),
+    }
+}
+
+impl Data {
+    pub fn run(self, output: Output) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        match self {
+            Data::Gen(Gen::Terasort { records, size, to: url, parts, seed, s3 }) => {
+                let records = match (records, size) {
+                    (Some(r), _) => r,
+                    (None, Some(bytes)) => (bytes / volley_apps::terasort::records::RECORD) as u64,
+                    (None, None) => anyhow::bail!("say how much: --records N or --size 1GiB"),
+                };
+                let storage = Storage::open(&url, &storage_options(&s3))?;
+                let started = Instant::now();
+                let digest = runtime.block_on(data::generate(&storage, records, parts, seed))?;
+                let secs = started.elapsed().as_secs_f64();
+                let bytes = digest.records * volley_apps::terasort::records::RECORD as u64;
+                if output == Output::Json {
+                    let report = serde_json::json!({"records": digest.records, "checksum": format!("{:016x}", digest.checksum), "bytes": bytes, "seconds": secs});
+                    println!("{report}");
+                } else {
+                    println!(
+                        "generated {} records ({:.1} MiB) in {parts} parts at {url} in {secs:.2} s; checksum {:016x}",
+                        digest.records,
+                        bytes as f64 / (1 << 20) as f64,
+                        digest.checksum
+                    );
+                }
+                Ok(())
+            }
+            Data::Validate(Validate::Terasort { input, sorted: out_url, s3 }) => {
+                let opts = storage_options(&s3);
+                let (inp, out) = (Storage::open(&input, &opts)?, Storage::open(&out_url, &opts)?);
+                let v = runtime.block_on(data::validate(&inp, &out)).context("validation failed")?;
+                if output == Output::Json {
+                    println!("{}", serde_json::to_string(&v)?);
+                } else {
+                    println!(
+                        "valid: {} records in {} parts, globally sorted; checksum {:016x} matches the input",
+                        v.output.records, v.output_parts, v.output.checksum
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! TeraSort end to end at small sizes: generate, sort as a burst, validate,
+//! on local files and on the S3-compatible server; and what bad data does.
+
+mod support;
+
+use support::{TempDir, json_ok, service_up, stderr, stdout, volley};
+
+fn unique() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{:x}{:x}", t.subsec_nanos(), std::process::id())
+}
+
+/// gen → run → validate at `base` (a storage URL prefix).
+fn sort_and_validate(base: &str, records: &str, workers: &str, granularity: &str, transport: &str) {
+    let (input, output) = (format!("{base}/in"), format!("{base}/out"));
+    let out = volley(None, &["data", "gen", "terasort", "--records", records, "--parts", "3", "--to", &input]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let params = serde_json::json!({"input": input, "output": output}).to_string();
+    let args = [
+        "run",
+        "terasort",
+        "-n",
+        workers,
+        "-g",
+        granularity,
+        "--transport",
+        transport,
+        "--params",
+        &params,
+        "--output",
+        "json",
+    ];
+    let burst = json_ok(&volley(None, &args));
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    let sorted: u64 =
+        burst["workers"].as_array().unwrap().iter().map(|w| w["result"]["records_out"].as_u64().unwrap()).sum();
+    assert_eq!(sorted.to_string(), records);
+    let report = json_ok(&volley(
+        None,
+        &["data", "validate", "terasort", "--input", &input, "--sorted", &output, "--output", "json"],
+    ));
+    assert_eq!(report["output"], report["input"], "same records, same checksum: {report}");
+}
+
+#[test]
+fn terasort_sorts_local_files() {
+    let dir = TempDir::new("terasort");
+    sort_and_validate(&format!("file://{}", dir.0.display()), "30000", "6", "3", "uds");
+}
+
+#[test]
+fn terasort_sorts_objects_on_s3() {
+    if !service_up("the S3 test server", "127.0.0.1:9900") {
+        return;
+    }
+    let base = format!("s3://volley-test/terasort-{}", unique());
+    sort_and_validate(&base, "20000", "4", "2", "tcp");
+    // Leave the bucket as it was.
+    let opts = volley_storage::StorageOptions {
+        endpoint: Some("http://127.0.0.1:9900".into()),
+        region: Some("us-east-1".into()),
+        access_key: Some("volley".into()),
+        secret_key: Some("volley-secret".into()),
+    };
+    let storage = volley_storage::Storage::open(&base, &opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for (key, _) in storage.list("").await.unwrap() {
+            storage.delete(&key).await.unwrap();
+        }
+        assert!(storage.list("").await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn bad_data_fails_with_the_object_named_and_no_complete_looking_output() {
+    let dir = TempDir::new("terasort-bad");
+    let base = format!("file://{}", dir.0.display());
+    // A record file cut short.
+    std::fs::create_dir_all(dir.0.join("in")).unwrap();
+    std::fs::write(dir.0.join("in/part-00000"), vec![7u8; 250]).unwrap();
+    let params = serde_json::json!({"input": format!("{base}/in"), "output": format!("{base}/out")}).to_string();
+    let out = volley(None, &["run", "terasort", "-n", "2", "--params", &params]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("part-00000 is not a record file"), "{}", stderr(&out));
+    // A missing input.
+    let params = serde_json::json!({"input": format!("{base}/nothing"), "output": format!("{base}/out")}).to_string();
+    let out = volley(None, &["run", "terasort", "-n", "2", "--params", &params]);
+    assert!(stderr(&out).contains("holds no part-* objects"), "{}", stderr(&out));
+
+    // A good run, then damage: validation catches disorder and lost records.
+    let (input, output) = (format!("{base}/good"), format!("{base}/sorted"));
+    assert!(volley(None, &["data", "gen", "terasort", "--records", "5000", "--to", &input]).status.success());
+    let params = serde_json::json!({"input": input, "output": output}).to_string();
+    assert!(volley(None, &["run", "terasort", "-n", "3", "-g", "3", "--params", &params]).status.success());
+    let validate = || volley(None, &["data", "validate", "terasort", "--input", &input, "--sorted", &output]);
+    assert!(validate().status.success(), "{}", stderr(&validate()));
+    let part = dir.0.join("sorted/part-00001");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let (a, b) = bytes.split_at_mut(100);
+    a.swap_with_slice(&mut b[..100]);
+    std::fs::write(&part, &bytes).unwrap();
+    let out = validate();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not sorted") || stderr(&out).contains("sorts before"), "{}", stderr(&out));
+    std::fs::remove_file(&part).unwrap();
+    assert!(stderr(&validate()).contains("the output has"), "lost records are counted");
+    // Without the success marker, the output is not complete, whatever parts it holds.
+    std::fs::remove_file(dir.0.join("sorted/_SUCCESS")).unwrap();
+    assert!(stderr(&validate()).contains("_SUCCESS marker"), "{}", stdout(&validate()));
+}

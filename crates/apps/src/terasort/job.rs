@@ -1,0 +1,133 @@
+//! The TeraSort burst: read a share of the records, sample keys to choose
+//! splitters, partition, shuffle with one `all_to_all`, sort, write one sorted
+//! part per worker (committed atomically).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use volley_sdk::serde_json::json;
+use volley_sdk::{Worker, WorkerResult};
+
+use super::data::{SUCCESS, part_name, parts};
+use super::records::{KEY, RECORD};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// Where the input parts are (`file:///dir` or `s3://bucket/prefix`).
+    input: String,
+    /// Where the sorted parts go.
+    output: String,
+    /// Keys each worker samples to choose the splitters.
+    #[serde(default = "default_samples")]
+    samples: usize,
+}
+
+fn default_samples() -> usize {
+    1000
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+pub fn terasort(w: &Worker) -> WorkerResult {
+    let p: Params = w.params_as()?;
+    let (rank, n) = (w.rank() as u64, w.size() as u64);
+    let input = w.storage(&p.input)?;
+    let output = w.storage(&p.output)?;
+    // An output without its success marker is incomplete: drop an old marker
+    // before any part of this run is written.
+    if rank == 0 {
+        w.block_on(output.delete(SUCCESS))?;
+    }
+    w.comm().barrier()?;
+
+    // Read: this worker's share of the records, which may span several parts.
+    let t = Instant::now();
+    let list = w.block_on(parts(&input))?;
+    let total: u64 = list.iter().map(|(_, size)| size / RECORD as u64).sum();
+    let (first, end) = (total * rank / n, total * (rank + 1) / n);
+    let mut mine = Vec::with_capacity(((end - first) as usize) * RECORD);
+    let mut at = 0u64;
+    for (key, size) in &list {
+        let records = size / RECORD as u64;
+        let (lo, hi) = (first.max(at), end.min(at + records));
+        if lo < hi {
+            let range = (lo - at) * RECORD as u64..(hi - at) * RECORD as u64;
+            mine.extend_from_slice(&w.block_on(input.get_range(key, range))?);
+        }
+        at += records;
+    }
+    let read_ms = ms(t);
+
+    // Sample: evenly spaced keys from every worker; everyone picks the same splitters.
+    let t = Instant::now();
+    let count = mine.len() / RECORD;
+    let take = p.samples.min(count);
+    let mut sample = Vec::with_capacity(take * KEY);
+    for i in 0..take {
+        let r = i * count / take.max(1);
+        sample.extend_from_slice(&mine[r * RECORD..r * RECORD + KEY]);
+    }
+    let mut keys: Vec<&[u8]> = Vec::new();
+    let gathered = w.comm().all_gather(Bytes::from(sample))?;
+    for part in &gathered {
+        keys.extend(part.chunks_exact(KEY));
+    }
+    keys.sort_unstable();
+    let splitters: Vec<&[u8]> =
+        (1..n as usize).filter_map(|i| keys.get(i * keys.len() / n as usize).copied()).collect();
+    let sample_ms = ms(t);
+
+    // Partition and shuffle: one aggregated transfer per pack pair.
+    let t = Instant::now();
+    let mut buckets: Vec<Vec<u8>> = vec![Vec::new(); n as usize];
+    for rec in mine.chunks_exact(RECORD) {
+        let b = splitters.partition_point(|s| *s <= &rec[..KEY]);
+        buckets[b].extend_from_slice(rec);
+    }
+    drop(mine);
+    let received = w.comm().all_to_all(buckets.into_iter().map(Bytes::from).collect())?;
+    let shuffle_ms = ms(t);
+
+    // Sort what arrived.
+    let t = Instant::now();
+    let mut records: Vec<&[u8]> = received.iter().flat_map(|b| b.chunks_exact(RECORD)).collect();
+    records.sort_unstable_by(|a, b| a[..KEY].cmp(&b[..KEY]));
+    let mut sorted = Vec::with_capacity(records.len() * RECORD);
+    for rec in &records {
+        sorted.extend_from_slice(rec);
+    }
+    let sort_ms = ms(t);
+
+    // Write: the part appears whole or not at all.
+    let t = Instant::now();
+    let name = part_name(rank as usize);
+    w.block_on(async {
+        let mut writer = output.writer(&name).await?;
+        for piece in sorted.chunks(8 << 20) {
+            writer.write(piece).await?;
+        }
+        writer.finish().await
+    })?;
+    // Every part is written: only now does the output say it is complete.
+    w.comm().barrier()?;
+    if rank == 0 {
+        let marker = json!({ "burst": w.burst_id(), "parts": n, "records": total }).to_string();
+        w.block_on(output.put(SUCCESS, Bytes::from(marker)))?;
+    }
+    let write_ms = ms(t);
+
+    let stats = w.comm().stats();
+    Ok(json!({
+        "rank": rank,
+        "records_in": count,
+        "records_out": records.len(),
+        "ms": { "read": read_ms, "sample": sample_ms, "shuffle": shuffle_ms, "sort": sort_ms, "write": write_ms },
+        "remote_bytes": stats.remote_bytes,
+        "local_bytes": stats.local_bytes,
+        "pulled_bytes": input.pulled_bytes(),
+    }))
+}

@@ -1,0 +1,7 @@
+//! TeraSort: the sort benchmark on the gensort record layout, as a burst.
+
+pub mod data;
+mod job;
+pub mod records;
+
+pub use job::terasort;
