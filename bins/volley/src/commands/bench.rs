@@ -10,6 +10,8 @@ use super::output::{bytes, parse_size};
 pub enum Bench {
     /// Latency and throughput of the communication middleware, with the raw link.
     Comm(Box<CommArgs>),
+    /// TeraSort as a burst, as classic FaaS and as one process, on the same input.
+    Terasort(Box<super::bench_terasort::TerasortArgs>),
     /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
     Startup(Box<super::startup::StartupArgs>),
     /// Internal: runs one pack of a `bench comm --processes` run.
@@ -78,6 +80,7 @@ impl Bench {
         match self {
             Bench::Comm(args) => run_comm(*args, output),
             Bench::Startup(args) => super::startup::run(*args, output),
+            Bench::Terasort(args) => super::bench_terasort::run(*args, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);
                 Ok(())

@@ -1,6 +1,7 @@
 //! One module per subcommand; no logic of their own.
 
 mod bench;
+mod bench_terasort;
 mod bursts;
 mod client;
 mod data;

@@ -10,7 +10,7 @@ use volley_sdk::serde_json::json;
 use volley_sdk::{Worker, WorkerResult};
 
 use super::data::{SUCCESS, part_name, parts};
-use super::records::{KEY, RECORD};
+use super::records::{KEY, RECORD, sort_records};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,12 +94,9 @@ pub fn terasort(w: &Worker) -> WorkerResult {
 
     // Sort what arrived.
     let t = Instant::now();
-    let mut records: Vec<&[u8]> = received.iter().flat_map(|b| b.chunks_exact(RECORD)).collect();
-    records.sort_unstable_by(|a, b| a[..KEY].cmp(&b[..KEY]));
-    let mut sorted = Vec::with_capacity(records.len() * RECORD);
-    for rec in &records {
-        sorted.extend_from_slice(rec);
-    }
+    let sorted = sort_records(received.iter().map(|b| &b[..]));
+    drop(received);
+    let records_out = sorted.len() / RECORD;
     let sort_ms = ms(t);
 
     // Write: the part appears whole or not at all.
@@ -124,7 +121,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     Ok(json!({
         "rank": rank,
         "records_in": count,
-        "records_out": records.len(),
+        "records_out": records_out,
         "ms": { "read": read_ms, "sample": sample_ms, "shuffle": shuffle_ms, "sort": sort_ms, "write": write_ms },
         "remote_bytes": stats.remote_bytes,
         "local_bytes": stats.local_bytes,
