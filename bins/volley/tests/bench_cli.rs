@@ -75,3 +75,23 @@ fn bad_input_fails_with_a_message_that_says_what_to_do() {
     let out = volley(&["bench", "comm", "--size", "12parsecs"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn bench_terasort_compares_burst_faas_and_one_process_on_validated_outputs() {
+    if !redis_up() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("volley-bench-ts-{}", std::process::id()));
+    let storage = format!("file://{}", dir.display());
+    let out = volley(&["bench", "terasort", "--size", "2MiB", "--workers", "4", "--granularity", "2", "--storage", &storage, "--output", "json"]);
+    let report = json(&out);
+    let modes: Vec<&str> = report["rows"].as_array().unwrap().iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, vec!["1 process", "burst", "faas"]);
+    assert_eq!(report["rows"][2]["transport"], "redis");
+    assert_eq!(report["rows"][1]["g"], 2);
+    assert!(report["faas_over_burst"].as_f64().unwrap() > 0.0);
+    // FaaS mode moves every record between workers through the broker; burst mode keeps half in the pack.
+    let remote = |i: usize| report["rows"][i]["remote_bytes"].as_u64().unwrap();
+    assert!(remote(2) > remote(1), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
