@@ -83,7 +83,20 @@ fn bench_terasort_compares_burst_faas_and_one_process_on_validated_outputs() {
     }
     let dir = std::env::temp_dir().join(format!("volley-bench-ts-{}", std::process::id()));
     let storage = format!("file://{}", dir.display());
-    let out = volley(&["bench", "terasort", "--size", "2MiB", "--workers", "4", "--granularity", "2", "--storage", &storage, "--output", "json"]);
+    let out = volley(&[
+        "bench",
+        "terasort",
+        "--size",
+        "2MiB",
+        "--workers",
+        "4",
+        "--granularity",
+        "2",
+        "--storage",
+        &storage,
+        "--output",
+        "json",
+    ]);
     let report = json(&out);
     let modes: Vec<&str> = report["rows"].as_array().unwrap().iter().map(|r| r["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, vec!["1 process", "burst", "faas"]);

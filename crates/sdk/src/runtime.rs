@@ -175,12 +175,7 @@ fn tag_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| match RANK.with(|r| r.get()) {
         Some(rank) => {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let message = panic_message(info.payload());
             let at = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
             // One line, so that the rank's log filter keeps all of it.
             note!("[rank {rank}] panicked{at}: {}", message.replace('\n', " "));
@@ -210,7 +205,7 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
             }
         }
         Err(panic) => {
-            let message = format!("worker {rank} panicked: {}", panic_message(&panic));
+            let message = format!("worker {rank} panicked: {}", panic_message(&*panic));
             worker.comm().abort(&message);
             Outcome::Error(message)
         }
@@ -230,7 +225,8 @@ fn is_consequence(err: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

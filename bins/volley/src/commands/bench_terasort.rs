@@ -14,7 +14,7 @@ use volley_storage::Storage;
 use super::Output;
 use super::client::Client;
 use super::data::storage_options;
-use super::platform::{BrokerArgs, ControlPlaneArgs, Embedded, InvokerArgs};
+use super::platform::{Embedded, PlatformArgs};
 
 #[derive(Args)]
 pub struct TerasortArgs {
@@ -36,11 +36,7 @@ pub struct TerasortArgs {
     #[arg(long)]
     no_faas: bool,
     #[command(flatten)]
-    brokers: BrokerArgs,
-    #[command(flatten)]
-    controller: ControlPlaneArgs,
-    #[command(flatten)]
-    invoker: InvokerArgs,
+    platform: PlatformArgs,
 }
 
 const PHASES: [&str; 5] = ["read", "sample", "shuffle", "sort", "write"];
@@ -50,7 +46,7 @@ pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
         bail!("--granularity must be between 1 and --workers");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let opts = storage_options(&args.brokers);
+    let opts = storage_options(&args.platform.brokers);
     let base = format!("{}/run-{:08x}", args.storage.trim_end_matches('/'), rand::random::<u32>());
     let input_url = format!("{base}/input");
     let input = Storage::open(&input_url, &opts)?;
@@ -67,9 +63,7 @@ pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
         vec![("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))]
     };
     let result = runtime.block_on(async {
-        let platform =
-            Embedded::start("127.0.0.1:0", &dir, args.brokers.brokers("bursts/"), &args.controller, &args.invoker)
-                .await?;
+        let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
         let client = Client::new(&platform.url)?;
         let mut out = Vec::new();
         for (mode, g, transport) in &modes {

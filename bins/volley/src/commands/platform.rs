@@ -162,6 +162,17 @@ pub fn invoker_options(
     Ok(opts)
 }
 
+/// Everything an embedded platform needs: brokers, controller and invoker settings.
+#[derive(Args, Clone)]
+pub struct PlatformArgs {
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+    #[command(flatten)]
+    pub controller: ControlPlaneArgs,
+    #[command(flatten)]
+    pub invoker: InvokerArgs,
+}
+
 /// A controller and one invoker running in this process.
 pub struct Embedded {
     pub url: String,
@@ -171,15 +182,10 @@ pub struct Embedded {
 
 impl Embedded {
     /// Starts both roles; returns once the invoker has registered.
-    pub async fn start(
-        listen: &str,
-        data_dir: &Path,
-        brokers: Brokers,
-        controller_args: &ControlPlaneArgs,
-        invoker: &InvokerArgs,
-    ) -> anyhow::Result<Embedded> {
+    pub async fn start(listen: &str, data_dir: &Path, args: &PlatformArgs) -> anyhow::Result<Embedded> {
+        let (controller_args, invoker) = (&args.controller, &args.invoker);
         let shutdown = CancellationToken::new();
-        let opts = controller_options(listen, data_dir, brokers, controller_args)?;
+        let opts = controller_options(listen, data_dir, args.brokers.brokers("bursts/"), controller_args)?;
         let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         let url = format!("http://{}", controller.local_addr());
         let mut tasks = vec![tokio::spawn(async move {

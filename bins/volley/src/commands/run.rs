@@ -8,7 +8,7 @@ use clap::Args;
 use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
 
 use super::client::Client;
-use super::platform::{BrokerArgs, ControlPlaneArgs, Embedded, InvokerArgs};
+use super::platform::{Embedded, PlatformArgs};
 use super::{Output, show};
 
 #[derive(Args)]
@@ -40,11 +40,7 @@ pub struct RunArgs {
     #[arg(long)]
     detach: bool,
     #[command(flatten)]
-    brokers: BrokerArgs,
-    #[command(flatten)]
-    controller: ControlPlaneArgs,
-    #[command(flatten)]
-    invoker: InvokerArgs,
+    platform: PlatformArgs,
 }
 
 fn json_arg(value: &Option<String>, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
@@ -82,14 +78,7 @@ pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow:
                     bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
                 }
                 let dir = std::env::temp_dir().join(format!("volley-run-{:08x}", rand::random::<u32>()));
-                let platform = Embedded::start(
-                    "127.0.0.1:0",
-                    &dir,
-                    args.brokers.brokers("bursts/"),
-                    &args.controller,
-                    &args.invoker,
-                )
-                .await?;
+                let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
                 let result = submit_and_follow(&Client::new(&platform.url)?, &request, false, output).await;
                 platform.stop().await;
                 let _ = std::fs::remove_dir_all(&dir);

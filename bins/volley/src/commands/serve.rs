@@ -5,30 +5,33 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::platform::{self, BrokerArgs, Embedded, InvokerArgs, controller_options, default_data_dir, invoker_options};
+use super::platform::{
+    self, BrokerArgs, Embedded, InvokerArgs, PlatformArgs, controller_options, default_data_dir, invoker_options,
+};
 
+/// Where a long-running role listens and keeps its data.
 #[derive(Args)]
-pub struct UpArgs {
+pub struct Place {
     /// Where the API listens.
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: String,
     /// State, sockets and logs live here (default: $VOLLEY_DATA_DIR or ~/.local/share/volley).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
     #[command(flatten)]
-    brokers: BrokerArgs,
+    place: Place,
     #[command(flatten)]
-    controller: platform::ControlPlaneArgs,
-    #[command(flatten)]
-    invoker: InvokerArgs,
+    platform: PlatformArgs,
 }
 
 #[derive(Args)]
 pub struct ControllerArgs {
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    listen: String,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    place: Place,
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
@@ -68,11 +71,9 @@ async fn until_signal() {
 
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     init_logging();
-    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let dir = args.place.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
-        let platform =
-            Embedded::start(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.controller, &args.invoker)
-                .await?;
+        let platform = Embedded::start(&args.place.listen, &dir, &args.platform).await?;
         eprintln!(
             "volley is up at {} (data in {}); try: volley --controller {} run hello --workers 8",
             platform.url,
@@ -87,10 +88,10 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 
 pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     init_logging();
-    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let dir = args.place.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
-        let opts = controller_options(&args.listen, &dir, args.brokers.brokers("bursts/"), &args.controller)?;
+        let opts = controller_options(&args.place.listen, &dir, args.brokers.brokers("bursts/"), &args.controller)?;
         let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         eprintln!("volley controller listening on http://{}", controller.local_addr());
         let server = tokio::spawn(controller.run());

@@ -9,7 +9,7 @@ use volley_proto::api::{Burst, BurstRequest, Granularity};
 
 use super::Output;
 use super::client::Client;
-use super::platform::{BrokerArgs, ControlPlaneArgs, Embedded, InvokerArgs};
+use super::platform::{Embedded, PlatformArgs};
 
 #[derive(Args)]
 pub struct StartupArgs {
@@ -32,11 +32,7 @@ pub struct StartupArgs {
     #[arg(long, default_value = "redis")]
     faas_transport: String,
     #[command(flatten)]
-    brokers: BrokerArgs,
-    #[command(flatten)]
-    controller: ControlPlaneArgs,
-    #[command(flatten)]
-    invoker: InvokerArgs,
+    platform: PlatformArgs,
 }
 
 pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
@@ -44,7 +40,7 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
         bail!("every granularity must be between 1 and --workers ({})", args.workers);
     }
     // The same warm-pool policy for both modes: room for every pack of the burst.
-    args.invoker.warm_pool = args.invoker.warm_pool.max(args.workers);
+    args.platform.invoker.warm_pool = args.platform.invoker.warm_pool.max(args.workers);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut reports = Vec::new();
     if output == Output::Table {
@@ -92,8 +88,7 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
 /// One cold burst on a fresh platform, then `repeat` warm ones, each after the pool refilled.
 async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> {
     let dir = std::env::temp_dir().join(format!("volley-bench-startup-{:08x}", rand::random::<u32>()));
-    let platform =
-        Embedded::start("127.0.0.1:0", &dir, args.brokers.brokers("bursts/"), &args.controller, &args.invoker).await?;
+    let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
     let result = async {
         let client = Client::new(&platform.url)?;
         let faas = g == 1;
