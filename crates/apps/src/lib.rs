@@ -1,6 +1,8 @@
 //! The functions compiled into the `volley` binary.
 
 mod basic;
+pub mod dataset;
+pub mod pagerank;
 pub mod terasort;
 
 use volley_sdk::Functions;
@@ -18,6 +20,11 @@ pub fn builtins() -> Functions {
         "terasort",
         "sorts gensort records: params {input, output} are storage URLs (file:///dir or s3://bucket/prefix)",
         terasort::terasort,
+    );
+    f.add(
+        "pagerank",
+        "PageRank of an edge list: params {input, output, vertices, damping?, tolerance?, max_iterations?}",
+        pagerank::pagerank,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
     f

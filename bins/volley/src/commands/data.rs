@@ -40,6 +40,31 @@ pub enum Gen {
         #[command(flatten)]
         s3: BrokerArgs,
     },
+    /// A power-law graph as an edge list (8 bytes per edge: source, destination as u32).
+    Pagerank {
+        #[arg(long)]
+        vertices: u32,
+        #[arg(long)]
+        edges: u64,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 4)]
+        parts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        s3: BrokerArgs,
+    },
+}
+
+fn report(output: Output, what: &str, count: u64, bytes: u64, parts: usize, url: &str, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    if output == Output::Json {
+        println!("{}", serde_json::json!({ what: count, "bytes": bytes, "parts": parts, "seconds": secs }));
+    } else {
+        let mib = bytes as f64 / (1 << 20) as f64;
+        println!("generated {count} {what} ({mib:.1} MiB) in {parts} parts at {url} in {secs:.2} s");
+    }
 }
 
 #[derive(Subcommand)]
@@ -79,20 +104,18 @@ impl Data {
                 };
                 let storage = Storage::open(&url, &storage_options(&s3))?;
                 let started = Instant::now();
-                let digest = runtime.block_on(data::generate(&storage, records, parts, seed))?;
-                let secs = started.elapsed().as_secs_f64();
-                let bytes = digest.records * volley_apps::terasort::records::RECORD as u64;
-                if output == Output::Json {
-                    let report = serde_json::json!({"records": digest.records, "checksum": format!("{:016x}", digest.checksum), "bytes": bytes, "seconds": secs});
-                    println!("{report}");
-                } else {
-                    println!(
-                        "generated {} records ({:.1} MiB) in {parts} parts at {url} in {secs:.2} s; checksum {:016x}",
-                        digest.records,
-                        bytes as f64 / (1 << 20) as f64,
-                        digest.checksum
-                    );
-                }
+                let records = runtime.block_on(data::generate(&storage, records, parts, seed))?;
+                let bytes = records * volley_apps::terasort::records::RECORD as u64;
+                report(output, "records", records, bytes, parts, &url, started);
+                Ok(())
+            }
+            Data::Gen(Gen::Pagerank { vertices, edges, to: url, parts, seed, s3 }) => {
+                let storage = Storage::open(&url, &storage_options(&s3))?;
+                let started = Instant::now();
+                let edges =
+                    runtime.block_on(volley_apps::pagerank::generate(&storage, vertices, edges, parts, seed))?;
+                let bytes = edges * volley_apps::pagerank::graph::EDGE as u64;
+                report(output, "edges", edges, bytes, parts, &url, started);
                 Ok(())
             }
             Data::Validate(Validate::Terasort { input, sorted: out_url, s3 }) => {

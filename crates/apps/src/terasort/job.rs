@@ -11,6 +11,7 @@ use volley_sdk::{Worker, WorkerResult};
 
 use super::data::{SUCCESS, part_name, parts};
 use super::records::{KEY, RECORD, sort_records};
+use crate::dataset::read_share;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,19 +48,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     // Read: this worker's share of the records, which may span several parts.
     let t = Instant::now();
     let list = w.block_on(parts(&input))?;
-    let total: u64 = list.iter().map(|(_, size)| size / RECORD as u64).sum();
-    let (first, end) = (total * rank / n, total * (rank + 1) / n);
-    let mut mine = Vec::with_capacity(((end - first) as usize) * RECORD);
-    let mut at = 0u64;
-    for (key, size) in &list {
-        let records = size / RECORD as u64;
-        let (lo, hi) = (first.max(at), end.min(at + records));
-        if lo < hi {
-            let range = (lo - at) * RECORD as u64..(hi - at) * RECORD as u64;
-            mine.extend_from_slice(&w.block_on(input.get_range(key, range))?);
-        }
-        at += records;
-    }
+    let (mine, total) = w.block_on(read_share(&input, &list, RECORD, rank, n))?;
     let read_ms = ms(t);
 
     // Sample: evenly spaced keys from every worker; everyone picks the same splitters.

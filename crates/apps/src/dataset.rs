@@ -1,0 +1,122 @@
+//! Data sets on object storage: fixed-size items (records, edges) in objects
+//! `part-00000`, `part-00001`, ...; generated in parallel, each part committed
+//! atomically; read back as any worker's share of the items.
+
+use volley_sdk::Storage;
+
+/// The object a job writes last, once every part of its output is complete.
+pub const SUCCESS: &str = "_SUCCESS";
+
+/// Items generated (and uploaded) at a time per part.
+const CHUNK_ITEMS: u64 = 80_000;
+
+/// What went wrong with a data set.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Storage(#[from] volley_sdk::StorageError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The name of part `i` of a data set.
+pub fn part_name(i: usize) -> String {
+    format!("part-{i:05}")
+}
+
+/// Writes `items` items of `size` bytes as `parts` objects; `fill(i, buf)`
+/// writes item `i` (a pure function of `i`, so parts are made in parallel).
+pub async fn generate<F>(storage: &Storage, items: u64, parts: usize, size: usize, fill: F) -> Result<u64, DataError>
+where
+    F: Fn(u64, &mut [u8]) + Send + Sync + Copy + 'static,
+{
+    if parts == 0 || size == 0 {
+        return Err(DataError::Invalid("parts and item size must be at least 1".into()));
+    }
+    let tasks = (0..parts).map(|p| {
+        let storage = storage.clone();
+        let (first, end) = (items * p as u64 / parts as u64, items * (p as u64 + 1) / parts as u64);
+        tokio::spawn(async move { generate_part(&storage, &part_name(p), first, end, size, fill).await })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t.map_err(|e| DataError::Invalid(format!("a generator task failed: {e}")))??;
+    }
+    Ok(items)
+}
+
+async fn generate_part<F>(
+    storage: &Storage,
+    key: &str,
+    first: u64,
+    end: u64,
+    size: usize,
+    fill: F,
+) -> Result<(), DataError>
+where
+    F: Fn(u64, &mut [u8]) + Send + Sync + Copy + 'static,
+{
+    let mut writer = storage.writer(key).await?;
+    let mut at = first;
+    while at < end {
+        let stop = (at + CHUNK_ITEMS).min(end);
+        // Generating is CPU work: off the async threads.
+        let buf = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; ((stop - at) as usize) * size];
+            for (i, item) in buf.chunks_exact_mut(size).enumerate() {
+                fill(at + i as u64, item);
+            }
+            buf
+        })
+        .await
+        .map_err(|e| DataError::Invalid(format!("a generator thread failed: {e}")))?;
+        writer.write(&buf).await?;
+        at = stop;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// The parts of a data set, in order, with sizes; each must hold whole items of `size` bytes.
+pub async fn parts(storage: &Storage, size: usize, what: &str) -> Result<Vec<(String, u64)>, DataError> {
+    let list: Vec<(String, u64)> =
+        storage.list("").await?.into_iter().filter(|(k, _)| k.starts_with("part-")).collect();
+    if list.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{} holds no part-* objects; generate the input with `volley data gen`",
+            storage.name("")
+        )));
+    }
+    for (key, bytes) in &list {
+        if bytes % size as u64 != 0 {
+            return Err(DataError::Invalid(format!(
+                "{} is not a {what}: its {bytes} bytes are not a whole number of {size}-byte items",
+                storage.name(key)
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// Share `rank` of `n` of the items of `parts` (contiguous, possibly spanning
+/// parts), and the total number of items.
+pub async fn read_share(
+    storage: &Storage,
+    parts: &[(String, u64)],
+    size: usize,
+    rank: u64,
+    n: u64,
+) -> Result<(Vec<u8>, u64), DataError> {
+    let total: u64 = parts.iter().map(|(_, bytes)| bytes / size as u64).sum();
+    let (first, end) = (total * rank / n, total * (rank + 1) / n);
+    let mut mine = Vec::with_capacity(((end - first) as usize) * size);
+    let mut at = 0u64;
+    for (key, bytes) in parts {
+        let items = bytes / size as u64;
+        let (lo, hi) = (first.max(at), end.min(at + items));
+        if lo < hi {
+            mine.extend_from_slice(&storage.get_range(key, (lo - at) * size as u64..(hi - at) * size as u64).await?);
+        }
+        at += items;
+    }
+    Ok((mine, total))
+}
