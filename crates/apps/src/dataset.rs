@@ -107,16 +107,27 @@ pub async fn read_share(
     n: u64,
 ) -> Result<(Vec<u8>, u64), DataError> {
     let total: u64 = parts.iter().map(|(_, bytes)| bytes / size as u64).sum();
-    let (first, end) = (total * rank / n, total * (rank + 1) / n);
-    let mut mine = Vec::with_capacity(((end - first) as usize) * size);
+    let items = read_items(storage, parts, size, total * rank / n, total * (rank + 1) / n).await?;
+    Ok((items, total))
+}
+
+/// Items `first..end` of the data set (clamped to what exists).
+pub async fn read_items(
+    storage: &Storage,
+    parts: &[(String, u64)],
+    size: usize,
+    first: u64,
+    end: u64,
+) -> Result<Vec<u8>, DataError> {
+    let mut out = Vec::with_capacity((end.saturating_sub(first) as usize) * size);
     let mut at = 0u64;
     for (key, bytes) in parts {
         let items = bytes / size as u64;
         let (lo, hi) = (first.max(at), end.min(at + items));
         if lo < hi {
-            mine.extend_from_slice(&storage.get_range(key, (lo - at) * size as u64..(hi - at) * size as u64).await?);
+            out.extend_from_slice(&storage.get_range(key, (lo - at) * size as u64..(hi - at) * size as u64).await?);
         }
         at += items;
     }
-    Ok((mine, total))
+    Ok(out)
 }

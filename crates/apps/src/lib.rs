@@ -2,6 +2,7 @@
 
 mod basic;
 pub mod dataset;
+pub mod kmeans;
 pub mod pagerank;
 pub mod terasort;
 
@@ -21,6 +22,7 @@ pub fn builtins() -> Functions {
         "sorts gensort records: params {input, output} are storage URLs (file:///dir or s3://bucket/prefix)",
         terasort::terasort,
     );
+    f.add("kmeans", "k-means of points: params {input, output, dims, k, tolerance?, max_iterations?}", kmeans::kmeans);
     f.add(
         "pagerank",
         "PageRank of an edge list: params {input, output, vertices, damping?, tolerance?, max_iterations?}",

@@ -40,6 +40,23 @@ pub enum Gen {
         #[command(flatten)]
         s3: BrokerArgs,
     },
+    /// Points around `clusters` centres (`dims` little-endian f64 each), for k-means.
+    Kmeans {
+        #[arg(long)]
+        points: u64,
+        #[arg(long, default_value_t = 2)]
+        dims: usize,
+        #[arg(long, default_value_t = 4)]
+        clusters: u64,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 4)]
+        parts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        s3: BrokerArgs,
+    },
     /// A power-law graph as an edge list (8 bytes per edge: source, destination as u32).
     Pagerank {
         #[arg(long)]
@@ -107,6 +124,14 @@ impl Data {
                 let records = runtime.block_on(data::generate(&storage, records, parts, seed))?;
                 let bytes = records * volley_apps::terasort::records::RECORD as u64;
                 report(output, "records", records, bytes, parts, &url, started);
+                Ok(())
+            }
+            Data::Gen(Gen::Kmeans { points, dims, clusters, to: url, parts, seed, s3 }) => {
+                let storage = Storage::open(&url, &storage_options(&s3))?;
+                let started = Instant::now();
+                let n =
+                    runtime.block_on(volley_apps::kmeans::generate(&storage, points, dims, clusters, parts, seed))?;
+                report(output, "points", n, n * dims as u64 * 8, parts, &url, started);
                 Ok(())
             }
             Data::Gen(Gen::Pagerank { vertices, edges, to: url, parts, seed, s3 }) => {
