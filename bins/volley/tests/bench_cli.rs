@@ -108,3 +108,62 @@ fn bench_terasort_compares_burst_faas_and_one_process_on_validated_outputs() {
     assert!(remote(2) > remote(1), "{report}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn bench_pagerank_reports_the_traffic_packing_saves() {
+    if !redis_up() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("volley-bench-pr-{}", std::process::id()));
+    let storage = format!("file://{}", dir.display());
+    let args = [
+        "bench",
+        "pagerank",
+        "--vertices",
+        "2000",
+        "--edges",
+        "20000",
+        "--workers",
+        "8",
+        "--granularity",
+        "4",
+        "--iterations",
+        "3",
+        "--storage",
+        &storage,
+        "--output",
+        "json",
+    ];
+    let report = json(&volley(&args));
+    assert_eq!(report["rows"][0]["packs"], 2);
+    assert_eq!(report["rows"][1]["packs"], 8);
+    let saved = report["remote_bytes_saved"].as_f64().unwrap();
+    assert!(saved > 0.5 && saved < 1.0, "packs of 4 send less than single workers: {report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bench_download_pulls_the_object_once_per_pack_when_cooperative() {
+    let dir = std::env::temp_dir().join(format!("volley-bench-dl-{}", std::process::id()));
+    let storage = format!("file://{}", dir.display());
+    let args = [
+        "bench",
+        "download",
+        "--size",
+        "1MiB",
+        "--workers",
+        "6",
+        "--granularity",
+        "3",
+        "--storage",
+        &storage,
+        "--output",
+        "json",
+    ];
+    let report = json(&volley(&args));
+    let pulled = |i: usize| report["rows"][i]["pulled_bytes"].as_u64().unwrap();
+    assert_eq!(report["rows"][0]["mode"], "per-worker");
+    assert_eq!(pulled(0), 6 << 20, "every worker fetched all of it");
+    assert_eq!(pulled(1), 2 << 20, "each of the 2 packs fetched it once");
+    let _ = std::fs::remove_dir_all(dir);
+}

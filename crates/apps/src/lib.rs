@@ -2,6 +2,7 @@
 
 mod basic;
 pub mod dataset;
+mod download;
 pub mod kmeans;
 pub mod pagerank;
 pub mod terasort;
@@ -21,6 +22,11 @@ pub fn builtins() -> Functions {
         "terasort",
         "sorts gensort records: params {input, output} are storage URLs (file:///dir or s3://bucket/prefix)",
         terasort::terasort,
+    );
+    f.add(
+        "download",
+        "every worker reads one object: params {storage, key, cooperative?} (cooperative: one fetch per pack)",
+        download::download,
     );
     f.add("kmeans", "k-means of points: params {input, output, dims, k, tolerance?, max_iterations?}", kmeans::kmeans);
     f.add(

@@ -10,6 +10,10 @@ use super::output::{bytes, parse_size};
 pub enum Bench {
     /// Latency and throughput of the communication middleware, with the raw link.
     Comm(Box<CommArgs>),
+    /// One object needed by every worker: cooperative vs per-worker download.
+    Download(Box<super::bench_download::DownloadArgs>),
+    /// PageRank as a burst and as classic FaaS: bytes between processes, time per iteration.
+    Pagerank(Box<super::bench_pagerank::PagerankArgs>),
     /// TeraSort as a burst, as classic FaaS and as one process, on the same input.
     Terasort(Box<super::bench_terasort::TerasortArgs>),
     /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
@@ -80,6 +84,8 @@ impl Bench {
         match self {
             Bench::Comm(args) => run_comm(*args, output),
             Bench::Startup(args) => super::startup::run(*args, output),
+            Bench::Download(args) => super::bench_download::run(*args, output),
+            Bench::Pagerank(args) => super::bench_pagerank::run(*args, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);

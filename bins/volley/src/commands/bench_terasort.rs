@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use volley_apps::terasort::{data, records};
-use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
+use volley_proto::api::{BurstRequest, Granularity};
 use volley_storage::Storage;
 
 use super::Output;
@@ -136,16 +136,7 @@ async fn burst(
         queue_timeout_secs: Some(60.0),
         memory_mb: Some(1),
     };
-    let submitted = client.submit(&request).await?;
-    let b: Burst = loop {
-        let b = client.wait(&submitted.id, Duration::from_secs(10)).await?;
-        if b.state.is_final() {
-            break b;
-        }
-    };
-    if b.state != BurstState::Succeeded {
-        bail!("{mode} burst {} {}: {}", b.id, b.state.name(), b.error.unwrap_or_default());
-    }
+    let b = client.run_to_success(&request, Duration::from_secs(3600)).await.with_context(|| format!("{mode} mode"))?;
     let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
     let phase = |p: &str| results.iter().filter_map(|r| r["ms"][p].as_f64()).fold(0.0, f64::max);
     let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();

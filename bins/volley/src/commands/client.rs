@@ -66,6 +66,25 @@ impl Client {
         self.call(self.get(&path, wait + Duration::from_secs(30))).await
     }
 
+    /// Submits `request` and waits (up to `limit`) for the burst to succeed;
+    /// any other ending is an error with the burst's reason.
+    pub async fn run_to_success(&self, request: &BurstRequest, limit: Duration) -> anyhow::Result<Burst> {
+        let burst = self.submit(request).await?;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let b = self.wait(&burst.id, Duration::from_secs(5)).await?;
+            if b.state.is_final() {
+                if b.state != volley_proto::api::BurstState::Succeeded {
+                    return Err(anyhow!("burst {} {}: {}", b.id, b.state.name(), b.error.unwrap_or_default()));
+                }
+                return Ok(b);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(anyhow!("burst {} did not finish within {limit:?}", b.id));
+            }
+        }
+    }
+
     pub async fn list(&self, limit: usize) -> anyhow::Result<Vec<Burst>> {
         self.call(self.get(&format!("/v1/bursts?limit={limit}"), Duration::from_secs(30))).await
     }

@@ -1,6 +1,8 @@
 //! One module per subcommand; no logic of their own.
 
 mod bench;
+mod bench_download;
+mod bench_pagerank;
 mod bench_terasort;
 mod bursts;
 mod client;

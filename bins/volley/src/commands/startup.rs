@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use volley_bench::startup::StartupReport;
-use volley_proto::api::{Burst, BurstRequest, Granularity};
+use volley_proto::api::{BurstRequest, Granularity};
 
 use super::Output;
 use super::client::Client;
@@ -104,11 +104,11 @@ async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> 
             memory_mb: Some(1),
         };
         let packs = args.workers.div_ceil(g);
-        let cold = run_one(&client, &request).await?;
+        let cold = client.run_to_success(&request, Duration::from_secs(300)).await?;
         let mut warm = Vec::new();
         for _ in 0..args.repeat {
             wait_for_warm(&platform.url, packs).await?;
-            warm.push(run_one(&client, &request).await?);
+            warm.push(client.run_to_success(&request, Duration::from_secs(300)).await?);
         }
         Ok::<_, anyhow::Error>(StartupReport::new(if faas { "faas" } else { "burst" }, &cold, &warm)?)
     }
@@ -116,23 +116,6 @@ async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> 
     platform.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
-}
-
-async fn run_one(client: &Client, request: &BurstRequest) -> anyhow::Result<Burst> {
-    let burst = client.submit(request).await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let b = client.wait(&burst.id, Duration::from_secs(5)).await?;
-        if b.state.is_final() {
-            if b.state != volley_proto::api::BurstState::Succeeded {
-                bail!("burst {} {}: {:?}", b.id, b.state.name(), b.error);
-            }
-            return Ok(b);
-        }
-        if Instant::now() > deadline {
-            bail!("burst {} did not finish in 300 s", b.id);
-        }
-    }
 }
 
 /// Waits until the invoker reports `packs` warm processes (bounded).
