@@ -104,11 +104,7 @@ async fn one_process(input: &Storage, out_url: &str, opts: &volley_storage::Stor
     let sort = t.elapsed();
     let t = Instant::now();
     let out = Storage::open(out_url, opts)?;
-    let mut w = out.writer(&data::part_name(0)).await?;
-    for chunk in sorted.chunks(8 << 20) {
-        w.write(chunk).await?;
-    }
-    w.finish().await?;
+    out.put(&data::part_name(0), bytes::Bytes::from(sorted)).await?;
     let write = t.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(json!({"mode": "1 process", "workers": 1, "g": 1, "transport": "-",
