@@ -77,6 +77,8 @@ impl State {
         self.next_invoker += 1;
         let id = format!("inv-{}-{:06x}", self.next_invoker, rand::random::<u32>() & 0xff_ffff);
         tracing::info!(invoker = %id, name = %registration.name, slots = registration.slots, "invoker registered");
+        // A lost invoker that comes back is ready again, not listed twice.
+        self.lost.retain(|l| l.registration.name != registration.name);
         self.invokers.insert(id.clone(), Invoker::new(id.clone(), registration));
         self.schedule();
         id

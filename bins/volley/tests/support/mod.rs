@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -49,7 +51,20 @@ impl Role {
     /// Starts `volley ARGS` and waits for a stderr line containing `ready`; returns
     /// the role and that line.
     pub fn start(args: &[&str], data_dir: &Path, ready: &str) -> (Role, String) {
-        let mut child = Command::new(volley_exe())
+        Role::start_in(None, args, data_dir, ready)
+    }
+
+    /// The same, inside network namespace `netns` (through `ip netns exec`).
+    pub fn start_in(netns: Option<&str>, args: &[&str], data_dir: &Path, ready: &str) -> (Role, String) {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, volley_exe()]);
+                c
+            }
+            None => Command::new(volley_exe()),
+        };
+        let mut child = command
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
