@@ -167,3 +167,24 @@ fn bench_download_pulls_the_object_once_per_pack_when_cooperative() {
     assert_eq!(pulled(1), 2 << 20, "each of the 2 packs fetched it once");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn bench_load_runs_every_burst_exactly_once_and_the_api_answers() {
+    let report = json(&volley(&[
+        "bench",
+        "load",
+        "--bursts",
+        "20",
+        "--workers",
+        "4",
+        "--granularity",
+        "2",
+        "--clients",
+        "3",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(report["succeeded"], 20);
+    assert!(report["status_requests"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["status_p99_ms"].as_f64().unwrap() > 0.0);
+}

@@ -10,6 +10,8 @@ use super::output::{bytes, parse_size};
 pub enum Bench {
     /// Latency and throughput of the communication middleware, with the raw link.
     Comm(Box<CommArgs>),
+    /// Many bursts at once from several clients: all complete once; the API keeps answering.
+    Load(Box<super::bench_load::LoadArgs>),
     /// One object needed by every worker: cooperative vs per-worker download.
     Download(Box<super::bench_download::DownloadArgs>),
     /// PageRank as a burst and as classic FaaS: bytes between processes, time per iteration.
@@ -84,6 +86,7 @@ impl Bench {
         match self {
             Bench::Comm(args) => run_comm(*args, output),
             Bench::Startup(args) => super::startup::run(*args, output),
+            Bench::Load(args) => super::bench_load::run(*args, output),
             Bench::Download(args) => super::bench_download::run(*args, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, output),
