@@ -95,3 +95,41 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     assert_eq!(invokers[0]["status"], "lost", "{invokers}");
     let _ = &c.controller;
 }
+
+#[test]
+fn a_controller_restart_fails_running_bursts_and_still_runs_queued_ones() {
+    let dir = TempDir::new("restart-controller");
+    let (mut controller, line) = Role::start(&["controller", "--listen", "127.0.0.1:0"], &dir.0, "listening on ");
+    let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+    let listen = url.trim_start_matches("http://").to_string();
+    let inv_dir = TempDir::new("restart-invoker");
+    let (_invoker, _) = Role::start(
+        &["invoker", "--controller", &url, "--slots", "4", "--warm-pool", "0"],
+        &inv_dir.0,
+        "registered with the controller",
+    );
+
+    let done = submit(&url, serde_json::json!({"function": "hello", "workers": 2}));
+    eventually(20, "the first burst to finish", || state(&url, &done)["state"] == "succeeded");
+    let running = submit(
+        &url,
+        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "params": {"seconds": 60}}),
+    );
+    eventually(20, "the burst to run", || state(&url, &running)["state"] == "running");
+    let queued = submit(&url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 2}));
+    assert_eq!(state(&url, &queued)["state"], "queued", "no room while the sleeper runs");
+
+    controller.kill9();
+    let (_controller, _) = Role::start(&["controller", "--listen", &listen], &dir.0, "listening on ");
+    let failed = state(&url, &running);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("controller restarted"), "{failed}");
+    assert_eq!(state(&url, &done)["state"], "succeeded", "finished bursts and their results survive");
+    assert_eq!(state(&url, &done)["workers"][1]["result"]["rank"], 1);
+    // The invoker notices it was forgotten, stops the orphaned packs, registers again,
+    // and the queued burst runs.
+    eventually(30, "the queued burst to run after the restart", || state(&url, &queued)["state"] == "succeeded");
+    eventually(10, "the old sleeping packs to be gone", || {
+        processes_with_env(&inv_dir.0.display().to_string()).is_empty()
+    });
+}
