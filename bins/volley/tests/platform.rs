@@ -334,3 +334,28 @@ fn a_killed_pack_leaves_nothing_on_the_broker() {
     eventually(20, "the burst's Redis keys to be purged", || redis_keys(&id).is_empty());
     wait_no_children(&p);
 }
+
+#[test]
+fn a_failed_burst_is_retried_whole_while_retries_remain() {
+    let p = Platform::up(&[]);
+    // Fails in attempts 1 and 2, succeeds in attempt 3.
+    let body = serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "retries": 2,
+        "params": {"seconds": 0, "fail_rank": 1, "fail_attempts": 2}});
+    let burst = p.wait(&submit(&p, &body.to_string()), 60);
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    assert_eq!(burst["attempt"], 3);
+    let errors = burst["attempt_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{burst}");
+    assert!(errors[0].as_str().unwrap().starts_with("attempt 1: rank 1 failed"), "{errors:?}");
+    assert_eq!(burst["workers"].as_array().unwrap().iter().filter(|w| w["result"].is_object()).count(), 4);
+
+    // Out of retries: the burst fails with the last cause and the history.
+    let body = serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "retries": 1,
+        "params": {"seconds": 0, "fail_rank": 0}});
+    let burst = p.wait(&submit(&p, &body.to_string()), 60);
+    assert_eq!(burst["state"], "failed");
+    assert_eq!(burst["attempt"], 2);
+    assert!(burst["error"].as_str().unwrap().contains("attempt 2"), "{burst}");
+    let (status, _) = p.post("/v1/bursts", r#"{"function":"hello","workers":1,"retries":11}"#);
+    assert_eq!(status, 400);
+}

@@ -19,6 +19,9 @@ struct SleepParams {
     fail_rank: Option<usize>,
     #[serde(default)]
     panic_rank: Option<usize>,
+    /// With `fail_rank`: fail only in the first this-many attempts (retry drills).
+    #[serde(default)]
+    fail_attempts: Option<u32>,
 }
 
 fn one_second() -> f64 {
@@ -30,8 +33,8 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     if !(0.0..=86_400.0).contains(&p.seconds) {
         return Err(format!("seconds must be between 0 and 86400, got {}", p.seconds).into());
     }
-    if p.fail_rank == Some(w.rank()) {
-        return Err(format!("rank {} failed on purpose (fail_rank)", w.rank()).into());
+    if p.fail_rank == Some(w.rank()) && p.fail_attempts.is_none_or(|n| w.attempt() <= n) {
+        return Err(format!("rank {} failed on purpose (fail_rank, attempt {})", w.rank(), w.attempt()).into());
     }
     if p.panic_rank == Some(w.rank()) {
         panic!("rank {} panicked on purpose (panic_rank)", w.rank());

@@ -15,6 +15,9 @@ use crate::functions::Functions;
 use crate::state::{State, Write};
 use crate::{Options, Store};
 
+/// Most retries a burst may ask for.
+const MAX_RETRIES: u32 = 10;
+
 pub(crate) struct Core {
     pub(crate) opts: Options,
     pub(crate) store: Store,
@@ -97,6 +100,8 @@ impl Core {
             start_spread_us: None,
             packs: Vec::new(),
             workers: (0..request.workers).map(WorkerRecord::new).collect(),
+            attempt: 1,
+            attempt_errors: Vec::new(),
             request,
         };
         // Accepted means saved: the burst survives a controller restart from here on.
@@ -143,6 +148,9 @@ impl Core {
             && wp.len() != r.workers
         {
             return bad(format!("worker_params has {} entries but the burst has {} workers", wp.len(), r.workers));
+        }
+        if r.retries.is_some_and(|n| n > MAX_RETRIES) {
+            return bad(format!("retries must be at most {MAX_RETRIES}"));
         }
         for (name, secs) in [("timeout_secs", r.timeout_secs), ("queue_timeout_secs", r.queue_timeout_secs)] {
             if let Some(s) = secs

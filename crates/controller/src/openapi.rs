@@ -115,7 +115,8 @@ fn schemas() -> Value {
             "worker_params": {"type": "array"},
             "timeout_secs": {"type": "number", "exclusiveMinimum": 0},
             "queue_timeout_secs": {"type": "number", "exclusiveMinimum": 0},
-            "memory_mb": {"type": "integer", "minimum": 0}}},
+            "memory_mb": {"type": "integer", "minimum": 0},
+            "retries": {"type": "integer", "minimum": 0, "maximum": 10}}},
         "Burst": {"type": "object", "properties": {
             "id": {"type": "string"}, "namespace": {"type": "string"},
             "request": {"$ref": "#/components/schemas/BurstRequest"},
@@ -124,6 +125,7 @@ fn schemas() -> Value {
             "submitted_at": {"type": "integer", "description": "µs since the Unix epoch"},
             "placed_at": {"type": ["integer", "null"]}, "running_at": {"type": ["integer", "null"]},
             "finished_at": {"type": ["integer", "null"]}, "start_spread_us": {"type": ["integer", "null"]},
+            "attempt": {"type": "integer"}, "attempt_errors": {"type": "array", "items": {"type": "string"}},
             "packs": {"type": "array", "items": {"type": "object"}},
             "workers": {"type": "array", "items": {"type": "object", "properties": {
                 "rank": {"type": "integer"}, "pack": {"type": ["integer", "null"]},

@@ -225,6 +225,7 @@ impl State {
             };
             let spec = PackSpec {
                 burst: id.to_string(),
+                attempt: burst.attempt,
                 secret: secret.clone(),
                 function: burst.request.function.clone(),
                 program: active.program.clone(),
@@ -402,15 +403,51 @@ impl State {
         {
             // Killed packs could not delete what they made on their broker.
             let _ = self.writes.send(Write::Purge {
-                burst: id.to_string(),
+                burst: volley_proto::pack::comm_id(id, burst.attempt),
                 transport: transport.clone(),
                 packs: burst.packs.len(),
             });
+        }
+        let retries = burst.request.retries.unwrap_or(0);
+        // A failure (not a cancel, not a burst that never found room) is retried
+        // whole, on fresh packs, while attempts remain.
+        if state == BurstState::Failed && !burst.packs.is_empty() && burst.attempt <= retries {
+            self.retry(active);
+            return;
         }
         let mut logs = active.logs;
         logs.packs.sort_by_key(|p| p.pack);
         let _ = self.writes.send(Write::Logs(id.to_string(), logs));
         let _ = self.writes.send(Write::Burst(Box::new(active.burst)));
+    }
+
+    /// Queues a failed burst again as its next attempt.
+    fn retry(&mut self, mut active: Active) {
+        let burst = &mut active.burst;
+        let reason = burst.error.take().unwrap_or_default();
+        tracing::info!(burst = %burst.id, attempt = burst.attempt, "retrying after: {reason}");
+        burst.attempt_errors.push(format!("attempt {}: {reason}", burst.attempt));
+        burst.attempt += 1;
+        burst.state = BurstState::Queued;
+        burst.transport = burst.request.transport.clone();
+        burst.placed_at = None;
+        burst.running_at = None;
+        burst.finished_at = None;
+        burst.start_spread_us = None;
+        burst.packs.clear();
+        burst.workers = (0..burst.request.workers).map(volley_proto::api::WorkerRecord::new).collect();
+        let queue_timeout =
+            burst.request.queue_timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.queue_timeout);
+        active.queued_until = Instant::now() + queue_timeout;
+        active.deadline = None;
+        active.addresses.clear();
+        active.exited.clear();
+        active.ending = None;
+        let id = burst.id.clone();
+        self.save(&active.burst);
+        self.active.insert(id.clone(), active);
+        self.queue.push_back(id);
+        self.schedule();
     }
 
     /// Fails bursts that waited too long for capacity or ran past their timeout.

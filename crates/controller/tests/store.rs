@@ -62,6 +62,7 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
             timeout_secs: None,
             queue_timeout_secs: None,
             memory_mb: None,
+            retries: None,
         },
         state,
         error: None,
@@ -73,6 +74,8 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
         start_spread_us: None,
         packs: Vec::new(),
         workers: (0..2).map(WorkerRecord::new).collect(),
+        attempt: 1,
+        attempt_errors: Vec::new(),
     }
 }
 

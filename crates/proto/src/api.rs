@@ -35,6 +35,9 @@ pub struct BurstRequest {
     /// Memory each worker needs, in MiB (default 16).
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// How many times a failed burst is run again, whole, on fresh packs (default 0, at most 10).
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 /// Workers per pack.
@@ -142,6 +145,16 @@ pub struct Burst {
     pub start_spread_us: Option<u64>,
     pub packs: Vec<PackRecord>,
     pub workers: Vec<WorkerRecord>,
+    /// Which attempt this is (1 unless the burst was retried).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Why each earlier attempt failed.
+    #[serde(default)]
+    pub attempt_errors: Vec<String>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// One pack of a burst.

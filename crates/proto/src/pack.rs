@@ -21,6 +21,9 @@ pub const PROTOCOL: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackSpec {
     pub burst: String,
+    /// Which attempt of the burst this pack belongs to (1 unless retried).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// The per-burst secret, hex.
     pub secret: String,
     pub function: String,
@@ -52,6 +55,23 @@ pub struct PackSpec {
     pub op_timeout_ms: u64,
     /// Longest the pack waits for its peers at connect and close.
     pub connect_timeout_ms: u64,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl PackSpec {
+    /// The name the attempt's packs use on transports and brokers: a retry
+    /// never meets (or deletes) what an earlier attempt left.
+    pub fn comm_id(&self) -> String {
+        comm_id(&self.burst, self.attempt)
+    }
+}
+
+/// See [`PackSpec::comm_id`].
+pub fn comm_id(burst: &str, attempt: u32) -> String {
+    if attempt <= 1 { burst.to_string() } else { format!("{burst}-a{attempt}") }
 }
 
 /// A deployed function binary, named by content.

@@ -151,7 +151,8 @@ async fn run_pack(
         .enumerate()
         .map(|(local, comm)| {
             let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
-            let worker = Worker::new(comm, burst.clone(), params.clone(), own, runtime.clone(), storage.clone());
+            let worker = Worker::new(comm, burst.clone(), params.clone(), own, runtime.clone(), storage.clone())
+                .with_attempt(spec.attempt);
             let (function, control) = (function.clone(), control.clone());
             Box::new(move || run_worker(worker, function, control)) as Job
         })
@@ -242,7 +243,7 @@ fn pack_options(spec: &PackSpec) -> Result<PackOptions, String> {
         o.bind = spec.bind.clone();
         o.advertise_host = spec.advertise_host.clone();
     }
-    let mut opts = PackOptions::new(spec.burst.clone(), secret, layout, spec.pack).with_transport(transport);
+    let mut opts = PackOptions::new(spec.comm_id(), secret, layout, spec.pack).with_transport(transport);
     opts.op_timeout = Duration::from_millis(spec.op_timeout_ms.max(1));
     opts.connect_timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
     Ok(opts)

@@ -21,6 +21,7 @@ pub struct Worker {
     own: Value,
     runtime: tokio::runtime::Handle,
     storage: Arc<StorageOptions>,
+    attempt: u32,
 }
 
 impl Worker {
@@ -32,7 +33,17 @@ impl Worker {
         runtime: tokio::runtime::Handle,
         storage: Arc<StorageOptions>,
     ) -> Self {
-        Worker { comm, burst, params, own, runtime, storage }
+        Worker { comm, burst, params, own, runtime, storage, attempt: 1 }
+    }
+
+    pub(crate) fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Which attempt of the burst this is: 1, or more when a failed burst is retried.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// Object storage at `url` (`file:///dir` or `s3://bucket/prefix`), with the

@@ -54,6 +54,7 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
                 timeout_secs: Some(3600.0),
                 queue_timeout_secs: Some(60.0),
                 memory_mb: Some(1),
+                retries: None,
             };
             let b = match client.run_to_success(&request, Duration::from_secs(3600)).await {
                 Ok(b) => b,

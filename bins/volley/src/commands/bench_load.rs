@@ -77,6 +77,7 @@ async fn load(url: &str, args: &LoadArgs) -> anyhow::Result<serde_json::Value> {
         timeout_secs: Some(600.0),
         queue_timeout_secs: Some(600.0),
         memory_mb: Some(1),
+        retries: None,
     };
     // The probe asks for one burst's status again and again while the load runs.
     let probe_client = Client::new(url)?;

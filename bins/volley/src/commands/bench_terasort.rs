@@ -131,6 +131,7 @@ async fn burst(
         timeout_secs: Some(3600.0),
         queue_timeout_secs: Some(60.0),
         memory_mb: Some(1),
+        retries: None,
     };
     let b = client.run_to_success(&request, Duration::from_secs(3600)).await.with_context(|| format!("{mode} mode"))?;
     let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();

@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Longest the burst may wait for capacity, in seconds.
     #[arg(long)]
     queue_timeout: Option<f64>,
+    /// Run a failed burst again, whole, up to this many times.
+    #[arg(long)]
+    retries: Option<u32>,
     /// Print the burst id and return without waiting.
     #[arg(long)]
     detach: bool,
@@ -68,6 +71,7 @@ pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow:
         timeout_secs: args.timeout,
         queue_timeout_secs: args.queue_timeout,
         memory_mb: None,
+        retries: args.retries,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -102,6 +102,7 @@ async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> 
             timeout_secs: Some(300.0),
             queue_timeout_secs: Some(300.0),
             memory_mb: Some(1),
+            retries: None,
         };
         let packs = args.workers.div_ceil(g);
         let cold = client.run_to_success(&request, Duration::from_secs(300)).await?;
