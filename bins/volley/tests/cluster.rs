@@ -96,10 +96,12 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     let _ = &c.controller;
 }
 
-#[test]
-fn a_controller_restart_fails_running_bursts_and_still_runs_queued_ones() {
+/// Restarts the controller (on the same state) under a running and a queued burst.
+fn controller_restart(store: &[&str]) {
     let dir = TempDir::new("restart-controller");
-    let (mut controller, line) = Role::start(&["controller", "--listen", "127.0.0.1:0"], &dir.0, "listening on ");
+    let mut args = vec!["controller", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(store);
+    let (mut controller, line) = Role::start(&args, &dir.0, "listening on ");
     let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
     let listen = url.trim_start_matches("http://").to_string();
     let inv_dir = TempDir::new("restart-invoker");
@@ -120,7 +122,9 @@ fn a_controller_restart_fails_running_bursts_and_still_runs_queued_ones() {
     assert_eq!(state(&url, &queued)["state"], "queued", "no room while the sleeper runs");
 
     controller.kill9();
-    let (_controller, _) = Role::start(&["controller", "--listen", &listen], &dir.0, "listening on ");
+    let mut args = vec!["controller", "--listen", listen.as_str()];
+    args.extend_from_slice(store);
+    let (_controller, _) = Role::start(&args, &dir.0, "listening on ");
     let failed = state(&url, &running);
     assert_eq!(failed["state"], "failed", "{failed}");
     assert!(failed["error"].as_str().unwrap().contains("controller restarted"), "{failed}");
@@ -132,4 +136,28 @@ fn a_controller_restart_fails_running_bursts_and_still_runs_queued_ones() {
     eventually(10, "the old sleeping packs to be gone", || {
         processes_with_env(&inv_dir.0.display().to_string()).is_empty()
     });
+}
+
+#[test]
+fn a_controller_restart_on_the_embedded_store_fails_running_bursts_and_runs_queued_ones() {
+    controller_restart(&[]);
+}
+
+#[test]
+fn a_controller_restart_on_postgres_fails_running_bursts_and_runs_queued_ones() {
+    if !support::service_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let schema = format!("volley_restart_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&format!("CREATE SCHEMA {schema}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+    controller_restart(&["--store", &url]);
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
