@@ -154,9 +154,11 @@ fn a_failing_or_panicking_worker_fails_the_burst_with_its_cause() {
     let lines: Vec<&str> = mine["packs"][0]["stderr"].as_str().unwrap().lines().collect();
     assert!(lines.iter().all(|l| l.starts_with("[rank 1] ")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("panicked on purpose")), "{lines:?}");
+    // Rank 0 (same pack) may or may not have logged before the panic stopped the
+    // pack; whatever it has, none of it is rank 1's.
     let theirs = json_ok(&p.cli(&["bursts", "logs", &panicked, "--rank", "0", "--output", "json"]));
     let lines = theirs["packs"][0]["stderr"].as_str().unwrap();
-    assert!(lines.contains("[rank 0] sleeping 0 s") && !lines.contains("panicked"), "{lines}");
+    assert!(lines.lines().all(|l| l.starts_with("[rank 0] ")) && !lines.contains("panicked"), "{lines}");
     assert!(children_of(p.role.pid()).is_empty() || wait_no_children(&p));
 }
 
