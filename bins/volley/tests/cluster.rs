@@ -148,16 +148,6 @@ fn a_controller_restart_on_postgres_fails_running_bursts_and_runs_queued_ones() 
     if !support::service_up("PostgreSQL", "127.0.0.1:5432") {
         return;
     }
-    let schema = format!("volley_restart_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("CREATE SCHEMA {schema}"));
-    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
-    controller_restart(&["--store", &url]);
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    let schema = support::PgSchema::new("volley_restart");
+    controller_restart(&["--store", &schema.url()]);
 }

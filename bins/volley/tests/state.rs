@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{Platform, TempDir, json_ok, service_up};
 
 /// Runs a burst, restarts the platform on the same state, and reads the burst back.
@@ -31,16 +29,6 @@ fn finished_bursts_survive_a_restart_on_postgres() {
     if !service_up("PostgreSQL", "127.0.0.1:5432") {
         return;
     }
-    let schema = format!("volley_cli_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("CREATE SCHEMA {schema}"));
-    let url = format!("postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
-    survives_a_restart(&["--store", &url]);
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    let schema = support::PgSchema::new("volley_cli");
+    survives_a_restart(&["--store", &schema.url()]);
 }

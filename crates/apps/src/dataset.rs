@@ -19,6 +19,15 @@ pub enum DataError {
     Invalid(String),
 }
 
+/// A fast, well-mixed hash of `x`: every generator draws item `i` from it, so
+/// any range of items can be made anywhere, in any order.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// The name of part `i` of a data set.
 pub fn part_name(i: usize) -> String {
     format!("part-{i:05}")

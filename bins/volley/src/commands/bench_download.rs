@@ -13,7 +13,7 @@ use volley_storage::Storage;
 use super::Output;
 use super::client::Client;
 use super::data::storage_options;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 
 #[derive(Args)]
 pub struct DownloadArgs {
@@ -38,10 +38,11 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
     let storage = Storage::open(&base, &storage_options(&args.platform.brokers))?;
     let object: Vec<u8> = (0..args.size).map(|i| (i % 251) as u8).collect();
     runtime.block_on(storage.put("object", Bytes::from(object)))?;
-    let dir = std::env::temp_dir().join(format!("volley-bench-download-{:08x}", rand::random::<u32>()));
-    let rows = runtime.block_on(async {
-        let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-        let client = Client::new(&platform.url)?;
+    // The async work below captures references to these, not the values.
+    let args = &args;
+    let base = &base;
+    let rows = runtime.block_on(with_platform(&args.platform, |url| async move {
+        let client = Client::new(&url)?;
         let mut rows = Vec::new();
         for cooperative in [false, true] {
             let request = BurstRequest {
@@ -56,27 +57,18 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
                 memory_mb: Some(1),
                 retries: None,
             };
-            let b = match client.run_to_success(&request, Duration::from_secs(3600)).await {
-                Ok(b) => b,
-                Err(e) => {
-                    platform.stop().await;
-                    return Err(e);
-                }
-            };
+            let b = client.run_to_success(&request, Duration::from_secs(3600)).await?;
             let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
             let sums: std::collections::BTreeSet<u64> = results.iter().filter_map(|r| r["checksum"].as_u64()).collect();
             if sums.len() != 1 || results.len() != args.workers {
-                platform.stop().await;
                 anyhow::bail!("the workers did not all get the same bytes");
             }
             let pulled: u64 = results.iter().filter_map(|r| r["pulled_bytes"].as_u64()).sum();
             let ms = results.iter().filter_map(|r| r["ms"].as_f64()).fold(0.0, f64::max);
             rows.push(json!({"mode": if cooperative { "cooperative" } else { "per-worker" }, "pulled_bytes": pulled, "ms": ms}));
         }
-        platform.stop().await;
-        Ok::<_, anyhow::Error>(rows)
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+        Ok(rows)
+    }));
     if let Some(local) = base.strip_prefix("file://") {
         let _ = std::fs::remove_dir_all(local);
     }

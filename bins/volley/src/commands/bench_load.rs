@@ -12,7 +12,7 @@ use volley_proto::api::{BurstRequest, BurstState, Granularity};
 
 use super::Output;
 use super::client::Client;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 
 #[derive(Args)]
 pub struct LoadArgs {
@@ -34,15 +34,9 @@ pub fn run(args: LoadArgs, output: Output) -> anyhow::Result<()> {
         anyhow::bail!("--bursts and --clients must be at least 1");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let dir = std::env::temp_dir().join(format!("volley-bench-load-{:08x}", rand::random::<u32>()));
-    let result = runtime.block_on(async {
-        let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-        let outcome = load(&platform.url, &args).await;
-        platform.stop().await;
-        outcome
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
+    // The async work below captures references to these, not the values.
+    let args = &args;
+    let report = runtime.block_on(with_platform(&args.platform, |url| async move { load(&url, args).await }))?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -12,7 +12,7 @@ use volley_storage::Storage;
 use super::Output;
 use super::client::Client;
 use super::data::storage_options;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 
 #[derive(Args)]
 pub struct PagerankArgs {
@@ -53,10 +53,11 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
         8,
         1,
     ))?;
-    let dir = std::env::temp_dir().join(format!("volley-bench-pagerank-{:08x}", rand::random::<u32>()));
-    let rows = runtime.block_on(async {
-        let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-        let client = Client::new(&platform.url)?;
+    // The async work below captures references to these, not the values.
+    let args = &args;
+    let base = &base;
+    let rows = runtime.block_on(with_platform(&args.platform, |url| async move {
+        let client = Client::new(&url)?;
         let mut rows = Vec::new();
         for (mode, g, transport) in [("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))] {
             let request = BurstRequest {
@@ -72,14 +73,7 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
                 memory_mb: Some(1),
                 retries: None,
             };
-            let result = client.run_to_success(&request, Duration::from_secs(3600)).await;
-            let b = match result {
-                Ok(b) => b,
-                Err(e) => {
-                    platform.stop().await;
-                    return Err(e);
-                }
-            };
+            let b = client.run_to_success(&request, Duration::from_secs(3600)).await?;
             let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
             let per_iteration = results.iter().filter_map(|r| r["ms_per_iteration"].as_f64()).fold(0.0, f64::max);
             let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
@@ -87,10 +81,8 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
             rows.push(json!({"mode": mode, "workers": args.workers, "g": g, "packs": b.packs.len(),
                 "transport": b.transport, "ms_per_iteration": per_iteration, "remote_bytes": remote, "local_bytes": local}));
         }
-        platform.stop().await;
-        Ok::<_, anyhow::Error>(rows)
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+        Ok(rows)
+    }));
     if let Some(local) = base.strip_prefix("file://") {
         let _ = std::fs::remove_dir_all(local);
     }

@@ -14,7 +14,7 @@ use volley_storage::Storage;
 use super::Output;
 use super::client::Client;
 use super::data::storage_options;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 
 #[derive(Args)]
 pub struct TerasortArgs {
@@ -56,34 +56,25 @@ pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
     eprintln!("generated {record_count} records in {:.1} s", gen_started.elapsed().as_secs_f64());
 
     let mut rows = vec![runtime.block_on(one_process(&input, &format!("{base}/single"), &opts))?];
-    let dir = std::env::temp_dir().join(format!("volley-bench-terasort-{:08x}", rand::random::<u32>()));
     let modes: Vec<(&str, usize, Option<String>)> = if args.no_faas {
         vec![("burst", args.granularity, None)]
     } else {
         vec![("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))]
     };
-    let result = runtime.block_on(async {
-        let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-        let client = Client::new(&platform.url)?;
+    // The async work below captures references to these, not the values.
+    let args = &args;
+    let base = &base;
+    let result = runtime.block_on(with_platform(&args.platform, |url| async move {
+        let client = Client::new(&url)?;
         let mut out = Vec::new();
         for (mode, g, transport) in &modes {
             let sorted_url = format!("{base}/{mode}");
-            let row = burst(&client, &args, &input_url, &sorted_url, *g, transport.clone(), mode).await;
-            match row {
-                Ok(r) => {
-                    data::validate(&input, &Storage::open(&sorted_url, &opts)?).await.context("the sorted output")?;
-                    out.push(r);
-                }
-                Err(e) => {
-                    platform.stop().await;
-                    return Err(e);
-                }
-            }
+            let row = burst(&client, args, &input_url, &sorted_url, *g, transport.clone(), mode).await?;
+            data::validate(&input, &Storage::open(&sorted_url, &opts)?).await.context("the sorted output")?;
+            out.push(row);
         }
-        platform.stop().await;
-        Ok::<_, anyhow::Error>(out)
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+        Ok(out)
+    }));
     rows.extend(result?);
     if let Some(local) = base.strip_prefix("file://") {
         let _ = std::fs::remove_dir_all(local);

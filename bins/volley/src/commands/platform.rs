@@ -173,6 +173,27 @@ pub struct PlatformArgs {
     pub invoker: InvokerArgs,
 }
 
+/// Runs `work` (given the controller's URL) against a fresh embedded platform
+/// whose data lives in a temporary directory; the platform is stopped and the
+/// directory removed afterwards, whatever `work` returned.
+pub async fn with_platform<T, F, Fut>(args: &PlatformArgs, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let dir = std::env::temp_dir().join(format!("volley-embedded-{:08x}", rand::random::<u32>()));
+    let result = match Embedded::start("127.0.0.1:0", &dir, args).await {
+        Ok(platform) => {
+            let result = work(platform.url.clone()).await;
+            platform.stop().await;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// A controller and one invoker running in this process.
 pub struct Embedded {
     pub url: String,

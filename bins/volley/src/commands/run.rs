@@ -8,7 +8,7 @@ use clap::Args;
 use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
 
 use super::client::Client;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 use super::{Output, show};
 
 #[derive(Args)]
@@ -81,12 +81,10 @@ pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow:
                 if args.detach {
                     bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
                 }
-                let dir = std::env::temp_dir().join(format!("volley-run-{:08x}", rand::random::<u32>()));
-                let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-                let result = submit_and_follow(&Client::new(&platform.url)?, &request, false, output).await;
-                platform.stop().await;
-                let _ = std::fs::remove_dir_all(&dir);
-                result
+                with_platform(&args.platform, |url| async move {
+                    submit_and_follow(&Client::new(&url)?, &request, false, output).await
+                })
+                .await
             }
         }
     })

@@ -9,7 +9,7 @@ use volley_proto::api::{BurstRequest, Granularity};
 
 use super::Output;
 use super::client::Client;
-use super::platform::{Embedded, PlatformArgs};
+use super::platform::{PlatformArgs, with_platform};
 
 #[derive(Args)]
 pub struct StartupArgs {
@@ -87,10 +87,8 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
 
 /// One cold burst on a fresh platform, then `repeat` warm ones, each after the pool refilled.
 async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> {
-    let dir = std::env::temp_dir().join(format!("volley-bench-startup-{:08x}", rand::random::<u32>()));
-    let platform = Embedded::start("127.0.0.1:0", &dir, &args.platform).await?;
-    let result = async {
-        let client = Client::new(&platform.url)?;
+    with_platform(&args.platform, |url| async move {
+        let client = Client::new(&url)?;
         let faas = g == 1;
         let request = BurstRequest {
             function: args.function.clone(),
@@ -108,15 +106,12 @@ async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> 
         let cold = client.run_to_success(&request, Duration::from_secs(300)).await?;
         let mut warm = Vec::new();
         for _ in 0..args.repeat {
-            wait_for_warm(&platform.url, packs).await?;
+            wait_for_warm(&url, packs).await?;
             warm.push(client.run_to_success(&request, Duration::from_secs(300)).await?);
         }
-        Ok::<_, anyhow::Error>(StartupReport::new(if faas { "faas" } else { "burst" }, &cold, &warm)?)
-    }
-    .await;
-    platform.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+        Ok(StartupReport::new(if faas { "faas" } else { "burst" }, &cold, &warm)?)
+    })
+    .await
 }
 
 /// Waits until the invoker reports `packs` warm processes (bounded).

@@ -5,15 +5,10 @@
 //! vertices collect most edges (in-degrees follow a power law); sources are
 //! uniform. Edge `e` depends on (seed, e) alone.
 
+use crate::dataset::splitmix64;
+
 /// Bytes per edge.
 pub const EDGE: usize = 8;
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// Edge `e` of the graph with `vertices` vertices and `seed`.
 pub fn edge(seed: u64, vertices: u32, e: u64) -> (u32, u32) {

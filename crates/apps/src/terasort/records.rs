@@ -5,17 +5,12 @@
 //! bytes (12 runs of one hex digit, 4 each), `CC DD EE FF`. Keys are a
 //! function of (seed, row) alone, so any range of rows can be generated anywhere.
 
+use crate::dataset::splitmix64;
+
 /// Bytes per record.
 pub const RECORD: usize = 100;
 /// Bytes of the key at the start of a record.
 pub const KEY: usize = 10;
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
