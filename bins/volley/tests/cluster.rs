@@ -77,7 +77,9 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     let error = burst["error"].as_str().unwrap();
     assert!(error.contains("stopped sending heartbeats"), "{error}");
     // Found by the heartbeat timeout (3 s), not by the burst's own timeout (300 s); the
-    // bound is loose because this machine is shared (the benchmarks measure the real figure).
+    // bound is loose because this machine is shared (docs/benchmarks.md records the time
+    // printed here).
+    eprintln!("an invoker killed with SIGKILL: its burst failed {:?} after the kill", killed.elapsed());
     assert!(killed.elapsed() < Duration::from_secs(30), "{:?}", killed.elapsed());
     // The orphaned pack processes noticed their invoker was gone.
     let left = || {

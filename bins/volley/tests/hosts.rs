@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::netns::{Hosts, available};
+use support::netns::{Hosts, available, nft_available};
 use support::{Role, TempDir, eventually, http_as};
 
 const KEY: &str = "cluster-test-key-0000";
@@ -20,13 +20,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(hosts: usize, slots: usize) -> Cluster {
+    /// A controller (on `store`: none for the embedded file) and `hosts` invokers.
+    fn start(hosts: usize, slots: usize, store: &[&str]) -> Cluster {
         let hosts = Hosts::new(hosts);
         let dir = TempDir::new("hosts-controller");
         let keys = dir.0.join("keys");
         std::fs::write(&keys, format!("default {KEY}\n")).unwrap();
         let listen = format!("{}:0", hosts.gateway());
-        let args = [
+        let mut args = vec![
             "controller",
             "--listen",
             listen.as_str(),
@@ -37,6 +38,7 @@ impl Cluster {
             "--heartbeat-timeout",
             "3",
         ];
+        args.extend_from_slice(store);
         let (controller, line) = Role::start(&args, &dir.0, "listening on ");
         let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
         let mut dirs = vec![dir];
@@ -98,12 +100,8 @@ impl Drop for Cluster {
     }
 }
 
-#[test]
-fn a_burst_spans_hosts_and_talks_over_tcp() {
-    if !available() {
-        return;
-    }
-    let c = Cluster::start(2, 4);
+fn a_burst_spans_hosts(store: &[&str]) {
+    let c = Cluster::start(2, 4, store);
     let id = c.submit(serde_json::json!({"function": "sum", "workers": 8, "granularity": 2}));
     let burst = c.wait(&id);
     assert_eq!(burst["state"], "succeeded", "{burst}");
@@ -115,20 +113,38 @@ fn a_burst_spans_hosts_and_talks_over_tcp() {
 }
 
 #[test]
-fn a_host_cut_off_fails_its_bursts_and_rejoins_when_back() {
-    if !available() {
+fn a_burst_spans_hosts_and_talks_over_tcp() {
+    if available() {
+        a_burst_spans_hosts(&[]);
+    }
+}
+
+#[test]
+fn a_burst_spans_hosts_with_the_controller_on_postgres() {
+    if !available() || !support::service_up("PostgreSQL", "127.0.0.1:5432") {
         return;
     }
-    let c = Cluster::start(2, 4);
+    let schema = support::PgSchema::new("volley_hosts");
+    a_burst_spans_hosts(&["--store", &schema.url()]);
+}
+
+#[test]
+fn a_host_cut_off_fails_its_bursts_and_rejoins_when_back() {
+    if !available() || !nft_available() {
+        return;
+    }
+    let c = Cluster::start(2, 4, &[]);
     let id =
         c.submit(serde_json::json!({"function": "sleep", "workers": 8, "granularity": 2, "params": {"seconds": 60}}));
     eventually(30, "the burst to run", || c.call("GET", &format!("/v1/bursts/{id}"), "")["state"] == "running");
     let cut = Instant::now();
-    c.hosts.set_link(1, false);
+    c.hosts.partition(1, true);
     let burst = c.wait(&id);
     assert_eq!(burst["state"], "failed", "{burst}");
     assert!(burst["error"].as_str().unwrap().contains("stopped sending heartbeats"), "{burst}");
-    // Heartbeat timeout 3 s; the bound is loose because this machine is shared.
+    // Heartbeat timeout 3 s; the bound is loose because this machine is shared
+    // (docs/benchmarks.md records the measured time, printed here).
+    eprintln!("a host cut off: its burst failed {:?} after the cut (heartbeat timeout 3 s)", cut.elapsed());
     assert!(cut.elapsed() < Duration::from_secs(30), "{:?}", cut.elapsed());
     assert_eq!(c.invoker_status("host1").as_deref(), Some("lost"));
 
@@ -137,7 +153,7 @@ fn a_host_cut_off_fails_its_bursts_and_rejoins_when_back() {
     assert_eq!(small["state"], "succeeded", "{small}");
 
     // Back on the network, the host registers again and takes work.
-    c.hosts.set_link(1, true);
+    c.hosts.partition(1, false);
     eventually(30, "host1 to rejoin", || c.invoker_status("host1").as_deref() == Some("ready"));
     let big = c.wait(&c.submit(serde_json::json!({"function": "sum", "workers": 8, "granularity": 2})));
     assert_eq!(big["state"], "succeeded", "{big}");

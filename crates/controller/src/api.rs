@@ -269,7 +269,8 @@ struct CommandsQuery {
     warm: usize,
 }
 
-/// The invoker's long poll; every call counts as a heartbeat.
+/// The invoker's long poll; the start of every call counts as a heartbeat (not its
+/// end: an invoker cut off mid-poll must not look alive when the poll times out).
 async fn commands(
     State(core): State<Arc<Core>>,
     _: InvokerCaller,
@@ -286,11 +287,12 @@ async fn commands(
         }
         invoker.wake.clone()
     };
-    let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+    // A poll never outlasts a third of the heartbeat timeout, so a live invoker
+    // always calls again in time.
+    let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT).min(core.opts.heartbeat_timeout / 3);
     let _ = tokio::time::timeout(wait, wake.notified()).await;
     let mut state = core.lock();
     let invoker = state.invoker_mut(&id).ok_or_else(|| forgotten(&id))?;
-    invoker.seen();
     Ok(Json(std::mem::take(&mut invoker.commands)))
 }
 

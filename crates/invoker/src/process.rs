@@ -42,6 +42,7 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     let mut logs = Logs::default();
     let error = drive(&shared, &spec, demand, &mut inbox, &kill, &mut logs).await;
     shared.lock_packs().remove(&key);
+    remove_sockets(&spec);
     let (stdout, cut_out) = logs.stdout.text();
     let (stderr, cut_err) = logs.stderr.text();
     shared.emit(Event::PackExited {
@@ -53,6 +54,19 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
         stderr,
         truncated: cut_out || cut_err,
     });
+}
+
+/// Removes the socket files a pack killed before it could clean up left behind
+/// (named `volley-<burst>-<pack>-<nonce>.sock` by the uds transport).
+fn remove_sockets(spec: &PackSpec) {
+    let (Some(dir), "uds") = (&spec.bind, spec.transport.as_str()) else { return };
+    let prefix = format!("volley-{}-{}-", spec.comm_id(), spec.pack);
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Returns why the pack failed, or None if it ended cleanly.
