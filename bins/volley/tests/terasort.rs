@@ -109,3 +109,43 @@ fn bad_data_fails_with_the_object_named_and_no_complete_looking_output() {
     std::fs::remove_file(dir.0.join("sorted/_SUCCESS")).unwrap();
     assert!(stderr(&validate()).contains("_SUCCESS marker"), "{}", stdout(&validate()));
 }
+
+#[test]
+fn a_retried_terasort_leaves_one_complete_output_without_duplicates() {
+    let dir = TempDir::new("terasort-retry");
+    let base = format!("file://{}", dir.0.display());
+    let (input, output) = (format!("{base}/in"), format!("{base}/out"));
+    assert!(volley(None, &["data", "gen", "terasort", "--records", "20000", "--to", &input]).status.success());
+    let validate = || volley(None, &["data", "validate", "terasort", "--input", &input, "--sorted", &output]);
+
+    // An earlier run with more workers leaves more parts than the next run writes.
+    let params = serde_json::json!({"input": input, "output": output}).to_string();
+    assert!(volley(None, &["run", "terasort", "-n", "6", "-g", "3", "--params", &params]).status.success());
+    assert!(dir.0.join("out/part-00005").exists());
+
+    // Attempt 1 fails after rank 1 wrote its part; attempt 2 runs whole on fresh packs.
+    let params = serde_json::json!({
+        "input": input, "output": output, "inject_failure": {"rank": 1, "attempts": 1}
+    })
+    .to_string();
+    let args = ["run", "terasort", "-n", "4", "-g", "2", "--retries", "1", "--params", &params, "--output", "json"];
+    let burst = json_ok(&volley(None, &args));
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    assert_eq!(burst["attempt"], 2, "{burst}");
+    let first = burst["attempt_errors"][0].as_str().unwrap();
+    assert!(first.contains("failed on purpose after writing part-00001"), "{first}");
+    // Exactly this run's parts, each record once.
+    let mut parts: Vec<String> = std::fs::read_dir(dir.0.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    parts.sort();
+    assert_eq!(parts, ["_SUCCESS", "part-00000", "part-00001", "part-00002", "part-00003"]);
+    assert!(validate().status.success(), "{}", stderr(&validate()));
+
+    // With no retries left, the failed attempt leaves no output that looks complete.
+    let args = ["run", "terasort", "-n", "4", "-g", "2", "--params", &params];
+    assert!(!volley(None, &args).status.success());
+    assert!(dir.0.join("out/part-00001").exists(), "rank 1 wrote its part before failing");
+    assert!(stderr(&validate()).contains("_SUCCESS marker"), "{}", stderr(&validate()));
+}

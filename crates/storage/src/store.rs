@@ -31,6 +31,8 @@ pub struct Storage {
     /// The URL it was opened with, to name objects in errors.
     url: String,
     prefix: String,
+    /// The directory of a `file://` storage (where unfinished writes are looked for).
+    local_dir: Option<std::path::PathBuf>,
     pulled: Arc<AtomicU64>,
     pushed: Arc<AtomicU64>,
 }
@@ -43,6 +45,7 @@ impl Storage {
     /// A local directory is created if missing.
     pub fn open(url: &str, opts: &StorageOptions) -> Result<Storage> {
         let bad = |why: &str| Error::Url { url: url.into(), why: why.into() };
+        let mut local_dir = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -67,12 +70,14 @@ impl Storage {
             }
             std::fs::create_dir_all(dir).map_err(|e| bad(&format!("cannot create the directory: {e}")))?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e.to_string()))?;
+            local_dir = Some(std::path::PathBuf::from(dir));
             (Arc::new(store), String::new())
         };
         Ok(Storage {
             store,
             url: url.trim_end_matches('/').to_string(),
             prefix,
+            local_dir,
             pulled: Arc::default(),
             pushed: Arc::default(),
         })
@@ -134,6 +139,21 @@ impl Storage {
             written: 0,
             pushed: self.pushed.clone(),
         })
+    }
+
+    /// Removes what writers killed mid-write left behind, and returns how many.
+    /// On local files those are the staging files (`KEY#N`) that a put or a
+    /// multipart write renames into place when it finishes; readers never see
+    /// them, but they take space. On S3 a single put leaves nothing, and an
+    /// unfinished multipart upload is invisible and expires by the bucket's
+    /// lifecycle rules, so there is nothing to do.
+    pub async fn remove_incomplete(&self) -> Result<usize> {
+        let Some(dir) = self.local_dir.clone() else { return Ok(0) };
+        let name = self.name("");
+        tokio::task::spawn_blocking(move || remove_staging_files(&dir))
+            .await
+            .map_err(|e| Error::Storage { object: name.clone(), message: e.to_string() })?
+            .map_err(|e| Error::Storage { object: name, message: format!("removing unfinished writes: {e}") })
     }
 
     /// Keys (relative to this storage) and sizes of the objects under `prefix`, sorted.
@@ -218,4 +238,30 @@ impl Drop for Writer {
             });
         }
     }
+}
+
+/// Deletes `KEY#N` staging files under `dir` (N all digits: object_store's names).
+fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            removed += remove_staging_files(&path)?;
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let staging = name.rsplit_once('#').is_some_and(|(key, n)| {
+            !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if staging {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -121,6 +121,20 @@ async fn local_files_pass_the_suite() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test]
+async fn unfinished_local_writes_are_removed_and_finished_ones_kept() {
+    let (s, dir) = local();
+    s.put("out/part-00000", data(100)).await.unwrap();
+    // What a writer killed between writing and renaming leaves: KEY#N.
+    std::fs::write(dir.join("out/part-00001#3"), b"half").unwrap();
+    std::fs::write(dir.join("odd#name"), b"an object whose name has a #").unwrap();
+    assert_eq!(s.remove_incomplete().await.unwrap(), 1);
+    assert!(!dir.join("out/part-00001#3").exists());
+    assert!(dir.join("odd#name").exists() && dir.join("out/part-00000").exists());
+    assert_eq!(s.remove_incomplete().await.unwrap(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_passes_the_suite() {
     let Some(s) = s3() else { return };

@@ -23,6 +23,23 @@ struct Params {
     /// Keys each worker samples to choose the splitters.
     #[serde(default = "default_samples")]
     samples: usize,
+    /// Fault injection for retry drills: this rank fails right after writing
+    /// its part (the worst moment: the output is partly written), in attempts
+    /// up to `attempts`.
+    #[serde(default)]
+    inject_failure: Option<InjectFailure>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectFailure {
+    rank: u64,
+    #[serde(default = "one")]
+    attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_samples() -> usize {
@@ -39,9 +56,21 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     let input = w.storage(&p.input)?;
     let output = w.storage(&p.output)?;
     // An output without its success marker is incomplete: drop an old marker
-    // before any part of this run is written.
+    // before any part of this run is written, then the old parts, so that an
+    // earlier run or failed attempt (perhaps with more workers) leaves no
+    // duplicate records behind. Parts are named by rank, so a retried attempt
+    // overwrites, never adds. Files of writes cut short by a killed attempt go too.
     if rank == 0 {
-        w.block_on(output.delete(SUCCESS))?;
+        w.block_on(async {
+            output.delete(SUCCESS).await?;
+            output.remove_incomplete().await?;
+            for (key, _) in output.list("").await? {
+                if key.starts_with("part-") {
+                    output.delete(&key).await?;
+                }
+            }
+            Ok::<_, volley_sdk::StorageError>(())
+        })?;
     }
     w.comm().barrier()?;
 
@@ -94,6 +123,13 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     // One put: the sorted part is in memory already, and a put is as atomic as
     // a multipart upload (and much faster on local files).
     w.block_on(output.put(&name, Bytes::from(sorted)))?;
+    if let Some(f) = &p.inject_failure
+        && f.rank == rank
+        && w.attempt() <= f.attempts
+    {
+        return Err(format!("rank {rank} failed on purpose after writing {name} (inject_failure, attempt {})", w.attempt())
+            .into());
+    }
     // Every part is written: only now does the output say it is complete.
     w.comm().barrier()?;
     if rank == 0 {
