@@ -3,13 +3,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 
 use crate::error::{Error, Result};
 
@@ -37,6 +38,16 @@ pub struct Storage {
     pushed: Arc<AtomicU64>,
 }
 
+/// A service that went away fails a burst in seconds, not minutes: a few
+/// retries ride out a blip (object_store's default retries for three minutes).
+const RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn retry_policy() -> RetryConfig {
+    RetryConfig { max_retries: RETRIES, retry_timeout: RETRY_TIMEOUT, ..RetryConfig::default() }
+}
+
 /// Parts of a multipart write in flight at once.
 const UPLOAD_CONCURRENCY: usize = 8;
 
@@ -51,7 +62,10 @@ impl Storage {
             if bucket.is_empty() {
                 return Err(bad("no bucket: write s3://BUCKET/PREFIX"));
             }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_policy())
+                .with_client_options(ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT));
             if let Some(endpoint) = &opts.endpoint {
                 b = b.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
             }
