@@ -108,7 +108,7 @@ fn controller_restart(store: &[&str]) {
     let listen = url.trim_start_matches("http://").to_string();
     let inv_dir = TempDir::new("restart-invoker");
     let (_invoker, _) = Role::start(
-        &["invoker", "--controller", &url, "--slots", "4", "--warm-pool", "0"],
+        &["invoker", "--controller", &url, "--slots", "8", "--warm-pool", "0"],
         &inv_dir.0,
         "registered with the controller",
     );
@@ -120,8 +120,13 @@ fn controller_restart(store: &[&str]) {
         serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "params": {"seconds": 60}}),
     );
     eventually(20, "the burst to run", || state(&url, &running)["state"] == "running");
+    let retried = submit(
+        &url,
+        serde_json::json!({"function": "sleep", "workers": 2, "retries": 1, "params": {"seconds": 5}}),
+    );
+    eventually(20, "the retriable burst to run", || state(&url, &retried)["state"] == "running");
     let queued = submit(&url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 2}));
-    assert_eq!(state(&url, &queued)["state"], "queued", "no room while the sleeper runs");
+    assert_eq!(state(&url, &queued)["state"], "queued", "no room while the sleepers run");
 
     controller.kill9();
     let mut args = vec!["controller", "--listen", listen.as_str()];
@@ -132,6 +137,14 @@ fn controller_restart(store: &[&str]) {
     assert!(failed["error"].as_str().unwrap().contains("controller restarted"), "{failed}");
     assert_eq!(state(&url, &done)["state"], "succeeded", "finished bursts and their results survive");
     assert_eq!(state(&url, &done)["workers"][1]["result"]["rank"], 1);
+    // A running burst whose retry policy allows it runs again as its next attempt.
+    eventually(30, "the retried burst to end", || {
+        ["succeeded", "failed"].contains(&state(&url, &retried)["state"].as_str().unwrap_or(""))
+    });
+    let again = state(&url, &retried);
+    assert_eq!(again["state"], "succeeded", "{again}");
+    assert_eq!(again["attempt"], 2, "{again}");
+    assert!(again["attempt_errors"][0].as_str().unwrap().contains("controller restarted"), "{again}");
     // The invoker notices it was forgotten, stops the orphaned packs, registers again,
     // and the queued burst runs.
     eventually(30, "the queued burst to run after the restart", || state(&url, &queued)["state"] == "succeeded");
@@ -141,12 +154,12 @@ fn controller_restart(store: &[&str]) {
 }
 
 #[test]
-fn a_controller_restart_on_the_embedded_store_fails_running_bursts_and_runs_queued_ones() {
+fn a_controller_restart_on_the_embedded_store_fails_or_retries_running_bursts_and_runs_queued_ones() {
     controller_restart(&[]);
 }
 
 #[test]
-fn a_controller_restart_on_postgres_fails_running_bursts_and_runs_queued_ones() {
+fn a_controller_restart_on_postgres_fails_or_retries_running_bursts_and_runs_queued_ones() {
     if !support::service_up("PostgreSQL", "127.0.0.1:5432") {
         return;
     }

@@ -66,19 +66,33 @@ impl Core {
 
     /// Bursts that were queued when the controller stopped run now; those that
     /// were running cannot be resumed (their packs died with their invokers'
-    /// links) and end failed with the reason.
+    /// links): they run again as their next attempt if their retries allow,
+    /// and otherwise end failed with the reason. What their packs left on a
+    /// broker is purged either way.
     async fn recover(&self) -> Result<()> {
+        const REASON: &str = "the controller restarted while the burst was running";
         for mut burst in self.store.unfinished().await? {
-            if burst.state == BurstState::Queued {
-                tracing::info!(burst = %burst.id, "requeued after a controller restart");
-                let program = self.functions.program(&burst.namespace, &burst.request.function);
-                self.lock().submit(burst, program);
-            } else {
-                burst.state = BurstState::Failed;
-                burst.error = Some("the controller restarted while the burst was running; submit it again".into());
-                burst.finished_at = Some(now_micros());
+            if burst.state != BurstState::Queued {
+                if let (Some(transport), false) = (&burst.transport, burst.packs.is_empty()) {
+                    let _ = self.writes.send(Write::Purge {
+                        burst: volley_proto::pack::comm_id(&burst.id, burst.attempt),
+                        transport: transport.clone(),
+                        packs: burst.packs.len(),
+                    });
+                }
+                if !crate::state::may_retry(&burst) {
+                    burst.state = BurstState::Failed;
+                    burst.error = Some(format!("{REASON}; submit it again"));
+                    burst.finished_at = Some(now_micros());
+                    self.store.put_burst(&burst).await?;
+                    continue;
+                }
+                crate::state::next_attempt(&mut burst, REASON);
                 self.store.put_burst(&burst).await?;
             }
+            tracing::info!(burst = %burst.id, attempt = burst.attempt, "requeued after a controller restart");
+            let program = self.functions.program(&burst.namespace, &burst.request.function);
+            self.lock().submit(burst, program);
         }
         Ok(())
     }

@@ -408,10 +408,9 @@ impl State {
                 packs: burst.packs.len(),
             });
         }
-        let retries = burst.request.retries.unwrap_or(0);
         // A failure (not a cancel, not a burst that never found room) is retried
         // whole, on fresh packs, while attempts remain.
-        if state == BurstState::Failed && !burst.packs.is_empty() && burst.attempt <= retries {
+        if state == BurstState::Failed && !burst.packs.is_empty() && may_retry(burst) {
             self.retry(active);
             return;
         }
@@ -423,27 +422,17 @@ impl State {
 
     /// Queues a failed burst again as its next attempt.
     fn retry(&mut self, mut active: Active) {
-        let burst = &mut active.burst;
-        let reason = burst.error.take().unwrap_or_default();
-        tracing::info!(burst = %burst.id, attempt = burst.attempt, "retrying after: {reason}");
-        burst.attempt_errors.push(format!("attempt {}: {reason}", burst.attempt));
-        burst.attempt += 1;
-        burst.state = BurstState::Queued;
-        burst.transport = burst.request.transport.clone();
-        burst.placed_at = None;
-        burst.running_at = None;
-        burst.finished_at = None;
-        burst.start_spread_us = None;
-        burst.packs.clear();
-        burst.workers = (0..burst.request.workers).map(volley_proto::api::WorkerRecord::new).collect();
+        let reason = active.burst.error.take().unwrap_or_default();
+        tracing::info!(burst = %active.burst.id, attempt = active.burst.attempt, "retrying after: {reason}");
+        next_attempt(&mut active.burst, &reason);
         let queue_timeout =
-            burst.request.queue_timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.queue_timeout);
+            active.burst.request.queue_timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.queue_timeout);
         active.queued_until = Instant::now() + queue_timeout;
         active.deadline = None;
         active.addresses.clear();
         active.exited.clear();
         active.ending = None;
-        let id = burst.id.clone();
+        let id = active.burst.id.clone();
         self.save(&active.burst);
         self.active.insert(id.clone(), active);
         self.queue.push_back(id);
@@ -477,4 +466,25 @@ impl State {
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// Whether a failed attempt of `burst` may run again (its `retries` allow it).
+pub(crate) fn may_retry(burst: &Burst) -> bool {
+    burst.attempt <= burst.request.retries.unwrap_or(0)
+}
+
+/// Turns a failed attempt into the next one, queued and placed nowhere yet,
+/// keeping why the last one failed.
+pub(crate) fn next_attempt(burst: &mut Burst, reason: &str) {
+    burst.attempt_errors.push(format!("attempt {}: {reason}", burst.attempt));
+    burst.attempt += 1;
+    burst.state = BurstState::Queued;
+    burst.error = None;
+    burst.transport = burst.request.transport.clone();
+    burst.placed_at = None;
+    burst.running_at = None;
+    burst.finished_at = None;
+    burst.start_spread_us = None;
+    burst.packs.clear();
+    burst.workers = (0..burst.request.workers).map(volley_proto::api::WorkerRecord::new).collect();
 }

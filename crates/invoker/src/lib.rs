@@ -17,6 +17,7 @@ mod spawn;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -103,15 +104,30 @@ pub(crate) struct Shared {
     pub(crate) programs: programs::Programs,
     pub(crate) pool: pool::Pool,
     events: mpsc::UnboundedSender<Event>,
-    packs: Mutex<HashMap<(String, usize), PackHandle>>,
+    packs: Mutex<HashMap<PackKey, PackHandle>>,
+    /// Bumped each time the invoker registers again after the controller forgot
+    /// it: packs of an earlier registration are stopped and their events dropped
+    /// (the controller may already run a new attempt of their burst here).
+    generation: AtomicU64,
 }
 
+/// A running pack: its burst, its index, and the registration it belongs to.
+pub(crate) type PackKey = (String, usize, u64);
+
 impl Shared {
-    pub(crate) fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn lock_packs(&self) -> MutexGuard<'_, HashMap<(String, usize), PackHandle>> {
+    /// Reports `event` of a pack started under registration `generation`,
+    /// unless the invoker has registered again since.
+    pub(crate) fn emit(&self, generation: u64, event: Event) {
+        if generation == self.generation() {
+            let _ = self.events.send(event);
+        }
+    }
+
+    pub(crate) fn lock_packs(&self) -> MutexGuard<'_, HashMap<PackKey, PackHandle>> {
         self.packs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -141,6 +157,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
         pool: pool::Pool::default(),
         events: events_tx,
         packs: Mutex::new(HashMap::new()),
+        generation: AtomicU64::new(0),
     });
     let packs = TaskTracker::new();
 
@@ -168,6 +185,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Error
             }
             Err(CallError::Forgotten) => {
                 tracing::warn!("the controller forgot this invoker; stopping its packs and registering again");
+                shared.generation.fetch_add(1, Ordering::SeqCst);
                 shared.kill_all();
                 let Some(new_id) = register(&client, &registration, &shutdown).await else { break };
                 id = new_id;
@@ -201,14 +219,14 @@ fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command, per_burst
             packs.spawn(process::run(shared.clone(), *spec, demand));
         }
         Command::Peers { burst, addresses } => {
-            for ((b, _), h) in shared.lock_packs().iter() {
+            for ((b, _, _), h) in shared.lock_packs().iter() {
                 if *b == burst {
                     let _ = h.to_pack.send(ToPack::Peers { addresses: addresses.clone() });
                 }
             }
         }
         Command::Cancel { burst, reason } => {
-            for ((b, _), h) in shared.lock_packs().iter() {
+            for ((b, _, _), h) in shared.lock_packs().iter() {
                 if *b == burst {
                     let _ = h.to_pack.send(ToPack::Cancel { reason: reason.clone() });
                 }

@@ -35,17 +35,18 @@ pub(crate) struct PackHandle {
 
 /// Runs the pack described by `spec` to its end and reports `PackExited`.
 pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
-    let key = (spec.burst.clone(), spec.pack);
+    let generation = shared.generation();
+    let key = (spec.burst.clone(), spec.pack, generation);
     let (to_pack, mut inbox) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
     shared.lock_packs().insert(key.clone(), PackHandle { to_pack, kill: kill.clone() });
     let mut logs = Logs::default();
-    let error = drive(&shared, &spec, demand, &mut inbox, &kill, &mut logs).await;
+    let error = drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs).await;
     shared.lock_packs().remove(&key);
     remove_sockets(&spec);
     let (stdout, cut_out) = logs.stdout.text();
     let (stderr, cut_err) = logs.stderr.text();
-    shared.emit(Event::PackExited {
+    shared.emit(generation, Event::PackExited {
         burst: spec.burst,
         pack: spec.pack,
         at: now_micros(),
@@ -73,6 +74,7 @@ fn remove_sockets(spec: &PackSpec) {
 async fn drive(
     shared: &Arc<Shared>,
     spec: &PackSpec,
+    generation: u64,
     demand: usize,
     inbox: &mut mpsc::UnboundedReceiver<ToPack>,
     kill: &Notify,
@@ -111,7 +113,7 @@ async fn drive(
         stop(&mut child).await;
         return Some(problem);
     }
-    let done = relay(shared, spec, &mut conn, &mut child, inbox, kill).await;
+    let done = relay(shared, spec, generation, &mut conn, &mut child, inbox, kill).await;
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -152,6 +154,7 @@ fn refuse(conn: &PackConnection, spec: &PackSpec) -> Option<String> {
 async fn relay(
     shared: &Shared,
     spec: &PackSpec,
+    generation: u64,
     conn: &mut PackConnection,
     child: &mut Child,
     inbox: &mut mpsc::UnboundedReceiver<ToPack>,
@@ -175,7 +178,7 @@ async fn relay(
                     Ok(FromPack::Done { error }) => done = Some(error),
                     Ok(msg) => {
                         if let Some(event) = to_event(spec, msg) {
-                            shared.emit(event);
+                            shared.emit(generation, event);
                         }
                     }
                     Err(e) => tracing::warn!(burst = %spec.burst, pack = spec.pack, "unreadable message from a pack: {e}"),
