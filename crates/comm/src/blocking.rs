@@ -135,6 +135,13 @@ impl Comm {
     {
         self.block(self.inner.all_reduce_with(data, f))
     }
+    /// See [`AsyncComm::reduce_in_place`].
+    pub fn reduce_in_place<F>(&self, root: usize, data: Bytes, f: F) -> Result<Option<Bytes>>
+    where
+        F: Fn(&mut Vec<u8>, &[u8]) + Send + Sync,
+    {
+        self.block(self.inner.reduce_in_place(root, data, f))
+    }
     /// Reduction with a user function at root (`None` elsewhere).
     pub fn reduce_with<F>(&self, root: usize, data: Bytes, f: F) -> Result<Option<Bytes>>
     where

@@ -191,6 +191,22 @@ impl AsyncComm {
         self.all_reduce_bytes(data, &combine).await
     }
 
+    /// Reduction at root (`None` elsewhere) with a user function that folds a
+    /// value into an accumulator in place (it must be associative): the
+    /// accumulator starts as the first value in rank order. Cheaper than
+    /// [`AsyncComm::all_reduce_with`]'s pairwise form when the accumulator is
+    /// large, since nothing is reallocated per value.
+    pub async fn reduce_in_place<F>(&self, root: usize, data: Bytes, f: F) -> Result<Option<Bytes>>
+    where
+        F: Fn(&mut Vec<u8>, &[u8]) + Send + Sync,
+    {
+        let combine = move |acc: &mut Vec<u8>, b: &[u8]| {
+            f(acc, b);
+            Ok(())
+        };
+        self.reduce_bytes(root, data, &combine).await
+    }
+
     async fn broadcast_in(&self, tag: u64, root: usize, data: Bytes) -> Result<Bytes> {
         self.check_rank(root, "root")?;
         if self.rank() != root {

@@ -25,8 +25,9 @@ pub struct PagerankArgs {
     /// Workers per pack in burst mode.
     #[arg(long, default_value_t = 64)]
     granularity: usize,
-    /// Iterations to run (the tolerance is set so that all of them run).
-    #[arg(long, default_value_t = 10)]
+    /// Iterations to run (the tolerance is set so that all of them run; PageRank
+    /// typically needs 30 or more to converge).
+    #[arg(long, default_value_t = 30)]
     iterations: usize,
     #[arg(long, default_value = "file:///tmp/volley-bench-pagerank")]
     storage: String,
@@ -75,11 +76,14 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
             };
             let b = client.run_to_success(&request, Duration::from_secs(3600)).await?;
             let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
-            let per_iteration = results.iter().filter_map(|r| r["ms_per_iteration"].as_f64()).fold(0.0, f64::max);
+            // The slowest worker's time (they all wait for each other every iteration).
+            let slowest = |k: &str| results.iter().filter_map(|r| r[k].as_f64()).fold(0.0, f64::max);
             let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
             let local: u64 = results.iter().filter_map(|r| r["local_bytes"].as_u64()).sum();
             rows.push(json!({"mode": mode, "workers": args.workers, "g": g, "packs": b.packs.len(),
-                "transport": b.transport, "ms_per_iteration": per_iteration, "remote_bytes": remote, "local_bytes": local}));
+                "transport": b.transport, "ms_per_iteration": slowest("ms_per_iteration"),
+                "steady_ms_per_iteration": slowest("steady_ms_per_iteration"),
+                "first_iteration_ms": slowest("first_iteration_ms"), "remote_bytes": remote, "local_bytes": local}));
         }
         Ok(rows)
     }));
@@ -89,33 +93,38 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
     let rows = rows?;
     let f = |i: usize, k: &str| rows[i][k].as_f64().unwrap_or(0.0);
     let less_remote = 1.0 - f(0, "remote_bytes") / f(1, "remote_bytes").max(1.0);
-    let speedup = f(1, "ms_per_iteration") / f(0, "ms_per_iteration").max(1e-9);
+    let speedup = f(1, "steady_ms_per_iteration") / f(0, "steady_ms_per_iteration").max(1e-9);
+    let speedup_all = f(1, "ms_per_iteration") / f(0, "ms_per_iteration").max(1e-9);
     if output == Output::Json {
         let doc = json!({"vertices": args.vertices, "edges": args.edges, "iterations": args.iterations,
-            "rows": rows, "remote_bytes_saved": less_remote, "speedup": speedup});
+            "rows": rows, "remote_bytes_saved": less_remote, "speedup": speedup,
+            "speedup_with_first_iteration": speedup_all});
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     println!("pagerank of {} vertices, {} edges, {} iterations", args.vertices, args.edges, args.iterations);
     println!(
-        "{:<6} {:>5} {:>4} {:>6} {:<8} {:>12} {:>14} {:>14}",
-        "mode", "N", "g", "packs", "via", "ms/iter", "remote MiB", "local MiB"
+        "{:<6} {:>5} {:>4} {:>6} {:<8} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "mode", "N", "g", "packs", "via", "first ms", "steady ms", "all ms/iter", "remote MiB", "local MiB"
     );
     for r in &rows {
         println!(
-            "{:<6} {:>5} {:>4} {:>6} {:<8} {:>12.1} {:>14.1} {:>14.1}",
+            "{:<6} {:>5} {:>4} {:>6} {:<8} {:>10.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
             r["mode"].as_str().unwrap_or(""),
             r["workers"].as_u64().unwrap_or(0),
             r["g"].as_u64().unwrap_or(0),
             r["packs"].as_u64().unwrap_or(0),
             r["transport"].as_str().unwrap_or(""),
+            r["first_iteration_ms"].as_f64().unwrap_or(0.0),
+            r["steady_ms_per_iteration"].as_f64().unwrap_or(0.0),
             r["ms_per_iteration"].as_f64().unwrap_or(0.0),
             r["remote_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
             r["local_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
         );
     }
     println!(
-        "burst mode sends {:.1}% fewer bytes between processes and is {speedup:.1}x faster per iteration",
+        "burst mode sends {:.1}% fewer bytes between processes and is {speedup:.1}x faster per steady \
+         iteration ({speedup_all:.1}x counting the first)",
         less_remote * 100.0
     );
     Ok(())

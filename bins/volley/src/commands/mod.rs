@@ -8,6 +8,7 @@ mod bench_terasort;
 mod bursts;
 mod client;
 mod data;
+mod demo;
 mod output;
 mod platform;
 mod run;
@@ -39,6 +40,9 @@ pub struct Cli {
 enum Command {
     /// Run one burst of a function and print every worker's result.
     Run(Box<run::RunArgs>),
+    /// Run a whole job end to end (generate, run, validate), saying what happens.
+    #[command(subcommand)]
+    Demo(demo::Demo),
     /// Start a controller and a local invoker in this process.
     Up(Box<serve::UpArgs>),
     /// Start a controller (the API server).
@@ -73,6 +77,7 @@ impl Cli {
         }
         match self.command {
             Command::Run(args) => run::run(*args, self.controller, self.output),
+            Command::Demo(d) => d.run(self.controller, self.output),
             Command::Up(args) => serve::up(*args),
             Command::Controller(args) => serve::controller(*args),
             Command::Invoker(args) => serve::invoker(*args),

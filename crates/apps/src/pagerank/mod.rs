@@ -1,5 +1,6 @@
 //! PageRank over a power-law edge list, as a burst.
 
+mod contributions;
 pub mod graph;
 mod job;
 

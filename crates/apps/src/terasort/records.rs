@@ -67,15 +67,39 @@ impl Digest {
 
 /// The records of `pieces`, sorted by key, in one new buffer: the sort step of
 /// the job and of the one-process baseline alike.
+///
+/// Sorts 16-byte entries (the 10-byte key and the record's number packed in one
+/// `u128`) instead of references to the records: comparing integers in one
+/// dense array keeps the sort in cache, where comparing keys through pointers
+/// missed it at every step (about 5x slower on 2 GiB). The records are then
+/// copied once, in key order.
 pub fn sort_records<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut records: Vec<&[u8]> = pieces.into_iter().flat_map(|p| p.chunks_exact(RECORD)).collect();
-    records.sort_unstable_by(|a, b| a[..KEY].cmp(&b[..KEY]));
-    let mut sorted = Vec::with_capacity(records.len() * RECORD);
-    for rec in &records {
-        sorted.extend_from_slice(rec);
+    let pieces: Vec<&[u8]> = pieces.into_iter().collect();
+    // starts[i]: the number of the first record of piece i.
+    let mut starts = Vec::with_capacity(pieces.len());
+    let mut entries: Vec<u128> = Vec::with_capacity(pieces.iter().map(|p| p.len() / RECORD).sum());
+    for piece in &pieces {
+        starts.push(entries.len() as u64);
+        for rec in piece.chunks_exact(RECORD) {
+            let mut key = [0u8; 16];
+            key[..KEY].copy_from_slice(&rec[..KEY]);
+            let number = entries.len() as u128;
+            entries.push(u128::from_be_bytes(key) | number);
+        }
+    }
+    entries.sort_unstable();
+    let mut sorted = Vec::with_capacity(entries.len() * RECORD);
+    for entry in entries {
+        let number = (entry & NUMBER_MASK) as u64;
+        let piece = starts.partition_point(|&s| s <= number) - 1;
+        let at = (number - starts[piece]) as usize * RECORD;
+        sorted.extend_from_slice(&pieces[piece][at..at + RECORD]);
     }
     sorted
 }
+
+/// The low 48 bits of a sort entry: the record's number (the key takes the top 80).
+const NUMBER_MASK: u128 = (1 << 48) - 1;
 
 #[cfg(test)]
 mod tests {
@@ -110,6 +134,20 @@ mod tests {
         data.chunks_exact(RECORD).for_each(|r| a.add(r));
         sorted.chunks_exact(RECORD).for_each(|r| b.add(r));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn sorting_handles_empty_and_many_pieces() {
+        let mut data = vec![0u8; 40 * RECORD];
+        for (i, rec) in data.chunks_exact_mut(RECORD).enumerate() {
+            record(5, i as u64, rec);
+        }
+        let pieces: Vec<&[u8]> = vec![&[], &data[..RECORD], &[], &data[RECORD..25 * RECORD], &data[25 * RECORD..], &[]];
+        let sorted = sort_records(pieces);
+        let mut expected: Vec<&[u8]> = data.chunks_exact(RECORD).collect();
+        expected.sort_by(|a, b| a[..KEY].cmp(&b[..KEY]));
+        assert_eq!(sorted, expected.concat());
+        assert!(sort_records(Vec::<&[u8]>::new()).is_empty());
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub fn collectives(t: TransportOptions) {
                 assert_eq!(&concat[..], &(0..n as u8).collect::<Vec<_>>()[..]);
                 let at_root = comm.reduce_with(0, byte(r), |a, b| [a, b].concat())?;
                 assert_eq!(at_root.is_some(), r == 0);
+                let root = n - 1;
+                let in_place = comm.reduce_in_place(root, byte(r), |acc, b| acc.extend_from_slice(b))?;
+                assert_eq!(in_place.map(|b| b.to_vec()), (r == root).then(|| (0..n as u8).collect::<Vec<_>>()));
                 Ok(())
             })
             .unwrap();

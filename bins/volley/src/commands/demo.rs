@@ -1,0 +1,150 @@
+//! `volley demo terasort`: the main job end to end, saying what happens at each
+//! step: generate records, sort them as a burst, validate the output.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use volley_apps::terasort::{data, records};
+use volley_proto::api::{BurstRequest, Granularity};
+use volley_storage::Storage;
+
+use super::Output;
+use super::client::Client;
+use super::data::storage_options;
+use super::platform::{PlatformArgs, with_platform};
+
+#[derive(Subcommand)]
+pub enum Demo {
+    /// Generate records, sort them as a burst, and validate the sorted output.
+    Terasort(TerasortDemo),
+}
+
+#[derive(Args)]
+pub struct TerasortDemo {
+    /// Bytes to sort (records of 100 bytes).
+    #[arg(long, default_value = "1GiB", value_parser = super::output::parse_size)]
+    size: usize,
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Workers per pack.
+    #[arg(long, default_value_t = 4)]
+    granularity: usize,
+    /// Where the input (`in/`) and the sorted output (`out/`) go.
+    #[arg(long, default_value = "file:///tmp/volley-demo")]
+    storage: String,
+    #[command(flatten)]
+    platform: PlatformArgs,
+}
+
+impl Demo {
+    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+        match self {
+            Demo::Terasort(args) => terasort(args, controller, output),
+        }
+    }
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+    if args.workers == 0 || args.granularity == 0 || args.granularity > args.workers {
+        bail!("--workers must be at least 1 and --granularity between 1 and --workers");
+    }
+    let records = (args.size / records::RECORD) as u64;
+    if records == 0 {
+        bail!("--size must hold at least one 100-byte record");
+    }
+    let say = |line: String| {
+        if output == Output::Table {
+            println!("{line}");
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let opts = storage_options(&args.platform.brokers);
+    let base = args.storage.trim_end_matches('/');
+    let (in_url, out_url) = (format!("{base}/in"), format!("{base}/out"));
+    let input = Storage::open(&in_url, &opts)?;
+    let sorted = Storage::open(&out_url, &opts)?;
+
+    let mib = args.size as f64 / (1 << 20) as f64;
+    say(format!("1/3 generating {records} records ({mib:.0} MiB, gensort layout) into {in_url}"));
+    let t = Instant::now();
+    runtime.block_on(async {
+        for (key, _) in input.list("").await? {
+            input.delete(&key).await?;
+        }
+        data::generate(&input, records, args.workers, 1).await.map_err(anyhow::Error::from)
+    })?;
+    let gen_s = secs(t);
+    say(format!("    done in {gen_s:.1} s"));
+
+    let packs = args.workers.div_ceil(args.granularity);
+    let platform = if controller.is_some() { "the controller" } else { "an embedded platform" };
+    say(format!("2/3 sorting as one burst of {} workers in {packs} packs on {platform}", args.workers));
+    let request = BurstRequest {
+        function: "terasort".into(),
+        workers: args.workers,
+        granularity: Granularity::Fixed(args.granularity),
+        transport: None,
+        params: json!({"input": in_url, "output": out_url}),
+        worker_params: None,
+        timeout_secs: Some(3600.0),
+        queue_timeout_secs: Some(60.0),
+        memory_mb: None,
+        retries: None,
+    };
+    let t = Instant::now();
+    let sort = |url: String| async move {
+        let client = Client::new(&url)?;
+        client.run_to_success(&request, Duration::from_secs(3600)).await
+    };
+    let burst = match &controller {
+        Some(url) => runtime.block_on(sort(url.clone())),
+        None => runtime.block_on(with_platform(&args.platform, sort)),
+    }
+    .context("the sort")?;
+    let sort_s = secs(t);
+    let results: Vec<&serde_json::Value> = burst.workers.iter().filter_map(|w| w.result.as_ref()).collect();
+    let phase = |p: &str| results.iter().filter_map(|r| r["ms"][p].as_f64()).fold(0.0, f64::max) / 1e3;
+    let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
+    say(format!(
+        "    burst {} succeeded in {sort_s:.1} s over {}: read {:.1} s, sample {:.1} s, shuffle {:.1} s \
+         ({:.0} MiB between packs), sort {:.1} s, write {:.1} s (slowest worker per phase)",
+        burst.id,
+        burst.transport.clone().unwrap_or_default(),
+        phase("read"),
+        phase("sample"),
+        phase("shuffle"),
+        remote as f64 / (1 << 20) as f64,
+        phase("sort"),
+        phase("write"),
+    ));
+
+    say(format!("3/3 validating {out_url} against the input"));
+    let t = Instant::now();
+    let report = runtime.block_on(data::validate(&input, &sorted)).context("validation")?;
+    say(format!(
+        "    valid in {:.1} s: {} records in {} parts, in global key order, checksum {:016x} equals the input's",
+        secs(t),
+        report.output.records,
+        report.output_parts,
+        report.output.checksum
+    ));
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "records": records, "bytes": args.size, "input": in_url, "output": out_url,
+                "burst": burst.id, "transport": burst.transport, "generate_s": gen_s, "sort_s": sort_s,
+                "validation": report,
+            }))?
+        );
+    } else {
+        say(format!("sorted {mib:.0} MiB in {sort_s:.1} s ({:.0} MiB/s)", mib / sort_s.max(1e-9)));
+    }
+    Ok(())
+}
