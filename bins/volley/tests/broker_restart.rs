@@ -3,20 +3,20 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Platform, TempDir, eventually, json_ok, volley};
+use support::{Platform, Server, TempDir, eventually, json_ok, volley};
 
 const PORT: &str = "6391";
 
-fn redis() -> Option<Child> {
+fn redis() -> Option<Server> {
     let child = Command::new("redis-server")
         .args(["--port", PORT, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    let Ok(child) = child else {
+    let Ok(child) = child.map(Server) else {
         assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs redis-server installed");
         eprintln!("SKIPPED: redis-server is not installed");
         return None;
@@ -47,19 +47,16 @@ fn a_redis_restart_mid_burst_fails_the_burst_with_the_cause() {
     p.wait_state(&id, "running", 30);
     std::thread::sleep(Duration::from_millis(300));
 
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let restarted = Instant::now();
-    let mut server = redis().expect("Redis starts again");
+    let _server = redis().expect("Redis starts again");
     let burst = p.wait(&id, 120);
     assert_eq!(burst["state"], "failed", "{burst}");
     let error = burst["error"].as_str().unwrap().to_lowercase();
-    eprintln!("the burst ended with: {error}");
+    eprintln!("Redis restarted: the burst failed {:?} after the restart with: {error}", restarted.elapsed());
     assert!(error.contains("redis"), "the error names the broker: {error}");
     // Long before the burst's own timeout (300 s): the loose bound is for a shared machine.
     assert!(restarted.elapsed() < Duration::from_secs(120), "{:?}", restarted.elapsed());
     let listed = json_ok(&p.cli(&["bursts", "list", "--output", "json"]));
     assert_eq!(listed[0]["state"], "failed");
-    let _ = server.kill();
-    let _ = server.wait();
 }

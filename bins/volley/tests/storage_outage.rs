@@ -5,10 +5,10 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Platform, TempDir, eventually, stderr, volley};
+use support::{Platform, Server, TempDir, eventually, stderr, volley};
 
 const PORT: &str = "9911";
 
@@ -26,7 +26,7 @@ fn s3s_fs() -> Option<PathBuf> {
     None
 }
 
-fn start_server(exe: &PathBuf, root: &std::path::Path) -> Child {
+fn start_server(exe: &PathBuf, root: &std::path::Path) -> Server {
     let child = Command::new(exe)
         .args(["--host", "127.0.0.1", "--port", PORT, "--access-key", "volley", "--secret-key", "volley-secret"])
         .arg(root)
@@ -34,10 +34,11 @@ fn start_server(exe: &PathBuf, root: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("s3s-fs starts");
+    let server = Server(child);
     eventually(10, "the test's S3 server to listen", || {
         std::net::TcpStream::connect(format!("127.0.0.1:{PORT}")).is_ok()
     });
-    child
+    server
 }
 
 #[test]
@@ -64,11 +65,10 @@ fn storage_that_goes_away_mid_job_fails_the_burst_with_the_object_named() {
     p.wait_state(&id, "running", 30);
     // Frozen first, so that the job cannot finish in the moment before it dies.
     unsafe {
-        libc::kill(server.id() as i32, libc::SIGSTOP);
+        libc::kill(server.0.id() as i32, libc::SIGSTOP);
     }
     std::thread::sleep(Duration::from_millis(200));
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let gone = Instant::now();
 
     let burst = p.wait(&id, 120);

@@ -149,3 +149,24 @@ fn a_retried_terasort_leaves_one_complete_output_without_duplicates() {
     assert!(dir.0.join("out/part-00001").exists(), "rank 1 wrote its part before failing");
     assert!(stderr(&validate()).contains("_SUCCESS marker"), "{}", stderr(&validate()));
 }
+
+#[test]
+fn the_demo_generates_sorts_and_validates_and_says_so() {
+    let dir = TempDir::new("terasort-demo");
+    let storage = format!("file://{}", dir.0.display());
+    let args = ["demo", "terasort", "--size", "3000000", "--workers", "4", "--granularity", "2", "--storage", &storage];
+    let out = volley(None, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for step in ["1/3 generating 30000 records", "2/3 sorting as one burst of 4 workers in 2 packs", "3/3 validating"] {
+        assert!(text.contains(step), "{text}");
+    }
+    assert!(text.contains("valid in") && text.contains("30000 records in 4 parts"), "{text}");
+    // Again, as JSON, replacing the first run's data.
+    let report = json_ok(&volley(None, &[&args[..], &["--output", "json"]].concat()));
+    assert_eq!(report["validation"]["output"]["records"], 30000, "{report}");
+    assert_eq!(report["validation"]["output"], report["validation"]["input"], "{report}");
+    // Bad input is refused before anything runs.
+    let out = volley(None, &["demo", "terasort", "--size", "50", "--storage", &storage]);
+    assert!(stderr(&out).contains("at least one 100-byte record"), "{}", stderr(&out));
+}

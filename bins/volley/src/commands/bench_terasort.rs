@@ -39,7 +39,7 @@ pub struct TerasortArgs {
     platform: PlatformArgs,
 }
 
-const PHASES: [&str; 5] = ["read", "sample", "shuffle", "sort", "write"];
+const PHASES: [&str; 6] = ["read", "sample", "partition", "shuffle", "sort", "write"];
 
 pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
     if args.granularity == 0 || args.granularity > args.workers {
@@ -99,7 +99,7 @@ async fn one_process(input: &Storage, out_url: &str, opts: &volley_storage::Stor
     let write = t.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(json!({"mode": "1 process", "workers": 1, "g": 1, "transport": "-",
-        "ms": {"read": ms(read), "sample": 0.0, "shuffle": 0.0, "sort": ms(sort), "write": ms(write)},
+        "ms": {"read": ms(read), "sample": 0.0, "partition": 0.0, "shuffle": 0.0, "sort": ms(sort), "write": ms(write)},
         "total_ms": ms(read + sort + write), "remote_bytes": 0}))
 }
 
@@ -152,19 +152,20 @@ fn report(rows: &[Value], size: usize, output: Output) -> anyhow::Result<()> {
     }
     println!("terasort of {:.0} MiB (phase times: slowest worker, ms)", size as f64 / (1 << 20) as f64);
     println!(
-        "{:<10} {:>3} {:>3} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
-        "mode", "N", "g", "via", "read", "sample", "shuffle", "sort", "write", "total", "remote MiB"
+        "{:<10} {:>3} {:>3} {:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "mode", "N", "g", "via", "read", "sample", "partition", "shuffle", "sort", "write", "total", "remote MiB"
     );
     for r in rows {
         let m = &r["ms"];
         println!(
-            "{:<10} {:>3} {:>3} {:<9} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>10.1}",
+            "{:<10} {:>3} {:>3} {:<9} {:>8.0} {:>8.0} {:>9.0} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>10.1}",
             r["mode"].as_str().unwrap_or(""),
             r["workers"].as_u64().unwrap_or(0),
             r["g"].as_u64().unwrap_or(0),
             r["transport"].as_str().unwrap_or(""),
             m["read"].as_f64().unwrap_or(0.0),
             m["sample"].as_f64().unwrap_or(0.0),
+            m["partition"].as_f64().unwrap_or(0.0),
             m["shuffle"].as_f64().unwrap_or(0.0),
             m["sort"].as_f64().unwrap_or(0.0),
             m["write"].as_f64().unwrap_or(0.0),

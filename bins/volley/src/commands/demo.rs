@@ -112,12 +112,13 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
     let phase = |p: &str| results.iter().filter_map(|r| r["ms"][p].as_f64()).fold(0.0, f64::max) / 1e3;
     let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
     say(format!(
-        "    burst {} succeeded in {sort_s:.1} s over {}: read {:.1} s, sample {:.1} s, shuffle {:.1} s \
-         ({:.0} MiB between packs), sort {:.1} s, write {:.1} s (slowest worker per phase)",
+        "    burst {} succeeded in {sort_s:.1} s over {}: read {:.1} s, sample {:.1} s, partition {:.1} s, \
+         shuffle {:.1} s ({:.0} MiB between packs), sort {:.1} s, write {:.1} s (slowest worker per phase)",
         burst.id,
         burst.transport.clone().unwrap_or_default(),
         phase("read"),
         phase("sample"),
+        phase("partition"),
         phase("shuffle"),
         remote as f64 / (1 << 20) as f64,
         phase("sort"),
@@ -145,6 +146,7 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
         );
     } else {
         say(format!("sorted {mib:.0} MiB in {sort_s:.1} s ({:.0} MiB/s)", mib / sort_s.max(1e-9)));
+        say(format!("input and output stay in {base} (the next run replaces them)"));
     }
     Ok(())
 }

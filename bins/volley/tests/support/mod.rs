@@ -136,6 +136,24 @@ impl TempDir {
     }
 }
 
+/// A server process a test started itself (its own Redis, its own S3 server):
+/// killed and reaped when dropped, even when the test fails half-way.
+pub struct Server(pub std::process::Child);
+
+impl Server {
+    /// Kills the server now (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
