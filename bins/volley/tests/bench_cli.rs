@@ -1,5 +1,7 @@
 //! `volley bench comm` end to end through the real binary.
 
+mod support;
+
 use std::process::Command;
 
 fn volley(args: &[&str]) -> std::process::Output {
@@ -187,4 +189,44 @@ fn bench_load_runs_every_burst_exactly_once_and_the_api_answers() {
     assert_eq!(report["succeeded"], 20);
     assert!(report["status_requests"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["status_p99_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_storage_benchmarks_run_on_the_s3_server_and_leave_nothing_behind() {
+    let Some(base) = support::s3_base("bench") else { return };
+    let download = json(&volley(&[
+        "bench",
+        "download",
+        "--size",
+        "1MiB",
+        "--workers",
+        "4",
+        "--granularity",
+        "2",
+        "--storage",
+        &base,
+        "--output",
+        "json",
+    ]));
+    assert_eq!(download["rows"][1]["pulled_bytes"], 2 << 20, "one fetch per pack: {download}");
+    if redis_up() {
+        let terasort = json(&volley(&[
+            "bench",
+            "terasort",
+            "--size",
+            "1MiB",
+            "--workers",
+            "4",
+            "--granularity",
+            "2",
+            "--storage",
+            &base,
+            "--output",
+            "json",
+        ]));
+        assert_eq!(terasort["rows"].as_array().unwrap().len(), 3, "{terasort}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let left = rt.block_on(support::storage(&base).list("")).unwrap();
+    assert!(left.is_empty(), "the benchmarks removed their data: {left:?}");
 }

@@ -120,10 +120,8 @@ fn controller_restart(store: &[&str]) {
         serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "params": {"seconds": 60}}),
     );
     eventually(20, "the burst to run", || state(&url, &running)["state"] == "running");
-    let retried = submit(
-        &url,
-        serde_json::json!({"function": "sleep", "workers": 2, "retries": 1, "params": {"seconds": 5}}),
-    );
+    let retried =
+        submit(&url, serde_json::json!({"function": "sleep", "workers": 2, "retries": 1, "params": {"seconds": 5}}));
     eventually(20, "the retriable burst to run", || state(&url, &retried)["state"] == "running");
     let queued = submit(&url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 2}));
     assert_eq!(state(&url, &queued)["state"], "queued", "no room while the sleepers run");

@@ -8,7 +8,17 @@ use volley_apps::kmeans::points::{coordinate, reference};
 #[test]
 fn kmeans_matches_the_sequential_run() {
     let dir = TempDir::new("kmeans");
-    let base = format!("file://{}", dir.0.display());
+    matches_the_sequential_run(&format!("file://{}", dir.0.display()));
+}
+
+#[test]
+fn kmeans_on_s3_matches_the_sequential_run() {
+    let Some(base) = support::s3_base("kmeans") else { return };
+    matches_the_sequential_run(&base);
+    support::remove_all(&base);
+}
+
+fn matches_the_sequential_run(base: &str) {
     let (points, dims, k) = (20_000u64, 3usize, 5usize);
     let out = volley(
         None,
@@ -39,7 +49,7 @@ fn kmeans_matches_the_sequential_run() {
     let all: Vec<f64> = (0..points).flat_map(|i| (0..dims as u64).map(move |d| coordinate(7, 5, i, d))).collect();
     let (expected, iterations) = reference(&all, dims, k, 1e-9, 100);
     let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.0.join("out/centroids.json")).unwrap()).unwrap();
+        serde_json::from_slice(&support::read_object(&format!("{base}/out"), "centroids.json")).unwrap();
     assert_eq!(doc["iterations"], iterations);
     let got: Vec<f64> = doc["centroids"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect();
     let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);

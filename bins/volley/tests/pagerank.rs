@@ -8,15 +8,27 @@ use volley_apps::pagerank::graph::{Settings, edge, reference};
 const VERTICES: u32 = 3000;
 const EDGES: u64 = 40_000;
 
-fn ranks_of(path: &std::path::Path) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
+fn ranks_of(output: &str) -> Vec<f64> {
+    let bytes = support::read_object(output, "ranks");
     bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 #[test]
 fn pagerank_matches_the_sequential_reference_in_burst_and_faas_modes() {
     let dir = TempDir::new("pagerank");
-    let base = format!("file://{}", dir.0.display());
+    matches_the_reference(&format!("file://{}", dir.0.display()));
+}
+
+#[test]
+fn pagerank_on_s3_matches_the_sequential_reference() {
+    let Some(base) = support::s3_base("pagerank") else { return };
+    matches_the_reference(&base);
+    support::remove_all(&base);
+}
+
+/// Generates a graph under `base`, runs PageRank in burst and FaaS modes, and
+/// compares the ranks with the sequential reference.
+fn matches_the_reference(base: &str) {
     let graph = format!("{base}/graph");
     let out = volley(
         None,
@@ -40,7 +52,7 @@ fn pagerank_matches_the_sequential_reference_in_burst_and_faas_modes() {
         ));
         assert_eq!(burst["state"], "succeeded", "{burst}");
         assert_eq!(burst["workers"][0]["result"]["iterations"], iterations, "{mode}: same number of iterations");
-        let got = ranks_of(&dir.0.join(mode).join("ranks"));
+        let got = ranks_of(&output);
         assert_eq!(got.len(), VERTICES as usize);
         let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(worst <= 1e-9, "{mode}: largest difference {worst}");

@@ -3,12 +3,7 @@
 
 mod support;
 
-use support::{TempDir, json_ok, service_up, stderr, stdout, volley};
-
-fn unique() -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    format!("{:x}{:x}", t.subsec_nanos(), std::process::id())
-}
+use support::{TempDir, json_ok, stderr, stdout, volley};
 
 /// gen → run → validate at `base` (a storage URL prefix).
 fn sort_and_validate(base: &str, records: &str, workers: &str, granularity: &str, transport: &str) {
@@ -50,26 +45,9 @@ fn terasort_sorts_local_files() {
 
 #[test]
 fn terasort_sorts_objects_on_s3() {
-    if !service_up("the S3 test server", "127.0.0.1:9900") {
-        return;
-    }
-    let base = format!("s3://volley-test/terasort-{}", unique());
+    let Some(base) = support::s3_base("terasort") else { return };
     sort_and_validate(&base, "20000", "4", "2", "tcp");
-    // Leave the bucket as it was.
-    let opts = volley_storage::StorageOptions {
-        endpoint: Some("http://127.0.0.1:9900".into()),
-        region: Some("us-east-1".into()),
-        access_key: Some("volley".into()),
-        secret_key: Some("volley-secret".into()),
-    };
-    let storage = volley_storage::Storage::open(&base, &opts).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        for (key, _) in storage.list("").await.unwrap() {
-            storage.delete(&key).await.unwrap();
-        }
-        assert!(storage.list("").await.unwrap().is_empty());
-    });
+    support::remove_all(&base);
 }
 
 #[test]

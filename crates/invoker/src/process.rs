@@ -46,15 +46,18 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     remove_sockets(&spec);
     let (stdout, cut_out) = logs.stdout.text();
     let (stderr, cut_err) = logs.stderr.text();
-    shared.emit(generation, Event::PackExited {
-        burst: spec.burst,
-        pack: spec.pack,
-        at: now_micros(),
-        error,
-        stdout,
-        stderr,
-        truncated: cut_out || cut_err,
-    });
+    shared.emit(
+        generation,
+        Event::PackExited {
+            burst: spec.burst,
+            pack: spec.pack,
+            at: now_micros(),
+            error,
+            stdout,
+            stderr,
+            truncated: cut_out || cut_err,
+        },
+    );
 }
 
 /// Removes the socket files a pack killed before it could clean up left behind

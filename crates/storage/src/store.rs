@@ -266,9 +266,9 @@ fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<usize> {
         }
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let staging = name.rsplit_once('#').is_some_and(|(key, n)| {
-            !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        });
+        let staging = name
+            .rsplit_once('#')
+            .is_some_and(|(key, n)| !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         if staging {
             match std::fs::remove_file(&path) {
                 Ok(()) => removed += 1,

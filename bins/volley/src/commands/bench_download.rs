@@ -35,7 +35,8 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let base = format!("{}/run-{:08x}", args.storage.trim_end_matches('/'), rand::random::<u32>());
-    let storage = Storage::open(&base, &storage_options(&args.platform.brokers))?;
+    let opts = storage_options(&args.platform.brokers);
+    let storage = Storage::open(&base, &opts)?;
     let object: Vec<u8> = (0..args.size).map(|i| (i % 251) as u8).collect();
     runtime.block_on(storage.put("object", Bytes::from(object)))?;
     // The async work below captures references to these, not the values.
@@ -69,9 +70,7 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
         }
         Ok(rows)
     }));
-    if let Some(local) = base.strip_prefix("file://") {
-        let _ = std::fs::remove_dir_all(local);
-    }
+    super::data::remove_run(&runtime, base, &opts);
     let rows = rows?;
     if output == Output::Json {
         let doc = json!({"bytes": args.size, "workers": args.workers, "granularity": args.granularity, "rows": rows});

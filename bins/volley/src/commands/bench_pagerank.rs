@@ -60,7 +60,8 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
     let rows = runtime.block_on(with_platform(&args.platform, |url| async move {
         let client = Client::new(&url)?;
         let mut rows = Vec::new();
-        for (mode, g, transport) in [("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))] {
+        for (mode, g, transport) in [("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))]
+        {
             let request = BurstRequest {
                 function: "pagerank".into(),
                 workers: args.workers,
@@ -87,9 +88,7 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
         }
         Ok(rows)
     }));
-    if let Some(local) = base.strip_prefix("file://") {
-        let _ = std::fs::remove_dir_all(local);
-    }
+    super::data::remove_run(&runtime, base, &opts);
     let rows = rows?;
     let f = |i: usize, k: &str| rows[i][k].as_f64().unwrap_or(0.0);
     let less_remote = 1.0 - f(0, "remote_bytes") / f(1, "remote_bytes").max(1.0);

@@ -55,7 +55,7 @@ pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
     runtime.block_on(data::generate(&input, record_count, 8, 1))?;
     eprintln!("generated {record_count} records in {:.1} s", gen_started.elapsed().as_secs_f64());
 
-    let mut rows = vec![runtime.block_on(one_process(&input, &format!("{base}/single"), &opts))?];
+    let single = runtime.block_on(one_process(&input, &format!("{base}/single"), &opts));
     let modes: Vec<(&str, usize, Option<String>)> = if args.no_faas {
         vec![("burst", args.granularity, None)]
     } else {
@@ -64,21 +64,26 @@ pub fn run(args: TerasortArgs, output: Output) -> anyhow::Result<()> {
     // The async work below captures references to these, not the values.
     let args = &args;
     let base = &base;
-    let result = runtime.block_on(with_platform(&args.platform, |url| async move {
-        let client = Client::new(&url)?;
-        let mut out = Vec::new();
-        for (mode, g, transport) in &modes {
-            let sorted_url = format!("{base}/{mode}");
-            let row = burst(&client, args, &input_url, &sorted_url, *g, transport.clone(), mode).await?;
-            data::validate(&input, &Storage::open(&sorted_url, &opts)?).await.context("the sorted output")?;
-            out.push(row);
-        }
-        Ok(out)
-    }));
+    let opts = &opts;
+    // (Skipped when the baseline failed: its error is the one to report.)
+    let result = if single.is_err() {
+        Ok(Vec::new())
+    } else {
+        runtime.block_on(with_platform(&args.platform, |url| async move {
+            let client = Client::new(&url)?;
+            let mut out = Vec::new();
+            for (mode, g, transport) in &modes {
+                let sorted_url = format!("{base}/{mode}");
+                let row = burst(&client, args, &input_url, &sorted_url, *g, transport.clone(), mode).await?;
+                data::validate(&input, &Storage::open(&sorted_url, opts)?).await.context("the sorted output")?;
+                out.push(row);
+            }
+            Ok(out)
+        }))
+    };
+    super::data::remove_run(&runtime, base, opts);
+    let mut rows = vec![single?];
     rows.extend(result?);
-    if let Some(local) = base.strip_prefix("file://") {
-        let _ = std::fs::remove_dir_all(local);
-    }
     report(&rows, args.size, output)
 }
 

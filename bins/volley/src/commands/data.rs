@@ -160,3 +160,22 @@ impl Data {
         }
     }
 }
+
+/// Deletes everything a benchmark run wrote under `url` (a local directory or an
+/// S3 prefix), whether the run succeeded or not.
+pub fn remove_run(runtime: &tokio::runtime::Runtime, url: &str, opts: &StorageOptions) {
+    if let Some(local) = url.strip_prefix("file://") {
+        let _ = std::fs::remove_dir_all(local);
+        return;
+    }
+    let Ok(storage) = Storage::open(url, opts) else { return };
+    let removed = runtime.block_on(async {
+        for (key, _) in storage.list("").await? {
+            storage.delete(&key).await?;
+        }
+        Ok::<_, volley_storage::Error>(())
+    });
+    if let Err(e) = removed {
+        eprintln!("warning: could not remove the benchmark's data under {url}: {e}");
+    }
+}

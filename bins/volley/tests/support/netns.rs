@@ -96,7 +96,10 @@ impl Hosts {
 pub fn nft_available() -> bool {
     let ok = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs nftables (scripts/services installs it)");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true needs nftables (scripts/services installs it)"
+        );
         eprintln!("SKIPPED: nft is not installed (scripts/services installs it)");
     }
     ok

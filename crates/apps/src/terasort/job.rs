@@ -135,8 +135,11 @@ pub fn terasort(w: &Worker) -> WorkerResult {
         && f.rank == rank
         && w.attempt() <= f.attempts
     {
-        return Err(format!("rank {rank} failed on purpose after writing {name} (inject_failure, attempt {})", w.attempt())
-            .into());
+        return Err(format!(
+            "rank {rank} failed on purpose after writing {name} (inject_failure, attempt {})",
+            w.attempt()
+        )
+        .into());
     }
     // Every part is written: only now does the output say it is complete.
     w.comm().barrier()?;
