@@ -225,6 +225,25 @@ fn the_storage_benchmarks_run_on_the_s3_server_and_leave_nothing_behind() {
             "json",
         ]));
         assert_eq!(terasort["rows"].as_array().unwrap().len(), 3, "{terasort}");
+        let pagerank = json(&volley(&[
+            "bench",
+            "pagerank",
+            "--vertices",
+            "1000",
+            "--edges",
+            "8000",
+            "--workers",
+            "4",
+            "--granularity",
+            "2",
+            "--iterations",
+            "3",
+            "--storage",
+            &base,
+            "--output",
+            "json",
+        ]));
+        assert!(pagerank["remote_bytes_saved"].as_f64().unwrap() > 0.0, "{pagerank}");
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let left = rt.block_on(support::storage(&base).list("")).unwrap();
