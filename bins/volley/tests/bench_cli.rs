@@ -249,3 +249,30 @@ fn the_storage_benchmarks_run_on_the_s3_server_and_leave_nothing_behind() {
     let left = rt.block_on(support::storage(&base).list("")).unwrap();
     assert!(left.is_empty(), "the benchmarks removed their data: {left:?}");
 }
+
+#[test]
+fn pack_processes_with_results_larger_than_a_pipe_finish() {
+    if !redis_up() {
+        return;
+    }
+    // 20,000 latency samples make a result line far beyond a 64 KiB pipe buffer.
+    let args = [
+        "bench",
+        "comm",
+        "--transport",
+        "uds",
+        "--op",
+        "ping-pong",
+        "--iters",
+        "20000",
+        "--warmup",
+        "10",
+        "--processes",
+        "--no-baseline",
+        "--output",
+        "json",
+    ];
+    let report = json(&volley(&args));
+    assert_eq!(report[0]["iters"], 20000, "{report}");
+    assert!(report[0]["latency"]["p50_us"].as_f64().unwrap() > 0.0, "{report}");
+}

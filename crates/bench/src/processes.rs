@@ -46,17 +46,34 @@ pub(crate) fn run(exe: &Path, b: &CommBench, layout: &Layout) -> Result<Vec<Rank
             .map_err(|e| Error::Invalid(format!("cannot start {}: {e}", exe.display())))?;
         children.push(child);
     }
+    // Each child's output is read while it runs: a child whose results fill the
+    // pipe would otherwise wait for a reader that waits for it to exit.
+    let readers: Vec<_> = children
+        .iter_mut()
+        .map(|child| {
+            let mut stdout = child.stdout.take();
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                if let Some(out) = stdout.as_mut() {
+                    let _ = std::io::Read::read_to_end(out, &mut text);
+                }
+                text
+            })
+        })
+        .collect();
     let deadline = Instant::now() + CHILD_TIMEOUT;
     let mut results = Vec::new();
     let mut failure = None;
-    for (pack, mut child) in children.into_iter().enumerate() {
+    for (pack, (mut child, reader)) in children.into_iter().zip(readers).enumerate() {
         while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         if child.try_wait().ok().flatten().is_none() {
             let _ = child.kill();
         }
-        let output = child.wait_with_output().map_err(|e| Error::Invalid(e.to_string()))?;
+        let status = child.wait().map_err(|e| Error::Invalid(e.to_string()))?;
+        let stdout = reader.join().unwrap_or_default();
+        let output = std::process::Output { status, stdout, stderr: Vec::new() };
         let text = String::from_utf8_lossy(&output.stdout);
         match text.lines().last().map(serde_json::from_str::<Vec<RankResult>>) {
             Some(Ok(ranks)) if output.status.success() => results.extend(ranks),

@@ -154,7 +154,7 @@ pub struct StreamOptions {
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { bind: None, advertise_host: None, connections: 1, chunk_bytes: 64 << 20 }
+        StreamOptions { bind: None, advertise_host: None, connections: 1, chunk_bytes: 256 << 20 }
     }
 }
 

@@ -86,7 +86,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_message_bytes: 1 << 32, max_bundle_bytes: 1 << 34, max_chunk_bytes: 64 << 20 }
+        // Packets up to 256 MiB: a bundle cut into several packets is copied
+        // once more when it is put back together, so the direct transports keep
+        // bundles of up to that size (a 64 MiB message and its header) whole.
+        Limits { max_message_bytes: 1 << 32, max_bundle_bytes: 1 << 34, max_chunk_bytes: 256 << 20 }
     }
 }
 
