@@ -25,6 +25,7 @@ pub(crate) mod redis;
 #[cfg(feature = "s3")]
 pub(crate) mod s3;
 mod stream;
+mod uds_io;
 
 /// Where a transport hands what arrives.
 pub(crate) trait PacketSink: Send + Sync + 'static {

@@ -6,11 +6,13 @@
 //! all connections of its pair; small ones take turns.
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Mutex, mpsc};
 
@@ -36,10 +38,60 @@ impl Family {
     }
 }
 
-trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
-type Conn = Box<dyn Duplex>;
-type Writer = tokio::io::WriteHalf<Conn>;
+/// A connection before it is split: the handshake runs on the whole stream.
+enum Conn {
+    Tcp(TcpStream),
+    Uds(UnixStream),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Uds(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Uds(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Uds(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Uds(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl Conn {
+    /// The halves that carry packets once the connection is authenticated.
+    fn split(self) -> std::io::Result<(Reader, Writer)> {
+        Ok(match self {
+            Conn::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Conn::Uds(s) => {
+                let (r, w) = super::uds_io::split(s)?;
+                (Box::new(r), Box::new(w))
+            }
+        })
+    }
+}
 
 /// Packets up to this size are copied into one buffer and written with one call.
 const COALESCE: usize = 64 << 10;
@@ -55,12 +107,12 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 s.set_nodelay(true)?;
-                Box::new(s)
+                Conn::Tcp(s)
             }
             Listener::Uds(l, _) => {
                 let s = l.accept().await?.0;
                 tune_uds(&s);
-                Box::new(s)
+                Conn::Uds(s)
             }
         })
     }
@@ -161,7 +213,8 @@ impl StreamTransport {
         for (pack, conns) in links.into_iter().enumerate() {
             let mut writers = Vec::new();
             for conn in conns.into_iter().flatten() {
-                let (reader, writer) = tokio::io::split(conn);
+                let (reader, writer) =
+                    conn.split().map_err(|e| Error::transport(family.name(), format!("setting up a connection: {e}")))?;
                 tasks.spawn(read_loop(BufReader::with_capacity(COALESCE, reader), pack, sink.clone()));
                 writers.push(Mutex::new(writer));
             }
@@ -275,11 +328,11 @@ async fn dial(family: Family, addr: &str, deadline: Instant) -> Result<Conn> {
         let attempt: std::io::Result<Conn> = match family {
             Family::Tcp => TcpStream::connect(addr).await.and_then(|s| {
                 s.set_nodelay(true)?;
-                Ok(Box::new(s) as Conn)
+                Ok(Conn::Tcp(s))
             }),
             Family::Uds => UnixStream::connect(addr).await.map(|s| {
                 tune_uds(&s);
-                Box::new(s) as Conn
+                Conn::Uds(s)
             }),
         };
         match attempt {
