@@ -191,58 +191,24 @@ fn bench_load_runs_every_burst_exactly_once_and_the_api_answers() {
     assert!(report["status_p99_ms"].as_f64().unwrap() > 0.0);
 }
 
+/// `volley bench NAME ARGS --storage BASE --output json`.
+fn bench_on(base: &str, name: &str, args: &str) -> serde_json::Value {
+    let mut all = vec!["bench", name];
+    all.extend(args.split_whitespace());
+    all.extend(["--storage", base, "--output", "json"]);
+    json(&volley(&all))
+}
+
 #[test]
 fn the_storage_benchmarks_run_on_the_s3_server_and_leave_nothing_behind() {
     let Some(base) = support::s3_base("bench") else { return };
-    let download = json(&volley(&[
-        "bench",
-        "download",
-        "--size",
-        "1MiB",
-        "--workers",
-        "4",
-        "--granularity",
-        "2",
-        "--storage",
-        &base,
-        "--output",
-        "json",
-    ]));
+    let download = bench_on(&base, "download", "--size 1MiB --workers 4 --granularity 2");
     assert_eq!(download["rows"][1]["pulled_bytes"], 2 << 20, "one fetch per pack: {download}");
     if redis_up() {
-        let terasort = json(&volley(&[
-            "bench",
-            "terasort",
-            "--size",
-            "1MiB",
-            "--workers",
-            "4",
-            "--granularity",
-            "2",
-            "--storage",
-            &base,
-            "--output",
-            "json",
-        ]));
+        let terasort = bench_on(&base, "terasort", "--size 1MiB --workers 4 --granularity 2");
         assert_eq!(terasort["rows"].as_array().unwrap().len(), 3, "{terasort}");
-        let pagerank = json(&volley(&[
-            "bench",
-            "pagerank",
-            "--vertices",
-            "1000",
-            "--edges",
-            "8000",
-            "--workers",
-            "4",
-            "--granularity",
-            "2",
-            "--iterations",
-            "3",
-            "--storage",
-            &base,
-            "--output",
-            "json",
-        ]));
+        let args = "--vertices 1000 --edges 8000 --workers 4 --granularity 2 --iterations 3";
+        let pagerank = bench_on(&base, "pagerank", args);
         assert!(pagerank["remote_bytes_saved"].as_f64().unwrap() > 0.0, "{pagerank}");
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
