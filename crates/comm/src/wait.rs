@@ -12,25 +12,32 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-struct ThreadWaker(Thread);
+/// Wakes a worker thread: marks it woken (what a spinning thread watches) and
+/// unparks it (for a parked one).
+struct ThreadWaker {
+    thread: Thread,
+    woken: AtomicBool,
+}
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
 thread_local! {
-    static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    static STATE: Arc<ThreadWaker> = Arc::new(ThreadWaker { thread: thread::current(), woken: AtomicBool::new(false) });
+    static WAKER: Waker = STATE.with(|s| Waker::from(s.clone()));
 }
 
 /// Threads of this process spinning right now.
@@ -66,21 +73,34 @@ impl Drop for SpinSlot {
 /// (if a spin slot is free), then parks until woken. Timeouts belong inside `fut`.
 pub(crate) fn block_on<F: Future>(fut: F, spin: Duration) -> F::Output {
     let mut fut = pin!(fut);
+    let state = STATE.with(Arc::clone);
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
+        state.woken.store(false, Ordering::Relaxed);
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
         if !spin.is_zero()
             && let Some(_slot) = SpinSlot::try_take()
         {
+            // Between polls, pause and yield the core (a thread with work, the
+            // sender or an I/O thread, may need it), but watch the wake-up mark,
+            // a plain atomic, and poll at once when it is set: the hand-off then
+            // costs a few pauses, not a whole round and a yield.
             let start = Instant::now();
             while start.elapsed() < spin {
+                let mut woken = false;
                 for _ in 0..32 {
                     std::hint::spin_loop();
+                    if state.woken.load(Ordering::Relaxed) {
+                        woken = true;
+                        break;
+                    }
                 }
-                // Let a thread with work (the sender, an I/O thread) have this core if it wants it.
-                thread::yield_now();
+                if !woken {
+                    thread::yield_now();
+                }
+                state.woken.store(false, Ordering::Relaxed);
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     return v;
                 }
