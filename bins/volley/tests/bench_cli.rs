@@ -84,22 +84,7 @@ fn bench_terasort_compares_burst_faas_and_one_process_on_validated_outputs() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("volley-bench-ts-{}", std::process::id()));
-    let storage = format!("file://{}", dir.display());
-    let out = volley(&[
-        "bench",
-        "terasort",
-        "--size",
-        "2MiB",
-        "--workers",
-        "4",
-        "--granularity",
-        "2",
-        "--storage",
-        &storage,
-        "--output",
-        "json",
-    ]);
-    let report = json(&out);
+    let report = bench_on(&format!("file://{}", dir.display()), "terasort", "--size 2MiB --workers 4 --granularity 2");
     let modes: Vec<&str> = report["rows"].as_array().unwrap().iter().map(|r| r["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, vec!["1 process", "burst", "faas"]);
     assert_eq!(report["rows"][2]["transport"], "redis");
@@ -117,26 +102,8 @@ fn bench_pagerank_reports_the_traffic_packing_saves() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("volley-bench-pr-{}", std::process::id()));
-    let storage = format!("file://{}", dir.display());
-    let args = [
-        "bench",
-        "pagerank",
-        "--vertices",
-        "2000",
-        "--edges",
-        "20000",
-        "--workers",
-        "8",
-        "--granularity",
-        "4",
-        "--iterations",
-        "3",
-        "--storage",
-        &storage,
-        "--output",
-        "json",
-    ];
-    let report = json(&volley(&args));
+    let args = "--vertices 2000 --edges 20000 --workers 8 --granularity 4 --iterations 3";
+    let report = bench_on(&format!("file://{}", dir.display()), "pagerank", args);
     assert_eq!(report["rows"][0]["packs"], 2);
     assert_eq!(report["rows"][1]["packs"], 8);
     let saved = report["remote_bytes_saved"].as_f64().unwrap();
@@ -147,22 +114,7 @@ fn bench_pagerank_reports_the_traffic_packing_saves() {
 #[test]
 fn bench_download_pulls_the_object_once_per_pack_when_cooperative() {
     let dir = std::env::temp_dir().join(format!("volley-bench-dl-{}", std::process::id()));
-    let storage = format!("file://{}", dir.display());
-    let args = [
-        "bench",
-        "download",
-        "--size",
-        "1MiB",
-        "--workers",
-        "6",
-        "--granularity",
-        "3",
-        "--storage",
-        &storage,
-        "--output",
-        "json",
-    ];
-    let report = json(&volley(&args));
+    let report = bench_on(&format!("file://{}", dir.display()), "download", "--size 1MiB --workers 6 --granularity 3");
     let pulled = |i: usize| report["rows"][i]["pulled_bytes"].as_u64().unwrap();
     assert_eq!(report["rows"][0]["mode"], "per-worker");
     assert_eq!(pulled(0), 6 << 20, "every worker fetched all of it");

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Args;
-use serde_json::{Value, json};
-use volley_proto::api::{BurstRequest, Granularity};
+use serde_json::json;
+use volley_proto::api::BurstRequest;
 use volley_storage::Storage;
 
 use super::Output;
-use super::client::Client;
+use super::client::{Client, Results, job_request};
 use super::data::storage_options;
 use super::platform::{PlatformArgs, with_platform};
 
@@ -46,26 +46,18 @@ pub fn run(args: DownloadArgs, output: Output) -> anyhow::Result<()> {
         let client = Client::new(&url)?;
         let mut rows = Vec::new();
         for cooperative in [false, true] {
+            let params = json!({"storage": base, "key": "object", "cooperative": cooperative});
             let request = BurstRequest {
-                function: "download".into(),
-                workers: args.workers,
-                granularity: Granularity::Fixed(args.granularity),
-                transport: None,
-                params: json!({"storage": base, "key": "object", "cooperative": cooperative}),
-                worker_params: None,
-                timeout_secs: Some(3600.0),
-                queue_timeout_secs: Some(60.0),
                 memory_mb: Some(1),
-                retries: None,
+                ..job_request("download", args.workers, args.granularity, None, params)
             };
             let b = client.run_to_success(&request, Duration::from_secs(3600)).await?;
-            let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
+            let results = Results::of(&b);
             let sums: std::collections::BTreeSet<u64> = results.iter().filter_map(|r| r["checksum"].as_u64()).collect();
             if sums.len() != 1 || results.len() != args.workers {
                 anyhow::bail!("the workers did not all get the same bytes");
             }
-            let pulled: u64 = results.iter().filter_map(|r| r["pulled_bytes"].as_u64()).sum();
-            let ms = results.iter().filter_map(|r| r["ms"].as_f64()).fold(0.0, f64::max);
+            let (pulled, ms) = (results.sum("pulled_bytes"), results.slowest("/ms"));
             rows.push(json!({"mode": if cooperative { "cooperative" } else { "per-worker" }, "pulled_bytes": pulled, "ms": ms}));
         }
         Ok(rows)

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
-use volley_proto::api::{BurstRequest, Granularity};
+use serde_json::json;
+use volley_proto::api::BurstRequest;
 use volley_storage::Storage;
 
 use super::Output;
-use super::client::Client;
+use super::client::{Client, Results, job_request};
 use super::data::storage_options;
 use super::platform::{PlatformArgs, with_platform};
 
@@ -62,29 +62,17 @@ pub fn run(mut args: PagerankArgs, output: Output) -> anyhow::Result<()> {
         let mut rows = Vec::new();
         for (mode, g, transport) in [("burst", args.granularity, None), ("faas", 1, Some(args.faas_transport.clone()))]
         {
-            let request = BurstRequest {
-                function: "pagerank".into(),
-                workers: args.workers,
-                granularity: Granularity::Fixed(g),
-                transport,
-                params: json!({"input": graph, "output": format!("{base}/{mode}"), "vertices": args.vertices,
-                               "tolerance": 0.0, "max_iterations": args.iterations}),
-                worker_params: None,
-                timeout_secs: Some(3600.0),
-                queue_timeout_secs: Some(60.0),
-                memory_mb: Some(1),
-                retries: None,
-            };
+            let params = json!({"input": graph, "output": format!("{base}/{mode}"), "vertices": args.vertices,
+                               "tolerance": 0.0, "max_iterations": args.iterations});
+            let request =
+                BurstRequest { memory_mb: Some(1), ..job_request("pagerank", args.workers, g, transport, params) };
             let b = client.run_to_success(&request, Duration::from_secs(3600)).await?;
-            let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
-            // The slowest worker's time (they all wait for each other every iteration).
-            let slowest = |k: &str| results.iter().filter_map(|r| r[k].as_f64()).fold(0.0, f64::max);
-            let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
-            let local: u64 = results.iter().filter_map(|r| r["local_bytes"].as_u64()).sum();
+            let r = Results::of(&b);
             rows.push(json!({"mode": mode, "workers": args.workers, "g": g, "packs": b.packs.len(),
-                "transport": b.transport, "ms_per_iteration": slowest("ms_per_iteration"),
-                "steady_ms_per_iteration": slowest("steady_ms_per_iteration"),
-                "first_iteration_ms": slowest("first_iteration_ms"), "remote_bytes": remote, "local_bytes": local}));
+                "transport": b.transport, "ms_per_iteration": r.slowest("/ms_per_iteration"),
+                "steady_ms_per_iteration": r.slowest("/steady_ms_per_iteration"),
+                "first_iteration_ms": r.slowest("/first_iteration_ms"), "remote_bytes": r.sum("remote_bytes"),
+                "local_bytes": r.sum("local_bytes")}));
         }
         Ok(rows)
     }));

@@ -8,11 +8,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use volley_apps::terasort::{data, records};
-use volley_proto::api::{BurstRequest, Granularity};
+use volley_proto::api::BurstRequest;
 use volley_storage::Storage;
 
 use super::Output;
-use super::client::Client;
+use super::client::{Client, Results, job_request};
 use super::data::storage_options;
 use super::platform::{PlatformArgs, with_platform};
 
@@ -117,26 +117,15 @@ async fn burst(
     transport: Option<String>,
     mode: &str,
 ) -> anyhow::Result<Value> {
-    let request = BurstRequest {
-        function: "terasort".into(),
-        workers: args.workers,
-        granularity: Granularity::Fixed(g),
-        transport,
-        params: json!({"input": input, "output": output}),
-        worker_params: None,
-        timeout_secs: Some(3600.0),
-        queue_timeout_secs: Some(60.0),
-        memory_mb: Some(1),
-        retries: None,
-    };
+    let params = json!({"input": input, "output": output});
+    let request = BurstRequest { memory_mb: Some(1), ..job_request("terasort", args.workers, g, transport, params) };
     let b = client.run_to_success(&request, Duration::from_secs(3600)).await.with_context(|| format!("{mode} mode"))?;
-    let results: Vec<&Value> = b.workers.iter().filter_map(|w| w.result.as_ref()).collect();
-    let phase = |p: &str| results.iter().filter_map(|r| r["ms"][p].as_f64()).fold(0.0, f64::max);
-    let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
+    let results = Results::of(&b);
+    let remote = results.sum("remote_bytes");
     let total = (b.finished_at.unwrap_or(0).saturating_sub(b.running_at.unwrap_or(0))) as f64 / 1e3;
     let mut ms = serde_json::Map::new();
     for p in PHASES {
-        ms.insert(p.into(), json!(phase(p)));
+        ms.insert(p.into(), json!(results.slowest(&format!("/ms/{p}"))));
     }
     Ok(json!({"mode": mode, "workers": args.workers, "g": g, "transport": b.transport.unwrap_or_default(),
         "ms": ms, "total_ms": total, "remote_bytes": remote}))

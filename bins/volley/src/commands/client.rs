@@ -126,3 +126,53 @@ impl Client {
         self.call(self.get("/v1/functions", Duration::from_secs(30))).await
     }
 }
+
+/// A request for a long job (benchmarks, demos): up to an hour of running and a
+/// minute of waiting for room.
+pub fn job_request(
+    function: &str,
+    workers: usize,
+    granularity: usize,
+    transport: Option<String>,
+    params: serde_json::Value,
+) -> BurstRequest {
+    BurstRequest {
+        function: function.into(),
+        workers,
+        granularity: volley_proto::api::Granularity::Fixed(granularity),
+        transport,
+        params,
+        worker_params: None,
+        timeout_secs: Some(3600.0),
+        queue_timeout_secs: Some(60.0),
+        memory_mb: None,
+        retries: None,
+    }
+}
+
+/// The workers' results of a finished burst, for summing and taking maxima.
+pub struct Results<'a>(Vec<&'a serde_json::Value>);
+
+impl<'a> Results<'a> {
+    pub fn of(burst: &'a Burst) -> Self {
+        Results(burst.workers.iter().filter_map(|w| w.result.as_ref()).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &&'a serde_json::Value> {
+        self.0.iter()
+    }
+
+    /// The largest value at `pointer` (`/ms/read`): the slowest worker, as they all wait for it.
+    pub fn slowest(&self, pointer: &str) -> f64 {
+        self.0.iter().filter_map(|r| r.pointer(pointer)?.as_f64()).fold(0.0, f64::max)
+    }
+
+    /// The sum over the workers of the counter `key`.
+    pub fn sum(&self, key: &str) -> u64 {
+        self.0.iter().filter_map(|r| r[key].as_u64()).sum()
+    }
+}

@@ -7,11 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use volley_apps::terasort::{data, records};
-use volley_proto::api::{BurstRequest, Granularity};
 use volley_storage::Storage;
 
 use super::Output;
-use super::client::Client;
+use super::client::{Client, Results, job_request};
 use super::data::storage_options;
 use super::platform::{PlatformArgs, with_platform};
 
@@ -85,18 +84,8 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
     let packs = args.workers.div_ceil(args.granularity);
     let platform = if controller.is_some() { "the controller" } else { "an embedded platform" };
     say(format!("2/3 sorting as one burst of {} workers in {packs} packs on {platform}", args.workers));
-    let request = BurstRequest {
-        function: "terasort".into(),
-        workers: args.workers,
-        granularity: Granularity::Fixed(args.granularity),
-        transport: None,
-        params: json!({"input": in_url, "output": out_url}),
-        worker_params: None,
-        timeout_secs: Some(3600.0),
-        queue_timeout_secs: Some(60.0),
-        memory_mb: None,
-        retries: None,
-    };
+    let params = json!({"input": in_url, "output": out_url});
+    let request = job_request("terasort", args.workers, args.granularity, None, params);
     let t = Instant::now();
     let sort = |url: String| async move {
         let client = Client::new(&url)?;
@@ -108,9 +97,9 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
     }
     .context("the sort")?;
     let sort_s = secs(t);
-    let results: Vec<&serde_json::Value> = burst.workers.iter().filter_map(|w| w.result.as_ref()).collect();
-    let phase = |p: &str| results.iter().filter_map(|r| r["ms"][p].as_f64()).fold(0.0, f64::max) / 1e3;
-    let remote: u64 = results.iter().filter_map(|r| r["remote_bytes"].as_u64()).sum();
+    let results = Results::of(&burst);
+    let phase = |p: &str| results.slowest(&format!("/ms/{p}")) / 1e3;
+    let remote = results.sum("remote_bytes");
     say(format!(
         "    burst {} succeeded in {sort_s:.1} s over {}: read {:.1} s, sample {:.1} s, partition {:.1} s, \
          shuffle {:.1} s ({:.0} MiB between packs), sort {:.1} s, write {:.1} s (slowest worker per phase)",

@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -213,8 +213,9 @@ impl StreamTransport {
         for (pack, conns) in links.into_iter().enumerate() {
             let mut writers = Vec::new();
             for conn in conns.into_iter().flatten() {
-                let (reader, writer) =
-                    conn.split().map_err(|e| Error::transport(family.name(), format!("setting up a connection: {e}")))?;
+                let (reader, writer) = conn
+                    .split()
+                    .map_err(|e| Error::transport(family.name(), format!("setting up a connection: {e}")))?;
                 tasks.spawn(read_loop(BufReader::with_capacity(COALESCE, reader), pack, sink.clone()));
                 writers.push(Mutex::new(writer));
             }
