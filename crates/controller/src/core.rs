@@ -73,12 +73,8 @@ impl Core {
         const REASON: &str = "the controller restarted while the burst was running";
         for mut burst in self.store.unfinished().await? {
             if burst.state != BurstState::Queued {
-                if let (Some(transport), false) = (&burst.transport, burst.packs.is_empty()) {
-                    let _ = self.writes.send(Write::Purge {
-                        burst: volley_proto::pack::comm_id(&burst.id, burst.attempt),
-                        transport: transport.clone(),
-                        packs: burst.packs.len(),
-                    });
+                if let Some(purge) = Write::purge_of(&burst) {
+                    let _ = self.writes.send(purge);
                 }
                 if !crate::state::may_retry(&burst) {
                     burst.state = BurstState::Failed;

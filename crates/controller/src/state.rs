@@ -30,6 +30,19 @@ pub(crate) enum Write {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
+impl Write {
+    /// The purge of what `burst`'s current attempt made on its broker, if it
+    /// was placed on one (killed packs could not delete it themselves).
+    pub(crate) fn purge_of(burst: &Burst) -> Option<Write> {
+        let transport = burst.transport.clone().filter(|_| !burst.packs.is_empty())?;
+        Some(Write::Purge {
+            burst: volley_proto::pack::comm_id(&burst.id, burst.attempt),
+            transport,
+            packs: burst.packs.len(),
+        })
+    }
+}
+
 /// A burst that has not ended yet.
 pub(crate) struct Active {
     pub(crate) burst: Burst,
@@ -398,15 +411,9 @@ impl State {
         burst.state = state;
         burst.error = error;
         if state != BurstState::Succeeded
-            && !burst.packs.is_empty()
-            && let Some(transport) = &burst.transport
+            && let Some(purge) = Write::purge_of(burst)
         {
-            // Killed packs could not delete what they made on their broker.
-            let _ = self.writes.send(Write::Purge {
-                burst: volley_proto::pack::comm_id(id, burst.attempt),
-                transport: transport.clone(),
-                packs: burst.packs.len(),
-            });
+            let _ = self.writes.send(purge);
         }
         // A failure (not a cancel, not a burst that never found room) is retried
         // whole, on fresh packs, while attempts remain.
