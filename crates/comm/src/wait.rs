@@ -73,44 +73,45 @@ impl Drop for SpinSlot {
 /// (if a spin slot is free), then parks until woken. Timeouts belong inside `fut`.
 pub(crate) fn block_on<F: Future>(fut: F, spin: Duration) -> F::Output {
     let mut fut = pin!(fut);
-    let state = STATE.with(Arc::clone);
-    WAKER.with(|waker| {
-        let mut cx = Context::from_waker(waker);
-        state.woken.store(false, Ordering::Relaxed);
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        if !spin.is_zero()
-            && let Some(_slot) = SpinSlot::try_take()
-        {
-            // Between polls, pause and yield the core (a thread with work, the
-            // sender or an I/O thread, may need it), but watch the wake-up mark,
-            // a plain atomic, and poll at once when it is set: the hand-off then
-            // costs a few pauses, not a whole round and a yield.
-            let start = Instant::now();
-            while start.elapsed() < spin {
-                let mut woken = false;
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                    if state.woken.load(Ordering::Relaxed) {
-                        woken = true;
-                        break;
-                    }
-                }
-                if !woken {
-                    thread::yield_now();
-                }
-                state.woken.store(false, Ordering::Relaxed);
-                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                    return v;
-                }
-            }
-        }
-        loop {
+    STATE.with(|state| {
+        WAKER.with(|waker| {
+            let mut cx = Context::from_waker(waker);
+            state.woken.store(false, Ordering::Relaxed);
             if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
             }
-            thread::park();
-        }
+            if !spin.is_zero()
+                && let Some(_slot) = SpinSlot::try_take()
+            {
+                // Between polls, pause and yield the core (a thread with work, the
+                // sender or an I/O thread, may need it), but watch the wake-up mark,
+                // a plain atomic, and poll at once when it is set: the hand-off then
+                // costs a few pauses, not a whole round and a yield.
+                let start = Instant::now();
+                while start.elapsed() < spin {
+                    let mut woken = false;
+                    for _ in 0..32 {
+                        std::hint::spin_loop();
+                        if state.woken.load(Ordering::Relaxed) {
+                            woken = true;
+                            break;
+                        }
+                    }
+                    if !woken {
+                        thread::yield_now();
+                    }
+                    state.woken.store(false, Ordering::Relaxed);
+                    if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                        return v;
+                    }
+                }
+            }
+            loop {
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    return v;
+                }
+                thread::park();
+            }
+        })
     })
 }
