@@ -24,8 +24,8 @@ pub(crate) mod rabbitmq;
 pub(crate) mod redis;
 #[cfg(feature = "s3")]
 pub(crate) mod s3;
+mod sock_io;
 mod stream;
-mod uds_io;
 
 /// Where a transport hands what arrives.
 pub(crate) trait PacketSink: Send + Sync + 'static {

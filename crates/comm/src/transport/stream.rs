@@ -86,7 +86,7 @@ impl Conn {
                 (Box::new(r), Box::new(w))
             }
             Conn::Uds(s) => {
-                let (r, w) = super::uds_io::split(s)?;
+                let (r, w) = super::sock_io::split_uds(s)?;
                 (Box::new(r), Box::new(w))
             }
         })

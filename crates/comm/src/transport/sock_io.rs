@@ -1,35 +1,44 @@
-//! The two halves of a Unix socket, registered with the reactor only for what
-//! they wait on.
+//! Socket halves registered with the reactor only for what they wait on.
 //!
-//! tokio registers a socket for reading and writing at once. On a Unix socket,
-//! every read by the peer tells the writer's side it has room again (EPOLLOUT),
-//! so each message received woke the sending process's idle I/O thread for
-//! nothing: across processes a 64-byte ping-pong paid ~6 context switches per
-//! message instead of ~2. Here the read half waits for readability only, and the
-//! write half registers (a duplicate of the descriptor) only while a write is
-//! blocked, which for small messages is never.
+//! tokio registers a socket for reading and writing at once, and every event
+//! on it wakes the runtime's I/O thread. On a Unix socket, every read by the
+//! peer tells the writer's side it has room again (EPOLLOUT), so each message
+//! received woke the sending process's idle I/O thread for nothing: across
+//! processes a 64-byte ping-pong paid ~6 context switches per message instead
+//! of ~2. Here a read half waits for readability only, and a write half
+//! registers (a duplicate of the descriptor) only while a write is blocked,
+//! which for small messages is never. The Redis transport's sending
+//! connections use the write half alone: the replies they collect later wake
+//! nobody.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use socket2::SockRef;
+use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::UnixStream;
 
-/// Splits a connected socket into its read and write halves.
-pub(crate) fn split(stream: UnixStream) -> io::Result<(UdsReader, UdsWriter)> {
+/// Splits a connected Unix socket into its read and write halves.
+pub(crate) fn split_uds(stream: UnixStream) -> io::Result<(SockReader, SockWriter)> {
     // Leaves tokio's reactor; the descriptor stays non-blocking.
-    let std = stream.into_std()?;
-    let write = std.try_clone()?;
-    Ok((UdsReader(register(std, Interest::READABLE)?), UdsWriter { sock: write, waiting: None }))
+    let sock = Socket::from(stream.into_std()?);
+    let write = sock.try_clone()?;
+    Ok((SockReader(register(sock, Interest::READABLE)?), SockWriter::new(write)))
+}
+
+/// Waits until `sock` (non-blocking) has something to read, registering a
+/// duplicate of it with the reactor for just this wait.
+pub(crate) async fn readable(sock: &Socket) -> io::Result<()> {
+    let fd = register(sock.try_clone()?, Interest::READABLE)?;
+    drop(fd.readable().await?);
+    Ok(())
 }
 
 /// Registers `sock` with the current runtime's reactor for `interest` alone.
-fn register(sock: StdUnixStream, interest: Interest) -> io::Result<AsyncFd<StdUnixStream>> {
+fn register(sock: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(io::Error::other("a Unix socket half was used outside a tokio runtime"));
     }
@@ -38,9 +47,9 @@ fn register(sock: StdUnixStream, interest: Interest) -> io::Result<AsyncFd<StdUn
     Ok(unsafe { AsyncFd::register_with_interest(sock, interest) }?)
 }
 
-pub(crate) struct UdsReader(AsyncFd<StdUnixStream>);
+pub(crate) struct SockReader(AsyncFd<Socket>);
 
-impl AsyncRead for UdsReader {
+impl AsyncRead for SockReader {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -51,7 +60,7 @@ impl AsyncRead for UdsReader {
             // returns how many bytes it wrote; exactly those are marked
             // initialized below.
             let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
-            match guard.try_io(|fd| SockRef::from(fd.get_ref()).recv(unfilled)) {
+            match guard.try_io(|fd| fd.get_ref().recv(unfilled)) {
                 Ok(Ok(n)) => {
                     // SAFETY: `recv` initialized the first `n` bytes of the unfilled part.
                     unsafe { buf.assume_init(n) };
@@ -66,18 +75,25 @@ impl AsyncRead for UdsReader {
     }
 }
 
-pub(crate) struct UdsWriter {
-    sock: StdUnixStream,
+/// The write half of a non-blocking socket.
+pub(crate) struct SockWriter {
+    sock: Socket,
     /// A registration for writability, held only while a write waits for room.
-    waiting: Option<AsyncFd<StdUnixStream>>,
+    waiting: Option<AsyncFd<Socket>>,
 }
 
-impl AsyncWrite for UdsWriter {
+impl SockWriter {
+    pub fn new(sock: Socket) -> Self {
+        SockWriter { sock, waiting: None }
+    }
+}
+
+impl AsyncWrite for SockWriter {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         loop {
             // `send` with MSG_NOSIGNAL: a vanished peer is an error, not SIGPIPE.
-            match SockRef::from(&this.sock).send(buf) {
+            match this.sock.send(buf) {
                 Ok(n) => {
                     if n == buf.len() {
                         this.waiting = None;
@@ -118,8 +134,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bytes_cross_both_ways_including_more_than_the_socket_buffer() {
         let (a, b) = UnixStream::pair().unwrap();
-        let (mut a_read, mut a_write) = split(a).unwrap();
-        let (mut b_read, mut b_write) = split(b).unwrap();
+        let (mut a_read, mut a_write) = split_uds(a).unwrap();
+        let (mut b_read, mut b_write) = split_uds(b).unwrap();
         // 8 MiB is far beyond the socket buffer: the writer must wait for room.
         let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
         let sent = big.clone();
