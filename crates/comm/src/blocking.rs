@@ -34,8 +34,7 @@ impl Comm {
     }
 
     fn block<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let core = &self.inner.core;
-        blocking(&core.runtime, core.opts.spin, fut)
+        blocking(&self.inner.core, fut)
     }
 
     /// This worker's rank, 0..size.

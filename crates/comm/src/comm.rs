@@ -211,9 +211,8 @@ impl SendRequest {
 
     /// Blocks this thread until the send is done (within the operation timeout).
     pub fn wait(self) -> Result<()> {
-        let spin = self.core.opts.spin;
-        let runtime = self.core.runtime.clone();
-        blocking(&runtime, spin, self.into_future())
+        let core = self.core.clone();
+        blocking(&core, self.into_future())
     }
 }
 
@@ -258,9 +257,8 @@ impl RecvRequest {
 
     /// Blocks this thread until the message arrives (within the operation timeout).
     pub fn wait(self) -> Result<(usize, Bytes)> {
-        let spin = self.core.opts.spin;
-        let runtime = self.core.runtime.clone();
-        blocking(&runtime, spin, self.into_future())
+        let core = self.core.clone();
+        blocking(&core, self.into_future())
     }
 }
 
@@ -280,15 +278,12 @@ impl IntoFuture for RecvRequest {
     }
 }
 
-/// Runs a future to completion on this (non-async) thread.
-pub(crate) fn blocking<T>(
-    runtime: &tokio::runtime::Handle,
-    spin: Duration,
-    fut: impl Future<Output = Result<T>>,
-) -> Result<T> {
+/// Runs a future to completion on this (non-async) thread; while it
+/// busy-polls, the thread also reads the pack's connections.
+pub(crate) fn blocking<T>(core: &Core, fut: impl Future<Output = Result<T>>) -> Result<T> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::invalid("a blocking Comm operation was called from async code; use comm.as_async() there"));
     }
-    let _context = runtime.enter();
-    wait::block_on(fut, spin)
+    let _context = core.runtime.enter();
+    wait::block_on(fut, core.opts.spin, || core.progress())
 }

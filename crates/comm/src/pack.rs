@@ -69,6 +69,14 @@ impl Core {
         self.failure.get().cloned()
     }
 
+    /// Reads what has arrived on the pack's direct connections, for a worker
+    /// that busy-polls (see `transport/inbound.rs`).
+    pub fn progress(&self) {
+        if let Some(transport) = self.transport.get() {
+            transport.progress(self);
+        }
+    }
+
     fn is_closed(&self, rank: usize) -> bool {
         rank < self.layout().workers() && self.closed[self.layout().pack_of(rank)].load(Ordering::Acquire)
     }

@@ -70,8 +70,9 @@ impl Drop for SpinSlot {
 }
 
 /// Drives `fut` to completion on this thread: busy-polls for up to `spin`
-/// (if a spin slot is free), then parks until woken. Timeouts belong inside `fut`.
-pub(crate) fn block_on<F: Future>(fut: F, spin: Duration) -> F::Output {
+/// (if a spin slot is free), calling `progress` between polls, then parks
+/// until woken. Timeouts belong inside `fut`.
+pub(crate) fn block_on<F: Future>(fut: F, spin: Duration, progress: impl Fn()) -> F::Output {
     let mut fut = pin!(fut);
     STATE.with(|state| {
         WAKER.with(|waker| {
@@ -98,7 +99,12 @@ pub(crate) fn block_on<F: Future>(fut: F, spin: Duration) -> F::Output {
                         }
                     }
                     if !woken {
-                        thread::yield_now();
+                        // Read what the links have brought (it may be what we wait
+                        // for: then the mark is set), and yield if it was not.
+                        progress();
+                        if !state.woken.load(Ordering::Relaxed) {
+                            thread::yield_now();
+                        }
                     }
                     state.woken.store(false, Ordering::Relaxed);
                     if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {

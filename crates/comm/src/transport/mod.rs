@@ -16,6 +16,7 @@ use crate::rendezvous::Rendezvous;
 use crate::wire::{Header, Limits, OutPacket};
 
 mod auth;
+mod inbound;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "rabbitmq")]
@@ -96,6 +97,14 @@ impl Transport {
             Transport::Nats(t) => t.send(dst_pack, packets).await,
             #[cfg(feature = "s3")]
             Transport::S3(t) => t.send(dst_pack, packets).await,
+        }
+    }
+
+    /// Lets a worker that busy-polls read what has arrived on the pack's
+    /// direct connections itself (brokers' clients read on their own).
+    pub fn progress(&self, sink: &dyn PacketSink) {
+        if let Transport::Stream(t) = self {
+            t.progress(sink);
         }
     }
 

@@ -7,17 +7,21 @@
 
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use socket2::Socket;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Mutex, mpsc};
 
 use super::auth::{self, Link};
-use super::{SinkRef, Tasks};
+use super::inbound::Inbound;
+use super::sock_io::SockWriter;
+use super::{PacketSink, SinkRef, Tasks};
 use crate::error::{Error, Result};
 use crate::options::{PackOptions, StreamOptions};
 use crate::rendezvous::Rendezvous;
@@ -74,27 +78,26 @@ impl AsyncWrite for Conn {
     }
 }
 
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
-
 impl Conn {
-    /// The halves that carry packets once the connection is authenticated.
-    fn split(self) -> std::io::Result<(Reader, Writer)> {
-        Ok(match self {
-            Conn::Tcp(s) => {
-                let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
-            }
-            Conn::Uds(s) => {
-                let (r, w) = super::sock_io::split_uds(s)?;
-                (Box::new(r), Box::new(w))
-            }
-        })
+    /// The halves that carry packets once the connection is authenticated:
+    /// the socket to read from and a writer.
+    fn split(self) -> std::io::Result<(Socket, SockWriter)> {
+        // Both leave tokio's reactor; each half registers only for what it waits on.
+        let sock = match self {
+            Conn::Tcp(s) => Socket::from(s.into_std()?),
+            Conn::Uds(s) => Socket::from(s.into_std()?),
+        };
+        let write = sock.try_clone()?;
+        Ok((sock, SockWriter::new(write)))
     }
 }
 
 /// Packets up to this size are copied into one buffer and written with one call.
 const COALESCE: usize = 64 << 10;
+
+/// Connections a spinning worker reads per poll: each costs a system call,
+/// and with many packs the rest wait for the next poll or the background task.
+const PUMPS_PER_CALL: usize = 4;
 
 enum Listener {
     Tcp(TcpListener),
@@ -129,7 +132,11 @@ impl Drop for Listener {
 pub(crate) struct StreamTransport {
     family: Family,
     /// `peers[p][c]`: connection `c` to pack `p` (empty for this pack).
-    peers: Vec<Vec<Mutex<Writer>>>,
+    peers: Vec<Vec<Mutex<SockWriter>>>,
+    /// Every connection's receiving side.
+    inbound: Vec<Arc<Inbound>>,
+    /// Where a spinning worker starts reading (so each connection gets its turn).
+    next_pump: AtomicUsize,
     turn: AtomicUsize,
     tasks: Tasks,
 }
@@ -210,18 +217,34 @@ impl StreamTransport {
         tasks.abort_all();
 
         let mut peers = Vec::with_capacity(packs);
+        let mut inbound = Vec::new();
         for (pack, conns) in links.into_iter().enumerate() {
             let mut writers = Vec::new();
             for conn in conns.into_iter().flatten() {
-                let (reader, writer) = conn
-                    .split()
-                    .map_err(|e| Error::transport(family.name(), format!("setting up a connection: {e}")))?;
-                tasks.spawn(read_loop(BufReader::with_capacity(COALESCE, reader), pack, sink.clone()));
+                let setup =
+                    |e: std::io::Error| Error::transport(family.name(), format!("setting up a connection: {e}"));
+                let (read, writer) = conn.split().map_err(setup)?;
+                let reader = Arc::new(Inbound::new(read, pack).map_err(setup)?);
+                tasks.spawn(reader.clone().run(sink.clone()));
+                inbound.push(reader);
                 writers.push(Mutex::new(writer));
             }
             peers.push(writers);
         }
-        Ok(StreamTransport { family, peers, turn: AtomicUsize::new(0), tasks })
+        Ok(StreamTransport { family, peers, inbound, next_pump: AtomicUsize::new(0), turn: AtomicUsize::new(0), tasks })
+    }
+
+    /// Reads what has arrived on up to [`PUMPS_PER_CALL`] connections, for a
+    /// worker that busy-polls (see `inbound.rs`).
+    pub fn progress(&self, sink: &dyn PacketSink) {
+        let n = self.inbound.len();
+        if n == 0 {
+            return;
+        }
+        let first = self.next_pump.fetch_add(PUMPS_PER_CALL, Ordering::Relaxed);
+        for k in 0..PUMPS_PER_CALL.min(n) {
+            self.inbound[(first + k) % n].try_pump(sink);
+        }
     }
 
     pub async fn send(&self, dst: usize, packets: Vec<OutPacket>) -> Result<()> {
@@ -377,139 +400,4 @@ async fn write_packet<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, p: &OutPacket) 
         w.write_all(seg).await?;
     }
     Ok(())
-}
-
-/// Reads packets from one connection to pack `from` until it ends.
-async fn read_loop<R: AsyncRead + Unpin>(mut r: R, from: usize, sink: SinkRef) {
-    let reason = loop {
-        let mut head = [0u8; HEADER_LEN];
-        if let Err(e) = r.read_exact(&mut head).await {
-            break format!("connection lost: {e}");
-        }
-        let Some(target) = sink.upgrade() else { return };
-        let header = match Header::decode(&head, target.limits()) {
-            Ok(h) if h.kind == Kind::Fin => return,
-            Ok(h) if h.src_pack as usize == from => h,
-            Ok(h) => break format!("packet claims to come from pack {}", h.src_pack),
-            Err(e) => break e.to_string(),
-        };
-        let len = header.len as usize;
-        let mut body = target.buffer(len);
-        drop(target); // do not keep the pack alive while waiting for bytes
-        while body.buf.len() < len {
-            let want = (len - body.buf.len()) as u64;
-            match (&mut r).take(want).read_buf(&mut body.buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-        if body.buf.len() < len {
-            break "connection lost in the middle of a packet".to_string();
-        }
-        let Some(target) = sink.upgrade() else { return };
-        target.packet(header, body.freeze());
-    };
-    if let Some(target) = sink.upgrade() {
-        target.lost(from, reason);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use bytes::Bytes;
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::pool::{Buffer, Pool};
-    use crate::transport::PacketSink;
-    use crate::wire::{Kind, Limits, packetize};
-
-    #[derive(Default)]
-    struct Recorder {
-        packets: Mutex<Vec<(Header, Bytes)>>,
-        lost: Mutex<Vec<String>>,
-        pool: Arc<Pool>,
-    }
-
-    impl PacketSink for Recorder {
-        fn limits(&self) -> &Limits {
-            static LIMITS: Limits =
-                Limits { max_message_bytes: 1 << 20, max_bundle_bytes: 1 << 20, max_chunk_bytes: 1 << 16 };
-            &LIMITS
-        }
-        fn packet(&self, header: Header, body: Bytes) {
-            self.packets.lock().unwrap().push((header, body));
-        }
-        fn lost(&self, _pack: usize, reason: String) {
-            self.lost.lock().unwrap().push(reason);
-        }
-        fn broken(&self, reason: String) {
-            self.lost.lock().unwrap().push(reason);
-        }
-        fn buffer(&self, len: usize) -> Buffer {
-            self.pool.take(len)
-        }
-    }
-
-    /// Feeds `bytes` to a connection reader as pack 1 and reports what it saw.
-    fn read_all(bytes: Vec<u8>) -> Arc<Recorder> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let recorder = Arc::new(Recorder::default());
-        let sink: Arc<dyn PacketSink> = recorder.clone();
-        rt.block_on(async {
-            let (mut tx, rx) = tokio::io::duplex(1 << 16);
-            let writer = async move {
-                let _ = tx.write_all(&bytes).await;
-                drop(tx);
-            };
-            tokio::join!(writer, read_loop(rx, 1, Arc::downgrade(&sink)));
-        });
-        recorder
-    }
-
-    #[test]
-    fn well_formed_packets_are_delivered_then_the_end_is_reported() {
-        let mut wire = Vec::new();
-        for p in packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![9u8; 300])], 128) {
-            wire.extend_from_slice(&p.to_contiguous());
-        }
-        let seen = read_all(wire);
-        assert_eq!(seen.packets.lock().unwrap().len(), 3);
-        assert_eq!(seen.lost.lock().unwrap().len(), 1, "an end without Fin is a lost peer");
-    }
-
-    #[test]
-    fn a_fin_mark_ends_quietly() {
-        let fin = Header { kind: Kind::Fin, src_pack: 1, seq: 0, total: 0, offset: 0, len: 0 }.encode();
-        let seen = read_all(fin.to_vec());
-        assert!(seen.lost.lock().unwrap().is_empty());
-    }
-
-    proptest! {
-        #[test]
-        fn any_byte_stream_ends_in_one_report_never_a_panic(
-            prefix_valid in any::<bool>(),
-            mut bytes in proptest::collection::vec(any::<u8>(), 0..400),
-        ) {
-            if prefix_valid && bytes.len() >= HEADER_LEN {
-                // A plausible header start, to get past the magic check into the length checks.
-                bytes[..2].copy_from_slice(b"VL");
-                bytes[2] = 1;
-                bytes[3] %= 4;
-            }
-            let seen = read_all(bytes);
-            prop_assert!(seen.lost.lock().unwrap().len() <= 1);
-        }
-
-        #[test]
-        fn a_truncated_packet_is_reported_as_lost(cut in 1usize..200) {
-            let packet = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![1u8; 200])], 1024).remove(0).to_contiguous();
-            let cut = cut.min(packet.len() - 1);
-            let seen = read_all(packet[..cut].to_vec());
-            prop_assert!(seen.packets.lock().unwrap().is_empty());
-            prop_assert_eq!(seen.lost.lock().unwrap().len(), 1);
-        }
-    }
 }
