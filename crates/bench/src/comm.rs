@@ -224,7 +224,7 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
         "tcp" => raw::tcp(b.size, iters).map(Some),
         "uds" => raw::uds(b.size, iters).map(Some),
         "redis" | "redis-streams" => raw::redis(&b.brokers.redis_url, b.size, iters).map(Some),
-        "nats" => raw::nats(&b.brokers.nats_url, b.size, iters).map(Some),
+        "nats" => raw::nats(&b.brokers.nats_url, b.size, iters),
         "rabbitmq" => raw::rabbitmq(&b.brokers.amqp_url, b.size, iters).map(Some),
         _ => Ok(None),
     }

@@ -153,12 +153,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(io)
 }
 
-/// Core NATS request/reply through the server (no JetStream): half the round trip.
-pub fn nats(url: &str, size: usize, iters: usize) -> Result<Raw> {
+/// Core NATS request/reply through the server (no JetStream): half the round
+/// trip; none for messages above the server's maximum payload (the
+/// transport splits those, a plain request cannot carry them).
+pub fn nats(url: &str, size: usize, iters: usize) -> Result<Option<Raw>> {
     use futures::StreamExt;
     runtime()?.block_on(async {
         let echo_client = async_nats::connect(url).await.map_err(io)?;
         let client = async_nats::connect(url).await.map_err(io)?;
+        if size as u64 > echo_client.server_info().max_payload as u64 {
+            return Ok(None);
+        }
         let subject = format!("volley.rawbench.{}", std::process::id());
         let mut requests = echo_client.subscribe(subject.clone()).await.map_err(io)?;
         echo_client.flush().await.map_err(io)?;
@@ -177,7 +182,11 @@ pub fn nats(url: &str, size: usize, iters: usize) -> Result<Raw> {
             samples.push(start.elapsed() / 2);
         }
         echo.abort();
-        Ok(Raw { link: "raw core NATS request/reply".into(), one_way: Percentiles::of(&samples), mib_per_s: None })
+        Ok(Some(Raw {
+            link: "raw core NATS request/reply".into(),
+            one_way: Percentiles::of(&samples),
+            mib_per_s: None,
+        }))
     })
 }
 

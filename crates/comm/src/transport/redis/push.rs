@@ -99,7 +99,6 @@ impl Pusher {
             Some(link) => link,
             None => self.open().await?,
         };
-        link.replies.collect()?;
         if link.replies.owed > MAX_OWED {
             link.replies.settle(self.reply_timeout).await?;
         }
@@ -119,6 +118,9 @@ impl Pusher {
         };
         written.map_err(|e| err(format!("writing: {e}")))?;
         link.replies.owed += replies;
+        // The replies that have come, taken in after the packet left (not
+        // before: that read would delay every packet by a system call).
+        link.replies.collect()?;
         *slot = Some(link);
         Ok(())
     }
