@@ -25,7 +25,10 @@ pub struct PackOptions {
     pub op_timeout: Duration,
     /// Longest the pack waits for its peers at connect and at close.
     pub connect_timeout: Duration,
-    /// How long a blocked worker busy-polls before it parks (see `wait`).
+    /// How long a blocked worker busy-polls before it parks. While it polls it
+    /// also reads the pack's tcp/uds connections itself, so a message from
+    /// another pack reaches it without a thread hand-off. At most one thread
+    /// per core of the process polls at a time; zero parks at once.
     pub spin: Duration,
     /// Size limits applied to everything received.
     pub limits: Limits,
