@@ -18,6 +18,7 @@ use socket2::Socket;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use super::sock_io::register;
 use super::{PacketSink, SinkRef};
 use crate::mailbox::lock;
 use crate::pool::Buffer;
@@ -57,13 +58,11 @@ enum Pumped {
 }
 
 impl Inbound {
-    /// Takes over `sock` (connected, authenticated) as the link from pack `from`.
-    /// Must run inside a Tokio runtime.
+    /// Takes over `sock` (connected, authenticated) as the link from pack `from`;
+    /// an error outside a Tokio runtime.
     pub fn new(sock: Socket, from: usize) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
-        // SAFETY: the `AsyncFd` owns `sock`, so its descriptor stays open and
-        // refers to the same socket until the `AsyncFd` is dropped.
-        let fd = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }?;
+        let fd = register(sock, Interest::READABLE)?;
         let stage = Stage { buf: vec![0; STAGE].into_boxed_slice(), start: 0, end: 0 };
         let parse = Parse { stage, body: None, ended: false };
         Ok(Inbound { from, fd, parse: Mutex::new(parse) })

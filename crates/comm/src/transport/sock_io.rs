@@ -28,9 +28,9 @@ pub(crate) async fn readable(sock: &Socket) -> io::Result<()> {
 }
 
 /// Registers `sock` with the current runtime's reactor for `interest` alone.
-fn register(sock: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
+pub(crate) fn register(sock: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(io::Error::other("a Unix socket half was used outside a tokio runtime"));
+        return Err(io::Error::other("a socket was registered outside a tokio runtime"));
     }
     // SAFETY: the `AsyncFd` owns `sock`, so its descriptor stays open and
     // refers to the same socket until the `AsyncFd` is dropped.
