@@ -263,7 +263,7 @@ mod tests {
     impl PacketSink for Recorder {
         fn limits(&self) -> &Limits {
             static LIMITS: Limits =
-                Limits { max_message_bytes: 1 << 20, max_bundle_bytes: 1 << 20, max_chunk_bytes: 1 << 16 };
+                Limits { max_message_bytes: 1 << 20, max_bundle_bytes: 1 << 20, max_chunk_bytes: 1 << 20 };
             &LIMITS
         }
         fn packet(&self, header: Header, body: Bytes) {
@@ -277,6 +277,57 @@ mod tests {
         }
         fn buffer(&self, len: usize) -> Buffer {
             self.pool.take(len)
+        }
+    }
+
+    #[test]
+    fn a_pumping_worker_and_the_background_task_deliver_every_packet_once_in_order() {
+        // Small packets (many per read) and large ones (read straight into
+        // their body) while a thread pumps as fast as it can, racing the
+        // background task for the lock.
+        let sizes: Vec<usize> = (0..400).map(|i| if i % 7 == 0 { 200_000 + i } else { i * 13 % 3000 }).collect();
+        let mut wire = Vec::new();
+        for (seq, &size) in sizes.iter().enumerate() {
+            let body = Bytes::from(vec![(seq % 251) as u8; size]);
+            for p in packetize(Kind::Data, 1, seq as u64, vec![body], 1 << 20) {
+                wire.extend_from_slice(&p.to_contiguous());
+            }
+        }
+        wire.extend_from_slice(&Header { kind: Kind::Fin, src_pack: 1, seq: 0, total: 0, offset: 0, len: 0 }.encode());
+
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let sink: Arc<dyn PacketSink> = recorder.clone();
+        let (tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let inbound = Arc::new(rt.block_on(async { Inbound::new(Socket::from(rx), 1) }).unwrap());
+        let background = rt.spawn(inbound.clone().run(Arc::downgrade(&sink)));
+        let writer = std::thread::spawn(move || {
+            let mut tx = tx;
+            std::io::Write::write_all(&mut tx, &wire).unwrap();
+            tx
+        });
+        let pumper = {
+            let (inbound, recorder, expected) = (inbound.clone(), recorder.clone(), sizes.len());
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while recorder.packets.lock().unwrap().len() < expected && std::time::Instant::now() < deadline {
+                    inbound.try_pump(&*recorder);
+                }
+            })
+        };
+        pumper.join().unwrap();
+        let _tx = writer.join().unwrap();
+        rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), background).await })
+            .expect("the background task ends at the goodbye")
+            .unwrap();
+
+        let packets = recorder.packets.lock().unwrap();
+        assert!(recorder.lost.lock().unwrap().is_empty(), "{:?}", recorder.lost.lock().unwrap());
+        assert_eq!(packets.len(), sizes.len());
+        for (seq, ((header, body), &size)) in packets.iter().zip(&sizes).enumerate() {
+            assert_eq!(header.seq, seq as u64, "packets come out in the order they were sent");
+            assert_eq!(body.len(), size);
+            assert!(body.iter().all(|&b| b == (seq % 251) as u8), "packet {seq} intact");
         }
     }
 
