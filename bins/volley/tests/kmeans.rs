@@ -2,20 +2,17 @@
 
 mod support;
 
-use support::{TempDir, json_ok, stderr, volley};
+use support::{json_ok, stderr, volley};
 use volley_apps::kmeans::points::{coordinate, reference};
 
 #[test]
 fn kmeans_matches_the_sequential_run() {
-    let dir = TempDir::new("kmeans");
-    matches_the_sequential_run(&format!("file://{}", dir.0.display()));
+    support::on_local_dir("kmeans", matches_the_sequential_run);
 }
 
 #[test]
 fn kmeans_on_s3_matches_the_sequential_run() {
-    let Some(base) = support::s3_base("kmeans") else { return };
-    matches_the_sequential_run(&base);
-    support::remove_all(&base);
+    support::on_s3("kmeans", matches_the_sequential_run);
 }
 
 fn matches_the_sequential_run(base: &str) {

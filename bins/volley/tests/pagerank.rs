@@ -15,15 +15,12 @@ fn ranks_of(output: &str) -> Vec<f64> {
 
 #[test]
 fn pagerank_matches_the_sequential_reference_in_burst_and_faas_modes() {
-    let dir = TempDir::new("pagerank");
-    matches_the_reference(&format!("file://{}", dir.0.display()));
+    support::on_local_dir("pagerank", matches_the_reference);
 }
 
 #[test]
 fn pagerank_on_s3_matches_the_sequential_reference() {
-    let Some(base) = support::s3_base("pagerank") else { return };
-    matches_the_reference(&base);
-    support::remove_all(&base);
+    support::on_s3("pagerank", matches_the_reference);
 }
 
 /// Generates a graph under `base`, runs PageRank in burst and FaaS modes, and

@@ -39,15 +39,12 @@ fn sort_and_validate(base: &str, records: &str, workers: &str, granularity: &str
 
 #[test]
 fn terasort_sorts_local_files() {
-    let dir = TempDir::new("terasort");
-    sort_and_validate(&format!("file://{}", dir.0.display()), "30000", "6", "3", "uds");
+    support::on_local_dir("terasort", |base| sort_and_validate(base, "30000", "6", "3", "uds"));
 }
 
 #[test]
 fn terasort_sorts_objects_on_s3() {
-    let Some(base) = support::s3_base("terasort") else { return };
-    sort_and_validate(&base, "20000", "4", "2", "tcp");
-    support::remove_all(&base);
+    support::on_s3("terasort", |base| sort_and_validate(base, "20000", "4", "2", "tcp"));
 }
 
 #[test]

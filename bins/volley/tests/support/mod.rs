@@ -362,6 +362,21 @@ pub fn s3_base(name: &str) -> Option<String> {
     Some(format!("s3://volley-test/{name}-{:x}{:x}", t.subsec_nanos(), std::process::id()))
 }
 
+/// Runs `test` on a fresh prefix of the S3 test server (a `s3://` base URL)
+/// and removes everything under it afterwards; skipped without the server
+/// (outside CI).
+pub fn on_s3(name: &str, test: impl FnOnce(&str)) {
+    let Some(base) = s3_base(name) else { return };
+    test(&base);
+    remove_all(&base);
+}
+
+/// Runs `test` on a fresh local directory, given as a `file://` base URL.
+pub fn on_local_dir(name: &str, test: impl FnOnce(&str)) {
+    let dir = TempDir::new(name);
+    test(&format!("file://{}", dir.0.display()));
+}
+
 /// Storage at `url` (file:// or the S3 test server), with the test server's credentials.
 pub fn storage(url: &str) -> volley_storage::Storage {
     let opts = volley_storage::StorageOptions {
