@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use support::netns::{Hosts, available, nft_available};
 use support::{Role, TempDir, eventually, http_as};
 
-const KEY: &str = "cluster-test-key-0000";
-const TOKEN: &str = "cluster-test-token-00";
+const KEY: &str = "cluster-test-key-00000000000000000000";
+const TOKEN: &str = "cluster-test-token-0000000000000000000";
 
 struct Cluster {
     url: String,

@@ -105,7 +105,7 @@ fn bad_requests_get_clear_errors() {
         (r#"{"function":"hello","workers":0}"#, 400, "bad_request", "at least 1"),
         (r#"{"function":"hello","workers":4,"granularity":0}"#, 400, "bad_request", "granularity must be at least 1"),
         (r#"{"function":"hello","workers":4,"granularity":8}"#, 400, "bad_request", "larger than the burst"),
-        (r#"{"function":"hello","workers":65}"#, 422, "insufficient_capacity", "whole cluster has 64"),
+        (r#"{"function":"hello","workers":65}"#, 422, "insufficient_capacity", "whole cluster has 64 slots"),
         (r#"{"function":"hello","workers":2,"transport":"smoke"}"#, 400, "bad_request", "unknown transport"),
         (r#"{"function":"hello","workers":2,"worker_params":[1]}"#, 400, "bad_request", "worker_params has 1"),
         (r#"{"function":"hello","workers":2,"timeout_secs":-1}"#, 400, "bad_request", "timeout_secs"),

@@ -145,3 +145,71 @@ fn the_demo_generates_sorts_and_validates_and_says_so() {
     let out = volley(None, &["demo", "terasort", "--size", "50", "--storage", &storage]);
     assert!(stderr(&out).contains("at least one 100-byte record"), "{}", stderr(&out));
 }
+
+/// The names and contents of the files in `dir` (to see that nothing changed).
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_output_on_the_input_is_refused_before_anything_is_touched() {
+    let dir = TempDir::new("terasort-same");
+    let input = format!("file://{}/data", dir.0.display());
+    assert!(
+        volley(None, &["data", "gen", "terasort", "--records", "3000", "--parts", "3", "--to", &input])
+            .status
+            .success()
+    );
+    let before = snapshot(&dir.0.join("data"));
+    // The same place (spelled differently), a place inside it, a place holding it.
+    let outputs = [
+        (format!("{}/./data/", dir.0.display()), "is the input"),
+        (format!("file://{}/data/sorted", dir.0.display()), "lies inside the input"),
+        (format!("file://{}", dir.0.display()), "contains the input"),
+    ];
+    for (output, says) in outputs {
+        let extra = [
+            ("terasort", serde_json::json!({})),
+            ("pagerank", serde_json::json!({"vertices": 10})),
+            ("kmeans", serde_json::json!({"dims": 2, "k": 2})),
+        ];
+        for (function, extra) in extra {
+            let mut params = serde_json::json!({"input": input, "output": output});
+            params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let out = volley(None, &["run", function, "-n", "2", "--params", &params.to_string()]);
+            assert!(!out.status.success(), "{function} into {output} ran");
+            assert!(stderr(&out).contains(says), "{function} into {output}: {}", stderr(&out));
+        }
+        assert_eq!(snapshot(&dir.0.join("data")), before, "the input is untouched after {output}");
+    }
+}
+
+#[test]
+fn data_gen_refuses_a_prefix_holding_a_data_set_unless_told_to_overwrite() {
+    let dir = TempDir::new("gen-overwrite");
+    let to = format!("file://{}", dir.0.display());
+    let generate = |parts: &str, extra: &[&str]| {
+        let mut args = vec!["data", "gen", "terasort", "--records", "8000", "--parts", parts, "--to", &to];
+        args.extend_from_slice(extra);
+        volley(None, &args)
+    };
+    assert!(generate("8", &[]).status.success());
+    let out = generate("2", &[]);
+    assert!(!out.status.success(), "2 new parts would have been mixed with 6 stale ones");
+    assert!(
+        stderr(&out).contains("already holds 8 part-* objects") && stderr(&out).contains("--overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&dir.0).len(), 8, "the old data set is untouched");
+    let out = generate("2", &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = snapshot(&dir.0).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["part-00000", "part-00001"]);
+}

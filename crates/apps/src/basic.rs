@@ -10,9 +10,11 @@ pub fn hello(w: &Worker) -> WorkerResult {
     Ok(json!({ "rank": w.rank(), "size": w.size(), "pack": w.pack(), "host": w.host() }))
 }
 
+/// `sleep` waits; its other parameters are fault drills for the platform's tests.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SleepParams {
+    /// How long each worker sleeps (a worker's own `seconds` in `worker_params` wins).
     #[serde(default = "one_second")]
     seconds: f64,
     #[serde(default)]
@@ -22,16 +24,36 @@ struct SleepParams {
     /// With `fail_rank`: fail only in the first this-many attempts (retry drills).
     #[serde(default)]
     fail_attempts: Option<u32>,
+    /// This rank ends its whole pack process with `exit_code` at once.
+    #[serde(default)]
+    exit_rank: Option<usize>,
+    /// This rank reports its result, then its pack process exits with `exit_code`.
+    #[serde(default)]
+    exit_rank_after_result: Option<usize>,
+    #[serde(default = "default_exit_code")]
+    exit_code: i32,
+    /// After sleeping, every worker waits for all the others (a collective in progress).
+    #[serde(default)]
+    then_barrier: bool,
+    /// Each worker writes 1 MiB of object `part-RANK` here before sleeping and
+    /// finishes the write after: a pack killed during the sleep dies mid-write.
+    #[serde(default)]
+    write_to: Option<String>,
 }
 
 fn one_second() -> f64 {
     1.0
 }
 
+fn default_exit_code() -> i32 {
+    17
+}
+
 pub fn sleep(w: &Worker) -> WorkerResult {
     let p: SleepParams = w.params_as()?;
-    if !(0.0..=86_400.0).contains(&p.seconds) {
-        return Err(format!("seconds must be between 0 and 86400, got {}", p.seconds).into());
+    let seconds = w.worker_params().get("seconds").and_then(|s| s.as_f64()).unwrap_or(p.seconds);
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("seconds must be between 0 and 86400, got {seconds}").into());
     }
     if p.fail_rank == Some(w.rank()) && p.fail_attempts.is_none_or(|n| w.attempt() <= n) {
         return Err(format!("rank {} failed on purpose (fail_rank, attempt {})", w.rank(), w.attempt()).into());
@@ -39,9 +61,36 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     if p.panic_rank == Some(w.rank()) {
         panic!("rank {} panicked on purpose (panic_rank)", w.rank());
     }
-    w.log(format_args!("sleeping {} s", p.seconds));
-    std::thread::sleep(Duration::from_secs_f64(p.seconds));
-    Ok(json!({ "rank": w.rank(), "slept": p.seconds }))
+    if p.exit_rank == Some(w.rank()) {
+        w.log(format_args!("exiting the pack process with status {} (exit_rank)", p.exit_code));
+        std::process::exit(p.exit_code);
+    }
+    if p.exit_rank_after_result == Some(w.rank()) {
+        let code = p.exit_code;
+        // Long enough for the result to reach the invoker first.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(code);
+        });
+    }
+    let writing = match &p.write_to {
+        Some(url) => {
+            let storage = w.storage(url)?;
+            let mut writer = w.block_on(storage.writer(&format!("part-{:05}", w.rank())))?;
+            w.block_on(writer.write(&vec![b'x'; 1 << 20]))?;
+            Some(writer)
+        }
+        None => None,
+    };
+    w.log(format_args!("sleeping {seconds} s"));
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    if let Some(writer) = writing {
+        w.block_on(writer.finish())?;
+    }
+    if p.then_barrier {
+        w.comm().barrier()?;
+    }
+    Ok(json!({ "rank": w.rank(), "slept": seconds }))
 }
 
 pub fn sum(w: &Worker) -> WorkerResult {

@@ -42,6 +42,17 @@ where
     if parts == 0 || size == 0 {
         return Err(DataError::Invalid("parts and item size must be at least 1".into()));
     }
+    // New parts among old ones would make a data set of neither: refuse, and
+    // let the caller clear the old one on purpose.
+    let old = part_objects(storage).await?;
+    if !old.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{} already holds {} part-* objects (a data set); choose an empty prefix, or replace them \
+             (`volley data gen ... --overwrite` removes the old parts first)",
+            storage.name(""),
+            old.len()
+        )));
+    }
     let tasks = (0..parts).map(|p| {
         let storage = storage.clone();
         let (first, end) = (items * p as u64 / parts as u64, items * (p as u64 + 1) / parts as u64);
@@ -85,10 +96,42 @@ where
     Ok(())
 }
 
+/// Refuses an output location that is, contains or lies inside the input:
+/// a job clears its output's old parts first, which would destroy the input.
+/// Every job that writes output calls this before touching anything.
+pub fn check_output_apart(input: &str, output: &str) -> Result<(), DataError> {
+    use volley_sdk::Overlap;
+    let how = match volley_sdk::overlap(output, input) {
+        Overlap::Apart => return Ok(()),
+        Overlap::Same => "is the input",
+        Overlap::Inside => "lies inside the input",
+        Overlap::Contains => "contains the input",
+    };
+    Err(DataError::Invalid(format!(
+        "the output {output} {how} {input}: writing it would delete or mix with the input; choose an output apart from the input"
+    )))
+}
+
+/// The `part-*` objects at the top of `storage`, in order, with sizes.
+async fn part_objects(storage: &Storage) -> Result<Vec<(String, u64)>, DataError> {
+    Ok(storage.list("").await?.into_iter().filter(|(k, _)| k.starts_with("part-") && !k.contains('/')).collect())
+}
+
+/// Removes a data set or a job's output: its `part-*` objects, its success
+/// marker and what unfinished writes left; returns how many parts went.
+pub async fn clear(storage: &Storage) -> Result<usize, DataError> {
+    storage.delete(SUCCESS).await?;
+    storage.remove_incomplete().await?;
+    let old = part_objects(storage).await?;
+    for (key, _) in &old {
+        storage.delete(key).await?;
+    }
+    Ok(old.len())
+}
+
 /// The parts of a data set, in order, with sizes; each must hold whole items of `size` bytes.
 pub async fn parts(storage: &Storage, size: usize, what: &str) -> Result<Vec<(String, u64)>, DataError> {
-    let list: Vec<(String, u64)> =
-        storage.list("").await?.into_iter().filter(|(k, _)| k.starts_with("part-")).collect();
+    let list = part_objects(storage).await?;
     if list.is_empty() {
         return Err(DataError::Invalid(format!(
             "{} holds no part-* objects; generate the input with `volley data gen`",

@@ -88,8 +88,11 @@ impl PackOptions {
     }
 }
 
-/// How bytes move between the packs of a burst.
-#[derive(Debug, Clone)]
+/// How bytes move between the packs of a burst. Serializable, so that a
+/// platform can resolve it once and hand each pack exactly its transport's
+/// settings (and no other broker's credentials).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name", content = "options", rename_all = "lowercase")]
 pub enum TransportOptions {
     /// Direct TCP connections between packs (the default).
     Tcp(StreamOptions),
@@ -143,7 +146,7 @@ impl TransportOptions {
 }
 
 /// Options of the direct transports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamOptions {
     /// Where to listen: `host:port` for TCP (port 0 picks one), a directory for UDS.
     pub bind: Option<String>,
@@ -169,7 +172,7 @@ impl StreamOptions {
 
 /// Options of the Redis transport.
 #[cfg(feature = "redis")]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedisOptions {
     /// `redis://host:port/db`.
     pub url: String,
@@ -183,7 +186,8 @@ pub struct RedisOptions {
 
 /// Which Redis data structure carries the packets.
 #[cfg(feature = "redis")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RedisMode {
     /// One list per pack: RPUSH to send, BLPOP to receive.
     #[default]
@@ -202,7 +206,7 @@ impl RedisOptions {
 
 /// Options of the RabbitMQ transport.
 #[cfg(feature = "rabbitmq")]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RabbitMqOptions {
     /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
     pub url: String,
@@ -222,7 +226,7 @@ impl RabbitMqOptions {
 
 /// Options of the NATS transport (JetStream must be enabled on the server).
 #[cfg(feature = "nats")]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NatsOptions {
     /// `nats://host:port`.
     pub url: String,
@@ -240,7 +244,7 @@ impl NatsOptions {
 
 /// Options of the S3 transport.
 #[cfg(feature = "s3")]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct S3Options {
     /// The bucket (it must exist).
     pub bucket: String,

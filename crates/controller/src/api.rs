@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use volley_proto::api::{Burst, BurstLogs, BurstRequest, FunctionInfo};
 use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
 
-use crate::auth::{Caller, InvokerCaller};
+use crate::auth::{Caller, InvokerCaller, MetricsCaller};
 use crate::core::Core;
 use crate::error::{Error, Result};
 
@@ -326,7 +326,7 @@ async fn events(
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
-async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
+async fn metrics(State(core): State<Arc<Core>>, _: MetricsCaller) -> impl IntoResponse {
     let state = core.lock();
     let invokers = state.invokers();
     let ready = invokers.iter().filter(|i| i.status == "ready").count();

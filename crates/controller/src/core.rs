@@ -16,7 +16,9 @@ use crate::state::{State, Write};
 use crate::{Options, Store};
 
 /// Most retries a burst may ask for.
-const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
+/// Longest timeout a burst may ask for: a week.
+pub(crate) const MAX_TIMEOUT_SECS: f64 = 7.0 * 86_400.0;
 
 pub(crate) struct Core {
     pub(crate) opts: Options,
@@ -112,6 +114,7 @@ impl Core {
             workers: (0..request.workers).map(WorkerRecord::new).collect(),
             attempt: 1,
             attempt_errors: Vec::new(),
+            notes: Vec::new(),
             request,
         };
         // Accepted means saved: the burst survives a controller restart from here on.
@@ -149,11 +152,6 @@ impl Core {
                 ));
             }
         }
-        if let Some(t) = &r.transport
-            && !volley_comm::TRANSPORTS.contains(&t.as_str())
-        {
-            return bad(format!("unknown transport {t:?}; choose one of {}", volley_comm::TRANSPORTS.join(", ")));
-        }
         if let Some(wp) = &r.worker_params
             && wp.len() != r.workers
         {
@@ -162,26 +160,50 @@ impl Core {
         if r.retries.is_some_and(|n| n > MAX_RETRIES) {
             return bad(format!("retries must be at most {MAX_RETRIES}"));
         }
-        for (name, secs) in [("timeout_secs", r.timeout_secs), ("queue_timeout_secs", r.queue_timeout_secs)] {
-            if let Some(s) = secs
-                && !(s.is_finite() && s > 0.0 && s <= 7.0 * 86_400.0)
-            {
-                return bad(format!("{name} must be a positive number of seconds up to a week, got {s}"));
-            }
+        if let Some(s) = r.timeout_secs
+            && !(s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT_SECS)
+        {
+            return bad(format!(
+                "timeout_secs must be a positive number of seconds up to {MAX_TIMEOUT_SECS} (a week), got {s}"
+            ));
         }
-        let (total, largest) = self.lock().capacity();
-        if total > 0 && r.workers > total {
-            return Err(Error::Capacity(format!(
-                "the burst needs {} worker slots but the whole cluster has {total}; use fewer workers or add invokers",
-                r.workers
+        let max_queue = self.opts.max_queue_timeout.as_secs_f64();
+        if let Some(s) = r.queue_timeout_secs
+            && !(s.is_finite() && s > 0.0 && s <= max_queue)
+        {
+            return bad(format!(
+                "queue_timeout_secs must be a positive number of seconds up to this controller's limit of {max_queue}, got {s}"
+            ));
+        }
+        if let Some(t) = &r.transport
+            && let Err(e) = self.opts.brokers.transport(t, Default::default())
+        {
+            return bad(e.to_string());
+        }
+        let state = self.lock();
+        let queued = state.queued_in(namespace);
+        if queued >= self.opts.max_queued_per_namespace {
+            return Err(Error::QueueFull(format!(
+                "namespace {namespace:?} already has {queued} bursts waiting for capacity, its limit; \
+                 wait for some of them to start (or cancel them) and submit again"
             )));
         }
-        if let Granularity::Fixed(g) = r.granularity
-            && largest > 0
-            && g > largest
-        {
+        let whole = state.capacity();
+        drop(state);
+        // Refuse what could never be placed, even on an idle cluster: waiting
+        // would only block the queue until the burst's queue timeout.
+        let memory = r.memory_mb.unwrap_or(self.opts.default_memory_mb);
+        if !whole.is_empty() && crate::placement::place(r.workers, r.granularity, memory, &whole).is_none() {
+            let pack = match r.granularity {
+                Granularity::Fixed(g) => format!("packs of {g} ({} MiB each)", g as u64 * memory),
+                Granularity::Auto => "packs of any size".into(),
+            };
             return Err(Error::Capacity(format!(
-                "a pack of {g} workers fits on no invoker (the largest has {largest} slots); use a smaller granularity"
+                "the burst can never be placed: it needs {} workers × {memory} MiB = {} MiB in {pack}, \
+                 and the whole cluster has {}; use fewer workers, a smaller granularity or less memory_mb, or add invokers",
+                r.workers,
+                r.workers as u64 * memory,
+                crate::placement::describe(&whole)
             )));
         }
         Ok(())

@@ -20,6 +20,9 @@ pub enum Error {
     /// The cluster can never run this (e.g. more workers than it has slots).
     #[error("{0}")]
     Capacity(String),
+    /// The namespace has as many bursts queued as it may.
+    #[error("{0}")]
+    QueueFull(String),
     /// No valid API key (or invoker token) came with the request.
     #[error("{0}")]
     Unauthorized(String),
@@ -36,6 +39,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Capacity(_) => "insufficient_capacity",
+            Error::QueueFull(_) => "queue_full",
             Error::Unauthorized(_) => "unauthorized",
             Error::Store(_) => "store_unavailable",
         }
@@ -47,6 +51,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Capacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

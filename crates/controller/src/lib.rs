@@ -16,6 +16,7 @@ mod functions;
 mod invokers;
 mod openapi;
 mod placement;
+mod scheduler;
 mod state;
 mod store;
 
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use volley_comm::Brokers;
 use volley_proto::api::FunctionInfo;
 
-pub use auth::parse_keys;
+pub use auth::{MIN_SECRET_LEN, parse_keys};
 pub use error::{Error, Result};
 pub use store::Store;
 
@@ -63,8 +64,15 @@ pub struct Options {
     pub max_workers: usize,
     /// API keys and their namespaces (key → namespace); empty: no keys, everyone is `default`.
     pub api_keys: std::collections::HashMap<String, String>,
-    /// The token invokers must present; None: invoker endpoints are open (loopback only).
+    /// The token invokers must present; None: invoker endpoints are open (only
+    /// allowed on loopback without API keys).
     pub invoker_token: Option<String>,
+    /// The key `/metrics` requires; None: metrics are open (they carry no tenant data).
+    pub metrics_key: Option<String>,
+    /// Most bursts one namespace may have waiting in the queue.
+    pub max_queued_per_namespace: usize,
+    /// Longest queue timeout a burst may ask for.
+    pub max_queue_timeout: Duration,
 }
 
 impl Options {
@@ -86,6 +94,9 @@ impl Options {
             max_workers: 100_000,
             api_keys: Default::default(),
             invoker_token: None,
+            metrics_key: None,
+            max_queued_per_namespace: 1000,
+            max_queue_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -100,6 +111,7 @@ pub struct Controller {
 impl Controller {
     /// Opens the store, recovers unfinished bursts and binds the listener.
     pub async fn bind(opts: Options, shutdown: CancellationToken) -> Result<Controller> {
+        auth::check_config(&opts)?;
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| Error::Store(format!("cannot create the data directory {}: {e}", opts.data_dir.display())))?;
         let store = Store::open(&opts.store, &opts.data_dir).await?;

@@ -61,6 +61,22 @@ pub(crate) fn place(workers: usize, granularity: Granularity, memory_mb: u64, fr
     (left == 0).then_some(placed)
 }
 
+/// Capacity in words, for errors: totals and the largest invoker.
+pub(crate) fn describe(free: &[Free]) -> String {
+    let slots: usize = free.iter().map(|f| f.slots).sum();
+    let memory: u64 = free.iter().map(|f| f.memory_mb).sum();
+    let largest = free.iter().max_by_key(|f| (f.slots, f.memory_mb));
+    match largest {
+        None => "no invokers".into(),
+        Some(l) => format!(
+            "{slots} slots and {memory} MiB on {} invoker(s), the largest {} slots and {} MiB",
+            free.len(),
+            l.slots,
+            l.memory_mb
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

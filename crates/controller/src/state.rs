@@ -15,7 +15,8 @@ use volley_proto::pack::{Outcome, PackSpec, Program};
 
 use crate::Options;
 use crate::invokers::Invoker;
-use crate::placement::{Free, place};
+use crate::placement::Free;
+use crate::scheduler::{self, Release, Waiting};
 
 /// Work for the writer task, done in order outside the lock.
 pub(crate) enum Write {
@@ -52,9 +53,31 @@ pub(crate) struct Active {
     exited: Vec<bool>,
     logs: BurstLogs,
     /// How the burst will end once its packs are gone (a failure or a cancel).
-    ending: Option<(BurstState, String)>,
+    ending: Option<Ending>,
     /// The deployed binary to start (None: a built-in).
     program: Option<Program>,
+    /// A pack that failed on its own after all its workers had reported: the
+    /// cause if other workers then fail.
+    late_exit: Option<String>,
+}
+
+/// How sure a reason is to be the first cause of a burst's failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Cause {
+    /// A consequence of a failure elsewhere: a pack that saw a peer vanish, a
+    /// pack stopped because the burst was ending. It ends the burst at once
+    /// (fail fast), but a cause that arrives later takes its place.
+    Echo,
+    /// A failure of its own: a worker's error or panic, a pack process that
+    /// died (a signal, an exit status), a lost invoker, a timeout, a cancel.
+    Root,
+}
+
+/// The decided end of a burst, kept until its packs are gone.
+struct Ending {
+    state: BurstState,
+    reason: String,
+    cause: Cause,
 }
 
 pub(crate) struct State {
@@ -107,10 +130,18 @@ impl State {
         list
     }
 
-    /// Total slots of the live invokers, and the largest single invoker's.
-    pub(crate) fn capacity(&self) -> (usize, usize) {
-        let slots = self.invokers.values().map(|i| i.registration.slots);
-        (slots.clone().sum(), slots.max().unwrap_or(0))
+    /// Every live invoker's whole capacity (as if nothing ran): what a burst
+    /// must fit into to be placeable ever.
+    pub(crate) fn capacity(&self) -> Vec<Free> {
+        self.invokers
+            .values()
+            .map(|i| Free { invoker: i.id.clone(), slots: i.registration.slots, memory_mb: i.registration.memory_mb })
+            .collect()
+    }
+
+    /// Bursts of `namespace` waiting in the queue.
+    pub(crate) fn queued_in(&self, namespace: &str) -> usize {
+        self.queue.iter().filter(|id| self.active.get(*id).is_some_and(|a| a.burst.namespace == namespace)).count()
     }
 
     /// Declares invokers that missed their heartbeats lost; their bursts fail.
@@ -163,6 +194,7 @@ impl State {
             exited: Vec::new(),
             logs: BurstLogs::default(),
             ending: None,
+            late_exit: None,
             program,
             burst,
         };
@@ -171,21 +203,64 @@ impl State {
         self.schedule();
     }
 
-    /// Places queued bursts, first come first served: a burst that does not
-    /// fit holds back the ones behind it (no starvation of large bursts).
+    /// Starts the queued bursts that may start now: in order of arrival, with
+    /// backfilling around a head that does not fit yet (see `scheduler.rs`).
+    /// Called on every change of the queue or of capacity.
     pub(crate) fn schedule(&mut self) {
-        while let Some(id) = self.queue.front().cloned() {
-            let Some(active) = self.active.get(&id) else {
-                self.queue.pop_front();
-                continue;
-            };
-            let req = &active.burst.request;
-            let memory = req.memory_mb.unwrap_or(self.opts.default_memory_mb);
-            let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
-            let Some(placement) = place(req.workers, req.granularity, memory, &free) else { return };
-            self.queue.pop_front();
+        let active = &self.active;
+        self.queue.retain(|id| active.get(id).is_some_and(|a| a.ending.is_none()));
+        if self.queue.is_empty() {
+            return;
+        }
+        let waiting: Vec<Waiting> = self.queue.iter().map(|id| self.waiting(&self.active[id].burst)).collect();
+        let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
+        let plan = scheduler::plan(&waiting, &free, &self.releases(), Instant::now());
+        if plan.is_empty() {
+            return;
+        }
+        let starting: Vec<(String, Vec<crate::placement::Placed>, u64)> = plan
+            .into_iter()
+            .map(|(index, placement)| (self.queue[index].clone(), placement, waiting[index].memory_mb))
+            .collect();
+        self.queue.retain(|id| !starting.iter().any(|(s, _, _)| s == id));
+        for (id, placement, memory) in starting {
             self.start(&id, placement, memory);
         }
+    }
+
+    /// A queued burst's demand, as the scheduler sees it.
+    fn waiting(&self, burst: &Burst) -> Waiting {
+        let req = &burst.request;
+        Waiting {
+            workers: req.workers,
+            granularity: req.granularity,
+            memory_mb: req.memory_mb.unwrap_or(self.opts.default_memory_mb),
+            runtime: self.timeout_of(burst),
+        }
+    }
+
+    fn timeout_of(&self, burst: &Burst) -> Duration {
+        burst.request.timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.burst_timeout)
+    }
+
+    /// What each live pack gives back at the latest (its burst's deadline).
+    fn releases(&self) -> Vec<Release> {
+        let mut releases = Vec::new();
+        for a in self.active.values() {
+            let Some(at) = a.deadline else { continue };
+            let memory = a.burst.request.memory_mb.unwrap_or(self.opts.default_memory_mb);
+            for (pack, exited) in a.burst.packs.iter().zip(&a.exited) {
+                if !exited {
+                    releases.push(Release {
+                        at,
+                        invoker: pack.invoker.clone(),
+                        slots: pack.size,
+                        memory_mb: pack.size as u64 * memory,
+                    });
+                }
+            }
+        }
+        releases
     }
 
     fn start(&mut self, id: &str, placement: Vec<crate::placement::Placed>, memory: u64) {
@@ -197,6 +272,17 @@ impl State {
         let burst = &mut active.burst;
         let transport =
             burst.request.transport.clone().unwrap_or_else(|| if single_host { "uds" } else { "tcp" }.into());
+        // Resolved once: each pack gets this transport's settings and nothing else.
+        // (Submit checked the name; a build without that transport still ends cleanly.)
+        let resolved = match self.opts.brokers.transport(&transport, Default::default()) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("cannot use transport {transport:?}: {e}");
+                active.ending = Some(Ending { state: BurstState::Failed, reason, cause: Cause::Root });
+                self.finish(id);
+                return;
+            }
+        };
         let sizes: Vec<usize> = placement.iter().map(|p| p.size).collect();
         let mut first = 0;
         burst.packs = placement
@@ -230,6 +316,13 @@ impl State {
         active.addresses = vec![None; sizes.len()];
         active.exited = vec![false; sizes.len()];
         let op_timeout = timeout.min(self.opts.op_timeout);
+        let transport = resolved;
+        // Storage credentials go only to bursts whose parameters name an s3:// URL.
+        let storage = if names_s3(&burst.request.params) || burst.request.worker_params.iter().flatten().any(names_s3) {
+            self.opts.storage.clone()
+        } else {
+            Default::default()
+        };
         let mut commands = Vec::new();
         for pack in &burst.packs {
             let worker_params = match &burst.request.worker_params {
@@ -245,11 +338,7 @@ impl State {
                 pack: pack.index,
                 pack_sizes: sizes.clone(),
                 transport: transport.clone(),
-                tuning: Default::default(),
-                brokers: self.opts.brokers.clone(),
-                storage: self.opts.storage.clone(),
-                bind: None,
-                advertise_host: None,
+                storage: storage.clone(),
                 params: burst.request.params.clone(),
                 worker_params,
                 op_timeout_ms: op_timeout.as_millis() as u64,
@@ -324,16 +413,30 @@ impl State {
                     Outcome::Aborted(e) => w.error = Some(e),
                 }
             }
-            Event::PackExited { pack, at, error, stdout, stderr, truncated, .. } => {
-                if let Some(p) = active.burst.packs.get_mut(pack) {
-                    p.exited_at = Some(at);
-                    p.error = error.clone();
-                }
+            Event::PackExited { pack, at, error, stdout, stderr, truncated, consequence, .. } => {
+                let Some(record) = active.burst.packs.get_mut(pack) else { return };
+                record.exited_at = Some(at);
+                record.error = error.clone();
+                let ranks = record.first_rank..record.first_rank + record.size;
+                let invoker = record.invoker.clone();
                 active.logs.packs.push(PackLogs { pack, stdout, stderr, truncated });
                 if let Some(e) = &error {
-                    let invoker = active.burst.packs.get(pack).map(|p| p.invoker.clone()).unwrap_or_default();
                     let name = self.invokers.get(&invoker).map(|i| i.registration.name.clone()).unwrap_or(invoker);
-                    self.end(&burst_id, BurstState::Failed, format!("pack {pack} on invoker {name} failed: {e}"));
+                    let what = format!("pack {pack} on invoker {name} failed: {e}");
+                    let active = self.active.get_mut(&burst_id).expect("looked up above");
+                    let reported =
+                        active.burst.workers.get(ranks).is_some_and(|ws| ws.iter().all(|w| w.result.is_some()));
+                    if reported {
+                        // Its work is committed: every one of its workers reported a
+                        // result. The burst's outcome follows the results; say what happened.
+                        active.burst.notes.push(format!("{what} (after all its workers had reported their results)"));
+                        if !consequence {
+                            active.late_exit.get_or_insert(what);
+                        }
+                    } else {
+                        let cause = if consequence { Cause::Echo } else { Cause::Root };
+                        self.end_with(&burst_id, BurstState::Failed, what, cause);
+                    }
                 }
                 let _ = from;
                 self.pack_gone(&burst_id, pack, None);
@@ -341,17 +444,34 @@ impl State {
         }
     }
 
-    /// Decides how a burst ends (the first decision wins) and stops its packs.
+    /// Decides how a burst ends (the first cause wins) and stops its packs.
     pub(crate) fn end(&mut self, id: &str, state: BurstState, reason: String) {
+        self.end_with(id, state, reason, Cause::Root);
+    }
+
+    /// The same for a reason that may only echo the real cause: the first
+    /// decision stops the burst at once, and a root cause that arrives later
+    /// (before the burst is final) replaces an echo as its error.
+    pub(crate) fn end_with(&mut self, id: &str, state: BurstState, reason: String, cause: Cause) {
         let Some(active) = self.active.get_mut(id) else { return };
-        if active.ending.is_some() {
+        if let Some(ending) = &mut active.ending {
+            if cause > ending.cause && ending.state == BurstState::Failed && state == BurstState::Failed {
+                tracing::info!(
+                    burst = id,
+                    "the cause of the failure: {reason} (it was first seen as: {})",
+                    ending.reason
+                );
+                *ending = Ending { state, reason, cause };
+            }
             return;
         }
         tracing::info!(burst = id, state = state.name(), "{reason}");
-        active.ending = Some((state, reason.clone()));
+        active.ending = Some(Ending { state, reason: reason.clone(), cause });
         if active.burst.state == BurstState::Queued {
             self.queue.retain(|q| q != id);
             self.finish(id);
+            // The bursts behind it (or beside its reservation) may fit now.
+            self.schedule();
             return;
         }
         let invokers: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
@@ -394,9 +514,12 @@ impl State {
         let burst = &mut active.burst;
         burst.finished_at = Some(now_micros());
         let (state, error) = match active.ending.take() {
-            Some((state, reason)) => (state, Some(reason)),
+            Some(Ending { state, reason, .. }) => (state, Some(reason)),
             None => match burst.workers.iter().find(|w| w.result.is_none()) {
                 None => (BurstState::Succeeded, None),
+                // A pack that died after its own workers reported is what the
+                // others' failures echo.
+                Some(_) if active.late_exit.is_some() => (BurstState::Failed, active.late_exit.take()),
                 Some(w) => (
                     BurstState::Failed,
                     Some(
@@ -439,6 +562,7 @@ impl State {
         active.addresses.clear();
         active.exited.clear();
         active.ending = None;
+        active.late_exit = None;
         let id = active.burst.id.clone();
         self.save(&active.burst);
         self.active.insert(id.clone(), active);
@@ -454,10 +578,13 @@ impl State {
                 continue;
             }
             if a.burst.state == BurstState::Queued && now > a.queued_until {
-                let (total, largest) = self.capacity();
+                let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
+                let need = self.waiting(&a.burst);
                 late.push((id.clone(), format!(
-                    "could not be placed within its queue timeout: it needs {} workers in packs of {} and the cluster has {} slots in all ({} on the largest invoker), most of them busy",
-                    a.burst.request.workers, a.burst.request.granularity, total, largest
+                    "could not be placed within its queue timeout: it needs {} workers in packs of {} with {} MiB each; \
+                     free when it gave up: {} (bursts ahead of it in the queue: {})",
+                    need.workers, need.granularity, need.memory_mb, crate::placement::describe(&free),
+                    self.queue.iter().take_while(|q| *q != id).count()
                 )));
             } else if a.deadline.is_some_and(|d| now > d) {
                 let timeout =
@@ -472,6 +599,16 @@ impl State {
 
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
+    }
+}
+
+/// Whether a value holds an `s3://` URL anywhere.
+fn names_s3(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.starts_with("s3://"),
+        serde_json::Value::Array(items) => items.iter().any(names_s3),
+        serde_json::Value::Object(map) => map.values().any(names_s3),
+        _ => false,
     }
 }
 
@@ -493,5 +630,6 @@ pub(crate) fn next_attempt(burst: &mut Burst, reason: &str) {
     burst.finished_at = None;
     burst.start_spread_us = None;
     burst.packs.clear();
+    burst.notes.clear();
     burst.workers = (0..burst.request.workers).map(volley_proto::api::WorkerRecord::new).collect();
 }

@@ -76,6 +76,7 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
         workers: (0..2).map(WorkerRecord::new).collect(),
         attempt: 1,
         attempt_errors: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

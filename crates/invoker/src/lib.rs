@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use volley_comm::TransportOptions;
 use volley_proto::cluster::{Command, Event, Registration};
 use volley_proto::pack::ToPack;
 
@@ -250,12 +251,14 @@ async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// loopback for a loopback invoker, on every interface otherwise, advertised
 /// under the invoker's host.
 fn place_sockets(opts: &Options, spec: &mut volley_proto::pack::PackSpec) {
-    if spec.transport == "uds" {
-        spec.bind = Some(opts.data_dir.join("sockets").display().to_string());
-    } else if spec.transport == "tcp" {
-        let loopback = opts.host.starts_with("127.") || opts.host == "localhost";
-        spec.bind = Some(if loopback { "127.0.0.1:0".into() } else { "0.0.0.0:0".into() });
-        spec.advertise_host = Some(opts.host.clone());
+    match &mut spec.transport {
+        TransportOptions::Uds(o) => o.bind = Some(opts.data_dir.join("sockets").display().to_string()),
+        TransportOptions::Tcp(o) => {
+            let loopback = opts.host.starts_with("127.") || opts.host == "localhost";
+            o.bind = Some(if loopback { "127.0.0.1:0".into() } else { "0.0.0.0:0".into() });
+            o.advertise_host = Some(opts.host.clone());
+        }
+        _ => {}
     }
 }
 

@@ -41,9 +41,15 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     let kill = Arc::new(Notify::new());
     shared.lock_packs().insert(key.clone(), PackHandle { to_pack, kill: kill.clone() });
     let mut logs = Logs::default();
-    let error = drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs).await;
+    let mut written = Vec::new();
+    let Ending { error, consequence } =
+        drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs, &mut written).await;
     shared.lock_packs().remove(&key);
     remove_sockets(&spec);
+    if error.is_some() {
+        // Before the exit is reported: a retry of the burst cannot start writing yet.
+        remove_unfinished_writes(&spec, written).await;
+    }
     let (stdout, cut_out) = logs.stdout.text();
     let (stderr, cut_err) = logs.stderr.text();
     shared.emit(
@@ -56,14 +62,54 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
             stdout,
             stderr,
             truncated: cut_out || cut_err,
+            consequence,
         },
     );
+}
+
+/// How a pack ended: why it failed, if it did, and whether that failure only
+/// echoes another (it saw a peer vanish, or it was stopped because the burst
+/// was ending) rather than being a cause of its own.
+struct Ending {
+    error: Option<String>,
+    consequence: bool,
+}
+
+impl Ending {
+    fn cause(error: String) -> Self {
+        Ending { error: Some(error), consequence: false }
+    }
+}
+
+/// Removes the staging files a pack that did not end cleanly may have left in
+/// the local directories it said it was writing to.
+async fn remove_unfinished_writes(spec: &PackSpec, dirs: Vec<std::path::PathBuf>) {
+    for dir in dirs {
+        let task = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || volley_storage::remove_staging_files(&dir)
+        });
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Ok(0))) => {}
+            Ok(Ok(Ok(n))) => {
+                tracing::info!(burst = %spec.burst, pack = spec.pack, "removed {n} unfinished writes in {}", dir.display())
+            }
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(burst = %spec.burst, "removing unfinished writes in {}: {e}", dir.display())
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(burst = %spec.burst, "removing unfinished writes in {} did not finish", dir.display())
+            }
+        }
+    }
 }
 
 /// Removes the socket files a pack killed before it could clean up left behind
 /// (named `volley-<burst>-<pack>-<nonce>.sock` by the uds transport).
 fn remove_sockets(spec: &PackSpec) {
-    let (Some(dir), "uds") = (&spec.bind, spec.transport.as_str()) else { return };
+    let volley_comm::TransportOptions::Uds(volley_comm::StreamOptions { bind: Some(dir), .. }) = &spec.transport else {
+        return;
+    };
     let prefix = format!("volley-{}-{}-", spec.comm_id(), spec.pack);
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -73,7 +119,8 @@ fn remove_sockets(spec: &PackSpec) {
     }
 }
 
-/// Returns why the pack failed, or None if it ended cleanly.
+/// Runs the pack and says how it ended.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     shared: &Arc<Shared>,
     spec: &PackSpec,
@@ -82,13 +129,14 @@ async fn drive(
     inbox: &mut mpsc::UnboundedReceiver<ToPack>,
     kill: &Notify,
     logs: &mut Logs,
-) -> Option<String> {
+    written: &mut Vec<std::path::PathBuf>,
+) -> Ending {
     let opts = &shared.opts;
     let key: ProgramKey = match &spec.program {
         None => (opts.program.clone(), opts.program_args.clone()),
         Some(p) => match shared.programs.path(&shared.client, p).await {
             Ok(path) => (path, Vec::new()),
-            Err(e) => return Some(e),
+            Err(e) => return Ending::cause(e),
         },
     };
     let label = if spec.program.is_some() { spec.function.as_str() } else { "the built-in function program" };
@@ -109,14 +157,14 @@ async fn drive(
     });
     let Started { mut child, mut conn, logs: captured, collectors, group } = match started {
         Ok(s) => s,
-        Err(e) => return Some(e),
+        Err(e) => return Ending::cause(e),
     };
     *logs = captured;
     if let Some(problem) = refuse(&conn, spec) {
         stop(&mut child).await;
-        return Some(problem);
+        return Ending::cause(problem);
     }
-    let done = relay(shared, spec, generation, &mut conn, &mut child, inbox, kill).await;
+    let Relayed { done, stopped } = relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -126,12 +174,24 @@ async fn drive(
     };
     kill_group(group);
     finish_logs(collectors).await;
-    match (done, status) {
-        (Some(Some(error)), _) => Some(error),
-        (Some(None), Some(s)) if s.success() => None,
-        (Some(None), s) => Some(format!("the pack process finished but exited with {}", describe(s))),
+    let error = match (done, status) {
+        (Some((Some(error), consequence)), _) => {
+            return Ending { error: Some(error), consequence: consequence || stopped };
+        }
+        (Some((None, _)), Some(s)) if s.success() => None,
+        (Some((None, _)), s) => Some(format!("the pack process finished but exited with {}", describe(s))),
         (None, s) => Some(format!("the pack process ended ({}) before it finished{}", describe(s), logs.tail())),
-    }
+    };
+    // A process the invoker stopped (the burst was ending) is an echo; one
+    // that died on its own (a signal, an exit status) is a cause.
+    Ending { error, consequence: stopped }
+}
+
+/// What the relay saw: the pack's own last word (`Done`: its error and
+/// whether that is a consequence), and whether the invoker stopped it.
+struct Relayed {
+    done: Option<(Option<String>, bool)>,
+    stopped: bool,
 }
 
 /// Why this process cannot run the pack, if it cannot.
@@ -153,7 +213,8 @@ fn refuse(conn: &PackConnection, spec: &PackSpec) -> Option<String> {
 }
 
 /// Hands the pack its spec and relays messages both ways until the process
-/// closes its connection. Returns `Some(error)` if it said it was done.
+/// closes its connection; notes the local directories it writes to.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     shared: &Shared,
     spec: &PackSpec,
@@ -162,9 +223,10 @@ async fn relay(
     child: &mut Child,
     inbox: &mut mpsc::UnboundedReceiver<ToPack>,
     kill: &Notify,
-) -> Option<Option<String>> {
+    written: &mut Vec<std::path::PathBuf>,
+) -> Relayed {
     if write(conn, &ToPack::Assign(Box::new(spec.clone()))).await.is_err() {
-        return None;
+        return Relayed { done: None, stopped: false };
     }
     let mut done = None;
     let mut kill_at: Option<Instant> = None;
@@ -178,7 +240,13 @@ async fn relay(
         tokio::select! {
             line = conn.lines.next_line() => match line {
                 Ok(Some(line)) => match serde_json::from_str::<FromPack>(&line) {
-                    Ok(FromPack::Done { error }) => done = Some(error),
+                    Ok(FromPack::Done { error, consequence }) => done = Some((error, consequence)),
+                    Ok(FromPack::Writing { dir }) => {
+                        let dir = std::path::PathBuf::from(dir);
+                        if !written.contains(&dir) {
+                            written.push(dir);
+                        }
+                    }
                     Ok(msg) => {
                         if let Some(event) = to_event(spec, msg) {
                             shared.emit(generation, event);
@@ -186,7 +254,7 @@ async fn relay(
                     }
                     Err(e) => tracing::warn!(burst = %spec.burst, pack = spec.pack, "unreadable message from a pack: {e}"),
                 },
-                _ => return done,
+                _ => return Relayed { done, stopped: kill_at.is_some() },
             },
             msg = inbox.recv() => {
                 let Some(msg) = msg else { continue };
@@ -197,11 +265,11 @@ async fn relay(
             }
             _ = deadline => {
                 stop(child).await;
-                return done;
+                return Relayed { done, stopped: true };
             }
             _ = kill.notified() => {
                 stop(child).await;
-                return done;
+                return Relayed { done, stopped: true };
             }
         }
     }
@@ -214,7 +282,7 @@ fn to_event(spec: &PackSpec, msg: FromPack) -> Option<Event> {
         FromPack::Connected { at } => Event::PackConnected { burst, pack, at },
         FromPack::WorkerStarted { rank, at } => Event::WorkerStarted { burst, rank, at },
         FromPack::WorkerFinished { rank, at, outcome } => Event::WorkerFinished { burst, rank, at, outcome },
-        FromPack::Hello { .. } | FromPack::Done { .. } => return None,
+        FromPack::Hello { .. } | FromPack::Done { .. } | FromPack::Writing { .. } => return None,
     })
 }
 

@@ -151,6 +151,10 @@ pub struct Burst {
     /// Why each earlier attempt failed.
     #[serde(default)]
     pub attempt_errors: Vec<String>,
+    /// What happened that did not change the outcome, e.g. a pack that exited
+    /// badly after every one of its workers had reported its result.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 fn first_attempt() -> u32 {

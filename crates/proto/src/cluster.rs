@@ -77,6 +77,10 @@ pub enum Event {
         stdout: String,
         stderr: String,
         truncated: bool,
+        /// Whether `error` is a consequence (the pack saw a peer vanish, or was
+        /// stopped because the burst was ending) rather than a cause of its own.
+        #[serde(default)]
+        consequence: bool,
     },
 }
 

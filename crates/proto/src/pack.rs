@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use volley_comm::{Brokers, Tuning};
+use volley_comm::TransportOptions;
 use volley_storage::StorageOptions;
 
 use crate::Micros;
@@ -15,7 +15,7 @@ pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";
 /// The environment variable telling a warm process how many worker threads to prepare.
 pub const PREPARE_ENV: &str = "VOLLEY_PREPARE_WORKERS";
 /// Bumped whenever these messages change incompatibly.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Everything a pack process needs to run its part of a burst.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,18 +35,13 @@ pub struct PackSpec {
     pub pack: usize,
     /// Every pack's size, in pack order (ranks are contiguous).
     pub pack_sizes: Vec<usize>,
-    pub transport: String,
-    #[serde(default)]
-    pub tuning: Tuning,
-    pub brokers: Brokers,
+    /// The burst's transport, resolved by the controller: only that transport's
+    /// servers and credentials (a pack of a Redis burst never sees the S3 or
+    /// AMQP secrets). The invoker fills in where `tcp`/`uds` bind.
+    pub transport: TransportOptions,
     /// How workers reach object storage (`s3://` settings; `file://` needs none).
     #[serde(default)]
     pub storage: StorageOptions,
-    /// Where `uds` puts its socket files; where `tcp` binds and which host it advertises.
-    #[serde(default)]
-    pub bind: Option<String>,
-    #[serde(default)]
-    pub advertise_host: Option<String>,
     pub params: Value,
     /// This pack's workers' own parameters, in rank order (empty: none).
     #[serde(default)]
@@ -129,8 +124,18 @@ pub enum FromPack {
         at: Micros,
         outcome: Outcome,
     },
+    /// A worker is about to write to this local directory (`file://` storage):
+    /// if the pack dies, the invoker removes the unfinished writes it leaves there.
+    /// Sent (and flushed) before the write starts, so a kill cannot outrun it.
+    Writing {
+        dir: String,
+    },
     /// Last message: the pack closed; `error` is the burst's failure as this pack saw it.
     Done {
         error: Option<String>,
+        /// Whether that error is a consequence of another pack's or worker's
+        /// failure (a peer that vanished, a cancel) rather than a cause.
+        #[serde(default)]
+        consequence: bool,
     },
 }

@@ -42,7 +42,7 @@ pub use functions::{Function, Functions};
 pub use runtime::serve;
 pub use serde_json;
 pub use volley_comm::{Comm, Element, Op};
-pub use volley_storage::{Chunks, Error as StorageError, Storage, StorageOptions, cooperative_get};
+pub use volley_storage::{Chunks, Error as StorageError, Overlap, Storage, StorageOptions, cooperative_get, overlap};
 pub use worker::{Worker, WorkerError, WorkerResult};
 
 /// Declares the binary's `main`: it serves `$function` (under its own name)

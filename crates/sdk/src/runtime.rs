@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use volley_comm::{Layout, Pack, PackOptions, TransportOptions};
+use volley_comm::{Layout, Pack, PackOptions};
 use volley_proto::now_micros;
 use volley_proto::pack::{FromPack, Outcome, PREPARE_ENV, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
 
@@ -81,17 +81,46 @@ async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
     let Some(function) = functions.get(&spec.function) else {
         let error =
             format!("function {:?} is not in this binary (it has: {})", spec.function, functions.names().join(", "));
-        control.send(FromPack::Done { error: Some(error.clone()) });
+        control.send(FromPack::Done { error: Some(error.clone()), consequence: false });
         control.flush().await;
         return Err(error);
     };
     let (peers_tx, peers_rx) = oneshot::channel();
     follow_invoker(incoming, peers_tx, control.clone());
-    let error = run_pack(&spec, function, &control, peers_rx, threads).await.err();
-    let code = if error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
-    control.send(FromPack::Done { error });
+    let failure = run_pack(&spec, function, &control, peers_rx, threads).await.err();
+    let code = if failure.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    let (error, consequence) = match failure {
+        Some(f) => (Some(f.message), f.consequence),
+        None => (None, false),
+    };
+    control.send(FromPack::Done { error, consequence });
     control.flush().await;
     Ok(code)
+}
+
+/// Why a pack failed, and whether that is only the echo of another failure.
+struct PackFailure {
+    message: String,
+    consequence: bool,
+}
+
+impl From<String> for PackFailure {
+    fn from(message: String) -> Self {
+        PackFailure { message, consequence: false }
+    }
+}
+
+impl From<&str> for PackFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl PackFailure {
+    /// A middleware error, prefixed with what the pack was doing.
+    fn comm(doing: &str, e: volley_comm::Error) -> Self {
+        PackFailure { consequence: is_consequence(&e), message: format!("{doing}{e}") }
+    }
 }
 
 /// Handles the invoker's later messages: the peers' addresses, a cancel, or
@@ -112,7 +141,7 @@ fn follow_invoker(
                 }
                 Some(ToPack::Cancel { reason }) => {
                     note!("volley: the burst was stopped: {reason}");
-                    control.send(FromPack::Done { error: Some(format!("stopped: {reason}")) });
+                    control.send(FromPack::Done { error: Some(format!("stopped: {reason}")), consequence: true });
                     control.flush().await;
                     std::process::exit(EXIT_STOPPED.into());
                 }
@@ -132,19 +161,21 @@ async fn run_pack(
     control: &Control,
     peers: oneshot::Receiver<Vec<String>>,
     mut threads: Prepared,
-) -> Result<(), String> {
+) -> Result<(), PackFailure> {
     let opts = pack_options(spec)?;
     trace("assigned");
     threads.ensure(opts.layout.pack_size(opts.pack))?;
     trace("threads ready");
     let rendezvous = Arc::new(ControlRendezvous { control: control.clone(), peers: Mutex::new(Some(peers)) });
-    let pack = Pack::connect(opts, rendezvous).await.map_err(|e| format!("the pack could not connect: {e}"))?;
+    let pack =
+        Pack::connect(opts, rendezvous).await.map_err(|e| PackFailure::comm("the pack could not connect: ", e))?;
     control.send(FromPack::Connected { at: now_micros() });
     trace("connected");
     let burst: Arc<str> = spec.burst.as_str().into();
     let params = Arc::new(spec.params.clone());
     let storage = Arc::new(spec.storage.clone());
     let runtime = tokio::runtime::Handle::current();
+    let notice = write_notice(control.clone());
     let jobs: Vec<Job> = pack
         .comms()
         .into_iter()
@@ -152,7 +183,8 @@ async fn run_pack(
         .map(|(local, comm)| {
             let own = spec.worker_params.get(local).cloned().unwrap_or(Value::Null);
             let worker = Worker::new(comm, burst.clone(), params.clone(), own, runtime.clone(), storage.clone())
-                .with_attempt(spec.attempt);
+                .with_attempt(spec.attempt)
+                .with_write_notice(notice.clone());
             let (function, control) = (function.clone(), control.clone());
             Box::new(move || run_worker(worker, function, control)) as Job
         })
@@ -163,7 +195,28 @@ async fn run_pack(
     if !joined {
         return Err("a worker thread died without reporting".into());
     }
-    closed.map_err(|e| e.to_string())
+    closed.map_err(|e| PackFailure::comm("", e))
+}
+
+/// Tells the invoker, once per directory and before the first write there,
+/// where this pack writes local files: if the pack is killed mid-write, the
+/// invoker removes the unfinished files it left (the message is flushed to the
+/// invoker's socket first, so a kill cannot outrun it).
+fn write_notice(control: Control) -> volley_storage::WriteNotice {
+    // Directories the invoker has surely heard of. Until then every writer
+    // announces (and waits), so none of them writes before the invoker knows.
+    let confirmed: Arc<Mutex<std::collections::HashSet<std::path::PathBuf>>> = Arc::default();
+    Arc::new(move |dir: &std::path::Path| {
+        let known = confirmed.lock().unwrap_or_else(|p| p.into_inner()).contains(dir);
+        let (control, confirmed, dir) = (control.clone(), confirmed.clone(), dir.to_path_buf());
+        Box::pin(async move {
+            if !known {
+                control.send(FromPack::Writing { dir: dir.display().to_string() });
+                control.flush().await;
+                confirmed.lock().unwrap_or_else(|p| p.into_inner()).insert(dir);
+            }
+        })
+    })
 }
 
 thread_local! {
@@ -198,7 +251,7 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
         Ok(Ok(value)) => Outcome::Ok(value),
         Ok(Err(e)) => {
             let message = e.to_string();
-            if is_consequence(&*e) {
+            if is_worker_consequence(&*e) {
                 Outcome::Aborted(message)
             } else {
                 worker.comm().abort(&message);
@@ -215,14 +268,15 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
 }
 
 /// A worker that failed because another one did must not claim to be the cause.
-fn is_consequence(err: &(dyn std::error::Error + 'static)) -> bool {
+fn is_worker_consequence(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<volley_comm::Error>().is_some_and(is_consequence)
+}
+
+/// Errors that only echo a failure elsewhere: a peer that failed or vanished.
+fn is_consequence(err: &volley_comm::Error) -> bool {
     matches!(
-        err.downcast_ref::<volley_comm::Error>(),
-        Some(
-            volley_comm::Error::PeerFailed { .. }
-                | volley_comm::Error::Disconnected { .. }
-                | volley_comm::Error::Closed
-        )
+        err,
+        volley_comm::Error::PeerFailed { .. } | volley_comm::Error::Disconnected { .. } | volley_comm::Error::Closed
     )
 }
 
@@ -238,12 +292,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn pack_options(spec: &PackSpec) -> Result<PackOptions, String> {
     let layout = Layout::new(&spec.pack_sizes).map_err(|e| e.to_string())?;
     let secret = decode_hex(&spec.secret).ok_or("the burst secret is not hex")?;
-    let mut transport = spec.brokers.transport(&spec.transport, spec.tuning).map_err(|e| e.to_string())?;
-    if let TransportOptions::Tcp(o) | TransportOptions::Uds(o) = &mut transport {
-        o.bind = spec.bind.clone();
-        o.advertise_host = spec.advertise_host.clone();
-    }
-    let mut opts = PackOptions::new(spec.comm_id(), secret, layout, spec.pack).with_transport(transport);
+    let mut opts = PackOptions::new(spec.comm_id(), secret, layout, spec.pack).with_transport(spec.transport.clone());
     opts.op_timeout = Duration::from_millis(spec.op_timeout_ms.max(1));
     opts.connect_timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
     Ok(opts)

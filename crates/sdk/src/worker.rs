@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use volley_comm::Comm;
-use volley_storage::{Storage, StorageOptions};
+use volley_storage::{Storage, StorageOptions, WriteNotice};
 
 /// Any error a function returns; its message becomes the worker's error.
 pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
@@ -21,6 +21,8 @@ pub struct Worker {
     own: Value,
     runtime: tokio::runtime::Handle,
     storage: Arc<StorageOptions>,
+    /// Tells the invoker where this pack writes local files (see `runtime.rs`).
+    write_notice: Option<WriteNotice>,
     attempt: u32,
 }
 
@@ -33,7 +35,12 @@ impl Worker {
         runtime: tokio::runtime::Handle,
         storage: Arc<StorageOptions>,
     ) -> Self {
-        Worker { comm, burst, params, own, runtime, storage, attempt: 1 }
+        Worker { comm, burst, params, own, runtime, storage, write_notice: None, attempt: 1 }
+    }
+
+    pub(crate) fn with_write_notice(mut self, notice: WriteNotice) -> Self {
+        self.write_notice = Some(notice);
+        self
     }
 
     pub(crate) fn with_attempt(mut self, attempt: u32) -> Self {
@@ -49,7 +56,11 @@ impl Worker {
     /// Object storage at `url` (`file:///dir` or `s3://bucket/prefix`), with the
     /// platform's credentials. Its calls are async: run them with [`Worker::block_on`].
     pub fn storage(&self, url: &str) -> Result<Storage, WorkerError> {
-        Ok(Storage::open(url, &self.storage)?)
+        let storage = Storage::open(url, &self.storage)?;
+        Ok(match &self.write_notice {
+            Some(notice) => storage.with_write_notice(notice.clone()),
+            None => storage,
+        })
     }
 
     /// Runs a future (a storage call, say) to completion on the pack's runtime.

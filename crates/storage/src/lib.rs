@@ -10,11 +10,14 @@
 //! - [`cooperative_get`]: the workers of a pack fetch one object once, each a
 //!   byte range, and share the pieces in memory without copying.
 //! - Every handle counts the bytes it pulled from storage.
+//! - [`overlap`] tells whether one location lies in another (a job's output in its input).
 
 mod cooperative;
 mod error;
+mod location;
 mod store;
 
 pub use cooperative::{Chunks, cooperative_get};
 pub use error::{Error, Result};
-pub use store::{Storage, StorageOptions, Writer};
+pub use location::{Overlap, overlap};
+pub use store::{Storage, StorageOptions, WriteNotice, Writer, remove_staging_files};

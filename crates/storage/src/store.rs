@@ -36,7 +36,11 @@ pub struct Storage {
     local_dir: Option<std::path::PathBuf>,
     pulled: Arc<AtomicU64>,
     pushed: Arc<AtomicU64>,
+    notice: Option<WriteNotice>,
 }
+
+/// Told the local directory before every write to it (see [`Storage::with_write_notice`]).
+pub type WriteNotice = Arc<dyn Fn(&std::path::Path) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// A service that went away fails a burst in seconds, not minutes: a few
 /// retries ride out a blip (object_store's default retries for three minutes).
@@ -94,7 +98,22 @@ impl Storage {
             local_dir,
             pulled: Arc::default(),
             pushed: Arc::default(),
+            notice: None,
         })
+    }
+
+    /// Awaits `notice(dir)` before each write to a local directory: a platform
+    /// learns where a process may leave unfinished writes if it is killed, and
+    /// can remove them (see [`remove_staging_files`]) once it is gone.
+    pub fn with_write_notice(mut self, notice: WriteNotice) -> Self {
+        self.notice = Some(notice);
+        self
+    }
+
+    async fn announce_write(&self) {
+        if let (Some(dir), Some(notice)) = (&self.local_dir, &self.notice) {
+            notice(dir).await;
+        }
     }
 
     fn path(&self, key: &str) -> Path {
@@ -134,6 +153,7 @@ impl Storage {
 
     /// Writes the whole object at once; readers see the old object or the new one, never a part.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.announce_write().await;
         let len = data.len() as u64;
         self.store
             .put(&self.path(key), PutPayload::from(data))
@@ -145,6 +165,7 @@ impl Storage {
 
     /// A multipart writer for a large object: it appears only when [`Writer::finish`] succeeds.
     pub async fn writer(&self, key: &str) -> Result<Writer> {
+        self.announce_write().await;
         let upload =
             self.store.put_multipart(&self.path(key)).await.map_err(|e| Error::from_store(&self.name(key), e))?;
         Ok(Writer {
@@ -255,7 +276,9 @@ impl Drop for Writer {
 }
 
 /// Deletes `KEY#N` staging files under `dir` (N all digits: object_store's names).
-fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<usize> {
+/// Removes the staging files (`KEY#N`) unfinished writes left under `dir`,
+/// recursively; returns how many.
+pub fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<usize> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -30,15 +30,12 @@ pub enum Gen {
         /// How many bytes (a multiple of 100 is used), e.g. 1GiB.
         #[arg(long, value_parser = super::output::parse_size)]
         size: Option<usize>,
-        /// Where: file:///dir or s3://bucket/prefix (objects part-00000 ...).
-        #[arg(long)]
-        to: String,
         #[arg(long, default_value_t = 8)]
         parts: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[command(flatten)]
-        s3: BrokerArgs,
+        to: Target,
     },
     /// Points around `clusters` centres (`dims` little-endian f64 each), for k-means.
     Kmeans {
@@ -48,14 +45,12 @@ pub enum Gen {
         dims: usize,
         #[arg(long, default_value_t = 4)]
         clusters: u64,
-        #[arg(long)]
-        to: String,
         #[arg(long, default_value_t = 4)]
         parts: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[command(flatten)]
-        s3: BrokerArgs,
+        to: Target,
     },
     /// A power-law graph as an edge list (8 bytes per edge: source, destination as u32).
     Pagerank {
@@ -63,15 +58,41 @@ pub enum Gen {
         vertices: u32,
         #[arg(long)]
         edges: u64,
-        #[arg(long)]
-        to: String,
         #[arg(long, default_value_t = 4)]
         parts: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[command(flatten)]
-        s3: BrokerArgs,
+        to: Target,
     },
+}
+
+/// Where a generated data set goes.
+#[derive(clap::Args)]
+pub struct Target {
+    /// Where: file:///dir or s3://bucket/prefix (objects part-00000 ...).
+    #[arg(long = "to")]
+    url: String,
+    /// Replace a data set already there (its part-* objects are removed first);
+    /// without it, a prefix that holds one is refused.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    s3: BrokerArgs,
+}
+
+impl Target {
+    /// The storage to generate into, emptied of an old data set if told to.
+    fn open(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Storage> {
+        let storage = Storage::open(&self.url, &storage_options(&self.s3))?;
+        if self.overwrite {
+            let removed = runtime.block_on(volley_apps::dataset::clear(&storage))?;
+            if removed > 0 {
+                eprintln!("removed the {removed} parts of the data set that was at {}", self.url);
+            }
+        }
+        Ok(storage)
+    }
 }
 
 fn report(output: Output, what: &str, count: u64, bytes: u64, parts: usize, url: &str, started: Instant) {
@@ -113,29 +134,32 @@ impl Data {
     pub fn run(self, output: Output) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         match self {
-            Data::Gen(Gen::Terasort { records, size, to: url, parts, seed, s3 }) => {
+            Data::Gen(Gen::Terasort { records, size, parts, seed, to }) => {
                 let records = match (records, size) {
                     (Some(r), _) => r,
                     (None, Some(bytes)) => (bytes / volley_apps::terasort::records::RECORD) as u64,
                     (None, None) => anyhow::bail!("say how much: --records N or --size 1GiB"),
                 };
-                let storage = Storage::open(&url, &storage_options(&s3))?;
+                let storage = to.open(&runtime)?;
+                let url = to.url;
                 let started = Instant::now();
                 let records = runtime.block_on(data::generate(&storage, records, parts, seed))?;
                 let bytes = records * volley_apps::terasort::records::RECORD as u64;
                 report(output, "records", records, bytes, parts, &url, started);
                 Ok(())
             }
-            Data::Gen(Gen::Kmeans { points, dims, clusters, to: url, parts, seed, s3 }) => {
-                let storage = Storage::open(&url, &storage_options(&s3))?;
+            Data::Gen(Gen::Kmeans { points, dims, clusters, parts, seed, to }) => {
+                let storage = to.open(&runtime)?;
+                let url = to.url;
                 let started = Instant::now();
                 let n =
                     runtime.block_on(volley_apps::kmeans::generate(&storage, points, dims, clusters, parts, seed))?;
                 report(output, "points", n, n * dims as u64 * 8, parts, &url, started);
                 Ok(())
             }
-            Data::Gen(Gen::Pagerank { vertices, edges, to: url, parts, seed, s3 }) => {
-                let storage = Storage::open(&url, &storage_options(&s3))?;
+            Data::Gen(Gen::Pagerank { vertices, edges, parts, seed, to }) => {
+                let storage = to.open(&runtime)?;
+                let url = to.url;
                 let started = Instant::now();
                 let edges =
                     runtime.block_on(volley_apps::pagerank::generate(&storage, vertices, edges, parts, seed))?;

@@ -96,9 +96,72 @@ pub struct ControlPlaneArgs {
     /// A file of API keys, one `namespace key` per line; required beyond loopback.
     #[arg(long, env = "VOLLEY_API_KEYS_FILE")]
     pub api_keys: Option<std::path::PathBuf>,
-    /// The token invokers must present; required beyond loopback.
-    #[arg(long, env = "VOLLEY_INVOKER_TOKEN")]
+    /// The token invokers must present (at least 32 characters); required beyond
+    /// loopback. With API keys and no token, one is generated into the data
+    /// directory (file `invoker-token`, mode 0600).
+    #[arg(long, env = "VOLLEY_INVOKER_TOKEN", hide_env_values = true)]
     pub invoker_token: Option<String>,
+    /// The key `/metrics` requires (at least 32 characters); without it metrics are open.
+    #[arg(long, env = "VOLLEY_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+    /// Most bursts one namespace may have waiting for capacity.
+    #[arg(long, default_value_t = 1000)]
+    pub max_queued_per_namespace: usize,
+    /// Longest queue timeout (seconds) a burst may ask for.
+    #[arg(long, default_value_t = 3600.0)]
+    pub max_queue_timeout: f64,
+}
+
+/// The file in a data directory that holds a generated invoker token.
+pub const TOKEN_FILE: &str = "invoker-token";
+
+/// Reads a secret from a file (trailing whitespace dropped), warning when
+/// other users can read it.
+pub fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        eprintln!(
+            "volley: warning: the {what} file {} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display()))?;
+    Ok(text.trim_end().to_string())
+}
+
+/// The invoker token of a controller: the one given, or, when API keys are
+/// set and none is given, the one kept in `data_dir` (generated on first use,
+/// readable only by its owner), so that invoker registration is never open
+/// on a controller with tenants.
+pub fn invoker_token(data_dir: &Path, given: Option<&str>, keys: bool) -> anyhow::Result<Option<String>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(token) = given {
+        return Ok(Some(token.to_string()));
+    }
+    if !keys {
+        return Ok(None);
+    }
+    let path = data_dir.join(TOKEN_FILE);
+    if path.exists() {
+        return read_secret_file(&path, "invoker token").map(Some);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot create the invoker token file {}: {e}", path.display()))?;
+    writeln!(file, "{token}")?;
+    eprintln!("volley: generated an invoker token in {} (mode 0600); invokers join with --token-file", path.display());
+    Ok(Some(token))
 }
 
 pub fn controller_options(
@@ -114,15 +177,20 @@ pub fn controller_options(
     opts.heartbeat_timeout = Duration::from_secs_f64(args.heartbeat_timeout);
     opts.store = args.store.clone();
     if let Some(path) = &args.api_keys {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the API key file {}: {e}", path.display()))?;
+        let text = read_secret_file(path, "API key")?;
         let keys = volley_controller::parse_keys(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if keys.is_empty() {
             anyhow::bail!("the API key file {} holds no keys", path.display());
         }
         opts.api_keys = keys.into_iter().collect();
     }
-    opts.invoker_token = args.invoker_token.clone();
+    opts.invoker_token = invoker_token(data_dir, args.invoker_token.as_deref(), !opts.api_keys.is_empty())?;
+    opts.metrics_key = args.metrics_key.clone();
+    opts.max_queued_per_namespace = args.max_queued_per_namespace;
+    if !(args.max_queue_timeout.is_finite() && args.max_queue_timeout > 0.0) {
+        anyhow::bail!("--max-queue-timeout must be a positive number of seconds");
+    }
+    opts.max_queue_timeout = Duration::from_secs_f64(args.max_queue_timeout);
     opts.functions = builtin_functions();
     // Workers' s3:// storage uses the same service and credentials as the s3 transport.
     opts.storage = volley_storage::StorageOptions {
@@ -207,6 +275,7 @@ impl Embedded {
         let (controller_args, invoker) = (&args.controller, &args.invoker);
         let shutdown = CancellationToken::new();
         let opts = controller_options(listen, data_dir, args.brokers.brokers("bursts/"), controller_args)?;
+        let (token, metrics_key) = (opts.invoker_token.clone(), opts.metrics_key.clone());
         let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
         let url = format!("http://{}", controller.local_addr());
         let mut tasks = vec![tokio::spawn(async move {
@@ -215,7 +284,7 @@ impl Embedded {
             }
         })];
         let mut inv = invoker_options(&url, data_dir, invoker)?;
-        inv.api_key = controller_args.invoker_token.clone();
+        inv.api_key = token;
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = volley_invoker::run(inv, token).await {
@@ -223,15 +292,19 @@ impl Embedded {
             }
         }));
         let embedded = Embedded { url, shutdown, tasks };
-        embedded.wait_for_invoker().await?;
+        embedded.wait_for_invoker(metrics_key.as_deref()).await?;
         Ok(embedded)
     }
 
-    async fn wait_for_invoker(&self) -> anyhow::Result<()> {
+    async fn wait_for_invoker(&self, metrics_key: Option<&str>) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
         for _ in 0..500 {
-            // The metrics need no key: they say whether an invoker is ready.
-            let text = http.get(format!("{}/metrics", self.url)).send().await?.text().await.unwrap_or_default();
+            // The metrics say whether an invoker is ready.
+            let mut request = http.get(format!("{}/metrics", self.url));
+            if let Some(key) = metrics_key {
+                request = request.bearer_auth(key);
+            }
+            let text = request.send().await?.text().await.unwrap_or_default();
             let ready = text
                 .lines()
                 .filter_map(|l| l.strip_prefix("volley_invokers{status=\"ready\"} "))

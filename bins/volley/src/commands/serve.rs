@@ -44,8 +44,11 @@ pub struct InvokerCmdArgs {
     #[arg(long, env = "VOLLEY_CONTROLLER")]
     controller: String,
     /// The token the controller expects from invokers (its --invoker-token).
-    #[arg(long, env = "VOLLEY_INVOKER_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "VOLLEY_INVOKER_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     token: Option<String>,
+    /// A file holding that token (e.g. the `invoker-token` file a controller generated).
+    #[arg(long, env = "VOLLEY_INVOKER_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -108,7 +111,11 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         let mut opts = invoker_options(&args.controller, &dir, &args.invoker)?;
-        opts.api_key = args.token.clone();
+        opts.api_key = match (&args.token, &args.token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(path)) => Some(platform::read_secret_file(path, "invoker token")?),
+            (None, None) => None,
+        };
         let task = tokio::spawn(volley_invoker::run(opts, shutdown.clone()));
         until_signal().await;
         shutdown.cancel();

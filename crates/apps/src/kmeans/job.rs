@@ -8,7 +8,7 @@ use volley_sdk::serde_json::json;
 use volley_sdk::{Op, Worker, WorkerResult};
 
 use super::points::{decode, partial, update};
-use crate::dataset::{SUCCESS, parts, read_items, read_share};
+use crate::dataset::{SUCCESS, check_output_apart, parts, read_items, read_share};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +35,7 @@ pub fn kmeans(w: &Worker) -> WorkerResult {
     if p.dims == 0 || p.k == 0 {
         return Err("dims and k must be at least 1".into());
     }
+    check_output_apart(&p.input, &p.output)?;
     let size = p.dims * 8;
     let (input, output) = (w.storage(&p.input)?, w.storage(&p.output)?);
     if w.rank() == 0 {

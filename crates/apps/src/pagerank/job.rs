@@ -16,7 +16,7 @@ use volley_sdk::{Op, Worker, WorkerResult};
 
 use super::contributions::{Contributions, Ranks, add_into, dense};
 use super::graph::{EDGE, Settings, edges, next_ranks};
-use crate::dataset::{SUCCESS, parts, read_share};
+use crate::dataset::{SUCCESS, check_output_apart, parts, read_share};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +49,7 @@ pub fn pagerank(w: &Worker) -> WorkerResult {
     if p.vertices == 0 || !(0.0..1.0).contains(&p.damping) {
         return Err("vertices must be at least 1 and damping in [0, 1)".into());
     }
+    check_output_apart(&p.input, &p.output)?;
     let (rank, n, v) = (w.rank() as u64, w.size() as u64, p.vertices);
     let input = w.storage(&p.input)?;
     let output = w.storage(&p.output)?;

@@ -11,7 +11,7 @@ use volley_sdk::{Worker, WorkerResult};
 
 use super::data::{SUCCESS, part_name, parts};
 use super::records::{KEY, RECORD, sort_records};
-use crate::dataset::read_share;
+use crate::dataset::{check_output_apart, clear, read_share};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +52,7 @@ fn ms(since: Instant) -> f64 {
 
 pub fn terasort(w: &Worker) -> WorkerResult {
     let p: Params = w.params_as()?;
+    check_output_apart(&p.input, &p.output)?;
     let (rank, n) = (w.rank() as u64, w.size() as u64);
     let input = w.storage(&p.input)?;
     let output = w.storage(&p.output)?;
@@ -61,16 +62,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     // duplicate records behind. Parts are named by rank, so a retried attempt
     // overwrites, never adds. Files of writes cut short by a killed attempt go too.
     if rank == 0 {
-        w.block_on(async {
-            output.delete(SUCCESS).await?;
-            output.remove_incomplete().await?;
-            for (key, _) in output.list("").await? {
-                if key.starts_with("part-") {
-                    output.delete(&key).await?;
-                }
-            }
-            Ok::<_, volley_sdk::StorageError>(())
-        })?;
+        w.block_on(clear(&output))?;
     }
     w.comm().barrier()?;
 

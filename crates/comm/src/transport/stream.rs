@@ -23,6 +23,7 @@ use super::inbound::Inbound;
 use super::sock_io::SockWriter;
 use super::{PacketSink, SinkRef, Tasks};
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::options::{PackOptions, StreamOptions};
 use crate::rendezvous::Rendezvous;
 use crate::wire::{HEADER_LEN, Header, Kind, OutPacket};
@@ -139,6 +140,8 @@ pub(crate) struct StreamTransport {
     next_pump: AtomicUsize,
     turn: AtomicUsize,
     tasks: Tasks,
+    /// Ranks of each pack, to name a peer whose connection broke.
+    layout: Layout,
 }
 
 impl StreamTransport {
@@ -231,7 +234,15 @@ impl StreamTransport {
             }
             peers.push(writers);
         }
-        Ok(StreamTransport { family, peers, inbound, next_pump: AtomicUsize::new(0), turn: AtomicUsize::new(0), tasks })
+        Ok(StreamTransport {
+            family,
+            peers,
+            inbound,
+            next_pump: AtomicUsize::new(0),
+            turn: AtomicUsize::new(0),
+            tasks,
+            layout: opts.layout.clone(),
+        })
     }
 
     /// Reads what has arrived on up to [`PUMPS_PER_CALL`] connections, for a
@@ -286,8 +297,17 @@ impl StreamTransport {
         total.div_ceil(conns).max(1 << 20).min(configured as u64) as u32
     }
 
+    /// A direct connection that cannot be written to means the peer pack is
+    /// gone: that is a consequence of its end (which its own report names),
+    /// not a cause of its own, so it is reported as the peer's disconnect.
     fn io_error(&self, dst: usize, e: std::io::Error) -> Error {
-        Error::transport(self.family.name(), format!("writing to pack {dst}: {e}"))
+        let ranks = self.layout.ranks_of(dst.min(self.layout.packs().saturating_sub(1)));
+        Error::Disconnected {
+            pack: dst,
+            first: ranks.start,
+            last: ranks.end.saturating_sub(1),
+            reason: format!("writing to it over {} failed: {e}", self.family.name()).into(),
+        }
     }
 
     /// Ends every connection with a `Fin` mark, so the peer knows the close was meant.
