@@ -31,6 +31,21 @@ fn inbox_key(burst: &str, pack: usize) -> String {
     format!("volley:{burst}:inbox:{pack}")
 }
 
+/// Set by [`purge`]: while it exists, no pack of the burst may connect to push.
+/// Outside the burst's own key space, so that deleting that does not lift it.
+fn fence_key(burst: &str) -> String {
+    format!("volley-purged:{burst}")
+}
+
+/// How long a purged burst stays fenced: far longer than any pack of it can live.
+const FENCE_SECS: u64 = 24 * 3600;
+
+/// The name of every connection a pack of `burst` pushes on (`CLIENT SETNAME`),
+/// so that a purge can find and close them.
+fn client_name(burst: &str, pack: usize) -> String {
+    format!("volley:{burst}:pack:{pack}") // `purge` matches this prefix
+}
+
 fn err(e: impl std::fmt::Display) -> Error {
     Error::transport("redis", e)
 }
@@ -60,8 +75,9 @@ impl RedisTransport {
             .await
             .map_err(|e| err(format!("cannot connect to {}: {e}; is Redis running there?", redis_opts.url)))?;
         let reply_timeout = opts.connect_timeout.max(opts.op_timeout);
+        let admission = push::Admission { name: client_name(&opts.burst, opts.pack), fence: fence_key(&opts.burst) };
         let pushers = futures::future::try_join_all(
-            (0..n).map(|_| Pusher::connect(&client, opts.connect_timeout, reply_timeout)),
+            (0..n).map(|_| Pusher::connect(&client, &admission, opts.connect_timeout, reply_timeout)),
         )
         .await?;
         let inboxes: Vec<String> = (0..opts.layout.packs()).map(|p| inbox_key(&opts.burst, p)).collect();
@@ -137,9 +153,35 @@ impl RedisTransport {
 
 /// Deletes everything a burst may have left in Redis (for a platform cleaning
 /// up after packs that died); returns how many keys it deleted.
+///
+/// The purge is final: pushes still in flight (written by a pack that died,
+/// but not yet read by Redis, which happens under load) or sent later (by a
+/// pack cut off from the platform but not from Redis) could otherwise create
+/// the burst's lists again after they were deleted. So first the burst is
+/// fenced (no pack of it may connect to push any more: see `push.rs`), then
+/// every connection its packs pushed on is closed, which drops what Redis had
+/// not read from them yet, and only then are the keys deleted.
 pub async fn purge(url: &str, burst: &str) -> Result<usize> {
     let client = Client::open(url).map_err(|e| Error::invalid(format!("bad Redis URL {url:?}: {e}")))?;
     let mut conn = client.get_multiplexed_async_connection().await.map_err(err)?;
+    redis::cmd("SET")
+        .arg(fence_key(burst))
+        .arg(1)
+        .arg("EX")
+        .arg(FENCE_SECS)
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(err)?;
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.map_err(err)?;
+    let prefix = format!("name=volley:{burst}:pack:");
+    for line in clients.lines() {
+        let mut fields = line.split(' ');
+        let id = fields.clone().find_map(|f| f.strip_prefix("id="));
+        if let (Some(id), true) = (id, fields.any(|f| f.starts_with(&prefix))) {
+            // Gone already is fine: the kill is what we want either way.
+            let _ = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async::<()>(&mut conn).await;
+        }
+    }
     let keys = keys_of(&mut conn, burst).await?;
     if !keys.is_empty() {
         redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.map_err(err)?;

@@ -42,14 +42,23 @@ enum Addr {
     Unix(PathBuf),
 }
 
+/// Who pushes: every connection is named for the burst's pack (so a purge can
+/// close it) and refused if the burst was purged (so nothing recreates its keys).
+pub(super) struct Admission {
+    pub name: String,
+    pub fence: String,
+}
+
 /// One connection for pushing packets. A push takes the connection out of
 /// its slot while it runs, so a push abandoned half-way (timed out,
 /// cancelled) drops the connection with it and the next push dials anew:
 /// half a command is never followed by another.
 pub(super) struct Pusher {
     addr: Addr,
-    /// AUTH and SELECT, packed, sent on every new connection.
+    /// AUTH, SELECT and CLIENT SETNAME, packed, sent on every new connection.
     hello: Vec<Vec<u8>>,
+    /// `EXISTS` of the burst's purge fence, sent after the hello.
+    fenced: Vec<u8>,
     connect_timeout: Duration,
     /// How long Redis may take to answer what was sent.
     reply_timeout: Duration,
@@ -57,7 +66,12 @@ pub(super) struct Pusher {
 }
 
 impl Pusher {
-    pub async fn connect(client: &Client, connect_timeout: Duration, reply_timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        client: &Client,
+        admission: &Admission,
+        connect_timeout: Duration,
+        reply_timeout: Duration,
+    ) -> Result<Self> {
         let info = client.get_connection_info();
         let addr = match info.addr() {
             ConnectionAddr::Tcp(host, port) => Addr::Tcp(host.clone(), *port),
@@ -80,7 +94,9 @@ impl Pusher {
         if settings.db() != 0 {
             hello.push(redis::cmd("SELECT").arg(settings.db()).get_packed_command());
         }
-        let pusher = Pusher { addr, hello, connect_timeout, reply_timeout, link: Mutex::new(None) };
+        hello.push(redis::cmd("CLIENT").arg("SETNAME").arg(&admission.name).get_packed_command());
+        let fenced = redis::cmd("EXISTS").arg(&admission.fence).get_packed_command();
+        let pusher = Pusher { addr, hello, fenced, connect_timeout, reply_timeout, link: Mutex::new(None) };
         // Fail now, with the reason, rather than at the first send.
         let link = pusher.open().await?;
         *pusher.link.lock().await = Some(link);
@@ -156,6 +172,15 @@ impl Pusher {
             link.replies.owed += 1;
         }
         link.replies.settle(self.connect_timeout).await?;
+        // Named first, then checked: a purge that starts after this check
+        // finds the connection by its name and closes it.
+        link.writer.write_all(&self.fenced).await.map_err(|e| err(format!("writing: {e}")))?;
+        if link.replies.integer(self.connect_timeout).await? != 0 {
+            return Err(Error::Transport {
+                transport: "redis",
+                message: "this burst was purged (it ended); its packs may not push any more".into(),
+            });
+        }
         Ok(link)
     }
 }
@@ -191,19 +216,49 @@ impl Replies {
                 self.buf.drain(..used);
                 self.owed -= 1;
             }
-            if self.owed == 0 {
+            if self.owed == 0 || !self.read_some()? {
                 return Ok(());
             }
-            let mut chunk = [MaybeUninit::<u8>::uninit(); 4096];
+        }
+    }
+
+    /// Reads what has arrived into `buf`; false if nothing had.
+    fn read_some(&mut self) -> Result<bool> {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); 4096];
+        loop {
             match self.sock.recv(&mut chunk) {
                 Ok(0) => return Err(err("Redis closed the connection")),
                 Ok(n) => {
                     // SAFETY: `recv` initialized the first `n` bytes.
                     self.buf.extend(chunk[..n].iter().map(|b| unsafe { b.assume_init() }));
+                    return Ok(true);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(err(format!("reading replies: {e}"))),
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, for the next reply, an integer, when no other
+    /// reply is owed; returns it.
+    async fn integer(&mut self, timeout: Duration) -> Result<i64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return match line.strip_prefix(':').and_then(|n| n.parse().ok()) {
+                    Some(n) => Ok(n),
+                    None => Err(err(format!("expected an integer reply, got {line:?}"))),
+                };
+            }
+            if !self.read_some()? {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, readable(&self.sock)).await {
+                    Ok(ready) => ready.map_err(|e| err(format!("reading replies: {e}")))?,
+                    Err(_) => return Err(Error::timeout(timeout, "Redis to answer")),
+                }
             }
         }
     }
