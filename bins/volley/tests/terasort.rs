@@ -213,3 +213,25 @@ fn data_gen_refuses_a_prefix_holding_a_data_set_unless_told_to_overwrite() {
     let names: Vec<String> = snapshot(&dir.0).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["part-00000", "part-00001"]);
 }
+
+#[test]
+fn half_equal_keys_spread_over_the_workers_and_still_sort() {
+    support::on_local_dir("terasort-skew", |base| {
+        let (input, output) = (format!("{base}/in"), format!("{base}/out"));
+        let args = ["data", "gen", "terasort", "--records", "40000", "--duplicate-keys", "0.5", "--to", &input];
+        assert!(volley(None, &args).status.success());
+        let params = serde_json::json!({"input": input, "output": output}).to_string();
+        let burst =
+            json_ok(&volley(None, &["run", "terasort", "-n", "8", "-g", "4", "--params", &params, "--output", "json"]));
+        let counts: Vec<u64> =
+            burst["workers"].as_array().unwrap().iter().map(|w| w["result"]["records_out"].as_u64().unwrap()).collect();
+        let mean = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
+        let worst = *counts.iter().max().unwrap() as f64 / mean;
+        assert!(worst <= 1.3, "the busiest worker holds {worst:.2}x the mean: {counts:?}");
+        let report = json_ok(&volley(
+            None,
+            &["data", "validate", "terasort", "--input", &input, "--sorted", &output, "--output", "json"],
+        ));
+        assert_eq!(report["output"], report["input"], "{report}");
+    });
+}

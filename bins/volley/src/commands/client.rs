@@ -171,6 +171,15 @@ impl<'a> Results<'a> {
         self.0.iter().filter_map(|r| r.pointer(pointer)?.as_f64()).fold(0.0, f64::max)
     }
 
+    /// The smallest and largest value of counter `key` over the workers, and
+    /// the largest over the mean (1.0: perfectly balanced).
+    pub fn balance(&self, key: &str) -> (u64, u64, f64) {
+        let values: Vec<u64> = self.0.iter().filter_map(|r| r[key].as_u64()).collect();
+        let (min, max) = (values.iter().copied().min().unwrap_or(0), values.iter().copied().max().unwrap_or(0));
+        let mean = values.iter().sum::<u64>() as f64 / values.len().max(1) as f64;
+        (min, max, if mean > 0.0 { max as f64 / mean } else { 1.0 })
+    }
+
     /// The sum over the workers of the counter `key`.
     pub fn sum(&self, key: &str) -> u64 {
         self.0.iter().filter_map(|r| r[key].as_u64()).sum()

@@ -30,6 +30,9 @@ pub enum Gen {
         /// How many bytes (a multiple of 100 is used), e.g. 1GiB.
         #[arg(long, value_parser = super::output::parse_size)]
         size: Option<usize>,
+        /// This fraction of the records (0 to 1) share one key: skewed data.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_keys: f64,
         #[arg(long, default_value_t = 8)]
         parts: usize,
         #[arg(long, default_value_t = 1)]
@@ -134,7 +137,7 @@ impl Data {
     pub fn run(self, output: Output) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         match self {
-            Data::Gen(Gen::Terasort { records, size, parts, seed, to }) => {
+            Data::Gen(Gen::Terasort { records, size, duplicate_keys, parts, seed, to }) => {
                 let records = match (records, size) {
                     (Some(r), _) => r,
                     (None, Some(bytes)) => (bytes / volley_apps::terasort::records::RECORD) as u64,
@@ -143,7 +146,8 @@ impl Data {
                 let storage = to.open(&runtime)?;
                 let url = to.url;
                 let started = Instant::now();
-                let records = runtime.block_on(data::generate(&storage, records, parts, seed))?;
+                let records =
+                    runtime.block_on(data::generate_skewed(&storage, records, parts, seed, duplicate_keys))?;
                 let bytes = records * volley_apps::terasort::records::RECORD as u64;
                 report(output, "records", records, bytes, parts, &url, started);
                 Ok(())

@@ -113,6 +113,8 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
         phase("sort"),
         phase("write"),
     ));
+    let (least, most, skew) = results.balance("records_out");
+    say(format!("    records per worker: {least} to {most} (the busiest holds {skew:.2}x the mean)"));
 
     say(format!("3/3 validating {out_url} against the input"));
     let t = Instant::now();
@@ -130,6 +132,7 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
             serde_json::to_string_pretty(&json!({
                 "records": records, "bytes": args.size, "input": in_url, "output": out_url,
                 "burst": burst.id, "transport": burst.transport, "generate_s": gen_s, "sort_s": sort_s,
+                "records_per_worker": {"min": least, "max": most, "max_over_mean": skew},
                 "validation": report,
             }))?
         );

@@ -6,6 +6,7 @@ use crate::dataset::{self};
 pub use crate::dataset::{DataError, SUCCESS, part_name};
 
 use super::records::{Digest, KEY, RECORD, record};
+use crate::dataset::splitmix64;
 
 /// Bytes read at a time while validating.
 const READ_CHUNK: u64 = (8 << 20) / RECORD as u64 * RECORD as u64;
@@ -13,7 +14,33 @@ const READ_CHUNK: u64 = (8 << 20) / RECORD as u64 * RECORD as u64;
 /// Writes `records` rows of data set `seed` as `parts` objects `part-00000`...
 /// (each committed atomically).
 pub async fn generate(storage: &Storage, records: u64, parts: usize, seed: u64) -> Result<u64, DataError> {
-    dataset::generate(storage, records, parts, RECORD, move |row, buf| record(seed, row, buf)).await
+    generate_skewed(storage, records, parts, seed, 0.0).await
+}
+
+/// The same, with a fraction `duplicates` (0 to 1) of the records sharing one
+/// key: skewed data, as real keys often are.
+pub async fn generate_skewed(
+    storage: &Storage,
+    records: u64,
+    parts: usize,
+    seed: u64,
+    duplicates: f64,
+) -> Result<u64, DataError> {
+    if !(0.0..=1.0).contains(&duplicates) {
+        return Err(DataError::Invalid(format!(
+            "the fraction of duplicate keys must be within 0 to 1, got {duplicates}"
+        )));
+    }
+    let threshold = (duplicates * u64::MAX as f64) as u64;
+    let shared = splitmix64(seed ^ 0x5EED_D0D0).to_be_bytes();
+    dataset::generate(storage, records, parts, RECORD, move |row, buf| {
+        record(seed, row, buf);
+        if duplicates > 0.0 && splitmix64(seed ^ row ^ 0xD0D0_5EED_0000_0000) <= threshold {
+            buf[..8].copy_from_slice(&shared);
+            buf[8..KEY].fill(0);
+        }
+    })
+    .await
 }
 
 /// The parts of a record data set, in order, with sizes.

@@ -10,7 +10,8 @@ use volley_sdk::serde_json::json;
 use volley_sdk::{Worker, WorkerResult};
 
 use super::data::{SUCCESS, part_name, parts};
-use super::records::{KEY, RECORD, sort_records};
+use super::records::{RECORD, sort_records};
+use super::splitters::{POSITION, Position, bucket, choose, position};
 use crate::dataset::{check_output_apart, clear, read_share};
 
 #[derive(Deserialize)]
@@ -72,30 +73,34 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     let (mine, total) = w.block_on(read_share(&input, &list, RECORD, rank, n))?;
     let read_ms = ms(t);
 
-    // Sample: evenly spaced keys from every worker; everyone picks the same splitters.
+    // Sample: evenly spaced records from every worker, as (key, rank, index)
+    // positions; everyone picks the same splitters (ties split by source, so
+    // that many equal keys still spread over several workers).
     let t = Instant::now();
     let count = mine.len() / RECORD;
     let take = p.samples.min(count);
-    let mut sample = Vec::with_capacity(take * KEY);
+    let mut sample = Vec::with_capacity(take * POSITION);
     for i in 0..take {
         let r = i * count / take.max(1);
-        sample.extend_from_slice(&mine[r * RECORD..r * RECORD + KEY]);
+        sample.extend_from_slice(&position(&mine[r * RECORD..], rank as u32, r as u64));
     }
-    let mut keys: Vec<&[u8]> = Vec::new();
     let gathered = w.comm().all_gather(Bytes::from(sample))?;
-    for part in &gathered {
-        keys.extend(part.chunks_exact(KEY));
-    }
-    keys.sort_unstable();
-    let splitters: Vec<&[u8]> =
-        (1..n as usize).filter_map(|i| keys.get(i * keys.len() / n as usize).copied()).collect();
+    let positions: Vec<Position> = gathered
+        .iter()
+        .flat_map(|part| part.chunks_exact(POSITION))
+        .map(|c| c.try_into().expect("chunks of POSITION bytes"))
+        .collect();
+    let splitters = choose(positions, n as usize);
     let sample_ms = ms(t);
 
     // Partition: the bucket of every record first, so that each bucket is
     // allocated once at its exact size.
     let t = Instant::now();
-    let bucket_of: Vec<u32> =
-        mine.chunks_exact(RECORD).map(|rec| splitters.partition_point(|s| *s <= &rec[..KEY]) as u32).collect();
+    let bucket_of: Vec<u32> = mine
+        .chunks_exact(RECORD)
+        .enumerate()
+        .map(|(i, rec)| bucket(&splitters, &position(rec, rank as u32, i as u64)) as u32)
+        .collect();
     let mut sizes = vec![0usize; n as usize];
     bucket_of.iter().for_each(|&b| sizes[b as usize] += RECORD);
     let mut buckets: Vec<Vec<u8>> = sizes.iter().map(|&size| Vec::with_capacity(size)).collect();

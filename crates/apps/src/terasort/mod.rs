@@ -3,5 +3,6 @@
 pub mod data;
 mod job;
 pub mod records;
+pub mod splitters;
 
 pub use job::terasort;
