@@ -73,6 +73,15 @@ fn keys_are_required_and_scope_what_each_tenant_sees() {
     assert_eq!(status, 401, "a tenant cannot pose as an invoker");
     let (status, _) = http_as(Some(TOKEN), &p.url, "POST", "/v1/invokers", reg);
     assert_eq!(status, 200);
+
+    // The document says which secret each operation needs.
+    let (_, doc) = http_as(None, &p.url, "GET", "/v1/openapi.json", "");
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert!(schemes.contains_key("api_key") && schemes.contains_key("invoker_token"), "{doc}");
+    assert_eq!(doc["paths"]["/v1/bursts"]["post"]["security"][0]["api_key"], serde_json::json!([]));
+    assert_eq!(doc["paths"]["/v1/invokers"]["post"]["security"][0]["invoker_token"], serde_json::json!([]));
+    assert!(doc["paths"]["/healthz"]["get"].get("security").is_none());
+    assert!(doc["paths"]["/metrics"]["get"].get("security").is_none(), "no metrics key here");
 }
 
 #[test]

@@ -143,6 +143,20 @@ fn bench_load_runs_every_burst_exactly_once_and_the_api_answers() {
     assert!(report["status_p99_ms"].as_f64().unwrap() > 0.0);
 }
 
+#[test]
+fn bench_load_loads_the_controller_it_is_given() {
+    let p = support::Platform::up(&[]);
+    let args = ["bench", "load", "--bursts", "6", "--workers", "2", "--granularity", "1", "--clients", "2"];
+    let report = support::json_ok(&p.cli(&[&args[..], &["--output", "json"]].concat()));
+    assert_eq!(report["succeeded"], 6, "{report}");
+    // The bursts ran on that controller, not on an embedded platform of the command's own.
+    let (_, list) = p.get("/v1/bursts");
+    assert_eq!(list.as_array().unwrap().len(), 6, "{list}");
+    // And again: a shared controller may hold other bursts than this run's.
+    let report = support::json_ok(&p.cli(&[&args[..], &["--output", "json"]].concat()));
+    assert_eq!(report["succeeded"], 6, "{report}");
+}
+
 /// `volley bench NAME ARGS --storage BASE --output json`.
 fn bench_on(base: &str, name: &str, args: &str) -> serde_json::Value {
     let mut all = vec!["bench", name];

@@ -104,10 +104,11 @@ fn bad_requests_get_clear_errors() {
         (r#"{"function":"nope","workers":2}"#, 404, "not_found", "unknown function \"nope\""),
         (r#"{"function":"hello","workers":0}"#, 400, "bad_request", "at least 1"),
         (r#"{"function":"hello","workers":4,"granularity":0}"#, 400, "bad_request", "granularity must be at least 1"),
-        (r#"{"function":"hello","workers":4,"granularity":8}"#, 400, "bad_request", "larger than the burst"),
+        (r#"{"function":"hello","workers":4,"granularity":8}"#, 422, "unprocessable", "larger than the burst"),
         (r#"{"function":"hello","workers":65}"#, 422, "insufficient_capacity", "whole cluster has 64 slots"),
         (r#"{"function":"hello","workers":2,"transport":"smoke"}"#, 400, "bad_request", "unknown transport"),
-        (r#"{"function":"hello","workers":2,"worker_params":[1]}"#, 400, "bad_request", "worker_params has 1"),
+        (r#"{"function":"hello","workers":2,"worker_params":[1]}"#, 422, "unprocessable", "worker_params has 1"),
+        (r#"{"function":"hello","workers":2.5}"#, 400, "bad_request", "not a whole number"),
         (r#"{"function":"hello","workers":2,"timeout_secs":-1}"#, 400, "bad_request", "timeout_secs"),
         (r#"{"function":"hello","workers":2,"wrokers":3}"#, 400, "bad_request", "wrokers"),
     ];
@@ -120,6 +121,19 @@ fn bad_requests_get_clear_errors() {
     }
     let (status, answer) = p.get("/v1/bursts/b000");
     assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")));
+    // Whole numbers written as floats are whole numbers.
+    let (status, answer) = p.post("/v1/bursts", r#"{"function":"hello","workers":2.0,"granularity":1.0}"#);
+    assert_eq!(status, 201, "{answer}");
+    // Errors in the query string and the path are the API's JSON errors too.
+    let (status, answer) = p.get("/v1/bursts?limit=lots");
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("bad_request")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("query string"), "{answer}");
+    let (status, answer) = p.get("/v1/bursts?limit=0");
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("bad_request")), "{answer}");
+    let (status, answer) = p.get("/v1/bursts/b0/wait?timeout_ms=-1");
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("bad_request")), "{answer}");
+    let (status, answer) = support::http(&p.url, "DELETE", "/v1/bursts", "");
+    assert_eq!((status, answer["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{answer}");
     // The CLI prints the same message and exits non-zero.
     let out = p.cli(&["run", "hello", "-n", "4", "-g", "0"]);
     assert!(!out.status.success());
@@ -285,6 +299,17 @@ fn the_openapi_document_lists_every_route_and_each_answers() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 15, "{}", paths.len());
+    // Auth is a security scheme, never a parameter; a controller without keys requires none.
+    let text = doc.to_string();
+    assert!(!text.to_lowercase().contains("\"name\":\"authorization\""), "an Authorization parameter: {text}");
+    assert!(doc.pointer("/components/securitySchemes").is_none_or(|s| s.as_object().unwrap().is_empty()), "{text}");
+    // What the server sends: the long poll answers with a list of commands.
+    let poll = &doc["paths"]["/v1/invokers/{id}/commands"]["get"]["responses"]["200"]["content"]["application/json"];
+    assert_eq!(poll["schema"]["type"], "array", "{poll}");
+    let create = &doc["paths"]["/v1/bursts"]["post"]["responses"];
+    assert!(create.get("201").is_some(), "creating a burst answers 201: {create}");
+    let workers = &doc["components"]["schemas"]["BurstRequest"]["properties"]["workers"];
+    assert_eq!((workers["minimum"].as_u64(), workers["maximum"].as_u64()), (Some(1), Some(100_000)), "{workers}");
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             let concrete = path.replace("{id}", "b0").replace("{name}", "nothing").replace("{digest}", &"0".repeat(64));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::core::Core;
+use crate::control_plane::ControlPlane;
 use crate::error::Error;
 
 /// The namespace of a user request.
@@ -29,10 +29,10 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl FromRequestParts<Arc<Core>> for Caller {
+impl FromRequestParts<Arc<ControlPlane>> for Caller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, core: &Arc<ControlPlane>) -> Result<Self, Error> {
         let keys = &core.opts.api_keys;
         if keys.is_empty() {
             return Ok(Caller(DEFAULT_NAMESPACE.into()));
@@ -49,10 +49,10 @@ impl FromRequestParts<Arc<Core>> for Caller {
     }
 }
 
-impl FromRequestParts<Arc<Core>> for InvokerCaller {
+impl FromRequestParts<Arc<ControlPlane>> for InvokerCaller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, core: &Arc<ControlPlane>) -> Result<Self, Error> {
         match &core.opts.invoker_token {
             None => Ok(InvokerCaller),
             Some(token) if bearer(parts).is_some_and(|given| same(given, token)) => Ok(InvokerCaller),
@@ -66,10 +66,10 @@ impl FromRequestParts<Arc<Core>> for InvokerCaller {
 /// A scrape of `/metrics` (checked against the metrics key, if one is set).
 pub(crate) struct MetricsCaller;
 
-impl FromRequestParts<Arc<Core>> for MetricsCaller {
+impl FromRequestParts<Arc<ControlPlane>> for MetricsCaller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, core: &Arc<Core>) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, core: &Arc<ControlPlane>) -> Result<Self, Error> {
         match &core.opts.metrics_key {
             None => Ok(MetricsCaller),
             Some(key) if bearer(parts).is_some_and(|given| same(given, key)) => Ok(MetricsCaller),

@@ -11,6 +11,10 @@ pub enum Error {
     /// The request is malformed or asks for something impossible.
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well-formed and fits the document's schema, but breaks a
+    /// rule the schema cannot say (e.g. a granularity above the worker count).
+    #[error("{0}")]
+    Unprocessable(String),
     /// No such function, burst or invoker.
     #[error("{0}")]
     NotFound(String),
@@ -23,6 +27,15 @@ pub enum Error {
     /// The namespace has as many bursts queued as it may.
     #[error("{0}")]
     QueueFull(String),
+    /// The request body is larger than the API accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request body is not of a type the operation accepts.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The path exists, but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// No valid API key (or invoker token) came with the request.
     #[error("{0}")]
     Unauthorized(String),
@@ -32,14 +45,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every code [`Error::code`] can return (the document lists them).
+    pub const CODES: [&'static str; 11] = [
+        "bad_request",
+        "unprocessable",
+        "not_found",
+        "conflict",
+        "insufficient_capacity",
+        "queue_full",
+        "payload_too_large",
+        "unsupported_media_type",
+        "method_not_allowed",
+        "unauthorized",
+        "store_unavailable",
+    ];
+
     /// The stable, machine-readable code of the error.
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "bad_request",
+            Error::Unprocessable(_) => "unprocessable",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Capacity(_) => "insufficient_capacity",
             Error::QueueFull(_) => "queue_full",
+            Error::TooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Unauthorized(_) => "unauthorized",
             Error::Store(_) => "store_unavailable",
         }
@@ -48,10 +80,14 @@ impl Error {
     fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Capacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

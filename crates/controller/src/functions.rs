@@ -20,7 +20,7 @@ pub(crate) struct Functions {
 }
 
 /// Names users may give functions: they appear in URLs and file names.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -89,7 +89,7 @@ impl Functions {
             return Err(Error::Conflict(format!("{name} is a built-in function; deploy under another name")));
         }
         if !(binary.starts_with(b"\x7fELF") || binary.starts_with(b"#!")) {
-            return Err(Error::BadRequest(
+            return Err(Error::Unprocessable(
                 "the uploaded file is not an executable (an ELF binary or a #! script); build the function crate and deploy target/release/NAME".into(),
             ));
         }
@@ -136,7 +136,7 @@ impl Functions {
 
     /// Where the blob with `digest` lives (digests are checked: they become file names).
     pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+        if digest.len() != 64 || !digest.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
             return Err(Error::BadRequest(format!("{digest:?} is not a SHA-256 digest")));
         }
         Ok(self.blobs.join(digest))

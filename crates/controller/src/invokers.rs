@@ -60,8 +60,8 @@ impl Invoker {
     }
 
     pub(crate) fn release(&mut self, workers: usize, memory_mb: u64) {
-        self.free_slots = (self.free_slots + workers).min(self.registration.slots);
-        self.free_memory_mb = (self.free_memory_mb + memory_mb).min(self.registration.memory_mb);
+        self.free_slots = self.free_slots.saturating_add(workers).min(self.registration.slots);
+        self.free_memory_mb = self.free_memory_mb.saturating_add(memory_mb).min(self.registration.memory_mb);
     }
 
     pub(crate) fn info(&self) -> InvokerInfo {

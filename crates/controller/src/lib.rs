@@ -10,11 +10,10 @@
 
 mod api;
 mod auth;
-mod core;
+mod control_plane;
 mod error;
 mod functions;
 mod invokers;
-mod openapi;
 mod placement;
 mod scheduler;
 mod state;
@@ -104,7 +103,7 @@ impl Options {
 /// A controller bound to its address, ready to run.
 pub struct Controller {
     listener: tokio::net::TcpListener,
-    core: Arc<core::Core>,
+    core: Arc<control_plane::ControlPlane>,
     shutdown: CancellationToken,
 }
 
@@ -121,7 +120,7 @@ impl Controller {
         let addr =
             listener.local_addr().map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;
         auth::check_exposure(&addr, &opts)?;
-        let core = core::Core::start(opts, store, shutdown.clone()).await?;
+        let core = control_plane::ControlPlane::start(opts, store, shutdown.clone()).await?;
         Ok(Controller { listener, core, shutdown })
     }
 

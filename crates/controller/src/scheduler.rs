@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use volley_proto::api::Granularity;
 
-use crate::placement::{Free, Placed, place};
+use crate::placement::{Free, Placed, fits, place};
 
 /// A queued burst, as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -54,7 +54,11 @@ pub(crate) fn plan(queue: &[Waiting], free: &[Free], releases: &[Release], now: 
     let mut reservation: Option<Option<Reservation>> = None;
     let mut started = Vec::new();
     for (index, burst) in queue.iter().enumerate() {
-        let Some(placement) = place(burst.workers, burst.granularity, burst.memory_mb, &free) else {
+        let placement = match fits(burst.workers, burst.granularity, burst.memory_mb, &free) {
+            true => place(burst.workers, burst.granularity, burst.memory_mb, &free),
+            false => None,
+        };
+        let Some(placement) = placement else {
             // Only the first burst that does not fit gets a reservation (EASY backfilling).
             if reservation.is_none() {
                 reservation = Some(reserve(burst, &free, releases));
@@ -78,10 +82,16 @@ fn reserve(head: &Waiting, free: &[Free], releases: &[Release]) -> Option<Reserv
     let mut releases: Vec<&Release> = releases.iter().collect();
     releases.sort_by_key(|r| r.at);
     let mut then = free.to_vec();
-    for release in releases {
-        give_back(&mut then, release);
-        if place(head.workers, head.granularity, head.memory_mb, &then).is_some() {
-            return Some(Reservation { at: release.at, free_then: then, head: head.clone() });
+    // Releases at the same moment are given back together before asking.
+    let mut i = 0;
+    while i < releases.len() {
+        let at = releases[i].at;
+        while i < releases.len() && releases[i].at == at {
+            give_back(&mut then, releases[i]);
+            i += 1;
+        }
+        if fits(head.workers, head.granularity, head.memory_mb, &then) {
+            return Some(Reservation { at, free_then: then, head: head.clone() });
         }
     }
     None
@@ -96,7 +106,7 @@ fn backfills(r: &mut Reservation, burst: &Waiting, placement: &[Placed], now: In
     }
     let mut then = r.free_then.clone();
     take(&mut then, placement, burst.memory_mb);
-    if place(r.head.workers, r.head.granularity, r.head.memory_mb, &then).is_none() {
+    if !fits(r.head.workers, r.head.granularity, r.head.memory_mb, &then) {
         return false;
     }
     r.free_then = then;
@@ -107,15 +117,15 @@ fn take(free: &mut [Free], placement: &[Placed], memory_mb: u64) {
     for pack in placement {
         if let Some(f) = free.iter_mut().find(|f| f.invoker == pack.invoker) {
             f.slots = f.slots.saturating_sub(pack.size);
-            f.memory_mb = f.memory_mb.saturating_sub(pack.size as u64 * memory_mb);
+            f.memory_mb = f.memory_mb.saturating_sub((pack.size as u64).saturating_mul(memory_mb));
         }
     }
 }
 
 fn give_back(free: &mut [Free], release: &Release) {
     if let Some(f) = free.iter_mut().find(|f| f.invoker == release.invoker) {
-        f.slots += release.slots;
-        f.memory_mb += release.memory_mb;
+        f.slots = f.slots.saturating_add(release.slots);
+        f.memory_mb = f.memory_mb.saturating_add(release.memory_mb);
     }
 }
 

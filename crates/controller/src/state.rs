@@ -88,6 +88,8 @@ pub(crate) struct State {
     queue: VecDeque<String>,
     writes: mpsc::UnboundedSender<Write>,
     next_invoker: u64,
+    /// The queue or the capacity changed since placement last ran.
+    unsettled: bool,
 }
 
 impl State {
@@ -100,6 +102,7 @@ impl State {
             queue: VecDeque::new(),
             writes,
             next_invoker: 0,
+            unsettled: false,
         }
     }
 
@@ -203,10 +206,20 @@ impl State {
         self.schedule();
     }
 
+    /// Runs placement if the queue or the capacity changed since it last ran.
+    /// Every caller of the state calls this once its changes are made (a lost
+    /// invoker ends many packs, and placement runs once after all of them).
+    pub(crate) fn settle(&mut self) {
+        if self.unsettled {
+            self.schedule();
+        }
+    }
+
     /// Starts the queued bursts that may start now: in order of arrival, with
     /// backfilling around a head that does not fit yet (see `scheduler.rs`).
-    /// Called on every change of the queue or of capacity.
+    /// Runs on every change of the queue or of capacity.
     pub(crate) fn schedule(&mut self) {
+        self.unsettled = false;
         let active = &self.active;
         self.queue.retain(|id| active.get(id).is_some_and(|a| a.ending.is_none()));
         if self.queue.is_empty() {
@@ -243,22 +256,25 @@ impl State {
         burst.request.timeout_secs.map(Duration::from_secs_f64).unwrap_or(self.opts.burst_timeout)
     }
 
-    /// What each live pack gives back at the latest (its burst's deadline).
+    /// What the live packs give back at the latest (their burst's deadline),
+    /// one entry per burst and invoker.
     fn releases(&self) -> Vec<Release> {
         let mut releases = Vec::new();
         for a in self.active.values() {
             let Some(at) = a.deadline else { continue };
             let memory = a.burst.request.memory_mb.unwrap_or(self.opts.default_memory_mb);
+            let mut held: BTreeMap<&str, usize> = BTreeMap::new();
             for (pack, exited) in a.burst.packs.iter().zip(&a.exited) {
                 if !exited {
-                    releases.push(Release {
-                        at,
-                        invoker: pack.invoker.clone(),
-                        slots: pack.size,
-                        memory_mb: pack.size as u64 * memory,
-                    });
+                    *held.entry(&pack.invoker).or_default() += pack.size;
                 }
             }
+            releases.extend(held.into_iter().map(|(invoker, slots)| Release {
+                at,
+                invoker: invoker.to_string(),
+                slots,
+                memory_mb: (slots as u64).saturating_mul(memory),
+            }));
         }
         releases
     }
@@ -349,7 +365,7 @@ impl State {
         let snapshot = burst.clone();
         for (invoker, size, command) in commands {
             if let Some(inv) = self.invokers.get_mut(&invoker) {
-                inv.reserve(size, size as u64 * memory);
+                inv.reserve(size, (size as u64).saturating_mul(memory));
                 inv.send(command);
             }
         }
@@ -471,7 +487,7 @@ impl State {
             self.queue.retain(|q| q != id);
             self.finish(id);
             // The bursts behind it (or beside its reservation) may fit now.
-            self.schedule();
+            self.unsettled = true;
             return;
         }
         let invokers: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
@@ -500,12 +516,12 @@ impl State {
         let per_worker = active.burst.request.memory_mb.unwrap_or(memory);
         let (invoker, size) = (record.invoker.clone(), record.size);
         if let Some(inv) = self.invokers.get_mut(&invoker) {
-            inv.release(size, size as u64 * per_worker);
+            inv.release(size, (size as u64).saturating_mul(per_worker));
         }
         if active.exited.iter().all(|e| *e) {
             self.finish(id);
         }
-        self.schedule();
+        self.unsettled = true;
     }
 
     /// Records the burst's final state, saves it with its logs, forgets it.
@@ -567,7 +583,7 @@ impl State {
         self.save(&active.burst);
         self.active.insert(id.clone(), active);
         self.queue.push_back(id);
-        self.schedule();
+        self.unsettled = true;
     }
 
     /// Fails bursts that waited too long for capacity or ran past their timeout.

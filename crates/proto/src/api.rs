@@ -3,18 +3,20 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Micros;
-
 /// `POST /v1/bursts`: start one burst of `workers` workers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"function": "hello", "workers": 4, "granularity": 2})))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BurstRequest {
     /// A built-in function or a deployed one.
     pub function: String,
     /// N: how many workers (ranks 0..N-1).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub workers: usize,
     /// Workers per pack, or `"auto"` (the largest packs free capacity allows).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = granularity_schema))]
     pub granularity: Granularity,
     /// `tcp`, `uds`, `redis`, `redis-streams`, `rabbitmq`, `nats`, `s3`; absent:
     /// `uds` when every pack lands on one host, `tcp` otherwise.
@@ -33,38 +35,51 @@ pub struct BurstRequest {
     #[serde(default)]
     pub queue_timeout_secs: Option<f64>,
     /// Memory each worker needs, in MiB (default 16).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::option")]
     pub memory_mb: Option<u64>,
     /// How many times a failed burst is run again, whole, on fresh packs (default 0, at most 10).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::option")]
     pub retries: Option<u32>,
 }
 
+/// The schema of [`Granularity`]: a number of workers or `"auto"`.
+#[cfg(feature = "openapi")]
+fn granularity_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+        .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["auto"])))
+        .description(Some("Workers per pack (the last one may be smaller), or \"auto\""))
+        .into()
+}
+
 /// Workers per pack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(untagged)]
 pub enum Granularity {
     /// Packs of this many workers (the last one may be smaller).
     Fixed(usize),
     /// The largest packs the free capacity allows; packs may differ in size.
     #[default]
-    #[serde(with = "auto")]
+    #[serde(serialize_with = "auto")]
     Auto,
 }
 
-mod auto {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+fn auto<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("auto")
+}
 
-    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("auto")
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-        let word = String::deserialize(d)?;
-        if word == "auto" {
-            Ok(())
-        } else {
-            Err(D::Error::custom(format!("granularity {word:?} is not a number or \"auto\"")))
+impl<'de> Deserialize<'de> for Granularity {
+    /// A whole number of workers (`8` or `8.0`) or `"auto"`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(word) if word == "auto" => Ok(Granularity::Auto),
+            Value::String(word) => Err(D::Error::custom(format!("granularity {word:?} is not a number or \"auto\""))),
+            number @ Value::Number(_) => {
+                crate::whole::deserialize(number).map(Granularity::Fixed).map_err(D::Error::custom)
+            }
+            other => Err(D::Error::custom(format!("granularity {other} is not a number or \"auto\""))),
         }
     }
 }
@@ -89,6 +104,7 @@ impl std::str::FromStr for Granularity {
 }
 
 /// Where a burst is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BurstState {
@@ -126,6 +142,7 @@ impl BurstState {
 }
 
 /// A burst as the API reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Burst {
     pub id: String,
@@ -136,11 +153,11 @@ pub struct Burst {
     pub error: Option<String>,
     /// The transport the packs use (the request's, or the one chosen for it).
     pub transport: Option<String>,
-    pub submitted_at: Micros,
-    pub placed_at: Option<Micros>,
+    pub submitted_at: u64,
+    pub placed_at: Option<u64>,
     /// When the last worker started user code.
-    pub running_at: Option<Micros>,
-    pub finished_at: Option<Micros>,
+    pub running_at: Option<u64>,
+    pub finished_at: Option<u64>,
     /// Last worker start minus first worker start.
     pub start_spread_us: Option<u64>,
     pub packs: Vec<PackRecord>,
@@ -162,6 +179,7 @@ fn first_attempt() -> u32 {
 }
 
 /// One pack of a burst.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackRecord {
     pub index: usize,
@@ -170,26 +188,27 @@ pub struct PackRecord {
     /// The invoker it runs on.
     pub invoker: String,
     /// When its process was connected to every other pack.
-    pub started_at: Option<Micros>,
-    pub exited_at: Option<Micros>,
+    pub started_at: Option<u64>,
+    pub exited_at: Option<u64>,
     /// Why the pack process failed, if it did.
     pub error: Option<String>,
 }
 
 /// One worker of a burst.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRecord {
     pub rank: usize,
     pub pack: Option<usize>,
     /// When its pack was placed on an invoker.
     #[serde(default)]
-    pub placed_at: Option<Micros>,
+    pub placed_at: Option<u64>,
     /// When its pack process was connected to every other pack.
     #[serde(default)]
-    pub pack_started_at: Option<Micros>,
+    pub pack_started_at: Option<u64>,
     /// When it started user code (after the gang-start barrier).
-    pub started_at: Option<Micros>,
-    pub finished_at: Option<Micros>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
     pub result: Option<Value>,
     pub error: Option<String>,
 }
@@ -211,12 +230,14 @@ impl WorkerRecord {
 }
 
 /// `GET /v1/bursts/{id}/logs`: each pack's captured stdout and stderr.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BurstLogs {
     pub packs: Vec<PackLogs>,
 }
 
 /// What one pack process printed (bounded; `truncated` says if bytes were dropped).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PackLogs {
     pub pack: usize,
@@ -226,6 +247,7 @@ pub struct PackLogs {
 }
 
 /// A function the platform can run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionInfo {
     pub name: String,
@@ -241,7 +263,7 @@ pub struct FunctionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployed_at: Option<Micros>,
+    pub deployed_at: Option<u64>,
 }
 
 impl FunctionInfo {
@@ -260,12 +282,14 @@ impl FunctionInfo {
 }
 
 /// Every error body: `{"error": {"code": "...", "message": "..."}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// The code (stable, machine-readable) and message (what to do) of an error.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: String,

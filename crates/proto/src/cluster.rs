@@ -5,23 +5,29 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Micros;
 use crate::pack::{Outcome, PackSpec};
 
 /// `POST /v1/invokers`: an invoker introduces itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     /// Human-readable name (unique per cluster by convention, e.g. the host name).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub name: String,
     /// The host other packs reach this invoker's packs at.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub host: String,
     /// Worker threads it can run at once.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub slots: usize,
     /// Memory it offers to workers, in MiB.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub memory_mb: u64,
 }
 
 /// The controller's answer to a registration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
     pub invoker_id: String,
@@ -30,6 +36,7 @@ pub struct Registered {
 }
 
 /// What the controller asks an invoker to do.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
@@ -42,37 +49,47 @@ pub enum Command {
 }
 
 /// What an invoker reports.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The pack listens at `address` (for the rendezvous).
     PackAddress {
         burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
         pack: usize,
         address: String,
     },
     /// The pack is connected to every other pack.
     PackConnected {
         burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
         pack: usize,
-        at: Micros,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
+        at: u64,
     },
     WorkerStarted {
         burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
         rank: usize,
-        at: Micros,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
+        at: u64,
     },
     WorkerFinished {
         burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
         rank: usize,
-        at: Micros,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
+        at: u64,
         outcome: Outcome,
     },
     /// The pack process is gone; `error` says why if it did not end cleanly.
     PackExited {
         burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
         pack: usize,
-        at: Micros,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
+        at: u64,
         error: Option<String>,
         stdout: String,
         stderr: String,
@@ -98,6 +115,7 @@ impl Event {
 }
 
 /// A registered invoker as `GET /v1/invokers` reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvokerInfo {
     pub id: String,
@@ -109,5 +127,5 @@ pub struct InvokerInfo {
     pub warm: usize,
     /// `ready` or `lost`.
     pub status: String,
-    pub last_seen: Micros,
+    pub last_seen: u64,
 }

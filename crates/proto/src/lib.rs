@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cluster;
 pub mod pack;
+pub mod whole;
 
 /// Microseconds since the Unix epoch: how every timestamp travels.
 pub type Micros = u64;

@@ -18,6 +18,7 @@ pub const PREPARE_ENV: &str = "VOLLEY_PREPARE_WORKERS";
 pub const PROTOCOL: u32 = 2;
 
 /// Everything a pack process needs to run its part of a burst.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackSpec {
     pub burst: String,
@@ -38,9 +39,11 @@ pub struct PackSpec {
     /// The burst's transport, resolved by the controller: only that transport's
     /// servers and credentials (a pack of a Redis burst never sees the S3 or
     /// AMQP secrets). The invoker fills in where `tcp`/`uds` bind.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub transport: TransportOptions,
     /// How workers reach object storage (`s3://` settings; `file://` needs none).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub storage: StorageOptions,
     pub params: Value,
     /// This pack's workers' own parameters, in rank order (empty: none).
@@ -70,6 +73,7 @@ pub fn comm_id(burst: &str, attempt: u32) -> String {
 }
 
 /// A deployed function binary, named by content.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
     /// SHA-256 of the binary, hex.
@@ -78,6 +82,7 @@ pub struct Program {
 }
 
 /// A worker's result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

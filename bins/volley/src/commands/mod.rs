@@ -85,7 +85,7 @@ impl Cli {
             Command::Bursts(b) => b.run(self.controller, self.output),
             Command::Functions(f) => f.run(self.controller, self.output),
             Command::Data(d) => d.run(self.output),
-            Command::Bench(b) => b.run(self.output),
+            Command::Bench(b) => b.run(self.controller, self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.
             Command::Pack => anyhow::bail!("`volley pack` is started by an invoker, not by hand"),
         }

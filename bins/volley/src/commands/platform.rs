@@ -104,6 +104,9 @@ pub struct ControlPlaneArgs {
     /// The key `/metrics` requires (at least 32 characters); without it metrics are open.
     #[arg(long, env = "VOLLEY_METRICS_KEY", hide_env_values = true)]
     pub metrics_key: Option<String>,
+    /// Most workers one burst may have.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_workers: usize,
     /// Most bursts one namespace may have waiting for capacity.
     #[arg(long, default_value_t = 1000)]
     pub max_queued_per_namespace: usize,
@@ -187,6 +190,10 @@ pub fn controller_options(
     opts.invoker_token = invoker_token(data_dir, args.invoker_token.as_deref(), !opts.api_keys.is_empty())?;
     opts.metrics_key = args.metrics_key.clone();
     opts.max_queued_per_namespace = args.max_queued_per_namespace;
+    if args.max_workers == 0 {
+        anyhow::bail!("--max-workers must be at least 1");
+    }
+    opts.max_workers = args.max_workers;
     if !(args.max_queue_timeout.is_finite() && args.max_queue_timeout > 0.0) {
         anyhow::bail!("--max-queue-timeout must be a positive number of seconds");
     }

@@ -1,0 +1,159 @@
+//! The control plane: the locked state, the writer that saves records in
+//! order, and the ticker that enforces heartbeats and deadlines.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use volley_proto::api::BurstState;
+use volley_proto::now_micros;
+
+use crate::error::{Error, Result};
+use crate::functions::Functions;
+use crate::state::{State, Write};
+
+mod bursts;
+mod cluster;
+use crate::{Options, Store};
+
+pub(crate) use bursts::{MAX_RETRIES, MAX_TIMEOUT_SECS};
+pub(crate) use cluster::{MAX_MEMORY_MB, MAX_SLOTS};
+
+pub(crate) struct ControlPlane {
+    pub(crate) opts: Options,
+    pub(crate) store: Store,
+    state: Mutex<State>,
+    writes: mpsc::UnboundedSender<Write>,
+    /// Fired whenever a burst reaches its final state.
+    pub(crate) finished: Arc<Notify>,
+    /// Fired whenever a burst may have progressed (event streams wait on it).
+    pub(crate) changed: Notify,
+    pub(crate) submitted: AtomicU64,
+    pub(crate) functions: Functions,
+}
+
+impl ControlPlane {
+    /// Builds the core and recovers what a previous run left unfinished.
+    pub(crate) async fn start(opts: Options, store: Store, shutdown: CancellationToken) -> Result<Arc<ControlPlane>> {
+        let (writes, rx) = mpsc::unbounded_channel();
+        let finished = Arc::new(Notify::new());
+        let functions = Functions::load(opts.functions.clone(), opts.data_dir.join("blobs"), &store).await?;
+        let core = Arc::new(ControlPlane {
+            functions,
+            state: Mutex::new(State::new(opts.clone(), writes.clone())),
+            opts,
+            store: store.clone(),
+            writes,
+            finished: finished.clone(),
+            changed: Notify::new(),
+            submitted: AtomicU64::new(0),
+        });
+        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone()));
+        core.recover().await?;
+        tokio::spawn(ticker(core.clone(), shutdown));
+        Ok(core)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until every record written so far is saved.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writes.send(Write::Flush(tx)).map_err(|_| Error::Store("the writer stopped".into()))?;
+        rx.await.map_err(|_| Error::Store("the writer stopped".into()))
+    }
+
+    /// Bursts that were queued when the controller stopped run now; those that
+    /// were running cannot be resumed (their packs died with their invokers'
+    /// links): they run again as their next attempt if their retries allow,
+    /// and otherwise end failed with the reason. What their packs left on a
+    /// broker is purged either way.
+    async fn recover(&self) -> Result<()> {
+        const REASON: &str = "the controller restarted while the burst was running";
+        for mut burst in self.store.unfinished().await? {
+            if burst.state != BurstState::Queued {
+                if let Some(purge) = Write::purge_of(&burst) {
+                    let _ = self.writes.send(purge);
+                }
+                if !crate::state::may_retry(&burst) {
+                    burst.state = BurstState::Failed;
+                    burst.error = Some(format!("{REASON}; submit it again"));
+                    burst.finished_at = Some(now_micros());
+                    self.store.put_burst(&burst).await?;
+                    continue;
+                }
+                crate::state::next_attempt(&mut burst, REASON);
+                self.store.put_burst(&burst).await?;
+            }
+            tracing::info!(burst = %burst.id, attempt = burst.attempt, "requeued after a controller restart");
+            let program = self.functions.program(&burst.namespace, &burst.request.function);
+            self.lock().submit(burst, program);
+        }
+        Ok(())
+    }
+}
+
+async fn writer(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    finished: Arc<Notify>,
+    brokers: volley_comm::Brokers,
+) {
+    while let Some(write) = rx.recv().await {
+        match write {
+            Write::Burst(burst) => {
+                let is_final = burst.state.is_final();
+                // A store that fails now is retried: a reported result is never dropped.
+                let mut delay = Duration::from_millis(50);
+                while let Err(e) = store.put_burst(&burst).await {
+                    tracing::error!(burst = %burst.id, "saving the burst failed, retrying: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                if is_final {
+                    finished.notify_waiters();
+                }
+            }
+            Write::Logs(id, logs) => {
+                if let Err(e) = store.put_logs(&id, &logs).await {
+                    tracing::error!(burst = %id, "saving the logs failed: {e}");
+                }
+            }
+            Write::Purge { burst, transport, packs } => {
+                tokio::spawn(purge(brokers.clone(), burst, transport, packs));
+            }
+            Write::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+async fn purge(brokers: volley_comm::Brokers, burst: String, transport: String, packs: usize) {
+    let Ok(opts) = brokers.transport(&transport, Default::default()) else { return };
+    // Packs that were killed could not delete their broker objects.
+    match tokio::time::timeout(Duration::from_secs(30), opts.purge(&burst, packs)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(burst, "purging {transport} state failed: {e}"),
+        Err(_) => tracing::warn!(burst, "purging {transport} state timed out"),
+    }
+}
+
+async fn ticker(core: Arc<ControlPlane>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = std::time::Instant::now();
+        let mut state = core.lock();
+        state.check_heartbeats(now);
+        state.check_deadlines(now);
+        state.settle();
+    }
+}
