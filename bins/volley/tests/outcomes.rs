@@ -23,11 +23,11 @@ fn error_of(burst: &Value) -> String {
 #[test]
 fn a_pack_that_exits_with_a_status_is_named_whatever_its_peers_saw_first() {
     let p = Platform::up(&["--warm-pool", "0"]);
-    // Rank 0 ends its pack process with exit(17) while the other pack's workers
-    // wait for it in a barrier: they see its connection break first, often
-    // before the invoker reports the exit.
+    // Rank 0 ends its pack process with exit(17) in the middle of a stream of
+    // barriers: the other pack's workers see its connection break (often while
+    // writing to it), usually before the invoker reports the exit.
     for round in 0..8 {
-        let params = json!({"seconds": 0.05, "exit_rank": 0, "exit_code": 17, "then_barrier": true});
+        let params = json!({"seconds": 0, "barriers": 1_000_000_000u64, "exit_rank": 0, "exit_after_barriers": 200, "exit_code": 17});
         let id = submit(
             &p,
             json!({"function": "sleep", "workers": 4, "granularity": 2, "transport": "uds", "params": params}),
@@ -42,14 +42,13 @@ fn a_pack_that_exits_with_a_status_is_named_whatever_its_peers_saw_first() {
 #[test]
 fn a_killed_pack_is_named_over_the_peers_that_saw_it_go() {
     let p = Platform::up(&["--warm-pool", "0"]);
-    for round in 0..6 {
-        // Pack 0 sleeps (writing, so that its process can be told apart); pack
-        // 1's workers wait for it in a barrier.
+    for round in 0..8 {
+        // Every worker passes barriers without end (writing, so that the pack
+        // processes can be told apart), until pack 0 is killed mid-stream.
         let dir = TempDir::new("killed-pack");
-        let worker_params = json!([{"seconds": 60}, {"seconds": 60}, {"seconds": 0}, {"seconds": 0}]);
-        let params = json!({"then_barrier": true, "write_to": format!("file://{}", dir.0.display())});
-        let body = json!({"function": "sleep", "workers": 4, "granularity": 2, "transport": "uds",
-                          "params": params, "worker_params": worker_params});
+        let params =
+            json!({"seconds": 0, "barriers": 1_000_000_000u64, "write_to": format!("file://{}", dir.0.display())});
+        let body = json!({"function": "sleep", "workers": 4, "granularity": 2, "transport": "uds", "params": params});
         let id = submit(&p, body);
         p.wait_state(&id, "running", 20);
         let mut victim = None;
@@ -57,6 +56,7 @@ fn a_killed_pack_is_named_over_the_peers_that_saw_it_go() {
             victim = process_writing(&p, &dir.0, "part-00000#");
             victim.is_some()
         });
+        std::thread::sleep(Duration::from_millis(50));
         unsafe {
             libc::kill(victim.unwrap() as i32, libc::SIGKILL);
         }

@@ -118,3 +118,21 @@ fn the_queue_timeout_is_capped() {
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("limit of 600"), "{answer}");
 }
+
+#[test]
+fn a_head_that_times_out_lets_the_burst_behind_it_start_at_once() {
+    let p = small_platform(&[]);
+    let busy = submit(
+        &p,
+        json!({"function": "sleep", "workers": 6, "granularity": 6, "params": {"seconds": 60}, "timeout_secs": 60}),
+    );
+    p.wait_state(&busy, "running", 20);
+    // The head gives up after a second; the long burst behind it may not pass it before.
+    let head = submit(&p, json!({"function": "hello", "workers": 8, "granularity": 8, "queue_timeout_secs": 1}));
+    let long = submit(&p, json!({"function": "hello", "workers": 2, "timeout_secs": 600, "queue_timeout_secs": 120}));
+    let ended = p.wait(&head, 10);
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert!(ended["error"].as_str().unwrap().contains("free when it gave up"), "{ended}");
+    assert_eq!(p.wait(&long, 10)["state"], "succeeded");
+    p.post(&format!("/v1/bursts/{busy}/cancel"), "");
+}

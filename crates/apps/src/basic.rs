@@ -24,19 +24,23 @@ struct SleepParams {
     /// With `fail_rank`: fail only in the first this-many attempts (retry drills).
     #[serde(default)]
     fail_attempts: Option<u32>,
-    /// This rank ends its whole pack process with `exit_code` at once.
+    /// This rank ends its whole pack process with `exit_code`, after sleeping
+    /// and after `exit_after_barriers` of the `barriers`.
     #[serde(default)]
     exit_rank: Option<usize>,
+    #[serde(default)]
+    exit_after_barriers: u64,
     /// This rank reports its result, then its pack process exits with `exit_code`.
     #[serde(default)]
     exit_rank_after_result: Option<usize>,
     #[serde(default = "default_exit_code")]
     exit_code: i32,
-    /// After sleeping, every worker waits for all the others (a collective in progress).
+    /// After sleeping, every worker passes this many barriers with all the
+    /// others: collectives in progress, messages between packs all the time.
     #[serde(default)]
-    then_barrier: bool,
+    barriers: u64,
     /// Each worker writes 1 MiB of object `part-RANK` here before sleeping and
-    /// finishes the write after: a pack killed during the sleep dies mid-write.
+    /// finishes the write after its barriers: a pack killed meanwhile dies mid-write.
     #[serde(default)]
     write_to: Option<String>,
 }
@@ -61,10 +65,6 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     if p.panic_rank == Some(w.rank()) {
         panic!("rank {} panicked on purpose (panic_rank)", w.rank());
     }
-    if p.exit_rank == Some(w.rank()) {
-        w.log(format_args!("exiting the pack process with status {} (exit_rank)", p.exit_code));
-        std::process::exit(p.exit_code);
-    }
     if p.exit_rank_after_result == Some(w.rank()) {
         let code = p.exit_code;
         // Long enough for the result to reach the invoker first.
@@ -84,11 +84,17 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     };
     w.log(format_args!("sleeping {seconds} s"));
     std::thread::sleep(Duration::from_secs_f64(seconds));
+    for round in 0..=p.barriers {
+        if p.exit_rank == Some(w.rank()) && round == p.exit_after_barriers {
+            w.log(format_args!("exiting the pack process with status {} (exit_rank)", p.exit_code));
+            std::process::exit(p.exit_code);
+        }
+        if round < p.barriers {
+            w.comm().barrier()?;
+        }
+    }
     if let Some(writer) = writing {
         w.block_on(writer.finish())?;
-    }
-    if p.then_barrier {
-        w.comm().barrier()?;
     }
     Ok(json!({ "rank": w.rank(), "slept": seconds }))
 }

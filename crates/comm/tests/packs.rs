@@ -130,3 +130,27 @@ async fn a_peer_that_vanishes_is_an_error_not_a_hang() {
     drop(c0);
     assert!(p0.close().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_to_a_vanished_peer_reports_its_disconnect() {
+    let rendezvous = Arc::new(LocalRendezvous::new());
+    let (p0, p1) = tokio::join!(
+        Pack::connect(options("vanish-send", SECRET, 0), rendezvous.clone()),
+        Pack::connect(options("vanish-send", SECRET, 1), rendezvous.clone()),
+    );
+    let (p0, p1) = (p0.unwrap(), p1.unwrap());
+    let c0 = p0.comms().remove(0).into_async();
+    drop(p1);
+    // Whether the reader or a write sees it first, the error names the peer
+    // that went away (an echo of its end), never a bare socket error.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(tokio::time::Instant::now() < deadline, "sends to a vanished peer kept succeeding");
+        if let Err(e) = c0.send(1, 0, Bytes::from(vec![0u8; 1 << 20])).await {
+            break e;
+        }
+    };
+    assert!(matches!(err, Error::Disconnected { pack: 1, .. }), "got {err:?}");
+    drop(c0);
+    let _ = p0.close().await;
+}

@@ -649,3 +649,7 @@ pub(crate) fn next_attempt(burst: &mut Burst, reason: &str) {
     burst.notes.clear();
     burst.workers = (0..burst.request.workers).map(volley_proto::api::WorkerRecord::new).collect();
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
