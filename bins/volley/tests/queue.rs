@@ -25,6 +25,15 @@ fn small_platform(extra: &[&str]) -> Platform {
     Platform::up(&args)
 }
 
+/// Keeps 6 of the 8 slots busy for up to 60 s (its deadline); returns the burst.
+fn occupy_six_of_eight(p: &Platform) -> String {
+    let busy =
+        json!({"function": "sleep", "workers": 6, "granularity": 6, "params": {"seconds": 60}, "timeout_secs": 60});
+    let id = submit(p, busy);
+    p.wait_state(&id, "running", 20);
+    id
+}
+
 #[test]
 fn a_burst_that_can_never_fit_is_refused_at_submit_with_the_numbers() {
     let p = small_platform(&[]);
@@ -47,12 +56,7 @@ fn a_burst_that_can_never_fit_is_refused_at_submit_with_the_numbers() {
 #[test]
 fn a_small_burst_passes_a_head_that_cannot_fit_yet() {
     let p = small_platform(&[]);
-    // 6 of 8 slots busy for up to 60 s.
-    let busy = submit(
-        &p,
-        json!({"function": "sleep", "workers": 6, "granularity": 6, "params": {"seconds": 60}, "timeout_secs": 60}),
-    );
-    p.wait_state(&busy, "running", 20);
+    let busy = occupy_six_of_eight(&p);
     // The head needs all 8 slots: its reservation is when `busy` must end.
     let head = submit(&p, json!({"function": "hello", "workers": 8, "granularity": 8, "queue_timeout_secs": 120}));
     // A short burst that ends long before the reservation runs in the 2 free slots.
@@ -68,11 +72,7 @@ fn a_small_burst_passes_a_head_that_cannot_fit_yet() {
 #[test]
 fn a_long_burst_does_not_pass_the_reserved_head_and_starts_when_the_head_is_cancelled() {
     let p = small_platform(&[]);
-    let busy = submit(
-        &p,
-        json!({"function": "sleep", "workers": 6, "granularity": 6, "params": {"seconds": 60}, "timeout_secs": 60}),
-    );
-    p.wait_state(&busy, "running", 20);
+    let busy = occupy_six_of_eight(&p);
     let head = submit(&p, json!({"function": "hello", "workers": 8, "granularity": 8, "queue_timeout_secs": 120}));
     // It fits now, but would still hold 2 slots when the head's room comes: it waits.
     let long = submit(&p, json!({"function": "hello", "workers": 2, "timeout_secs": 600, "queue_timeout_secs": 120}));
@@ -122,11 +122,7 @@ fn the_queue_timeout_is_capped() {
 #[test]
 fn a_head_that_times_out_lets_the_burst_behind_it_start_at_once() {
     let p = small_platform(&[]);
-    let busy = submit(
-        &p,
-        json!({"function": "sleep", "workers": 6, "granularity": 6, "params": {"seconds": 60}, "timeout_secs": 60}),
-    );
-    p.wait_state(&busy, "running", 20);
+    let busy = occupy_six_of_eight(&p);
     // The head gives up after a second; the long burst behind it may not pass it before.
     let head = submit(&p, json!({"function": "hello", "workers": 8, "granularity": 8, "queue_timeout_secs": 1}));
     let long = submit(&p, json!({"function": "hello", "workers": 2, "timeout_secs": 600, "queue_timeout_secs": 120}));

@@ -2,6 +2,8 @@
 //! flight when it ran, or that packs still alive send afterwards, cannot
 //! create the burst's lists again (they would live on until their expiry).
 
+mod common;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -9,19 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use volley_comm::{Layout, LocalBurst, RedisOptions, TransportOptions};
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("VOLLEY_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let client = redis::Client::open(url.as_str()).expect("a Redis URL");
-    match client.get_connection_with_timeout(Duration::from_secs(2)) {
-        Ok(_) => Some(url),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url}: {e}; CI=true requires it"),
-        Err(e) => {
-            eprintln!("SKIPPED: Redis at {url}: {e}");
-            None
-        }
-    }
-}
 
 fn keys_of(url: &str, id: &str) -> Vec<String> {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -62,7 +51,7 @@ impl Drop for Load {
 
 #[test]
 fn pushes_in_flight_from_a_dead_pack_cannot_outlive_the_purge() -> anyhow::Result<()> {
-    let Some(url) = redis_url() else { return Ok(()) };
+    let Some(url) = common::redis_url() else { return Ok(()) };
     let _load = Load::start();
     for round in 0..5 {
         let id = format!("purge-{round}-{:012x}", rand::random::<u64>());
@@ -99,7 +88,7 @@ fn pushes_in_flight_from_a_dead_pack_cannot_outlive_the_purge() -> anyhow::Resul
 
 #[test]
 fn packs_still_alive_cannot_push_after_the_purge() -> anyhow::Result<()> {
-    let Some(url) = redis_url() else { return Ok(()) };
+    let Some(url) = common::redis_url() else { return Ok(()) };
     let _load = Load::start();
     let id = format!("purge-live-{:012x}", rand::random::<u64>());
     let burst = LocalBurst::new(Layout::new(&[1, 1])?)

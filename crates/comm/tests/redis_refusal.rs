@@ -1,27 +1,16 @@
 //! A packet Redis refuses is reported to its sender, although a send does not
 //! wait for Redis's reply (the transport collects replies later).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use volley_comm::{Layout, LocalBurst, RedisOptions, TransportOptions};
 
-fn redis_url() -> Option<String> {
-    let url = std::env::var("VOLLEY_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let client = redis::Client::open(url.as_str()).expect("a Redis URL");
-    match client.get_connection_with_timeout(Duration::from_secs(2)) {
-        Ok(_) => Some(url),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url}: {e}; CI=true requires it"),
-        Err(e) => {
-            eprintln!("SKIPPED: Redis at {url}: {e}");
-            None
-        }
-    }
-}
-
 #[test]
 fn a_refused_packet_fails_a_later_send_of_its_sender() -> anyhow::Result<()> {
-    let Some(url) = redis_url() else { return Ok(()) };
+    let Some(url) = common::redis_url() else { return Ok(()) };
     let id = format!("refusal-{:016x}", rand::random::<u64>());
     // Pack 1's inbox already holds a string: every push to it is refused (WRONGTYPE).
     let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
