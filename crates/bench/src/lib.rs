@@ -2,6 +2,7 @@
 //! system and, in the same run, the raw limit it is compared with.
 
 pub mod comm;
+pub mod jobs;
 pub mod processes;
 mod raw;
 pub mod startup;
@@ -16,6 +17,12 @@ pub enum Error {
     Baseline(String),
     #[error("invalid benchmark: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Client(#[from] volley_client::Error),
+    #[error(transparent)]
+    Storage(#[from] volley_storage::Error),
+    #[error(transparent)]
+    Data(#[from] volley_apps::dataset::DataError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

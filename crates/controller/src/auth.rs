@@ -202,7 +202,7 @@ mod tests {
     }
 
     fn options(keys: &[(&str, &str)], token: Option<&str>, metrics: Option<&str>) -> crate::Options {
-        let mut o = crate::Options::new("127.0.0.1:0", "/nonexistent");
+        let mut o = crate::Options::default();
         o.api_keys = keys.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect();
         o.invoker_token = token.map(String::from);
         o.metrics_key = metrics.map(String::from);

@@ -5,8 +5,10 @@
 //! rendezvous, follows every worker to its end and fails bursts whose
 //! invokers stop heartbeating or whose time runs out.
 //!
-//! Recipe: [`Options`] → [`Controller::bind`] → [`Controller::run`] until the
-//! cancellation token fires.
+//! Recipe (every long-running role follows it): [`Options`] (serde, with
+//! `Default`) → [`Options::build`] (checks, store, recovery, bound address) →
+//! [`Controller::run`] with a cancellation token → a cheap [`Handle`]
+//! (`url()`, `ready()`, `stop()`).
 
 mod api;
 mod auth;
@@ -14,128 +16,129 @@ mod control_plane;
 mod error;
 mod functions;
 mod invokers;
+mod options;
 mod placement;
 mod scheduler;
 mod state;
 mod store;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use volley_comm::Brokers;
-use volley_proto::api::FunctionInfo;
 
 pub use auth::{MIN_SECRET_LEN, parse_keys};
 pub use error::{Error, Result};
+pub use options::Options;
 pub use store::Store;
 
-/// How a controller runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Where to listen, e.g. `127.0.0.1:7070` (port 0 picks one).
-    pub listen: String,
-    /// The data directory (the embedded store and function binaries live here).
-    pub data_dir: PathBuf,
-    /// `embedded` (a file in the data directory) or a `postgres://` URL.
-    pub store: String,
-    /// The built-in functions (deployed ones are kept in the store).
-    pub functions: Vec<FunctionInfo>,
-    /// Brokers handed to packs that use a broker transport.
-    pub brokers: Brokers,
-    /// How workers reach object storage.
-    pub storage: volley_storage::StorageOptions,
-    /// An invoker silent for this long is declared lost.
-    pub heartbeat_timeout: Duration,
-    /// Default longest run of a burst.
-    pub burst_timeout: Duration,
-    /// Default longest wait for capacity.
-    pub queue_timeout: Duration,
-    /// Longest a single communication operation may block inside a burst.
-    pub op_timeout: Duration,
-    /// Longest packs wait for each other at start and end.
-    pub connect_timeout: Duration,
-    /// Memory assumed per worker when a burst does not say, in MiB.
-    pub default_memory_mb: u64,
-    /// Largest burst accepted.
-    pub max_workers: usize,
-    /// API keys and their namespaces (key → namespace); empty: no keys, everyone is `default`.
-    pub api_keys: std::collections::HashMap<String, String>,
-    /// The token invokers must present; None: invoker endpoints are open (only
-    /// allowed on loopback without API keys).
-    pub invoker_token: Option<String>,
-    /// The key `/metrics` requires; None: metrics are open (they carry no tenant data).
-    pub metrics_key: Option<String>,
-    /// Most bursts one namespace may have waiting in the queue.
-    pub max_queued_per_namespace: usize,
-    /// Longest queue timeout a burst may ask for.
-    pub max_queue_timeout: Duration,
+/// A controller that has opened its store, recovered what a previous run left
+/// unfinished and bound its address: [`Controller::run`] serves it.
+pub struct Controller {
+    listener: tokio::net::TcpListener,
+    plane: Arc<control_plane::ControlPlane>,
 }
 
 impl Options {
-    /// Defaults for a controller listening on `listen` with its data in `data_dir`.
-    pub fn new(listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
-        Options {
-            listen: listen.into(),
-            data_dir: data_dir.into(),
-            store: "embedded".into(),
-            functions: Vec::new(),
-            brokers: Brokers::default(),
-            storage: Default::default(),
-            heartbeat_timeout: Duration::from_secs(10),
-            burst_timeout: Duration::from_secs(300),
-            queue_timeout: Duration::from_secs(60),
-            op_timeout: Duration::from_secs(120),
-            connect_timeout: Duration::from_secs(30),
-            default_memory_mb: 16,
-            max_workers: 100_000,
-            api_keys: Default::default(),
-            invoker_token: None,
-            metrics_key: None,
-            max_queued_per_namespace: 1000,
-            max_queue_timeout: Duration::from_secs(3600),
-        }
+    /// Checks the settings, opens the store, recovers unfinished bursts and
+    /// binds the listener.
+    pub async fn build(self) -> Result<Controller> {
+        self.validate()?;
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| Error::Store(format!("cannot create the data directory {}: {e}", self.data_dir.display())))?;
+        let store = Store::open(&self.store, &self.data_dir).await?;
+        let listener = tokio::net::TcpListener::bind(&self.listen)
+            .await
+            .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", self.listen)))?;
+        let addr =
+            listener.local_addr().map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", self.listen)))?;
+        auth::check_exposure(&addr, &self)?;
+        let plane = control_plane::ControlPlane::start(self, store).await?;
+        Ok(Controller { listener, plane })
     }
-}
-
-/// A controller bound to its address, ready to run.
-pub struct Controller {
-    listener: tokio::net::TcpListener,
-    core: Arc<control_plane::ControlPlane>,
-    shutdown: CancellationToken,
 }
 
 impl Controller {
-    /// Opens the store, recovers unfinished bursts and binds the listener.
-    pub async fn bind(opts: Options, shutdown: CancellationToken) -> Result<Controller> {
-        auth::check_config(&opts)?;
-        std::fs::create_dir_all(&opts.data_dir)
-            .map_err(|e| Error::Store(format!("cannot create the data directory {}: {e}", opts.data_dir.display())))?;
-        let store = Store::open(&opts.store, &opts.data_dir).await?;
-        let listener = tokio::net::TcpListener::bind(&opts.listen)
-            .await
-            .map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;
-        let addr =
-            listener.local_addr().map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", opts.listen)))?;
-        auth::check_exposure(&addr, &opts)?;
-        let core = control_plane::ControlPlane::start(opts, store, shutdown.clone()).await?;
-        Ok(Controller { listener, core, shutdown })
-    }
-
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Serves the API until the shutdown token fires.
-    pub async fn run(self) -> Result<()> {
-        let app = api::router(self.core);
-        let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(|e| Error::Store(format!("the HTTP server stopped: {e}")))
+    /// Serves the API until `cancel` fires (or [`Handle::stop`]); returns at once.
+    pub fn run(self, cancel: CancellationToken) -> Handle {
+        let url = format!("http://{}", self.local_addr());
+        let (done_tx, done) = tokio::sync::watch::channel(None);
+        let plane = self.plane.clone();
+        let stop = cancel.clone();
+        let ticker = tokio::spawn(control_plane::ticker(self.plane.clone(), cancel.clone()));
+        tokio::spawn(async move {
+            let app = api::router(self.plane);
+            let served = axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .map_err(|e| format!("the HTTP server stopped: {e}"));
+            ticker.abort();
+            let _ = done_tx.send(Some(served));
+        });
+        Handle { url, cancel, done, plane }
+    }
+}
+
+/// A running controller. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    url: String,
+    cancel: CancellationToken,
+    done: tokio::sync::watch::Receiver<Option<std::result::Result<(), String>>>,
+    plane: Arc<control_plane::ControlPlane>,
+}
+
+impl Handle {
+    /// The API's base URL, `http://host:port`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Returns when the API serves (it does from the start: the address is
+    /// bound before [`Controller::run`]); an error if it stopped instead.
+    pub async fn ready(&self) -> Result<()> {
+        match self.done.borrow().as_ref() {
+            Some(Err(e)) => Err(Error::Store(e.clone())),
+            Some(Ok(())) => Err(Error::Store("the controller has stopped".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// How many invokers are registered and ready.
+    pub fn ready_invokers(&self) -> usize {
+        self.plane.invokers().iter().filter(|i| i.status == "ready").count()
+    }
+
+    /// Waits up to `timeout` for `n` invokers to be ready.
+    pub async fn wait_for_invokers(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.ready_invokers() < n {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Capacity(format!(
+                    "{} of {n} invokers registered within {timeout:?}",
+                    self.ready_invokers()
+                )));
+            }
+            let changed = self.plane.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
+        }
+        Ok(())
+    }
+
+    /// Stops serving and waits until the server has stopped; its result.
+    pub async fn stop(&self) -> Result<()> {
+        self.cancel.cancel();
+        let mut done = self.done.clone();
+        let ended = done.wait_for(Option::is_some).await.map(|d| d.clone()).ok().flatten();
+        match ended {
+            Some(Err(e)) => Err(Error::Store(e)),
+            _ => Ok(()),
+        }
     }
 }

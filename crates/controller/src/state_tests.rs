@@ -11,7 +11,7 @@ use super::{State, Write};
 /// A state with one invoker and a running burst of 4 workers in 2 packs.
 fn running() -> (State, mpsc::UnboundedReceiver<Write>, String, String) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut state = State::new(crate::Options::new("127.0.0.1:0", "/nonexistent"), tx);
+    let mut state = State::new(crate::Options::default(), tx);
     let invoker =
         state.register(Registration { name: "n".into(), host: "127.0.0.1".into(), slots: 8, memory_mb: 1024 });
     let request = BurstRequest {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use volley_controller::{Controller, Options, Store};
+use volley_controller::{Options, Store};
 use volley_proto::api::{
     Burst, BurstLogs, BurstRequest, BurstState, FunctionInfo, Granularity, PackLogs, WorkerRecord,
 };
@@ -144,13 +144,16 @@ async fn restart(store_location: &str, data_dir: &std::path::Path) {
     store.put_burst(&burst("b00000000003", "default", BurstState::Succeeded)).await.unwrap();
     drop(store);
 
-    let mut opts = Options::new("127.0.0.1:0", data_dir);
-    opts.store = store_location.into();
-    opts.functions = vec![FunctionInfo::builtin("hello", "")];
-    let shutdown = CancellationToken::new();
-    let controller = Controller::bind(opts, shutdown.clone()).await.unwrap();
-    let url = format!("http://{}", controller.local_addr());
-    let server = tokio::spawn(controller.run());
+    let opts = Options {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.into(),
+        store: store_location.into(),
+        functions: vec![FunctionInfo::builtin("hello", "")],
+        ..Options::default()
+    };
+    let controller = opts.build().await.unwrap().run(CancellationToken::new());
+    controller.ready().await.unwrap();
+    let url = controller.url().to_string();
     let get = |id: &'static str| {
         let url = url.clone();
         async move {
@@ -163,8 +166,7 @@ async fn restart(store_location: &str, data_dir: &std::path::Path) {
     assert_eq!(failed.state, BurstState::Failed);
     assert!(failed.error.unwrap().contains("controller restarted"));
     assert_eq!(get("b00000000003").await.state, BurstState::Succeeded, "finished bursts survive as they were");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller.stop()).await.unwrap().unwrap();
 }
 
 #[tokio::test]

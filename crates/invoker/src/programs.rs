@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use volley_proto::pack::Program;
 
-use crate::client::{CallError, ControllerClient};
+use volley_client::Client;
 
 pub(crate) struct Programs {
     dir: PathBuf,
@@ -23,7 +23,7 @@ impl Programs {
     }
 
     /// The local path of `program`, downloading it first if needed.
-    pub(crate) async fn path(&self, client: &ControllerClient, program: &Program) -> Result<PathBuf, String> {
+    pub(crate) async fn path(&self, client: &Client, program: &Program) -> Result<PathBuf, String> {
         let digest = &program.digest;
         if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(format!("{digest:?} is not a SHA-256 digest"));
@@ -37,9 +37,9 @@ impl Programs {
         if path.exists() {
             return Ok(path);
         }
-        let bytes = client.blob(digest).await.map_err(|e| match e {
-            CallError::Forgotten => format!("the controller has no binary {digest} (was the function deleted?)"),
-            CallError::Other(e) => format!("cannot download the function binary {digest}: {e}"),
+        let bytes = client.blob(digest).await.map_err(|e| match e.status() {
+            Some(404) => format!("the controller has no binary {digest} (was the function deleted?)"),
+            _ => format!("cannot download the function binary {digest}: {e}"),
         })?;
         let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         if actual != *digest {

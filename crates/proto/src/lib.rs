@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cluster;
 pub mod pack;
+pub mod seconds;
 pub mod whole;
 
 /// Microseconds since the Unix epoch: how every timestamp travels.

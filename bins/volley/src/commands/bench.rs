@@ -84,14 +84,14 @@ pub struct CommArgs {
 impl Bench {
     /// Runs the benchmark; `controller` is the platform to load (`bench load`
     /// only: the others compare modes on a platform of their own).
-    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+    pub fn run(self, target: &super::Target, output: Output) -> anyhow::Result<()> {
         match self {
             Bench::Comm(args) => run_comm(*args, output),
-            Bench::Startup(args) => super::startup::run(*args, output),
-            Bench::Load(args) => super::bench_load::run(*args, controller, output),
-            Bench::Download(args) => super::bench_download::run(*args, output),
-            Bench::Pagerank(args) => super::bench_pagerank::run(*args, output),
-            Bench::Terasort(args) => super::bench_terasort::run(*args, output),
+            Bench::Startup(args) => super::startup::run(*args, target, output),
+            Bench::Load(args) => super::bench_load::run(*args, target, output),
+            Bench::Download(args) => super::bench_download::run(*args, target, output),
+            Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
+            Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);
                 Ok(())

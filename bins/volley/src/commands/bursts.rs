@@ -2,8 +2,7 @@
 
 use clap::Subcommand;
 
-use super::client::Client;
-use super::{Output, show};
+use super::{Output, Target, show};
 
 #[derive(Subcommand)]
 pub enum Bursts {
@@ -44,11 +43,11 @@ pub struct DeployArgs {
 }
 
 impl DeployArgs {
-    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
-        let client = Client::new(&controller_url(controller)?)?;
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
+        let client = target.client()?;
         let binary =
             std::fs::read(&self.path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", self.path.display()))?;
-        let info = block_on(client.deploy(&self.name, &self.description, binary))?;
+        let info = block_on(async { Ok(client.deploy(&self.name, &self.description, binary).await?) })?;
         if output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&info)?);
         } else {
@@ -63,22 +62,16 @@ impl DeployArgs {
     }
 }
 
-fn controller_url(controller: Option<String>) -> anyhow::Result<String> {
-    controller.ok_or_else(|| {
-        anyhow::anyhow!("this command needs a running controller: pass --controller URL or set VOLLEY_CONTROLLER (`volley up` starts one)")
-    })
-}
-
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
 impl Bursts {
-    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
-        let client = Client::new(&controller_url(controller)?)?;
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
+        let client = target.client()?;
         block_on(async {
             match self {
-                Bursts::List { limit } => show::list(&client.list(limit).await?, output),
+                Bursts::List { limit } => show::list(&client.list(limit).await?[..], output),
                 Bursts::Show { id } => show::burst(&client.burst(&id).await?, output),
                 Bursts::Cancel { id } => {
                     let burst = client.cancel(&id).await?;
@@ -104,16 +97,16 @@ impl Bursts {
 }
 
 impl Functions {
-    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
         if let Functions::Delete { name } = &self {
-            let client = Client::new(&controller_url(controller)?)?;
-            block_on(client.delete_function(name))?;
+            let client = target.client()?;
+            block_on(async { Ok(client.delete_function(name).await?) })?;
             eprintln!("deleted {name}");
             return Ok(());
         }
-        let list = match controller {
-            Some(url) => block_on(async { Client::new(&url)?.functions().await })?,
-            None => super::platform::builtin_functions(),
+        let list = match &target.controller {
+            Some(_) => block_on(async { Ok(target.client()?.functions().await?) })?,
+            None => super::roles::builtin_functions(),
         };
         if output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&list)?);

@@ -5,10 +5,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 use volley_apps::terasort::data;
-use volley_storage::{Storage, StorageOptions};
+use volley_storage::Storage;
 
 use super::Output;
-use super::platform::BrokerArgs;
+use super::roles::BrokerArgs;
 
 #[derive(Subcommand)]
 pub enum Data {
@@ -87,7 +87,7 @@ pub struct Target {
 impl Target {
     /// The storage to generate into, emptied of an old data set if told to.
     fn open(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Storage> {
-        let storage = Storage::open(&self.url, &storage_options(&self.s3))?;
+        let storage = Storage::open(&self.url, &self.s3.storage())?;
         if self.overwrite {
             let removed = runtime.block_on(volley_apps::dataset::clear(&storage))?;
             if removed > 0 {
@@ -121,16 +121,6 @@ pub enum Validate {
         #[command(flatten)]
         s3: BrokerArgs,
     },
-}
-
-/// Storage options from the S3 flags (the same service the s3 transport uses).
-pub fn storage_options(s3: &BrokerArgs) -> StorageOptions {
-    StorageOptions {
-        endpoint: Some(s3.s3_endpoint.clone()),
-        region: Some("us-east-1".into()),
-        access_key: Some(s3.s3_access_key.clone()),
-        secret_key: Some(s3.s3_secret_key.clone()),
-    }
 }
 
 impl Data {
@@ -172,7 +162,7 @@ impl Data {
                 Ok(())
             }
             Data::Validate(Validate::Terasort { input, sorted: out_url, s3 }) => {
-                let opts = storage_options(&s3);
+                let opts = s3.storage();
                 let (inp, out) = (Storage::open(&input, &opts)?, Storage::open(&out_url, &opts)?);
                 let v = runtime.block_on(data::validate(&inp, &out)).context("validation failed")?;
                 if output == Output::Json {
@@ -186,24 +176,5 @@ impl Data {
                 Ok(())
             }
         }
-    }
-}
-
-/// Deletes everything a benchmark run wrote under `url` (a local directory or an
-/// S3 prefix), whether the run succeeded or not.
-pub fn remove_run(runtime: &tokio::runtime::Runtime, url: &str, opts: &StorageOptions) {
-    if let Some(local) = url.strip_prefix("file://") {
-        let _ = std::fs::remove_dir_all(local);
-        return;
-    }
-    let Ok(storage) = Storage::open(url, opts) else { return };
-    let removed = runtime.block_on(async {
-        for (key, _) in storage.list("").await? {
-            storage.delete(&key).await?;
-        }
-        Ok::<_, volley_storage::Error>(())
-    });
-    if let Err(e) = removed {
-        eprintln!("warning: could not remove the benchmark's data under {url}: {e}");
     }
 }

@@ -9,10 +9,10 @@ use serde_json::json;
 use volley_apps::terasort::{data, records};
 use volley_storage::Storage;
 
-use super::Output;
-use super::client::{Client, Results, job_request};
-use super::data::storage_options;
 use super::platform::{PlatformArgs, with_platform};
+use super::{Output, Target};
+use volley_bench::jobs::{Mode, Results, job_request};
+use volley_proto::api::BurstRequest;
 
 #[derive(Subcommand)]
 pub enum Demo {
@@ -38,9 +38,9 @@ pub struct TerasortDemo {
 }
 
 impl Demo {
-    pub fn run(self, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
         match self {
-            Demo::Terasort(args) => terasort(args, controller, output),
+            Demo::Terasort(args) => terasort(args, target, output),
         }
     }
 }
@@ -49,7 +49,7 @@ fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+fn terasort(args: TerasortDemo, target: &Target, output: Output) -> anyhow::Result<()> {
     if args.workers == 0 || args.granularity == 0 || args.granularity > args.workers {
         bail!("--workers must be at least 1 and --granularity between 1 and --workers");
     }
@@ -63,7 +63,7 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let opts = storage_options(&args.platform.brokers);
+    let opts = args.platform.brokers.storage();
     let base = args.storage.trim_end_matches('/');
     let (in_url, out_url) = (format!("{base}/in"), format!("{base}/out"));
     let input = Storage::open(&in_url, &opts)?;
@@ -82,16 +82,19 @@ fn terasort(args: TerasortDemo, controller: Option<String>, output: Output) -> a
     say(format!("    done in {gen_s:.1} s"));
 
     let packs = args.workers.div_ceil(args.granularity);
-    let platform = if controller.is_some() { "the controller" } else { "an embedded platform" };
+    let platform = if target.controller.is_some() { "the controller" } else { "an embedded platform" };
     say(format!("2/3 sorting as one burst of {} workers in {packs} packs on {platform}", args.workers));
     let params = json!({"input": in_url, "output": out_url});
-    let request = job_request("terasort", args.workers, args.granularity, None, params);
+    let request = BurstRequest {
+        memory_mb: None,
+        ..job_request("terasort", args.workers, &Mode::burst(args.granularity), params)
+    };
     let t = Instant::now();
     let sort = |url: String| async move {
-        let client = Client::new(&url)?;
-        client.run_to_success(&request, Duration::from_secs(3600)).await
+        let client = target.client_at(&url)?;
+        Ok(client.run_to_success(&request, Duration::from_secs(3600)).await?)
     };
-    let burst = match &controller {
+    let burst = match &target.controller {
         Some(url) => runtime.block_on(sort(url.clone())),
         None => runtime.block_on(with_platform(&args.platform, sort)),
     }

@@ -6,11 +6,11 @@ mod bench_load;
 mod bench_pagerank;
 mod bench_terasort;
 mod bursts;
-mod client;
 mod data;
 mod demo;
 mod output;
 mod platform;
+mod roles;
 mod run;
 mod serve;
 mod show;
@@ -19,6 +19,31 @@ mod startup;
 use clap::{Parser, Subcommand};
 
 pub use output::Output;
+
+/// Which controller a command talks to, and as whom (the API key is passed
+/// to the client explicitly, never through the environment).
+#[derive(Clone, Default)]
+pub struct Target {
+    pub controller: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl Target {
+    /// A client of the configured controller; an error saying how to name one if there is none.
+    pub fn client(&self) -> anyhow::Result<volley_client::Client> {
+        let url = self.controller.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "this command needs a running controller: pass --controller URL or set VOLLEY_CONTROLLER (`volley up` starts one)"
+            )
+        })?;
+        self.client_at(url)
+    }
+
+    /// A client of the controller at `url` (an embedded one, say), with this target's key.
+    pub fn client_at(&self, url: &str) -> anyhow::Result<volley_client::Client> {
+        Ok(volley_client::Client::new(url, self.api_key.as_deref())?)
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "volley", version, about = "A serverless platform for burst-parallel jobs")]
@@ -70,22 +95,18 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
-        if let Some(key) = &self.api_key {
-            // The client reads the key from the environment, wherever it came from.
-            // SAFETY: set once at start-up, before any thread that reads the environment exists.
-            unsafe { std::env::set_var("VOLLEY_API_KEY", key) };
-        }
+        let target = Target { controller: self.controller, api_key: self.api_key };
         match self.command {
-            Command::Run(args) => run::run(*args, self.controller, self.output),
-            Command::Demo(d) => d.run(self.controller, self.output),
+            Command::Run(args) => run::run(*args, &target, self.output),
+            Command::Demo(d) => d.run(&target, self.output),
             Command::Up(args) => serve::up(*args),
             Command::Controller(args) => serve::controller(*args),
             Command::Invoker(args) => serve::invoker(*args),
-            Command::Deploy(d) => d.run(self.controller, self.output),
-            Command::Bursts(b) => b.run(self.controller, self.output),
-            Command::Functions(f) => f.run(self.controller, self.output),
+            Command::Deploy(d) => d.run(&target, self.output),
+            Command::Bursts(b) => b.run(&target, self.output),
+            Command::Functions(f) => f.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
-            Command::Bench(b) => b.run(self.controller, self.output),
+            Command::Bench(b) => b.run(&target, self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.
             Command::Pack => anyhow::bail!("`volley pack` is started by an invoker, not by hand"),
         }

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity};
 
-use super::client::Client;
 use super::platform::{PlatformArgs, with_platform};
-use super::{Output, show};
+use super::{Output, Target, show};
+use volley_client::Client;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -55,7 +55,7 @@ fn json_arg(value: &Option<String>, what: &str) -> anyhow::Result<Option<serde_j
     serde_json::from_str(&text).map(Some).with_context(|| format!("{what} is not valid JSON: {text}"))
 }
 
-pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, target: &Target, output: Output) -> anyhow::Result<()> {
     let worker_params = match json_arg(&args.worker_params, "--worker-params")? {
         None => None,
         Some(serde_json::Value::Array(list)) => Some(list),
@@ -75,14 +75,14 @@ pub fn run(args: RunArgs, controller: Option<String>, output: Output) -> anyhow:
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        match controller {
-            Some(url) => submit_and_follow(&Client::new(&url)?, &request, args.detach, output).await,
+        match &target.controller {
+            Some(_) => submit_and_follow(&target.client()?, &request, args.detach, output).await,
             None => {
                 if args.detach {
                     bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
                 }
                 with_platform(&args.platform, |url| async move {
-                    submit_and_follow(&Client::new(&url)?, &request, false, output).await
+                    submit_and_follow(&target.client_at(&url)?, &request, false, output).await
                 })
                 .await
             }

@@ -5,15 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::platform::{
-    self, BrokerArgs, Embedded, InvokerArgs, PlatformArgs, controller_options, default_data_dir, invoker_options,
-};
+use super::platform::{Embedded, PlatformArgs};
+use super::roles::{self, BrokerArgs, ControlPlaneArgs, InvokerArgs, default_data_dir};
 
 /// Where a long-running role listens and keeps its data.
 #[derive(Args)]
 pub struct Place {
     /// Where the API listens.
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, default_value_t = volley_controller::Options::default().listen)]
     listen: String,
     /// State, sockets and logs live here (default: $VOLLEY_DATA_DIR or ~/.local/share/volley).
     #[arg(long)]
@@ -35,7 +34,7 @@ pub struct ControllerArgs {
     #[command(flatten)]
     brokers: BrokerArgs,
     #[command(flatten)]
-    controller: platform::ControlPlaneArgs,
+    controller: ControlPlaneArgs,
 }
 
 #[derive(Args)]
@@ -79,9 +78,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         let platform = Embedded::start(&args.place.listen, &dir, &args.platform).await?;
         eprintln!(
             "volley is up at {} (data in {}); try: volley --controller {} run hello --workers 8",
-            platform.url,
+            platform.url(),
             dir.display(),
-            platform.url
+            platform.url()
         );
         until_signal().await;
         platform.stop().await;
@@ -93,14 +92,12 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     init_logging();
     let dir = args.place.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
-        let shutdown = CancellationToken::new();
-        let opts = controller_options(&args.place.listen, &dir, args.brokers.brokers("bursts/"), &args.controller)?;
-        let controller = volley_controller::Controller::bind(opts, shutdown.clone()).await?;
-        eprintln!("volley controller listening on http://{}", controller.local_addr());
-        let server = tokio::spawn(controller.run());
+        let opts = args.controller.options(&args.place.listen, &dir, &args.brokers)?;
+        let controller = opts.build().await?.run(CancellationToken::new());
+        controller.ready().await?;
+        eprintln!("volley controller listening on {}", controller.url());
         until_signal().await;
-        shutdown.cancel();
-        server.await??;
+        controller.stop().await?;
         Ok(())
     })
 }
@@ -109,17 +106,18 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
     init_logging();
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     runtime()?.block_on(async {
-        let shutdown = CancellationToken::new();
-        let mut opts = invoker_options(&args.controller, &dir, &args.invoker)?;
-        opts.api_key = match (&args.token, &args.token_file) {
+        let token = match (&args.token, &args.token_file) {
             (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => Some(platform::read_secret_file(path, "invoker token")?),
+            (None, Some(path)) => Some(roles::read_secret_file(path, "invoker token")?),
             (None, None) => None,
         };
-        let task = tokio::spawn(volley_invoker::run(opts, shutdown.clone()));
+        let invoker = args.invoker.options(&args.controller, &dir, token)?.build()?.run(CancellationToken::new());
+        tokio::select! {
+            registered = invoker.ready() => { registered?; }
+            _ = until_signal() => { invoker.stop().await; return Ok(()); }
+        }
         until_signal().await;
-        shutdown.cancel();
-        task.await??;
+        invoker.stop().await;
         Ok(())
     })
 }

@@ -1,15 +1,13 @@
 //! `volley bench startup`: submit-to-running of bursts, cold and warm, burst vs FaaS mode.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{Context, bail};
 use clap::Args;
+use volley_bench::jobs::Mode;
+use volley_bench::jobs::startup::{self, Plan};
 use volley_bench::startup::StartupReport;
-use volley_proto::api::{BurstRequest, Granularity};
 
-use super::Output;
-use super::client::Client;
 use super::platform::{PlatformArgs, with_platform};
+use super::{Output, Target};
 
 #[derive(Args)]
 pub struct StartupArgs {
@@ -35,7 +33,7 @@ pub struct StartupArgs {
     platform: PlatformArgs,
 }
 
-pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
+pub fn run(mut args: StartupArgs, target: &Target, output: Output) -> anyhow::Result<()> {
     if args.granularity.iter().any(|&g| g == 0 || g > args.workers) {
         bail!("every granularity must be between 1 and --workers ({})", args.workers);
     }
@@ -51,7 +49,7 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
         );
     }
     for &g in &args.granularity {
-        let report = runtime.block_on(measure(&args, g))?;
+        let report = runtime.block_on(measure(&args, target, g))?;
         if output == Output::Table {
             println!(
                 "{:<5} {:>6} {:>4} {:>6} {:<8} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2}",
@@ -86,49 +84,13 @@ pub fn run(mut args: StartupArgs, output: Output) -> anyhow::Result<()> {
 }
 
 /// One cold burst on a fresh platform, then `repeat` warm ones, each after the pool refilled.
-async fn measure(args: &StartupArgs, g: usize) -> anyhow::Result<StartupReport> {
-    with_platform(&args.platform, |url| async move {
-        let client = Client::new(&url)?;
-        let faas = g == 1;
-        let request = BurstRequest {
-            function: args.function.clone(),
-            workers: args.workers,
-            granularity: Granularity::Fixed(g),
-            transport: faas.then(|| args.faas_transport.clone()),
-            params: serde_json::from_str(&args.params).context("--params is not valid JSON")?,
-            worker_params: None,
-            timeout_secs: Some(300.0),
-            queue_timeout_secs: Some(300.0),
-            memory_mb: Some(1),
-            retries: None,
-        };
-        let packs = args.workers.div_ceil(g);
-        let cold = client.run_to_success(&request, Duration::from_secs(300)).await?;
-        let mut warm = Vec::new();
-        for _ in 0..args.repeat {
-            wait_for_warm(&url, packs).await?;
-            warm.push(client.run_to_success(&request, Duration::from_secs(300)).await?);
-        }
-        Ok(StartupReport::new(if faas { "faas" } else { "burst" }, &cold, &warm)?)
-    })
+async fn measure(args: &StartupArgs, target: &Target, g: usize) -> anyhow::Result<StartupReport> {
+    let params = serde_json::from_str(&args.params).context("--params is not valid JSON")?;
+    let plan = Plan { workers: args.workers, function: args.function.clone(), params, repeat: args.repeat };
+    let mode = if g == 1 { Mode::faas(&args.faas_transport) } else { Mode::burst(g) };
+    with_platform(
+        &args.platform,
+        |url| async move { Ok(startup::measure(&target.client_at(&url)?, &plan, &mode).await?) },
+    )
     .await
-}
-
-/// Waits until the invoker reports `packs` warm processes (bounded).
-async fn wait_for_warm(url: &str, packs: usize) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let list: Vec<volley_proto::cluster::InvokerInfo> =
-            http.get(format!("{url}/v1/invokers")).send().await?.json().await.context("listing invokers")?;
-        if list.iter().map(|i| i.warm).sum::<usize>() >= packs {
-            // Let the last started processes settle (their start-up work is done off the clock).
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the warm pool did not refill to {packs} processes within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -36,7 +36,7 @@ pub(crate) struct ControlPlane {
 
 impl ControlPlane {
     /// Builds the core and recovers what a previous run left unfinished.
-    pub(crate) async fn start(opts: Options, store: Store, shutdown: CancellationToken) -> Result<Arc<ControlPlane>> {
+    pub(crate) async fn start(opts: Options, store: Store) -> Result<Arc<ControlPlane>> {
         let (writes, rx) = mpsc::unbounded_channel();
         let finished = Arc::new(Notify::new());
         let functions = Functions::load(opts.functions.clone(), opts.data_dir.join("blobs"), &store).await?;
@@ -52,7 +52,6 @@ impl ControlPlane {
         });
         tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone()));
         core.recover().await?;
-        tokio::spawn(ticker(core.clone(), shutdown));
         Ok(core)
     }
 
@@ -143,7 +142,8 @@ async fn purge(brokers: volley_comm::Brokers, burst: String, transport: String, 
     }
 }
 
-async fn ticker(core: Arc<ControlPlane>, shutdown: CancellationToken) {
+/// Enforces heartbeats and deadlines ten times a second, until `shutdown`.
+pub(crate) async fn ticker(core: Arc<ControlPlane>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {

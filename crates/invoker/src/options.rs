@@ -1,0 +1,99 @@
+//! How an invoker runs: every setting, its default and its check, in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// An invoker's settings; `Default` gives an invoker of the controller at
+/// `http://127.0.0.1:7070` that starts this very program (`ARGS pack`) for packs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// The controller's base URL, e.g. `http://127.0.0.1:7070`.
+    pub controller: String,
+    /// The cluster's invoker token, when the controller requires one.
+    pub token: Option<String>,
+    /// The invoker's name (the host name by default).
+    pub name: String,
+    /// The host other packs reach this invoker's packs at.
+    pub host: String,
+    /// Worker threads it offers.
+    pub slots: usize,
+    /// Memory it offers, in MiB.
+    pub memory_mb: u64,
+    /// Sockets and pack files live here.
+    pub data_dir: PathBuf,
+    /// The program started for every pack of a built-in function, and its arguments.
+    pub program: PathBuf,
+    pub program_args: Vec<String>,
+    /// How long a new process may take to connect back.
+    #[serde(with = "volley_proto::seconds")]
+    pub start_timeout: Duration,
+    /// Bytes of stdout and of stderr kept per pack.
+    pub log_limit: usize,
+    /// How long one poll for commands may wait at the controller.
+    #[serde(with = "volley_proto::seconds")]
+    pub poll_wait: Duration,
+    /// Most idle pack processes kept warm per program (0 turns the warm pool off).
+    pub warm_pool: usize,
+    /// An idle warm process older than this is stopped.
+    #[serde(with = "volley_proto::seconds")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            controller: "http://127.0.0.1:7070".into(),
+            token: None,
+            name: hostname(),
+            host: "127.0.0.1".into(),
+            slots: 2048,
+            memory_mb: total_memory_mb().unwrap_or(4096),
+            data_dir: std::env::temp_dir().join("volley").join("invoker"),
+            program: std::env::current_exe().unwrap_or_default(),
+            program_args: vec!["pack".into()],
+            start_timeout: Duration::from_secs(10),
+            log_limit: 256 * 1024,
+            poll_wait: Duration::from_millis(1000),
+            warm_pool: 64,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Options {
+    /// Refuses settings that cannot work, saying what to change.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Options(m.into()));
+        if self.slots == 0 {
+            return bad("an invoker must offer at least one slot");
+        }
+        if self.name.is_empty() || self.host.is_empty() {
+            return bad("an invoker needs a name and a host its packs are reached at");
+        }
+        if self.start_timeout.is_zero() || self.idle_timeout.is_zero() || self.poll_wait.is_zero() {
+            return bad("the start timeout, the idle timeout and the poll wait must be positive");
+        }
+        if self.poll_wait > Duration::from_secs(30) {
+            return bad("a poll waits at most 30 s");
+        }
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "invoker".into())
+}
+
+fn total_memory_mb() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}

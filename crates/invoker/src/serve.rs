@@ -1,0 +1,192 @@
+//! The invoker's life: register, long-poll for commands (each poll is its
+//! heartbeat), start and steer packs, post their events, register again if
+//! the controller forgot it, and stop every pack when told to stop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use volley_client::Client;
+use volley_comm::TransportOptions;
+use volley_proto::cluster::{Command, Event, Registration};
+use volley_proto::pack::ToPack;
+
+use crate::{Options, Shared, process};
+
+/// A call the controller answered "not found": it does not know this invoker
+/// (it restarted, or declared it lost): register again.
+fn forgotten(e: &volley_client::Error) -> bool {
+    matches!(e.status(), Some(404 | 410))
+}
+
+/// Runs until `shutdown` fires; every pack it started is stopped before it returns.
+/// `registered` says the invoker's id whenever it (re)registers.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedReceiver<Event>,
+    registered: watch::Sender<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    let client = shared.client.clone();
+    let o = &shared.opts;
+    let registration =
+        Registration { name: o.name.clone(), host: o.host.clone(), slots: o.slots, memory_mb: o.memory_mb };
+    let packs = TaskTracker::new();
+    let Some(mut id) = register(&client, &registration, &shutdown).await else { return };
+    let _ = registered.send(Some(id.clone()));
+    let expiry = tokio::spawn(expire_warm(shared.clone(), shutdown.clone()));
+    let (id_tx, id_rx) = watch::channel(id.clone());
+    let poster = tokio::spawn(post_events(client.clone(), id_rx, events, shutdown.clone()));
+    loop {
+        let polled = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            polled = client.poll_commands(&id, shared.opts.poll_wait, shared.pool.warm()) => polled,
+        };
+        match polled {
+            Ok(commands) => {
+                // Packs per burst in this batch: the warm pool keeps that many ready for next time.
+                let mut per_burst: HashMap<String, usize> = HashMap::new();
+                for c in &commands {
+                    if let Command::StartPack(spec) = c {
+                        *per_burst.entry(spec.burst.clone()).or_default() += 1;
+                    }
+                }
+                for command in commands {
+                    handle(&shared, &packs, command, &per_burst);
+                }
+            }
+            Err(e) if forgotten(&e) => {
+                tracing::warn!("the controller forgot this invoker; stopping its packs and registering again");
+                shared.generation.fetch_add(1, Ordering::SeqCst);
+                shared.kill_all();
+                let Some(new_id) = register(&client, &registration, &shutdown).await else { break };
+                id = new_id;
+                let _ = id_tx.send(id.clone());
+                let _ = registered.send(Some(id.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("polling the controller failed: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+    shared.kill_all();
+    shared.pool.drain().await;
+    packs.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), packs.wait()).await;
+    let _ = expiry.await;
+    // The poster ends once it has posted the last PackExited events (or gives up on them).
+    drop(shared);
+    let _ = tokio::time::timeout(Duration::from_secs(5), poster).await;
+}
+
+fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command, per_burst: &HashMap<String, usize>) {
+    match command {
+        Command::StartPack(mut spec) => {
+            place_sockets(&shared.opts, &mut spec);
+            let demand = per_burst.get(&spec.burst).copied().unwrap_or(1);
+            packs.spawn(process::run(shared.clone(), *spec, demand));
+        }
+        Command::Peers { burst, addresses } => {
+            for ((b, _, _), h) in shared.lock_packs().iter() {
+                if *b == burst {
+                    let _ = h.to_pack.send(ToPack::Peers { addresses: addresses.clone() });
+                }
+            }
+        }
+        Command::Cancel { burst, reason } => {
+            for ((b, _, _), h) in shared.lock_packs().iter() {
+                if *b == burst {
+                    let _ = h.to_pack.send(ToPack::Cancel { reason: reason.clone() });
+                }
+            }
+        }
+    }
+}
+
+/// Stops warm processes nobody used for the idle timeout.
+async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        shared.pool.expire(shared.opts.idle_timeout).await;
+    }
+}
+
+/// Where this host's packs listen: UDS files in the data directory; TCP on
+/// loopback for a loopback invoker, on every interface otherwise, advertised
+/// under the invoker's host.
+fn place_sockets(opts: &Options, spec: &mut volley_proto::pack::PackSpec) {
+    match &mut spec.transport {
+        TransportOptions::Uds(o) => o.bind = Some(opts.data_dir.join("sockets").display().to_string()),
+        TransportOptions::Tcp(o) => {
+            let loopback = opts.host.starts_with("127.") || opts.host == "localhost";
+            o.bind = Some(if loopback { "127.0.0.1:0".into() } else { "0.0.0.0:0".into() });
+            o.advertise_host = Some(opts.host.clone());
+        }
+        _ => {}
+    }
+}
+
+async fn register(client: &Client, registration: &Registration, shutdown: &CancellationToken) -> Option<String> {
+    loop {
+        match client.register(registration).await {
+            Ok(r) => {
+                tracing::info!(invoker = %r.invoker_id, "registered with the controller");
+                return Some(r.invoker_id);
+            }
+            Err(e @ volley_client::Error::Api { status: 401, .. }) => {
+                tracing::warn!("the controller refused the registration: {e}; check the invoker token")
+            }
+            Err(e) => tracing::warn!("cannot register with the controller yet: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Posts events in order, in batches; a failed post is retried so that no
+/// result is dropped while the controller is briefly unreachable.
+async fn post_events(
+    client: Client,
+    id: tokio::sync::watch::Receiver<String>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    shutdown: CancellationToken,
+) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let current = id.borrow().clone();
+            match client.report_events(&current, &batch).await {
+                Ok(()) => break,
+                Err(e) if forgotten(&e) => break,
+                Err(e) => {
+                    tracing::warn!("posting {} events failed, retrying: {e}", batch.len());
+                    if shutdown.is_cancelled() && delay > Duration::from_secs(1) {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
