@@ -5,7 +5,7 @@
 //! tests/api/schemathesis.toml), no invalid one accepted, no operation that
 //! ignores its authentication. It is installed from PyPI by scripts/services.
 
-mod support;
+use volley_testkit as support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! API keys: each key is a namespace; bursts and deployed functions of one
 //! namespace are invisible to another; invokers need the cluster's token.
 
-mod support;
+use volley_testkit as support;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! `volley bench comm` end to end through the real binary.
 
-mod support;
+use volley_testkit as support;
 
 use std::process::Command;
 

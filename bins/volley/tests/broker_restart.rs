@@ -1,7 +1,7 @@
 //! A broker that restarts under a running burst: the burst fails with a clear
 //! error instead of hanging. Uses a Redis server of its own (not the shared one).
 
-mod support;
+use volley_testkit as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! A controller and invokers as separate processes, as on a cluster.
 
-mod support;
+use volley_testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Deployed user functions: the example crate is built, deployed and run;
 //! binaries that are not Volley functions fail with a clear reason.
 
-mod support;
+use volley_testkit as support;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! A cluster across hosts: a controller in the root network namespace and
 //! invokers each in its own namespace, joined by a bridge (needs root).
 
-mod support;
+use volley_testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! k-means as a burst gives the sequential result for the same data.
 
-mod support;
+use volley_testkit as support;
 
 use support::{json_ok, stderr, volley};
 use volley_apps::kmeans::points::{coordinate, reference};

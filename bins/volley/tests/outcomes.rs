@@ -3,7 +3,7 @@
 //! a pack that dies after its work was committed does not fail the burst; a
 //! burst killed mid-write leaves no unfinished files behind.
 
-mod support;
+use volley_testkit as support;
 
 use std::time::Duration;
 

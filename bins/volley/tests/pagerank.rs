@@ -1,6 +1,6 @@
 //! PageRank as a burst matches a straightforward sequential implementation.
 
-mod support;
+use volley_testkit as support;
 
 use support::{TempDir, json_ok, service_up, stderr, volley};
 use volley_apps::pagerank::graph::{Settings, edge, reference};

@@ -1,7 +1,7 @@
 //! The platform end to end: real controller, invoker and pack processes,
 //! driven through the CLI and the HTTP API.
 
-mod support;
+use volley_testkit as support;
 
 use std::time::{Duration, Instant};
 
@@ -299,6 +299,10 @@ fn the_openapi_document_lists_every_route_and_each_answers() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 15, "{}", paths.len());
+    // The client calls only what the controller serves and documents.
+    for template in volley_client::paths::TEMPLATES {
+        assert!(paths.contains_key(*template), "the client calls {template}, which the document lacks");
+    }
     // Auth is a security scheme, never a parameter; a controller without keys requires none.
     let text = doc.to_string();
     assert!(!text.to_lowercase().contains("\"name\":\"authorization\""), "an Authorization parameter: {text}");

@@ -3,7 +3,7 @@
 //! reservation that keeps large bursts from starving), every change of the
 //! queue runs placement again, and one namespace cannot fill the queue.
 
-mod support;
+use volley_testkit as support;
 
 use serde_json::{Value, json};
 use support::{Platform, TempDir, http_as};

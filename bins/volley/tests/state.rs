@@ -1,7 +1,7 @@
 //! State survives the platform: finished bursts and deployed functions are
 //! still there after a restart, on the embedded store and on PostgreSQL.
 
-mod support;
+use volley_testkit as support;
 
 use support::{Platform, TempDir, json_ok, service_up};
 

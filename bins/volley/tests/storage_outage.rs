@@ -2,7 +2,7 @@
 //! object named, in seconds, and leaves no output that looks complete. Uses an
 //! S3-compatible server of its own (not the shared one), which it kills.
 
-mod support;
+use volley_testkit as support;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

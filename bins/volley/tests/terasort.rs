@@ -1,7 +1,7 @@
 //! TeraSort end to end at small sizes: generate, sort as a burst, validate,
 //! on local files and on the S3-compatible server; and what bad data does.
 
-mod support;
+use volley_testkit as support;
 
 use support::{TempDir, json_ok, stderr, stdout, volley};
 

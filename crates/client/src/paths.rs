@@ -8,6 +8,26 @@ pub const BURSTS: &str = "/v1/bursts";
 pub const FUNCTIONS: &str = "/v1/functions";
 pub const INVOKERS: &str = "/v1/invokers";
 
+/// Every path the client calls, as the API's document spells it (a test
+/// checks each against the document a controller serves).
+pub const TEMPLATES: &[&str] = &[
+    HEALTHZ,
+    METRICS,
+    OPENAPI,
+    BURSTS,
+    "/v1/bursts/{id}",
+    "/v1/bursts/{id}/wait",
+    "/v1/bursts/{id}/events",
+    "/v1/bursts/{id}/cancel",
+    "/v1/bursts/{id}/logs",
+    FUNCTIONS,
+    "/v1/functions/{name}",
+    "/v1/blobs/{digest}",
+    INVOKERS,
+    "/v1/invokers/{id}/commands",
+    "/v1/invokers/{id}/events",
+];
+
 pub fn burst(id: &str) -> String {
     format!("{BURSTS}/{id}")
 }
@@ -42,4 +62,27 @@ pub fn invoker_commands(id: &str) -> String {
 
 pub fn invoker_events(id: &str) -> String {
     format!("{INVOKERS}/{id}/events")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_are_the_paths_the_client_makes() {
+        let made = [
+            burst("{id}"),
+            burst_wait("{id}"),
+            burst_events("{id}"),
+            burst_cancel("{id}"),
+            burst_logs("{id}"),
+            function("{name}"),
+            blob("{digest}"),
+            invoker_commands("{id}"),
+            invoker_events("{id}"),
+        ];
+        for path in made {
+            assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");
+        }
+    }
 }

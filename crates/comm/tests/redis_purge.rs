@@ -2,8 +2,6 @@
 //! flight when it ran, or that packs still alive send afterwards, cannot
 //! create the burst's lists again (they would live on until their expiry).
 
-mod common;
-
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -51,7 +49,7 @@ impl Drop for Load {
 
 #[test]
 fn pushes_in_flight_from_a_dead_pack_cannot_outlive_the_purge() -> anyhow::Result<()> {
-    let Some(url) = common::redis_url() else { return Ok(()) };
+    let Some(url) = volley_testkit::redis_url() else { return Ok(()) };
     let _load = Load::start();
     for round in 0..5 {
         let id = format!("purge-{round}-{:012x}", rand::random::<u64>());
@@ -88,7 +86,7 @@ fn pushes_in_flight_from_a_dead_pack_cannot_outlive_the_purge() -> anyhow::Resul
 
 #[test]
 fn packs_still_alive_cannot_push_after_the_purge() -> anyhow::Result<()> {
-    let Some(url) = common::redis_url() else { return Ok(()) };
+    let Some(url) = volley_testkit::redis_url() else { return Ok(()) };
     let _load = Load::start();
     let id = format!("purge-live-{:012x}", rand::random::<u64>());
     let burst = LocalBurst::new(Layout::new(&[1, 1])?)

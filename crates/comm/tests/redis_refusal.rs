@@ -1,8 +1,6 @@
 //! A packet Redis refuses is reported to its sender, although a send does not
 //! wait for Redis's reply (the transport collects replies later).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +8,7 @@ use volley_comm::{Layout, LocalBurst, RedisOptions, TransportOptions};
 
 #[test]
 fn a_refused_packet_fails_a_later_send_of_its_sender() -> anyhow::Result<()> {
-    let Some(url) = common::redis_url() else { return Ok(()) };
+    let Some(url) = volley_testkit::redis_url() else { return Ok(()) };
     let id = format!("refusal-{:016x}", rand::random::<u64>());
     // Pack 1's inbox already holds a string: every push to it is refused (WRONGTYPE).
     let mut conn = redis::Client::open(url.as_str())?.get_connection()?;

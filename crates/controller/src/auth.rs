@@ -202,11 +202,12 @@ mod tests {
     }
 
     fn options(keys: &[(&str, &str)], token: Option<&str>, metrics: Option<&str>) -> crate::Options {
-        let mut o = crate::Options::default();
-        o.api_keys = keys.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect();
-        o.invoker_token = token.map(String::from);
-        o.metrics_key = metrics.map(String::from);
-        o
+        crate::Options {
+            api_keys: keys.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect(),
+            invoker_token: token.map(String::from),
+            metrics_key: metrics.map(String::from),
+            ..Default::default()
+        }
     }
 
     #[test]

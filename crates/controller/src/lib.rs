@@ -14,12 +14,12 @@ mod api;
 mod auth;
 mod control_plane;
 mod error;
+mod fleet;
 mod functions;
-mod invokers;
+mod lifecycle;
 mod options;
 mod placement;
 mod scheduler;
-mod state;
 mod store;
 
 use std::net::SocketAddr;

@@ -9,44 +9,7 @@ use volley_proto::api::{
     Burst, BurstLogs, BurstRequest, BurstState, FunctionInfo, Granularity, PackLogs, WorkerRecord,
 };
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn postgres_up() -> bool {
-    let up = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
-    if !up {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs PostgreSQL on 127.0.0.1:5432");
-        eprintln!("SKIPPED: PostgreSQL is not reachable on 127.0.0.1:5432");
-    }
-    up
-}
-
-/// A fresh schema of its own, so tests never see each other's rows; dropped at the end.
-struct Schema(String);
-
-impl Schema {
-    async fn new() -> Schema {
-        let name = format!("volley_test_{:08x}", rand_u32());
-        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        Schema(name)
-    }
-
-    fn url(&self) -> String {
-        format!("{PG}?options=-csearch_path%3D{}", self.0)
-    }
-
-    async fn drop(self) {
-        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.0)).await.unwrap();
-    }
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    t.subsec_nanos() ^ std::process::id().rotate_left(16)
-}
+use volley_testkit::{PgSchema, TempDir, postgres_up};
 
 fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
     Burst {
@@ -114,9 +77,8 @@ async fn conformance(store: &Store) {
 
 #[tokio::test]
 async fn the_embedded_store_keeps_what_it_is_given() {
-    let dir = tempdir();
-    conformance(&Store::open_embedded(&dir.join("state.redb")).unwrap()).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let dir = TempDir::new("store");
+    conformance(&Store::open_embedded(&dir.0.join("state.redb")).unwrap()).await;
 }
 
 #[tokio::test]
@@ -124,15 +86,8 @@ async fn the_postgres_store_keeps_what_it_is_given() {
     if !postgres_up() {
         return;
     }
-    let schema = Schema::new().await;
+    let schema = PgSchema::new("volley_store");
     conformance(&Store::open_postgres(&schema.url()).await.unwrap()).await;
-    schema.drop().await;
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("volley-store-{:08x}", rand_u32()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A controller started on a store that holds a queued and a running burst:
@@ -171,9 +126,8 @@ async fn restart(store_location: &str, data_dir: &std::path::Path) {
 
 #[tokio::test]
 async fn a_restart_on_the_embedded_store_requeues_and_fails_what_it_must() {
-    let dir = tempdir();
-    restart("embedded", &dir).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let dir = TempDir::new("restart");
+    restart("embedded", &dir.0).await;
 }
 
 #[tokio::test]
@@ -181,9 +135,7 @@ async fn a_restart_on_postgres_requeues_and_fails_what_it_must() {
     if !postgres_up() {
         return;
     }
-    let schema = Schema::new().await;
-    let dir = tempdir();
-    restart(&schema.url(), &dir).await;
-    let _ = std::fs::remove_dir_all(dir);
-    schema.drop().await;
+    let schema = PgSchema::new("volley_restart");
+    let dir = TempDir::new("restart-pg");
+    restart(&schema.url(), &dir.0).await;
 }

@@ -41,8 +41,8 @@ impl Router {
         Ok(router)
     }
 
-    /// The connection of process `id`, once it says hello.
-    pub(crate) fn expect(&self, id: &str) -> oneshot::Receiver<PackConnection> {
+    /// The connection of process `id`, once it says hello (it is waited for from now on).
+    pub(crate) fn hello_of(&self, id: &str) -> oneshot::Receiver<PackConnection> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiters.lock() {
             w.insert(id.to_string(), tx);

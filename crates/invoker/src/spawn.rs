@@ -34,7 +34,7 @@ pub(crate) async fn start(
 ) -> Result<Started, String> {
     let opts = &shared.opts;
     let process_id = format!("p{:016x}", rand::random::<u64>());
-    let hello = shared.router.expect(&process_id);
+    let hello = shared.router.hello_of(&process_id);
     let spawned = Command::new(program)
         .args(args)
         .env(SOCKET_ENV, &shared.router.path)

@@ -8,18 +8,7 @@ pub fn redis_url() -> String {
 
 /// Skips (returns false) when a service is missing on a developer machine; fails under CI.
 fn available(name: &str, addr: &str) -> bool {
-    let ok = std::net::TcpStream::connect_timeout(
-        &addr.parse().expect("test service address"),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name} is not reachable at {addr}, and CI=true requires it");
-        }
-        eprintln!("SKIPPED: {name} is not reachable at {addr}; start it to run this test");
-    }
-    ok
+    volley_testkit::service_up(name, addr)
 }
 
 pub fn tcp() -> Option<TransportOptions> {

@@ -144,7 +144,7 @@ impl ControlPlane {
 
     /// The burst of `namespace`, live if active, else as stored.
     pub(crate) async fn burst(&self, namespace: &str, id: &str) -> Result<Burst> {
-        let live = self.lock().active.get(id).map(|a| a.burst.clone());
+        let live = self.lock().live(id).cloned();
         let burst = match live {
             Some(b) => Some(b),
             None => self.store.get_burst(id).await?,
@@ -155,7 +155,7 @@ impl ControlPlane {
 
     /// Whether the burst has not reached its final record yet.
     pub(crate) fn is_active(&self, id: &str) -> bool {
-        self.lock().active.contains_key(id)
+        self.lock().live(id).is_some()
     }
 
     /// The namespace's bursts, newest first; active ones as they are now.
@@ -166,8 +166,8 @@ impl ControlPlane {
         let mut list = self.store.list_bursts(namespace, limit).await?;
         let state = self.lock();
         for b in &mut list {
-            if let Some(a) = state.active.get(&b.id) {
-                *b = a.burst.clone();
+            if let Some(live) = state.live(&b.id) {
+                *b = live.clone();
             }
         }
         Ok(list)
@@ -200,7 +200,7 @@ impl ControlPlane {
         self.burst(namespace, id).await?;
         {
             let mut state = self.lock();
-            if !state.active.contains_key(id) {
+            if state.live(id).is_none() {
                 return Err(Error::Conflict(format!("burst {id} is not active (it has ended); nothing to cancel")));
             }
             state.end(id, BurstState::Cancelled, "cancelled by a user".into());

@@ -9,6 +9,7 @@ use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registratio
 
 use super::ControlPlane;
 use crate::error::{Error, Result};
+use crate::fleet::Poll;
 
 /// Most slots one invoker may offer (2^20 worker threads).
 pub(crate) const MAX_SLOTS: usize = 1 << 20;
@@ -43,21 +44,13 @@ impl ControlPlane {
         if wait > MAX_POLL {
             return Err(Error::BadRequest(format!("a poll waits at most {} ms", MAX_POLL.as_millis())));
         }
-        let wake = {
-            let mut state = self.lock();
-            let invoker = state.invoker_mut(invoker).ok_or_else(|| forgotten(invoker))?;
-            invoker.seen();
-            invoker.warm = warm;
-            if !invoker.commands.is_empty() {
-                return Ok(std::mem::take(&mut invoker.commands));
-            }
-            invoker.wake.clone()
+        let wake = match self.lock().fleet().poll(invoker, warm).ok_or_else(|| forgotten(invoker))? {
+            Poll::Commands(commands) => return Ok(commands),
+            Poll::Wait(wake) => wake,
         };
         let wait = wait.min(self.opts.heartbeat_timeout / 3);
         let _ = tokio::time::timeout(wait, wake.notified()).await;
-        let mut state = self.lock();
-        let invoker = state.invoker_mut(invoker).ok_or_else(|| forgotten(invoker))?;
-        Ok(std::mem::take(&mut invoker.commands))
+        self.lock().fleet().take_commands(invoker).ok_or_else(|| forgotten(invoker))
     }
 
     /// Applies what an invoker reports. Returns once results among them are
@@ -66,7 +59,9 @@ impl ControlPlane {
         let results = events.iter().any(|e| matches!(e, Event::WorkerFinished { .. } | Event::PackExited { .. }));
         {
             let mut state = self.lock();
-            state.invoker_mut(invoker).ok_or_else(|| forgotten(invoker))?.seen();
+            if !state.fleet().heard_from(invoker) {
+                return Err(forgotten(invoker));
+            }
             for event in events {
                 state.apply(invoker, event);
             }
@@ -111,7 +106,7 @@ impl ControlPlane {
              volley_slots{{kind=\"total\"}} {}\n\
              volley_slots{{kind=\"free\"}} {}\n",
             self.submitted.load(Ordering::Relaxed),
-            state.active.len(),
+            state.active_count(),
             state.queued(),
             ready.len(),
             invokers.len() - ready.len(),

@@ -12,7 +12,7 @@ use volley_proto::now_micros;
 
 use crate::error::{Error, Result};
 use crate::functions::Functions;
-use crate::state::{State, Write};
+use crate::lifecycle::{Lifecycle, Write};
 
 mod bursts;
 mod cluster;
@@ -24,7 +24,7 @@ pub(crate) use cluster::{MAX_MEMORY_MB, MAX_SLOTS};
 pub(crate) struct ControlPlane {
     pub(crate) opts: Options,
     pub(crate) store: Store,
-    state: Mutex<State>,
+    lifecycle: Mutex<Lifecycle>,
     writes: mpsc::UnboundedSender<Write>,
     /// Fired whenever a burst reaches its final state.
     pub(crate) finished: Arc<Notify>,
@@ -42,7 +42,7 @@ impl ControlPlane {
         let functions = Functions::load(opts.functions.clone(), opts.data_dir.join("blobs"), &store).await?;
         let core = Arc::new(ControlPlane {
             functions,
-            state: Mutex::new(State::new(opts.clone(), writes.clone())),
+            lifecycle: Mutex::new(Lifecycle::new(opts.clone(), writes.clone())),
             opts,
             store: store.clone(),
             writes,
@@ -55,8 +55,8 @@ impl ControlPlane {
         Ok(core)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until every record written so far is saved.
@@ -78,14 +78,14 @@ impl ControlPlane {
                 if let Some(purge) = Write::purge_of(&burst) {
                     let _ = self.writes.send(purge);
                 }
-                if !crate::state::may_retry(&burst) {
+                if !crate::lifecycle::may_retry(&burst) {
                     burst.state = BurstState::Failed;
                     burst.error = Some(format!("{REASON}; submit it again"));
                     burst.finished_at = Some(now_micros());
                     self.store.put_burst(&burst).await?;
                     continue;
                 }
-                crate::state::next_attempt(&mut burst, REASON);
+                crate::lifecycle::next_attempt(&mut burst, REASON);
                 self.store.put_burst(&burst).await?;
             }
             tracing::info!(burst = %burst.id, attempt = burst.attempt, "requeued after a controller restart");

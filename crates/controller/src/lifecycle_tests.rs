@@ -6,12 +6,12 @@ use volley_proto::api::{Burst, BurstRequest, BurstState, Granularity, WorkerReco
 use volley_proto::cluster::{Event, Registration};
 use volley_proto::pack::Outcome;
 
-use super::{State, Write};
+use super::{Lifecycle, Write};
 
 /// A state with one invoker and a running burst of 4 workers in 2 packs.
-fn running() -> (State, mpsc::UnboundedReceiver<Write>, String, String) {
+fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut state = State::new(crate::Options::default(), tx);
+    let mut state = Lifecycle::new(crate::Options::default(), tx);
     let invoker =
         state.register(Registration { name: "n".into(), host: "127.0.0.1".into(), slots: 8, memory_mb: 1024 });
     let request = BurstRequest {
@@ -45,7 +45,7 @@ fn running() -> (State, mpsc::UnboundedReceiver<Write>, String, String) {
         notes: Vec::new(),
     };
     state.submit(burst, None);
-    assert_eq!(state.active["b1"].burst.state, BurstState::Starting, "placed at once");
+    assert_eq!(state.live("b1").unwrap().state, BurstState::Starting, "placed at once");
     for rank in 0..4 {
         state.apply(&invoker, Event::WorkerStarted { burst: "b1".into(), rank, at: 1 });
     }
@@ -88,7 +88,7 @@ fn a_killed_pack_is_the_cause_even_when_its_echo_arrives_first() {
     let (mut state, mut rx, inv, id) = running();
     state.apply(&inv, finished(2, Outcome::Aborted(ECHO.into())));
     state.apply(&inv, exited(1, Some(ECHO), true));
-    assert!(state.active.contains_key(&id), "pack 0 has not been reported yet");
+    assert!(state.live(&id).is_some(), "pack 0 has not been reported yet");
     state.apply(&inv, exited(0, Some(KILLED), false));
     let burst = last_saved(&mut rx);
     assert_eq!(burst.state, BurstState::Failed);

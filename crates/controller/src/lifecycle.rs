@@ -1,4 +1,5 @@
-//! The controller's in-memory state: invokers, the queue and the active bursts.
+//! The lifecycle of bursts: the queue, the active bursts, their events and
+//! endings. Invokers are the [`Fleet`]'s; this module reaches them only through it.
 //!
 //! Every method runs under one lock and never waits; what must happen outside
 //! the lock (saving records, purging broker state) is sent to the writer as a
@@ -14,7 +15,7 @@ use volley_proto::now_micros;
 use volley_proto::pack::{Outcome, PackSpec, Program};
 
 use crate::Options;
-use crate::invokers::Invoker;
+use crate::fleet::Fleet;
 use crate::placement::Free;
 use crate::scheduler::{self, Release, Waiting};
 
@@ -80,28 +81,24 @@ struct Ending {
     cause: Cause,
 }
 
-pub(crate) struct State {
+pub(crate) struct Lifecycle {
     opts: Options,
-    invokers: BTreeMap<String, Invoker>,
-    lost: Vec<InvokerInfo>,
-    pub(crate) active: HashMap<String, Active>,
+    fleet: Fleet,
+    active: HashMap<String, Active>,
     queue: VecDeque<String>,
     writes: mpsc::UnboundedSender<Write>,
-    next_invoker: u64,
     /// The queue or the capacity changed since placement last ran.
     unsettled: bool,
 }
 
-impl State {
+impl Lifecycle {
     pub(crate) fn new(opts: Options, writes: mpsc::UnboundedSender<Write>) -> Self {
-        State {
+        Lifecycle {
             opts,
-            invokers: BTreeMap::new(),
-            lost: Vec::new(),
+            fleet: Fleet::default(),
             active: HashMap::new(),
             queue: VecDeque::new(),
             writes,
-            next_invoker: 0,
             unsettled: false,
         }
     }
@@ -113,33 +110,34 @@ impl State {
     // ---- invokers ----
 
     pub(crate) fn register(&mut self, registration: volley_proto::cluster::Registration) -> String {
-        self.next_invoker += 1;
-        let id = format!("inv-{}-{:06x}", self.next_invoker, rand::random::<u32>() & 0xff_ffff);
-        tracing::info!(invoker = %id, name = %registration.name, slots = registration.slots, "invoker registered");
-        // A lost invoker that comes back is ready again, not listed twice.
-        self.lost.retain(|l| l.registration.name != registration.name);
-        self.invokers.insert(id.clone(), Invoker::new(id.clone(), registration));
+        let id = self.fleet.register(registration);
         self.schedule();
         id
     }
 
-    pub(crate) fn invoker_mut(&mut self, id: &str) -> Option<&mut Invoker> {
-        self.invokers.get_mut(id)
+    /// The invokers, for the calls they make and the listing.
+    pub(crate) fn fleet(&mut self) -> &mut Fleet {
+        &mut self.fleet
     }
 
     pub(crate) fn invokers(&self) -> Vec<InvokerInfo> {
-        let mut list: Vec<_> = self.invokers.values().map(Invoker::info).collect();
-        list.extend(self.lost.iter().cloned());
-        list
+        self.fleet.infos()
     }
 
     /// Every live invoker's whole capacity (as if nothing ran): what a burst
     /// must fit into to be placeable ever.
     pub(crate) fn capacity(&self) -> Vec<Free> {
-        self.invokers
-            .values()
-            .map(|i| Free { invoker: i.id.clone(), slots: i.registration.slots, memory_mb: i.registration.memory_mb })
-            .collect()
+        self.fleet.capacity()
+    }
+
+    /// The burst as it is now, if it has not ended.
+    pub(crate) fn live(&self, id: &str) -> Option<&Burst> {
+        self.active.get(id).map(|a| &a.burst)
+    }
+
+    /// How many bursts are queued or running.
+    pub(crate) fn active_count(&self) -> usize {
+        self.active.len()
     }
 
     /// Bursts of `namespace` waiting in the queue.
@@ -150,22 +148,11 @@ impl State {
     /// Declares invokers that missed their heartbeats lost; their bursts fail.
     pub(crate) fn check_heartbeats(&mut self, now: Instant) {
         let timeout = self.opts.heartbeat_timeout;
-        let lost: Vec<String> = self
-            .invokers
-            .values()
-            .filter(|i| now.duration_since(i.last_seen) > timeout)
-            .map(|i| i.id.clone())
-            .collect();
-        for id in lost {
-            let Some(invoker) = self.invokers.remove(&id) else { continue };
-            tracing::warn!(invoker = %id, "invoker missed its heartbeats; declared lost");
-            let mut info = invoker.info();
-            info.status = "lost".into();
-            self.lost.retain(|l| l.registration.name != info.registration.name);
-            self.lost.push(info);
+        for invoker in self.fleet.silent(now, timeout) {
+            let id = invoker.id().to_string();
             let reason = format!(
-                "invoker {} ({}) stopped sending heartbeats for {:?}; its packs are lost",
-                invoker.registration.name, id, timeout
+                "invoker {} ({id}) stopped sending heartbeats for {timeout:?}; its packs are lost",
+                invoker.name()
             );
             let affected: Vec<String> = self
                 .active
@@ -226,7 +213,7 @@ impl State {
             return;
         }
         let waiting: Vec<Waiting> = self.queue.iter().map(|id| self.waiting(&self.active[id].burst)).collect();
-        let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
+        let free = self.fleet.free();
         let plan = scheduler::plan(&waiting, &free, &self.releases(), Instant::now());
         if plan.is_empty() {
             return;
@@ -364,10 +351,8 @@ impl State {
         }
         let snapshot = burst.clone();
         for (invoker, size, command) in commands {
-            if let Some(inv) = self.invokers.get_mut(&invoker) {
-                inv.reserve(size, (size as u64).saturating_mul(memory));
-                inv.send(command);
-            }
+            self.fleet.reserve(&invoker, size, (size as u64).saturating_mul(memory));
+            self.fleet.send(&invoker, command);
         }
         self.save(&snapshot);
     }
@@ -387,9 +372,8 @@ impl State {
                     targets.sort();
                     targets.dedup();
                     for invoker in targets {
-                        if let Some(inv) = self.invokers.get_mut(&invoker) {
-                            inv.send(Command::Peers { burst: burst_id.clone(), addresses: addresses.clone() });
-                        }
+                        self.fleet
+                            .send(&invoker, Command::Peers { burst: burst_id.clone(), addresses: addresses.clone() });
                     }
                 }
             }
@@ -437,7 +421,7 @@ impl State {
                 let invoker = record.invoker.clone();
                 active.logs.packs.push(PackLogs { pack, stdout, stderr, truncated });
                 if let Some(e) = &error {
-                    let name = self.invokers.get(&invoker).map(|i| i.registration.name.clone()).unwrap_or(invoker);
+                    let name = self.fleet.name_of(&invoker);
                     let what = format!("pack {pack} on invoker {name} failed: {e}");
                     let active = self.active.get_mut(&burst_id).expect("looked up above");
                     let reported =
@@ -492,10 +476,9 @@ impl State {
         }
         let invokers: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
         for invoker in invokers {
-            if let Some(inv) = self.invokers.get_mut(&invoker)
-                && !inv.commands.iter().any(|c| matches!(c, Command::Cancel { burst, .. } if burst == id))
-            {
-                inv.send(Command::Cancel { burst: id.to_string(), reason: reason.clone() });
+            let pending = |c: &Command| matches!(c, Command::Cancel { burst, .. } if burst == id);
+            if !self.fleet.has_pending(&invoker, pending) {
+                self.fleet.send(&invoker, Command::Cancel { burst: id.to_string(), reason: reason.clone() });
             }
         }
     }
@@ -515,9 +498,7 @@ impl State {
         }
         let per_worker = active.burst.request.memory_mb.unwrap_or(memory);
         let (invoker, size) = (record.invoker.clone(), record.size);
-        if let Some(inv) = self.invokers.get_mut(&invoker) {
-            inv.release(size, (size as u64).saturating_mul(per_worker));
-        }
+        self.fleet.release(&invoker, size, (size as u64).saturating_mul(per_worker));
         if active.exited.iter().all(|e| *e) {
             self.finish(id);
         }
@@ -594,7 +575,7 @@ impl State {
                 continue;
             }
             if a.burst.state == BurstState::Queued && now > a.queued_until {
-                let free: Vec<Free> = self.invokers.values().map(Invoker::free).collect();
+                let free = self.fleet.free();
                 let need = self.waiting(&a.burst);
                 late.push((id.clone(), format!(
                     "could not be placed within its queue timeout: it needs {} workers in packs of {} with {} MiB each; \
@@ -651,5 +632,5 @@ pub(crate) fn next_attempt(burst: &mut Burst, reason: &str) {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
+#[path = "lifecycle_tests.rs"]
 mod tests;
