@@ -9,12 +9,7 @@ fn volley(args: &[&str]) -> std::process::Output {
 }
 
 fn redis_up() -> bool {
-    let up = std::net::TcpStream::connect("127.0.0.1:6379").is_ok();
-    if !up {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs Redis on 127.0.0.1:6379");
-        eprintln!("SKIPPED: Redis is not reachable on 127.0.0.1:6379");
-    }
-    up
+    support::service_up("Redis", "127.0.0.1:6379")
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {

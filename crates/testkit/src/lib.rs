@@ -21,6 +21,6 @@ pub use platform::{Platform, http, http_as};
 pub use process::{
     Role, Server, children_of, eventually, json_ok, processes_with_env, stderr, stdout, volley, volley_exe,
 };
-pub use services::{ci, postgres_up, redis_url, service_up};
+pub use services::{ci, postgres_up, present, redis_url, service_up};
 #[cfg(feature = "storage")]
 pub use storage::{on_local_dir, on_s3, read_object, remove_all, s3_base, storage};

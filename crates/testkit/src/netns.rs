@@ -18,14 +18,7 @@ pub fn available() -> bool {
     let probe = format!("vtprobe{}", std::process::id() % 10_000);
     let ok = ip(&["netns", "add", &probe]).is_ok();
     let _ = ip(&["netns", "del", &probe]);
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true needs root and iproute2 for network namespaces"
-        );
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
-    }
-    ok
+    crate::services::present("network namespaces (root and iproute2)", ok)
 }
 
 /// A bridge and `hosts` namespaces on subnet 10.77.N.0/24.
@@ -95,14 +88,7 @@ impl Hosts {
 /// Whether nftables is installed (scripts/services installs it); with CI=true it must be.
 pub fn nft_available() -> bool {
     let ok = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true needs nftables (scripts/services installs it)"
-        );
-        eprintln!("SKIPPED: nft is not installed (scripts/services installs it)");
-    }
-    ok
+    crate::services::present("nftables", ok)
 }
 
 impl Drop for Hosts {

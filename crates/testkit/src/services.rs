@@ -3,12 +3,17 @@
 
 /// Whether a service needed by a test is reachable; with CI=true it must be.
 pub fn service_up(name: &str, addr: &str) -> bool {
-    let up = std::net::TcpStream::connect(addr).is_ok();
-    if !up {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true needs {name} on {addr}");
-        eprintln!("SKIPPED: {name} is not reachable on {addr}");
+    present(&format!("{name} on {addr}"), std::net::TcpStream::connect(addr).is_ok())
+}
+
+/// The one check every test makes of what it needs (a service, a tool): with
+/// CI=true, `ok` must hold; otherwise a missing `what` skips the test with a notice.
+pub fn present(what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(!ci(), "CI=true needs {what} (scripts/services starts or installs it)");
+        eprintln!("SKIPPED: no {what} here (scripts/services starts or installs it)");
     }
-    up
+    ok
 }
 
 /// Whether CI=true (a missing service must fail the test, not skip it).
