@@ -60,6 +60,17 @@ impl Cluster {
         self.client.wait_until_final(&burst.id, Duration::from_secs(60)).await.unwrap()
     }
 
+    /// Submits a burst of `workers` one-worker packs sleeping `seconds`; returns it once it runs.
+    async fn start_sleep(&self, workers: usize, seconds: u64) -> Burst {
+        let body = serde_json::json!({"function": "sleep", "workers": workers, "granularity": 1, "params": {"seconds": seconds}});
+        let burst = self.client.submit(&serde_json::from_value(body).unwrap()).await.unwrap();
+        eventually("the burst to run", 20, async || {
+            self.client.burst(&burst.id).await.unwrap().state == BurstState::Running
+        })
+        .await;
+        burst
+    }
+
     async fn warm(&self) -> usize {
         self.client.invokers().await.unwrap().iter().map(|i| i.warm).sum()
     }
@@ -111,13 +122,7 @@ async fn warm_processes_are_taken_by_the_next_burst_and_expire_when_idle() {
     let warm = packs();
     assert!(warm.len() >= 2, "{warm:?}");
     // The next burst's packs are those processes, not new ones.
-    let request: BurstRequest = serde_json::from_value(
-        serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "params": {"seconds": 1}}),
-    )
-    .unwrap();
-    let burst = c.client.submit(&request).await.unwrap();
-    eventually("the burst to run", 20, async || c.client.burst(&burst.id).await.unwrap().state == BurstState::Running)
-        .await;
+    let burst = c.start_sleep(2, 1).await;
     assert!(c.warm().await < 2, "the warm processes were taken");
     let done = c.client.wait_until_final(&burst.id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(done.state, BurstState::Succeeded);
@@ -130,13 +135,7 @@ async fn warm_processes_are_taken_by_the_next_burst_and_expire_when_idle() {
 async fn a_pack_that_dies_is_reported_with_its_signal() {
     let c = Cluster::start("inv-dies", 0, Duration::from_secs(60)).await;
     c.invoker.ready().await.unwrap();
-    let request: BurstRequest = serde_json::from_value(
-        serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "params": {"seconds": 60}}),
-    )
-    .unwrap();
-    let burst = c.client.submit(&request).await.unwrap();
-    eventually("the burst to run", 20, async || c.client.burst(&burst.id).await.unwrap().state == BurstState::Running)
-        .await;
+    let burst = c.start_sleep(2, 60).await;
     let victim = *packs().iter().next().expect("a pack process");
     unsafe {
         libc::kill(victim as i32, libc::SIGKILL);
@@ -154,13 +153,7 @@ async fn a_pack_that_dies_is_reported_with_its_signal() {
 async fn a_cancelled_pack_is_stopped_and_its_processes_go() {
     let c = Cluster::start("inv-cancel", 0, Duration::from_secs(60)).await;
     c.invoker.ready().await.unwrap();
-    let request: BurstRequest = serde_json::from_value(
-        serde_json::json!({"function": "sleep", "workers": 3, "granularity": 1, "params": {"seconds": 60}}),
-    )
-    .unwrap();
-    let burst = c.client.submit(&request).await.unwrap();
-    eventually("the burst to run", 20, async || c.client.burst(&burst.id).await.unwrap().state == BurstState::Running)
-        .await;
+    let burst = c.start_sleep(3, 60).await;
     assert_eq!(packs().len(), 3);
     c.client.cancel(&burst.id).await.unwrap();
     let done = c.client.wait_until_final(&burst.id, Duration::from_secs(30)).await.unwrap();
@@ -173,13 +166,7 @@ async fn a_cancelled_pack_is_stopped_and_its_processes_go() {
 async fn a_stopped_invoker_takes_its_packs_with_it() {
     let c = Cluster::start("inv-stop", 2, Duration::from_secs(60)).await;
     c.invoker.ready().await.unwrap();
-    let request: BurstRequest = serde_json::from_value(
-        serde_json::json!({"function": "sleep", "workers": 2, "granularity": 1, "params": {"seconds": 60}}),
-    )
-    .unwrap();
-    let burst = c.client.submit(&request).await.unwrap();
-    eventually("the burst to run", 20, async || c.client.burst(&burst.id).await.unwrap().state == BurstState::Running)
-        .await;
+    c.start_sleep(2, 60).await;
     c.invoker.stop().await;
     assert!(packs().is_empty(), "stop returns when every pack and warm process is gone: {:?}", packs());
     c.controller.stop().await.unwrap();
