@@ -2,13 +2,15 @@
 //!
 //! - [`api`]: the public HTTP API (bursts, functions, errors);
 //! - [`cluster`]: controller ⇄ invoker (registration, commands, events);
-//! - [`pack`]: invoker ⇄ pack process (one JSON message per line over a Unix socket).
+//! - [`pack`]: invoker ⇄ pack process (one JSON message per line over a Unix socket);
+//! - [`flow`]: workflows: events, triggers, deployed workflows and their runs.
 //!
 //! Controller, invoker, SDK and CLI all depend on this crate and on none of
 //! each other's internals.
 
 pub mod api;
 pub mod cluster;
+pub mod flow;
 pub mod pack;
 pub mod seconds;
 pub mod whole;

@@ -1,0 +1,289 @@
+//! Workflows of bursts as the API shows them: events (CloudEvents 1.0),
+//! triggers, deployed workflows and their runs. The engine that applies them
+//! is `volley-flow`; the controller keeps them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::BurstRequest;
+
+/// An event, in the CloudEvents 1.0 JSON format.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    #[serde(default = "spec_version")]
+    pub specversion: String,
+    /// Unique per source: an event seen twice is applied once.
+    pub id: String,
+    /// Where it comes from, e.g. `volley/platform` or `myapp/uploader`.
+    pub source: String,
+    /// What happened, e.g. `volley.burst.succeeded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What it is about, e.g. a burst's id or `run/ID/step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// When it happened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    #[serde(default)]
+    pub data: Value,
+}
+
+fn spec_version() -> String {
+    "1.0".into()
+}
+
+impl CloudEvent {
+    /// An event of `kind` from `source` about `subject`, with `data`.
+    pub fn new(id: impl Into<String>, source: &str, kind: &str, subject: Option<String>, data: Value) -> Self {
+        CloudEvent {
+            specversion: spec_version(),
+            id: id.into(),
+            source: source.into(),
+            kind: kind.into(),
+            subject,
+            time: None,
+            datacontenttype: Some("application/json".into()),
+            data,
+        }
+    }
+}
+
+/// An event as the log keeps it: its position and namespace.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    pub namespace: String,
+    /// When the engine received it, µs since the Unix epoch.
+    pub received_at: u64,
+    pub event: CloudEvent,
+}
+
+/// Which events a trigger listens to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// The event type, exactly.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The source, exactly (absent: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The subject: exact, or a pattern where `*` stands for any run of characters (absent: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// When a trigger fires.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    /// On every matching event.
+    Always,
+    /// Once `count` events have come (each event is applied once: the log
+    /// drops a repeated id); with `key` (a JSONPath into `{"event": ...,
+    /// "context": ...}`), once `count` distinct values of it have. The count
+    /// may be read from the context instead (`count_from`, a JSONPath).
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count_from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Only these key values count (the dependencies of a step, say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        among: Option<Vec<Value>>,
+    },
+    /// When the JSONPath `path` (over `{"event": ..., "context": ...}`)
+    /// selects a value, equal to `equals` if given.
+    Predicate {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        equals: Option<Value>,
+    },
+}
+
+/// What a trigger does when it fires.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Start a burst; `${...}` in its parameters are filled from the event and the context.
+    StartBurst {
+        request: Box<BurstRequest>,
+        /// Makes a repeated start (after a crash) return the first burst.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
+    /// Emit an event (its fields may use `${...}`).
+    Emit { event: Box<CloudEvent> },
+    /// Start a step of a workflow run.
+    Advance { run: String, step: String },
+}
+
+/// A trigger: match, condition, actions and its durable context.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: String,
+    pub namespace: String,
+    /// The workflow run it belongs to, if any (removed with the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    pub condition: Condition,
+    pub actions: Vec<Action>,
+    /// What the condition keeps between events (a join's arrivals, say).
+    #[serde(default)]
+    pub context: Value,
+    /// Fire once, then stop listening.
+    #[serde(default)]
+    pub once: bool,
+    /// How many times it fired.
+    #[serde(default)]
+    pub fired: u64,
+}
+
+/// A workflow's definition language.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowKind {
+    /// Steps with dependencies (YAML or JSON).
+    Dag,
+}
+
+/// `PUT /v1/workflows/{name}`: a definition to deploy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDefinition {
+    pub kind: WorkflowKind,
+    /// The definition as written (YAML or JSON text).
+    pub source: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A deployed workflow.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub name: String,
+    pub namespace: String,
+    pub kind: WorkflowKind,
+    pub source: String,
+    pub description: String,
+    /// Its steps, in an order that respects their dependencies.
+    pub steps: Vec<String>,
+    pub deployed_at: u64,
+}
+
+/// Where a run or a step is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Waiting for what it depends on.
+    Waiting,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    /// Whether it has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Succeeded | RunState::Failed | RunState::Cancelled)
+    }
+
+    /// The state's name as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Waiting => "waiting",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One step of a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub state: RunState,
+    /// How many times it was started (more than 1: it was retried).
+    pub attempts: u32,
+    /// The burst of each attempt.
+    #[serde(default)]
+    pub bursts: Vec<String>,
+    /// What it produced (every worker's result, in rank order).
+    #[serde(default)]
+    pub output: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// Why each failed attempt failed.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+impl StepRecord {
+    /// A step that has not started.
+    pub fn waiting() -> Self {
+        StepRecord {
+            state: RunState::Waiting,
+            attempts: 0,
+            bursts: Vec::new(),
+            output: Value::Null,
+            started_at: None,
+            finished_at: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// `POST /v1/runs`: start a run of a deployed workflow.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub workflow: String,
+    /// The run's input (`${input...}` in the definition).
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// One run of a workflow.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub namespace: String,
+    pub workflow: String,
+    pub input: Value,
+    pub state: RunState,
+    /// Every step by name.
+    pub steps: BTreeMap<String, StepRecord>,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// Why it failed (the step and its cause) or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
