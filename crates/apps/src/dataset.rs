@@ -64,7 +64,8 @@ where
     Ok(items)
 }
 
-async fn generate_part<F>(
+/// Writes items `first..end` as object `key` (committed atomically).
+pub async fn generate_part<F>(
     storage: &Storage,
     key: &str,
     first: u64,

@@ -24,6 +24,16 @@ pub fn builtins() -> Functions {
         terasort::terasort,
     );
     f.add(
+        "teragen",
+        "writes a TeraSort data set, one part per worker: params {output, records, seed?}",
+        terasort::teragen,
+    );
+    f.add(
+        "teravalidate",
+        "checks a sorted output against its input (one worker): params {input, output}",
+        terasort::teravalidate,
+    );
+    f.add(
         "download",
         "every worker reads one object: params {storage, key, cooperative?} (cooperative: one fetch per pack)",
         download::download,

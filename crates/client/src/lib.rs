@@ -21,6 +21,7 @@
 //! ```
 
 mod error;
+mod flows;
 mod invoker;
 pub mod paths;
 mod tenant;

@@ -7,6 +7,10 @@ pub const OPENAPI: &str = "/v1/openapi.json";
 pub const BURSTS: &str = "/v1/bursts";
 pub const FUNCTIONS: &str = "/v1/functions";
 pub const INVOKERS: &str = "/v1/invokers";
+pub const WORKFLOWS: &str = "/v1/workflows";
+pub const RUNS: &str = "/v1/runs";
+pub const EVENTS: &str = "/v1/events";
+pub const TRIGGERS: &str = "/v1/triggers";
 
 /// Every path the client calls, as the API's document spells it (a test
 /// checks each against the document a controller serves).
@@ -26,6 +30,14 @@ pub const TEMPLATES: &[&str] = &[
     INVOKERS,
     "/v1/invokers/{id}/commands",
     "/v1/invokers/{id}/events",
+    WORKFLOWS,
+    "/v1/workflows/{name}",
+    RUNS,
+    "/v1/runs/{id}",
+    "/v1/runs/{id}/wait",
+    "/v1/runs/{id}/cancel",
+    EVENTS,
+    TRIGGERS,
 ];
 
 pub fn burst(id: &str) -> String {
@@ -64,6 +76,22 @@ pub fn invoker_events(id: &str) -> String {
     format!("{INVOKERS}/{id}/events")
 }
 
+pub fn workflow(name: &str) -> String {
+    format!("{WORKFLOWS}/{name}")
+}
+
+pub fn run(id: &str) -> String {
+    format!("{RUNS}/{id}")
+}
+
+pub fn run_wait(id: &str) -> String {
+    format!("{RUNS}/{id}/wait")
+}
+
+pub fn run_cancel(id: &str) -> String {
+    format!("{RUNS}/{id}/cancel")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +108,10 @@ mod tests {
             blob("{digest}"),
             invoker_commands("{id}"),
             invoker_events("{id}"),
+            workflow("{name}"),
+            run("{id}"),
+            run_wait("{id}"),
+            run_cancel("{id}"),
         ];
         for path in made {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");

@@ -15,6 +15,7 @@ mod auth;
 mod control_plane;
 mod error;
 mod fleet;
+mod flows;
 mod functions;
 mod lifecycle;
 mod options;
@@ -31,13 +32,14 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{MIN_SECRET_LEN, parse_keys};
 pub use error::{Error, Result};
 pub use options::Options;
-pub use store::Store;
+pub use store::{Batch, Docs, Store};
 
 /// A controller that has opened its store, recovered what a previous run left
 /// unfinished and bound its address: [`Controller::run`] serves it.
 pub struct Controller {
     listener: tokio::net::TcpListener,
     plane: Arc<control_plane::ControlPlane>,
+    flows: flows::Recovered,
 }
 
 impl Options {
@@ -54,8 +56,9 @@ impl Options {
         let addr =
             listener.local_addr().map_err(|e| Error::BadRequest(format!("cannot listen on {}: {e}", self.listen)))?;
         auth::check_exposure(&addr, &self)?;
-        let plane = control_plane::ControlPlane::start(self, store).await?;
-        Ok(Controller { listener, plane })
+        let (plane, ended) = control_plane::ControlPlane::start(self, store).await?;
+        let flows = flows::Engine::recover(plane.clone(), ended).await?;
+        Ok(Controller { listener, plane, flows })
     }
 }
 
@@ -72,6 +75,7 @@ impl Controller {
         let plane = self.plane.clone();
         let stop = cancel.clone();
         let ticker = tokio::spawn(control_plane::ticker(self.plane.clone(), cancel.clone()));
+        self.flows.run(cancel.clone());
         tokio::spawn(async move {
             let app = api::router(self.plane);
             let served = axum::serve(self.listener, app)

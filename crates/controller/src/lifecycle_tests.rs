@@ -25,6 +25,7 @@ fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
         queue_timeout_secs: None,
         memory_mb: None,
         retries: None,
+        idempotency_key: None,
     };
     let burst = Burst {
         id: "b1".into(),

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use volley_controller::{Options, Store};
+use volley_controller::{Batch, Docs, Options, Store};
 use volley_proto::api::{
     Burst, BurstLogs, BurstRequest, BurstState, FunctionInfo, Granularity, PackLogs, WorkerRecord,
 };
+use volley_proto::flow::{CloudEvent, LoggedEvent};
 
 use volley_testkit::{PgSchema, TempDir, postgres_up};
 
@@ -26,6 +27,7 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
             queue_timeout_secs: None,
             memory_mb: None,
             retries: None,
+            idempotency_key: None,
         },
         state,
         error: None,
@@ -73,6 +75,48 @@ async fn conformance(store: &Store) {
     assert_eq!(store.list_functions().await.unwrap(), vec![f]);
     store.delete_function("default/pi").await.unwrap();
     assert!(store.list_functions().await.unwrap().is_empty());
+    documents(store).await;
+}
+
+fn logged(seq: u64, namespace: &str) -> LoggedEvent {
+    let event = CloudEvent::new(format!("e{seq}"), "tests", "t", None, serde_json::json!({"seq": seq}));
+    LoggedEvent { seq, namespace: namespace.into(), received_at: seq, event }
+}
+
+/// The workflow engine's documents and event log: a batch lands whole.
+async fn documents(store: &Store) {
+    let mut batch = Batch::default();
+    batch.put(Docs::Runs, "ns/r1", &serde_json::json!({"n": 1}));
+    batch.put(Docs::Runs, "ns/r2", &serde_json::json!({"n": 2}));
+    batch.put(Docs::Runs, "other/r3", &serde_json::json!({"n": 3}));
+    batch.put(Docs::Outbox, "0001", &"start");
+    batch.events = vec![logged(1, "ns"), logged(2, "other"), logged(3, "ns")];
+    store.commit(batch).await.unwrap();
+    let runs: Vec<(String, serde_json::Value)> = store.docs(Docs::Runs, "ns/").await.unwrap();
+    assert_eq!(
+        runs,
+        vec![("ns/r1".into(), serde_json::json!({"n": 1})), ("ns/r2".into(), serde_json::json!({"n": 2}))]
+    );
+    assert_eq!(store.doc::<String>(Docs::Outbox, "0001").await.unwrap().as_deref(), Some("start"));
+    assert_eq!(store.doc::<String>(Docs::Workflows, "0001").await.unwrap(), None, "tables are apart");
+    assert_eq!(store.last_event().await.unwrap(), 3);
+    let ns: Vec<u64> = store.events(Some("ns"), 0, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(ns, vec![1, 3]);
+    assert_eq!(store.events(None, 1, 1).await.unwrap(), vec![logged(2, "other")]);
+
+    // A put and a delete of the same batch, and an overwrite.
+    let mut batch = Batch::default();
+    batch.delete(Docs::Outbox, "0001");
+    batch.put(Docs::Runs, "ns/r1", &serde_json::json!({"n": 10}));
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.doc::<String>(Docs::Outbox, "0001").await.unwrap(), None);
+    assert_eq!(store.doc::<serde_json::Value>(Docs::Runs, "ns/r1").await.unwrap(), Some(serde_json::json!({"n": 10})));
+    // A batch whose event repeats a logged position fails whole: nothing of it lands.
+    let mut batch = Batch::default();
+    batch.put(Docs::Triggers, "t1", &1);
+    batch.events = vec![logged(3, "ns")];
+    assert!(store.commit(batch).await.is_err());
+    assert_eq!(store.doc::<u64>(Docs::Triggers, "t1").await.unwrap(), None, "the batch landed whole or not at all");
 }
 
 #[tokio::test]

@@ -50,10 +50,11 @@ pub fn apply(trigger: &mut Trigger, event: &CloudEvent) -> Result<bool> {
                     let keys = context.entry("keys").or_insert_with(|| json!([]));
                     let known = keys.as_array().is_some_and(|ks| ks.contains(&k));
                     let wanted = among.as_ref().is_none_or(|a| a.contains(&k));
-                    if !known && wanted {
-                        if let Some(ks) = keys.as_array_mut() {
-                            ks.push(k);
-                        }
+                    if !known
+                        && wanted
+                        && let Some(ks) = keys.as_array_mut()
+                    {
+                        ks.push(k);
                     }
                     !known && wanted
                 }

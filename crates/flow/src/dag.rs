@@ -253,8 +253,7 @@ fn cycle(dag: &Dag, left: &BTreeMap<&str, usize>) -> String {
     let Some(start) = left.keys().next() else { return String::new() };
     let mut path = vec![start.to_string()];
     let mut at = start.to_string();
-    loop {
-        let Some(next) = dag.steps[&at].needs.iter().find(|n| left.contains_key(n.as_str())) else { break };
+    while let Some(next) = dag.steps[&at].needs.iter().find(|n| left.contains_key(n.as_str())) {
         if let Some(i) = path.iter().position(|p| p == next) {
             let mut c = path[i..].to_vec();
             c.push(next.clone());
@@ -337,6 +336,7 @@ impl Plan {
                 }
             }
         };
+        let key = idempotency_key(&run.id, step, attempt);
         let request = BurstRequest {
             function: s.function.clone(),
             workers,
@@ -348,8 +348,9 @@ impl Plan {
             queue_timeout_secs: None,
             memory_mb: s.memory_mb,
             retries: None,
+            idempotency_key: Some(key.clone()),
         };
-        Ok((request, idempotency_key(&run.id, step, attempt)))
+        Ok((request, key))
     }
 }
 

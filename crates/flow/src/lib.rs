@@ -20,6 +20,9 @@ pub enum Error {
     /// A trigger's condition could not be evaluated.
     #[error("trigger {trigger}: {message}")]
     Condition { trigger: String, message: String },
+    /// Well-formed, but names what cannot be (a date that does not exist).
+    #[error("{place}: {message}")]
+    Unreal { place: String, message: String },
     /// A `${...}` reference names nothing.
     #[error("{0}")]
     Reference(String),
@@ -36,6 +39,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Largest event accepted, in bytes of its JSON.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// `at` (µs since the Unix epoch) as an RFC 3339 time, as CloudEvents writes it.
+pub fn rfc3339(at: u64) -> String {
+    let time = chrono::DateTime::from_timestamp_micros(at as i64).unwrap_or_default();
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// Checks an event before it is logged: the fields CloudEvents requires, and its size.
 pub fn check_event(event: &volley_proto::flow::CloudEvent) -> Result<()> {
     if event.specversion != "1.0" {
@@ -48,6 +57,19 @@ pub fn check_event(event: &volley_proto::flow::CloudEvent) -> Result<()> {
         if value.is_empty() || value.len() > 512 {
             return Err(Error::invalid(field, "must have 1 to 512 characters"));
         }
+    }
+    if let Some(subject) = &event.subject
+        && subject.len() > 512
+    {
+        return Err(Error::invalid("subject", "must have at most 512 characters"));
+    }
+    if let Some(time) = &event.time
+        && let Err(e) = chrono::DateTime::parse_from_rfc3339(time)
+    {
+        return Err(Error::Unreal {
+            place: "time".into(),
+            message: format!("{time:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T10:00:00Z"),
+        });
     }
     let size = serde_json::to_vec(event).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_EVENT_BYTES {

@@ -40,6 +40,11 @@ pub struct BurstRequest {
     /// How many times a failed burst is run again, whole, on fresh packs (default 0, at most 10).
     #[serde(default, deserialize_with = "crate::whole::option")]
     pub retries: Option<u32>,
+    /// Makes a submit safe to repeat: a second submit with the same key (in the
+    /// same namespace) returns the burst the first one started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
+    pub idempotency_key: Option<String>,
 }
 
 /// The schema of [`Granularity`]: a number of workers or `"auto"`.

@@ -15,19 +15,30 @@ use crate::api::BurstRequest;
 pub struct CloudEvent {
     /// Always `1.0`.
     #[serde(default = "spec_version")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^1\\.0$"))]
     pub specversion: String,
     /// Unique per source: an event seen twice is applied once.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
     pub id: String,
     /// Where it comes from, e.g. `volley/platform` or `myapp/uploader`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
     pub source: String,
     /// What happened, e.g. `volley.burst.succeeded`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
     pub kind: String,
     /// What it is about, e.g. a burst's id or `run/ID/step`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub subject: Option<String>,
-    /// When it happened (RFC 3339).
+    /// When it happened (RFC 3339); the engine sets it when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacontenttype: Option<String>,
@@ -53,6 +64,34 @@ impl CloudEvent {
             data,
         }
     }
+}
+
+/// `POST /v1/events`: one event, or a list of them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Events {
+    One(Box<CloudEvent>),
+    Many(Vec<CloudEvent>),
+}
+
+impl Events {
+    pub fn into_vec(self) -> Vec<CloudEvent> {
+        match self {
+            Events::One(e) => vec![*e],
+            Events::Many(v) => v,
+        }
+    }
+}
+
+/// How events sent over the API were taken (once the answer comes, they are durable).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ingested {
+    /// Logged and applied to the triggers they match.
+    pub accepted: usize,
+    /// Logged before (same source and id): applied once, not again.
+    pub duplicates: usize,
 }
 
 /// An event as the log keeps it: its position and namespace.
@@ -166,6 +205,10 @@ pub enum WorkflowKind {
 
 /// `PUT /v1/workflows/{name}`: a definition to deploy.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "kind": "dag",
+    "source": "steps:\n  hi: {function: hello, workers: 2}\n  bye: {needs: [hi], kind: task, function: hello}\n"
+})))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDefinition {
@@ -263,6 +306,7 @@ impl StepRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub workflow: String,
     /// The run's input (`${input...}` in the definition).
     #[serde(default)]

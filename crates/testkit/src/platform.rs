@@ -47,14 +47,24 @@ impl Platform {
 
     /// Waits for a burst to end (up to `secs`) and returns it.
     pub fn wait(&self, id: &str, secs: u64) -> serde_json::Value {
+        self.wait_until_final(&format!("/v1/bursts/{id}"), secs)
+    }
+
+    /// Waits for a workflow run to end (up to `secs`) and returns it.
+    pub fn wait_run(&self, id: &str, secs: u64) -> serde_json::Value {
+        self.wait_until_final(&format!("/v1/runs/{id}"), secs)
+    }
+
+    /// `path` is a burst's or a run's: its `/wait` until the state is final.
+    fn wait_until_final(&self, path: &str, secs: u64) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let (_, burst) = self.get(&format!("/v1/bursts/{id}/wait?timeout_ms=1000"));
-            let state = burst["state"].as_str().unwrap_or("").to_string();
+            let (_, it) = self.get(&format!("{path}/wait?timeout_ms=1000"));
+            let state = it["state"].as_str().unwrap_or("").to_string();
             if ["succeeded", "failed", "cancelled"].contains(&state.as_str()) {
-                return burst;
+                return it;
             }
-            assert!(Instant::now() < deadline, "burst {id} did not end within {secs}s: {burst}");
+            assert!(Instant::now() < deadline, "{path} did not end within {secs}s: {it}");
         }
     }
 

@@ -8,6 +8,7 @@ mod bench_terasort;
 mod bursts;
 mod data;
 mod demo;
+mod flows;
 mod output;
 mod platform;
 mod roles;
@@ -82,6 +83,15 @@ enum Command {
     /// The functions bursts can run.
     #[command(subcommand)]
     Functions(bursts::Functions),
+    /// Workflows of bursts: deploy DAGs, run them, follow and cancel runs.
+    #[command(subcommand)]
+    Flow(flows::Flow),
+    /// Send and read events (CloudEvents) that triggers and workflows react to.
+    #[command(subcommand)]
+    Events(flows::Events),
+    /// The triggers listening for events.
+    #[command(subcommand)]
+    Triggers(flows::Triggers),
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
@@ -105,6 +115,9 @@ impl Cli {
             Command::Deploy(d) => d.run(&target, self.output),
             Command::Bursts(b) => b.run(&target, self.output),
             Command::Functions(f) => f.run(&target, self.output),
+            Command::Flow(f) => f.run(&target, self.output),
+            Command::Events(e) => e.run(&target, self.output),
+            Command::Triggers(t) => t.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
             Command::Bench(b) => b.run(&target, self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.

@@ -46,7 +46,7 @@ pub struct RunArgs {
     platform: PlatformArgs,
 }
 
-fn json_arg(value: &Option<String>, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
+pub(super) fn json_arg(value: &Option<String>, what: &str) -> anyhow::Result<Option<serde_json::Value>> {
     let Some(v) = value else { return Ok(None) };
     let text = match v.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {what} from {path}"))?,
@@ -72,6 +72,7 @@ pub fn run(args: RunArgs, target: &Target, output: Output) -> anyhow::Result<()>
         queue_timeout_secs: args.queue_timeout,
         memory_mb: None,
         retries: args.retries,
+        idempotency_key: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

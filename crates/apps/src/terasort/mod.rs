@@ -4,5 +4,7 @@ pub mod data;
 mod job;
 pub mod records;
 pub mod splitters;
+mod steps;
 
 pub use job::terasort;
+pub use steps::{teragen, teravalidate};

@@ -56,6 +56,7 @@ pub fn job_request(function: &str, workers: usize, mode: &Mode, params: Value) -
         queue_timeout_secs: Some(60.0),
         memory_mb: Some(1),
         retries: None,
+        idempotency_key: None,
     }
 }
 

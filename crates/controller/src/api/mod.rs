@@ -6,6 +6,7 @@
 mod bursts;
 mod document;
 mod extract;
+mod flows;
 mod functions;
 mod invokers;
 
@@ -61,6 +62,14 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(invokers::register, invokers::list))
         .routes(routes!(invokers::commands))
         .routes(routes!(invokers::events))
+        .routes(routes!(flows::list))
+        .routes(routes!(flows::deploy, flows::get, flows::delete))
+        .routes(routes!(flows::start, flows::runs))
+        .routes(routes!(flows::run))
+        .routes(routes!(flows::wait))
+        .routes(routes!(flows::cancel))
+        .routes(routes!(flows::send, flows::events))
+        .routes(routes!(flows::triggers))
 }
 
 /// Liveness: `ok`

@@ -10,6 +10,7 @@ use volley_proto::now_micros;
 
 use super::ControlPlane;
 use crate::error::{Error, Result};
+use crate::store::{Batch, Docs};
 
 /// Most retries a burst may ask for.
 pub(crate) const MAX_RETRIES: u32 = 10;
@@ -20,11 +21,47 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Most bursts one listing returns.
 pub(crate) const MAX_LIST: usize = 1000;
 
+/// A new burst id: sortable by submission time.
+fn new_id() -> String {
+    format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff)
+}
+
 impl ControlPlane {
-    /// Validates, saves and queues a new burst.
+    /// Validates, saves and queues a new burst. With an idempotency key, a
+    /// repeated submit returns the burst the first one started.
     pub(crate) async fn submit(&self, namespace: &str, request: BurstRequest) -> Result<Burst> {
+        let Some(key) = request.idempotency_key.clone() else {
+            self.validate(namespace, &request)?;
+            return self.create(namespace, request, new_id()).await;
+        };
+        if key.is_empty() || key.len() > 256 {
+            return Err(Error::BadRequest("an idempotency key has 1 to 256 characters".into()));
+        }
+        // One keyed submit at a time: two with the same key must not both start a burst.
+        let _one = self.keyed.lock().await;
+        let doc = format!("{namespace}/{key}");
+        let id = match self.store.doc::<String>(Docs::Idempotency, &doc).await? {
+            Some(id) => {
+                if let Ok(burst) = self.burst(namespace, &id).await {
+                    return Ok(burst);
+                }
+                // Recorded, then the controller stopped before the burst was saved.
+                id
+            }
+            None => {
+                self.validate(namespace, &request)?;
+                let id = new_id();
+                let mut batch = Batch::default();
+                batch.put(Docs::Idempotency, doc, &id);
+                self.store.commit(batch).await?;
+                id
+            }
+        };
         self.validate(namespace, &request)?;
-        let id = format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
+        self.create(namespace, request, id).await
+    }
+
+    async fn create(&self, namespace: &str, request: BurstRequest, id: String) -> Result<Burst> {
         let burst = Burst {
             id,
             namespace: namespace.to_string(),
@@ -197,13 +234,18 @@ impl ControlPlane {
 
     /// Cancels the namespace's burst (queued or running); returns it as it is then.
     pub(crate) async fn cancel(&self, namespace: &str, id: &str) -> Result<Burst> {
+        self.cancel_because(namespace, id, "cancelled by a user").await
+    }
+
+    /// Cancels an active burst, saying `reason` in its error.
+    pub(crate) async fn cancel_because(&self, namespace: &str, id: &str, reason: &str) -> Result<Burst> {
         self.burst(namespace, id).await?;
         {
             let mut state = self.lock();
             if state.live(id).is_none() {
                 return Err(Error::Conflict(format!("burst {id} is not active (it has ended); nothing to cancel")));
             }
-            state.end(id, BurstState::Cancelled, "cancelled by a user".into());
+            state.end(id, BurstState::Cancelled, reason.into());
             state.settle();
         }
         self.changed.notify_waiters();

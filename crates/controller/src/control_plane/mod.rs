@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use volley_proto::api::BurstState;
+use volley_proto::api::{Burst, BurstState};
 use volley_proto::now_micros;
 
 use crate::error::{Error, Result};
@@ -32,12 +32,21 @@ pub(crate) struct ControlPlane {
     pub(crate) changed: Notify,
     pub(crate) submitted: AtomicU64,
     pub(crate) functions: Functions,
+    /// Submits with an idempotency key, one at a time.
+    keyed: tokio::sync::Mutex<()>,
+    /// The workflow engine, once started (it needs the control plane first).
+    flows: std::sync::OnceLock<crate::flows::Engine>,
 }
 
 impl ControlPlane {
-    /// Builds the core and recovers what a previous run left unfinished.
-    pub(crate) async fn start(opts: Options, store: Store) -> Result<Arc<ControlPlane>> {
+    /// Builds the core and recovers what a previous run left unfinished; the
+    /// receiver gets every burst once it is saved in its final state.
+    pub(crate) async fn start(
+        opts: Options,
+        store: Store,
+    ) -> Result<(Arc<ControlPlane>, mpsc::UnboundedReceiver<Burst>)> {
         let (writes, rx) = mpsc::unbounded_channel();
+        let (ends, ended) = mpsc::unbounded_channel();
         let finished = Arc::new(Notify::new());
         let functions = Functions::load(opts.functions.clone(), opts.data_dir.join("blobs"), &store).await?;
         let core = Arc::new(ControlPlane {
@@ -49,10 +58,21 @@ impl ControlPlane {
             finished: finished.clone(),
             changed: Notify::new(),
             submitted: AtomicU64::new(0),
+            keyed: tokio::sync::Mutex::new(()),
+            flows: std::sync::OnceLock::new(),
         });
-        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone()));
+        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone(), ends));
         core.recover().await?;
-        Ok(core)
+        Ok((core, ended))
+    }
+
+    /// The workflow engine.
+    pub(crate) fn flows(&self) -> Result<&crate::flows::Engine> {
+        self.flows.get().ok_or_else(|| Error::Store("the workflow engine has not started".into()))
+    }
+
+    pub(crate) fn set_flows(&self, engine: crate::flows::Engine) {
+        let _ = self.flows.set(engine);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Lifecycle> {
@@ -101,6 +121,7 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Write>,
     finished: Arc<Notify>,
     brokers: volley_comm::Brokers,
+    ends: mpsc::UnboundedSender<Burst>,
 ) {
     while let Some(write) = rx.recv().await {
         match write {
@@ -115,6 +136,8 @@ async fn writer(
                 }
                 if is_final {
                     finished.notify_waiters();
+                    // Saved first: the workflow engine hears of an end the store holds.
+                    let _ = ends.send(*burst);
                 }
             }
             Write::Logs(id, logs) => {

@@ -6,12 +6,19 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
+use volley_proto::flow::LoggedEvent;
 
+use super::{Batch, Docs};
 use crate::error::{Error, Result};
 
 const BURSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bursts");
 const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+fn docs_table(docs: Docs) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(docs.name())
+}
 
 /// One redb file.
 #[derive(Clone)]
@@ -31,6 +38,10 @@ impl Embedded {
         txn.open_table(BURSTS).map_err(store_err)?;
         txn.open_table(LOGS).map_err(store_err)?;
         txn.open_table(FUNCTIONS).map_err(store_err)?;
+        txn.open_table(EVENTS).map_err(store_err)?;
+        for docs in Docs::ALL {
+            txn.open_table(docs_table(docs)).map_err(store_err)?;
+        }
         txn.commit().map_err(store_err)?;
         Ok(Embedded(Arc::new(db)))
     }
@@ -101,6 +112,94 @@ impl Embedded {
                 out.push(serde_json::from_slice(v.value()).map_err(store_err)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// Applies every change of `batch` in one write transaction.
+    pub(crate) async fn commit(&self, batch: Batch) -> Result<()> {
+        let db = self.0.clone();
+        blocking(move || {
+            let txn = db.begin_write().map_err(store_err)?;
+            for ((docs, key), doc) in &batch.changes {
+                let mut table = txn.open_table(docs_table(*docs)).map_err(store_err)?;
+                match doc {
+                    Some(doc) => drop(table.insert(key.as_str(), doc.as_bytes()).map_err(store_err)?),
+                    None => drop(table.remove(key.as_str()).map_err(store_err)?),
+                }
+            }
+            if !batch.events.is_empty() {
+                let mut events = txn.open_table(EVENTS).map_err(store_err)?;
+                for e in &batch.events {
+                    let json = serde_json::to_vec(e).map_err(store_err)?;
+                    // A position is logged once: a second writer must fail, not overwrite
+                    // (the transaction is dropped, so nothing of the batch lands).
+                    if events.insert(e.seq, json.as_slice()).map_err(store_err)?.is_some() {
+                        return Err(Error::Store(format!("event position {} is logged already", e.seq)));
+                    }
+                }
+            }
+            txn.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn doc(&self, docs: Docs, key: &str) -> Result<Option<String>> {
+        let (db, key) = (self.0.clone(), key.to_string());
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(docs_table(docs)).map_err(store_err)?;
+            let found = table.get(key.as_str()).map_err(store_err)?;
+            found.map(|v| String::from_utf8(v.value().to_vec()).map_err(store_err)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn docs(&self, docs: Docs, prefix: &str) -> Result<Vec<(String, String)>> {
+        let (db, prefix) = (self.0.clone(), prefix.to_string());
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(docs_table(docs)).map_err(store_err)?;
+            let mut out = Vec::new();
+            for entry in table.range(prefix.as_str()..).map_err(store_err)? {
+                let (k, v) = entry.map_err(store_err)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                out.push((k.value().to_string(), String::from_utf8(v.value().to_vec()).map_err(store_err)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn events(&self, namespace: Option<&str>, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let (db, namespace) = (self.0.clone(), namespace.map(String::from));
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(EVENTS).map_err(store_err)?;
+            let mut out = Vec::new();
+            for entry in table.range(after.saturating_add(1)..).map_err(store_err)? {
+                let (_, v) = entry.map_err(store_err)?;
+                let e: LoggedEvent = serde_json::from_slice(v.value()).map_err(store_err)?;
+                if namespace.as_ref().is_none_or(|n| *n == e.namespace) {
+                    out.push(e);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn last_event(&self) -> Result<u64> {
+        let db = self.0.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(EVENTS).map_err(store_err)?;
+            Ok(table.last().map_err(store_err)?.map(|(k, _)| k.value()).unwrap_or(0))
         })
         .await
     }

@@ -3,14 +3,79 @@
 //! (one conformance test runs against both): an embedded redb file, the
 //! default, and PostgreSQL.
 
+use std::collections::BTreeMap;
+
 mod embedded;
 mod postgres;
 
 use std::path::Path;
 
 use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
+use volley_proto::flow::LoggedEvent;
 
 use crate::error::Result;
+
+/// The document tables of the workflow engine and of idempotent submits
+/// (JSON documents by key; see `docs/adr/0004-workflows.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Docs {
+    /// Deployed workflows, by `namespace/name`.
+    Workflows,
+    /// Workflow runs, by id.
+    Runs,
+    /// Triggers, by id.
+    Triggers,
+    /// Effects committed but not yet performed, by a sortable id.
+    Outbox,
+    /// The sequence of each logged event, by `namespace/source/id` (drops repeats).
+    EventIds,
+    /// The burst each idempotency key started, by `namespace/key`.
+    Idempotency,
+}
+
+impl Docs {
+    pub const ALL: [Docs; 6] =
+        [Docs::Workflows, Docs::Runs, Docs::Triggers, Docs::Outbox, Docs::EventIds, Docs::Idempotency];
+
+    /// The table's name in either backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Docs::Workflows => "workflows",
+            Docs::Runs => "runs",
+            Docs::Triggers => "triggers",
+            Docs::Outbox => "outbox",
+            Docs::EventIds => "event_ids",
+            Docs::Idempotency => "idempotency",
+        }
+    }
+}
+
+/// Changes committed together, or not at all. A key changed twice in one
+/// batch keeps its last change (so the order of the changes never matters).
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The new document of each changed key; `None`: deleted.
+    pub changes: BTreeMap<(Docs, String), Option<String>>,
+    pub events: Vec<LoggedEvent>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.events.is_empty()
+    }
+
+    /// Saves `value` as JSON under `key` in `docs`.
+    pub fn put(&mut self, docs: Docs, key: impl Into<String>, value: &impl serde::Serialize) {
+        match serde_json::to_string(value) {
+            Ok(doc) => drop(self.changes.insert((docs, key.into()), Some(doc))),
+            Err(e) => tracing::error!("cannot encode a {} document: {e}", docs.name()),
+        }
+    }
+
+    pub fn delete(&mut self, docs: Docs, key: impl Into<String>) {
+        self.changes.insert((docs, key.into()), None);
+    }
+}
 
 /// Where the controller keeps its state.
 #[derive(Clone)]
@@ -96,5 +161,44 @@ impl Store {
     /// Every deployed function.
     pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
         each!(self, s => s.list_functions().await)
+    }
+
+    /// Applies every change of `batch`, or none.
+    pub async fn commit(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        each!(self, s => s.commit(batch).await)
+    }
+
+    /// The document under `key`, decoded.
+    pub async fn doc<T: serde::de::DeserializeOwned>(&self, docs: Docs, key: &str) -> Result<Option<T>> {
+        let raw = each!(self, s => s.doc(docs, key).await)?;
+        raw.map(|d| {
+            serde_json::from_str(&d).map_err(|e| crate::Error::Store(format!("a {} document: {e}", docs.name())))
+        })
+        .transpose()
+    }
+
+    /// Every document whose key starts with `prefix`, by key, decoded.
+    pub async fn docs<T: serde::de::DeserializeOwned>(&self, docs: Docs, prefix: &str) -> Result<Vec<(String, T)>> {
+        let raw = each!(self, s => s.docs(docs, prefix).await)?;
+        raw.into_iter()
+            .map(|(k, d)| {
+                let v = serde_json::from_str(&d)
+                    .map_err(|e| crate::Error::Store(format!("a {} document: {e}", docs.name())))?;
+                Ok((k, v))
+            })
+            .collect()
+    }
+
+    /// Logged events after `seq`, oldest first, at most `limit` (of `namespace` if given).
+    pub async fn events(&self, namespace: Option<&str>, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
+        each!(self, s => s.events(namespace, after, limit).await)
+    }
+
+    /// The sequence of the last logged event (0: none).
+    pub async fn last_event(&self) -> Result<u64> {
+        each!(self, s => s.last_event().await)
     }
 }

@@ -1,0 +1,281 @@
+//! Workflows of bursts end to end: a DAG deployed and run on the platform
+//! (TeraSort as generate → sort → validate), on the embedded store and on
+//! PostgreSQL; failures named by step, retries, cancel; definitions refused
+//! with where they are wrong; a run that resumes after the controller is
+//! killed, without starting any step's burst twice; events applied once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use volley_testkit as support;
+
+use support::{Platform, TempDir, json_ok, service_up, stderr};
+
+fn example(name: &str) -> String {
+    format!("{}/../../examples/flows/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `yaml` to a file and deploys it as `name`.
+fn deploy(p: &Platform, dir: &TempDir, name: &str, yaml: &str) -> std::process::Output {
+    let file = dir.0.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    p.cli(&["flow", "deploy", name, file.to_str().unwrap()])
+}
+
+/// Starts a run of `workflow` and returns its id.
+fn start(p: &Platform, workflow: &str, input: Value) -> String {
+    let (status, run) = p.post("/v1/runs", &json!({"workflow": workflow, "input": input}).to_string());
+    assert_eq!(status, 201, "{run}");
+    run["id"].as_str().unwrap().to_string()
+}
+
+/// Every burst of the namespace, by idempotency key.
+fn bursts_by_key(p: &Platform) -> HashMap<String, Vec<Value>> {
+    let (_, bursts) = p.get("/v1/bursts?limit=1000");
+    let mut by_key: HashMap<String, Vec<Value>> = HashMap::new();
+    for b in bursts.as_array().unwrap() {
+        if let Some(key) = b["request"]["idempotency_key"].as_str() {
+            by_key.entry(key.to_string()).or_default().push(b.clone());
+        }
+    }
+    by_key
+}
+
+fn terasort_pipeline(args: &[&str]) {
+    let p = Platform::up(args);
+    let data = TempDir::new("flow-data");
+    let input = json!({
+        "data": format!("file://{}/in", data.0.display()),
+        "sorted": format!("file://{}/out", data.0.display()),
+        "records": 100_000,
+    });
+    let out = p.cli(&["flow", "deploy", "terasort", &example("terasort.yaml")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = start(&p, "terasort", input);
+    let run = p.wait_run(&id, 120);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    for step in ["generate", "sort", "validate"] {
+        assert_eq!(run["steps"][step]["state"], "succeeded", "{step}: {run:#}");
+        assert_eq!(run["steps"][step]["attempts"], 1);
+    }
+    // Generate made 4 parts of 25,000; the validating step read them all back sorted.
+    let generated: u64 =
+        run["steps"]["generate"]["output"].as_array().unwrap().iter().map(|w| w["records"].as_u64().unwrap()).sum();
+    assert_eq!(generated, 100_000);
+    assert_eq!(run["steps"]["validate"]["output"][0]["valid"], true);
+    assert_eq!(run["steps"]["validate"]["output"][0]["records"], 100_000);
+    assert_eq!(run["steps"]["validate"]["output"][0]["output_parts"], 8);
+    // The steps ran in their order, each as one burst.
+    let at = |s: &str, f: &str| run["steps"][s][f].as_u64().unwrap();
+    assert!(at("generate", "finished_at") <= at("sort", "started_at"));
+    assert!(at("sort", "finished_at") <= at("validate", "started_at"));
+    let keys = bursts_by_key(&p);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.values().all(|b| b.len() == 1));
+    // The platform logged each burst's end and each step's success.
+    let (_, events) = p.get("/v1/events?limit=1000");
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "volley.step.succeeded").count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "volley.burst.succeeded").count(), 3, "{kinds:?}");
+    // A finished run leaves no trigger behind.
+    let (_, triggers) = p.get("/v1/triggers");
+    assert_eq!(triggers, json!([]));
+}
+
+#[test]
+fn a_dag_runs_terasort_generate_sort_validate_on_the_embedded_store() {
+    terasort_pipeline(&[]);
+}
+
+#[test]
+fn a_dag_runs_terasort_generate_sort_validate_on_postgres() {
+    if !service_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let schema = support::PgSchema::new("volley_flow");
+    terasort_pipeline(&["--store", &schema.url()]);
+}
+
+#[test]
+fn the_cli_runs_a_dag_file_on_an_embedded_platform() {
+    let data = TempDir::new("flow-cli");
+    let input = json!({
+        "data": format!("file://{}/in", data.0.display()),
+        "sorted": format!("file://{}/out", data.0.display()),
+        "records": 20_000,
+    });
+    let out = support::volley(
+        None,
+        &["flow", "run", &example("terasort.yaml"), "--input", &input.to_string(), "--output", "json"],
+    );
+    let run = json_ok(&out);
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["steps"]["validate"]["output"][0]["records"], 20_000);
+    assert!(stderr(&out).contains("sort: succeeded"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failing_step_fails_the_run_naming_it_after_its_retries() {
+    let p = Platform::up(&[]);
+    let dir = TempDir::new("flow-fail");
+    let yaml = r#"
+steps:
+  first: {function: hello, workers: 2}
+  flaky:
+    needs: [first]
+    function: sleep
+    workers: 2
+    retries: 2
+    backoff_secs: 0.05
+    params: {seconds: 0, fail_rank: 1}
+  never: {needs: [flaky], kind: task, function: hello}
+"#;
+    assert!(deploy(&p, &dir, "failing", yaml).status.success());
+    let id = start(&p, "failing", json!({}));
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "failed", "{run:#}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("flaky") && error.contains("failed on purpose"), "{error}");
+    assert_eq!(run["steps"]["first"]["state"], "succeeded");
+    assert_eq!(run["steps"]["flaky"]["attempts"], 3, "one run and two retries");
+    assert_eq!(run["steps"]["flaky"]["errors"].as_array().unwrap().len(), 3);
+    assert_eq!(run["steps"]["flaky"]["bursts"].as_array().unwrap().len(), 3, "each attempt a fresh burst");
+    assert_eq!(run["steps"]["never"]["state"], "cancelled", "what needs a failed step never starts");
+    assert_eq!(run["steps"]["never"]["attempts"], 0);
+    // The CLI says it too, and fails.
+    let out = p.cli(&["flow", "status", &id]);
+    assert!(support::stdout(&out).contains("flaky"));
+}
+
+#[test]
+fn cancelling_a_run_cancels_its_running_burst_and_starts_nothing_after() {
+    let p = Platform::up(&[]);
+    let dir = TempDir::new("flow-cancel");
+    let yaml = r#"
+steps:
+  long: {function: sleep, workers: 2, params: {seconds: 60}}
+  after: {needs: [long], kind: task, function: hello}
+"#;
+    assert!(deploy(&p, &dir, "long", yaml).status.success());
+    let id = start(&p, "long", json!({}));
+    let burst = until_some(20, "the step's burst", || {
+        let (_, run) = p.get(&format!("/v1/runs/{id}"));
+        run["steps"]["long"]["bursts"][0].as_str().map(String::from)
+    });
+    p.wait_state(&burst, "running", 20);
+    let out = p.cli(&["flow", "cancel", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = p.wait_run(&id, 20);
+    assert_eq!(run["state"], "cancelled");
+    let b = p.wait(&burst, 20);
+    assert_eq!(b["state"], "cancelled");
+    assert!(b["error"].as_str().unwrap().contains(&id), "the burst says which run cancelled it: {b}");
+    assert_eq!(run["steps"]["after"]["attempts"], 0);
+    // Cancelling again is a conflict, said plainly.
+    let again = p.cli(&["flow", "cancel", &id]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not running"), "{}", stderr(&again));
+}
+
+#[test]
+fn wrong_definitions_are_refused_saying_where() {
+    let p = Platform::up(&[]);
+    let dir = TempDir::new("flow-bad");
+    let cases = [
+        (
+            "cycle",
+            "steps:\n  a: {needs: [b], kind: task, function: hello}\n  b: {needs: [a], kind: task, function: hello}\n",
+            "a -> b -> a",
+        ),
+        ("unknown", "steps:\n  a: {needs: [nope], kind: task, function: hello}\n", "nope"),
+        ("reference", "steps:\n  a: {kind: task, function: hello, params: {x: \"${steps.ghost.output}\"}}\n", "ghost"),
+        ("field", "steps:\n  a: {function: hello, worker: 3}\n", "worker"),
+        ("workers", "steps:\n  a: {function: hello}\n", "needs workers"),
+        ("yaml", "steps: [a, \n", "steps"),
+    ];
+    for (name, yaml, says) in cases {
+        let out = deploy(&p, &dir, name, yaml);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+    }
+    let (_, list) = p.get("/v1/workflows");
+    assert_eq!(list, json!([]), "nothing wrong was kept");
+    // A run of a workflow that is not deployed says how to deploy one.
+    let (status, body) = p.post("/v1/runs", r#"{"workflow": "absent"}"#);
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].as_str().unwrap().contains("volley flow deploy"), "{body}");
+}
+
+#[test]
+fn a_run_resumes_after_the_controller_is_killed_and_no_step_starts_twice() {
+    let dir = TempDir::new("flow-restart");
+    let mut first = Platform::up_in(&dir.0, &[]);
+    let yaml = r#"
+steps:
+  a: {function: hello, workers: 2}
+  b: {needs: [a], function: sleep, workers: 2, retries: 2, backoff_secs: 0.1, params: {seconds: 2}}
+  c: {needs: [b], kind: task, function: hello}
+"#;
+    assert!(deploy(&first, &dir, "resume", yaml).status.success());
+    let id = start(&first, "resume", json!({}));
+    let burst = until_some(20, "the step's burst", || {
+        let (_, run) = first.get(&format!("/v1/runs/{id}"));
+        run["steps"]["b"]["bursts"][0].as_str().map(String::from)
+    });
+    first.wait_state(&burst, "running", 20);
+    first.role.kill9();
+    drop(first);
+
+    let second = Platform::up_in(&dir.0, &[]);
+    let run = second.wait_run(&id, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["steps"]["a"]["attempts"], 1, "a finished before the kill and is not run again");
+    assert_eq!(
+        run["steps"]["b"]["attempts"], 2,
+        "b was running when the controller died: its burst failed, the step ran again"
+    );
+    assert_eq!(run["steps"]["c"]["attempts"], 1);
+    // One burst per (step, attempt): the restart started nothing twice.
+    for (key, bursts) in bursts_by_key(&second) {
+        assert_eq!(bursts.len(), 1, "{key} started {} bursts", bursts.len());
+    }
+}
+
+#[test]
+fn an_event_sent_twice_is_applied_once_and_submits_with_a_key_start_one_burst() {
+    let p = Platform::up(&[]);
+    let event = json!({"specversion": "1.0", "id": "e-1", "source": "tests", "type": "test.thing", "data": {"n": 1}});
+    let (status, first) = p.post("/v1/events", &event.to_string());
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first, json!({"accepted": 1, "duplicates": 0}));
+    let (_, again) =
+        p.post("/v1/events", &json!([event, {"id": "e-2", "source": "tests", "type": "test.thing"}]).to_string());
+    assert_eq!(again, json!({"accepted": 1, "duplicates": 1}));
+    let (_, logged) = p.get("/v1/events");
+    let ids: Vec<&str> = logged.as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["e-1", "e-2"]);
+    // An event missing what CloudEvents requires is refused, saying what.
+    let (status, body) = p.post("/v1/events", r#"{"id": "x", "source": "", "type": "t"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("source"), "{body}");
+
+    let request = json!({"function": "hello", "workers": 2, "idempotency_key": "job-42"}).to_string();
+    let (s1, b1) = p.post("/v1/bursts", &request);
+    let (s2, b2) = p.post("/v1/bursts", &request);
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(b1["id"], b2["id"], "the same key returns the first burst");
+    assert_eq!(p.wait(b1["id"].as_str().unwrap(), 30)["state"], "succeeded");
+}
+
+/// Polls `f` until it gives a value (up to `secs`).
+fn until_some<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

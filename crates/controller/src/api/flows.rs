@@ -1,0 +1,251 @@
+//! Workflows of bursts: `/v1/workflows` (deploy DAGs), `/v1/runs` (start,
+//! follow, cancel runs), `/v1/events` (send and read CloudEvents) and
+//! `/v1/triggers`. The engine behind them is `crate::flows`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use volley_proto::api::ErrorBody;
+use volley_proto::flow::{Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, Workflow, WorkflowDefinition};
+
+use super::extract::{Body, Path, Query, check_id};
+use crate::auth::Caller;
+use crate::control_plane::ControlPlane;
+use crate::error::Result;
+
+type Plane = State<Arc<ControlPlane>>;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct WorkflowName {
+    /// The workflow's name.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct RunId {
+    /// The run's id.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: String,
+}
+
+/// Deploy a workflow (or replace it)
+///
+/// The definition is checked whole (dependencies, cycles, references) before
+/// it is kept; runs already started keep the version they started with.
+#[utoipa::path(put, path = "/v1/workflows/{name}", operation_id = "deploy_workflow", tag = "workflows", security(("api_key" = [])),
+    params(WorkflowName), request_body = WorkflowDefinition,
+    responses((status = 200, description = "deployed", body = Workflow),
+              (status = "default", description = "the definition is wrong (the error says where), or refused", body = ErrorBody)))]
+pub(crate) async fn deploy(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(WorkflowName { name }): Path<WorkflowName>,
+    Body(definition): Body<WorkflowDefinition>,
+) -> Result<Json<Workflow>> {
+    check_id("workflow", &name)?;
+    Ok(Json(plane.flows()?.deploy(&ns, &name, definition).await?))
+}
+
+/// Your deployed workflows
+#[utoipa::path(get, path = "/v1/workflows", operation_id = "list_workflows", tag = "workflows", security(("api_key" = [])),
+    responses((status = 200, description = "the workflows", body = Vec<Workflow>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn list(State(plane): Plane, Caller(ns): Caller) -> Result<Json<Vec<Workflow>>> {
+    Ok(Json(plane.flows()?.workflows(&ns).await?))
+}
+
+/// One deployed workflow, with its definition
+#[utoipa::path(get, path = "/v1/workflows/{name}", operation_id = "get_workflow", tag = "workflows", security(("api_key" = [])),
+    params(WorkflowName),
+    responses((status = 200, description = "the workflow", body = Workflow),
+              (status = "default", description = "no such workflow, or refused", body = ErrorBody)))]
+pub(crate) async fn get(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(WorkflowName { name }): Path<WorkflowName>,
+) -> Result<Json<Workflow>> {
+    check_id("workflow", &name)?;
+    Ok(Json(plane.flows()?.workflow(&ns, &name).await?))
+}
+
+/// Remove a workflow that has no run going
+#[utoipa::path(delete, path = "/v1/workflows/{name}", operation_id = "delete_workflow", tag = "workflows", security(("api_key" = [])),
+    params(WorkflowName),
+    responses((status = 204, description = "removed"),
+              (status = "default", description = "no such workflow, a run of it is going, or refused", body = ErrorBody)))]
+pub(crate) async fn delete(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(WorkflowName { name }): Path<WorkflowName>,
+) -> Result<StatusCode> {
+    check_id("workflow", &name)?;
+    plane.flows()?.undeploy(&ns, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start a run of a deployed workflow
+///
+/// The run is durable before the answer: a controller restart resumes it
+/// where it was, and no step's burst starts twice.
+#[utoipa::path(post, path = "/v1/runs", operation_id = "start_run", tag = "workflows", security(("api_key" = [])),
+    request_body = RunRequest,
+    responses((status = 201, description = "started", body = Run,
+               links(("get" = (operation_id = "get_run", parameters(("id" = "$response.body#/id")))),
+                     ("wait" = (operation_id = "wait_run", parameters(("id" = "$response.body#/id")))),
+                     ("cancel" = (operation_id = "cancel_run", parameters(("id" = "$response.body#/id")))))),
+              (status = "default", description = "no such workflow, or refused", body = ErrorBody)))]
+pub(crate) async fn start(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Body(request): Body<RunRequest>,
+) -> Result<(StatusCode, Json<Run>)> {
+    check_id("workflow", &request.workflow)?;
+    Ok((StatusCode::CREATED, Json(plane.flows()?.start_run(&ns, request).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RunsQuery {
+    /// Only the runs of this workflow.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    workflow: Option<String>,
+    /// How many runs, newest first.
+    #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+fn check_limit(limit: usize) -> Result<usize> {
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::Error::BadRequest(format!("limit must be 1 to 1000, got {limit}")))
+    }
+}
+
+/// Your runs, newest first
+#[utoipa::path(get, path = "/v1/runs", operation_id = "list_runs", tag = "workflows", security(("api_key" = [])), params(RunsQuery),
+    responses((status = 200, description = "the runs", body = Vec<Run>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn runs(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Vec<Run>>> {
+    if let Some(w) = &q.workflow {
+        check_id("workflow", w)?;
+    }
+    Ok(Json(plane.flows()?.runs(&ns, q.workflow.as_deref(), check_limit(q.limit)?).await?))
+}
+
+/// One run, with every step's state, bursts, output and errors
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "workflows", security(("api_key" = [])), params(RunId),
+    responses((status = 200, description = "the run", body = Run),
+              (status = "default", description = "no such run, or refused", body = ErrorBody)))]
+pub(crate) async fn run(State(plane): Plane, Caller(ns): Caller, Path(RunId { id }): Path<RunId>) -> Result<Json<Run>> {
+    check_id("run", &id)?;
+    Ok(Json(plane.flows()?.run(&ns, &id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WaitQuery {
+    /// How long to wait for the end, in milliseconds.
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 30000, default = 0)]
+    timeout_ms: u64,
+}
+
+/// The run once it has ended, or as it is when the wait runs out
+#[utoipa::path(get, path = "/v1/runs/{id}/wait", operation_id = "wait_run", tag = "workflows", security(("api_key" = [])),
+    params(RunId, WaitQuery),
+    responses((status = 200, description = "the run, ended or not", body = Run),
+              (status = "default", description = "no such run, or refused", body = ErrorBody)))]
+pub(crate) async fn wait(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(RunId { id }): Path<RunId>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Run>> {
+    check_id("run", &id)?;
+    let timeout = Duration::from_millis(q.timeout_ms.min(30_000));
+    Ok(Json(plane.flows()?.wait_run(&ns, &id, timeout).await?))
+}
+
+/// Cancel a run: its running bursts are cancelled, no further step starts
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", operation_id = "cancel_run", tag = "workflows", security(("api_key" = [])),
+    params(RunId),
+    responses((status = 200, description = "the run, cancelled", body = Run),
+              (status = "default", description = "no such run, it has ended, or refused", body = ErrorBody)))]
+pub(crate) async fn cancel(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> Result<Json<Run>> {
+    check_id("run", &id)?;
+    Ok(Json(plane.flows()?.cancel_run(&ns, &id).await?))
+}
+
+/// Send events (CloudEvents 1.0 JSON, one or a list of up to 1000)
+///
+/// Each is logged and applied to the triggers it matches once: an event
+/// whose source and id were seen before is counted as a duplicate and not
+/// applied again. The answer comes once they are durable.
+#[utoipa::path(post, path = "/v1/events", operation_id = "send_events", tag = "events", security(("api_key" = [])),
+    request_body = Events,
+    responses((status = 202, description = "logged", body = Ingested),
+              (status = "default", description = "a malformed event (the error names it), or refused", body = ErrorBody)))]
+pub(crate) async fn send(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Body(events): Body<Events>,
+) -> Result<(StatusCode, Json<Ingested>)> {
+    Ok((StatusCode::ACCEPTED, Json(plane.flows()?.send(&ns, events.into_vec()).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Only events logged after this position (`seq`).
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64, default = 0)]
+    after: i64,
+    /// How many, oldest first.
+    #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    limit: usize,
+}
+
+/// Your logged events, oldest first (the platform's own and those sent)
+#[utoipa::path(get, path = "/v1/events", operation_id = "list_events", tag = "events", security(("api_key" = [])), params(EventsQuery),
+    responses((status = 200, description = "the events", body = Vec<LoggedEvent>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn events(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<LoggedEvent>>> {
+    let after = u64::try_from(q.after)
+        .map_err(|_| crate::error::Error::BadRequest(format!("after must be 0 or more, got {}", q.after)))?;
+    Ok(Json(plane.flows()?.events(&ns, after, check_limit(q.limit)?).await?))
+}
+
+/// Your triggers, with their context (a join's arrivals so far)
+#[utoipa::path(get, path = "/v1/triggers", operation_id = "list_triggers", tag = "events", security(("api_key" = [])),
+    responses((status = 200, description = "the triggers", body = Vec<Trigger>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn triggers(State(plane): Plane, Caller(ns): Caller) -> Result<Json<Vec<Trigger>>> {
+    Ok(Json(plane.flows()?.triggers(&ns).await?))
+}

@@ -1,0 +1,110 @@
+//! Effects the engine committed and then performs: start a step's burst
+//! (after a retry's backoff), start a trigger's burst, cancel bursts. An entry
+//! stays in the store until it is performed, so a controller killed in
+//! between performs it again on restart; performing one twice does it once
+//! (bursts are started with idempotency keys, cancelling twice is harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use volley_proto::api::BurstRequest;
+use volley_proto::now_micros;
+
+use super::Input;
+use crate::control_plane::ControlPlane;
+use crate::error::Error;
+
+/// One committed effect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// Sortable: the event sequence that decided it, then its place in that decision.
+    pub(crate) id: String,
+    pub(crate) namespace: String,
+    pub(crate) effect: Pending,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Pending {
+    /// Start attempt `attempt` of a run's step, not before `not_before` (µs).
+    StartStep { run: String, step: String, attempt: u32, request: Box<BurstRequest>, not_before: u64 },
+    /// Start a burst a trigger asked for.
+    StartBurst { request: Box<BurstRequest> },
+    /// Cancel these bursts.
+    Cancel { bursts: Vec<String>, reason: String },
+}
+
+/// How performing an entry went.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    StepStarted {
+        run: String,
+        step: String,
+        attempt: u32,
+        burst: String,
+    },
+    /// The controller refused the step's burst (a bad request, say): the step fails.
+    StepRefused {
+        run: String,
+        step: String,
+        attempt: u32,
+        error: String,
+    },
+    Done,
+}
+
+/// Performs `entry` in a task of its own and reports to the engine.
+pub(crate) fn perform(plane: Arc<ControlPlane>, entry: Entry, inbox: mpsc::UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let Entry { id, namespace, effect } = entry;
+        let outcome = loop {
+            match attempt(&plane, &namespace, &effect).await {
+                Ok(outcome) => break outcome,
+                // The store failed: try again, the effect is still owed.
+                Err(_) if inbox.is_closed() => return,
+                Err(e) => {
+                    tracing::warn!(entry = %id, "performing a workflow effect failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let _ = inbox.send(Input::Performed { id, outcome });
+    });
+}
+
+async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Result<Outcome, Error> {
+    match effect {
+        Pending::StartStep { run, step, attempt, request, not_before } => {
+            let wait = not_before.saturating_sub(now_micros());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            let (run, step, attempt) = (run.clone(), step.clone(), *attempt);
+            match plane.submit(namespace, (**request).clone()).await {
+                Ok(burst) => Ok(Outcome::StepStarted { run, step, attempt, burst: burst.id }),
+                Err(Error::Store(e)) => Err(Error::Store(e)),
+                Err(e) => Ok(Outcome::StepRefused { run, step, attempt, error: e.to_string() }),
+            }
+        }
+        Pending::StartBurst { request } => match plane.submit(namespace, (**request).clone()).await {
+            Err(Error::Store(e)) => Err(Error::Store(e)),
+            Err(e) => {
+                tracing::warn!(namespace, "a trigger's burst was refused: {e}");
+                Ok(Outcome::Done)
+            }
+            Ok(_) => Ok(Outcome::Done),
+        },
+        Pending::Cancel { bursts, reason } => {
+            for id in bursts {
+                // Already ended is fine: the end is what was wanted.
+                match plane.cancel_because(namespace, id, reason).await {
+                    Ok(_) | Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}
