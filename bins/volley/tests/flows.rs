@@ -279,3 +279,114 @@ fn until_some<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Accepts one HTTP request on a fresh port, answers 200, and hands back its body.
+fn one_webhook() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+        tx.send(String::from_utf8(body).unwrap()).unwrap();
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_trigger_joins_distinct_events_then_starts_a_burst_and_calls_a_webhook() {
+    let p = Platform::up(&[]);
+    let dir = TempDir::new("flow-trigger");
+    let (hook, delivered) = one_webhook();
+    let trigger = json!({
+        "id": "sum-when-ready", "match": {"type": "part.ready", "subject": "job-7/*"}, "once": true,
+        "condition": {"kind": "join", "count": 3, "key": "$.event.subject"},
+        "actions": [
+            {"kind": "start_burst", "request": {"function": "sum", "workers": 3, "params": {"value": "${event.data.n}"}}},
+            {"kind": "webhook", "url": hook},
+        ],
+    });
+    let file = dir.0.join("trigger.json");
+    std::fs::write(&file, trigger.to_string()).unwrap();
+    let out = p.cli(&["triggers", "create", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Two parts, one of them twice (a repeated subject is not a new arrival), one of another job.
+    for (id, subject) in [("a", "job-7/p0"), ("b", "job-7/p1"), ("c", "job-7/p1"), ("d", "job-8/p2")] {
+        let out = p.cli(&[
+            "events",
+            "send",
+            "--type",
+            "part.ready",
+            "--subject",
+            subject,
+            "--id",
+            id,
+            "--data",
+            r#"{"n": 2}"#,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (_, triggers) = p.get("/v1/triggers");
+    assert_eq!(triggers[0]["context"]["count"], 2, "{triggers}");
+    assert_eq!(p.get("/v1/bursts").1, json!([]), "nothing started before the third part");
+    let out = p.cli(&[
+        "events",
+        "send",
+        "--type",
+        "part.ready",
+        "--subject",
+        "job-7/p2",
+        "--id",
+        "e",
+        "--data",
+        r#"{"n": 2}"#,
+    ]);
+    assert!(out.status.success());
+    let burst = until_some(20, "the trigger's burst", || p.get("/v1/bursts").1[0]["id"].as_str().map(String::from));
+    let burst = p.wait(&burst, 30);
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    assert_eq!(
+        burst["workers"][0]["result"]["sum"].as_f64(),
+        Some(6.0),
+        "each of 3 workers adds the event's n: {burst}"
+    );
+    let body: Value = serde_json::from_str(&delivered.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    assert_eq!(body["id"], "e", "the webhook got the event that fired the trigger");
+    assert_eq!(p.get("/v1/triggers").1, json!([]), "a `once` trigger is gone after it fired");
+}
+
+#[test]
+fn wrong_triggers_are_refused_and_a_failing_condition_is_recorded() {
+    let p = Platform::up(&[]);
+    let (status, body) = p.post(
+        "/v1/triggers",
+        &json!({"id": "t", "match": {"type": "x"}, "actions": [{"kind": "advance", "run": "r", "step": "s"}]})
+            .to_string(),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("actions[0]"), "{body}");
+    let trigger = json!({"id": "keyed", "match": {"type": "x"}, "condition": {"kind": "join", "count": 2, "key": "$.event.data.k"},
+                         "actions": [{"kind": "emit", "event": {"id": "done", "source": "t", "type": "y"}}]});
+    assert_eq!(p.post("/v1/triggers", &trigger.to_string()).0, 201);
+    assert_eq!(p.post("/v1/triggers", &trigger.to_string()).0, 409, "a second trigger of the same id");
+    // An event without the key: recorded in the trigger, the event still logged.
+    let (status, _) = p.post("/v1/events", r#"{"id": "1", "source": "s", "type": "x", "data": {}}"#);
+    assert_eq!(status, 202);
+    let (_, triggers) = p.get("/v1/triggers");
+    assert!(triggers[0]["error"].as_str().unwrap().contains("selects nothing"), "{triggers}");
+}

@@ -291,6 +291,29 @@ fn the_warm_pool_refills_after_a_burst_and_expires_when_idle() {
     eventually(30, "the warm processes to expire", || warm() == 0 && children_of(p.role.pid()).is_empty());
 }
 
+/// Threads of the processes `pids` (a process's `Threads:` line in /proc).
+fn threads_of(pids: &[u32]) -> u64 {
+    let count = |pid: &u32| -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
+    };
+    pids.iter().filter_map(count).sum()
+}
+
+#[test]
+fn the_warm_pool_prepares_a_bounded_number_of_threads_whatever_the_demand() {
+    // A large pack, then many single-worker packs: the pool remembers both
+    // maxima, and used to prepare their product (here 48 processes of 500
+    // threads: 24,000 of the machine's 32,768 task ids).
+    let p = Platform::up(&[]);
+    let warm = || p.get("/v1/invokers").1[0]["warm"].as_u64().unwrap();
+    assert_eq!(p.wait(&submit(&p, &burst_request("hello", 500, 500, Value::Null)), 30)["state"], "succeeded");
+    assert_eq!(p.wait(&submit(&p, &burst_request("hello", 48, 1, Value::Null)), 60)["state"], "succeeded");
+    eventually(60, "48 warm processes", || warm() >= 48);
+    let threads = threads_of(&children_of(p.role.pid()));
+    assert!(threads <= 4096 + 48 * 16, "the warm processes hold {threads} threads");
+}
+
 #[test]
 fn the_openapi_document_lists_every_route_and_each_answers() {
     let p = Platform::up(&[]);

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use volley_proto::flow::{
-    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, Workflow, WorkflowDefinition, WorkflowKind,
+    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
+    WorkflowKind,
 };
 
 use crate::{CALL_TIMEOUT, Client, Error, paths};
@@ -88,5 +89,14 @@ impl Client {
 
     pub async fn triggers(&self) -> Result<Vec<Trigger>, Error> {
         self.json(self.get(paths::TRIGGERS)).await
+    }
+
+    /// Makes a trigger of your own.
+    pub async fn create_trigger(&self, request: &TriggerRequest) -> Result<Trigger, Error> {
+        self.json(self.post(paths::TRIGGERS).json(request)).await
+    }
+
+    pub async fn delete_trigger(&self, id: &str) -> Result<(), Error> {
+        self.send(self.request(reqwest::Method::DELETE, &paths::trigger(id), CALL_TIMEOUT)).await.map(drop)
     }
 }

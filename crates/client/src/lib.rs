@@ -76,6 +76,11 @@ impl Client {
         &self.base
     }
 
+    /// The secret sent with each request, if any.
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
     fn request(&self, method: reqwest::Method, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).timeout(timeout);
         if let Some(secret) = &self.secret {

@@ -38,6 +38,7 @@ pub const TEMPLATES: &[&str] = &[
     "/v1/runs/{id}/cancel",
     EVENTS,
     TRIGGERS,
+    "/v1/triggers/{id}",
 ];
 
 pub fn burst(id: &str) -> String {
@@ -80,6 +81,10 @@ pub fn workflow(name: &str) -> String {
     format!("{WORKFLOWS}/{name}")
 }
 
+pub fn trigger(id: &str) -> String {
+    format!("{TRIGGERS}/{id}")
+}
+
 pub fn run(id: &str) -> String {
     format!("{RUNS}/{id}")
 }
@@ -112,6 +117,7 @@ mod tests {
             run("{id}"),
             run_wait("{id}"),
             run_cancel("{id}"),
+            trigger("{id}"),
         ];
         for path in made {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");

@@ -91,7 +91,9 @@ async fn documents(store: &Store) {
     batch.put(Docs::Runs, "other/r3", &serde_json::json!({"n": 3}));
     batch.put(Docs::Outbox, "0001", &"start");
     batch.events = vec![logged(1, "ns"), logged(2, "other"), logged(3, "ns")];
+    batch.bursts.push(burst("b-with-key", "ns", BurstState::Queued));
     store.commit(batch).await.unwrap();
+    assert_eq!(store.get_burst("b-with-key").await.unwrap().map(|b| b.namespace), Some("ns".into()));
     let runs: Vec<(String, serde_json::Value)> = store.docs(Docs::Runs, "ns/").await.unwrap();
     assert_eq!(
         runs,

@@ -14,11 +14,12 @@ use crate::{Error, Result};
 /// and says whether the trigger fires now.
 pub fn apply(trigger: &mut Trigger, event: &CloudEvent) -> Result<bool> {
     let fail = |message: String| Error::Condition { trigger: trigger.id.clone(), message };
-    let scope = json!({"event": event, "context": trigger.context});
+    // Made only when a JSONPath needs it: a plain count joins without copying the event.
+    let scope = || json!({"event": event, "context": trigger.context});
     let fires = match &trigger.condition {
         Condition::Always => true,
         Condition::Predicate { path, equals } => {
-            let found = query(path, &scope).map_err(fail)?;
+            let found = query(path, &scope()).map_err(fail)?;
             match equals {
                 None => !found.is_empty(),
                 Some(want) => found.iter().any(|v| v == want),
@@ -28,37 +29,45 @@ pub fn apply(trigger: &mut Trigger, event: &CloudEvent) -> Result<bool> {
             let target = match (count, count_from) {
                 (Some(n), _) => *n,
                 (None, Some(path)) => {
-                    let found = query(path, &scope).map_err(fail)?;
+                    let found = query(path, &scope()).map_err(fail)?;
                     found.first().and_then(Value::as_u64).ok_or_else(|| {
                         fail(format!("count_from {path} selects no whole number in {}", trigger.context))
                     })?
                 }
                 (None, None) => return Err(fail("a join needs a count or count_from".into())),
             };
-            let mut context = match &trigger.context {
-                Value::Object(map) => map.clone(),
-                _ => serde_json::Map::new(),
-            };
-            let before = context.get("count").and_then(Value::as_u64).unwrap_or(0);
-            let counted = match key {
-                None => true,
+            let key = match key {
+                None => None,
                 Some(path) => {
-                    let found = query(path, &scope).map_err(fail)?;
-                    let Some(k) = found.first().cloned() else {
+                    let found = query(path, &scope()).map_err(fail)?;
+                    let Some(k) = found.into_iter().next() else {
                         return Err(fail(format!("the join key {path} selects nothing in event {}", event.id)));
                     };
-                    let keys = context.entry("keys").or_insert_with(|| json!([]));
-                    let known = keys.as_array().is_some_and(|ks| ks.contains(&k));
-                    let wanted = among.as_ref().is_none_or(|a| a.contains(&k));
-                    if !known
-                        && wanted
-                        && let Some(ks) = keys.as_array_mut()
-                    {
-                        ks.push(k);
+                    if among.as_ref().is_some_and(|a| !a.contains(&k)) {
+                        return Ok(false);
                     }
-                    !known && wanted
+                    Some(k)
                 }
             };
+            // The context is moved out and back: a long join's keys are not copied per event.
+            let mut context = match std::mem::take(&mut trigger.context) {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+            let counted = match key {
+                None => true,
+                Some(k) => {
+                    let keys = context.entry("keys").or_insert_with(|| json!([]));
+                    match keys.as_array_mut() {
+                        Some(ks) if !ks.contains(&k) => {
+                            ks.push(k);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            };
+            let before = context.get("count").and_then(Value::as_u64).unwrap_or(0);
             let now = if counted { before + 1 } else { before };
             context.insert("count".into(), json!(now));
             trigger.context = Value::Object(context);
@@ -114,6 +123,7 @@ mod tests {
             context,
             once: false,
             fired: 0,
+            error: None,
         }
     }
 

@@ -291,7 +291,7 @@ impl Plan {
                     )
                 };
                 Trigger {
-                    id: format!("run/{run}/{name}"),
+                    id: trigger_id(run, name),
                     namespace: namespace.into(),
                     run: Some(run.into()),
                     matcher,
@@ -300,6 +300,7 @@ impl Plan {
                     context: Value::Null,
                     once: true,
                     fired: 0,
+                    error: None,
                 }
             })
             .collect()
@@ -357,6 +358,11 @@ impl Plan {
 /// The subject of a run's own events.
 pub fn run_subject(run: &str) -> String {
     format!("run/{run}")
+}
+
+/// The id of the trigger that starts `step` of `run`.
+pub fn trigger_id(run: &str, step: &str) -> String {
+    format!("run/{run}/{step}")
 }
 
 /// The subject of a step's events.

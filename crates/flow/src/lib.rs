@@ -10,6 +10,7 @@ pub mod dag;
 pub mod matching;
 pub mod run;
 pub mod template;
+pub mod trigger;
 
 /// Why a definition, a trigger or a reference cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

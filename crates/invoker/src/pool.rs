@@ -12,6 +12,18 @@ use std::time::Instant;
 use crate::Shared;
 use crate::spawn::{self, Started};
 
+/// Most worker threads the idle processes of one program prepare in all.
+/// Demand is remembered as two maxima (most packs of a burst, largest pack),
+/// and their product could ask for more threads than the machine has task
+/// ids (a 1000-worker pack, then a burst of 200 packs of one: 200,000);
+/// past the budget, a pack makes the rest of its threads when it starts.
+const PREPARED_THREADS: usize = 4096;
+
+/// Threads each of `target` idle processes prepares, for packs of up to `largest` workers.
+fn prepared_per_process(target: usize, largest: usize) -> usize {
+    largest.min(PREPARED_THREADS / target.max(1))
+}
+
 /// The program a pool entry runs: its path and arguments.
 pub(crate) type ProgramKey = (PathBuf, Vec<String>);
 
@@ -73,7 +85,7 @@ impl Pool {
                 let have = entry.idle.len() + entry.starting;
                 if entry.target > have {
                     entry.starting += entry.target - have;
-                    wanted.push((key.clone(), entry.target - have, entry.threads));
+                    wanted.push((key.clone(), entry.target - have, prepared_per_process(entry.target, entry.threads)));
                 }
             }
         }
@@ -134,5 +146,20 @@ impl Pool {
         for mut s in all {
             spawn::stop(&mut s.child).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_processes_of_a_program_prepare_a_bounded_number_of_threads() {
+        // A burst of 16 packs of 64: all of them prepared, as start-up needs.
+        assert_eq!(prepared_per_process(16, 64), 64);
+        // A 1000-worker pack remembered while 200 single-worker packs are wanted: bounded.
+        assert_eq!(prepared_per_process(200, 1000), 20);
+        assert!(200 * prepared_per_process(200, 1000) <= PREPARED_THREADS);
+        assert_eq!(prepared_per_process(0, 8), 8);
     }
 }

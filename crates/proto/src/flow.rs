@@ -166,8 +166,14 @@ pub enum Action {
     },
     /// Emit an event (its fields may use `${...}`).
     Emit { event: Box<CloudEvent> },
-    /// Start a step of a workflow run.
+    /// Start a step of a workflow run (workflows' own triggers only).
     Advance { run: String, step: String },
+    /// POST the event (as JSON) to `url`, an `http://` or `https://` address;
+    /// retried a few times, then given up with a warning in the trigger.
+    Webhook {
+        #[cfg_attr(feature = "openapi", schema(pattern = "^https?://.+", max_length = 2048))]
+        url: String,
+    },
 }
 
 /// A trigger: match, condition, actions and its durable context.
@@ -192,6 +198,41 @@ pub struct Trigger {
     /// How many times it fired.
     #[serde(default)]
     pub fired: u64,
+    /// Why its condition last failed to evaluate, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /v1/triggers`: a trigger of your own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "on-upload",
+    "match": {"type": "upload.done"},
+    "condition": {"kind": "join", "count": 3},
+    "actions": [{"kind": "emit", "event": {"id": "all-uploaded", "source": "my-trigger", "type": "uploads.complete"}}]
+})))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// Its name in your namespace.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+    pub id: String,
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    #[serde(default = "always")]
+    pub condition: Condition,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 16))]
+    pub actions: Vec<Action>,
+    /// Its starting context (what `${context...}` and JSONPath `$.context` read).
+    #[serde(default)]
+    pub context: Value,
+    /// Fire once, then stop listening (and be removed).
+    #[serde(default)]
+    pub once: bool,
+}
+
+fn always() -> Condition {
+    Condition::Always
 }
 
 /// A workflow's definition language.

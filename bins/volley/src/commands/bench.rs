@@ -18,6 +18,8 @@ pub enum Bench {
     Pagerank(Box<super::bench_pagerank::PagerankArgs>),
     /// TeraSort as a burst, as classic FaaS and as one process, on the same input.
     Terasort(Box<super::bench_terasort::TerasortArgs>),
+    /// Workflows: fork-join, trigger throughput and step-to-step latency, each with its baseline.
+    Flow(Box<super::bench_flow::FlowArgs>),
     /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
     Startup(Box<super::startup::StartupArgs>),
     /// Internal: runs one pack of a `bench comm --processes` run.
@@ -89,6 +91,7 @@ impl Bench {
             Bench::Comm(args) => run_comm(*args, output),
             Bench::Startup(args) => super::startup::run(*args, target, output),
             Bench::Load(args) => super::bench_load::run(*args, target, output),
+            Bench::Flow(args) => super::bench_flow::run(*args, target, output),
             Bench::Download(args) => super::bench_download::run(*args, target, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),

@@ -98,6 +98,10 @@ pub struct SendArgs {
 pub enum Triggers {
     /// Your triggers and their context.
     List,
+    /// Make a trigger from a JSON file (`{"id", "match", "condition", "actions", "context", "once"}`).
+    Create { file: std::path::PathBuf },
+    /// Remove a trigger you made.
+    Delete { id: String },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -342,8 +346,23 @@ impl SendArgs {
 impl Triggers {
     pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
         let client = target.client()?;
-        let Triggers::List = self;
-        let list = runtime()?.block_on(async { Ok::<_, anyhow::Error>(client.triggers().await?) })?;
+        let rt = runtime()?;
+        match self {
+            Triggers::List => {}
+            Triggers::Create { file } => {
+                let request = serde_json::from_str(&read(&file)?)
+                    .with_context(|| format!("{} is not a trigger (JSON with id, match, actions)", file.display()))?;
+                let t = rt.block_on(client.create_trigger(&request))?;
+                eprintln!("trigger {} listens for {}", t.id, t.matcher.kind);
+                return Ok(());
+            }
+            Triggers::Delete { id } => {
+                rt.block_on(client.delete_trigger(&id))?;
+                eprintln!("deleted trigger {id}");
+                return Ok(());
+            }
+        }
+        let list = rt.block_on(client.triggers())?;
         if output == Output::Json {
             return print_json(&list);
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_download;
+mod bench_flow;
 mod bench_load;
 mod bench_pagerank;
 mod bench_terasort;

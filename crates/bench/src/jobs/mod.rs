@@ -5,6 +5,7 @@
 //! the CLI starts one (embedded) or names one.
 
 pub mod download;
+pub mod flow;
 pub mod load;
 pub mod pagerank;
 pub mod startup;

@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use volley_proto::api::ErrorBody;
-use volley_proto::flow::{Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, Workflow, WorkflowDefinition};
+use volley_proto::flow::{
+    Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
+};
 
 use super::extract::{Body, Path, Query, check_id};
 use crate::auth::Caller;
@@ -180,7 +182,10 @@ pub(crate) async fn wait(
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<Run>> {
     check_id("run", &id)?;
-    let timeout = Duration::from_millis(q.timeout_ms.min(30_000));
+    if q.timeout_ms > 30_000 {
+        return Err(crate::error::Error::BadRequest(format!("timeout_ms must be 0 to 30000, got {}", q.timeout_ms)));
+    }
+    let timeout = Duration::from_millis(q.timeout_ms);
     Ok(Json(plane.flows()?.wait_run(&ns, &id, timeout).await?))
 }
 
@@ -248,4 +253,45 @@ pub(crate) async fn events(
               (status = "default", description = "refused", body = ErrorBody)))]
 pub(crate) async fn triggers(State(plane): Plane, Caller(ns): Caller) -> Result<Json<Vec<Trigger>>> {
     Ok(Json(plane.flows()?.triggers(&ns).await?))
+}
+
+/// Make a trigger: when events matching it come and its condition holds, it acts
+///
+/// Checked whole first (the condition's JSONPaths, each action and the
+/// `${event...}` / `${context...}` references in it); it listens from the next event on.
+#[utoipa::path(post, path = "/v1/triggers", operation_id = "create_trigger", tag = "events", security(("api_key" = [])),
+    request_body = TriggerRequest,
+    responses((status = 201, description = "listening", body = Trigger,
+               links(("delete" = (operation_id = "delete_trigger", parameters(("id" = "$response.body#/id")))))),
+              (status = "default", description = "wrong (the error says where), it exists, or refused", body = ErrorBody)))]
+pub(crate) async fn create_trigger(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Body(request): Body<TriggerRequest>,
+) -> Result<(StatusCode, Json<Trigger>)> {
+    check_id("trigger", &request.id)?;
+    Ok((StatusCode::CREATED, Json(plane.flows()?.create_trigger(&ns, request).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TriggerId {
+    /// The trigger's id.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: String,
+}
+
+/// Remove a trigger you made (a workflow run's own go with the run)
+#[utoipa::path(delete, path = "/v1/triggers/{id}", operation_id = "delete_trigger", tag = "events", security(("api_key" = [])),
+    params(TriggerId),
+    responses((status = 204, description = "removed"),
+              (status = "default", description = "no such trigger, it is a run's, or refused", body = ErrorBody)))]
+pub(crate) async fn delete_trigger(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(TriggerId { id }): Path<TriggerId>,
+) -> Result<StatusCode> {
+    check_id("trigger", &id)?;
+    plane.flows()?.delete_trigger(&ns, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -69,7 +69,8 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(flows::wait))
         .routes(routes!(flows::cancel))
         .routes(routes!(flows::send, flows::events))
-        .routes(routes!(flows::triggers))
+        .routes(routes!(flows::triggers, flows::create_trigger))
+        .routes(routes!(flows::delete_trigger))
 }
 
 /// Liveness: `ok`

@@ -32,7 +32,7 @@ impl ControlPlane {
     pub(crate) async fn submit(&self, namespace: &str, request: BurstRequest) -> Result<Burst> {
         let Some(key) = request.idempotency_key.clone() else {
             self.validate(namespace, &request)?;
-            return self.create(namespace, request, new_id()).await;
+            return self.create(namespace, request, None).await;
         };
         if key.is_empty() || key.len() > 256 {
             return Err(Error::BadRequest("an idempotency key has 1 to 256 characters".into()));
@@ -40,30 +40,17 @@ impl ControlPlane {
         // One keyed submit at a time: two with the same key must not both start a burst.
         let _one = self.keyed.lock().await;
         let doc = format!("{namespace}/{key}");
-        let id = match self.store.doc::<String>(Docs::Idempotency, &doc).await? {
-            Some(id) => {
-                if let Ok(burst) = self.burst(namespace, &id).await {
-                    return Ok(burst);
-                }
-                // Recorded, then the controller stopped before the burst was saved.
-                id
-            }
-            None => {
-                self.validate(namespace, &request)?;
-                let id = new_id();
-                let mut batch = Batch::default();
-                batch.put(Docs::Idempotency, doc, &id);
-                self.store.commit(batch).await?;
-                id
-            }
-        };
+        if let Some(id) = self.store.doc::<String>(Docs::Idempotency, &doc).await? {
+            return self.burst(namespace, &id).await;
+        }
         self.validate(namespace, &request)?;
-        self.create(namespace, request, id).await
+        self.create(namespace, request, Some(doc)).await
     }
 
-    async fn create(&self, namespace: &str, request: BurstRequest, id: String) -> Result<Burst> {
+    /// Saves a new burst (with its idempotency key, in the same transaction) and queues it.
+    async fn create(&self, namespace: &str, request: BurstRequest, key: Option<String>) -> Result<Burst> {
         let burst = Burst {
-            id,
+            id: new_id(),
             namespace: namespace.to_string(),
             state: BurstState::Queued,
             error: None,
@@ -81,7 +68,15 @@ impl ControlPlane {
             request,
         };
         // Accepted means saved: the burst survives a controller restart from here on.
-        self.store.put_burst(&burst).await?;
+        match key {
+            None => self.store.put_burst(&burst).await?,
+            Some(key) => {
+                let mut batch = Batch::default();
+                batch.put(Docs::Idempotency, key, &burst.id);
+                batch.bursts.push(burst.clone());
+                self.store.commit(batch).await?;
+            }
+        }
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let program = self.functions.program(namespace, &burst.request.function);
         self.lock().submit(burst.clone(), program);

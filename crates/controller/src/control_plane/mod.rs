@@ -123,21 +123,34 @@ async fn writer(
     brokers: volley_comm::Brokers,
     ends: mpsc::UnboundedSender<Burst>,
 ) {
-    while let Some(write) = rx.recv().await {
+    let mut next = None;
+    while let Some(write) = match next.take() {
+        Some(w) => Some(w),
+        None => rx.recv().await,
+    } {
         match write {
-            Write::Burst(burst) => {
-                let is_final = burst.state.is_final();
-                // A store that fails now is retried: a reported result is never dropped.
-                let mut delay = Duration::from_millis(50);
-                while let Err(e) = store.put_burst(&burst).await {
-                    tracing::error!(burst = %burst.id, "saving the burst failed, retrying: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+            Write::Burst(first) => {
+                // The bursts waiting behind this one are saved with it, in one
+                // transaction: a hundred bursts ending together cost one write.
+                let mut bursts = vec![*first];
+                while bursts.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(Write::Burst(b)) => bursts.push(*b),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
-                if is_final {
+                save_bursts(&store, &bursts).await;
+                let ended: Vec<Burst> = bursts.into_iter().filter(|b| b.state.is_final()).collect();
+                if !ended.is_empty() {
                     finished.notify_waiters();
-                    // Saved first: the workflow engine hears of an end the store holds.
-                    let _ = ends.send(*burst);
+                }
+                // Saved first: the workflow engine hears of an end the store holds.
+                for burst in ended {
+                    let _ = ends.send(burst);
                 }
             }
             Write::Logs(id, logs) => {
@@ -150,6 +163,37 @@ async fn writer(
             }
             Write::Flush(done) => {
                 let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Most burst records saved in one transaction.
+const WRITE_BATCH: usize = 512;
+
+/// Saves `bursts` (in order: a later record of the same burst wins), retrying
+/// until the store takes them: a reported result is never dropped.
+async fn save_bursts(store: &Store, bursts: &[Burst]) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let result = match bursts {
+            [one] => store.put_burst(one).await,
+            many => {
+                let mut batch = crate::store::Batch::default();
+                let mut latest: std::collections::HashMap<&str, &Burst> = std::collections::HashMap::new();
+                for b in many {
+                    latest.insert(&b.id, b);
+                }
+                batch.bursts = latest.into_values().cloned().collect();
+                store.commit(batch).await
+            }
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(bursts = bursts.len(), "saving bursts failed, retrying: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

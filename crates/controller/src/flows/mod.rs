@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use volley_proto::api::Burst;
-use volley_proto::flow::{CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Trigger, Workflow, WorkflowDefinition};
+use volley_proto::flow::{
+    CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
+};
 
 use crate::control_plane::ControlPlane;
 use crate::error::{Error, Result};
@@ -35,6 +37,16 @@ pub(crate) enum Input {
     Undeploy {
         namespace: String,
         name: String,
+        done: oneshot::Sender<Result<()>>,
+    },
+    CreateTrigger {
+        namespace: String,
+        request: TriggerRequest,
+        done: oneshot::Sender<Result<Trigger>>,
+    },
+    DeleteTrigger {
+        namespace: String,
+        id: String,
         done: oneshot::Sender<Result<()>>,
     },
     StartRun {
@@ -129,6 +141,16 @@ impl Engine {
         self.ask(|done| Input::StartRun { namespace, request, done }).await
     }
 
+    pub(crate) async fn create_trigger(&self, namespace: &str, request: TriggerRequest) -> Result<Trigger> {
+        let namespace = namespace.to_string();
+        self.ask(|done| Input::CreateTrigger { namespace, request, done }).await
+    }
+
+    pub(crate) async fn delete_trigger(&self, namespace: &str, id: &str) -> Result<()> {
+        let (namespace, id) = (namespace.to_string(), id.to_string());
+        self.ask(|done| Input::DeleteTrigger { namespace, id, done }).await
+    }
+
     pub(crate) async fn cancel_run(&self, namespace: &str, id: &str) -> Result<Run> {
         let (namespace, id) = (namespace.to_string(), id.to_string());
         self.ask(|done| Input::CancelRun { namespace, id, done }).await
@@ -185,8 +207,9 @@ impl Engine {
         self.store.events(Some(namespace), after, limit).await
     }
 
+    /// The namespace's triggers (stored by `namespace/id`).
     pub(crate) async fn triggers(&self, namespace: &str) -> Result<Vec<Trigger>> {
-        let all = self.store.docs::<Trigger>(Docs::Triggers, "").await?;
+        let all = self.store.docs::<Trigger>(Docs::Triggers, &format!("{namespace}/")).await?;
         Ok(all.into_iter().map(|(_, t)| t).filter(|t| t.namespace == namespace).collect())
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use volley_proto::api::BurstRequest;
+use volley_proto::flow::CloudEvent;
 use volley_proto::now_micros;
 
 use super::Input;
@@ -34,6 +35,8 @@ pub(crate) enum Pending {
     StartBurst { request: Box<BurstRequest> },
     /// Cancel these bursts.
     Cancel { bursts: Vec<String>, reason: String },
+    /// POST the event to a trigger's webhook.
+    Webhook { url: String, event: Box<CloudEvent> },
 }
 
 /// How performing an entry went.
@@ -96,6 +99,10 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
             }
             Ok(_) => Ok(Outcome::Done),
         },
+        Pending::Webhook { url, event } => {
+            webhook(url, event).await;
+            Ok(Outcome::Done)
+        }
         Pending::Cancel { bursts, reason } => {
             for id in bursts {
                 // Already ended is fine: the end is what was wanted.
@@ -107,4 +114,28 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
             Ok(Outcome::Done)
         }
     }
+}
+
+/// Tries to deliver a webhook a few times (10 s each, 1 s then 2 s apart);
+/// gives up with a warning: a receiver that is gone must not hold the outbox.
+async fn webhook(url: &str, event: &CloudEvent) {
+    let client = reqwest::Client::new();
+    for attempt in 1..=3u32 {
+        let sent = client
+            .post(url)
+            .header("content-type", "application/cloudevents+json")
+            .timeout(Duration::from_secs(10))
+            .json(event)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => tracing::warn!(url, attempt, "the webhook answered {}", r.status()),
+            Err(e) => tracing::warn!(url, attempt, "the webhook could not be reached: {e}"),
+        }
+        if attempt < 3 {
+            tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
+        }
+    }
+    tracing::warn!(url, event = %event.id, "gave up delivering the event to the webhook after 3 attempts");
 }

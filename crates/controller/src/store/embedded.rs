@@ -128,6 +128,13 @@ impl Embedded {
                     None => drop(table.remove(key.as_str()).map_err(store_err)?),
                 }
             }
+            if !batch.bursts.is_empty() {
+                let mut bursts = txn.open_table(BURSTS).map_err(store_err)?;
+                for b in &batch.bursts {
+                    let json = serde_json::to_vec(b).map_err(store_err)?;
+                    bursts.insert(b.id.as_str(), json.as_slice()).map_err(store_err)?;
+                }
+            }
             if !batch.events.is_empty() {
                 let mut events = txn.open_table(EVENTS).map_err(store_err)?;
                 for e in &batch.events {

@@ -57,11 +57,13 @@ pub struct Batch {
     /// The new document of each changed key; `None`: deleted.
     pub changes: BTreeMap<(Docs, String), Option<String>>,
     pub events: Vec<LoggedEvent>,
+    /// Bursts saved with the rest (a new burst and its idempotency key, say).
+    pub bursts: Vec<Burst>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.events.is_empty()
+        self.changes.is_empty() && self.events.is_empty() && self.bursts.is_empty()
     }
 
     /// Saves `value` as JSON under `key` in `docs`.

@@ -115,6 +115,15 @@ impl Postgres {
                 )
                 .await?;
             }
+            for b in &batch.bursts {
+                let doc = serde_json::to_string(b).unwrap_or_default();
+                txn.execute(
+                    "INSERT INTO volley_bursts (id, namespace, finished, doc) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET finished = EXCLUDED.finished, doc = EXCLUDED.doc",
+                    &[&b.id, &b.namespace, &b.state.is_final(), &doc],
+                )
+                .await?;
+            }
             if !batch.events.is_empty() {
                 let seqs: Vec<i64> = batch.events.iter().map(|e| e.seq as i64).collect();
                 let namespaces: Vec<&str> = batch.events.iter().map(|e| e.namespace.as_str()).collect();
