@@ -390,3 +390,73 @@ fn wrong_triggers_are_refused_and_a_failing_condition_is_recorded() {
     let (_, triggers) = p.get("/v1/triggers");
     assert!(triggers[0]["error"].as_str().unwrap().contains("selects nothing"), "{triggers}");
 }
+
+/// Objects in a local directory (each execution of a recording step leaves one).
+fn executions(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("run-")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_workflow_survives_twenty_controller_kills_and_runs_every_step_once_unless_it_says_retried() {
+    let dir = TempDir::new("flow-kills");
+    let data = TempDir::new("flow-kills-data");
+    // 105 steps: a chain of diamonds (s1 and s2 need s0, s3 needs both, ...).
+    let steps: Vec<String> = (0..105).map(|i| format!("s{i}")).collect();
+    let mut dag = serde_json::Map::new();
+    for i in 0..105usize {
+        let needs: Vec<String> = match i % 3 {
+            _ if i == 0 => vec![],
+            1 | 2 => vec![format!("s{}", i - i % 3)],
+            _ => vec![format!("s{}", i - 1), format!("s{}", i - 2)],
+        };
+        let record = format!("file://{}/s{i}", data.0.display());
+        dag.insert(
+            format!("s{i}"),
+            json!({
+                "needs": needs, "function": "sleep", "workers": 2, "retries": 10, "backoff_secs": 0.01,
+                "params": {"seconds": 0.1, "record_to": record},
+            }),
+        );
+    }
+    let mut p = Platform::up_in(&dir.0, &[]);
+    assert!(deploy(&p, &dir, "killed", &json!({"steps": dag}).to_string()).status.success());
+    let id = start(&p, "killed", json!({}));
+    // Kill points from a seed printed for replay: 120 to 400 ms after each
+    // start (a step then often finishes between two kills: the run moves on,
+    // and no step is likely to exhaust its 10 retries).
+    let mut seed = std::env::var("VOLLEY_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("kill seed {seed} (VOLLEY_KILL_SEED replays it)");
+    let mut kills = 0;
+    for _ in 0..20 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(120 + (seed >> 33) % 280));
+        let (_, run) = p.get(&format!("/v1/runs/{id}"));
+        if run["state"] != "running" {
+            break;
+        }
+        p.role.kill9();
+        kills += 1;
+        p = Platform::up_in(&dir.0, &[]);
+    }
+    let run = p.wait_run(&id, 120);
+    let attempts: Vec<u64> = steps.iter().map(|s| run["steps"][s]["attempts"].as_u64().unwrap_or(0)).collect();
+    eprintln!("{kills} kills; attempts {attempts:?}");
+    assert_eq!(kills, 20, "the run ended before its 20th kill: give it more steps");
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    for step in &steps {
+        let rec = &run["steps"][step];
+        let attempts = rec["attempts"].as_u64().unwrap() as usize;
+        let ran = executions(&data.0.join(step));
+        // A step ran once, or as many times as it says it was tried (an attempt
+        // killed before it recorded leaves nothing): never a silent second run.
+        assert!(ran >= 1 && ran <= attempts, "step {step} ran {ran} times in {attempts} attempts: {rec}");
+        assert_eq!(rec["errors"].as_array().unwrap().len(), attempts - 1, "every retry says why: {rec}");
+    }
+    for (key, bursts) in bursts_by_key(&p) {
+        assert_eq!(bursts.len(), 1, "{key} started {} bursts", bursts.len());
+    }
+}

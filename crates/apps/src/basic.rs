@@ -43,6 +43,10 @@ struct SleepParams {
     /// finishes the write after its barriers: a pack killed meanwhile dies mid-write.
     #[serde(default)]
     write_to: Option<String>,
+    /// After sleeping, rank 0 writes one empty object of a fresh name here:
+    /// one object per execution (exactly-once drills count them).
+    #[serde(default)]
+    record_to: Option<String>,
 }
 
 fn one_second() -> f64 {
@@ -51,6 +55,12 @@ fn one_second() -> f64 {
 
 fn default_exit_code() -> i32 {
     17
+}
+
+/// A name no other execution picks: the clock and the process.
+fn rand_name() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    crate::dataset::splitmix64(nanos as u64 ^ ((std::process::id() as u64) << 40))
 }
 
 pub fn sleep(w: &Worker) -> WorkerResult {
@@ -95,6 +105,10 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     }
     if let Some(writer) = writing {
         w.block_on(writer.finish())?;
+    }
+    if let (Some(url), 0) = (&p.record_to, w.rank()) {
+        let name = format!("run-{:016x}", rand_name());
+        w.block_on(w.storage(url)?.put(&name, bytes::Bytes::new()))?;
     }
     Ok(json!({ "rank": w.rank(), "slept": seconds }))
 }

@@ -56,19 +56,6 @@ pub enum StepKind {
     Task,
 }
 
-/// When a step's output is made durable (ExoFlow's checkpoint annotation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Checkpoint {
-    /// Stored before the steps that need it start (the default).
-    #[default]
-    Sync,
-    /// Stored while they start.
-    Async,
-    /// Not stored: recomputed if a recovery needs it.
-    Off,
-}
-
 /// One step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,11 +89,6 @@ pub struct Step {
     /// Seconds before a retry, doubled after each.
     #[serde(default = "one_second")]
     pub backoff_secs: f64,
-    #[serde(default)]
-    pub checkpoint: Checkpoint,
-    /// Its output, once a later step has used it, is never recomputed.
-    #[serde(default)]
-    pub nondeterministic: bool,
 }
 
 fn one_second() -> f64 {
