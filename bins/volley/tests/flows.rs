@@ -97,6 +97,85 @@ fn a_dag_runs_terasort_generate_sort_validate_on_postgres() {
     terasort_pipeline(&["--store", &schema.url()]);
 }
 
+/// TeraSort as a state machine: the same three bursts, driven by ASL.
+fn terasort_state_machine(args: &[&str]) {
+    let p = Platform::up(args);
+    let data = TempDir::new("asl-data");
+    let input = json!({
+        "data": format!("file://{}/in", data.0.display()),
+        "sorted": format!("file://{}/out", data.0.display()),
+        "records": 50_000,
+    });
+    let out = p.cli(&["flow", "deploy", "terasort-asl", &example("terasort.asl.json")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = start(&p, "terasort-asl", input);
+    let run = p.wait_run(&id, 120);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["output"]["valid"], true, "the Succeed state's OutputPath: {run:#}");
+    assert_eq!(run["output"]["records"], 50_000);
+    for step in ["Generate", "Sort", "Validate"] {
+        assert_eq!(run["steps"][step]["state"], "succeeded", "{step}: {run:#}");
+        assert_eq!(run["steps"][step]["bursts"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(run["steps"]["Generate"]["output"].as_array().unwrap().len(), 4, "a burst's result: every worker's");
+}
+
+#[test]
+fn a_state_machine_runs_terasort_on_the_embedded_store() {
+    terasort_state_machine(&[]);
+}
+
+#[test]
+fn a_state_machine_runs_terasort_on_postgres() {
+    if !service_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let schema = support::PgSchema::new("volley_asl");
+    terasort_state_machine(&["--store", &schema.url()]);
+}
+
+#[test]
+fn a_state_machine_maps_waits_runs_branches_and_catches_on_the_platform() {
+    let p = Platform::up(&[]);
+    let dir = TempDir::new("asl-parts");
+    let machine = json!({
+        "StartAt": "Each",
+        "States": {
+            "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2, "ResultPath": "$.ranks",
+                     "Iterator": {"StartAt": "Who", "States": {"Who": {"Type": "Task", "Resource": "volley:function:hello",
+                                   "ResultSelector": {"size.$": "$.size"}, "End": true}}},
+                     "Next": "Pause"},
+            "Pause": {"Type": "Wait", "Seconds": 0.3, "Next": "Both"},
+            "Both": {"Type": "Parallel", "ResultPath": "$.both", "Next": "Broken", "Branches": [
+                {"StartAt": "Sum", "States": {"Sum": {"Type": "Task", "Resource": "volley:burst:sum?workers=4&granularity=2", "End": true}}},
+                {"StartAt": "Constant", "States": {"Constant": {"Type": "Pass", "Result": 42, "End": true}}}
+            ]},
+            "Broken": {"Type": "Task", "Resource": "volley:function:sleep", "Parameters": {"seconds": 0, "fail_rank": 0},
+                       "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.caught", "Next": "Done"}], "End": true},
+            "Done": {"Type": "Pass", "Parameters": {"ranks.$": "$.ranks", "sums.$": "$.both[0][*].sum", "constant.$": "$.both[1]",
+                                                    "error.$": "$.caught.Error"}, "End": true}
+        }
+    });
+    assert!(deploy(&p, &dir, "tour", &machine.to_string()).status.success());
+    let id = start(&p, "tour", json!({"items": [1, 2, 3]}));
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let out = &run["output"];
+    assert_eq!(out["ranks"], json!([{"size": 1}, {"size": 1}, {"size": 1}]), "{out}");
+    assert_eq!(out["sums"], json!([6.0, 6.0, 6.0, 6.0]), "every worker's all_reduce of the ranks: {out}");
+    assert_eq!(out["constant"], 42);
+    assert_eq!(out["error"], "States.TaskFailed");
+    assert_eq!(run["steps"]["Each[2]/Who"]["state"], "succeeded", "{:#}", run["steps"]);
+    assert_eq!(run["steps"]["Broken"]["state"], "failed");
+    // The Wait held the run: Both started at least 0.3 s after the Map ended.
+    let ended = run["steps"]["Each[2]/Who"]["finished_at"]
+        .as_u64()
+        .unwrap()
+        .max(run["steps"]["Each[0]/Who"]["finished_at"].as_u64().unwrap());
+    let both = run["steps"]["Both[branch 0]/Sum"]["started_at"].as_u64().unwrap();
+    assert!(both >= ended + 300_000, "the Wait of 0.3 s was kept: {} µs", both - ended);
+}
+
 #[test]
 fn the_cli_runs_a_dag_file_on_an_embedded_platform() {
     let data = TempDir::new("flow-cli");

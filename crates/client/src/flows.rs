@@ -13,10 +13,16 @@ use crate::{CALL_TIMEOUT, Client, Error, paths};
 const MAX_WAIT: Duration = Duration::from_secs(25);
 
 impl Client {
-    /// Deploys (or replaces) workflow `name` from a DAG definition (YAML or JSON text).
-    pub async fn deploy_workflow(&self, name: &str, source: &str, description: &str) -> Result<Workflow, Error> {
-        let definition =
-            WorkflowDefinition { kind: WorkflowKind::Dag, source: source.into(), description: description.into() };
+    /// Deploys (or replaces) workflow `name`: a DAG (YAML or JSON) or a state
+    /// machine (Amazon States Language) by `kind`.
+    pub async fn deploy_workflow(
+        &self,
+        name: &str,
+        kind: WorkflowKind,
+        source: &str,
+        description: &str,
+    ) -> Result<Workflow, Error> {
+        let definition = WorkflowDefinition { kind, source: source.into(), description: description.into() };
         self.json(self.request(reqwest::Method::PUT, &paths::workflow(name), CALL_TIMEOUT).json(&definition)).await
     }
 

@@ -441,6 +441,8 @@ steps:
             created_at: 0,
             finished_at: None,
             error: None,
+            output: None,
+            execution: None,
         };
         for name in &plan.order {
             run.steps.insert(name.clone(), volley_proto::flow::StepRecord::waiting());
@@ -467,6 +469,8 @@ steps:
             created_at: 0,
             finished_at: None,
             error: None,
+            output: None,
+            execution: None,
         };
         let (req, _) = plan.request(&run, "m", 1).unwrap();
         assert_eq!(req.workers, 3);

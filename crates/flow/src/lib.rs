@@ -5,6 +5,7 @@
 //! Everything here is pure: the controller persists and performs what it
 //! decides (see `docs/adr/0004-workflows.md`).
 
+pub mod asl;
 pub mod condition;
 pub mod dag;
 pub mod matching;

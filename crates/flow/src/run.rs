@@ -21,6 +21,8 @@ pub enum Effect {
     Cancel { bursts: Vec<String>, reason: String },
     /// Log and apply this event.
     Emit(Box<CloudEvent>),
+    /// Call back with this token after `after` (a state machine's Wait or retry).
+    Timer { token: u64, after: Duration },
     /// The run has ended: its triggers go.
     Finished,
 }
@@ -38,6 +40,8 @@ pub fn create(plan: &Plan, id: &str, namespace: &str, workflow: &str, input: Val
         created_at: now,
         finished_at: None,
         error: None,
+        output: None,
+        execution: None,
     };
     let started = run_started(&run);
     (run, vec![Effect::Emit(Box::new(started))])
@@ -175,7 +179,7 @@ fn end(run: &mut Run, state: RunState, reason: String, now: u64) -> Vec<Effect> 
 }
 
 /// The run's end, as an event.
-fn run_ended(run: &Run) -> CloudEvent {
+pub(crate) fn run_ended(run: &Run) -> CloudEvent {
     CloudEvent::new(
         format!("{}/{}", run_subject(&run.id), run.state.name()),
         "volley/flow",

@@ -133,7 +133,7 @@ pub enum Condition {
     /// "context": ...}`), once `count` distinct values of it have. The count
     /// may be read from the context instead (`count_from`, a JSONPath).
     Join {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::whole::option")]
         count: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count_from: Option<String>,
@@ -242,6 +242,8 @@ fn always() -> Condition {
 pub enum WorkflowKind {
     /// Steps with dependencies (YAML or JSON).
     Dag,
+    /// A state machine in Amazon States Language (JSON or YAML).
+    StateMachine,
 }
 
 /// `PUT /v1/workflows/{name}`: a definition to deploy.
@@ -371,4 +373,10 @@ pub struct Run {
     /// Why it failed (the step and its cause) or was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What it produced (a state machine's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Where a state machine's execution is (the engine's record of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Value>,
 }

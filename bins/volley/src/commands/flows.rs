@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use volley_client::Client;
-use volley_proto::flow::{CloudEvent, Run, RunState};
+use volley_proto::flow::{CloudEvent, Run, RunState, WorkflowKind};
 
 use super::platform::{PlatformArgs, with_platform};
 use super::run::json_arg;
@@ -14,7 +14,8 @@ use super::{Output, Target};
 
 #[derive(Subcommand)]
 pub enum Flow {
-    /// Deploy (or replace) a workflow from a DAG file (YAML or JSON).
+    /// Deploy (or replace) a workflow from a file: a DAG (YAML or JSON) or a
+    /// state machine in Amazon States Language (told apart by its `StartAt`).
     Deploy {
         name: String,
         file: std::path::PathBuf,
@@ -123,7 +124,8 @@ impl Flow {
             match self {
                 Flow::Run(_) => unreachable!("handled above"),
                 Flow::Deploy { name, file, description } => {
-                    let w = client.deploy_workflow(&name, &read(&file)?, &description).await?;
+                    let source = read(&file)?;
+                    let w = client.deploy_workflow(&name, kind_of(&source), &source, &description).await?;
                     if output == Output::Json {
                         return print_json(&w);
                     }
@@ -183,6 +185,13 @@ impl Flow {
     }
 }
 
+/// A state machine has `StartAt`; anything else is read as a DAG.
+fn kind_of(source: &str) -> WorkflowKind {
+    let starts = serde_json::from_str::<serde_json::Value>(source).ok().is_some_and(|v| v.get("StartAt").is_some())
+        || source.lines().any(|l| l.starts_with("StartAt:"));
+    if starts { WorkflowKind::StateMachine } else { WorkflowKind::Dag }
+}
+
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -204,7 +213,7 @@ fn run_flow(args: RunFlowArgs, target: &Target, output: Output) -> anyhow::Resul
     let is_file = source.is_some();
     let work = |client: Client| async move {
         if let Some(source) = &source {
-            let w = client.deploy_workflow(&name, source, "").await?;
+            let w = client.deploy_workflow(&name, kind_of(source), source, "").await?;
             eprintln!("deployed {} ({} steps)", w.name, w.steps.len());
         }
         let run = client.start_run(&name, input).await?;
@@ -291,6 +300,9 @@ fn show_run(run: &Run, output: Output) -> anyhow::Result<()> {
     );
     if let Some(e) = &run.error {
         println!("  error: {e}");
+    }
+    if let Some(out) = &run.output {
+        println!("  output: {out}");
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use volley_client::Client;
 use volley_proto::api::{Burst, BurstRequest, Granularity};
-use volley_proto::flow::{Action, CloudEvent, Condition, Match, Run, RunState, TriggerRequest};
+use volley_proto::flow::{Action, CloudEvent, Condition, Match, Run, RunState, TriggerRequest, WorkflowKind};
 
 use crate::stats::Percentiles;
 use crate::{Error, Result};
@@ -111,7 +111,7 @@ fn one_worker(function: &str, workers: usize, granularity: Granularity) -> Burst
 
 /// Deploys `dag` (JSON is YAML) as `name`, runs it with no input, checks it succeeded.
 async fn run_dag(client: &Client, name: &str, dag: &Value) -> Result<(Run, Duration)> {
-    client.deploy_workflow(name, &dag.to_string(), "volley bench flow").await?;
+    client.deploy_workflow(name, WorkflowKind::Dag, &dag.to_string(), "volley bench flow").await?;
     let started = Instant::now();
     let run = client.start_run(name, Value::Null).await?;
     let run = client.wait_run_until_final(&run.id, RUN_LIMIT).await?;

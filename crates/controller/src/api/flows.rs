@@ -40,8 +40,9 @@ pub(crate) struct RunId {
 
 /// Deploy a workflow (or replace it)
 ///
-/// The definition is checked whole (dependencies, cycles, references) before
-/// it is kept; runs already started keep the version they started with.
+/// The definition is checked whole (a DAG's dependencies, cycles and
+/// references; a state machine's states, transitions and paths) before it is
+/// kept; it cannot be replaced while a run of it is going.
 #[utoipa::path(put, path = "/v1/workflows/{name}", operation_id = "deploy_workflow", tag = "workflows", security(("api_key" = [])),
     params(WorkflowName), request_body = WorkflowDefinition,
     responses((status = 200, description = "deployed", body = Workflow),
@@ -276,8 +277,8 @@ pub(crate) async fn create_trigger(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct TriggerId {
-    /// The trigger's id.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    /// The trigger's id (yours, or a run's own: `run/RUN/STEP`).
+    #[param(pattern = "^[A-Za-z0-9_/-]{1,200}$")]
     id: String,
 }
 
@@ -291,7 +292,12 @@ pub(crate) async fn delete_trigger(
     Caller(ns): Caller,
     Path(TriggerId { id }): Path<TriggerId>,
 ) -> Result<StatusCode> {
-    check_id("trigger", &id)?;
+    let ok = !id.is_empty() && id.len() <= 200 && id.chars().all(|c| c.is_ascii_alphanumeric() || "_/-".contains(c));
+    if !ok {
+        return Err(crate::error::Error::BadRequest(format!(
+            "trigger id {id:?} must be 1 to 200 characters from A-Z a-z 0-9 _ / -"
+        )));
+    }
     plane.flows()?.delete_trigger(&ns, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,6 +35,8 @@ pub(crate) enum Pending {
     StartBurst { request: Box<BurstRequest> },
     /// Cancel these bursts.
     Cancel { bursts: Vec<String>, reason: String },
+    /// Tell the engine a state machine's timer fired, not before `not_before` (µs).
+    Timer { run: String, token: u64, not_before: u64 },
     /// POST the event to a trigger's webhook.
     Webhook { url: String, event: Box<CloudEvent> },
 }
@@ -42,10 +44,12 @@ pub(crate) enum Pending {
 /// How performing an entry went.
 #[derive(Debug)]
 pub(crate) enum Outcome {
+    /// `key` is the burst's idempotency key (which says the step's kind of run).
     StepStarted {
         run: String,
         step: String,
         attempt: u32,
+        key: String,
         burst: String,
     },
     /// The controller refused the step's burst (a bad request, say): the step fails.
@@ -53,7 +57,12 @@ pub(crate) enum Outcome {
         run: String,
         step: String,
         attempt: u32,
+        key: String,
         error: String,
+    },
+    TimerFired {
+        run: String,
+        token: u64,
     },
     Done,
 }
@@ -85,10 +94,11 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
                 tokio::time::sleep(Duration::from_micros(wait)).await;
             }
             let (run, step, attempt) = (run.clone(), step.clone(), *attempt);
+            let key = request.idempotency_key.clone().unwrap_or_default();
             match plane.submit(namespace, (**request).clone()).await {
-                Ok(burst) => Ok(Outcome::StepStarted { run, step, attempt, burst: burst.id }),
+                Ok(burst) => Ok(Outcome::StepStarted { run, step, attempt, key, burst: burst.id }),
                 Err(Error::Store(e)) => Err(Error::Store(e)),
-                Err(e) => Ok(Outcome::StepRefused { run, step, attempt, error: e.to_string() }),
+                Err(e) => Ok(Outcome::StepRefused { run, step, attempt, key, error: e.to_string() }),
             }
         }
         Pending::StartBurst { request } => match plane.submit(namespace, (**request).clone()).await {
@@ -99,6 +109,13 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
             }
             Ok(_) => Ok(Outcome::Done),
         },
+        Pending::Timer { run, token, not_before } => {
+            let wait = not_before.saturating_sub(now_micros());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            Ok(Outcome::TimerFired { run: run.clone(), token: *token })
+        }
         Pending::Webhook { url, event } => {
             webhook(url, event).await;
             Ok(Outcome::Done)

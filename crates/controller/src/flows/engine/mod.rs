@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
+use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
-use volley_proto::flow::{CloudEvent, Ingested, Run, Trigger, Workflow};
+use volley_proto::flow::{CloudEvent, Ingested, Run, Trigger, Workflow, WorkflowKind};
 use volley_proto::now_micros;
 
 use super::Input;
@@ -32,8 +33,10 @@ pub(super) struct State {
     triggers: HashMap<String, Trigger>,
     /// Event type → the keys of the triggers listening to it.
     by_type: HashMap<String, BTreeSet<String>>,
-    /// `namespace/name` → the checked plan.
+    /// `namespace/name` → the checked plan of a DAG.
     plans: HashMap<String, Plan>,
+    /// `namespace/name` → a checked state machine.
+    machines: HashMap<String, Machine>,
     /// Runs that have not ended.
     runs: HashMap<String, Run>,
     /// `namespace/source/id` of every logged event.
@@ -87,6 +90,7 @@ impl State {
             triggers: HashMap::new(),
             by_type: HashMap::new(),
             plans: HashMap::new(),
+            machines: HashMap::new(),
             runs: HashMap::new(),
             next_entry: now_micros(),
             plane: plane.clone(),
@@ -99,11 +103,14 @@ impl State {
             state.index(&namespace, trigger);
         }
         for (key, w) in store.docs::<Workflow>(Docs::Workflows, "").await? {
-            match dag::parse(&w.source) {
-                Ok(plan) => {
-                    state.plans.insert(key, plan);
+            let parsed = match w.kind {
+                WorkflowKind::Dag => dag::parse(&w.source).map(|p| drop(state.plans.insert(key.clone(), p))),
+                WorkflowKind::StateMachine => {
+                    volley_flow::asl::parse(&w.source).map(|m| drop(state.machines.insert(key.clone(), m)))
                 }
-                Err(e) => tracing::error!(workflow = %key, "a stored workflow no longer parses: {e}"),
+            };
+            if let Err(e) = parsed {
+                tracing::error!(workflow = %key, "a stored workflow no longer parses: {e}");
             }
         }
         for (_, run) in store.docs::<Run>(Docs::Runs, "").await? {
@@ -237,12 +244,13 @@ impl State {
                 tx.batch.delete(Docs::Outbox, id);
                 match outcome {
                     Outcome::Done => {}
-                    Outcome::StepStarted { run, step, attempt, burst } => {
-                        self.step_performed(&run, &step, attempt, Ok(burst), tx)
+                    Outcome::StepStarted { run, step, attempt, key, burst } => {
+                        self.step_performed(&run, &step, attempt, &key, Ok(burst), tx)
                     }
-                    Outcome::StepRefused { run, step, attempt, error } => {
-                        self.step_performed(&run, &step, attempt, Err(error), tx)
+                    Outcome::StepRefused { run, step, attempt, key, error } => {
+                        self.step_performed(&run, &step, attempt, &key, Err(error), tx)
                     }
+                    Outcome::TimerFired { run, token } => self.timer_fired(&run, token, tx),
                 }
             }
         }

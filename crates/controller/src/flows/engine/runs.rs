@@ -1,6 +1,7 @@
 //! Workflow runs: deploy a definition, start a run, move it on each of its
 //! steps' events and bursts' ends, and carry out what the rules decide.
 
+use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
 use volley_flow::run::{self as rules, Effect, Ended};
 use volley_proto::api::Burst;
@@ -18,29 +19,61 @@ pub(super) fn workflow_key(namespace: &str, name: &str) -> String {
 }
 
 impl State {
-    /// Changes run `id` by `change` (given its plan), saves it, and carries out the effects.
+    /// Changes DAG run `id` by `change` (given its plan), and carries out the effects.
     pub(super) fn transition(&mut self, id: &str, tx: &mut Tx, change: impl FnOnce(&Plan, &mut Run) -> Vec<Effect>) {
         let Some(mut run) = self.runs.remove(id) else { return };
         let Some(plan) = self.plans.get(&workflow_key(&run.namespace, &run.workflow)) else {
-            tracing::error!(run = id, "the run's workflow is gone; it cannot go on");
-            self.runs.insert(id.into(), run);
-            return;
+            return self.orphan(run, tx);
         };
         let effects = change(plan, &mut run);
         let steps = plan.order.clone();
-        let namespace = run.namespace.clone();
+        self.settle(run, effects, &steps, tx);
+    }
+
+    /// Changes state machine run `id` by `change`, and carries out the effects.
+    pub(super) fn transition_machine(
+        &mut self,
+        id: &str,
+        tx: &mut Tx,
+        change: impl FnOnce(&Machine, &mut Run) -> Vec<Effect>,
+    ) {
+        let Some(mut run) = self.runs.remove(id) else { return };
+        let Some(machine) = self.machines.get(&workflow_key(&run.namespace, &run.workflow)) else {
+            return self.orphan(run, tx);
+        };
+        let effects = change(machine, &mut run);
+        self.settle(run, effects, &[], tx);
+    }
+
+    /// A run whose workflow is gone (it cannot be: undeploy waits for runs to end).
+    fn orphan(&mut self, run: Run, _tx: &mut Tx) {
+        tracing::error!(run = %run.id, "the run's workflow is gone; it cannot go on");
+        self.runs.insert(run.id.clone(), run);
+    }
+
+    /// Carries out a run's effects; `steps` name its triggers, dropped when it ends.
+    fn settle(&mut self, run: Run, effects: Vec<Effect>, steps: &[String], tx: &mut Tx) {
+        let (id, namespace) = (run.id.clone(), run.namespace.clone());
         for effect in effects {
             match effect {
                 Effect::Start { step, attempt, request, key: _, after } => {
                     let not_before = now_micros() + after.as_micros() as u64;
-                    self.owe(&namespace, Pending::StartStep { run: id.into(), step, attempt, request, not_before }, tx);
+                    self.owe(
+                        &namespace,
+                        Pending::StartStep { run: id.clone(), step, attempt, request, not_before },
+                        tx,
+                    );
                 }
                 Effect::Cancel { bursts, reason } => self.owe(&namespace, Pending::Cancel { bursts, reason }, tx),
                 Effect::Emit(event) => tx.queue.push_back((namespace.clone(), *event)),
-                // The run's triggers go with it (one per step).
+                Effect::Timer { token, after } => {
+                    let not_before = now_micros() + after.as_micros() as u64;
+                    self.owe(&namespace, Pending::Timer { run: id.clone(), token, not_before }, tx);
+                }
+                // The run's triggers go with it (one per step of a DAG).
                 Effect::Finished => {
-                    for step in &steps {
-                        let key = trigger_key(&namespace, &dag::trigger_id(id, step));
+                    for step in steps {
+                        let key = trigger_key(&namespace, &dag::trigger_id(&id, step));
                         if self.triggers.contains_key(&key) {
                             self.unindex(&key);
                             tx.batch.delete(Docs::Triggers, key);
@@ -50,13 +83,17 @@ impl State {
             }
         }
         // Saved once at the end of the batch, however many events moved it.
-        tx.dirty_runs.insert(id.into());
+        tx.dirty_runs.insert(id.clone());
         // An ended run stays readable from the store; the engine forgets it.
         if run.state.is_final() {
-            tx.ended.insert(id.into(), run);
+            tx.ended.insert(id, run);
         } else {
-            self.runs.insert(id.into(), run);
+            self.runs.insert(id, run);
         }
+    }
+
+    fn is_machine(&self, run: &str) -> bool {
+        self.runs.get(run).is_some_and(|r| self.machines.contains_key(&workflow_key(&r.namespace, &r.workflow)))
     }
 
     /// A trigger of a run fired: start the step.
@@ -80,49 +117,74 @@ impl State {
         definition: WorkflowDefinition,
         tx: &mut Tx,
     ) -> Result<Workflow> {
-        let plan = match definition.kind {
-            WorkflowKind::Dag => dag::parse(&definition.source).map_err(|e| Error::Unprocessable(e.to_string()))?,
+        let unusable = |e: volley_flow::Error| Error::Unprocessable(e.to_string());
+        let key = workflow_key(namespace, name);
+        // A run follows the definition it started with: none may be going when it changes.
+        if let Some(run) = self.runs.values().find(|r| r.namespace == namespace && r.workflow == name) {
+            return Err(Error::Conflict(format!(
+                "run {} of {name} has not ended; wait for it (or cancel it) before replacing the workflow",
+                run.id
+            )));
+        }
+        let (description, steps) = match definition.kind {
+            WorkflowKind::Dag => {
+                let plan = dag::parse(&definition.source).map_err(unusable)?;
+                let found = (plan.dag.description.clone(), plan.order.clone());
+                self.machines.remove(&key);
+                self.plans.insert(key.clone(), plan);
+                found
+            }
+            WorkflowKind::StateMachine => {
+                let machine = volley_flow::asl::parse(&definition.source).map_err(unusable)?;
+                let found = (machine.comment.clone().unwrap_or_default(), machine.states.keys().cloned().collect());
+                self.plans.remove(&key);
+                self.machines.insert(key.clone(), machine);
+                found
+            }
         };
         let workflow = Workflow {
             name: name.into(),
             namespace: namespace.into(),
             kind: definition.kind,
             source: definition.source,
-            description: if definition.description.is_empty() {
-                plan.dag.description.clone()
-            } else {
-                definition.description
-            },
-            steps: plan.order.clone(),
+            description: if definition.description.is_empty() { description } else { definition.description },
+            steps,
             deployed_at: now_micros(),
         };
-        let key = workflow_key(namespace, name);
-        tx.batch.put(Docs::Workflows, key.clone(), &workflow);
-        self.plans.insert(key, plan);
+        tx.batch.put(Docs::Workflows, key, &workflow);
         Ok(workflow)
     }
 
     pub(super) fn undeploy(&mut self, namespace: &str, name: &str, tx: &mut Tx) -> Result<()> {
         let key = workflow_key(namespace, name);
-        if !self.plans.contains_key(&key) {
+        if !self.plans.contains_key(&key) && !self.machines.contains_key(&key) {
             return Err(Error::NotFound(format!("no workflow {name:?}")));
         }
         if let Some(run) = self.runs.values().find(|r| r.namespace == namespace && r.workflow == name) {
             return Err(Error::Conflict(format!("run {} of {name} has not ended; cancel it first", run.id)));
         }
         self.plans.remove(&key);
+        self.machines.remove(&key);
         tx.batch.delete(Docs::Workflows, key);
         Ok(())
     }
 
     pub(super) fn start_run(&mut self, namespace: &str, request: RunRequest, tx: &mut Tx) -> Result<String> {
-        let Some(plan) = self.plans.get(&workflow_key(namespace, &request.workflow)) else {
+        let id = format!("r{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
+        let key = workflow_key(namespace, &request.workflow);
+        if let Some(machine) = self.machines.get(&key) {
+            let (run, effects) =
+                volley_flow::asl::run::create(machine, &id, namespace, &request.workflow, request.input, now_micros());
+            self.runs.insert(id.clone(), run);
+            self.transition_machine(&id, tx, |_, _| effects);
+            return Ok(id);
+        }
+        let Some(plan) = self.plans.get(&key) else {
             return Err(Error::NotFound(format!(
                 "no workflow {:?}; deploy it first (`volley flow deploy NAME FILE`)",
                 request.workflow
             )));
         };
-        let id = format!("r{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
         let (run, effects) = rules::create(plan, &id, namespace, &request.workflow, request.input, now_micros());
         for trigger in plan.triggers(namespace, &id) {
             tx.batch.put(Docs::Triggers, trigger_key(namespace, &trigger.id), &trigger);
@@ -136,7 +198,14 @@ impl State {
     pub(super) fn cancel_run(&mut self, namespace: &str, id: &str, tx: &mut Tx) -> Result<String> {
         match self.runs.get(id) {
             Some(run) if run.namespace == namespace => {
-                self.transition(id, tx, |_, run| rules::cancel(run, "cancelled by a user", now_micros()));
+                let now = now_micros();
+                if self.is_machine(id) {
+                    self.transition_machine(id, tx, |_, run| {
+                        volley_flow::asl::run::cancel(run, "cancelled by a user", now)
+                    });
+                } else {
+                    self.transition(id, tx, |_, run| rules::cancel(run, "cancelled by a user", now));
+                }
                 Ok(id.into())
             }
             _ => Err(Error::Conflict(format!("run {id} is not running (it has ended, or does not exist)"))),
@@ -158,13 +227,25 @@ impl State {
             return;
         }
         let Some(key) = burst.request.idempotency_key.as_deref() else { return };
-        let Some((run, step, attempt)) = parse_step_key(key) else { return };
         let how: Ended = ended(&burst);
         let now = now_micros();
+        if let Some((run, token)) = volley_flow::asl::run::parse_key(key) {
+            return self.transition_machine(run, tx, |machine, r| {
+                volley_flow::asl::run::task_started(r, token, &burst.id);
+                volley_flow::asl::run::task_ended(machine, r, token, how, now)
+            });
+        }
+        let Some((run, step, attempt)) = parse_step_key(key) else { return };
         self.transition(run, tx, |plan, r| {
             rules::burst_started(r, step, attempt, &burst.id);
             rules::burst_ended(plan, r, step, attempt, how, now)
         });
+    }
+
+    /// A state machine's timer fired.
+    pub(super) fn timer_fired(&mut self, run: &str, token: u64, tx: &mut Tx) {
+        let now = now_micros();
+        self.transition_machine(run, tx, |machine, r| volley_flow::asl::run::timer_fired(machine, r, token, now));
     }
 
     /// A step's burst was started (`burst`), or refused (`error`).
@@ -173,10 +254,21 @@ impl State {
         run: &str,
         step: &str,
         attempt: u32,
+        key: &str,
         started: std::result::Result<String, String>,
         tx: &mut Tx,
     ) {
         let now = now_micros();
+        if let Some((_, token)) = volley_flow::asl::run::parse_key(key) {
+            use volley_flow::asl::run as machine_run;
+            return self.transition_machine(run, tx, |machine, r| match started {
+                Ok(burst) => {
+                    machine_run::task_started(r, token, &burst);
+                    Vec::new()
+                }
+                Err(error) => machine_run::task_ended(machine, r, token, Ended::Failed(error), now),
+            });
+        }
         self.transition(run, tx, |plan, r| match started {
             Ok(burst) => {
                 rules::burst_started(r, step, attempt, &burst);
