@@ -539,3 +539,34 @@ fn a_workflow_survives_twenty_controller_kills_and_runs_every_step_once_unless_i
         assert_eq!(bursts.len(), 1, "{key} started {} bursts", bursts.len());
     }
 }
+
+#[test]
+fn a_timer_fires_its_times_across_a_restart_and_a_trigger_starts_a_run_from_it() {
+    let dir = TempDir::new("flow-timer");
+    let mut p = Platform::up_in(&dir.0, &[]);
+    assert!(deploy(&p, &dir, "on-tick", "steps:\n  hi: {kind: task, function: hello}\n").status.success());
+    let trigger = json!({"id": "every-second-tick", "match": {"type": "volley.timer.fired", "subject": "tick"},
+                         "condition": {"kind": "join", "count": 2}, "once": true,
+                         "actions": [{"kind": "start_run", "workflow": "on-tick", "input": {"fired": "${event.data.fired}"}}]});
+    assert_eq!(p.post("/v1/triggers", &trigger.to_string()).0, 201);
+    let out = p.cli(&["timers", "create", "tick", "--every", "0.4", "--times", "4", "--data", r#"{"job": 7}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Killed after the first firing or two; the rest fire after the restart, each once.
+    let fired = |p: &Platform| p.get("/v1/timers").1[0]["fired"].as_u64().unwrap_or(0);
+    until_some(10, "a first firing", || (fired(&p) >= 1).then_some(()));
+    p.role.kill9();
+    p = Platform::up_in(&dir.0, &[]);
+    until_some(20, "four firings", || (fired(&p) == 4).then_some(()));
+    let (_, timers) = p.get("/v1/timers");
+    assert_eq!(timers[0]["next_at"], Value::Null, "done after --times 4: {timers}");
+    let (_, events) = p.get("/v1/events?limit=1000");
+    let ticks: Vec<&Value> =
+        events.as_array().unwrap().iter().filter(|e| e["event"]["type"] == "volley.timer.fired").collect();
+    assert_eq!(ticks.len(), 4, "each slot once: {ticks:?}");
+    assert_eq!(ticks[3]["event"]["data"]["data"], json!({"job": 7}));
+    let run = until_some(20, "the run the trigger started", || p.get("/v1/runs").1[0]["id"].as_str().map(String::from));
+    let run = p.wait_run(&run, 30);
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["input"], json!({"fired": 2}), "started by the second tick, filled from it");
+    assert_eq!(p.get("/v1/runs").1.as_array().unwrap().len(), 1, "a `once` join starts one run");
+}

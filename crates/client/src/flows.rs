@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use volley_proto::flow::{
-    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
-    WorkflowKind,
+    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
+    WorkflowDefinition, WorkflowKind,
 };
 
 use crate::{CALL_TIMEOUT, Client, Error, paths};
@@ -100,6 +100,19 @@ impl Client {
     /// Makes a trigger of your own.
     pub async fn create_trigger(&self, request: &TriggerRequest) -> Result<Trigger, Error> {
         self.json(self.post(paths::TRIGGERS).json(request)).await
+    }
+
+    /// Makes a timer.
+    pub async fn create_timer(&self, request: &TimerRequest) -> Result<Timer, Error> {
+        self.json(self.post(paths::TIMERS).json(request)).await
+    }
+
+    pub async fn timers(&self) -> Result<Vec<Timer>, Error> {
+        self.json(self.get(paths::TIMERS)).await
+    }
+
+    pub async fn delete_timer(&self, id: &str) -> Result<(), Error> {
+        self.send(self.request(reqwest::Method::DELETE, &paths::timer(id), CALL_TIMEOUT)).await.map(drop)
     }
 
     pub async fn delete_trigger(&self, id: &str) -> Result<(), Error> {

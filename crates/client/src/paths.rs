@@ -11,6 +11,7 @@ pub const WORKFLOWS: &str = "/v1/workflows";
 pub const RUNS: &str = "/v1/runs";
 pub const EVENTS: &str = "/v1/events";
 pub const TRIGGERS: &str = "/v1/triggers";
+pub const TIMERS: &str = "/v1/timers";
 
 /// Every path the client calls, as the API's document spells it (a test
 /// checks each against the document a controller serves).
@@ -39,6 +40,8 @@ pub const TEMPLATES: &[&str] = &[
     EVENTS,
     TRIGGERS,
     "/v1/triggers/{id}",
+    TIMERS,
+    "/v1/timers/{id}",
 ];
 
 pub fn burst(id: &str) -> String {
@@ -85,6 +88,10 @@ pub fn trigger(id: &str) -> String {
     format!("{TRIGGERS}/{id}")
 }
 
+pub fn timer(id: &str) -> String {
+    format!("{TIMERS}/{id}")
+}
+
 pub fn run(id: &str) -> String {
     format!("{RUNS}/{id}")
 }
@@ -118,6 +125,7 @@ mod tests {
             run_wait("{id}"),
             run_cancel("{id}"),
             trigger("{id}"),
+            timer("{id}"),
         ];
         for path in made {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");

@@ -11,6 +11,7 @@ pub mod dag;
 pub mod matching;
 pub mod run;
 pub mod template;
+pub mod timer;
 pub mod trigger;
 
 /// Why a definition, a trigger or a reference cannot be used.

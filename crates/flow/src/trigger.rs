@@ -52,6 +52,7 @@ fn check_action(action: &Action) -> std::result::Result<(), String> {
         }
         Action::StartBurst { request, .. } => serde_json::to_value(request).unwrap_or_default(),
         Action::Emit { event } => serde_json::to_value(event).unwrap_or_default(),
+        Action::StartRun { input, .. } => input.clone(),
     };
     // A trigger's templates read the event and its context, nothing else.
     for path in template::references(&templated) {

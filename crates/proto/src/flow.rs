@@ -168,6 +168,14 @@ pub enum Action {
     Emit { event: Box<CloudEvent> },
     /// Start a step of a workflow run (workflows' own triggers only).
     Advance { run: String, step: String },
+    /// Start a run of a deployed workflow; `${...}` in its input are filled
+    /// from the event and the context.
+    StartRun {
+        #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+        workflow: String,
+        #[serde(default)]
+        input: Value,
+    },
     /// POST the event (as JSON) to `url`, an `http://` or `https://` address;
     /// retried a few times, then given up with a warning in the trigger.
     Webhook {
@@ -379,4 +387,45 @@ pub struct Run {
     /// Where a state machine's execution is (the engine's record of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<Value>,
+}
+
+/// `POST /v1/timers`: events on a schedule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"id": "nightly", "cron": "0 0 2 * * *", "data": {"job": "sort"}})))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+    pub id: String,
+    /// Every this many seconds (at least 0.2), from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.2, maximum = 31536000))]
+    pub every_secs: Option<f64>,
+    /// Or a cron schedule, UTC, with seconds: `sec min hour day month weekday [year]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
+    pub cron: Option<String>,
+    /// Fire this many times, then stop (absent: until deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::whole::option")]
+    pub times: Option<u64>,
+    /// The `data` of each event.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// A timer: each firing is an event `volley.timer.fired` from `volley/timer`,
+/// subject the timer's id, id `TIMER/SLOT` (SLOT: the scheduled time, in µs).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub id: String,
+    pub namespace: String,
+    pub every_secs: Option<f64>,
+    pub cron: Option<String>,
+    pub times: Option<u64>,
+    pub data: Value,
+    /// How many times it fired.
+    pub fired: u64,
+    /// When it fires next (µs since the Unix epoch).
+    pub next_at: Option<u64>,
 }

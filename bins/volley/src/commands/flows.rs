@@ -385,3 +385,67 @@ impl Triggers {
         Ok(())
     }
 }
+
+#[derive(Subcommand)]
+pub enum Timers {
+    /// Events `volley.timer.fired` (subject: the timer's id) every N seconds or on a cron schedule.
+    Create {
+        id: String,
+        /// Every this many seconds.
+        #[arg(long, conflicts_with = "cron", required_unless_present = "cron")]
+        every: Option<f64>,
+        /// A cron schedule with seconds, UTC: `"0 */5 * * * *"` is every five minutes.
+        #[arg(long)]
+        cron: Option<String>,
+        /// Fire this many times, then stop.
+        #[arg(long)]
+        times: Option<u64>,
+        /// The data of each event: JSON, or @FILE.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Your timers.
+    List,
+    /// Remove a timer.
+    Delete { id: String },
+}
+
+impl Timers {
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
+        let client = target.client()?;
+        let rt = runtime()?;
+        match self {
+            Timers::Create { id, every, cron, times, data } => {
+                let data = json_arg(&data, "--data")?.unwrap_or_default();
+                let request = volley_proto::flow::TimerRequest { id, every_secs: every, cron, times, data };
+                let t = rt.block_on(client.create_timer(&request))?;
+                eprintln!("timer {} fires next at {}", t.id, t.next_at.map(from_now).unwrap_or_else(|| "-".into()));
+                Ok(())
+            }
+            Timers::Delete { id } => {
+                rt.block_on(client.delete_timer(&id))?;
+                eprintln!("deleted timer {id}");
+                Ok(())
+            }
+            Timers::List => {
+                let list = rt.block_on(client.timers())?;
+                if output == Output::Json {
+                    return print_json(&list);
+                }
+                println!("{:<24} {:<24} {:>6}  next", "id", "schedule", "fired");
+                for t in list {
+                    let schedule = t.cron.clone().unwrap_or_else(|| format!("every {} s", t.every_secs.unwrap_or(0.0)));
+                    let next = t.next_at.map(from_now).unwrap_or_else(|| "done".into());
+                    println!("{:<24} {:<24} {:>6}  {next}", t.id, schedule, t.fired);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// µs since the Unix epoch as seconds from now.
+fn from_now(at: u64) -> String {
+    let now = volley_proto::now_micros();
+    format!("in {:.1} s", at.saturating_sub(now) as f64 / 1e6)
+}

@@ -93,6 +93,9 @@ enum Command {
     /// The triggers listening for events.
     #[command(subcommand)]
     Triggers(flows::Triggers),
+    /// Events on a schedule.
+    #[command(subcommand)]
+    Timers(flows::Timers),
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
@@ -119,6 +122,7 @@ impl Cli {
             Command::Flow(f) => f.run(&target, self.output),
             Command::Events(e) => e.run(&target, self.output),
             Command::Triggers(t) => t.run(&target, self.output),
+            Command::Timers(t) => t.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
             Command::Bench(b) => b.run(&target, self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use volley_proto::api::ErrorBody;
 use volley_proto::flow::{
-    Events, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
+    Events, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
+    WorkflowDefinition,
 };
 
 use super::extract::{Body, Path, Query, check_id};
@@ -299,5 +300,54 @@ pub(crate) async fn delete_trigger(
         )));
     }
     plane.flows()?.delete_trigger(&ns, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Make a timer: an event `volley.timer.fired` every N seconds or on a cron schedule
+///
+/// Its firings are durable: a controller that was down fires the slot it
+/// missed once on restart (not every slot it missed), and a slot never fires twice.
+#[utoipa::path(post, path = "/v1/timers", operation_id = "create_timer", tag = "events", security(("api_key" = [])),
+    request_body = TimerRequest,
+    responses((status = 201, description = "scheduled", body = Timer,
+               links(("delete" = (operation_id = "delete_timer", parameters(("id" = "$response.body#/id")))))),
+              (status = "default", description = "wrong (the error says what), it exists, or refused", body = ErrorBody)))]
+pub(crate) async fn create_timer(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Body(request): Body<TimerRequest>,
+) -> Result<(StatusCode, Json<Timer>)> {
+    check_id("timer", &request.id)?;
+    Ok((StatusCode::CREATED, Json(plane.flows()?.create_timer(&ns, request).await?)))
+}
+
+/// Your timers, with how often each fired and when it fires next
+#[utoipa::path(get, path = "/v1/timers", operation_id = "list_timers", tag = "events", security(("api_key" = [])),
+    responses((status = 200, description = "the timers", body = Vec<Timer>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn timers(State(plane): Plane, Caller(ns): Caller) -> Result<Json<Vec<Timer>>> {
+    Ok(Json(plane.flows()?.timers(&ns).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TimerId {
+    /// The timer's id.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: String,
+}
+
+/// Remove a timer
+#[utoipa::path(delete, path = "/v1/timers/{id}", operation_id = "delete_timer", tag = "events", security(("api_key" = [])),
+    params(TimerId),
+    responses((status = 204, description = "removed"),
+              (status = "default", description = "no such timer, or refused", body = ErrorBody)))]
+pub(crate) async fn delete_timer(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(TimerId { id }): Path<TimerId>,
+) -> Result<StatusCode> {
+    check_id("timer", &id)?;
+    plane.flows()?.delete_timer(&ns, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

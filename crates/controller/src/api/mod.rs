@@ -71,6 +71,8 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(flows::send, flows::events))
         .routes(routes!(flows::triggers, flows::create_trigger))
         .routes(routes!(flows::delete_trigger))
+        .routes(routes!(flows::timers, flows::create_timer))
+        .routes(routes!(flows::delete_timer))
 }
 
 /// Liveness: `ok`

@@ -14,7 +14,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use volley_proto::api::Burst;
 use volley_proto::flow::{
-    CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Trigger, TriggerRequest, Workflow, WorkflowDefinition,
+    CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
+    WorkflowDefinition,
 };
 
 use crate::control_plane::ControlPlane;
@@ -45,6 +46,16 @@ pub(crate) enum Input {
         done: oneshot::Sender<Result<Trigger>>,
     },
     DeleteTrigger {
+        namespace: String,
+        id: String,
+        done: oneshot::Sender<Result<()>>,
+    },
+    CreateTimer {
+        namespace: String,
+        request: TimerRequest,
+        done: oneshot::Sender<Result<Timer>>,
+    },
+    DeleteTimer {
         namespace: String,
         id: String,
         done: oneshot::Sender<Result<()>>,
@@ -151,6 +162,16 @@ impl Engine {
         self.ask(|done| Input::DeleteTrigger { namespace, id, done }).await
     }
 
+    pub(crate) async fn create_timer(&self, namespace: &str, request: TimerRequest) -> Result<Timer> {
+        let namespace = namespace.to_string();
+        self.ask(|done| Input::CreateTimer { namespace, request, done }).await
+    }
+
+    pub(crate) async fn delete_timer(&self, namespace: &str, id: &str) -> Result<()> {
+        let (namespace, id) = (namespace.to_string(), id.to_string());
+        self.ask(|done| Input::DeleteTimer { namespace, id, done }).await
+    }
+
     pub(crate) async fn cancel_run(&self, namespace: &str, id: &str) -> Result<Run> {
         let (namespace, id) = (namespace.to_string(), id.to_string());
         self.ask(|done| Input::CancelRun { namespace, id, done }).await
@@ -205,6 +226,11 @@ impl Engine {
     /// Logged events after position `after`, oldest first.
     pub(crate) async fn events(&self, namespace: &str, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
         self.store.events(Some(namespace), after, limit).await
+    }
+
+    pub(crate) async fn timers(&self, namespace: &str) -> Result<Vec<Timer>> {
+        let all = self.store.docs::<Timer>(Docs::Timers, &format!("{namespace}/")).await?;
+        Ok(all.into_iter().map(|(_, t)| t).filter(|t| t.namespace == namespace).collect())
     }
 
     /// The namespace's triggers (stored by `namespace/id`).

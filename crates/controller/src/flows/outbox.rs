@@ -37,6 +37,8 @@ pub(crate) enum Pending {
     Cancel { bursts: Vec<String>, reason: String },
     /// Tell the engine a state machine's timer fired, not before `not_before` (µs).
     Timer { run: String, token: u64, not_before: u64 },
+    /// A timer's slot: tell the engine at `slot` (µs).
+    Tick { timer: String, slot: u64 },
     /// POST the event to a trigger's webhook.
     Webhook { url: String, event: Box<CloudEvent> },
 }
@@ -63,6 +65,10 @@ pub(crate) enum Outcome {
     TimerFired {
         run: String,
         token: u64,
+    },
+    Tick {
+        timer: String,
+        slot: u64,
     },
     Done,
 }
@@ -115,6 +121,13 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
                 tokio::time::sleep(Duration::from_micros(wait)).await;
             }
             Ok(Outcome::TimerFired { run: run.clone(), token: *token })
+        }
+        Pending::Tick { timer, slot } => {
+            let wait = slot.saturating_sub(now_micros());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            Ok(Outcome::Tick { timer: timer.clone(), slot: *slot })
         }
         Pending::Webhook { url, event } => {
             webhook(url, event).await;

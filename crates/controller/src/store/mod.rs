@@ -31,11 +31,13 @@ pub enum Docs {
     EventIds,
     /// The burst each idempotency key started, by `namespace/key`.
     Idempotency,
+    /// Timers, by `namespace/id`.
+    Timers,
 }
 
 impl Docs {
-    pub const ALL: [Docs; 6] =
-        [Docs::Workflows, Docs::Runs, Docs::Triggers, Docs::Outbox, Docs::EventIds, Docs::Idempotency];
+    pub const ALL: [Docs; 7] =
+        [Docs::Workflows, Docs::Runs, Docs::Triggers, Docs::Outbox, Docs::EventIds, Docs::Idempotency, Docs::Timers];
 
     /// The table's name in either backend.
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Docs {
             Docs::Outbox => "outbox",
             Docs::EventIds => "event_ids",
             Docs::Idempotency => "idempotency",
+            Docs::Timers => "timers",
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use volley_flow::run::Ended;
 use volley_flow::{condition, matching, template};
 use volley_proto::api::BurstRequest;
-use volley_proto::flow::{Action, CloudEvent, LoggedEvent, Trigger, TriggerRequest};
+use volley_proto::flow::{Action, CloudEvent, LoggedEvent, Timer, TimerRequest, Trigger, TriggerRequest};
 use volley_proto::now_micros;
 
 use super::super::outbox::Pending;
@@ -106,6 +106,16 @@ impl State {
                 Action::Webhook { url } => {
                     self.owe(namespace, Pending::Webhook { url, event: Box::new(event.clone()) }, tx)
                 }
+                Action::StartRun { workflow, input } => {
+                    let started = fill::<Value>(&input, &scope).map_err(|e| e.to_string()).and_then(|input| {
+                        let request = volley_proto::flow::RunRequest { workflow: workflow.clone(), input };
+                        self.start_run(namespace, request, tx).map_err(|e| e.to_string())
+                    });
+                    if let Err(e) = started {
+                        let message = format!("its run of {workflow} cannot start on event {}: {e}", event.id);
+                        self.refuse(namespace, trigger, message, tx);
+                    }
+                }
             }
         }
     }
@@ -150,6 +160,58 @@ impl State {
             ))),
             None => Err(Error::NotFound(format!("no trigger {id}; `volley triggers list` shows yours"))),
         }
+    }
+
+    /// A timer: checked, stored, and its first slot owed.
+    pub(super) fn create_timer(&mut self, namespace: &str, request: TimerRequest, tx: &mut Tx) -> Result<Timer> {
+        let timer = volley_flow::timer::make(namespace, request, now_micros())
+            .map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let key = trigger_key(namespace, &timer.id);
+        let mine = self.timers.values().filter(|t| t.namespace == namespace).count();
+        if mine >= volley_flow::timer::MAX_PER_NAMESPACE {
+            return Err(Error::QueueFull(format!(
+                "namespace {namespace} has {mine} timers, its limit; delete some (`volley timers delete ID`)"
+            )));
+        }
+        if self.timers.contains_key(&key) {
+            return Err(Error::Conflict(format!(
+                "timer {} exists; delete it first (`volley timers delete {}`)",
+                timer.id, timer.id
+            )));
+        }
+        if let Some(slot) = timer.next_at {
+            self.owe(namespace, Pending::Tick { timer: key.clone(), slot }, tx);
+        }
+        tx.batch.put(Docs::Timers, key.clone(), &timer);
+        self.timers.insert(key, timer.clone());
+        Ok(timer)
+    }
+
+    pub(super) fn delete_timer(&mut self, namespace: &str, id: &str, tx: &mut Tx) -> Result<()> {
+        let key = trigger_key(namespace, id);
+        // Its owed tick finds it gone and does nothing.
+        match self.timers.remove(&key) {
+            Some(_) => {
+                tx.batch.delete(Docs::Timers, key);
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("no timer {id}; `volley timers list` shows yours"))),
+        }
+    }
+
+    /// A timer's slot came: its event, and its next slot owed.
+    pub(super) fn tick(&mut self, key: &str, slot: u64, tx: &mut Tx) {
+        let Some(timer) = self.timers.get_mut(key) else { return };
+        if timer.next_at != Some(slot) {
+            return;
+        }
+        let event = volley_flow::timer::fire(timer, slot, now_micros());
+        let (namespace, next, snapshot) = (timer.namespace.clone(), timer.next_at, timer.clone());
+        tx.batch.put(Docs::Timers, key.to_string(), &snapshot);
+        if let Some(next) = next {
+            self.owe(&namespace, Pending::Tick { timer: key.into(), slot: next }, tx);
+        }
+        tx.queue.push_back((namespace, event));
     }
 
     /// Saves the triggers and runs that changed in this batch (once each,

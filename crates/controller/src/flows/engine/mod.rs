@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
-use volley_proto::flow::{CloudEvent, Ingested, Run, Trigger, Workflow, WorkflowKind};
+use volley_proto::flow::{CloudEvent, Ingested, Run, Timer, Trigger, Workflow, WorkflowKind};
 use volley_proto::now_micros;
 
 use super::Input;
@@ -35,6 +35,8 @@ pub(super) struct State {
     by_type: HashMap<String, BTreeSet<String>>,
     /// `namespace/name` → the checked plan of a DAG.
     plans: HashMap<String, Plan>,
+    /// Timers by `namespace/id`.
+    timers: HashMap<String, Timer>,
     /// `namespace/name` → a checked state machine.
     machines: HashMap<String, Machine>,
     /// Runs that have not ended.
@@ -72,6 +74,7 @@ enum Reply {
     Workflow(oneshot::Sender<Result<Workflow>>, Result<Workflow>),
     Done(oneshot::Sender<Result<()>>, Result<()>),
     Trigger(oneshot::Sender<Result<Trigger>>, Result<Trigger>),
+    Timer(oneshot::Sender<Result<Timer>>, Result<Timer>),
     /// The run as it is once the whole batch is applied.
     Run(oneshot::Sender<Result<Run>>, Result<String>),
 }
@@ -91,6 +94,7 @@ impl State {
             by_type: HashMap::new(),
             plans: HashMap::new(),
             machines: HashMap::new(),
+            timers: store.docs::<Timer>(Docs::Timers, "").await?.into_iter().collect(),
             runs: HashMap::new(),
             next_entry: now_micros(),
             plane: plane.clone(),
@@ -189,6 +193,7 @@ impl State {
                 Reply::Workflow(done, w) => drop(done.send(w)),
                 Reply::Done(done, r) => drop(done.send(r)),
                 Reply::Trigger(done, t) => drop(done.send(t)),
+                Reply::Timer(done, t) => drop(done.send(t)),
                 Reply::Run(done, id) => {
                     let run = id.and_then(|id| {
                         let run = self.runs.get(&id).or_else(|| ended.get(&id)).cloned();
@@ -239,6 +244,14 @@ impl State {
                 let result = self.delete_trigger(&namespace, &id, tx);
                 tx.replies.push(Reply::Done(done, result));
             }
+            Input::CreateTimer { namespace, request, done } => {
+                let result = self.create_timer(&namespace, request, tx);
+                tx.replies.push(Reply::Timer(done, result));
+            }
+            Input::DeleteTimer { namespace, id, done } => {
+                let result = self.delete_timer(&namespace, &id, tx);
+                tx.replies.push(Reply::Done(done, result));
+            }
             Input::BurstEnded(burst) => self.burst_ended(*burst, tx),
             Input::Performed { id, outcome } => {
                 tx.batch.delete(Docs::Outbox, id);
@@ -251,6 +264,7 @@ impl State {
                         self.step_performed(&run, &step, attempt, &key, Err(error), tx)
                     }
                     Outcome::TimerFired { run, token } => self.timer_fired(&run, token, tx),
+                    Outcome::Tick { timer, slot } => self.tick(&timer, slot, tx),
                 }
             }
         }
