@@ -570,3 +570,73 @@ fn a_timer_fires_its_times_across_a_restart_and_a_trigger_starts_a_run_from_it()
     assert_eq!(run["input"], json!({"fired": 2}), "started by the second tick, filled from it");
     assert_eq!(p.get("/v1/runs").1.as_array().unwrap().len(), 1, "a `once` join starts one run");
 }
+
+#[test]
+fn uploads_under_a_watched_prefix_start_a_word_count() {
+    let p = Platform::up(&[]);
+    let data = TempDir::new("wc");
+    let (texts, counts) = (data.0.join("in"), data.0.join("out"));
+    std::fs::create_dir_all(&texts).unwrap();
+    // There before the source: its starting point, not an upload.
+    std::fs::write(texts.join("old.txt"), "old old words").unwrap();
+    let out = p.cli(&["flow", "deploy", "wordcount", &example("wordcount.yaml")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = format!("file://{}", texts.display());
+    let out = p.cli(&["sources", "create", "uploads", "--storage", &url, "--every", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trigger = std::fs::read_to_string(example("wordcount-on-upload.json"))
+        .unwrap()
+        .replace("file:///tmp/wc/out", &format!("file://{}", counts.display()));
+    assert_eq!(p.post("/v1/triggers", &trigger).0, 201);
+    until_some(10, "the first listing", || (p.get("/v1/sources").1[0]["polls"].as_u64() >= Some(1)).then_some(()));
+    let files = [("a.txt", "The cat sat. The cat ran!"), ("b.txt", "a cat, a hat"), ("c.txt", "The end")];
+    for (name, text) in files {
+        std::fs::write(texts.join(name), text).unwrap();
+    }
+    let run = until_some(30, "the run the uploads started", || p.get("/v1/runs").1[0]["id"].as_str().map(String::from));
+    let run = p.wait_run(&run, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let (_, sources) = p.get("/v1/sources");
+    assert_eq!(sources[0]["reported"], 3, "three uploads, not the object that was there: {sources}");
+    // Every word of every file, counted once, in the output's parts.
+    let mut got = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&counts).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") {
+            for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+                let (w, c) = line.split_once('\t').unwrap();
+                *got.entry(w.to_string()).or_insert(0u64) += c.parse::<u64>().unwrap();
+            }
+        }
+    }
+    assert!(counts.join("_SUCCESS").exists());
+    assert_eq!(got["the"], 3);
+    assert_eq!(got["cat"], 3);
+    assert_eq!(got["old"], 2, "the prefix's old object is counted by the job (it reads the whole prefix)");
+    assert_eq!(got.values().sum::<u64>(), 3 + 12, "old.txt's 3 words and the uploads' 12");
+}
+
+#[test]
+fn a_multi_tenant_controller_watches_no_local_directory_and_keeps_tenants_apart() {
+    let dir = TempDir::new("flow-tenants");
+    let keys = dir.0.join("keys");
+    let (a, b) = ("tenant-a-key-0000000000000000000000000", "tenant-b-key-0000000000000000000000000");
+    std::fs::write(&keys, format!("a {a}\nb {b}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let p = Platform::up(&["--api-keys", keys.to_str().unwrap()]);
+    let source = json!({"id": "mine", "storage": {"url": "file:///etc"}}).to_string();
+    let (status, body) = support::http_as(Some(a), &p.url, "POST", "/v1/sources", &source);
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("s3://"), "{body}");
+    // A's trigger, timer and run are not B's to see or touch.
+    let trigger = json!({"id": "t", "match": {"type": "x"}, "actions": [{"kind": "emit", "event": {"id": "e", "source": "s", "type": "y"}}]});
+    assert_eq!(support::http_as(Some(a), &p.url, "POST", "/v1/triggers", &trigger.to_string()).0, 201);
+    assert_eq!(support::http_as(Some(b), &p.url, "GET", "/v1/triggers", "").1, json!([]));
+    assert_eq!(support::http_as(Some(b), &p.url, "DELETE", "/v1/triggers/t", "").0, 404);
+    let (_, sent) =
+        support::http_as(Some(b), &p.url, "POST", "/v1/events", r#"{"id": "1", "source": "s", "type": "x"}"#);
+    assert_eq!(sent["accepted"], 1);
+    let (_, mine) = support::http_as(Some(a), &p.url, "GET", "/v1/triggers", "");
+    assert_eq!(mine[0]["fired"], 0, "B's event does not reach A's trigger: {mine}");
+    assert_eq!(support::http_as(Some(a), &p.url, "GET", "/v1/events", "").1, json!([]), "nor A's log");
+}

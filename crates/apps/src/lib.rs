@@ -6,6 +6,7 @@ mod download;
 pub mod kmeans;
 pub mod pagerank;
 pub mod terasort;
+mod wordcount;
 
 use volley_sdk::Functions;
 
@@ -43,6 +44,11 @@ pub fn builtins() -> Functions {
         "pagerank",
         "PageRank of an edge list: params {input, output, vertices, damping?, tolerance?, max_iterations?}",
         pagerank::pagerank,
+    );
+    f.add(
+        "wordcount",
+        "counts the words of the objects under a prefix (shuffled by word): params {input, output, top?}",
+        wordcount::wordcount,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
     f

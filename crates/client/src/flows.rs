@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use volley_proto::flow::{
-    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
-    WorkflowDefinition, WorkflowKind,
+    CloudEvent, Events, Ingested, LoggedEvent, Run, RunRequest, Source, SourceRequest, Timer, TimerRequest, Trigger,
+    TriggerRequest, Workflow, WorkflowDefinition, WorkflowKind,
 };
 
 use crate::{CALL_TIMEOUT, Client, Error, paths};
@@ -113,6 +113,19 @@ impl Client {
 
     pub async fn delete_timer(&self, id: &str) -> Result<(), Error> {
         self.send(self.request(reqwest::Method::DELETE, &paths::timer(id), CALL_TIMEOUT)).await.map(drop)
+    }
+
+    /// Watches a storage prefix for new objects.
+    pub async fn create_source(&self, request: &SourceRequest) -> Result<Source, Error> {
+        self.json(self.post(paths::SOURCES).json(request)).await
+    }
+
+    pub async fn sources(&self) -> Result<Vec<Source>, Error> {
+        self.json(self.get(paths::SOURCES)).await
+    }
+
+    pub async fn delete_source(&self, id: &str) -> Result<(), Error> {
+        self.send(self.request(reqwest::Method::DELETE, &paths::source(id), CALL_TIMEOUT)).await.map(drop)
     }
 
     pub async fn delete_trigger(&self, id: &str) -> Result<(), Error> {

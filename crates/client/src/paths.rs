@@ -12,6 +12,7 @@ pub const RUNS: &str = "/v1/runs";
 pub const EVENTS: &str = "/v1/events";
 pub const TRIGGERS: &str = "/v1/triggers";
 pub const TIMERS: &str = "/v1/timers";
+pub const SOURCES: &str = "/v1/sources";
 
 /// Every path the client calls, as the API's document spells it (a test
 /// checks each against the document a controller serves).
@@ -42,6 +43,8 @@ pub const TEMPLATES: &[&str] = &[
     "/v1/triggers/{id}",
     TIMERS,
     "/v1/timers/{id}",
+    SOURCES,
+    "/v1/sources/{id}",
 ];
 
 pub fn burst(id: &str) -> String {
@@ -92,6 +95,10 @@ pub fn timer(id: &str) -> String {
     format!("{TIMERS}/{id}")
 }
 
+pub fn source(id: &str) -> String {
+    format!("{SOURCES}/{id}")
+}
+
 pub fn run(id: &str) -> String {
     format!("{RUNS}/{id}")
 }
@@ -126,6 +133,7 @@ mod tests {
             run_cancel("{id}"),
             trigger("{id}"),
             timer("{id}"),
+            source("{id}"),
         ];
         for path in made {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");

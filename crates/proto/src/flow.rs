@@ -429,3 +429,51 @@ pub struct Timer {
     /// When it fires next (µs since the Unix epoch).
     pub next_at: Option<u64>,
 }
+
+/// `POST /v1/sources`: events from outside the platform.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"id": "uploads", "storage": {"url": "s3://volley-test/uploads"}})))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+    pub id: String,
+    /// Objects created under a prefix.
+    pub storage: StorageSource,
+}
+
+/// Watches a prefix of object storage: each object that appears after the
+/// source is made (or changes size) is an event `volley.storage.object.created`
+/// from `volley/storage/ID`, subject the object's key, data `{url, key, size}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSource {
+    /// `s3://bucket/prefix`, or `file:///dir` (only on a controller without API keys).
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
+    pub url: String,
+    /// How often the prefix is listed (at least 1 s).
+    #[serde(default = "five_seconds")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
+    pub every_secs: f64,
+}
+
+fn five_seconds() -> f64 {
+    5.0
+}
+
+/// A source, as kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: String,
+    pub namespace: String,
+    pub storage: StorageSource,
+    /// Listings done.
+    pub polls: u64,
+    /// Objects reported as events.
+    pub reported: u64,
+    /// Why the last listing failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

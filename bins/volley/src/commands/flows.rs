@@ -449,3 +449,54 @@ fn from_now(at: u64) -> String {
     let now = volley_proto::now_micros();
     format!("in {:.1} s", at.saturating_sub(now) as f64 / 1e6)
 }
+
+#[derive(Subcommand)]
+pub enum Sources {
+    /// Watch a storage prefix: each object that appears there is an event
+    /// `volley.storage.object.created` (subject: its key).
+    Create {
+        id: String,
+        /// `s3://bucket/prefix` (or `file:///dir` on a controller without API keys).
+        #[arg(long)]
+        storage: String,
+        /// How often the prefix is listed.
+        #[arg(long, default_value_t = 5.0)]
+        every: f64,
+    },
+    /// Your sources.
+    List,
+    /// Stop watching.
+    Delete { id: String },
+}
+
+impl Sources {
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
+        let client = target.client()?;
+        let rt = runtime()?;
+        match self {
+            Sources::Create { id, storage, every } => {
+                let storage = volley_proto::flow::StorageSource { url: storage, every_secs: every };
+                let s = rt.block_on(client.create_source(&volley_proto::flow::SourceRequest { id, storage }))?;
+                eprintln!("source {} watches {} every {} s", s.id, s.storage.url, s.storage.every_secs);
+                Ok(())
+            }
+            Sources::Delete { id } => {
+                rt.block_on(client.delete_source(&id))?;
+                eprintln!("deleted source {id}");
+                Ok(())
+            }
+            Sources::List => {
+                let list = rt.block_on(client.sources())?;
+                if output == Output::Json {
+                    return print_json(&list);
+                }
+                println!("{:<20} {:<40} {:>6} {:>9}  error", "id", "watches", "polls", "reported");
+                for s in list {
+                    let error = s.error.unwrap_or_default();
+                    println!("{:<20} {:<40} {:>6} {:>9}  {error}", s.id, s.storage.url, s.polls, s.reported);
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -96,6 +96,9 @@ enum Command {
     /// Events on a schedule.
     #[command(subcommand)]
     Timers(flows::Timers),
+    /// Events from outside: objects that appear under a storage prefix.
+    #[command(subcommand)]
+    Sources(flows::Sources),
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
@@ -123,6 +126,7 @@ impl Cli {
             Command::Events(e) => e.run(&target, self.output),
             Command::Triggers(t) => t.run(&target, self.output),
             Command::Timers(t) => t.run(&target, self.output),
+            Command::Sources(s) => s.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
             Command::Bench(b) => b.run(&target, self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use volley_proto::api::ErrorBody;
 use volley_proto::flow::{
-    Events, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
-    WorkflowDefinition,
+    Events, Ingested, LoggedEvent, Run, RunRequest, Source, SourceRequest, Timer, TimerRequest, Trigger,
+    TriggerRequest, Workflow, WorkflowDefinition,
 };
 
 use super::extract::{Body, Path, Query, check_id};
@@ -332,7 +332,7 @@ pub(crate) async fn timers(State(plane): Plane, Caller(ns): Caller) -> Result<Js
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct TimerId {
-    /// The timer's id.
+    /// The timer's (or source's) id.
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     id: String,
 }
@@ -349,5 +349,47 @@ pub(crate) async fn delete_timer(
 ) -> Result<StatusCode> {
     check_id("timer", &id)?;
     plane.flows()?.delete_timer(&ns, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Watch a storage prefix: each object that appears there is an event
+///
+/// `volley.storage.object.created` from `volley/storage/ID`, subject the key,
+/// data `{url, key, size}`; what the prefix holds when the source is made is
+/// its starting point, not reported.
+#[utoipa::path(post, path = "/v1/sources", operation_id = "create_source", tag = "events", security(("api_key" = [])),
+    request_body = SourceRequest,
+    responses((status = 201, description = "watching", body = Source,
+               links(("delete" = (operation_id = "delete_source", parameters(("id" = "$response.body#/id")))))),
+              (status = "default", description = "wrong (the error says what), it exists, or refused", body = ErrorBody)))]
+pub(crate) async fn create_source(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Body(request): Body<SourceRequest>,
+) -> Result<(StatusCode, Json<Source>)> {
+    check_id("source", &request.id)?;
+    Ok((StatusCode::CREATED, Json(plane.flows()?.create_source(&ns, request).await?)))
+}
+
+/// Your sources, with how many listings and reports each made
+#[utoipa::path(get, path = "/v1/sources", operation_id = "list_sources", tag = "events", security(("api_key" = [])),
+    responses((status = 200, description = "the sources", body = Vec<Source>),
+              (status = "default", description = "refused", body = ErrorBody)))]
+pub(crate) async fn sources(State(plane): Plane, Caller(ns): Caller) -> Result<Json<Vec<Source>>> {
+    Ok(Json(plane.flows()?.sources(&ns).await?))
+}
+
+/// Stop watching
+#[utoipa::path(delete, path = "/v1/sources/{id}", operation_id = "delete_source", tag = "events", security(("api_key" = [])),
+    params(TimerId),
+    responses((status = 204, description = "removed"),
+              (status = "default", description = "no such source, or refused", body = ErrorBody)))]
+pub(crate) async fn delete_source(
+    State(plane): Plane,
+    Caller(ns): Caller,
+    Path(TimerId { id }): Path<TimerId>,
+) -> Result<StatusCode> {
+    check_id("source", &id)?;
+    plane.flows()?.delete_source(&ns, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -73,6 +73,8 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(flows::delete_trigger))
         .routes(routes!(flows::timers, flows::create_timer))
         .routes(routes!(flows::delete_timer))
+        .routes(routes!(flows::sources, flows::create_source))
+        .routes(routes!(flows::delete_source))
 }
 
 /// Liveness: `ok`

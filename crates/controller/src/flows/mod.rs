@@ -14,8 +14,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use volley_proto::api::Burst;
 use volley_proto::flow::{
-    CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Timer, TimerRequest, Trigger, TriggerRequest, Workflow,
-    WorkflowDefinition,
+    CloudEvent, Ingested, LoggedEvent, Run, RunRequest, Source, SourceRequest, Timer, TimerRequest, Trigger,
+    TriggerRequest, Workflow, WorkflowDefinition,
 };
 
 use crate::control_plane::ControlPlane;
@@ -56,6 +56,16 @@ pub(crate) enum Input {
         done: oneshot::Sender<Result<Timer>>,
     },
     DeleteTimer {
+        namespace: String,
+        id: String,
+        done: oneshot::Sender<Result<()>>,
+    },
+    CreateSource {
+        namespace: String,
+        request: SourceRequest,
+        done: oneshot::Sender<Result<Source>>,
+    },
+    DeleteSource {
         namespace: String,
         id: String,
         done: oneshot::Sender<Result<()>>,
@@ -172,6 +182,16 @@ impl Engine {
         self.ask(|done| Input::DeleteTimer { namespace, id, done }).await
     }
 
+    pub(crate) async fn create_source(&self, namespace: &str, request: SourceRequest) -> Result<Source> {
+        let namespace = namespace.to_string();
+        self.ask(|done| Input::CreateSource { namespace, request, done }).await
+    }
+
+    pub(crate) async fn delete_source(&self, namespace: &str, id: &str) -> Result<()> {
+        let (namespace, id) = (namespace.to_string(), id.to_string());
+        self.ask(|done| Input::DeleteSource { namespace, id, done }).await
+    }
+
     pub(crate) async fn cancel_run(&self, namespace: &str, id: &str) -> Result<Run> {
         let (namespace, id) = (namespace.to_string(), id.to_string());
         self.ask(|done| Input::CancelRun { namespace, id, done }).await
@@ -226,6 +246,11 @@ impl Engine {
     /// Logged events after position `after`, oldest first.
     pub(crate) async fn events(&self, namespace: &str, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
         self.store.events(Some(namespace), after, limit).await
+    }
+
+    pub(crate) async fn sources(&self, namespace: &str) -> Result<Vec<Source>> {
+        let all = self.store.docs::<Source>(Docs::Sources, &format!("{namespace}/")).await?;
+        Ok(all.into_iter().map(|(_, s)| s).filter(|s| s.namespace == namespace).collect())
     }
 
     pub(crate) async fn timers(&self, namespace: &str) -> Result<Vec<Timer>> {

@@ -37,6 +37,8 @@ pub(crate) enum Pending {
     Cancel { bursts: Vec<String>, reason: String },
     /// Tell the engine a state machine's timer fired, not before `not_before` (µs).
     Timer { run: String, token: u64, not_before: u64 },
+    /// List a storage source's prefix at `at` (µs).
+    Poll { source: String, url: String, at: u64 },
     /// A timer's slot: tell the engine at `slot` (µs).
     Tick { timer: String, slot: u64 },
     /// POST the event to a trigger's webhook.
@@ -69,6 +71,11 @@ pub(crate) enum Outcome {
     Tick {
         timer: String,
         slot: u64,
+    },
+    /// A storage source's listing (objects and sizes), or why it failed.
+    Polled {
+        source: String,
+        listing: Result<Vec<(String, u64)>, String>,
     },
     Done,
 }
@@ -122,6 +129,13 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
             }
             Ok(Outcome::TimerFired { run: run.clone(), token: *token })
         }
+        Pending::Poll { source, url, at } => {
+            let wait = at.saturating_sub(now_micros());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            Ok(Outcome::Polled { source: source.clone(), listing: list(plane, url).await })
+        }
         Pending::Tick { timer, slot } => {
             let wait = slot.saturating_sub(now_micros());
             if wait > 0 {
@@ -168,4 +182,21 @@ async fn webhook(url: &str, event: &CloudEvent) {
         }
     }
     tracing::warn!(url, event = %event.id, "gave up delivering the event to the webhook after 3 attempts");
+}
+
+/// Most objects one listing of a source reports.
+const MAX_LISTED: usize = 100_000;
+
+/// The objects under `url`, with sizes (bounded by a timeout: a storage that
+/// hangs must not hold the source).
+async fn list(plane: &ControlPlane, url: &str) -> Result<Vec<(String, u64)>, String> {
+    let storage = volley_storage::Storage::open(url, &plane.opts.storage).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(60), storage.list("")).await {
+        Ok(Ok(mut objects)) => {
+            objects.truncate(MAX_LISTED);
+            Ok(objects)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("listing {url} took more than 60 s")),
+    }
 }

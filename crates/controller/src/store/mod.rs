@@ -33,11 +33,21 @@ pub enum Docs {
     Idempotency,
     /// Timers, by `namespace/id`.
     Timers,
+    /// Event sources, by `namespace/id`.
+    Sources,
 }
 
 impl Docs {
-    pub const ALL: [Docs; 7] =
-        [Docs::Workflows, Docs::Runs, Docs::Triggers, Docs::Outbox, Docs::EventIds, Docs::Idempotency, Docs::Timers];
+    pub const ALL: [Docs; 8] = [
+        Docs::Workflows,
+        Docs::Runs,
+        Docs::Triggers,
+        Docs::Outbox,
+        Docs::EventIds,
+        Docs::Idempotency,
+        Docs::Timers,
+        Docs::Sources,
+    ];
 
     /// The table's name in either backend.
     pub fn name(self) -> &'static str {
@@ -49,6 +59,7 @@ impl Docs {
             Docs::EventIds => "event_ids",
             Docs::Idempotency => "idempotency",
             Docs::Timers => "timers",
+            Docs::Sources => "sources",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod events;
 mod runs;
+mod sources;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
-use volley_proto::flow::{CloudEvent, Ingested, Run, Timer, Trigger, Workflow, WorkflowKind};
+use volley_proto::flow::{CloudEvent, Ingested, Run, Source, Timer, Trigger, Workflow, WorkflowKind};
 use volley_proto::now_micros;
 
 use super::Input;
@@ -37,6 +38,8 @@ pub(super) struct State {
     plans: HashMap<String, Plan>,
     /// Timers by `namespace/id`.
     timers: HashMap<String, Timer>,
+    /// Event sources by `namespace/id`.
+    sources: HashMap<String, Source>,
     /// `namespace/name` → a checked state machine.
     machines: HashMap<String, Machine>,
     /// Runs that have not ended.
@@ -75,6 +78,7 @@ enum Reply {
     Done(oneshot::Sender<Result<()>>, Result<()>),
     Trigger(oneshot::Sender<Result<Trigger>>, Result<Trigger>),
     Timer(oneshot::Sender<Result<Timer>>, Result<Timer>),
+    Source(oneshot::Sender<Result<Source>>, Result<Source>),
     /// The run as it is once the whole batch is applied.
     Run(oneshot::Sender<Result<Run>>, Result<String>),
 }
@@ -95,6 +99,7 @@ impl State {
             plans: HashMap::new(),
             machines: HashMap::new(),
             timers: store.docs::<Timer>(Docs::Timers, "").await?.into_iter().collect(),
+            sources: store.docs::<Source>(Docs::Sources, "").await?.into_iter().collect(),
             runs: HashMap::new(),
             next_entry: now_micros(),
             plane: plane.clone(),
@@ -194,6 +199,7 @@ impl State {
                 Reply::Done(done, r) => drop(done.send(r)),
                 Reply::Trigger(done, t) => drop(done.send(t)),
                 Reply::Timer(done, t) => drop(done.send(t)),
+                Reply::Source(done, s) => drop(done.send(s)),
                 Reply::Run(done, id) => {
                     let run = id.and_then(|id| {
                         let run = self.runs.get(&id).or_else(|| ended.get(&id)).cloned();
@@ -252,6 +258,14 @@ impl State {
                 let result = self.delete_timer(&namespace, &id, tx);
                 tx.replies.push(Reply::Done(done, result));
             }
+            Input::CreateSource { namespace, request, done } => {
+                let result = self.create_source(&namespace, request, tx);
+                tx.replies.push(Reply::Source(done, result));
+            }
+            Input::DeleteSource { namespace, id, done } => {
+                let result = self.delete_source(&namespace, &id, tx);
+                tx.replies.push(Reply::Done(done, result));
+            }
             Input::BurstEnded(burst) => self.burst_ended(*burst, tx),
             Input::Performed { id, outcome } => {
                 tx.batch.delete(Docs::Outbox, id);
@@ -265,6 +279,7 @@ impl State {
                     }
                     Outcome::TimerFired { run, token } => self.timer_fired(&run, token, tx),
                     Outcome::Tick { timer, slot } => self.tick(&timer, slot, tx),
+                    Outcome::Polled { source, listing } => self.polled(&source, listing, tx),
                 }
             }
         }
