@@ -640,3 +640,130 @@ fn a_multi_tenant_controller_watches_no_local_directory_and_keeps_tenants_apart(
     assert_eq!(mine[0]["fired"], 0, "B's event does not reach A's trigger: {mine}");
     assert_eq!(support::http_as(Some(a), &p.url, "GET", "/v1/events", "").1, json!([]), "nor A's log");
 }
+
+/// The events of `source` logged so far.
+fn events_from(p: &Platform, source: &str) -> Vec<Value> {
+    let (_, events) = p.get("/v1/events?limit=1000");
+    events.as_array().unwrap().iter().filter(|e| e["event"]["source"] == source).map(|e| e["event"].clone()).collect()
+}
+
+#[test]
+fn messages_of_a_redis_stream_a_rabbitmq_queue_and_a_nats_subject_become_events() {
+    let up = service_up("Redis", "127.0.0.1:6379")
+        & service_up("RabbitMQ", "127.0.0.1:5672")
+        & service_up("NATS", "127.0.0.1:4222");
+    if !up {
+        return;
+    }
+    let p = Platform::up(&[]);
+    let tag = format!("{:08x}", support::fs::rand_u32());
+    let (stream, queue, subject) = (format!("flows.{tag}"), format!("flows.{tag}"), format!("flows.{tag}"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The stream and the queue are the user's: made before the sources read them.
+    rt.block_on(async {
+        let mut redis =
+            redis::Client::open("redis://127.0.0.1:6379").unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: String =
+            redis::cmd("XADD").arg(&stream).arg("*").arg("data").arg("before").query_async(&mut redis).await.unwrap();
+        let conn =
+            lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(queue.as_str().into(), Default::default(), Default::default()).await.unwrap();
+    });
+    for (id, flag, name) in
+        [("r", "--redis-stream", &stream), ("q", "--rabbitmq-queue", &queue), ("n", "--nats-subject", &subject)]
+    {
+        let out = p.cli(&["sources", "create", id, flag, name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    rt.block_on(async {
+        // Give the subscriptions a moment to start (NATS delivers only to those listening).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut redis =
+            redis::Client::open("redis://127.0.0.1:6379").unwrap().get_multiplexed_async_connection().await.unwrap();
+        for n in 0..3 {
+            let _: String = redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("data")
+                .arg(json!({"n": n}).to_string())
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+        let conn =
+            lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        for n in 0..2 {
+            let props = lapin::BasicProperties::default().with_message_id(format!("m{n}").as_str().into());
+            ch.basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                Default::default(),
+                json!({"n": n}).to_string().as_bytes(),
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        // The same message again (a producer's retry): one event.
+        let props = lapin::BasicProperties::default().with_message_id("m1".into());
+        ch.basic_publish("".into(), queue.as_str().into(), Default::default(), b"{\"n\": 1}", props)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let nats = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        nats.publish(subject.clone(), "plain text".into()).await.unwrap();
+        nats.flush().await.unwrap();
+    });
+    let redis_events = until_some(20, "3 stream entries", || {
+        let e = events_from(&p, &format!("volley/redis/{stream}"));
+        (e.len() == 3).then_some(e)
+    });
+    assert_eq!(redis_events[2]["data"], json!({"n": 2}));
+    assert_eq!(redis_events[0]["type"], "volley.redis.entry");
+    let rabbit = until_some(20, "2 queue messages", || {
+        let e = events_from(&p, &format!("volley/rabbitmq/{queue}"));
+        (e.len() == 2).then_some(e)
+    });
+    assert_eq!(rabbit.iter().map(|e| e["id"].as_str().unwrap()).collect::<Vec<_>>(), ["m0", "m1"]);
+    let nats = until_some(20, "the NATS message", || events_from(&p, &format!("volley/nats/{subject}")).pop());
+    assert_eq!(nats["data"], "plain text");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        events_from(&p, &format!("volley/rabbitmq/{queue}")).len(),
+        2,
+        "the repeated message_id stays one event"
+    );
+    let (_, sources) = p.get("/v1/sources");
+    let reported: Vec<u64> = sources.as_array().unwrap().iter().map(|s| s["reported"].as_u64().unwrap()).collect();
+    assert_eq!(reported.iter().sum::<u64>(), 6, "the entry made before the source is not news: {sources}");
+    // A deleted stream source takes its consumer group with it.
+    assert!(p.cli(&["sources", "delete", "r"]).status.success());
+    let groups = until_some(10, "the consumer group to go", || {
+        rt.block_on(async {
+            let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let groups: Vec<redis::Value> =
+                redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await.unwrap();
+            groups.is_empty().then_some(groups)
+        })
+    });
+    assert!(groups.is_empty());
+    // Clean up the broker objects this test made.
+    rt.block_on(async {
+        let mut redis =
+            redis::Client::open("redis://127.0.0.1:6379").unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
+        let conn =
+            lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
+    });
+}

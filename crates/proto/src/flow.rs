@@ -430,7 +430,8 @@ pub struct Timer {
     pub next_at: Option<u64>,
 }
 
-/// `POST /v1/sources`: events from outside the platform.
+/// `POST /v1/sources`: events from outside the platform. Give exactly one of
+/// `storage`, `redis_stream`, `rabbitmq_queue`, `nats_subject`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"id": "uploads", "storage": {"url": "s3://volley-test/uploads"}})))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -439,7 +440,20 @@ pub struct SourceRequest {
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub id: String,
     /// Objects created under a prefix.
-    pub storage: StorageSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSource>,
+    /// Entries added to this Redis stream (of the platform's Redis), read by a consumer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$"))]
+    pub redis_stream: Option<String>,
+    /// Messages of this RabbitMQ queue (of the platform's RabbitMQ), acknowledged once logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$"))]
+    pub rabbitmq_queue: Option<String>,
+    /// Messages published on this NATS subject (of the platform's NATS; at most once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$"))]
+    pub nats_subject: Option<String>,
 }
 
 /// Watches a prefix of object storage: each object that appears after the
@@ -468,12 +482,19 @@ fn five_seconds() -> f64 {
 pub struct Source {
     pub id: String,
     pub namespace: String,
-    pub storage: StorageSource,
-    /// Listings done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq_queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_subject: Option<String>,
+    /// Listings done (storage).
     pub polls: u64,
-    /// Objects reported as events.
+    /// Objects or messages reported as events.
     pub reported: u64,
-    /// Why the last listing failed, if it did.
+    /// Why the last listing or connection failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

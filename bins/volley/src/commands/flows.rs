@@ -452,21 +452,47 @@ fn from_now(at: u64) -> String {
 
 #[derive(Subcommand)]
 pub enum Sources {
-    /// Watch a storage prefix: each object that appears there is an event
-    /// `volley.storage.object.created` (subject: its key).
-    Create {
-        id: String,
-        /// `s3://bucket/prefix` (or `file:///dir` on a controller without API keys).
-        #[arg(long)]
-        storage: String,
-        /// How often the prefix is listed.
-        #[arg(long, default_value_t = 5.0)]
-        every: f64,
-    },
+    /// Events from outside: objects that appear under a storage prefix
+    /// (`volley.storage.object.created`, subject: the key), or the messages of a
+    /// Redis stream, a RabbitMQ queue or a NATS subject of the platform's brokers.
+    Create(SourceArgs),
     /// Your sources.
     List,
     /// Stop watching.
     Delete { id: String },
+}
+
+#[derive(Args)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("kind").required(true).multiple(false))]
+pub struct SourceArgs {
+    id: String,
+    /// `s3://bucket/prefix` (or `file:///dir` on a controller without API keys).
+    #[arg(long, group = "kind")]
+    storage: Option<String>,
+    /// How often a storage prefix is listed.
+    #[arg(long, default_value_t = 5.0)]
+    every: f64,
+    /// A Redis stream (with API keys: named NAMESPACE.something).
+    #[arg(long, group = "kind")]
+    redis_stream: Option<String>,
+    /// A RabbitMQ queue.
+    #[arg(long, group = "kind")]
+    rabbitmq_queue: Option<String>,
+    /// A NATS subject.
+    #[arg(long, group = "kind")]
+    nats_subject: Option<String>,
+}
+
+/// What a source watches, in a few words.
+fn watched(s: &volley_proto::flow::Source) -> String {
+    match (&s.storage, &s.redis_stream, &s.rabbitmq_queue, &s.nats_subject) {
+        (Some(st), ..) => format!("{} every {} s", st.url, st.every_secs),
+        (_, Some(stream), ..) => format!("redis stream {stream}"),
+        (_, _, Some(queue), _) => format!("rabbitmq queue {queue}"),
+        (_, _, _, Some(subject)) => format!("nats subject {subject}"),
+        _ => "-".into(),
+    }
 }
 
 impl Sources {
@@ -474,10 +500,17 @@ impl Sources {
         let client = target.client()?;
         let rt = runtime()?;
         match self {
-            Sources::Create { id, storage, every } => {
-                let storage = volley_proto::flow::StorageSource { url: storage, every_secs: every };
-                let s = rt.block_on(client.create_source(&volley_proto::flow::SourceRequest { id, storage }))?;
-                eprintln!("source {} watches {} every {} s", s.id, s.storage.url, s.storage.every_secs);
+            Sources::Create(a) => {
+                let storage = a.storage.map(|url| volley_proto::flow::StorageSource { url, every_secs: a.every });
+                let request = volley_proto::flow::SourceRequest {
+                    id: a.id,
+                    storage,
+                    redis_stream: a.redis_stream,
+                    rabbitmq_queue: a.rabbitmq_queue,
+                    nats_subject: a.nats_subject,
+                };
+                let s = rt.block_on(client.create_source(&request))?;
+                eprintln!("source {} watches {}", s.id, watched(&s));
                 Ok(())
             }
             Sources::Delete { id } => {
@@ -490,10 +523,10 @@ impl Sources {
                 if output == Output::Json {
                     return print_json(&list);
                 }
-                println!("{:<20} {:<40} {:>6} {:>9}  error", "id", "watches", "polls", "reported");
+                println!("{:<20} {:<44} {:>6} {:>9}  error", "id", "watches", "polls", "reported");
                 for s in list {
-                    let error = s.error.unwrap_or_default();
-                    println!("{:<20} {:<40} {:>6} {:>9}  {error}", s.id, s.storage.url, s.polls, s.reported);
+                    let error = s.error.clone().unwrap_or_default();
+                    println!("{:<20} {:<44} {:>6} {:>9}  {error}", s.id, watched(&s), s.polls, s.reported);
                 }
                 Ok(())
             }

@@ -6,6 +6,7 @@
 
 mod engine;
 mod outbox;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,12 @@ pub(crate) enum Input {
         namespace: String,
         id: String,
         done: oneshot::Sender<Result<Run>>,
+    },
+    /// A subscription reported `reported` events, or failed with `error`.
+    SourceNote {
+        key: String,
+        reported: u64,
+        error: Option<String>,
     },
     /// A burst reached its final state (the control plane saved it).
     BurstEnded(Box<Burst>),
@@ -180,6 +187,11 @@ impl Engine {
     pub(crate) async fn delete_timer(&self, namespace: &str, id: &str) -> Result<()> {
         let (namespace, id) = (namespace.to_string(), id.to_string());
         self.ask(|done| Input::DeleteTimer { namespace, id, done }).await
+    }
+
+    /// Tells the engine how a subscription is doing (no answer awaited).
+    pub(crate) fn note_source(&self, key: &str, reported: u64, error: Option<String>) {
+        let _ = self.inbox.send(Input::SourceNote { key: key.into(), reported, error });
     }
 
     pub(crate) async fn create_source(&self, namespace: &str, request: SourceRequest) -> Result<Source> {

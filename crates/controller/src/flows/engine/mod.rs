@@ -40,6 +40,8 @@ pub(super) struct State {
     timers: HashMap<String, Timer>,
     /// Event sources by `namespace/id`.
     sources: HashMap<String, Source>,
+    /// The running subscriptions' stops, by source key.
+    subscriptions: HashMap<String, tokio_util::sync::CancellationToken>,
     /// `namespace/name` → a checked state machine.
     machines: HashMap<String, Machine>,
     /// Runs that have not ended.
@@ -63,6 +65,8 @@ struct Tx {
     replies: Vec<Reply>,
     /// Runs that ended in this batch: the engine forgets them, a reply may still show them.
     ended: HashMap<String, Run>,
+    /// Subscriptions to start once the batch is durable.
+    subscribe: Vec<(String, Source)>,
     /// Triggers whose context changed: saved once at the end of the batch.
     dirty: HashSet<String>,
     /// Runs that changed: saved once at the end of the batch.
@@ -100,6 +104,7 @@ impl State {
             machines: HashMap::new(),
             timers: store.docs::<Timer>(Docs::Timers, "").await?.into_iter().collect(),
             sources: store.docs::<Source>(Docs::Sources, "").await?.into_iter().collect(),
+            subscriptions: HashMap::new(),
             runs: HashMap::new(),
             next_entry: now_micros(),
             plane: plane.clone(),
@@ -157,6 +162,9 @@ impl State {
         for entry in std::mem::take(&mut self.owed) {
             outbox::perform(self.plane.clone(), entry, self.inbox.clone());
         }
+        let subscriptions: Vec<(String, Source)> =
+            self.sources.iter().filter(|(_, s)| s.storage.is_none()).map(|(k, s)| (k.clone(), s.clone())).collect();
+        self.subscribe(subscriptions);
         while let Some(first) = rx.recv().await {
             let mut tx = Tx::default();
             self.handle(first, &mut tx);
@@ -175,7 +183,7 @@ impl State {
     }
 
     async fn commit(&mut self, tx: Tx) {
-        let Tx { batch, perform, replies, ended, .. } = tx;
+        let Tx { batch, perform, replies, ended, subscribe, .. } = tx;
         // Retried until it holds: the state in memory is already ahead of the store.
         let mut delay = Duration::from_millis(50);
         let mut batch = Some(batch);
@@ -189,6 +197,7 @@ impl State {
             }
         }
         self.changed.notify_waiters();
+        self.subscribe(subscribe);
         for entry in perform {
             outbox::perform(self.plane.clone(), entry, self.inbox.clone());
         }
@@ -266,6 +275,7 @@ impl State {
                 let result = self.delete_source(&namespace, &id, tx);
                 tx.replies.push(Reply::Done(done, result));
             }
+            Input::SourceNote { key, reported, error } => self.source_note(&key, reported, error, tx),
             Input::BurstEnded(burst) => self.burst_ended(*burst, tx),
             Input::Performed { id, outcome } => {
                 tx.batch.delete(Docs::Outbox, id);
