@@ -767,3 +767,49 @@ fn messages_of_a_redis_stream_a_rabbitmq_queue_and_a_nats_subject_become_events(
         let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
     });
 }
+
+#[test]
+fn a_workflow_as_code_loops_until_it_converges_and_waits_for_an_event_without_a_process() {
+    let p = Platform::up(&[]);
+    let out = p.cli(&["flow", "deploy", "pi", &example("estimate-pi.yaml")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = start(&p, "pi", json!({"tolerance": 0.003, "samples": 100_000, "approval": true}));
+    // Once the estimate converged, the run waits for its approval: a trigger, no burst.
+    until_some(60, "the wait for approval", || {
+        let (_, triggers) = p.get("/v1/triggers");
+        triggers.as_array().unwrap().iter().any(|t| t["match"]["type"] == "pi.approve").then_some(())
+    });
+    let (_, bursts) = p.get("/v1/bursts?limit=1000");
+    assert!(
+        bursts.as_array().unwrap().iter().all(|b| b["state"] != "running" && b["state"] != "queued"),
+        "nothing runs while it waits"
+    );
+    let event = json!({"id": "ok-1", "source": "tests", "type": "pi.approve", "subject": id, "data": {"by": "me"}});
+    assert_eq!(p.post("/v1/events", &event.to_string()).0, 202);
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let out = &run["output"];
+    assert!((out["pi"].as_f64().unwrap() - std::f64::consts::PI).abs() < 0.05, "{out}");
+    let rounds = out["rounds"].as_u64().unwrap();
+    assert!(rounds >= 2, "{out}");
+    assert_eq!(out["darts"], rounds * 4 * 100_000);
+    assert_eq!(out["approved"], json!({"by": "me"}));
+    // Replayed once per finished command, plus the first: each a short burst.
+    let replays = run["steps"].as_object().unwrap().keys().filter(|k| k.starts_with("replay ")).count() as u64;
+    assert_eq!(replays, rounds + 2, "{:#}", run["steps"]);
+    // Every command's burst started once.
+    for (key, bursts) in bursts_by_key(&p) {
+        assert_eq!(bursts.len(), 1, "{key}");
+    }
+}
+
+#[test]
+fn an_orchestrator_that_asks_for_other_things_on_replay_fails_naming_the_line() {
+    let p = Platform::up(&[]);
+    assert!(p.cli(&["flow", "deploy", "pi", &example("estimate-pi.yaml")]).status.success());
+    let id = start(&p, "pi", json!({"drill_nondeterminism": true, "samples": 1000}));
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "failed", "{run:#}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("not deterministic") && error.contains("orchestrators.rs:"), "{error}");
+}

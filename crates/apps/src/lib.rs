@@ -4,6 +4,7 @@ mod basic;
 pub mod dataset;
 mod download;
 pub mod kmeans;
+mod orchestrators;
 pub mod pagerank;
 pub mod terasort;
 mod wordcount;
@@ -49,6 +50,12 @@ pub fn builtins() -> Functions {
         "wordcount",
         "counts the words of the objects under a prefix (shuffled by word): params {input, output, top?}",
         wordcount::wordcount,
+    );
+    f.add("darts", "throws darts at the unit square: params {samples, seed}; returns hits", orchestrators::darts);
+    f.add(
+        "estimate_pi",
+        "a workflow as code: rounds of darts bursts until pi converges (run it as a code workflow)",
+        orchestrators::estimate_pi,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
     f

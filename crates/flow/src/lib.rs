@@ -6,6 +6,7 @@
 //! decides (see `docs/adr/0004-workflows.md`).
 
 pub mod asl;
+pub mod code;
 pub mod condition;
 pub mod dag;
 pub mod matching;

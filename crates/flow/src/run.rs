@@ -23,6 +23,8 @@ pub enum Effect {
     Emit(Box<CloudEvent>),
     /// Call back with this token after `after` (a state machine's Wait or retry).
     Timer { token: u64, after: Duration },
+    /// Tell the run `seq` when an event of type `kind` (and `subject`) comes.
+    Listen { seq: u32, kind: String, subject: Option<String> },
     /// The run has ended: its triggers go.
     Finished,
 }

@@ -252,6 +252,9 @@ pub enum WorkflowKind {
     Dag,
     /// A state machine in Amazon States Language (JSON or YAML).
     StateMachine,
+    /// An orchestrator function (`{"function": NAME}`) that calls bursts,
+    /// sleeps and waits for events with `volley_sdk::orchestrate`.
+    Code,
 }
 
 /// `PUT /v1/workflows/{name}`: a definition to deploy.
@@ -497,4 +500,65 @@ pub struct Source {
     /// Why the last listing or connection failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What a workflow-as-code orchestrator asks for (see `volley_sdk::orchestrate`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Command {
+    /// Run a burst; its result is every worker's result, in rank order.
+    Burst { request: Box<BurstRequest> },
+    /// Wait this long.
+    Sleep { secs: f64 },
+    /// Wait for an event of this type (and subject, if given); its result is the event.
+    WaitEvent {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+    },
+}
+
+/// A command as the orchestrator issued it: its place in the orchestration's
+/// order and the line of code that asked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issued {
+    pub seq: u32,
+    pub command: Command,
+    /// `file:line` of the call.
+    pub at: String,
+}
+
+/// A command that finished, as the history a replay reads.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub issued: Issued,
+    /// Its result; absent if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The parameters of one replay of an orchestrator.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayInput {
+    pub run: String,
+    pub input: Value,
+    pub history: Vec<Completed>,
+}
+
+/// How one replay of an orchestrator ended (its worker's result).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "replay", rename_all = "snake_case")]
+pub enum Replay {
+    /// The orchestration returned: the run's output.
+    Done { output: Value },
+    /// It waits for these (new ones are started; the rest are in flight).
+    Suspended { waiting: Vec<Issued> },
 }

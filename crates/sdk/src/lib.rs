@@ -34,6 +34,7 @@ macro_rules! note {
 
 mod control;
 mod functions;
+pub mod orchestrate;
 mod runtime;
 mod threads;
 mod worker;

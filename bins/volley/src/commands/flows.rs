@@ -185,11 +185,20 @@ impl Flow {
     }
 }
 
-/// A state machine has `StartAt`; anything else is read as a DAG.
+/// A state machine has `StartAt`, a code workflow `function`; anything else is read as a DAG.
 fn kind_of(source: &str) -> WorkflowKind {
-    let starts = serde_json::from_str::<serde_json::Value>(source).ok().is_some_and(|v| v.get("StartAt").is_some())
-        || source.lines().any(|l| l.starts_with("StartAt:"));
-    if starts { WorkflowKind::StateMachine } else { WorkflowKind::Dag }
+    let json = serde_json::from_str::<serde_json::Value>(source).ok();
+    let has = |field: &str| {
+        json.as_ref().is_some_and(|v| v.get(field).is_some())
+            || source.lines().any(|l| l.starts_with(&format!("{field}:")))
+    };
+    if has("StartAt") {
+        WorkflowKind::StateMachine
+    } else if has("function") && !has("steps") {
+        WorkflowKind::Code
+    } else {
+        WorkflowKind::Dag
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

@@ -74,7 +74,7 @@ impl State {
         let scope = json!({"event": event, "context": context});
         for action in actions {
             match action {
-                Action::Advance { run, step } => self.advance(&run, &step, tx),
+                Action::Advance { run, step } => self.advance(&run, &step, event, tx),
                 Action::StartBurst { request, idempotency_key } => {
                     let filled = fill::<BurstRequest>(&request, &scope);
                     let key = match idempotency_key {

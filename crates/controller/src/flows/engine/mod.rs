@@ -44,6 +44,8 @@ pub(super) struct State {
     subscriptions: HashMap<String, tokio_util::sync::CancellationToken>,
     /// `namespace/name` → a checked state machine.
     machines: HashMap<String, Machine>,
+    /// `namespace/name` → a code workflow's orchestrator.
+    codes: HashMap<String, volley_flow::code::Definition>,
     /// Runs that have not ended.
     runs: HashMap<String, Run>,
     /// `namespace/source/id` of every logged event.
@@ -102,6 +104,7 @@ impl State {
             by_type: HashMap::new(),
             plans: HashMap::new(),
             machines: HashMap::new(),
+            codes: HashMap::new(),
             timers: store.docs::<Timer>(Docs::Timers, "").await?.into_iter().collect(),
             sources: store.docs::<Source>(Docs::Sources, "").await?.into_iter().collect(),
             subscriptions: HashMap::new(),
@@ -121,6 +124,9 @@ impl State {
                 WorkflowKind::Dag => dag::parse(&w.source).map(|p| drop(state.plans.insert(key.clone(), p))),
                 WorkflowKind::StateMachine => {
                     volley_flow::asl::parse(&w.source).map(|m| drop(state.machines.insert(key.clone(), m)))
+                }
+                WorkflowKind::Code => {
+                    volley_flow::code::parse(&w.source).map(|d| drop(state.codes.insert(key.clone(), d)))
                 }
             };
             if let Err(e) = parsed {

@@ -1,6 +1,7 @@
 //! Workflow runs: deploy a definition, start a run, move it on each of its
 //! steps' events and bursts' ends, and carry out what the rules decide.
 
+use serde_json::Value;
 use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
 use volley_flow::run::{self as rules, Effect, Ended};
@@ -45,6 +46,21 @@ impl State {
         self.settle(run, effects, &[], tx);
     }
 
+    /// Changes code workflow run `id` by `change`, and carries out the effects.
+    pub(super) fn transition_code(
+        &mut self,
+        id: &str,
+        tx: &mut Tx,
+        change: impl FnOnce(&volley_flow::code::Definition, &mut Run) -> Vec<Effect>,
+    ) {
+        let Some(mut run) = self.runs.remove(id) else { return };
+        let Some(def) = self.codes.get(&workflow_key(&run.namespace, &run.workflow)) else {
+            return self.orphan(run, tx);
+        };
+        let effects = change(def, &mut run);
+        self.settle(run, effects, &[], tx);
+    }
+
     /// A run whose workflow is gone (it cannot be: undeploy waits for runs to end).
     fn orphan(&mut self, run: Run, _tx: &mut Tx) {
         tracing::error!(run = %run.id, "the run's workflow is gone; it cannot go on");
@@ -70,10 +86,32 @@ impl State {
                     let not_before = now_micros() + after.as_micros() as u64;
                     self.owe(&namespace, Pending::Timer { run: id.clone(), token, not_before }, tx);
                 }
-                // The run's triggers go with it (one per step of a DAG).
+                Effect::Listen { seq, kind, subject } => {
+                    let trigger = volley_proto::flow::Trigger {
+                        id: format!("run/{id}/code-{seq}"),
+                        namespace: namespace.clone(),
+                        run: Some(id.clone()),
+                        matcher: volley_proto::flow::Match { kind, source: None, subject },
+                        condition: volley_proto::flow::Condition::Always,
+                        actions: vec![volley_proto::flow::Action::Advance {
+                            run: id.clone(),
+                            step: format!("code:{seq}"),
+                        }],
+                        context: serde_json::Value::Null,
+                        once: true,
+                        fired: 0,
+                        error: None,
+                    };
+                    tx.batch.put(Docs::Triggers, trigger_key(&namespace, &trigger.id), &trigger);
+                    self.index(&namespace, trigger);
+                }
+                // The run's triggers go with it (one per step of a DAG; a code run's waits).
                 Effect::Finished => {
-                    for step in steps {
-                        let key = trigger_key(&namespace, &dag::trigger_id(&id, step));
+                    let mut keys: Vec<String> =
+                        steps.iter().map(|step| trigger_key(&namespace, &dag::trigger_id(&id, step))).collect();
+                    let waits = trigger_key(&namespace, &format!("run/{id}/code-"));
+                    keys.extend(self.triggers.keys().filter(|k| k.starts_with(&waits)).cloned());
+                    for key in keys {
                         if self.triggers.contains_key(&key) {
                             self.unindex(&key);
                             tx.batch.delete(Docs::Triggers, key);
@@ -92,13 +130,22 @@ impl State {
         }
     }
 
+    fn is_code(&self, run: &str) -> bool {
+        self.runs.get(run).is_some_and(|r| self.codes.contains_key(&workflow_key(&r.namespace, &r.workflow)))
+    }
+
     fn is_machine(&self, run: &str) -> bool {
         self.runs.get(run).is_some_and(|r| self.machines.contains_key(&workflow_key(&r.namespace, &r.workflow)))
     }
 
-    /// A trigger of a run fired: start the step.
-    pub(super) fn advance(&mut self, run: &str, step: &str, tx: &mut Tx) {
+    /// A trigger of a run fired: start the step (a DAG), or deliver the event a
+    /// code run waits for (`code:SEQ`).
+    pub(super) fn advance(&mut self, run: &str, step: &str, event: &CloudEvent, tx: &mut Tx) {
         let now = now_micros();
+        if let Some(seq) = step.strip_prefix("code:").and_then(|s| s.parse::<u32>().ok()) {
+            let event = serde_json::to_value(event).unwrap_or_default();
+            return self.transition_code(run, tx, |d, r| volley_flow::code::finished(d, r, seq, Ok(event), now));
+        }
         self.transition(run, tx, |plan, r| rules::advance(plan, r, step, now));
     }
 
@@ -131,6 +178,7 @@ impl State {
                 let plan = dag::parse(&definition.source).map_err(unusable)?;
                 let found = (plan.dag.description.clone(), plan.order.clone());
                 self.machines.remove(&key);
+                self.codes.remove(&key);
                 self.plans.insert(key.clone(), plan);
                 found
             }
@@ -138,7 +186,22 @@ impl State {
                 let machine = volley_flow::asl::parse(&definition.source).map_err(unusable)?;
                 let found = (machine.comment.clone().unwrap_or_default(), machine.states.keys().cloned().collect());
                 self.plans.remove(&key);
+                self.codes.remove(&key);
                 self.machines.insert(key.clone(), machine);
+                found
+            }
+            WorkflowKind::Code => {
+                let def = volley_flow::code::parse(&definition.source).map_err(unusable)?;
+                if self.plane.functions.get(namespace, &def.function).is_none() {
+                    return Err(Error::Unprocessable(format!(
+                        "no function {:?} to orchestrate; deploy it first (`volley deploy NAME BINARY`)",
+                        def.function
+                    )));
+                }
+                let found = (def.description.clone(), vec![def.function.clone()]);
+                self.plans.remove(&key);
+                self.machines.remove(&key);
+                self.codes.insert(key.clone(), def);
                 found
             }
         };
@@ -157,7 +220,7 @@ impl State {
 
     pub(super) fn undeploy(&mut self, namespace: &str, name: &str, tx: &mut Tx) -> Result<()> {
         let key = workflow_key(namespace, name);
-        if !self.plans.contains_key(&key) && !self.machines.contains_key(&key) {
+        if !self.plans.contains_key(&key) && !self.machines.contains_key(&key) && !self.codes.contains_key(&key) {
             return Err(Error::NotFound(format!("no workflow {name:?}")));
         }
         if let Some(run) = self.runs.values().find(|r| r.namespace == namespace && r.workflow == name) {
@@ -165,6 +228,7 @@ impl State {
         }
         self.plans.remove(&key);
         self.machines.remove(&key);
+        self.codes.remove(&key);
         tx.batch.delete(Docs::Workflows, key);
         Ok(())
     }
@@ -172,6 +236,13 @@ impl State {
     pub(super) fn start_run(&mut self, namespace: &str, request: RunRequest, tx: &mut Tx) -> Result<String> {
         let id = format!("r{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff);
         let key = workflow_key(namespace, &request.workflow);
+        if let Some(def) = self.codes.get(&key) {
+            let (run, effects) =
+                volley_flow::code::create(def, &id, namespace, &request.workflow, request.input, now_micros());
+            self.runs.insert(id.clone(), run);
+            self.transition_code(&id, tx, |_, _| effects);
+            return Ok(id);
+        }
         if let Some(machine) = self.machines.get(&key) {
             let (run, effects) =
                 volley_flow::asl::run::create(machine, &id, namespace, &request.workflow, request.input, now_micros());
@@ -199,7 +270,9 @@ impl State {
         match self.runs.get(id) {
             Some(run) if run.namespace == namespace => {
                 let now = now_micros();
-                if self.is_machine(id) {
+                if self.is_code(id) {
+                    self.transition_code(id, tx, |_, run| volley_flow::code::cancel(run, "cancelled by a user", now));
+                } else if self.is_machine(id) {
                     self.transition_machine(id, tx, |_, run| {
                         volley_flow::asl::run::cancel(run, "cancelled by a user", now)
                     });
@@ -229,6 +302,23 @@ impl State {
         let Some(key) = burst.request.idempotency_key.as_deref() else { return };
         let how: Ended = ended(&burst);
         let now = now_micros();
+        if let Some(code_key) = volley_flow::code::parse_key(key) {
+            use volley_flow::code::{self, Key};
+            return match code_key {
+                Key::Replay(run, n) => self.transition_code(run, tx, |d, r| {
+                    code::replay_started(r, n, &burst.id);
+                    code::replay_ended(d, r, n, how, now)
+                }),
+                Key::Command(run, seq) => self.transition_code(run, tx, |d, r| {
+                    code::command_started(r, seq, &burst.id);
+                    let result = match how {
+                        Ended::Succeeded(results) => Ok(results),
+                        Ended::Failed(e) | Ended::Cancelled(e) => Err(e),
+                    };
+                    code::finished(d, r, seq, result, now)
+                }),
+            };
+        }
         if let Some((run, token)) = volley_flow::asl::run::parse_key(key) {
             return self.transition_machine(run, tx, |machine, r| {
                 volley_flow::asl::run::task_started(r, token, &burst.id);
@@ -242,9 +332,13 @@ impl State {
         });
     }
 
-    /// A state machine's timer fired.
+    /// A state machine's timer fired, or a code run's sleep ended.
     pub(super) fn timer_fired(&mut self, run: &str, token: u64, tx: &mut Tx) {
         let now = now_micros();
+        if self.is_code(run) {
+            let seq = token as u32;
+            return self.transition_code(run, tx, |d, r| volley_flow::code::finished(d, r, seq, Ok(Value::Null), now));
+        }
         self.transition_machine(run, tx, |machine, r| volley_flow::asl::run::timer_fired(machine, r, token, now));
     }
 
@@ -259,6 +353,25 @@ impl State {
         tx: &mut Tx,
     ) {
         let now = now_micros();
+        if let Some(code_key) = volley_flow::code::parse_key(key) {
+            use volley_flow::code::{self, Key};
+            return match code_key {
+                Key::Replay(_, n) => self.transition_code(run, tx, |d, r| match started {
+                    Ok(burst) => {
+                        code::replay_started(r, n, &burst);
+                        Vec::new()
+                    }
+                    Err(error) => code::replay_ended(d, r, n, Ended::Failed(error), now),
+                }),
+                Key::Command(_, seq) => self.transition_code(run, tx, |d, r| match started {
+                    Ok(burst) => {
+                        code::command_started(r, seq, &burst);
+                        Vec::new()
+                    }
+                    Err(error) => code::finished(d, r, seq, Err(error), now),
+                }),
+            };
+        }
         if let Some((_, token)) = volley_flow::asl::run::parse_key(key) {
             use volley_flow::asl::run as machine_run;
             return self.transition_machine(run, tx, |machine, r| match started {
