@@ -78,6 +78,10 @@ fn terasort_pipeline(args: &[&str]) {
     let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "volley.step.succeeded").count(), 3, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "volley.burst.succeeded").count(), 3, "{kinds:?}");
+    for state in ["queued", "running"] {
+        let n = kinds.iter().filter(|k| **k == format!("volley.burst.{state}")).count();
+        assert_eq!(n, 3, "each burst announced {state} once: {kinds:?}");
+    }
     // A finished run leaves no trigger behind.
     let (_, triggers) = p.get("/v1/triggers");
     assert_eq!(triggers, json!([]));
@@ -217,6 +221,12 @@ steps:
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("flaky") && error.contains("failed on purpose"), "{error}");
     assert_eq!(run["steps"]["first"]["state"], "succeeded");
+    let key = format!("run/{id}/first/1");
+    assert_eq!(
+        run["steps"]["first"]["output"][0]["idempotency_key"],
+        key.as_str(),
+        "the function is handed its step's key"
+    );
     assert_eq!(run["steps"]["flaky"]["attempts"], 3, "one run and two retries");
     assert_eq!(run["steps"]["flaky"]["errors"].as_array().unwrap().len(), 3);
     assert_eq!(run["steps"]["flaky"]["bursts"].as_array().unwrap().len(), 3, "each attempt a fresh burst");
@@ -794,9 +804,10 @@ fn a_workflow_as_code_loops_until_it_converges_and_waits_for_an_event_without_a_
     assert!(rounds >= 2, "{out}");
     assert_eq!(out["darts"], rounds * 4 * 100_000);
     assert_eq!(out["approved"], json!({"by": "me"}));
-    // Replayed once per finished command, plus the first: each a short burst.
+    assert_eq!(out["mapped"], rounds, "the map ran one worker per round: {out}");
+    // Replayed once per finished command (rounds, the map, the event), plus the first.
     let replays = run["steps"].as_object().unwrap().keys().filter(|k| k.starts_with("replay ")).count() as u64;
-    assert_eq!(replays, rounds + 2, "{:#}", run["steps"]);
+    assert_eq!(replays, rounds + 3, "{:#}", run["steps"]);
     // Every command's burst started once.
     for (key, bursts) in bursts_by_key(&p) {
         assert_eq!(bursts.len(), 1, "{key}");

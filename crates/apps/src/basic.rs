@@ -7,7 +7,11 @@ use volley_sdk::serde_json::json;
 use volley_sdk::{Op, Worker, WorkerResult};
 
 pub fn hello(w: &Worker) -> WorkerResult {
-    Ok(json!({ "rank": w.rank(), "size": w.size(), "pack": w.pack(), "host": w.host() }))
+    let mut out = json!({ "rank": w.rank(), "size": w.size(), "pack": w.pack(), "host": w.host() });
+    if let Some(key) = w.idempotency_key() {
+        out["idempotency_key"] = json!(key);
+    }
+    Ok(out)
 }
 
 /// `sleep` waits; its other parameters are fault drills for the platform's tests.

@@ -105,6 +105,9 @@ pub fn estimate_pi(w: &Worker) -> WorkerResult {
             }
             last = estimate;
         }
+        // A map: one `hello` per round, packed into one burst, as a record of the rounds.
+        let items: Vec<Value> = (0..estimates.len()).map(|i| json!({"round": i})).collect();
+        let checked = ctx.wait(ctx.map("hello", items, Granularity::Auto))?;
         let approved = if plan.approval {
             let event = ctx.wait(ctx.wait_event("pi.approve", Some(ctx.run_id())))?;
             event["data"].clone()
@@ -112,6 +115,6 @@ pub fn estimate_pi(w: &Worker) -> WorkerResult {
             Value::Null
         };
         Ok(json!({"pi": estimates.last(), "rounds": estimates.len(), "estimates": estimates,
-                  "darts": thrown, "approved": approved}))
+                  "darts": thrown, "approved": approved, "mapped": checked.as_array().map(Vec::len)}))
     })
 }

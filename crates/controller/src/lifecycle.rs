@@ -335,6 +335,7 @@ impl Lifecycle {
             let spec = PackSpec {
                 burst: id.to_string(),
                 attempt: burst.attempt,
+                idempotency_key: burst.request.idempotency_key.clone(),
                 secret: secret.clone(),
                 function: burst.request.function.clone(),
                 program: active.program.clone(),

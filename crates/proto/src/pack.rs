@@ -25,6 +25,11 @@ pub struct PackSpec {
     /// Which attempt of the burst this pack belongs to (1 unless retried).
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The burst's idempotency key, if it was submitted with one (a workflow
+    /// step's is `run/RUN/STEP/ATTEMPT`): what the function may key its own
+    /// side effects by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// The per-burst secret, hex.
     pub secret: String,
     pub function: String,

@@ -1,5 +1,5 @@
 //! Workflows as code: an orchestrator is a function that calls
-//! [`Orchestration::burst`], [`Orchestration::sleep`] and
+//! [`Orchestration::burst`], [`Orchestration::task`], [`Orchestration::map`], [`Orchestration::sleep`] and
 //! [`Orchestration::wait_event`], and waits for their results with
 //! [`Orchestration::wait`] or [`Orchestration::wait_all`]. It runs as a
 //! short burst of one worker each time something it waits for finishes, and
@@ -101,6 +101,27 @@ impl Orchestration {
             transport: None,
             params,
             worker_params: None,
+            timeout_secs: None,
+            queue_timeout_secs: None,
+            memory_mb: None,
+            retries: None,
+            idempotency_key: None,
+        };
+        self.issue(Command::Burst { request: Box::new(request) }, Location::caller())
+    }
+
+    /// Runs `function` once per item, packed `granularity` per pack into one
+    /// burst (each worker gets its item as its own parameters); the result is
+    /// every item's, in order.
+    #[track_caller]
+    pub fn map(&self, function: &str, items: Vec<Value>, granularity: Granularity) -> Handle {
+        let request = BurstRequest {
+            function: function.into(),
+            workers: items.len().max(1),
+            granularity,
+            transport: None,
+            params: Value::Null,
+            worker_params: Some(items),
             timeout_secs: None,
             queue_timeout_secs: None,
             memory_mb: None,

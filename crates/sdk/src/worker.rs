@@ -24,6 +24,7 @@ pub struct Worker {
     /// Tells the invoker where this pack writes local files (see `runtime.rs`).
     write_notice: Option<WriteNotice>,
     attempt: u32,
+    idempotency_key: Option<String>,
 }
 
 impl Worker {
@@ -35,7 +36,7 @@ impl Worker {
         runtime: tokio::runtime::Handle,
         storage: Arc<StorageOptions>,
     ) -> Self {
-        Worker { comm, burst, params, own, runtime, storage, write_notice: None, attempt: 1 }
+        Worker { comm, burst, params, own, runtime, storage, write_notice: None, attempt: 1, idempotency_key: None }
     }
 
     pub(crate) fn with_write_notice(mut self, notice: WriteNotice) -> Self {
@@ -46,6 +47,18 @@ impl Worker {
     pub(crate) fn with_attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
         self
+    }
+
+    pub(crate) fn with_idempotency_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// The burst's idempotency key, if it was submitted with one: a workflow
+    /// step's (`run/RUN/STEP/ATTEMPT`) is the same however often the engine
+    /// starts it, so a function can key its own side effects by it.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 
     /// Which attempt of the burst this is: 1, or more when a failed burst is retried.

@@ -78,6 +78,7 @@ impl ControlPlane {
             }
         }
         self.submitted.fetch_add(1, Ordering::Relaxed);
+        let _ = self.changes.send(burst.clone());
         let program = self.functions.program(namespace, &burst.request.function);
         self.lock().submit(burst.clone(), program);
         Ok(burst)

@@ -34,13 +34,15 @@ pub(crate) struct ControlPlane {
     pub(crate) functions: Functions,
     /// Submits with an idempotency key, one at a time.
     keyed: tokio::sync::Mutex<()>,
+    /// Where bursts go, once saved in a new state, for the workflow engine.
+    pub(crate) changes: mpsc::UnboundedSender<Burst>,
     /// The workflow engine, once started (it needs the control plane first).
     flows: std::sync::OnceLock<crate::flows::Engine>,
 }
 
 impl ControlPlane {
     /// Builds the core and recovers what a previous run left unfinished; the
-    /// receiver gets every burst once it is saved in its final state.
+    /// receiver gets each burst when it is saved in a new state.
     pub(crate) async fn start(
         opts: Options,
         store: Store,
@@ -59,6 +61,7 @@ impl ControlPlane {
             changed: Notify::new(),
             submitted: AtomicU64::new(0),
             keyed: tokio::sync::Mutex::new(()),
+            changes: ends.clone(),
             flows: std::sync::OnceLock::new(),
         });
         tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone(), ends));
@@ -124,6 +127,8 @@ async fn writer(
     ends: mpsc::UnboundedSender<Burst>,
 ) {
     let mut next = None;
+    // The state (and attempt) the engine was last told of each unfinished burst.
+    let mut told: std::collections::HashMap<String, (BurstState, u32)> = std::collections::HashMap::new();
     while let Some(write) = match next.take() {
         Some(w) => Some(w),
         None => rx.recv().await,
@@ -144,13 +149,22 @@ async fn writer(
                     }
                 }
                 save_bursts(&store, &bursts).await;
-                let ended: Vec<Burst> = bursts.into_iter().filter(|b| b.state.is_final()).collect();
-                if !ended.is_empty() {
+                if bursts.iter().any(|b| b.state.is_final()) {
                     finished.notify_waiters();
                 }
-                // Saved first: the workflow engine hears of an end the store holds.
-                for burst in ended {
-                    let _ = ends.send(burst);
+                // Saved first: the workflow engine hears of a change the store
+                // holds; of each burst, each state once (its end always).
+                for burst in bursts {
+                    let new = if burst.state.is_final() {
+                        told.remove(&burst.id);
+                        true
+                    } else {
+                        told.insert(burst.id.clone(), (burst.state, burst.attempt))
+                            != Some((burst.state, burst.attempt))
+                    };
+                    if new {
+                        let _ = ends.send(burst);
+                    }
                 }
             }
             Write::Logs(id, logs) => {

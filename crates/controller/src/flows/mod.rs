@@ -87,8 +87,8 @@ pub(crate) enum Input {
         reported: u64,
         error: Option<String>,
     },
-    /// A burst reached its final state (the control plane saved it).
-    BurstEnded(Box<Burst>),
+    /// A burst was saved in a new state (queued, running, or final).
+    BurstChanged(Box<Burst>),
     /// An outbox entry was performed.
     Performed {
         id: String,
@@ -295,7 +295,7 @@ impl Recovered {
 
 async fn forward_ends(mut ended: mpsc::UnboundedReceiver<Burst>, inbox: mpsc::UnboundedSender<Input>) {
     while let Some(burst) = ended.recv().await {
-        if inbox.send(Input::BurstEnded(Box::new(burst))).is_err() {
+        if inbox.send(Input::BurstChanged(Box::new(burst))).is_err() {
             return;
         }
     }

@@ -151,7 +151,7 @@ impl State {
                 if let Some(burst) = store.get_burst(id).await?
                     && burst.state.is_final()
                 {
-                    let _ = inbox.send(Input::BurstEnded(Box::new(burst)));
+                    let _ = inbox.send(Input::BurstChanged(Box::new(burst)));
                 }
             }
         }
@@ -282,7 +282,8 @@ impl State {
                 tx.replies.push(Reply::Done(done, result));
             }
             Input::SourceNote { key, reported, error } => self.source_note(&key, reported, error, tx),
-            Input::BurstEnded(burst) => self.burst_ended(*burst, tx),
+            Input::BurstChanged(burst) if burst.state.is_final() => self.burst_ended(*burst, tx),
+            Input::BurstChanged(burst) => self.burst_progressed(&burst, tx),
             Input::Performed { id, outcome } => {
                 tx.batch.delete(Docs::Outbox, id);
                 match outcome {

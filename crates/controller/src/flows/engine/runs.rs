@@ -285,6 +285,19 @@ impl State {
         }
     }
 
+    /// A burst was queued or started running: announce it (`volley.burst.queued|running`).
+    pub(super) fn burst_progressed(&mut self, burst: &Burst, tx: &mut Tx) {
+        let event = CloudEvent::new(
+            format!("burst/{}/{}/{}", burst.id, burst.attempt, burst.state.name()),
+            "volley/platform",
+            &format!("volley.burst.{}", burst.state.name()),
+            Some(burst.id.clone()),
+            serde_json::json!({"burst": burst.id, "function": burst.request.function, "state": burst.state,
+                "attempt": burst.attempt, "idempotency_key": burst.request.idempotency_key}),
+        );
+        self.ingest(&burst.namespace, event, tx);
+    }
+
     /// A burst ended: announce it (triggers may listen), and if it was a step's, move its run.
     pub(super) fn burst_ended(&mut self, burst: Burst, tx: &mut Tx) {
         let event = CloudEvent::new(
