@@ -2,10 +2,12 @@
 //! (fork-join vs the plain burst, trigger throughput vs the no-op rate, a
 //! chain of steps vs a client and a shell script driving the same chain).
 
-use clap::Args;
-use volley_bench::jobs::flow::{self, Plan, Report};
+use std::path::PathBuf;
 
-use super::platform::{PlatformArgs, with_platform};
+use clap::Args;
+use volley_bench::jobs::flow::{self, Plan, Recovery, Report, Restartable};
+
+use super::platform::{Embedded, PlatformArgs, with_platform};
 use super::{Output, Target};
 
 #[derive(Args)]
@@ -25,6 +27,9 @@ pub struct FlowArgs {
     /// Concurrent clients sending events.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Steps of the chain a controller restart cuts (embedded platform only; 0: not measured).
+    #[arg(long, default_value_t = 10)]
+    recovery_steps: usize,
     #[command(flatten)]
     platform: PlatformArgs,
 }
@@ -48,12 +53,72 @@ pub fn run(args: FlowArgs, target: &Target, output: Output) -> anyhow::Result<()
             Ok(flow::run(&target.client_at(&url)?, plan, volley).await?)
         }))?,
     };
+    // A restart needs a platform of the benchmark's own.
+    let recovery = match (&target.controller, args.recovery_steps) {
+        (None, steps) if steps >= 4 => Some(runtime.block_on(measure_recovery(&args.platform, target, steps))?),
+        _ => None,
+    };
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"report": report, "recovery": recovery}))?);
     } else {
         print(&report);
+        if let Some(r) = recovery {
+            println!(
+                "platform stopped while step 3 of {} ran ({:.0} ms to stop), then started: API back after {:.0} ms, a step running again after {:.0} ms; {} step(s) retried, {} burst(s) started twice",
+                r.steps, r.stop_ms, r.restart_ms, r.resumed_ms, r.retried_steps, r.duplicated
+            );
+        }
     }
     Ok(())
+}
+
+/// An embedded platform on a directory of its own, restarted on the same state.
+struct Restarting<'a> {
+    args: &'a PlatformArgs,
+    target: &'a Target,
+    dir: PathBuf,
+    platform: Option<Embedded>,
+}
+
+impl Restartable for Restarting<'_> {
+    fn client(&self) -> volley_bench::Result<volley_client::Client> {
+        let url = self.platform.as_ref().map(|p| p.url().to_string()).unwrap_or_default();
+        self.target.client_at(&url).map_err(|e| volley_bench::Error::Invalid(e.to_string()))
+    }
+
+    fn stop(&mut self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(p) = self.platform.take() {
+                p.stop().await;
+            }
+            // Stopped once its tasks have let go of the store (they end just after the server).
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            let store = self.dir.join("controller").join("state.redb");
+            while tokio::time::Instant::now() < deadline && redb::Database::open(&store).is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    }
+
+    fn start(&mut self) -> futures::future::BoxFuture<'_, volley_bench::Result<()>> {
+        Box::pin(async move {
+            let started = Embedded::start("127.0.0.1:0", &self.dir, self.args).await;
+            self.platform = Some(started.map_err(|e| volley_bench::Error::Invalid(e.to_string()))?);
+            Ok(())
+        })
+    }
+}
+
+async fn measure_recovery(args: &PlatformArgs, target: &Target, steps: usize) -> anyhow::Result<Recovery> {
+    let dir = std::env::temp_dir().join(format!("volley-recovery-{:08x}", rand::random::<u32>()));
+    let platform = Embedded::start("127.0.0.1:0", &dir, args).await?;
+    let mut r = Restarting { args, target, dir: dir.clone(), platform: Some(platform) };
+    let measured = flow::recovery(&mut r, steps).await;
+    if let Some(p) = r.platform.take() {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(measured?)
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -373,3 +373,94 @@ fn latencies(how: &str, bursts: &[Burst], took: Duration) -> Chain {
         running_p99_ms: r.p99_us / 1e3,
     }
 }
+
+/// A platform the benchmark may restart (the controller on the same store).
+pub trait Restartable: Send {
+    /// A client of the platform as it is now.
+    fn client(&self) -> Result<Client>;
+    /// Stops the platform.
+    fn stop(&mut self) -> futures::future::BoxFuture<'_, ()>;
+    /// Starts it again on the same state.
+    fn start(&mut self) -> futures::future::BoxFuture<'_, Result<()>>;
+}
+
+/// What a controller restart in the middle of a run costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    pub steps: usize,
+    /// Stopping the platform (its packs stopped, its store let go).
+    pub stop_ms: f64,
+    /// From the start to the API answering again (the store read back, the engine recovered).
+    pub restart_ms: f64,
+    /// From the start to a step's burst running again.
+    pub resumed_ms: f64,
+    /// Bursts started twice for one step attempt (must be 0).
+    pub duplicated: usize,
+    pub retried_steps: usize,
+}
+
+/// A chain of `steps` sleeping steps; the platform restarted while the third runs.
+pub async fn recovery(platform: &mut dyn Restartable, steps: usize) -> Result<Recovery> {
+    let client = platform.client()?;
+    let mut dag = serde_json::Map::new();
+    for i in 0..steps {
+        let needs: Vec<String> = if i == 0 { Vec::new() } else { vec![format!("s{i}", i = i - 1)] };
+        dag.insert(
+            format!("s{i}"),
+            json!({"needs": needs, "function": "sleep", "workers": 2, "retries": 2, "backoff_secs": 0.01,
+                   "params": {"seconds": 0.3}}),
+        );
+    }
+    let name = format!("bench-recovery-{:08x}", rand::random::<u32>());
+    client.deploy_workflow(&name, WorkflowKind::Dag, &json!({"steps": dag}).to_string(), "volley bench flow").await?;
+    let run = client.start_run(&name, Value::Null).await?;
+    let third = loop {
+        let r = client.run(&run.id).await?;
+        if let Some(b) = r.steps.get("s2").and_then(|s| s.bursts.last())
+            && client.burst(b).await?.running_at.is_some()
+        {
+            break b.clone();
+        }
+        if r.state.is_final() {
+            return Err(Error::Invalid(format!("the run ended before the restart: {:?}", r.error)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stopping = Instant::now();
+    platform.stop().await;
+    let stop_ms = stopping.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    platform.start().await?;
+    let restart_ms = started.elapsed().as_secs_f64() * 1e3;
+    let client = platform.client()?;
+    // Running again: a burst of the run (other than the one cut off) is running.
+    let resumed_ms = loop {
+        let r = client.run(&run.id).await?;
+        let mut running = false;
+        for s in r.steps.values() {
+            if let Some(b) = s.bursts.last()
+                && *b != third
+                && client.burst(b).await?.state == volley_proto::api::BurstState::Running
+            {
+                running = true;
+            }
+        }
+        if running || r.state.is_final() {
+            break started.elapsed().as_secs_f64() * 1e3;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let done = client.wait_run_until_final(&run.id, RUN_LIMIT).await?;
+    if done.state != RunState::Succeeded {
+        return Err(Error::Invalid(format!("the run did not survive the restart: {:?}", done.error)));
+    }
+    let mut keys = std::collections::HashMap::new();
+    for b in client.list(1000).await? {
+        if let Some(k) = b.request.idempotency_key.filter(|k| k.starts_with(&format!("run/{}/", run.id))) {
+            *keys.entry(k).or_insert(0usize) += 1;
+        }
+    }
+    let duplicated = keys.values().map(|n| n - 1).sum();
+    let retried_steps = done.steps.values().filter(|s| s.attempts > 1).count();
+    Ok(Recovery { steps, stop_ms, restart_ms, resumed_ms, duplicated, retried_steps })
+}

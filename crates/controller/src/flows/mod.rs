@@ -286,7 +286,7 @@ impl Recovered {
         tokio::spawn(forward_ends(ended, state.inbox()));
         tokio::spawn(async move {
             tokio::select! {
-                _ = state.run(rx) => {}
+                _ = state.run(rx, cancel.clone()) => {}
                 _ = cancel.cancelled() => {}
             }
         });

@@ -81,8 +81,23 @@ pub(crate) enum Outcome {
 }
 
 /// Performs `entry` in a task of its own and reports to the engine.
-pub(crate) fn perform(plane: Arc<ControlPlane>, entry: Entry, inbox: mpsc::UnboundedSender<Input>) {
+/// Stops with the engine (`stop`): an effect owed is performed again on the next start.
+pub(crate) fn perform(
+    plane: Arc<ControlPlane>,
+    entry: Entry,
+    inbox: mpsc::UnboundedSender<Input>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = perform_until_done(plane, entry, inbox) => {}
+        }
+    });
+}
+
+async fn perform_until_done(plane: Arc<ControlPlane>, entry: Entry, inbox: mpsc::UnboundedSender<Input>) {
+    {
         let Entry { id, namespace, effect } = entry;
         let outcome = loop {
             match attempt(&plane, &namespace, &effect).await {
@@ -96,7 +111,7 @@ pub(crate) fn perform(plane: Arc<ControlPlane>, entry: Entry, inbox: mpsc::Unbou
             }
         };
         let _ = inbox.send(Input::Performed { id, outcome });
-    });
+    }
 }
 
 async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Result<Outcome, Error> {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
 use volley_proto::flow::{CloudEvent, Ingested, Run, Source, Timer, Trigger, Workflow, WorkflowKind};
@@ -40,6 +41,8 @@ pub(super) struct State {
     timers: HashMap<String, Timer>,
     /// Event sources by `namespace/id`.
     sources: HashMap<String, Source>,
+    /// Stops what the engine started (outbox tasks, subscriptions) with it.
+    stop: CancellationToken,
     /// The running subscriptions' stops, by source key.
     subscriptions: HashMap<String, tokio_util::sync::CancellationToken>,
     /// `namespace/name` → a checked state machine.
@@ -108,6 +111,7 @@ impl State {
             timers: store.docs::<Timer>(Docs::Timers, "").await?.into_iter().collect(),
             sources: store.docs::<Source>(Docs::Sources, "").await?.into_iter().collect(),
             subscriptions: HashMap::new(),
+            stop: CancellationToken::new(),
             runs: HashMap::new(),
             next_entry: now_micros(),
             plane: plane.clone(),
@@ -164,9 +168,10 @@ impl State {
     }
 
     /// Takes inputs until the controller stops.
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>, stop: CancellationToken) {
+        self.stop = stop;
         for entry in std::mem::take(&mut self.owed) {
-            outbox::perform(self.plane.clone(), entry, self.inbox.clone());
+            outbox::perform(self.plane.clone(), entry, self.inbox.clone(), self.stop.clone());
         }
         let subscriptions: Vec<(String, Source)> =
             self.sources.iter().filter(|(_, s)| s.storage.is_none()).map(|(k, s)| (k.clone(), s.clone())).collect();
@@ -205,7 +210,7 @@ impl State {
         self.changed.notify_waiters();
         self.subscribe(subscribe);
         for entry in perform {
-            outbox::perform(self.plane.clone(), entry, self.inbox.clone());
+            outbox::perform(self.plane.clone(), entry, self.inbox.clone(), self.stop.clone());
         }
         for reply in replies {
             match reply {

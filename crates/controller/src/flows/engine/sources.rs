@@ -149,7 +149,7 @@ impl State {
     pub(super) fn subscribe(&mut self, sources: Vec<(String, Source)>) {
         for (key, source) in sources {
             let Ok(engine) = self.plane.flows().cloned() else { return };
-            let stop = tokio_util::sync::CancellationToken::new();
+            let stop = self.stop.child_token();
             super::super::subscriptions::start(
                 engine,
                 key.clone(),
