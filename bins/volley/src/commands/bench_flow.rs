@@ -91,10 +91,11 @@ impl Restartable for Restarting<'_> {
             if let Some(p) = self.platform.take() {
                 p.stop().await;
             }
-            // Stopped once its tasks have let go of the store (they end just after the server).
+            // Stopped once its tasks have let go of the store (they end just after
+            // the server; an embedded store is locked until then).
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
             let store = self.dir.join("controller").join("state.redb");
-            while tokio::time::Instant::now() < deadline && redb::Database::open(&store).is_err() {
+            while store.exists() && tokio::time::Instant::now() < deadline && redb::Database::open(&store).is_err() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         })

@@ -285,8 +285,18 @@ impl State {
         }
     }
 
-    /// A burst was queued or started running: announce it (`volley.burst.queued|running`).
+    /// A burst was queued or started running: announce it
+    /// (`volley.burst.queued|running`) to the triggers that listen for it.
+    /// Unlike an end, which moves runs and is always logged, a progress event
+    /// nobody listens to is not logged: each one would cost a commit on the
+    /// path of the next step.
     pub(super) fn burst_progressed(&mut self, burst: &Burst, tx: &mut Tx) {
+        let kind = format!("volley.burst.{}", burst.state.name());
+        let announced =
+            matches!(burst.state, volley_proto::api::BurstState::Queued | volley_proto::api::BurstState::Running);
+        if !announced || self.by_type.get(&kind).is_none_or(|t| t.is_empty()) {
+            return;
+        }
         let event = CloudEvent::new(
             format!("burst/{}/{}/{}", burst.id, burst.attempt, burst.state.name()),
             "volley/platform",
