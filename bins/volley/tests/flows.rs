@@ -491,6 +491,63 @@ fn executions(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
+/// SIGKILLs the platform up to `times` times while run `id` goes, restarting
+/// it on `dir` each time; kill points come from a seed printed for replay, 120
+/// to 400 ms after each start (a step often finishes between two kills: the
+/// run moves on, and no step is likely to exhaust its 10 retries).
+fn kill_repeatedly(dir: &TempDir, mut p: Platform, id: &str, times: usize) -> (Platform, usize) {
+    let mut seed = std::env::var("VOLLEY_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("kill seed {seed} (VOLLEY_KILL_SEED replays it)");
+    let mut kills = 0;
+    for _ in 0..times {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(120 + (seed >> 33) % 280));
+        let (_, run) = p.get(&format!("/v1/runs/{id}"));
+        if run["state"] != "running" {
+            break;
+        }
+        p.role.kill9();
+        kills += 1;
+        p = Platform::up_in(&dir.0, &[]);
+    }
+    (p, kills)
+}
+
+#[test]
+fn a_state_machine_survives_ten_controller_kills_and_runs_every_task_once_unless_it_says_retried() {
+    let dir = TempDir::new("asl-kills");
+    let data = TempDir::new("asl-kills-data");
+    let items: Vec<String> = (0..60).map(|i| format!("file://{}/i{i}", data.0.display())).collect();
+    let machine = json!({
+        "StartAt": "Each",
+        "States": {"Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2, "End": true,
+            "Iterator": {"StartAt": "Work", "States": {"Work": {
+                "Type": "Task", "Resource": "volley:burst:sleep?workers=2",
+                "Parameters": {"seconds": 0.1, "record_to.$": "$$.Map.Item.Value"},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0.01, "MaxAttempts": 10}],
+                "End": true}}}}}
+    });
+    let p = Platform::up_in(&dir.0, &[]);
+    assert!(deploy(&p, &dir, "killed-asl", &machine.to_string()).status.success());
+    let id = start(&p, "killed-asl", json!({"items": items}));
+    let (p, kills) = kill_repeatedly(&dir, p, &id, 10);
+    let run = p.wait_run(&id, 120);
+    assert_eq!(kills, 10, "the run ended before its 10th kill: give it more items");
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    for i in 0..60 {
+        let rec = &run["steps"][format!("Each[{i}]/Work")];
+        let attempts = rec["attempts"].as_u64().unwrap() as usize;
+        let ran = executions(&data.0.join(format!("i{i}")));
+        assert!(ran >= 1 && ran <= attempts, "item {i} ran {ran} times in {attempts} attempts: {rec}");
+        assert_eq!(rec["errors"].as_array().unwrap().len(), attempts - 1, "every retry says why: {rec}");
+    }
+    for (key, bursts) in bursts_by_key(&p) {
+        assert_eq!(bursts.len(), 1, "{key} started {} bursts", bursts.len());
+    }
+}
+
 #[test]
 fn a_workflow_survives_twenty_controller_kills_and_runs_every_step_once_unless_it_says_retried() {
     let dir = TempDir::new("flow-kills");
@@ -513,28 +570,10 @@ fn a_workflow_survives_twenty_controller_kills_and_runs_every_step_once_unless_i
             }),
         );
     }
-    let mut p = Platform::up_in(&dir.0, &[]);
+    let p = Platform::up_in(&dir.0, &[]);
     assert!(deploy(&p, &dir, "killed", &json!({"steps": dag}).to_string()).status.success());
     let id = start(&p, "killed", json!({}));
-    // Kill points from a seed printed for replay: 120 to 400 ms after each
-    // start (a step then often finishes between two kills: the run moves on,
-    // and no step is likely to exhaust its 10 retries).
-    let mut seed = std::env::var("VOLLEY_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("kill seed {seed} (VOLLEY_KILL_SEED replays it)");
-    let mut kills = 0;
-    for _ in 0..20 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(120 + (seed >> 33) % 280));
-        let (_, run) = p.get(&format!("/v1/runs/{id}"));
-        if run["state"] != "running" {
-            break;
-        }
-        p.role.kill9();
-        kills += 1;
-        p = Platform::up_in(&dir.0, &[]);
-    }
+    let (p, kills) = kill_repeatedly(&dir, p, &id, 20);
     let run = p.wait_run(&id, 120);
     let attempts: Vec<u64> = steps.iter().map(|s| run["steps"][s]["attempts"].as_u64().unwrap_or(0)).collect();
     eprintln!("{kills} kills; attempts {attempts:?}");
