@@ -154,7 +154,8 @@ fn a_state_machine_maps_waits_runs_branches_and_catches_on_the_platform() {
             "Broken": {"Type": "Task", "Resource": "volley:function:sleep", "Parameters": {"seconds": 0, "fail_rank": 0},
                        "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.caught", "Next": "Done"}], "End": true},
             "Done": {"Type": "Pass", "Parameters": {"ranks.$": "$.ranks", "sums.$": "$.both[0][*].sum", "constant.$": "$.both[1]",
-                                                    "error.$": "$.caught.Error"}, "End": true}
+                                                    "error.$": "$.caught.Error",
+                                                    "summary.$": "States.Format('{} ranks, constant {}', States.ArrayLength($.ranks), $.both[1])"}, "End": true}
         }
     });
     assert!(deploy(&p, &dir, "tour", &machine.to_string()).status.success());
@@ -166,6 +167,7 @@ fn a_state_machine_maps_waits_runs_branches_and_catches_on_the_platform() {
     assert_eq!(out["sums"], json!([6.0, 6.0, 6.0, 6.0]), "every worker's all_reduce of the ranks: {out}");
     assert_eq!(out["constant"], 42);
     assert_eq!(out["error"], "States.TaskFailed");
+    assert_eq!(out["summary"], "3 ranks, constant 42", "intrinsics: {out}");
     assert_eq!(run["steps"]["Each[2]/Who"]["state"], "succeeded", "{:#}", run["steps"]);
     assert_eq!(run["steps"]["Broken"]["state"], "failed");
     // The Wait held the run: Both started at least 0.3 s after the Map ended.

@@ -4,10 +4,11 @@
 //! the engine drives with the ends of tasks and timers. Supported: Task, Pass,
 //! Choice, Wait, Parallel, Map (`ItemsPath`, `MaxConcurrency`), Succeed, Fail;
 //! `InputPath`, `Parameters`, `ResultSelector`, `ResultPath`, `OutputPath`;
-//! `Retry` and `Catch`. A Task runs a Volley function or burst ([`task`]).
+//! `Retry` and `Catch`; the intrinsic functions in [`intrinsics::SUPPORTED`]. A Task runs a Volley function or burst ([`task`]).
 
 pub mod choice;
 pub mod exec;
+pub mod intrinsics;
 pub mod model;
 pub mod paths;
 pub mod run;

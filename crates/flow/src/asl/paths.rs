@@ -51,7 +51,12 @@ pub fn template(template: &Value, input: &Value, context: &Value) -> Result<Valu
                         let Value::String(path) = value else {
                             return Err(format!("{key} must be a path (a string), not {value}"));
                         };
-                        out.insert(name.to_string(), select(path, input, context)?);
+                        let value = if super::intrinsics::is_call(path) {
+                            super::intrinsics::evaluate(path, input, context)?
+                        } else {
+                            select(path, input, context)?
+                        };
+                        out.insert(name.to_string(), value);
                     }
                     None => {
                         out.insert(key.clone(), self::template(value, input, context)?);
@@ -169,10 +174,8 @@ pub fn check_template(template: &Value) -> Result<(), String> {
             for (key, value) in map {
                 if key.ends_with(".$") {
                     match value {
-                        Value::String(p) if p.starts_with("States.") => {
-                            return Err(format!(
-                                "{key}: intrinsic functions ({p}) are not supported; compute it in a Task"
-                            ));
+                        Value::String(p) if super::intrinsics::is_call(p) => {
+                            super::intrinsics::check(p).map_err(|e| format!("{key}: {e}"))?
                         }
                         Value::String(p) => check(&Some(Value::String(p.clone())), false)?,
                         other => return Err(format!("{key} must be a path (a string), not {other}")),
@@ -210,6 +213,9 @@ mod tests {
         assert!(select("$.missing", &input, &ctx).unwrap_err().contains("selects nothing"));
         assert!(check(&Some(json!("$.a[*]")), true).is_err(), "a ResultPath names one place");
         assert!(check(&Some(json!("$.a[")), false).is_err());
-        assert!(check_template(&json!({"v.$": "States.Format('{}', $.a)"})).unwrap_err().contains("intrinsic"));
+        assert!(check_template(&json!({"v.$": "States.Format('{}', $.a)"})).is_ok());
+        assert!(check_template(&json!({"v.$": "States.Base64Encode($.a)"})).unwrap_err().contains("v.$"));
+        let filled = template(&json!({"s.$": "States.Format('{}-{}', $.n, $$.Execution.Id)"}), &input, &ctx).unwrap();
+        assert_eq!(filled, json!({"s": "3-r1"}));
     }
 }

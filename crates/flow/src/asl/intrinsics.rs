@@ -1,0 +1,344 @@
+//! ASL's intrinsic functions, as written in a payload template's `.$` values:
+//! `States.Format('{} of {}', $.done, $.total)`. Arguments are string literals
+//! (single quotes; `\\'`, `\\{`, `\\}` and `\\\\` escaped), numbers, `true`,
+//! `false`, `null`, paths (`$.x`, `$$.Map.Item.Index`) and other intrinsics.
+//! The language's grammar is small and no crate reads it, so it is read here.
+
+use serde_json::{Value, json};
+
+use super::paths::select;
+
+/// Whether a template value is an intrinsic call.
+pub fn is_call(text: &str) -> bool {
+    text.starts_with("States.")
+}
+
+/// The intrinsics this engine evaluates.
+pub const SUPPORTED: &[&str] = &[
+    "States.Format",
+    "States.StringToJson",
+    "States.JsonToString",
+    "States.Array",
+    "States.ArrayPartition",
+    "States.ArrayContains",
+    "States.ArrayRange",
+    "States.ArrayGetItem",
+    "States.ArrayLength",
+    "States.ArrayUnique",
+    "States.MathAdd",
+    "States.StringSplit",
+    "States.UUID",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    Literal(Value),
+    Path(String),
+    Call(String, Vec<Arg>),
+}
+
+/// Checks a call's syntax and that its function is supported.
+pub fn check(text: &str) -> Result<(), String> {
+    parse(text).map(drop)
+}
+
+/// Evaluates a call against a state's input and the context object.
+pub fn evaluate(text: &str, input: &Value, context: &Value) -> Result<Value, String> {
+    let call = parse(text)?;
+    eval(&call, input, context)
+}
+
+fn parse(text: &str) -> Result<Arg, String> {
+    let mut p = Parser { s: text.as_bytes(), at: 0, text };
+    let arg = p.arg()?;
+    p.space();
+    if p.at != p.s.len() {
+        return Err(p.error("unexpected text after the call"));
+    }
+    match arg {
+        Arg::Call(..) => Ok(arg),
+        _ => Err(format!("{text} is not an intrinsic call")),
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    at: usize,
+    text: &'a str,
+}
+
+impl Parser<'_> {
+    fn error(&self, what: &str) -> String {
+        format!("{}: {what} at character {}", self.text, self.at)
+    }
+
+    fn space(&mut self) {
+        while self.at < self.s.len() && self.s[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    fn arg(&mut self) -> Result<Arg, String> {
+        self.space();
+        match self.peek() {
+            Some(b'\'') => self.string(),
+            Some(b'$') => Ok(Arg::Path(self.path())),
+            Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
+            Some(_) if self.text[self.at..].starts_with("States.") => self.call(),
+            Some(_) => {
+                for (word, value) in [("true", json!(true)), ("false", json!(false)), ("null", Value::Null)] {
+                    if self.text[self.at..].starts_with(word) {
+                        self.at += word.len();
+                        return Ok(Arg::Literal(value));
+                    }
+                }
+                Err(self.error("expected a string, number, path or intrinsic"))
+            }
+            None => Err(self.error("expected an argument")),
+        }
+    }
+
+    fn call(&mut self) -> Result<Arg, String> {
+        let start = self.at;
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.') {
+            self.at += 1;
+        }
+        let name = self.text[start..self.at].to_string();
+        if !SUPPORTED.contains(&name.as_str()) {
+            return Err(format!("{name} is not an intrinsic this engine runs (it runs {})", SUPPORTED.join(", ")));
+        }
+        self.space();
+        if self.peek() != Some(b'(') {
+            return Err(self.error("expected ("));
+        }
+        self.at += 1;
+        let mut args = Vec::new();
+        self.space();
+        if self.peek() == Some(b')') {
+            self.at += 1;
+            return Ok(Arg::Call(name, args));
+        }
+        loop {
+            args.push(self.arg()?);
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b')') => {
+                    self.at += 1;
+                    return Ok(Arg::Call(name, args));
+                }
+                _ => return Err(self.error("expected , or )")),
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<Arg, String> {
+        self.at += 1;
+        let mut out = String::new();
+        let rest = &self.text[self.at..];
+        let mut chars = rest.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, e)) => {
+                        // Braces stay escaped for States.Format, which reads them.
+                        if e == '{' || e == '}' {
+                            out.push('\\');
+                        }
+                        out.push(e);
+                    }
+                    None => break,
+                },
+                '\'' => {
+                    self.at += i + 1;
+                    return Ok(Arg::Literal(Value::String(out)));
+                }
+                c => out.push(c),
+            }
+        }
+        Err(self.error("a string is not closed"))
+    }
+
+    fn number(&mut self) -> Result<Arg, String> {
+        let start = self.at;
+        self.at += 1;
+        while self.peek().is_some_and(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')) {
+            self.at += 1;
+        }
+        let n: f64 = self.text[start..self.at].parse().map_err(|_| self.error("not a number"))?;
+        Ok(Arg::Literal(if n.fract() == 0.0 && n.abs() < 9e15 { json!(n as i64) } else { json!(n) }))
+    }
+
+    /// A path runs to the next top-level `,` or `)` (brackets may hold them).
+    fn path(&mut self) -> String {
+        let start = self.at;
+        let mut depth = 0;
+        while let Some(c) = self.peek() {
+            match c {
+                b'[' | b'(' => depth += 1,
+                b']' | b')' if depth > 0 => depth -= 1,
+                b',' | b')' if depth == 0 => break,
+                _ => {}
+            }
+            self.at += 1;
+        }
+        self.text[start..self.at].trim().to_string()
+    }
+}
+
+fn eval(arg: &Arg, input: &Value, context: &Value) -> Result<Value, String> {
+    let (name, args) = match arg {
+        Arg::Literal(v) => return Ok(v.clone()),
+        Arg::Path(p) => return select(p, input, context),
+        Arg::Call(name, args) => (name.as_str(), args),
+    };
+    let values: Vec<Value> = args.iter().map(|a| eval(a, input, context)).collect::<Result<_, _>>()?;
+    let want = |n: usize| -> Result<(), String> {
+        if values.len() == n { Ok(()) } else { Err(format!("{name} takes {n} arguments, not {}", values.len())) }
+    };
+    let text = |v: &Value| -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
+    let list = |v: &Value| -> Result<Vec<Value>, String> {
+        v.as_array().cloned().ok_or_else(|| format!("{name}: {v} is not a list"))
+    };
+    let int =
+        |v: &Value| -> Result<i64, String> { v.as_i64().ok_or_else(|| format!("{name}: {v} is not a whole number")) };
+    Ok(match name {
+        "States.Format" => {
+            let Some((fmt, rest)) = values.split_first() else { return Err("States.Format needs a template".into()) };
+            let fmt = fmt.as_str().ok_or("States.Format's template must be a string")?;
+            let mut out = String::new();
+            let mut next = rest.iter();
+            let mut chars = fmt.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    '{' if chars.peek() == Some(&'}') => {
+                        chars.next();
+                        let v = next.next().ok_or("States.Format has more {} than arguments")?;
+                        out.push_str(&text(v));
+                    }
+                    c => out.push(c),
+                }
+            }
+            if next.next().is_some() {
+                return Err("States.Format has more arguments than {}".into());
+            }
+            json!(out)
+        }
+        "States.StringToJson" => {
+            want(1)?;
+            let s = values[0].as_str().ok_or("States.StringToJson takes a string")?;
+            serde_json::from_str(s).map_err(|e| format!("States.StringToJson: {e}"))?
+        }
+        "States.JsonToString" => {
+            want(1)?;
+            json!(values[0].to_string())
+        }
+        "States.Array" => Value::Array(values),
+        "States.ArrayPartition" => {
+            want(2)?;
+            let (items, size) = (list(&values[0])?, int(&values[1])?);
+            if size <= 0 {
+                return Err("States.ArrayPartition's chunk size must be positive".into());
+            }
+            Value::Array(items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect())
+        }
+        "States.ArrayContains" => {
+            want(2)?;
+            json!(list(&values[0])?.contains(&values[1]))
+        }
+        "States.ArrayRange" => {
+            want(3)?;
+            let (start, end, step) = (int(&values[0])?, int(&values[1])?, int(&values[2])?);
+            if step == 0 || (end - start) / step > 1000 {
+                return Err("States.ArrayRange: a step of 0, or more than 1000 items".into());
+            }
+            let mut out = Vec::new();
+            let mut at = start;
+            while (step > 0 && at <= end) || (step < 0 && at >= end) {
+                out.push(json!(at));
+                at += step;
+            }
+            Value::Array(out)
+        }
+        "States.ArrayGetItem" => {
+            want(2)?;
+            let (items, i) = (list(&values[0])?, int(&values[1])?);
+            items.get(i as usize).cloned().ok_or_else(|| format!("States.ArrayGetItem: no item {i}"))?
+        }
+        "States.ArrayLength" => {
+            want(1)?;
+            json!(list(&values[0])?.len())
+        }
+        "States.ArrayUnique" => {
+            want(1)?;
+            let mut out: Vec<Value> = Vec::new();
+            for v in list(&values[0])? {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            Value::Array(out)
+        }
+        "States.MathAdd" => {
+            want(2)?;
+            json!(int(&values[0])? + int(&values[1])?)
+        }
+        "States.StringSplit" => {
+            want(2)?;
+            let (s, delimiters) = (text(&values[0]), text(&values[1]));
+            Value::Array(s.split(|c| delimiters.contains(c)).filter(|p| !p.is_empty()).map(|p| json!(p)).collect())
+        }
+        "States.UUID" => {
+            want(0)?;
+            let (a, b) = (rand::random::<u64>(), rand::random::<u64>());
+            json!(format!(
+                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xfff,
+                0x8000 | (b >> 48) & 0x3fff,
+                b & 0xffff_ffff_ffff
+            ))
+        }
+        other => return Err(format!("{other} is not an intrinsic this engine runs")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intrinsics_are_read_and_run() {
+        let input = json!({"done": 3, "total": 4, "items": [1, 2, 2, 3], "text": "{\"a\": 1}", "csv": "a,b,,c"});
+        let ctx = json!({"Map": {"Item": {"Index": 2}}});
+        let e = |s: &str| evaluate(s, &input, &ctx).unwrap();
+        assert_eq!(e("States.Format('{} of {}', $.done, $.total)"), json!("3 of 4"));
+        assert_eq!(e(r"States.Format('item {} \{x\}', $$.Map.Item.Index)"), json!("item 2 {x}"));
+        assert_eq!(e("States.Format('it\\'s {}', 'fine')"), json!("it's fine"));
+        assert_eq!(e("States.StringToJson($.text)"), json!({"a": 1}));
+        assert_eq!(e("States.JsonToString($.items)"), json!("[1,2,2,3]"));
+        assert_eq!(e("States.Array(1, 'two', $.done, null)"), json!([1, "two", 3, null]));
+        assert_eq!(e("States.ArrayPartition($.items, 3)"), json!([[1, 2, 2], [3]]));
+        assert_eq!(e("States.ArrayContains($.items, 3)"), json!(true));
+        assert_eq!(e("States.ArrayRange(1, 9, 4)"), json!([1, 5, 9]));
+        assert_eq!(e("States.ArrayGetItem($.items, 3)"), json!(3));
+        assert_eq!(e("States.ArrayLength(States.ArrayUnique($.items))"), json!(3));
+        assert_eq!(e("States.MathAdd($.done, -1)"), json!(2));
+        assert_eq!(e("States.StringSplit($.csv, ',')"), json!(["a", "b", "c"]));
+        assert_eq!(e("States.UUID()").as_str().unwrap().len(), 36);
+        assert!(check("States.Base64Encode($.x)").unwrap_err().contains("not an intrinsic this engine runs"));
+        assert!(check("States.Format('x', $.a").unwrap_err().contains("expected , or )"));
+        assert!(evaluate("States.MathAdd(1)", &input, &ctx).unwrap_err().contains("takes 2 arguments"));
+    }
+}
