@@ -30,6 +30,11 @@ pub(crate) enum Write {
         packs: usize,
     },
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// The burst's placement (written just before) is saved: its packs may
+    /// start. A pack never starts before the store knows its burst left the
+    /// queue, so a controller that restarts never runs a started burst again
+    /// as a queued one.
+    Placed(String),
 }
 
 impl Write {
@@ -89,6 +94,8 @@ pub(crate) struct Lifecycle {
     writes: mpsc::UnboundedSender<Write>,
     /// The queue or the capacity changed since placement last ran.
     unsettled: bool,
+    /// Start commands of placed bursts, held until their placement is saved.
+    held: HashMap<String, Vec<(String, Command)>>,
 }
 
 impl Lifecycle {
@@ -100,6 +107,7 @@ impl Lifecycle {
             queue: VecDeque::new(),
             writes,
             unsettled: false,
+            held: HashMap::new(),
         }
     }
 
@@ -351,11 +359,25 @@ impl Lifecycle {
             commands.push((pack.invoker.clone(), pack.size, Command::StartPack(Box::new(spec))));
         }
         let snapshot = burst.clone();
+        let mut held = Vec::new();
         for (invoker, size, command) in commands {
             self.fleet.reserve(&invoker, size, (size as u64).saturating_mul(memory));
-            self.fleet.send(&invoker, command);
+            held.push((invoker, command));
         }
+        self.held.insert(id.to_string(), held);
         self.save(&snapshot);
+        let _ = self.writes.send(Write::Placed(id.to_string()));
+    }
+
+    /// Burst `id`'s placement is saved: its start commands go to the invokers
+    /// (unless it ended meanwhile).
+    pub(crate) fn release(&mut self, id: &str) {
+        let Some(commands) = self.held.remove(id) else { return };
+        if self.active.get(id).is_some_and(|a| a.burst.state == BurstState::Starting) {
+            for (invoker, command) in commands {
+                self.fleet.send(&invoker, command);
+            }
+        }
     }
 
     /// Applies one event from invoker `from`.

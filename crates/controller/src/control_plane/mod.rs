@@ -64,7 +64,17 @@ impl ControlPlane {
             changes: ends.clone(),
             flows: std::sync::OnceLock::new(),
         });
-        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone(), ends));
+        let (placed, mut saved) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone(), ends, placed));
+        // Start commands go out once their placement is saved (a weak handle:
+        // this task must not keep a stopped control plane, and its store, alive).
+        let weak = Arc::downgrade(&core);
+        tokio::spawn(async move {
+            while let Some(id) = saved.recv().await {
+                let Some(plane) = weak.upgrade() else { return };
+                plane.lock().release(&id);
+            }
+        });
         core.recover().await?;
         Ok((core, ended))
     }
@@ -125,6 +135,7 @@ async fn writer(
     finished: Arc<Notify>,
     brokers: volley_comm::Brokers,
     ends: mpsc::UnboundedSender<Burst>,
+    placed: mpsc::UnboundedSender<String>,
 ) {
     let mut next = None;
     // The state (and attempt) the engine was last told of each unfinished burst.
@@ -174,6 +185,9 @@ async fn writer(
             }
             Write::Purge { burst, transport, packs } => {
                 tokio::spawn(purge(brokers.clone(), burst, transport, packs));
+            }
+            Write::Placed(id) => {
+                let _ = placed.send(id);
             }
             Write::Flush(done) => {
                 let _ = done.send(());
