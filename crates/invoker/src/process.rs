@@ -164,7 +164,8 @@ async fn drive(
         stop(&mut child).await;
         return Ending::cause(problem);
     }
-    let Relayed { done, stopped } = relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
+    let Relayed { done, stopped, asked } =
+        relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -182,16 +183,21 @@ async fn drive(
         (Some((None, _)), s) => Some(format!("the pack process finished but exited with {}", describe(s))),
         (None, s) => Some(format!("the pack process ended ({}) before it finished{}", describe(s), logs.tail())),
     };
-    // A process the invoker stopped (the burst was ending) is an echo; one
-    // that died on its own (a signal, an exit status) is a cause.
-    Ending { error, consequence: stopped }
+    // A process the invoker killed (the burst was ending) is an echo. One it
+    // only asked to stop, that then died by a signal, did not stop: something
+    // killed it (the cancel may have been on its way when it died), a cause.
+    let signalled = status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s).is_some());
+    Ending { error, consequence: stopped || (asked && !signalled) }
 }
 
 /// What the relay saw: the pack's own last word (`Done`: its error and
 /// whether that is a consequence), and whether the invoker stopped it.
 struct Relayed {
     done: Option<(Option<String>, bool)>,
+    /// The invoker killed it.
     stopped: bool,
+    /// The invoker asked it to stop (a cancel went to it).
+    asked: bool,
 }
 
 /// Why this process cannot run the pack, if it cannot.
@@ -226,7 +232,7 @@ async fn relay(
     written: &mut Vec<std::path::PathBuf>,
 ) -> Relayed {
     if write(conn, &ToPack::Assign(Box::new(spec.clone()))).await.is_err() {
-        return Relayed { done: None, stopped: false };
+        return Relayed { done: None, stopped: false, asked: false };
     }
     let mut done = None;
     let mut kill_at: Option<Instant> = None;
@@ -254,7 +260,7 @@ async fn relay(
                     }
                     Err(e) => tracing::warn!(burst = %spec.burst, pack = spec.pack, "unreadable message from a pack: {e}"),
                 },
-                _ => return Relayed { done, stopped: kill_at.is_some() },
+                _ => return Relayed { done, stopped: false, asked: kill_at.is_some() },
             },
             msg = inbox.recv() => {
                 let Some(msg) = msg else { continue };
@@ -265,11 +271,11 @@ async fn relay(
             }
             _ = deadline => {
                 stop(child).await;
-                return Relayed { done, stopped: true };
+                return Relayed { done, stopped: true, asked: true };
             }
             _ = kill.notified() => {
                 stop(child).await;
-                return Relayed { done, stopped: true };
+                return Relayed { done, stopped: true, asked: kill_at.is_some() };
             }
         }
     }
