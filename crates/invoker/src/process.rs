@@ -184,10 +184,11 @@ async fn drive(
         (None, s) => Some(format!("the pack process ended ({}) before it finished{}", describe(s), logs.tail())),
     };
     // A process the invoker killed (the burst was ending) is an echo. One it
-    // only asked to stop, that then died by a signal, did not stop: something
-    // killed it (the cancel may have been on its way when it died), a cause.
-    let signalled = status.is_some_and(|s| std::os::unix::process::ExitStatusExt::signal(&s).is_some());
-    Ending { error, consequence: stopped || (asked && !signalled) }
+    // only asked to stop, that then ended by a signal or an exit status of its
+    // own without a word, did not stop as asked: it died (the cancel may have
+    // been on its way when it did), a cause.
+    let died = status.is_some_and(|s| !s.success());
+    Ending { error, consequence: stopped || (asked && !died) }
 }
 
 /// What the relay saw: the pack's own last word (`Done`: its error and
