@@ -99,19 +99,7 @@ pub fn create(
     input: Value,
     now: u64,
 ) -> (Run, Vec<Effect>) {
-    let mut run = Run {
-        id: id.into(),
-        namespace: namespace.into(),
-        workflow: workflow.into(),
-        input,
-        state: RunState::Running,
-        steps: BTreeMap::new(),
-        created_at: now,
-        finished_at: None,
-        error: None,
-        output: None,
-        execution: None,
-    };
+    let mut run = crate::run::new_run(id, namespace, workflow, input, now);
     let mut record = Record::default();
     let mut effects = vec![Effect::Emit(Box::new(run_started(&run)))];
     effects.extend(replay(def, &mut run, &mut record, now));

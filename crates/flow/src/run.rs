@@ -29,22 +29,27 @@ pub enum Effect {
     Finished,
 }
 
-/// A new run of `plan`: every step waiting; the effects announce its start.
-pub fn create(plan: &Plan, id: &str, namespace: &str, workflow: &str, input: Value, now: u64) -> (Run, Vec<Effect>) {
-    let steps: BTreeMap<String, StepRecord> = plan.order.iter().map(|s| (s.clone(), StepRecord::waiting())).collect();
-    let run = Run {
+/// A run that starts now, with no steps yet (each front-end adds its own).
+pub fn new_run(id: &str, namespace: &str, workflow: &str, input: Value, now: u64) -> Run {
+    Run {
         id: id.into(),
         namespace: namespace.into(),
         workflow: workflow.into(),
         input,
         state: RunState::Running,
-        steps,
+        steps: BTreeMap::new(),
         created_at: now,
         finished_at: None,
         error: None,
         output: None,
         execution: None,
-    };
+    }
+}
+
+/// A new run of `plan`: every step waiting; the effects announce its start.
+pub fn create(plan: &Plan, id: &str, namespace: &str, workflow: &str, input: Value, now: u64) -> (Run, Vec<Effect>) {
+    let steps: BTreeMap<String, StepRecord> = plan.order.iter().map(|s| (s.clone(), StepRecord::waiting())).collect();
+    let run = Run { steps, ..new_run(id, namespace, workflow, input, now) };
     let started = run_started(&run);
     (run, vec![Effect::Emit(Box::new(started))])
 }

@@ -94,19 +94,7 @@ impl Orchestration {
     /// Runs one worker of `function` with `params`.
     #[track_caller]
     pub fn task(&self, function: &str, params: Value) -> Handle {
-        let request = BurstRequest {
-            function: function.into(),
-            workers: 1,
-            granularity: Granularity::Fixed(1),
-            transport: None,
-            params,
-            worker_params: None,
-            timeout_secs: None,
-            queue_timeout_secs: None,
-            memory_mb: None,
-            retries: None,
-            idempotency_key: None,
-        };
+        let request = BurstRequest { params, ..plain(function, 1, Granularity::Fixed(1)) };
         self.issue(Command::Burst { request: Box::new(request) }, Location::caller())
     }
 
@@ -115,19 +103,8 @@ impl Orchestration {
     /// every item's, in order.
     #[track_caller]
     pub fn map(&self, function: &str, items: Vec<Value>, granularity: Granularity) -> Handle {
-        let request = BurstRequest {
-            function: function.into(),
-            workers: items.len().max(1),
-            granularity,
-            transport: None,
-            params: Value::Null,
-            worker_params: Some(items),
-            timeout_secs: None,
-            queue_timeout_secs: None,
-            memory_mb: None,
-            retries: None,
-            idempotency_key: None,
-        };
+        let workers = items.len().max(1);
+        let request = BurstRequest { worker_params: Some(items), ..plain(function, workers, granularity) };
         self.issue(Command::Burst { request: Box::new(request) }, Location::caller())
     }
 
@@ -194,6 +171,23 @@ impl Orchestration {
             }
         }
         Ok(())
+    }
+}
+
+/// A burst of `workers` workers of `function` with the platform's defaults.
+fn plain(function: &str, workers: usize, granularity: Granularity) -> BurstRequest {
+    BurstRequest {
+        function: function.into(),
+        workers,
+        granularity,
+        transport: None,
+        params: Value::Null,
+        worker_params: None,
+        timeout_secs: None,
+        queue_timeout_secs: None,
+        memory_mb: None,
+        retries: None,
+        idempotency_key: None,
     }
 }
 

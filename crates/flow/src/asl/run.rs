@@ -53,19 +53,7 @@ pub fn create(
     input: Value,
     now: u64,
 ) -> (Run, Vec<Effect>) {
-    let mut run = Run {
-        id: id.into(),
-        namespace: namespace.into(),
-        workflow: workflow.into(),
-        input: input.clone(),
-        state: RunState::Running,
-        steps: BTreeMap::new(),
-        created_at: now,
-        finished_at: None,
-        error: None,
-        output: None,
-        execution: None,
-    };
+    let mut run = crate::run::new_run(id, namespace, workflow, input.clone(), now);
     let (exec, fx) = Exec::start(machine, id, input);
     let mut record = Record { exec, bursts: BTreeMap::new(), lists: BTreeSet::new() };
     let mut effects = vec![Effect::Emit(Box::new(run_started(&run)))];

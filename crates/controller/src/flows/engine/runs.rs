@@ -2,6 +2,8 @@
 //! steps' events and bursts' ends, and carry out what the rules decide.
 
 use serde_json::Value;
+use std::collections::HashMap;
+
 use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
 use volley_flow::run::{self as rules, Effect, Ended};
@@ -38,12 +40,7 @@ impl State {
         tx: &mut Tx,
         change: impl FnOnce(&Machine, &mut Run) -> Vec<Effect>,
     ) {
-        let Some(mut run) = self.runs.remove(id) else { return };
-        let Some(machine) = self.machines.get(&workflow_key(&run.namespace, &run.workflow)) else {
-            return self.orphan(run, tx);
-        };
-        let effects = change(machine, &mut run);
-        self.settle(run, effects, &[], tx);
+        self.transition_by(id, tx, |s| &s.machines, change)
     }
 
     /// Changes code workflow run `id` by `change`, and carries out the effects.
@@ -53,11 +50,22 @@ impl State {
         tx: &mut Tx,
         change: impl FnOnce(&volley_flow::code::Definition, &mut Run) -> Vec<Effect>,
     ) {
+        self.transition_by(id, tx, |s| &s.codes, change)
+    }
+
+    /// Changes run `id` by `change`, given its definition from `definitions`.
+    fn transition_by<D>(
+        &mut self,
+        id: &str,
+        tx: &mut Tx,
+        definitions: impl Fn(&State) -> &HashMap<String, D>,
+        change: impl FnOnce(&D, &mut Run) -> Vec<Effect>,
+    ) {
         let Some(mut run) = self.runs.remove(id) else { return };
-        let Some(def) = self.codes.get(&workflow_key(&run.namespace, &run.workflow)) else {
+        let Some(definition) = definitions(self).get(&workflow_key(&run.namespace, &run.workflow)) else {
             return self.orphan(run, tx);
         };
-        let effects = change(def, &mut run);
+        let effects = change(definition, &mut run);
         self.settle(run, effects, &[], tx);
     }
 
