@@ -152,12 +152,29 @@ fn a_pack_gets_only_its_own_transports_credentials() {
         let (status, burst) = http_as(Some(KEY_A), &p.url, "POST", "/v1/bursts", &body);
         assert_eq!(status, 201, "{burst}");
         let id = burst["id"].as_str().unwrap().to_string();
+        // A poll may first return the cancel of the previous burst, or come before
+        // the placement is saved (a pack starts only once it is): poll until this
+        // burst's pack arrives.
         let path = format!("/v1/invokers/{invoker}/commands?wait_ms=2000");
-        let (status, commands) = http_as(Some(TOKEN), &p.url, "GET", &path, "");
-        assert_eq!(status, 200, "{commands}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut seen = Vec::new();
+        let start = loop {
+            let (status, commands) = http_as(Some(TOKEN), &p.url, "GET", &path, "");
+            assert_eq!(status, 200, "{commands}");
+            let found = commands
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "start_pack" && c["burst"] == id.as_str())
+                .cloned();
+            seen.push(commands);
+            if let Some(start) = found {
+                break start;
+            }
+            assert!(std::time::Instant::now() < deadline, "no start_pack for {id} in {seen:?}");
+        };
         http_as(Some(KEY_A), &p.url, "POST", &format!("/v1/bursts/{id}/cancel"), "");
-        let start = commands.as_array().unwrap().iter().find(|c| c["type"] == "start_pack").cloned();
-        start.unwrap_or_else(|| panic!("no start_pack in {commands}"))
+        start
     };
     let redis = spec_of("redis");
     assert_eq!(redis["transport"]["name"], "redis", "{redis}");
