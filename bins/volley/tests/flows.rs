@@ -671,6 +671,58 @@ fn uploads_under_a_watched_prefix_start_a_word_count() {
     assert_eq!(got.values().sum::<u64>(), 3 + 12, "old.txt's 3 words and the uploads' 12");
 }
 
+/// Sums the `word<TAB>count` lines of the parts under `url`.
+fn counted_words(url: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut got = std::collections::BTreeMap::new();
+    for (key, _) in support::list_objects(url) {
+        if key.starts_with("part-") {
+            for line in String::from_utf8(support::read_object(url, &key)).unwrap().lines() {
+                let (w, c) = line.split_once('\t').unwrap();
+                *got.entry(w.to_string()).or_insert(0u64) += c.parse::<u64>().unwrap();
+            }
+        }
+    }
+    got
+}
+
+fn map_over_objects(base: &str) {
+    let p = Platform::up(&[]);
+    let (texts, counts) = (format!("{base}/in"), format!("{base}/out"));
+    // 9 objects: 9 workers, 3 packs of 4, 4, 1; the marker is not data.
+    for i in 0..9 {
+        support::write_object(&texts, &format!("t{i}.txt"), format!("Cat {i} and dog, cat").as_bytes());
+    }
+    support::write_object(&texts, "_SUCCESS", b"");
+    let out = p.cli(&["flow", "deploy", "wc-map", &example("wordcount-map.yaml")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = start(&p, "wc-map", json!({"texts": texts, "counts": counts}));
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let burst = &bursts_by_key(&p)[&format!("run/{id}/count/1")][0];
+    assert_eq!(burst["request"]["workers"], 9, "a worker per object: {burst}");
+    let given = &burst["request"]["worker_params"][3];
+    assert_eq!(given["url"], format!("{texts}/t3.txt"), "{given}");
+    assert_eq!((given["key"].as_str(), given["size"].as_u64()), (Some("t3.txt"), Some(18)), "{given}");
+    let got = counted_words(&counts);
+    assert_eq!((got["cat"], got["dog"], got["and"]), (18, 9, 9), "{got:?}");
+    assert_eq!(got.values().sum::<u64>(), 9 * 5, "every word of every object, once");
+    // An empty prefix fails the step saying so.
+    let id = start(&p, "wc-map", json!({"texts": format!("{base}/nothing"), "counts": counts}));
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "failed", "{run:#}");
+    assert!(run["error"].as_str().unwrap().contains("no objects under"), "{run:#}");
+}
+
+#[test]
+fn a_map_step_runs_a_worker_per_object_under_a_local_prefix() {
+    support::on_local_dir("wc-map", map_over_objects);
+}
+
+#[test]
+fn a_map_step_runs_a_worker_per_object_under_an_s3_prefix() {
+    support::on_s3("wc-map", map_over_objects);
+}
+
 #[test]
 fn a_multi_tenant_controller_watches_no_local_directory_and_keeps_tenants_apart() {
     let dir = TempDir::new("flow-tenants");
@@ -694,6 +746,16 @@ fn a_multi_tenant_controller_watches_no_local_directory_and_keeps_tenants_apart(
     let (_, mine) = support::http_as(Some(a), &p.url, "GET", "/v1/triggers", "");
     assert_eq!(mine[0]["fired"], 0, "B's event does not reach A's trigger: {mine}");
     assert_eq!(support::http_as(Some(a), &p.url, "GET", "/v1/events", "").1, json!([]), "nor A's log");
+    // Nor does a map step list the controller's files for a tenant.
+    let dag = json!({"kind": "dag", "source": "steps: {m: {kind: map, function: hello, objects: \"file:///etc\"}}"});
+    let (status, body) = support::http_as(Some(a), &p.url, "PUT", "/v1/workflows/peek", &dag.to_string());
+    assert_eq!(status, 200, "{body}");
+    let (status, run) = support::http_as(Some(a), &p.url, "POST", "/v1/runs", r#"{"workflow": "peek"}"#);
+    assert_eq!(status, 201, "{run}");
+    let path = format!("/v1/runs/{}/wait?timeout_ms=20000", run["id"].as_str().unwrap());
+    let (_, run) = support::http_as(Some(a), &p.url, "GET", &path, "");
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("s3:// prefixes only"), "{run}");
 }
 
 /// The events of `source` logged so far.

@@ -3,6 +3,10 @@
 //! i mod N), the counts are shuffled by word with one `all_to_all` (word w to
 //! worker hash(w) mod N), and each worker writes its words, sorted, as
 //! `part-RANK` lines `word<TAB>count`; `_SUCCESS` last.
+//!
+//! Run as a workflow's `map` step over the objects under a prefix, the
+//! platform lists them and hands each worker its own (`{prefix, key}` in its
+//! worker parameters): each counts its object, and the shuffle is the same.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,8 +20,10 @@ use crate::dataset::{SUCCESS, check_output_apart, clear, part_name, splitmix64};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
-    /// The prefix whose objects are counted (`file:///dir` or `s3://bucket/prefix`).
-    input: String,
+    /// The prefix whose objects are counted (`file:///dir` or `s3://bucket/prefix`);
+    /// not needed by a worker given its object.
+    #[serde(default)]
+    input: Option<String>,
     /// Where the counts go.
     output: String,
     /// How many of its most frequent words each worker reports.
@@ -44,20 +50,38 @@ fn owner(word: &str, n: u64) -> usize {
 
 pub fn wordcount(w: &Worker) -> WorkerResult {
     let p: Params = w.params_as()?;
-    check_output_apart(&p.input, &p.output)?;
+    let given = w.worker_params();
     let (rank, n) = (w.rank(), w.size());
-    let input = w.storage(&p.input)?;
+    // A map over objects gives each worker its object; otherwise worker i
+    // counts objects i, i + N, ... of the listing.
+    let (prefix, mine) = match (given.get("prefix").and_then(|v| v.as_str()), given.get("key").and_then(|v| v.as_str()))
+    {
+        (Some(prefix), Some(key)) => (prefix.to_string(), Some(key.to_string())),
+        _ => (p.input.clone().ok_or("input (the prefix whose objects are counted) is missing")?, None),
+    };
+    check_output_apart(&prefix, &p.output)?;
+    let input = w.storage(&prefix)?;
     let output = w.storage(&p.output)?;
     if rank == 0 {
         w.block_on(clear(&output))?;
     }
     w.comm().barrier()?;
-    let mut objects = w.block_on(input.list(""))?;
-    objects.retain(|(k, _)| !k.starts_with('_'));
-    objects.sort();
+    let objects = match &mine {
+        Some(key) => vec![(key.clone(), 0)],
+        None => {
+            let mut objects = w.block_on(input.list(""))?;
+            objects.retain(|(k, _)| !k.starts_with('_'));
+            objects.sort();
+            objects
+        }
+    };
+    let share: Vec<&(String, u64)> = match mine {
+        Some(_) => objects.iter().collect(),
+        None => objects.iter().skip(rank).step_by(n).collect(),
+    };
     let mut counts: HashMap<String, u64> = HashMap::new();
     let mut bytes_read = 0;
-    for (key, _) in objects.iter().skip(rank).step_by(n) {
+    for (key, _) in share {
         let data = w.block_on(input.get(key))?;
         bytes_read += data.len();
         for word in words(&String::from_utf8_lossy(&data)) {

@@ -146,6 +146,7 @@ fn replay(def: &Definition, run: &mut Run, r: &mut Record, now: u64) -> Vec<Effe
         key: replay_key(&run.id, r.replays),
         request: Box::new(request),
         after: Duration::ZERO,
+        objects: None,
     }]
 }
 
@@ -206,6 +207,7 @@ fn begin(run: &mut Run, r: &mut Record, issued: Issued, now: u64) -> Vec<Effect>
                 key: command_key(&run.id, issued.seq),
                 request,
                 after: Duration::ZERO,
+                objects: None,
             }
         }
         Command::Sleep { secs } => {

@@ -79,6 +79,11 @@ pub struct Step {
     /// The items of a `map` step.
     #[serde(default)]
     pub items: Option<Value>,
+    /// Or the objects of a `map` step: every object under this storage prefix
+    /// (`file://` or `s3://`, `${...}` filled in), listed when the step
+    /// starts; each worker gets `{url, prefix, key, size}` of its object.
+    #[serde(default)]
+    pub objects: Option<String>,
     #[serde(default)]
     pub timeout_secs: Option<f64>,
     #[serde(default)]
@@ -149,6 +154,9 @@ pub fn check(dag: Dag) -> Result<Plan> {
         if let Some(items) = &step.items {
             refs.extend(template::references(items));
         }
+        if let Some(objects) = &step.objects {
+            refs.extend(template::references(&Value::String(objects.clone())));
+        }
         for r in refs {
             check_reference(name, &r, &before, &dag)?;
         }
@@ -162,11 +170,20 @@ fn check_kind(at: &str, step: &Step) -> Result<()> {
             Some(n) if n >= 1 => Ok(()),
             _ => Err(Error::invalid(at, "a burst step needs workers (at least 1)")),
         },
-        StepKind::Map => match (&step.items, step.workers) {
-            (None, _) => Err(Error::invalid(at, "a map step needs items: a list, or a reference to one")),
-            (_, Some(_)) => Err(Error::invalid(at, "a map step has one worker per item: leave workers out")),
-            (Some(Value::Array(_) | Value::String(_)), None) => Ok(()),
-            (Some(_), None) => Err(Error::invalid(at, "items must be a list or a ${...} reference to one")),
+        StepKind::Map => match (&step.items, &step.objects, step.workers) {
+            (None, None, _) => Err(Error::invalid(
+                at,
+                "a map step needs items (a list, or a reference to one) or objects (a storage prefix)",
+            )),
+            (Some(_), Some(_), _) => Err(Error::invalid(at, "a map step maps items or objects, not both")),
+            (_, _, Some(_)) => Err(Error::invalid(at, "a map step has one worker per item: leave workers out")),
+            (Some(Value::Array(_) | Value::String(_)), None, None) => Ok(()),
+            (Some(_), None, None) => Err(Error::invalid(at, "items must be a list or a ${...} reference to one")),
+            (None, Some(prefix), None) => match prefix.split_once("://") {
+                Some(("file" | "s3", _)) => Ok(()),
+                _ if prefix.starts_with("${") => Ok(()),
+                _ => Err(Error::invalid(at, format!("objects {prefix:?} is not a file:// or s3:// prefix"))),
+            },
         },
         StepKind::Task => match step.workers {
             None | Some(1) => Ok(()),
@@ -288,18 +305,33 @@ impl Plan {
             .collect()
     }
 
+    /// The storage prefix whose objects `step` of `run` maps over, filled in
+    /// (None unless it is a map over objects).
+    pub fn objects(&self, run: &Run, step: &str) -> Result<Option<String>> {
+        let Some(prefix) = self.dag.steps.get(step).and_then(|s| s.objects.as_ref()) else { return Ok(None) };
+        let at = |e: Error| Error::invalid(format!("step {step}"), e.to_string());
+        match template::fill(&Value::String(prefix.clone()), &scope(run)).map_err(at)? {
+            Value::String(url) if url.starts_with("file://") || url.starts_with("s3://") => Ok(Some(url)),
+            other => Err(Error::invalid(
+                format!("step {step}"),
+                format!("objects is {other}, not a file:// or s3:// prefix"),
+            )),
+        }
+    }
+
     /// The burst that runs `step` of `run` (its references filled from the
-    /// run's input and its steps' outputs), and the idempotency key of this attempt.
+    /// run's input and its steps' outputs), and the idempotency key of this
+    /// attempt. A map over objects has no workers yet: see [`Plan::objects`].
     pub fn request(&self, run: &Run, step: &str, attempt: u32) -> Result<(BurstRequest, String)> {
         let s = self.dag.steps.get(step).ok_or_else(|| Error::Reference(format!("no step {step:?}")))?;
-        let outputs: serde_json::Map<String, Value> =
-            run.steps.iter().map(|(name, rec)| (name.clone(), json!({"output": rec.output}))).collect();
-        let scope = json!({"input": run.input, "steps": outputs});
+        let scope = scope(run);
         let at = |e: Error| Error::invalid(format!("step {step}"), e.to_string());
         let params = template::fill(&s.params, &scope).map_err(at)?;
         let (workers, worker_params) = match s.kind {
             StepKind::Burst => (s.workers.unwrap_or(1), None),
             StepKind::Task => (1, None),
+            // Listed when the step's burst is submitted: one worker per object then.
+            StepKind::Map if s.objects.is_some() => (0, None),
             StepKind::Map => {
                 let items = template::fill(s.items.as_ref().unwrap_or(&Value::Null), &scope).map_err(at)?;
                 match items {
@@ -335,6 +367,13 @@ impl Plan {
         };
         Ok((request, key))
     }
+}
+
+/// What a step's `${...}` references read: the run's input and its steps' outputs.
+fn scope(run: &Run) -> Value {
+    let outputs: serde_json::Map<String, Value> =
+        run.steps.iter().map(|(name, rec)| (name.clone(), json!({"output": rec.output}))).collect();
+    json!({"input": run.input, "steps": outputs})
 }
 
 /// The subject of a run's own events.
@@ -422,6 +461,12 @@ steps:
         assert!(e.contains("needs workers"), "{e}");
         let e = err("steps: {a: {kind: map, function: f}}");
         assert!(e.contains("needs items"), "{e}");
+        let e = err("steps: {a: {kind: map, function: f, items: [1], objects: \"s3://b/p\"}}");
+        assert!(e.contains("items or objects, not both"), "{e}");
+        let e = err("steps: {a: {kind: map, function: f, objects: \"/tmp/in\"}}");
+        assert!(e.contains("not a file:// or s3:// prefix"), "{e}");
+        let e = err("steps: {a: {kind: map, function: f, objects: \"${steps.b.output}\"}, b: {kind: task, function: f}}");
+        assert!(e.contains("a does not need \"b\""), "{e}");
         let e = err("steps: {a: {function: f, workers: 1, colour: red}}");
         assert!(e.contains("colour"), "{e}");
         let e = err("steps: {}");
@@ -477,5 +522,11 @@ steps:
         assert_eq!(req.worker_params, Some(vec![json!("a"), json!("b"), json!("c")]));
         let empty = Run { input: json!({"files": []}), ..run };
         assert!(plan.request(&empty, "m", 1).unwrap_err().to_string().contains("empty list"));
+        let plan = parse("steps: {m: {kind: map, function: f, objects: \"${input.texts}/in\"}}").unwrap();
+        let run = Run { input: json!({"texts": "s3://bucket/job"}), ..empty };
+        assert_eq!(plan.objects(&run, "m").unwrap().as_deref(), Some("s3://bucket/job/in"));
+        assert_eq!(plan.request(&run, "m", 1).unwrap().0.worker_params, None, "listed when the burst is submitted");
+        let run = Run { input: json!({"texts": "/home/me"}), ..run };
+        assert!(plan.objects(&run, "m").unwrap_err().to_string().contains("not a file:// or s3:// prefix"));
     }
 }

@@ -15,8 +15,16 @@ use crate::dag::{Plan, STEP_SUCCEEDED, run_started, run_subject, step_subject};
 /// What the controller must do after a transition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Start attempt `attempt` of `step` (after `after`, a retry's backoff).
-    Start { step: String, attempt: u32, request: Box<BurstRequest>, key: String, after: Duration },
+    /// Start attempt `attempt` of `step` (after `after`, a retry's backoff);
+    /// with `objects`, one worker per object under that prefix, listed then.
+    Start {
+        step: String,
+        attempt: u32,
+        request: Box<BurstRequest>,
+        key: String,
+        after: Duration,
+        objects: Option<String>,
+    },
     /// Cancel these bursts (the run is ending).
     Cancel { bursts: Vec<String>, reason: String },
     /// Log and apply this event.
@@ -65,14 +73,14 @@ pub fn advance(plan: &Plan, run: &mut Run, step: &str, now: u64) -> Vec<Effect> 
 }
 
 fn start(plan: &Plan, run: &mut Run, step: &str, attempt: u32, after: Duration, now: u64) -> Vec<Effect> {
-    match plan.request(run, step, attempt) {
-        Ok((request, key)) => {
+    match plan.request(run, step, attempt).and_then(|(request, key)| Ok((request, key, plan.objects(run, step)?))) {
+        Ok((request, key, objects)) => {
             if let Some(rec) = run.steps.get_mut(step) {
                 rec.state = RunState::Running;
                 rec.attempts = attempt;
                 rec.started_at.get_or_insert(now);
             }
-            vec![Effect::Start { step: step.into(), attempt, request: Box::new(request), key, after }]
+            vec![Effect::Start { step: step.into(), attempt, request: Box::new(request), key, after, objects }]
         }
         // A reference that names nothing at run time (an output without that
         // field, say) fails the step, and so the run, with the place named.

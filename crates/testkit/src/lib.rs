@@ -23,4 +23,4 @@ pub use process::{
 };
 pub use services::{ci, postgres_up, present, redis_url, service_up};
 #[cfg(feature = "storage")]
-pub use storage::{on_local_dir, on_s3, read_object, remove_all, s3_base, storage};
+pub use storage::{list_objects, on_local_dir, on_s3, read_object, remove_all, s3_base, storage, write_object};

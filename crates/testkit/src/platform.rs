@@ -95,6 +95,7 @@ pub fn http_as(key: Option<&str>, base: &str, method: &str, path: &str, body: &s
         let url = format!("{base}{path}");
         let mut req = match method {
             "POST" => client.post(url).header("content-type", "application/json").body(body.to_string()),
+            "PUT" => client.put(url).header("content-type", "application/json").body(body.to_string()),
             "DELETE" => client.delete(url),
             _ => client.get(url),
         };

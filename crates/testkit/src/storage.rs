@@ -48,6 +48,17 @@ pub fn read_object(url: &str, key: &str) -> Vec<u8> {
     block_on(storage(url).get(key)).unwrap_or_else(|e| panic!("reading {url}/{key}: {e}")).to_vec()
 }
 
+/// Writes object `key` under `url`.
+pub fn write_object(url: &str, key: &str, data: &[u8]) {
+    block_on(storage(url).put(key, bytes::Bytes::copy_from_slice(data)))
+        .unwrap_or_else(|e| panic!("writing {url}/{key}: {e}"));
+}
+
+/// The objects under `url` and their sizes.
+pub fn list_objects(url: &str) -> Vec<(String, u64)> {
+    block_on(storage(url).list("")).unwrap_or_else(|e| panic!("listing {url}: {e}"))
+}
+
 /// Deletes every object under `url` (a test leaves the shared bucket as it found it).
 pub fn remove_all(url: &str) {
     let s = storage(url);

@@ -29,8 +29,17 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Pending {
-    /// Start attempt `attempt` of a run's step, not before `not_before` (µs).
-    StartStep { run: String, step: String, attempt: u32, request: Box<BurstRequest>, not_before: u64 },
+    /// Start attempt `attempt` of a run's step, not before `not_before` (µs);
+    /// with `objects`, one worker per object under that prefix, listed first.
+    StartStep {
+        run: String,
+        step: String,
+        attempt: u32,
+        request: Box<BurstRequest>,
+        not_before: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        objects: Option<String>,
+    },
     /// Start a burst a trigger asked for.
     StartBurst { request: Box<BurstRequest> },
     /// Cancel these bursts.
@@ -116,14 +125,23 @@ async fn perform_until_done(plane: Arc<ControlPlane>, entry: Entry, inbox: mpsc:
 
 async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Result<Outcome, Error> {
     match effect {
-        Pending::StartStep { run, step, attempt, request, not_before } => {
+        Pending::StartStep { run, step, attempt, request, not_before, objects } => {
             let wait = not_before.saturating_sub(now_micros());
             if wait > 0 {
                 tokio::time::sleep(Duration::from_micros(wait)).await;
             }
             let (run, step, attempt) = (run.clone(), step.clone(), *attempt);
             let key = request.idempotency_key.clone().unwrap_or_default();
-            match plane.submit(namespace, (**request).clone()).await {
+            let mut request = (**request).clone();
+            if let Some(prefix) = objects {
+                // Listed again if this is performed again after a restart: the
+                // idempotency key returns the first burst if it was started.
+                match one_worker_per_object(plane, prefix, &mut request).await {
+                    Ok(()) => {}
+                    Err(error) => return Ok(Outcome::StepRefused { run, step, attempt, key, error }),
+                }
+            }
+            match plane.submit(namespace, request).await {
                 Ok(burst) => Ok(Outcome::StepStarted { run, step, attempt, key, burst: burst.id }),
                 Err(Error::Store(e)) => Err(Error::Store(e)),
                 Err(e) => Ok(Outcome::StepRefused { run, step, attempt, key, error: e.to_string() }),
@@ -214,4 +232,29 @@ async fn list(plane: &ControlPlane, url: &str) -> Result<Vec<(String, u64)>, Str
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("listing {url} took more than 60 s")),
     }
+}
+
+/// Fills a map step's burst with one worker per object under `prefix` (names
+/// starting with `_`, such as `_SUCCESS`, are markers, not data), in name order.
+async fn one_worker_per_object(plane: &ControlPlane, prefix: &str, request: &mut BurstRequest) -> Result<(), String> {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.starts_with("file://") && !plane.opts.api_keys.is_empty() {
+        return Err(
+            "a controller with API keys maps over s3:// prefixes only: tenants do not list its host's files".into()
+        );
+    }
+    let mut objects = list(plane, prefix).await.map_err(|e| format!("listing the objects under {prefix}: {e}"))?;
+    objects.retain(|(key, _)| !key.rsplit('/').next().unwrap_or(key).starts_with('_'));
+    if objects.is_empty() {
+        return Err(format!("there are no objects under {prefix} to map over"));
+    }
+    objects.sort();
+    request.workers = objects.len();
+    request.worker_params = Some(
+        objects
+            .into_iter()
+            .map(|(key, size)| serde_json::json!({"url": format!("{prefix}/{key}"), "prefix": prefix, "key": key, "size": size}))
+            .collect(),
+    );
+    Ok(())
 }

@@ -162,6 +162,7 @@ fn apply(run: &mut Run, record: &mut Record, fx: Vec<exec::Effect>, now: u64) ->
                     key: key(&run.id, token),
                     request: Box::new(request),
                     after: std::time::Duration::ZERO,
+                    objects: None,
                 });
             }
             exec::Effect::Timer { token, after } => out.push(Effect::Timer { token, after }),

@@ -80,13 +80,10 @@ impl State {
         let (id, namespace) = (run.id.clone(), run.namespace.clone());
         for effect in effects {
             match effect {
-                Effect::Start { step, attempt, request, key: _, after } => {
+                Effect::Start { step, attempt, request, key: _, after, objects } => {
                     let not_before = now_micros() + after.as_micros() as u64;
-                    self.owe(
-                        &namespace,
-                        Pending::StartStep { run: id.clone(), step, attempt, request, not_before },
-                        tx,
-                    );
+                    let start = Pending::StartStep { run: id.clone(), step, attempt, request, not_before, objects };
+                    self.owe(&namespace, start, tx);
                 }
                 Effect::Cancel { bursts, reason } => self.owe(&namespace, Pending::Cancel { bursts, reason }, tx),
                 Effect::Emit(event) => tx.queue.push_back((namespace.clone(), *event)),
