@@ -465,7 +465,8 @@ steps:
         assert!(e.contains("items or objects, not both"), "{e}");
         let e = err("steps: {a: {kind: map, function: f, objects: \"/tmp/in\"}}");
         assert!(e.contains("not a file:// or s3:// prefix"), "{e}");
-        let e = err("steps: {a: {kind: map, function: f, objects: \"${steps.b.output}\"}, b: {kind: task, function: f}}");
+        let e =
+            err("steps: {a: {kind: map, function: f, objects: \"${steps.b.output}\"}, b: {kind: task, function: f}}");
         assert!(e.contains("a does not need \"b\""), "{e}");
         let e = err("steps: {a: {function: f, workers: 1, colour: red}}");
         assert!(e.contains("colour"), "{e}");

@@ -4,7 +4,14 @@
 //! `false`, `null`, paths (`$.x`, `$$.Map.Item.Index`) and other intrinsics.
 //! The language's grammar is small and no crate reads it, so it is read here.
 
+use std::fmt::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::paths::select;
 
@@ -28,7 +35,18 @@ pub const SUPPORTED: &[&str] = &[
     "States.MathAdd",
     "States.StringSplit",
     "States.UUID",
+    "States.Base64Encode",
+    "States.Base64Decode",
+    "States.Hash",
+    "States.MathRandom",
 ];
+
+/// The most characters Base64Encode, Base64Decode and Hash take: AWS's limit,
+/// kept so that a definition that runs here also runs there.
+const MAX_DATA_CHARS: usize = 10_000;
+
+/// The algorithms States.Hash takes, spelled as AWS spells them.
+const HASH_ALGORITHMS: &str = "MD5, SHA-1, SHA-256, SHA-384, SHA-512";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Arg {
@@ -310,8 +328,67 @@ fn eval(arg: &Arg, input: &Value, context: &Value) -> Result<Value, String> {
                 b & 0xffff_ffff_ffff
             ))
         }
+        "States.Base64Encode" => {
+            want(1)?;
+            json!(STANDARD.encode(data(name, &values[0])?))
+        }
+        "States.Base64Decode" => {
+            want(1)?;
+            let bytes = STANDARD.decode(data(name, &values[0])?).map_err(|e| format!("{name}: {e}"))?;
+            // The result is a JSON string, so the bytes must be text; AWS decodes to text too.
+            let decoded =
+                String::from_utf8(bytes).map_err(|_| format!("{name}: the decoded data is not UTF-8 text"))?;
+            json!(decoded)
+        }
+        "States.Hash" => {
+            want(2)?;
+            let bytes = data(name, &values[0])?.as_bytes();
+            let algorithm =
+                values[1].as_str().ok_or_else(|| format!("{name}: the algorithm {} is not a string", values[1]))?;
+            let digest = match algorithm {
+                "MD5" => md5::Md5::digest(bytes).to_vec(),
+                "SHA-1" => sha1::Sha1::digest(bytes).to_vec(),
+                "SHA-256" => sha2::Sha256::digest(bytes).to_vec(),
+                "SHA-384" => sha2::Sha384::digest(bytes).to_vec(),
+                "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
+                other => {
+                    return Err(format!("{name}: {other} is not an algorithm it takes (it takes {HASH_ALGORITHMS})"));
+                }
+            };
+            let mut hex = String::with_capacity(digest.len() * 2);
+            for b in digest {
+                // Writing to a String cannot fail.
+                let _ = write!(hex, "{b:02x}");
+            }
+            json!(hex)
+        }
+        "States.MathRandom" => {
+            if !(2..=3).contains(&values.len()) {
+                return Err(format!("{name} takes 2 or 3 arguments, not {}", values.len()));
+            }
+            let (start, end) = (int(&values[0])?, int(&values[1])?);
+            // AWS includes the start and excludes the end; an empty range has no number to give.
+            if start >= end {
+                return Err(format!("{name}: the start {start} must be below the end {end} (which is excluded)"));
+            }
+            match values.get(2) {
+                // The same seed gives the same number, as AWS promises. StdRng's
+                // sequence is fixed for a given `rand` release, not across them.
+                Some(seed) => json!(StdRng::seed_from_u64(int(seed)? as u64).random_range(start..end)),
+                None => json!(rand::rng().random_range(start..end)),
+            }
+        }
         other => return Err(format!("{other} is not an intrinsic this engine runs")),
     })
+}
+
+/// The data string Base64Encode, Base64Decode and Hash take, within AWS's limit.
+fn data<'a>(name: &str, v: &'a Value) -> Result<&'a str, String> {
+    let s = v.as_str().ok_or_else(|| format!("{name}: {v} is not a string"))?;
+    if s.chars().count() > MAX_DATA_CHARS {
+        return Err(format!("{name}: the data is longer than {MAX_DATA_CHARS} characters"));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -337,8 +414,100 @@ mod tests {
         assert_eq!(e("States.MathAdd($.done, -1)"), json!(2));
         assert_eq!(e("States.StringSplit($.csv, ',')"), json!(["a", "b", "c"]));
         assert_eq!(e("States.UUID()").as_str().unwrap().len(), 36);
-        assert!(check("States.Base64Encode($.x)").unwrap_err().contains("not an intrinsic this engine runs"));
+        assert!(check("States.JsonMerge($.a, $.b, false)").unwrap_err().contains("not an intrinsic this engine runs"));
         assert!(check("States.Format('x', $.a").unwrap_err().contains("expected , or )"));
         assert!(evaluate("States.MathAdd(1)", &input, &ctx).unwrap_err().contains("takes 2 arguments"));
+    }
+
+    #[test]
+    fn base64_and_hash_follow_aws() {
+        let input = json!({"input": "Data to encode", "base64": "RGF0YSB0byBlbmNvZGU=", "data": "input data", "n": 7});
+        let ctx = json!({});
+        let e = |s: &str| evaluate(s, &input, &ctx);
+        // AWS's own example, and a round trip through text that is not ASCII.
+        assert_eq!(e("States.Base64Encode($.input)").unwrap(), json!("RGF0YSB0byBlbmNvZGU="));
+        assert_eq!(e("States.Base64Decode($.base64)").unwrap(), json!("Data to encode"));
+        assert_eq!(e("States.Base64Encode('héllo ✓')").unwrap(), json!("aMOpbGxvIOKckw=="));
+        assert_eq!(e("States.Base64Decode(States.Base64Encode('héllo ✓'))").unwrap(), json!("héllo ✓"));
+        assert_eq!(e("States.Base64Encode('')").unwrap(), json!(""));
+        // Vectors from coreutils' md5sum, sha1sum, sha256sum, sha384sum, sha512sum.
+        for (algorithm, hex) in [
+            ("MD5", "812f45842bc6d66ee14572ce20db8e86"),
+            ("SHA-1", "aaff4a450a104cd177d28d18d74485e8cae074b7"),
+            ("SHA-256", "b4a697a057313163aee33cd8d40c66e9f0f177e00cac2de32475ffff6169c3e3"),
+            (
+                "SHA-384",
+                "d28a7d5cf25a74f11a50a18452b75e04bb3d70c9dd0510d6123aa008c756511b87525bdc835ebb27e1fb9e9374a15562",
+            ),
+            (
+                "SHA-512",
+                "6ce4adb348546d4f449c4d25aad9a7c9cb711d9e91982d3f0b29ca2f3f47d4ce\
+                 2deba23bf2954f0f1d593fc50283731a533d30d425402d4f91316d871303aac4",
+            ),
+        ] {
+            assert_eq!(e(&format!("States.Hash($.data, '{algorithm}')")).unwrap(), json!(hex), "{algorithm}");
+        }
+        assert_eq!(
+            e("States.Hash('', 'SHA-256')").unwrap(),
+            json!("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
+
+        let err = |s: &str| e(s).unwrap_err();
+        assert!(err("States.Base64Encode()").contains("takes 1 arguments, not 0"));
+        assert!(err("States.Base64Decode('a', 'b')").contains("takes 1 arguments, not 2"));
+        assert!(err("States.Base64Encode($.n)").contains("7 is not a string"));
+        assert!(err("States.Base64Decode('not base64!')").contains("States.Base64Decode: "));
+        // Unpadded input is not standard base64.
+        assert!(err("States.Base64Decode('RGF0YQ')").contains("States.Base64Decode: "));
+        // 0xff 0xfe is not UTF-8.
+        assert!(err("States.Base64Decode('//4=')").contains("not UTF-8"));
+        assert!(err("States.Hash($.data)").contains("takes 2 arguments, not 1"));
+        assert!(err("States.Hash($.n, 'MD5')").contains("7 is not a string"));
+        assert!(err("States.Hash($.data, 7)").contains("algorithm 7 is not a string"));
+        let unknown = err("States.Hash($.data, 'sha256')");
+        assert!(unknown.contains("sha256 is not an algorithm") && unknown.contains(HASH_ALGORITHMS), "{unknown}");
+
+        // The limit counts characters, not bytes: 10,000 two-byte characters pass.
+        let at_limit = json!({"s": "é".repeat(MAX_DATA_CHARS), "t": "x".repeat(MAX_DATA_CHARS + 1)});
+        assert!(evaluate("States.Base64Encode($.s)", &at_limit, &ctx).is_ok());
+        assert!(evaluate("States.Hash($.s, 'MD5')", &at_limit, &ctx).is_ok());
+        for call in ["States.Base64Encode($.t)", "States.Base64Decode($.t)", "States.Hash($.t, 'MD5')"] {
+            assert!(evaluate(call, &at_limit, &ctx).unwrap_err().contains("longer than 10000 characters"), "{call}");
+        }
+    }
+
+    #[test]
+    fn math_random_is_in_range_and_repeatable_with_a_seed() {
+        let input = json!({"start": 1, "end": 999, "seed": 42});
+        let ctx = json!({});
+        let e = |s: &str| evaluate(s, &input, &ctx);
+        let seeded = e("States.MathRandom($.start, $.end, $.seed)").unwrap();
+        for _ in 0..20 {
+            assert_eq!(e("States.MathRandom($.start, $.end, $.seed)").unwrap(), seeded);
+        }
+        assert!((1..999).contains(&seeded.as_i64().unwrap()), "{seeded}");
+        // The end is excluded: a range of one number always gives it, seeded or not.
+        assert_eq!(e("States.MathRandom(5, 6)").unwrap(), json!(5));
+        assert_eq!(e("States.MathRandom(-3, -2, -7)").unwrap(), json!(-3));
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let n = e(&format!("States.MathRandom(-2, 3, {seed})")).unwrap().as_i64().unwrap();
+            assert!((-2..3).contains(&n), "{n}");
+            seen.insert(n);
+        }
+        assert_eq!(seen.len(), 5, "200 seeds reach every number in [-2, 3): {seen:?}");
+        for _ in 0..50 {
+            let n = e("States.MathRandom(10, 20)").unwrap().as_i64().unwrap();
+            assert!((10..20).contains(&n), "{n}");
+        }
+
+        let err = |s: &str| e(s).unwrap_err();
+        assert!(err("States.MathRandom(1)").contains("takes 2 or 3 arguments, not 1"));
+        assert!(err("States.MathRandom(1, 2, 3, 4)").contains("takes 2 or 3 arguments, not 4"));
+        assert!(err("States.MathRandom(5, 5)").contains("must be below the end"));
+        assert!(err("States.MathRandom(9, 1, 3)").contains("must be below the end"));
+        assert!(err("States.MathRandom(1.5, 9)").contains("1.5 is not a whole number"));
+        assert!(err("States.MathRandom(1, '9')").contains("\"9\" is not a whole number"));
+        assert!(err("States.MathRandom(1, 9, 'seed')").contains("is not a whole number"));
     }
 }
