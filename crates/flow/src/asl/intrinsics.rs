@@ -39,6 +39,7 @@ pub const SUPPORTED: &[&str] = &[
     "States.Base64Decode",
     "States.Hash",
     "States.MathRandom",
+    "States.JsonMerge",
 ];
 
 /// The most characters Base64Encode, Base64Decode and Hash take: AWS's limit,
@@ -261,6 +262,18 @@ fn eval(arg: &Arg, input: &Value, context: &Value) -> Result<Value, String> {
             want(1)?;
             json!(values[0].to_string())
         }
+        // Shallow, as in AWS (which takes only `false`): the second's keys win.
+        "States.JsonMerge" => {
+            want(3)?;
+            if values[2] != Value::Bool(false) {
+                return Err("States.JsonMerge merges shallowly only: its third argument must be false".into());
+            }
+            let (Value::Object(mut merged), Value::Object(second)) = (values[0].clone(), values[1].clone()) else {
+                return Err("States.JsonMerge merges two JSON objects".into());
+            };
+            merged.extend(second);
+            Value::Object(merged)
+        }
         "States.Array" => Value::Array(values),
         "States.ArrayPartition" => {
             want(2)?;
@@ -414,7 +427,23 @@ mod tests {
         assert_eq!(e("States.MathAdd($.done, -1)"), json!(2));
         assert_eq!(e("States.StringSplit($.csv, ',')"), json!(["a", "b", "c"]));
         assert_eq!(e("States.UUID()").as_str().unwrap().len(), 36);
-        assert!(check("States.JsonMerge($.a, $.b, false)").unwrap_err().contains("not an intrinsic this engine runs"));
+        assert!(check("States.JsonPatch($.a, $.b)").unwrap_err().contains("not an intrinsic this engine runs"));
+        let merged = evaluate(
+            "States.JsonMerge($.a, $.b, false)",
+            &json!({"a": {"x": 1, "y": {"p": 1}}, "b": {"y": {"q": 2}, "z": 3}}),
+            &json!({}),
+        );
+        assert_eq!(merged.unwrap(), json!({"x": 1, "y": {"q": 2}, "z": 3}), "shallow: b's y replaces a's");
+        assert!(
+            evaluate("States.JsonMerge($.a, $.a, true)", &json!({"a": {}}), &json!({}))
+                .unwrap_err()
+                .contains("must be false")
+        );
+        assert!(
+            evaluate("States.JsonMerge($.a, 1, false)", &json!({"a": {}}), &json!({}))
+                .unwrap_err()
+                .contains("two JSON objects")
+        );
         assert!(check("States.Format('x', $.a").unwrap_err().contains("expected , or )"));
         assert!(evaluate("States.MathAdd(1)", &input, &ctx).unwrap_err().contains("takes 2 arguments"));
     }

@@ -214,7 +214,7 @@ mod tests {
         assert!(check(&Some(json!("$.a[*]")), true).is_err(), "a ResultPath names one place");
         assert!(check(&Some(json!("$.a[")), false).is_err());
         assert!(check_template(&json!({"v.$": "States.Format('{}', $.a)"})).is_ok());
-        assert!(check_template(&json!({"v.$": "States.JsonMerge($.a, $.a, false)"})).unwrap_err().contains("v.$"));
+        assert!(check_template(&json!({"v.$": "States.JsonPatch($.a, $.a)"})).unwrap_err().contains("v.$"));
         let filled = template(&json!({"s.$": "States.Format('{}-{}', $.n, $$.Execution.Id)"}), &input, &ctx).unwrap();
         assert_eq!(filled, json!({"s": "3-r1"}));
     }
