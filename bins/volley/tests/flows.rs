@@ -595,6 +595,78 @@ fn a_workflow_survives_twenty_controller_kills_and_runs_every_step_once_unless_i
     }
 }
 
+/// The names of the records under `dir` (one per execution of a recording step).
+fn records(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("run-"));
+    names
+}
+
+#[test]
+fn checkpoint_annotations_decide_what_a_restart_computes_again() {
+    let dir = TempDir::new("checkpoints");
+    let data = TempDir::new("checkpoints-data");
+    let rec = |step: &str| format!("file://{}/{step}", data.0.display());
+    // Four producers, one per annotation; `gate` holds `late` until after the
+    // kill; `reader` reads the nondeterministic output before the kill and is
+    // retried after it.
+    let dag = json!({"steps": {
+        "sync": {"kind": "task", "function": "sleep", "params": {"seconds": 0, "record_to": rec("sync")}},
+        "async": {"kind": "task", "function": "sleep", "checkpoint": "async",
+                  "params": {"seconds": 0, "record_to": rec("async")}},
+        "off": {"kind": "task", "function": "sleep", "checkpoint": "off",
+                "params": {"seconds": 0, "record_to": rec("off")}},
+        "chosen": {"kind": "task", "function": "sleep", "checkpoint": "off", "nondeterministic": true,
+                   "params": {"seconds": 0, "record_to": rec("chosen")}},
+        "gate": {"kind": "task", "function": "sleep", "retries": 3, "backoff_secs": 0.1, "params": {"seconds": 3}},
+        "reader": {"needs": ["chosen"], "kind": "task", "function": "sleep", "retries": 3, "backoff_secs": 0.1,
+                   "params": {"seconds": 3, "note": {"saw": "${steps.chosen.output[0].recorded}"}}},
+        "late": {"needs": ["sync", "async", "off", "gate"], "kind": "task", "function": "sleep",
+                 "params": {"seconds": 0, "note": {"sync": "${steps.sync.output[0].recorded}",
+                            "async": "${steps.async.output[0].recorded}", "off": "${steps.off.output[0].recorded}"}}},
+    }});
+    let mut p = Platform::up_in(&dir.0, &[]);
+    assert!(deploy(&p, &dir, "checkpoints", &dag.to_string()).status.success());
+    let id = start(&p, "checkpoints", json!({}));
+    until_some(30, "the producers done, the reader running, the async output saved", || {
+        let (_, run) = p.get(&format!("/v1/runs/{id}"));
+        let steps = &run["steps"];
+        let done = ["sync", "async", "off", "chosen"].iter().all(|s| steps[s]["state"] == "succeeded");
+        let read = steps["reader"]["state"] == "running" && steps["reader"]["bursts"].as_array()?.len() == 1;
+        let saved = steps["async"]["output"][0]["recorded"].is_string();
+        (done && read && saved && steps["gate"]["state"] == "running").then_some(())
+    });
+    let (_, before) = p.get(&format!("/v1/runs/{id}"));
+    assert_eq!(before["steps"]["off"]["output_unsaved"], true, "{before:#}");
+    assert_eq!(before["steps"]["chosen"]["output_unsaved"], Value::Null, "saved when the reader read it: {before:#}");
+    p.role.kill9();
+    let p = Platform::up_in(&dir.0, &[]);
+    let run = p.wait_run(&id, 60);
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let steps = &run["steps"];
+    let ran = |step: &str| records(&data.0.join(step));
+    assert_eq!((ran("sync").len(), ran("async").len(), ran("chosen").len()), (1, 1, 1), "{run:#}");
+    assert_eq!(ran("off").len(), 2, "the unsaved output, lost with the kill, was computed again: {run:#}");
+    assert_eq!(steps["off"]["recomputed_at"], json!([2]), "{run:#}");
+    assert!(steps["reader"]["attempts"].as_u64().unwrap() >= 2, "the kill failed the reader's burst: {run:#}");
+    let by_key = bursts_by_key(&p);
+    let params = |key: String| by_key[&key][0]["request"]["params"]["note"].clone();
+    // The reader's retry read what its first attempt read: the same execution of `chosen`.
+    let first = params(format!("run/{id}/reader/1"));
+    assert_eq!(first["saw"], json!(ran("chosen")[0]));
+    assert_eq!(params(format!("run/{id}/reader/2"))["saw"], first["saw"]);
+    // `late` read the saved outputs and the one computed again.
+    let late = params(format!("run/{id}/late/1"));
+    assert_eq!((&late["sync"], &late["async"]), (&json!(ran("sync")[0]), &json!(ran("async")[0])));
+    assert!(ran("off").contains(&late["off"].as_str().unwrap().to_string()), "{late}");
+    assert_eq!(steps["off"]["output"], Value::Null, "an output with checkpoint off stays out of the record");
+    for (key, bursts) in by_key {
+        assert_eq!(bursts.len(), 1, "{key} started {} bursts", bursts.len());
+    }
+}
+
 #[test]
 fn a_timer_fires_its_times_across_a_restart_and_a_trigger_starts_a_run_from_it() {
     let dir = TempDir::new("flow-timer");

@@ -51,6 +51,10 @@ struct SleepParams {
     /// one object per execution (exactly-once drills count them).
     #[serde(default)]
     record_to: Option<String>,
+    /// Ignored: what a workflow's step read from earlier steps, kept in its
+    /// burst's request for whoever checks it.
+    #[serde(default, rename = "note")]
+    _note: serde_json::Value,
 }
 
 fn one_second() -> f64 {
@@ -110,11 +114,15 @@ pub fn sleep(w: &Worker) -> WorkerResult {
     if let Some(writer) = writing {
         w.block_on(writer.finish())?;
     }
+    // The record's name is in the result too: an output that differs from
+    // one execution to the next, as a nondeterministic step's does.
+    let mut recorded = None;
     if let (Some(url), 0) = (&p.record_to, w.rank()) {
         let name = format!("run-{:016x}", rand_name());
         w.block_on(w.storage(url)?.put(&name, bytes::Bytes::new()))?;
+        recorded = Some(name);
     }
-    Ok(json!({ "rank": w.rank(), "slept": seconds }))
+    Ok(json!({ "rank": w.rank(), "slept": seconds, "recorded": recorded }))
 }
 
 pub fn sum(w: &Worker) -> WorkerResult {

@@ -94,6 +94,30 @@ pub struct Step {
     /// Seconds before a retry, doubled after each.
     #[serde(default = "one_second")]
     pub backoff_secs: f64,
+    /// When its output is saved (ExoFlow's annotation).
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    /// Its output may differ from one execution to the next: once a step has
+    /// read it, it is saved and never computed again.
+    #[serde(default)]
+    pub nondeterministic: bool,
+}
+
+/// When a step's output is saved in the run's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// In the transaction that starts the steps after it: never computed again.
+    #[default]
+    Sync,
+    /// In the engine's next transaction, after the steps after it have
+    /// started: a restart in between loses it, and a step that still needs
+    /// it has it computed again.
+    Async,
+    /// Never (held in memory while steps still need it): a restart loses it,
+    /// and a step that still needs it has it computed again. For outputs too
+    /// large to keep in the run's record.
+    Off,
 }
 
 fn one_second() -> f64 {
@@ -189,6 +213,22 @@ fn check_kind(at: &str, step: &Step) -> Result<()> {
             None | Some(1) => Ok(()),
             Some(_) => Err(Error::invalid(at, "a task is one worker: leave workers out")),
         },
+    }
+}
+
+impl Plan {
+    /// The steps whose outputs `step`'s references read.
+    pub fn reads(&self, step: &str) -> BTreeSet<String> {
+        let Some(s) = self.dag.steps.get(step) else { return BTreeSet::new() };
+        let mut refs = template::references(&s.params);
+        refs.extend(s.items.iter().flat_map(template::references));
+        refs.extend(s.objects.iter().flat_map(|o| template::references(&Value::String(o.clone()))));
+        refs.iter()
+            .filter_map(|r| r.strip_prefix("steps."))
+            .filter_map(|r| r.split(['.', '[']).next())
+            .filter(|name| self.dag.steps.contains_key(*name))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -371,8 +411,11 @@ impl Plan {
 
 /// What a step's `${...}` references read: the run's input and its steps' outputs.
 fn scope(run: &Run) -> Value {
-    let outputs: serde_json::Map<String, Value> =
-        run.steps.iter().map(|(name, rec)| (name.clone(), json!({"output": rec.output}))).collect();
+    let outputs: serde_json::Map<String, Value> = run
+        .steps
+        .iter()
+        .map(|(name, rec)| (name.clone(), json!({"output": rec.held.as_ref().unwrap_or(&rec.output)})))
+        .collect();
     json!({"input": run.input, "steps": outputs})
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use volley_proto::api::BurstRequest;
 use volley_proto::flow::{CloudEvent, Run, RunState, StepRecord};
 
-use crate::dag::{Plan, STEP_SUCCEEDED, run_started, run_subject, step_subject};
+use crate::dag::{Checkpoint, Plan, STEP_SUCCEEDED, run_started, run_subject, step_subject};
 
 /// What the controller must do after a transition.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,9 @@ pub enum Effect {
     Timer { token: u64, after: Duration },
     /// Tell the run `seq` when an event of type `kind` (and `subject`) comes.
     Listen { seq: u32, kind: String, subject: Option<String> },
+    /// Save `step`'s output (held in memory) in a later transaction: an
+    /// asynchronous checkpoint.
+    SaveOutput { step: String },
     /// The run has ended: its triggers go.
     Finished,
 }
@@ -72,12 +75,31 @@ pub fn advance(plan: &Plan, run: &mut Run, step: &str, now: u64) -> Vec<Effect> 
     }
 }
 
+/// Starts `attempt` of `step`, unless an output it reads was lost with a
+/// restart: then those steps are computed again first, and it waits for them.
 fn start(plan: &Plan, run: &mut Run, step: &str, attempt: u32, after: Duration, now: u64) -> Vec<Effect> {
+    let reads = plan.reads(step);
+    let missing: Vec<&String> = reads.iter().filter(|r| !output_ready(run, r)).collect();
+    if !missing.is_empty() {
+        if let Some(rec) = run.steps.get_mut(step) {
+            rec.state = RunState::Waiting;
+            rec.next_attempt = Some(attempt);
+        }
+        return missing.into_iter().flat_map(|m| recompute(plan, run, m, now)).collect();
+    }
+    // A nondeterministic output is saved when a step first reads it (in the
+    // transaction that starts that step): what was read is never computed again.
+    for read in &reads {
+        if plan.dag.steps.get(read).is_some_and(|s| s.nondeterministic) {
+            save_output(run, read);
+        }
+    }
     match plan.request(run, step, attempt).and_then(|(request, key)| Ok((request, key, plan.objects(run, step)?))) {
         Ok((request, key, objects)) => {
             if let Some(rec) = run.steps.get_mut(step) {
                 rec.state = RunState::Running;
                 rec.attempts = attempt;
+                rec.next_attempt = None;
                 rec.started_at.get_or_insert(now);
             }
             vec![Effect::Start { step: step.into(), attempt, request: Box::new(request), key, after, objects }]
@@ -85,6 +107,30 @@ fn start(plan: &Plan, run: &mut Run, step: &str, attempt: u32, after: Duration, 
         // A reference that names nothing at run time (an output without that
         // field, say) fails the step, and so the run, with the place named.
         Err(e) => fail(run, step, format!("step {step} cannot start: {e}"), now),
+    }
+}
+
+/// Whether `step` has succeeded and its output is at hand (saved, or held).
+fn output_ready(run: &Run, step: &str) -> bool {
+    run.steps.get(step).is_some_and(|r| r.state == RunState::Succeeded && (!r.output_unsaved || r.held.is_some()))
+}
+
+/// Computes `step` again: its output, unsaved, was lost with a restart and a
+/// step needs it. Nothing if it is being computed already.
+fn recompute(plan: &Plan, run: &mut Run, step: &str, now: u64) -> Vec<Effect> {
+    let Some(rec) = run.steps.get_mut(step).filter(|r| r.state == RunState::Succeeded) else { return Vec::new() };
+    let attempt = rec.attempts + 1;
+    rec.recomputed_at.push(attempt);
+    start(plan, run, step, attempt, Duration::ZERO, now)
+}
+
+/// Saves `step`'s output, held in memory until now, in the run's record.
+pub fn save_output(run: &mut Run, step: &str) {
+    if let Some(rec) = run.steps.get_mut(step)
+        && let Some(output) = rec.held.take()
+    {
+        rec.output = output;
+        rec.output_unsaved = false;
     }
 }
 
@@ -116,18 +162,46 @@ pub fn burst_ended(plan: &Plan, run: &mut Run, step: &str, attempt: u32, ended: 
     }
     match ended {
         Ended::Succeeded(output) => {
+            let checkpoint = plan.dag.steps.get(step).map(|s| s.checkpoint).unwrap_or_default();
             let rec = run.steps.get_mut(step).expect("checked above");
+            let again = rec.recomputed_at.last().is_some_and(|a| *a <= attempt);
             rec.state = RunState::Succeeded;
-            rec.output = output.clone();
             rec.finished_at = Some(now);
-            let announce = CloudEvent::new(
-                format!("{}/succeeded", step_subject(&run.id, step)),
-                "volley/flow",
-                STEP_SUCCEEDED,
-                Some(step_subject(&run.id, step)),
-                json!({"run": run.id, "step": step, "attempts": attempt, "output": output}),
-            );
-            let mut effects = vec![Effect::Emit(Box::new(announce))];
+            let mut effects = Vec::new();
+            // Only a synchronous checkpoint puts the output in the log's event too.
+            let announced = match checkpoint {
+                Checkpoint::Sync => {
+                    rec.output = output.clone();
+                    output
+                }
+                Checkpoint::Async | Checkpoint::Off => {
+                    rec.held = Some(output);
+                    rec.output_unsaved = true;
+                    if checkpoint == Checkpoint::Async {
+                        effects.push(Effect::SaveOutput { step: step.into() });
+                    }
+                    Value::Null
+                }
+            };
+            // Computed again, it was announced already: its dependents' triggers have fired.
+            if !again {
+                effects.push(Effect::Emit(Box::new(CloudEvent::new(
+                    format!("{}/succeeded", step_subject(&run.id, step)),
+                    "volley/flow",
+                    STEP_SUCCEEDED,
+                    Some(step_subject(&run.id, step)),
+                    json!({"run": run.id, "step": step, "attempts": attempt, "output": announced}),
+                ))));
+            }
+            let waiting: Vec<(String, u32)> = run
+                .steps
+                .iter()
+                .filter(|(_, r)| r.state == RunState::Waiting)
+                .filter_map(|(name, r)| r.next_attempt.map(|a| (name.clone(), a)))
+                .collect();
+            for (name, attempt) in waiting {
+                effects.extend(start(plan, run, &name, attempt, Duration::ZERO, now));
+            }
             if run.steps.values().all(|r| r.state == RunState::Succeeded) {
                 run.state = RunState::Succeeded;
                 run.finished_at = Some(now);
@@ -140,13 +214,17 @@ pub fn burst_ended(plan: &Plan, run: &mut Run, step: &str, attempt: u32, ended: 
             let rec = run.steps.get_mut(step).expect("checked above");
             rec.errors.push(format!("attempt {attempt}: {reason}"));
             let retries = plan.dag.steps.get(step).map(|s| (s.retries, s.backoff_secs)).unwrap_or((0, 0.0));
-            if attempt <= retries.0 {
+            // A computation again has the step's retries afresh.
+            let again = rec.recomputed_at.last().copied();
+            let tries = attempt + 1 - again.unwrap_or(1);
+            if tries <= retries.0 {
                 // Backoff doubles: b, 2b, 4b, ...
-                let backoff = Duration::from_secs_f64(retries.1 * 2f64.powi(attempt as i32 - 1));
+                let backoff = Duration::from_secs_f64(retries.1 * 2f64.powi(tries as i32 - 1));
                 return start(plan, run, step, attempt + 1, backoff, now);
             }
-            let tries = if attempt > 1 { format!(" after {attempt} attempts") } else { String::new() };
-            fail(run, step, format!("step {step} failed{tries}: {reason}"), now)
+            let tries = if tries > 1 { format!(" after {tries} attempts") } else { String::new() };
+            let why = if again.is_some() { " computing again its output, lost with a restart," } else { "" };
+            fail(run, step, format!("step {step} failed{why}{tries}: {reason}"), now)
         }
     }
 }
@@ -277,6 +355,87 @@ mod tests {
         assert_eq!(run.state, RunState::Cancelled);
         assert!(cancel(&mut run, "again", 4).is_empty());
         assert!(advance(&p, &mut run, "b", 5).is_empty(), "nothing starts in an ended run");
+    }
+
+    /// The run as a restarted controller reads it back from the store.
+    fn restarted(run: &Run) -> Run {
+        serde_json::from_value(serde_json::to_value(run).unwrap()).unwrap()
+    }
+
+    fn annotated(a: &str) -> Plan {
+        parse(&format!(
+            "steps: {{a: {{function: f, workers: 1, retries: 1, {a}}}, b: {{needs: [a], function: g, workers: 1, retries: 1, params: {{x: \"${{steps.a.output[0]}}\"}}}}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unsaved_output_lost_with_a_restart_is_computed_again_before_the_step_that_reads_it() {
+        let p = annotated("checkpoint: off");
+        let (mut run, _) = create(&p, "r", "ns", "w", Value::Null, 1);
+        advance(&p, &mut run, "a", 2);
+        let effects = burst_ended(&p, &mut run, "a", 1, Ended::Succeeded(json!([7])), 3);
+        let Effect::Emit(announce) = &effects[0] else { panic!("{effects:?}") };
+        assert_eq!(announce.data["output"], Value::Null, "an unsaved output is not logged either");
+        assert_eq!((run.steps["a"].output.clone(), run.steps["a"].output_unsaved), (Value::Null, true));
+        let mut run = restarted(&run);
+        assert_eq!(run.steps["a"].held, None, "held in memory only");
+        let effects = advance(&p, &mut run, "b", 4);
+        assert_eq!(started(&effects), vec![("a".into(), 2)], "a is computed again first");
+        assert_eq!((run.steps["b"].state, run.steps["b"].next_attempt), (RunState::Waiting, Some(1)));
+        assert_eq!(run.steps["a"].recomputed_at, vec![2]);
+        let effects = burst_ended(&p, &mut run, "a", 2, Ended::Succeeded(json!([8])), 5);
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Emit(_))), "announced once: {effects:?}");
+        let Some(Effect::Start { request, step, attempt: 1, .. }) = effects.first() else { panic!("{effects:?}") };
+        assert_eq!((step.as_str(), request.params.clone()), ("b", json!({"x": 8})));
+        assert_eq!(run.steps["b"].next_attempt, None);
+    }
+
+    #[test]
+    fn an_async_output_is_saved_by_a_later_transaction() {
+        let p = annotated("checkpoint: async");
+        let (mut run, _) = create(&p, "r", "ns", "w", Value::Null, 1);
+        advance(&p, &mut run, "a", 2);
+        let effects = burst_ended(&p, &mut run, "a", 1, Ended::Succeeded(json!([7])), 3);
+        assert!(effects.contains(&Effect::SaveOutput { step: "a".into() }), "{effects:?}");
+        assert!(run.steps["a"].output_unsaved);
+        save_output(&mut run, "a");
+        let mut run = restarted(&run);
+        assert_eq!((run.steps["a"].output.clone(), run.steps["a"].output_unsaved), (json!([7]), false));
+        assert_eq!(started(&advance(&p, &mut run, "b", 4)), vec![("b".into(), 1)], "nothing computed again");
+    }
+
+    #[test]
+    fn a_nondeterministic_output_once_read_is_saved_and_never_computed_again() {
+        let p = annotated("checkpoint: off, nondeterministic: true");
+        let (mut run, _) = create(&p, "r", "ns", "w", Value::Null, 1);
+        advance(&p, &mut run, "a", 2);
+        burst_ended(&p, &mut run, "a", 1, Ended::Succeeded(json!([7])), 3);
+        assert_eq!(started(&advance(&p, &mut run, "b", 4)), vec![("b".into(), 1)]);
+        assert_eq!((run.steps["a"].output.clone(), run.steps["a"].output_unsaved), (json!([7]), false));
+        let mut run = restarted(&run);
+        let effects = burst_ended(&p, &mut run, "b", 1, Ended::Failed("lost with the restart".into()), 5);
+        let Some(Effect::Start { step, attempt: 2, request, .. }) = effects.first() else { panic!("{effects:?}") };
+        assert_eq!((step.as_str(), request.params.clone()), ("b", json!({"x": 7})), "the output b read the first time");
+        assert!(run.steps["a"].recomputed_at.is_empty());
+    }
+
+    #[test]
+    fn a_computation_again_has_the_steps_retries_afresh_and_its_failure_says_why() {
+        let p = annotated("checkpoint: off");
+        let (mut run, _) = create(&p, "r", "ns", "w", Value::Null, 1);
+        advance(&p, &mut run, "a", 2);
+        burst_ended(&p, &mut run, "a", 1, Ended::Failed("once".into()), 3);
+        burst_ended(&p, &mut run, "a", 2, Ended::Succeeded(json!([7])), 4);
+        let mut run = restarted(&run);
+        assert_eq!(started(&advance(&p, &mut run, "b", 5)), vec![("a".into(), 3)]);
+        let effects = burst_ended(&p, &mut run, "a", 3, Ended::Failed("again".into()), 6);
+        assert_eq!(started(&effects), vec![("a".into(), 4)], "retries: 1 counts from the computation again");
+        burst_ended(&p, &mut run, "a", 4, Ended::Failed("and again".into()), 7);
+        assert_eq!(run.state, RunState::Failed);
+        let error = run.error.unwrap();
+        assert!(error.contains("computing again its output, lost with a restart, after 2 attempts"), "{error}");
+        assert_eq!(run.steps["b"].state, RunState::Cancelled);
     }
 
     #[test]

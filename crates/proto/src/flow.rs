@@ -338,6 +338,21 @@ pub struct StepRecord {
     /// Why each failed attempt failed.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// Its output is not in the store (`checkpoint: off`, or `async` not yet
+    /// written): after a restart it is computed again if a step still needs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_unsaved: bool,
+    /// The attempts that computed its output again because a restart lost it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recomputed_at: Vec<u32>,
+    /// The attempt it starts once the outputs it reads, being computed
+    /// again, are back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<u32>,
+    /// An unsaved output, held by the engine in memory only (never serialized:
+    /// that is what makes it unsaved).
+    #[serde(skip)]
+    pub held: Option<Value>,
 }
 
 impl StepRecord {
@@ -351,6 +366,10 @@ impl StepRecord {
             started_at: None,
             finished_at: None,
             errors: Vec::new(),
+            output_unsaved: false,
+            recomputed_at: Vec::new(),
+            next_attempt: None,
+            held: None,
         }
     }
 }

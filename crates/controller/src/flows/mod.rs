@@ -25,6 +25,11 @@ use crate::store::{Docs, Store};
 
 /// What the engine's task is asked to do; every answer comes once the change is durable.
 pub(crate) enum Input {
+    /// Save a step's output held in memory (an asynchronous checkpoint).
+    SaveOutput {
+        run: String,
+        step: String,
+    },
     Events {
         namespace: String,
         events: Vec<CloudEvent>,

@@ -76,6 +76,8 @@ struct Tx {
     dirty: HashSet<String>,
     /// Runs that changed: saved once at the end of the batch.
     dirty_runs: HashSet<String>,
+    /// Steps' outputs (run, step) to save in the next batch (asynchronous checkpoints).
+    saves: Vec<(String, String)>,
     /// How much work the batch holds.
     size: usize,
 }
@@ -194,7 +196,7 @@ impl State {
     }
 
     async fn commit(&mut self, tx: Tx) {
-        let Tx { batch, perform, replies, ended, subscribe, .. } = tx;
+        let Tx { batch, perform, replies, ended, subscribe, saves, .. } = tx;
         // Retried until it holds: the state in memory is already ahead of the store.
         let mut delay = Duration::from_millis(50);
         let mut batch = Some(batch);
@@ -208,6 +210,9 @@ impl State {
             }
         }
         self.changed.notify_waiters();
+        for (run, step) in saves {
+            let _ = self.inbox.send(Input::SaveOutput { run, step });
+        }
         self.subscribe(subscribe);
         for entry in perform {
             outbox::perform(self.plane.clone(), entry, self.inbox.clone(), self.stop.clone());
@@ -287,6 +292,10 @@ impl State {
                 tx.replies.push(Reply::Done(done, result));
             }
             Input::SourceNote { key, reported, error } => self.source_note(&key, reported, error, tx),
+            Input::SaveOutput { run, step } => self.transition(&run, tx, |_, r| {
+                volley_flow::run::save_output(r, &step);
+                Vec::new()
+            }),
             Input::BurstChanged(burst) if burst.state.is_final() => self.burst_ended(*burst, tx),
             Input::BurstChanged(burst) => self.burst_progressed(&burst, tx),
             Input::Performed { id, outcome } => {

@@ -110,6 +110,8 @@ impl State {
                     tx.batch.put(Docs::Triggers, trigger_key(&namespace, &trigger.id), &trigger);
                     self.index(&namespace, trigger);
                 }
+                // Written by the next batch: this one starts the steps after it first.
+                Effect::SaveOutput { step } => tx.saves.push((id.clone(), step)),
                 // The run's triggers go with it (one per step of a DAG; a code run's waits).
                 Effect::Finished => {
                     let mut keys: Vec<String> =
