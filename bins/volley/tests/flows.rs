@@ -356,6 +356,46 @@ fn an_event_sent_twice_is_applied_once_and_submits_with_a_key_start_one_burst() 
     assert_eq!(p.wait(b1["id"].as_str().unwrap(), 30)["state"], "succeeded");
 }
 
+fn events_leave_the_log_after_the_retention(args: &[&str]) {
+    let mut all = vec!["--event-retention", "1"];
+    all.extend_from_slice(args);
+    let p = Platform::up(&all);
+    let data = TempDir::new("retention");
+    let url = format!("file://{}", data.0.display());
+    std::fs::write(data.0.join("old"), "there first").unwrap();
+    let out = p.cli(&["sources", "create", "uploads", "--storage", &url, "--every", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    until_some(10, "the first listing", || (p.get("/v1/sources").1[0]["polls"].as_u64() >= Some(1)).then_some(()));
+    std::fs::write(data.0.join("new"), "uploaded").unwrap();
+    let event = json!({"id": "e-1", "source": "tests", "type": "test.thing"}).to_string();
+    assert_eq!(p.post("/v1/events", &event).1["accepted"], 1);
+    assert_eq!(p.post("/v1/events", &event).1["duplicates"], 1, "within the retention, a repeat is dropped");
+    until_some(10, "the upload reported", || (p.get("/v1/sources").1[0]["reported"] == 1).then_some(()));
+    until_some(15, "an empty log", || p.get("/v1/events").1.as_array().unwrap().is_empty().then_some(()));
+    let (_, sent) = p.post("/v1/events", &event);
+    assert_eq!(sent["accepted"], 1, "past the retention the id is new again: {sent}");
+    // A source's ids outlive their events: its objects are not reported again.
+    let polls = p.get("/v1/sources").1[0]["polls"].as_u64().unwrap();
+    until_some(10, "two more listings", || {
+        (p.get("/v1/sources").1[0]["polls"].as_u64() >= Some(polls + 2)).then_some(())
+    });
+    assert_eq!(p.get("/v1/sources").1[0]["reported"], 1, "{}", p.get("/v1/sources").1);
+}
+
+#[test]
+fn events_leave_the_log_after_the_retention_on_the_embedded_store() {
+    events_leave_the_log_after_the_retention(&[]);
+}
+
+#[test]
+fn events_leave_the_log_after_the_retention_on_postgres() {
+    if !service_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let schema = support::PgSchema::new("volley_retention");
+    events_leave_the_log_after_the_retention(&["--store", &schema.url()]);
+}
+
 /// Polls `f` until it gives a value (up to `secs`).
 fn until_some<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);

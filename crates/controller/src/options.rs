@@ -58,6 +58,10 @@ pub struct Options {
     /// Longest queue timeout a burst may ask for.
     #[serde(with = "volley_proto::seconds")]
     pub max_queue_timeout: Duration,
+    /// How long the workflow engine keeps logged events (and so how long an
+    /// event id is deduplicated); zero: forever.
+    #[serde(with = "volley_proto::seconds")]
+    pub event_retention: Duration,
 }
 
 impl Default for Options {
@@ -81,6 +85,7 @@ impl Default for Options {
             metrics_key: None,
             max_queued_per_namespace: 1000,
             max_queue_timeout: Duration::from_secs(3600),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -162,6 +162,10 @@ pub struct ControlPlaneArgs {
     /// Longest queue timeout (seconds) a burst may ask for.
     #[arg(long, default_value_t = controller_defaults().max_queue_timeout.as_secs_f64())]
     pub max_queue_timeout: f64,
+    /// How long (seconds) workflow events are kept in the log, and so how long
+    /// a repeated event id is dropped; 0 keeps them forever.
+    #[arg(long, default_value_t = controller_defaults().event_retention.as_secs_f64())]
+    pub event_retention: f64,
 }
 
 impl ControlPlaneArgs {
@@ -198,6 +202,7 @@ impl ControlPlaneArgs {
             metrics_key: self.metrics_key.clone(),
             max_queued_per_namespace: self.max_queued_per_namespace,
             max_queue_timeout: seconds("--max-queue-timeout", self.max_queue_timeout)?,
+            event_retention: seconds("--event-retention", self.event_retention)?,
             ..controller_defaults()
         })
     }

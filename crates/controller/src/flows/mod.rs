@@ -6,6 +6,7 @@
 
 mod engine;
 mod outbox;
+mod retention;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -25,6 +26,10 @@ use crate::store::{Docs, Store};
 
 /// What the engine's task is asked to do; every answer comes once the change is durable.
 pub(crate) enum Input {
+    /// Events pruned from the log: their ids (`namespace/source/id`) are no longer deduplicated.
+    Forget {
+        ids: Vec<String>,
+    },
     /// Save a step's output held in memory (an asynchronous checkpoint).
     SaveOutput {
         run: String,

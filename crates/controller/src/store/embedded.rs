@@ -201,6 +201,19 @@ impl Embedded {
         .await
     }
 
+    pub(crate) async fn delete_events_through(&self, seq: u64) -> Result<()> {
+        let db = self.0.clone();
+        blocking(move || {
+            let txn = db.begin_write().map_err(store_err)?;
+            {
+                let mut table = txn.open_table(EVENTS).map_err(store_err)?;
+                table.retain_in(..=seq, |_, _| false).map_err(store_err)?;
+            }
+            txn.commit().map_err(store_err)
+        })
+        .await
+    }
+
     pub(crate) async fn last_event(&self) -> Result<u64> {
         let db = self.0.clone();
         blocking(move || {

@@ -213,6 +213,18 @@ impl Store {
         each!(self, s => s.events(namespace, after, limit).await)
     }
 
+    /// Removes the oldest events logged before `before` (µs), at most
+    /// `limit` of them, and returns them (oldest first).
+    pub async fn prune_events(&self, before: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
+        // The log is in the order events were received: the old ones come first.
+        let old: Vec<LoggedEvent> =
+            self.events(None, 0, limit).await?.into_iter().take_while(|e| e.received_at < before).collect();
+        if let Some(last) = old.last() {
+            each!(self, s => s.delete_events_through(last.seq).await)?;
+        }
+        Ok(old)
+    }
+
     /// The sequence of the last logged event (0: none).
     pub async fn last_event(&self) -> Result<u64> {
         each!(self, s => s.last_event().await)

@@ -183,6 +183,12 @@ impl Postgres {
         rows.iter().map(|r| decode(r.get::<_, &str>(0))).collect()
     }
 
+    pub(crate) async fn delete_events_through(&self, seq: u64) -> Result<()> {
+        let seq = seq.min(i64::MAX as u64) as i64;
+        self.with(async |c| c.execute("DELETE FROM volley_events WHERE seq <= $1", &[&seq]).await).await?;
+        Ok(())
+    }
+
     pub(crate) async fn last_event(&self) -> Result<u64> {
         let row =
             self.with(async |c| c.query_one("SELECT COALESCE(MAX(seq), 0) FROM volley_events", &[]).await).await?;

@@ -178,6 +178,7 @@ impl State {
         let subscriptions: Vec<(String, Source)> =
             self.sources.iter().filter(|(_, s)| s.storage.is_none()).map(|(k, s)| (k.clone(), s.clone())).collect();
         self.subscribe(subscriptions);
+        super::retention::start(self.plane.clone(), self.inbox.clone(), self.stop.clone());
         while let Some(first) = rx.recv().await {
             let mut tx = Tx::default();
             self.handle(first, &mut tx);
@@ -292,6 +293,14 @@ impl State {
                 tx.replies.push(Reply::Done(done, result));
             }
             Input::SourceNote { key, reported, error } => self.source_note(&key, reported, error, tx),
+            Input::Forget { ids } => {
+                tx.size += ids.len();
+                for id in ids {
+                    if self.seen.remove(&id) {
+                        tx.batch.delete(Docs::EventIds, id);
+                    }
+                }
+            }
             Input::SaveOutput { run, step } => self.transition(&run, tx, |_, r| {
                 volley_flow::run::save_output(r, &step);
                 Vec::new()
