@@ -999,7 +999,24 @@ fn messages_of_a_redis_stream_a_rabbitmq_queue_and_a_nats_subject_become_events(
 
 #[test]
 fn a_workflow_as_code_loops_until_it_converges_and_waits_for_an_event_without_a_process() {
-    let p = Platform::up(&[]);
+    code_workflow_converges_and_waits(&[], false);
+}
+
+#[test]
+fn a_workflow_as_code_on_postgres_waits_for_its_event_across_a_controller_kill() {
+    if !service_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let schema = support::PgSchema::new("volley_code");
+    code_workflow_converges_and_waits(&["--store", &schema.url()], true);
+}
+
+/// Runs examples/flows/estimate-pi.yaml to its wait for approval, kills the
+/// platform there if `kill` (the wait is only rows: a restart keeps it), and
+/// sends the approval.
+fn code_workflow_converges_and_waits(args: &[&str], kill: bool) {
+    let dir = TempDir::new("code-flow");
+    let mut p = Platform::up_in(&dir.0, args);
     let out = p.cli(&["flow", "deploy", "pi", &example("estimate-pi.yaml")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = start(&p, "pi", json!({"tolerance": 0.003, "samples": 100_000, "approval": true}));
@@ -1013,6 +1030,10 @@ fn a_workflow_as_code_loops_until_it_converges_and_waits_for_an_event_without_a_
         bursts.as_array().unwrap().iter().all(|b| b["state"] != "running" && b["state"] != "queued"),
         "nothing runs while it waits"
     );
+    if kill {
+        p.role.kill9();
+        p = Platform::up_in(&dir.0, args);
+    }
     let event = json!({"id": "ok-1", "source": "tests", "type": "pi.approve", "subject": id, "data": {"by": "me"}});
     assert_eq!(p.post("/v1/events", &event.to_string()).0, 202);
     let run = p.wait_run(&id, 60);
