@@ -234,6 +234,8 @@ steps:
     // The CLI says it too, and fails.
     let out = p.cli(&["flow", "status", &id]);
     assert!(support::stdout(&out).contains("flaky"));
+    let shown = p.cli(&["flow", "show", &id]);
+    assert_eq!(support::stdout(&shown), support::stdout(&out), "show RUN is status RUN");
 }
 
 #[test]
@@ -746,7 +748,8 @@ fn uploads_under_a_watched_prefix_start_a_word_count() {
     std::fs::create_dir_all(&texts).unwrap();
     // There before the source: its starting point, not an upload.
     std::fs::write(texts.join("old.txt"), "old old words").unwrap();
-    let out = p.cli(&["flow", "deploy", "wordcount", &example("wordcount.yaml")]);
+    // The map-reduce version: a worker per object under the prefix.
+    let out = p.cli(&["flow", "deploy", "wordcount", &example("wordcount-map.yaml")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let url = format!("file://{}", texts.display());
     let out = p.cli(&["sources", "create", "uploads", "--storage", &url, "--every", "1"]);
@@ -779,8 +782,10 @@ fn uploads_under_a_watched_prefix_start_a_word_count() {
     assert!(counts.join("_SUCCESS").exists());
     assert_eq!(got["the"], 3);
     assert_eq!(got["cat"], 3);
-    assert_eq!(got["old"], 2, "the prefix's old object is counted by the job (it reads the whole prefix)");
+    assert_eq!(got["old"], 2, "the prefix's old object is counted by the job (it maps the whole prefix)");
     assert_eq!(got.values().sum::<u64>(), 3 + 12, "old.txt's 3 words and the uploads' 12");
+    let count = bursts_by_key(&p).into_iter().find(|(k, _)| k.ends_with("/count/1")).unwrap().1;
+    assert_eq!(count[0]["request"]["workers"], 4, "a worker per object");
 }
 
 /// Sums the `word<TAB>count` lines of the parts under `url`.

@@ -28,7 +28,7 @@ pub enum Flow {
     Run(Box<RunFlowArgs>),
     /// Your deployed workflows.
     List,
-    /// One workflow's definition.
+    /// One workflow's definition, or one run (as `status`) given a run id.
     Show { name: String },
     /// Remove a workflow (none of its runs may be going).
     Delete { name: String },
@@ -39,7 +39,7 @@ pub enum Flow {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// One run: every step's state, attempts, bursts and errors.
+    /// One run: every step's state, attempts, seconds, bursts and errors.
     Status { run: String },
     /// Cancel a run: its running bursts are cancelled, no further step starts.
     Cancel { run: String },
@@ -143,6 +143,7 @@ impl Flow {
                     }
                     Ok(())
                 }
+                Flow::Show { name } if is_run_id(&name) => show_run(&client.run(&name).await?, output),
                 Flow::Show { name } => {
                     let w = client.workflow(&name).await?;
                     if output == Output::Json {
@@ -286,6 +287,11 @@ async fn follow(client: &Client, id: &str, limit: Duration) -> anyhow::Result<Ru
     }
 }
 
+/// A run's id as the engine makes them: `r` and 18 hex digits (time and chance).
+fn is_run_id(name: &str) -> bool {
+    name.len() == 19 && name.starts_with('r') && name[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn seconds(from: u64, to: Option<u64>) -> String {
     to.map(|t| format!("{:.2}", t.saturating_sub(from) as f64 / 1e6)).unwrap_or_else(|| "-".into())
 }
@@ -296,7 +302,13 @@ fn show_run(run: &Run, output: Output) -> anyhow::Result<()> {
     }
     println!("{:<20} {:<10} {:>8} {:>9}  bursts / error", "step", "state", "attempts", "seconds");
     for (name, s) in &run.steps {
-        let detail = s.errors.last().cloned().unwrap_or_else(|| s.bursts.join(" "));
+        let mut detail = s.errors.last().cloned().unwrap_or_else(|| s.bursts.join(" "));
+        if !s.recomputed_at.is_empty() {
+            detail.push_str(&format!(
+                " (computed again, its output lost with a restart: attempts {:?})",
+                s.recomputed_at
+            ));
+        }
         let secs = s.started_at.map(|t| seconds(t, s.finished_at)).unwrap_or_else(|| "-".into());
         println!("{:<20} {:<10} {:>8} {:>9}  {detail}", name, s.state.name(), s.attempts, secs);
     }
