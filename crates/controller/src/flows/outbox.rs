@@ -64,6 +64,11 @@ pub(crate) enum Outcome {
         attempt: u32,
         key: String,
         burst: String,
+        /// The burst, if it has ended already: performed again after a
+        /// restart, the submit returns the burst the first one started, which
+        /// may have ended while no run knew it was the step's; its end is
+        /// applied with this.
+        ended: Option<Box<volley_proto::api::Burst>>,
     },
     /// The controller refused the step's burst (a bad request, say): the step fails.
     StepRefused {
@@ -142,7 +147,10 @@ async fn attempt(plane: &ControlPlane, namespace: &str, effect: &Pending) -> Res
                 }
             }
             match plane.submit(namespace, request).await {
-                Ok(burst) => Ok(Outcome::StepStarted { run, step, attempt, key, burst: burst.id }),
+                Ok(burst) => {
+                    let ended = burst.state.is_final().then(|| Box::new(burst.clone()));
+                    Ok(Outcome::StepStarted { run, step, attempt, key, burst: burst.id, ended })
+                }
                 Err(Error::Store(e)) => Err(Error::Store(e)),
                 Err(e) => Ok(Outcome::StepRefused { run, step, attempt, key, error: e.to_string() }),
             }

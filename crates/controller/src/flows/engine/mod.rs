@@ -311,8 +311,11 @@ impl State {
                 tx.batch.delete(Docs::Outbox, id);
                 match outcome {
                     Outcome::Done => {}
-                    Outcome::StepStarted { run, step, attempt, key, burst } => {
-                        self.step_performed(&run, &step, attempt, &key, Ok(burst), tx)
+                    Outcome::StepStarted { run, step, attempt, key, burst, ended } => {
+                        self.step_performed(&run, &step, attempt, &key, Ok(burst), tx);
+                        if let Some(burst) = ended {
+                            self.burst_ended(*burst, tx);
+                        }
                     }
                     Outcome::StepRefused { run, step, attempt, key, error } => {
                         self.step_performed(&run, &step, attempt, &key, Err(error), tx)
