@@ -58,5 +58,7 @@ pub fn builtins() -> Functions {
         orchestrators::estimate_pi,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
+    // Python functions the volley Python package sends, run by forked Python workers.
+    volley_pyworkers::register(&mut f);
     f
 }

@@ -29,6 +29,9 @@ pub struct Options {
     /// The program started for every pack of a built-in function, and its arguments.
     pub program: PathBuf,
     pub program_args: Vec<String>,
+    /// The Python interpreter Python workers run with (the `volley` package
+    /// installed for it); handed to every pack process.
+    pub python: String,
     /// How long a new process may take to connect back.
     #[serde(with = "volley_proto::seconds")]
     pub start_timeout: Duration,
@@ -56,6 +59,7 @@ impl Default for Options {
             data_dir: std::env::temp_dir().join("volley").join("invoker"),
             program: std::env::current_exe().unwrap_or_default(),
             program_args: vec!["pack".into()],
+            python: "python3".into(),
             start_timeout: Duration::from_secs(10),
             log_limit: 256 * 1024,
             poll_wait: Duration::from_millis(1000),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
-use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, SOCKET_ENV};
+use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, SOCKET_ENV};
 
 use crate::Shared;
 use crate::logs::Logs;
@@ -40,6 +40,7 @@ pub(crate) async fn start(
         .env(SOCKET_ENV, &shared.router.path)
         .env(PROCESS_ENV, &process_id)
         .env(PREPARE_ENV, prepare.to_string())
+        .env(PYTHON_ENV, &opts.python)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

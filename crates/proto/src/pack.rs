@@ -9,6 +9,8 @@ use volley_storage::StorageOptions;
 use crate::Micros;
 
 /// The environment variable holding the invoker's socket path.
+/// The Python interpreter a pack's Python workers run with (the invoker's `--python`).
+pub const PYTHON_ENV: &str = "VOLLEY_PYTHON";
 pub const SOCKET_ENV: &str = "VOLLEY_INVOKER_SOCKET";
 /// The environment variable naming the process to the invoker.
 pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";

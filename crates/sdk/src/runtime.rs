@@ -35,6 +35,12 @@ const EXIT_STOPPED: u8 = 3;
 
 /// Runs one pack for the invoker that started this process; returns the exit code.
 pub fn serve(functions: Functions) -> ExitCode {
+    ExitCode::from(serve_status(functions))
+}
+
+/// As [`serve`], the exit status as a number (for a host that exits itself,
+/// such as a Python interpreter).
+pub fn serve_status(functions: Functions) -> u8 {
     let Ok(socket) = std::env::var(SOCKET_ENV) else {
         note!(
             "This program is a Volley function binary (functions: {}).\n\
@@ -42,26 +48,26 @@ pub fn serve(functions: Functions) -> ExitCode {
              an invoker starts it with {SOCKET_ENV} set.",
             functions.names().join(", ")
         );
-        return ExitCode::from(2);
+        return 2;
     };
     tag_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             note!("volley: cannot start the pack's runtime: {e}");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
     match runtime.block_on(run(&socket, &functions)) {
         Ok(code) => code,
         Err(message) => {
             note!("volley: {message}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
 
-async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
+async fn run(socket: &str, functions: &Functions) -> Result<u8, String> {
     let prepare = std::env::var(PREPARE_ENV).ok().and_then(|n| n.parse().ok()).unwrap_or(0usize);
     let threads = Prepared::spawn(prepare.min(MAX_PREPARED));
     let (control, mut incoming) =
@@ -76,7 +82,7 @@ async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
     let spec = match incoming.recv().await {
         Some(ToPack::Assign(spec)) => spec,
         Some(other) => return Err(format!("the invoker sent {other:?} before assigning a pack")),
-        None => return Ok(ExitCode::from(EXIT_STOPPED)),
+        None => return Ok(EXIT_STOPPED),
     };
     let Some(function) = functions.get(&spec.function) else {
         let error =
@@ -88,7 +94,7 @@ async fn run(socket: &str, functions: &Functions) -> Result<ExitCode, String> {
     let (peers_tx, peers_rx) = oneshot::channel();
     follow_invoker(incoming, peers_tx, control.clone());
     let failure = run_pack(&spec, function, &control, peers_rx, threads).await.err();
-    let code = if failure.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    let code = if failure.is_some() { 1 } else { 0 };
     let (error, consequence) = match failure {
         Some(f) => (Some(f.message), f.consequence),
         None => (None, false),

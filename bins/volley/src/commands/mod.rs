@@ -69,7 +69,7 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Run a whole job end to end (generate, run, validate), saying what happens.
     #[command(subcommand)]
-    Demo(demo::Demo),
+    Demo(Box<demo::Demo>),
     /// Start a controller and a local invoker in this process.
     Up(Box<serve::UpArgs>),
     /// Start a controller (the API server).

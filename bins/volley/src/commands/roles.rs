@@ -91,6 +91,9 @@ pub struct InvokerArgs {
     /// Seconds an idle warm process lives.
     #[arg(long, default_value_t = invoker_defaults().idle_timeout.as_secs_f64())]
     pub idle_timeout: f64,
+    /// The Python interpreter Python workers run with (the volley package installed for it).
+    #[arg(long, env = "VOLLEY_PYTHON", default_value_t = invoker_defaults().python)]
+    pub python: String,
 }
 
 impl InvokerArgs {
@@ -114,6 +117,7 @@ impl InvokerArgs {
             start_timeout: seconds("--start-timeout", self.start_timeout)?,
             warm_pool: self.warm_pool,
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
+            python: self.python.clone(),
             ..defaults
         })
     }

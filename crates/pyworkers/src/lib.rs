@@ -1,0 +1,77 @@
+//! Python workers in Volley packs.
+//!
+//! The built-in function `python` runs a function the Python client pickled
+//! (cloudpickle): the pack process is the supervisor, a Python fork server it
+//! starts once unpickles the function (importing its modules once) and forks
+//! one process per worker, and each worker's communication calls are carried
+//! out here, by its rank's thread, on the middleware. Python code never holds
+//! the pack's threads: a worker is a process of its own, so g workers of a
+//! pack compute in parallel whatever the GIL.
+//!
+//! The function's parameters, as the client sends them:
+//! `{"function": BASE64 PICKLE, "python": "3.11", "mode": "call" | "burst", "arg": BASE64 PICKLE}`,
+//! and each worker's own `{"arg": BASE64 PICKLE}` (a map's item). In `call`
+//! mode a worker calls the function with its arguments, and an exception is
+//! its result (the other calls go on); in `burst` mode it calls it with the
+//! worker (rank, size, comm), and an exception fails the burst.
+
+mod frame;
+mod relay;
+mod supervisor;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use volley_sdk::{Functions, Worker, WorkerResult};
+
+pub use supervisor::PYTHON_ENV;
+
+/// The built-in's name.
+pub const FUNCTION: &str = "python";
+
+/// Adds the `python` built-in to `functions`.
+pub fn register(functions: &mut Functions) {
+    functions.add(
+        FUNCTION,
+        "runs a pickled Python function on every worker (sent by the volley Python package)",
+        python,
+    );
+}
+
+fn python(w: &Worker) -> WorkerResult {
+    let params = w.params();
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(String::from);
+    let function = text(params, "function")
+        .ok_or("params.function (a base64 pickle) is missing: run Python functions with the volley Python package")?;
+    let function = STANDARD.decode(function).map_err(|e| format!("params.function is not base64: {e}"))?;
+    let python = text(params, "python").unwrap_or_default();
+    let burst_mode = match text(params, "mode").as_deref() {
+        Some("burst") => true,
+        Some("call") | None => false,
+        Some(other) => return Err(format!("params.mode {other:?} is neither call nor burst").into()),
+    };
+    let arg = match text(w.worker_params(), "arg").or_else(|| text(params, "arg")) {
+        Some(a) => Bytes::from(STANDARD.decode(a).map_err(|e| format!("arg is not base64: {e}"))?),
+        None => Bytes::new(),
+    };
+    let digest: String = Sha256::digest(&function).iter().map(|b| format!("{b:02x}")).collect();
+    let comm = w.comm();
+    let supervisor = supervisor::Supervisor::get()?;
+    let mut conn = supervisor.spawn(&digest, &function, &python, comm.rank())?;
+    let hello = json!({
+        "rank": comm.rank(), "size": comm.size(), "pack": comm.pack(), "burst": w.burst_id(),
+        "attempt": w.attempt(), "mode": if burst_mode { "burst" } else { "call" },
+    });
+    frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
+    match relay::serve(&mut conn, comm)? {
+        relay::Ended::Result(pickled) => Ok(json!({"pickle": STANDARD.encode(&pickled)})),
+        relay::Ended::Raised { kind, message, traceback, pickled } if !burst_mode => Ok(json!({"raised": {
+            "type": kind, "message": message, "traceback": traceback, "pickle": STANDARD.encode(&pickled),
+        }})),
+        relay::Ended::Raised { message, traceback, .. } => {
+            Err(format!("{message}\n\nRemote traceback (rank {}):\n{traceback}", comm.rank()).into())
+        }
+    }
+}

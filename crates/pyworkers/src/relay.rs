@@ -1,0 +1,173 @@
+//! One Python worker's calls, carried out with its rank's communicator: the
+//! worker process asks (a frame per call), this thread of the pack process
+//! performs the call on the middleware and answers. The worker's last frame
+//! is its result or its exception.
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use volley_sdk::{Comm, Element, Op};
+
+use crate::frame;
+
+/// How a worker ended.
+pub(crate) enum Ended {
+    /// Its result, pickled.
+    Result(Bytes),
+    /// It raised: the exception's type, message and traceback, and the
+    /// exception pickled (empty if it does not pickle).
+    Raised { kind: String, message: String, traceback: String, pickled: Bytes },
+}
+
+enum Pending {
+    Send(volley_comm::SendRequest),
+    Recv(volley_comm::RecvRequest),
+}
+
+/// Serves `conn` until the worker reports how it ended.
+pub(crate) fn serve(conn: &mut UnixStream, comm: &Comm) -> Result<Ended, String> {
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut next = 0u64;
+    loop {
+        let (header, parts) = match frame::read(conn) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err("the Python worker process ended without a result (it exited or crashed; its output is in the burst's logs)".into()),
+            Err(e) => return Err(format!("reading from the Python worker: {e}")),
+        };
+        let op = header.get("op").and_then(Value::as_str).unwrap_or_default().to_string();
+        match op.as_str() {
+            "result" => return Ok(Ended::Result(parts.into_iter().next().unwrap_or_default())),
+            "error" => {
+                let text = |k: &str| header.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let pickled = parts.into_iter().next().unwrap_or_default();
+                return Ok(Ended::Raised {
+                    kind: text("type"),
+                    message: text("message"),
+                    traceback: text("traceback"),
+                    pickled,
+                });
+            }
+            _ => {}
+        }
+        let messages = frame::messages(&header, parts).map_err(|e| e.to_string())?;
+        let answer = perform(comm, &op, &header, messages, &mut pending, &mut next);
+        let written = match answer {
+            Ok((reply, parts)) => frame::write(conn, &reply, &parts),
+            Err(e) => frame::write(conn, &json!({"error": e}), &[]),
+        };
+        written.map_err(|e| format!("answering the Python worker: {e}"))?;
+    }
+}
+
+type Answer = Result<(Value, Vec<Bytes>), String>;
+
+fn perform(
+    comm: &Comm,
+    op: &str,
+    header: &Value,
+    messages: Vec<Bytes>,
+    pending: &mut HashMap<u64, Pending>,
+    next: &mut u64,
+) -> Answer {
+    let num = |k: &str| header.get(k).and_then(Value::as_u64).map(|n| n as usize);
+    let rank = |k: &str| num(k).ok_or_else(|| format!("{op} needs {k}"));
+    let tag = header.get("tag").and_then(Value::as_u64).unwrap_or(0);
+    let first = || messages.first().cloned().unwrap_or_default();
+    let done = |parts: Vec<Bytes>| Ok((json!({}), parts));
+    let e = |e: volley_comm::Error| e.to_string();
+    match op {
+        "send" => comm.send(rank("dst")?, tag, first()).map_err(e).and_then(|_| done(vec![])),
+        "recv" => {
+            let (src, data) = match num("src") {
+                Some(src) => (src, comm.recv(src, tag).map_err(e)?),
+                None => comm.recv_any(tag).map_err(e)?,
+            };
+            Ok((json!({"src": src}), vec![data]))
+        }
+        "isend" => {
+            *next += 1;
+            pending.insert(*next, Pending::Send(comm.isend(rank("dst")?, tag, first())));
+            Ok((json!({"req": *next}), vec![]))
+        }
+        "irecv" => {
+            *next += 1;
+            let req = match num("src") {
+                Some(src) => comm.irecv(src, tag),
+                None => comm.irecv_any(tag),
+            };
+            pending.insert(*next, Pending::Recv(req));
+            Ok((json!({"req": *next}), vec![]))
+        }
+        "test" | "wait" => {
+            let id = header.get("req").and_then(Value::as_u64).unwrap_or(0);
+            let Some(req) = pending.remove(&id) else { return Err(format!("no request {id}")) };
+            match (op, req) {
+                ("test", Pending::Send(r)) if !r.test() => {
+                    pending.insert(id, Pending::Send(r));
+                    Ok((json!({"done": false}), vec![]))
+                }
+                ("test", Pending::Recv(mut r)) => match r.test() {
+                    None => {
+                        pending.insert(id, Pending::Recv(r));
+                        Ok((json!({"done": false}), vec![]))
+                    }
+                    Some(got) => got.map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(e),
+                },
+                (_, Pending::Send(r)) => r.wait().map(|_| (json!({"done": true}), vec![])).map_err(e),
+                (_, Pending::Recv(r)) => {
+                    r.wait().map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(e)
+                }
+            }
+        }
+        "barrier" => comm.barrier().map_err(e).and_then(|_| done(vec![])),
+        "broadcast" => comm.broadcast(rank("root")?, first()).map_err(e).map(|d| (json!({}), vec![d])),
+        "scatter" => comm.scatter(rank("root")?, messages).map_err(e).map(|d| (json!({}), vec![d])),
+        "gather" => match comm.gather(rank("root")?, first()).map_err(e)? {
+            Some(all) => Ok((json!({"root": true}), all)),
+            None => Ok((json!({"root": false}), vec![])),
+        },
+        "all_gather" => comm.all_gather(first()).map_err(e).map(|all| (json!({}), all)),
+        "all_to_all" => comm.all_to_all(messages).map_err(e).map(|all| (json!({}), all)),
+        "reduce" => reduce(comm, header, &first()),
+        other => Err(format!("no call {other:?}")),
+    }
+}
+
+/// `all_reduce`, or `reduce` to `root`, of little-endian numbers of `dtype`.
+fn reduce(comm: &Comm, header: &Value, data: &[u8]) -> Answer {
+    let op = match header.get("reduce").and_then(Value::as_str) {
+        Some("sum") => Op::Sum,
+        Some("min") => Op::Min,
+        Some("max") => Op::Max,
+        other => return Err(format!("no reduction {other:?}: sum, min or max")),
+    };
+    let root = header.get("root").and_then(Value::as_u64).map(|r| r as usize);
+    match header.get("dtype").and_then(Value::as_str) {
+        Some("f64") => typed::<f64>(comm, data, op, root),
+        Some("f32") => typed::<f32>(comm, data, op, root),
+        Some("i64") => typed::<i64>(comm, data, op, root),
+        Some("u64") => typed::<u64>(comm, data, op, root),
+        other => Err(format!("cannot reduce {other:?}: f64, f32, i64 or u64")),
+    }
+}
+
+fn typed<T: Element>(comm: &Comm, data: &[u8], op: Op, root: Option<usize>) -> Answer {
+    if !data.len().is_multiple_of(T::SIZE) {
+        return Err(format!("{} bytes are not whole numbers of {} bytes", data.len(), T::SIZE));
+    }
+    let values: Vec<T> = data.chunks_exact(T::SIZE).map(T::read).collect();
+    let reduced = match root {
+        Some(root) => comm.reduce(root, &values, op).map_err(|e| e.to_string())?,
+        None => Some(comm.all_reduce(&values, op).map_err(|e| e.to_string())?),
+    };
+    let parts = reduced
+        .map(|v| {
+            let mut out = Vec::with_capacity(v.len() * T::SIZE);
+            v.into_iter().for_each(|x| x.write(&mut out));
+            vec![Bytes::from(out)]
+        })
+        .unwrap_or_default();
+    Ok((json!({}), parts))
+}

@@ -1,0 +1,100 @@
+"""The futures API: map, call_async, map_reduce, wait, results and errors."""
+
+import os
+import signal
+import sys
+
+import pytest
+
+import volley
+from volley import executor as executor_module
+
+
+def square(x):
+    return x * x
+
+
+def test_map_returns_each_items_result_in_order(ex):
+    futures = ex.map(square, range(20), granularity=4)
+    assert ex.get_result(futures) == [x * x for x in range(20)]
+    assert len({f.burst_id for f in futures}) == 1, "a map is one burst"
+
+
+def test_tuple_items_are_argument_lists_and_extra_args_follow(ex):
+    futures = ex.map(lambda a, b, c: a * b + c, [(1, 2), (3, 4)], extra_args=(10,))
+    assert ex.get_result(futures) == [12, 22]
+
+
+def test_call_async_and_map_reduce(ex):
+    assert ex.call_async(sum, ([1, 2, 3],)).result() == 6
+    assert ex.call_async(square, 7).result() == 49
+    total = ex.map_reduce(square, range(10), sum)
+    assert total.result() == sum(x * x for x in range(10))
+
+
+def test_closures_and_objects_travel(ex):
+    offset = {"k": 5}
+    result = ex.call_async(lambda x: (x + offset["k"], os.getpid()), 1).result()
+    assert result[0] == 6
+    assert result[1] != os.getpid(), "the call ran in a worker process"
+
+
+def test_wait_returns_done_and_pending(ex):
+    futures = ex.map(square, range(3))
+    done, pending = volley.wait(futures, return_when=volley.ALL_COMPLETED, timeout=60)
+    assert len(done) == 3 and pending == []
+    first, _ = volley.wait(ex.map(square, range(2)), return_when=volley.FIRST_COMPLETED, timeout=60)
+    assert len(first) >= 1
+
+
+def divide(x):
+    return 1 / x
+
+
+def test_an_exception_is_raised_in_the_client_with_its_rank_and_remote_traceback(ex):
+    futures = ex.map(divide, [1, 0, 4])
+    assert futures[0].result() == 1.0
+    with pytest.raises(volley.WorkerError) as caught:
+        futures[1].result()
+    error = caught.value
+    assert error.rank == 1 and error.kind == "ZeroDivisionError"
+    assert isinstance(error.exception, ZeroDivisionError)
+    assert "in divide" in error.remote_traceback, error.remote_traceback
+    assert futures[2].result() == 0.25, "the other calls went on"
+
+
+def leave(code):
+    sys.exit(code)
+
+
+def crash(_):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_sys_exit_and_a_crash_are_errors_that_say_so(ex):
+    with pytest.raises(volley.WorkerError, match=r"sys.exit\(3\)"):
+        ex.call_async(leave, 3).result(timeout=60)
+    with pytest.raises(volley.VolleyError, match="ended without a result"):
+        ex.call_async(crash, 0).result(timeout=60)
+
+
+def test_an_unpicklable_function_or_argument_is_named(ex):
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="the function cannot be pickled"):
+        ex.call_async(lambda: lock, ())
+    with pytest.raises(TypeError, match="item 0 cannot be pickled"):
+        ex.map(square, [lock])
+
+
+def test_a_function_pickled_by_another_python_is_refused_by_name(ex, monkeypatch):
+    monkeypatch.setattr(executor_module, "_python_version", lambda: "3.99")
+    future = ex.call_async(square, 2)
+    with pytest.raises(volley.WorkerError, match=r"pickled by Python 3\.99 but this invoker runs Python 3\.\d+"):
+        future.result(timeout=60)
+
+
+def test_a_volley_up_platform_runs_python_workers(up):
+    futures = up.map(square, range(8), granularity=4)
+    assert up.get_result(futures) == [x * x for x in range(8)]

@@ -1,0 +1,204 @@
+"""What a Python function sees when it runs as a worker of a burst: its rank,
+the burst's size and its pack, its parameters, and a communicator whose every
+call is carried out by the pack's supervisor (the Rust middleware), which this
+process talks to over a Unix socket. The call blocks only this process: other
+workers of the pack are processes of their own.
+"""
+
+import os
+import pickle
+import socket
+import sys
+import traceback
+
+from . import _wire
+
+# Reductions the middleware performs on arrays, by numpy dtype.
+_DTYPES = {"<f8": "f64", "<f4": "f32", "<i8": "i64", "<u8": "u64"}
+_OPS = ("sum", "min", "max")
+
+
+class CommError(RuntimeError):
+    """A communication call failed (a peer failed, the burst was cancelled, a timeout)."""
+
+
+class Request:
+    """A non-blocking send or receive; ``wait()`` finishes it."""
+
+    def __init__(self, comm, ident, receiving):
+        self._comm, self._id, self._receiving, self._done, self._value = comm, ident, receiving, False, None
+
+    def test(self):
+        if not self._done:
+            header, parts = self._comm._call({"op": "test", "req": self._id})
+            if header.get("done"):
+                self._finish(header, parts)
+        return self._done
+
+    def wait(self):
+        if not self._done:
+            header, parts = self._comm._call({"op": "wait", "req": self._id})
+            self._finish(header, parts)
+        return self._value
+
+    def _finish(self, header, parts):
+        self._done = True
+        if self._receiving:
+            self._value = _wire.decode(parts[0])
+
+
+class Comm:
+    """The burst's communicator. Objects are sent as they are: ``bytes`` and
+    numpy arrays raw (no pickling, no copy on the way out), anything else pickled."""
+
+    def __init__(self, sock, rank, size, pack):
+        self._sock, self.rank, self.size, self.pack = sock, rank, size, pack
+
+    def _call(self, header, messages=()):
+        parts, groups = [], []
+        for m in messages:
+            encoded = _wire.encode(m)
+            parts.extend(encoded)
+            groups.append(len(encoded))
+        header["groups"] = groups
+        _wire.send(self._sock, header, parts)
+        reply, got = _wire.recv(self._sock)
+        if "error" in reply:
+            raise CommError(reply["error"])
+        return reply, got
+
+    def send(self, obj, dest, tag=0):
+        self._call({"op": "send", "dst": dest, "tag": tag}, [obj])
+
+    def recv(self, source=None, tag=0):
+        """The next object from ``source`` (any rank if None)."""
+        reply, parts = self._call({"op": "recv", "src": source, "tag": tag})
+        return _wire.decode(parts[0])
+
+    def isend(self, obj, dest, tag=0):
+        reply, _ = self._call({"op": "isend", "dst": dest, "tag": tag}, [obj])
+        return Request(self, reply["req"], False)
+
+    def irecv(self, source=None, tag=0):
+        reply, _ = self._call({"op": "irecv", "src": source, "tag": tag})
+        return Request(self, reply["req"], True)
+
+    def barrier(self):
+        self._call({"op": "barrier"})
+
+    def broadcast(self, obj=None, root=0):
+        _, parts = self._call({"op": "broadcast", "root": root}, [obj] if self.rank == root else [])
+        return _wire.decode(parts[0])
+
+    def scatter(self, objs=None, root=0):
+        if self.rank == root and (objs is None or len(objs) != self.size):
+            raise ValueError(f"scatter at the root takes {self.size} objects, one per rank")
+        _, parts = self._call({"op": "scatter", "root": root}, list(objs) if self.rank == root else [])
+        return _wire.decode(parts[0])
+
+    def gather(self, obj, root=0):
+        """Every rank's object, in rank order, at ``root``; None elsewhere."""
+        reply, parts = self._call({"op": "gather", "root": root}, [obj])
+        return [_wire.decode(p) for p in parts] if reply.get("root") else None
+
+    def all_gather(self, obj):
+        _, parts = self._call({"op": "all_gather"}, [obj])
+        return [_wire.decode(p) for p in parts]
+
+    def all_to_all(self, objs):
+        """Object i to rank i; returns what each rank sent this one, in rank order."""
+        if len(objs) != self.size:
+            raise ValueError(f"all_to_all takes {self.size} objects, one per rank, not {len(objs)}")
+        _, parts = self._call({"op": "all_to_all"}, list(objs))
+        return [_wire.decode(p) for p in parts]
+
+    def all_reduce(self, value, op="sum"):
+        """Element-wise reduction of numbers or numpy arrays across ranks."""
+        return self._reduce(value, op, None)
+
+    def reduce(self, value, op="sum", root=0):
+        """As ``all_reduce``, with the result at ``root`` only (None elsewhere)."""
+        return self._reduce(value, op, root)
+
+    def _reduce(self, value, op, root):
+        import numpy
+
+        if op not in _OPS:
+            raise ValueError(f"op must be one of {', '.join(_OPS)}, not {op!r}")
+        scalar = numpy.isscalar(value)
+        array = numpy.ascontiguousarray(numpy.asarray(value))
+        if array.dtype.str not in _DTYPES:
+            if array.dtype.kind == "f":
+                array = array.astype("<f8")
+            elif array.dtype.kind in "ib":
+                array = array.astype("<i8")
+            elif array.dtype.kind == "u":
+                array = array.astype("<u8")
+            else:
+                raise TypeError(f"cannot reduce values of dtype {array.dtype}")
+        header = {"op": "reduce", "dtype": _DTYPES[array.dtype.str], "reduce": op, "root": root}
+        _wire.send(self._sock, dict(header, groups=[1]), [array.reshape(-1).view(numpy.uint8)])
+        reply, parts = _wire.recv(self._sock)
+        if "error" in reply:
+            raise CommError(reply["error"])
+        if not parts:
+            return None
+        out = numpy.frombuffer(parts[0], dtype=array.dtype).reshape(array.shape)
+        return out.item() if scalar else out
+
+
+class Worker:
+    """One worker of a burst, as its function receives it."""
+
+    def __init__(self, sock, hello):
+        self.rank = hello["rank"]
+        self.size = hello["size"]
+        self.pack = hello["pack"]
+        self.burst = hello["burst"]
+        self.attempt = hello.get("attempt", 1)
+        self.params = None
+        self.comm = Comm(sock, self.rank, self.size, self.pack)
+
+
+def run(sock, function, hello, arg_blob):
+    """Runs ``function`` as this worker (``hello`` says which, ``arg_blob`` is
+    its pickled arguments or parameters) and reports its result or its exception."""
+    try:
+        given = pickle.loads(arg_blob) if arg_blob else None
+        if hello.get("mode") == "burst":
+            worker = Worker(sock, hello)
+            worker.params = given
+            result = function(worker)
+        else:
+            result = function(*(given or ()))
+        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as e:  # noqa: BLE001 - a worker reports whatever ended it
+        report_exception(sock, e)
+        return
+    _wire.send(sock, {"op": "result"}, [blob])
+
+
+def report_exception(sock, e):
+    if isinstance(e, SystemExit):
+        message = f"the function called sys.exit({e.code!r})"
+    else:
+        message = f"{type(e).__name__}: {e}"
+    try:
+        blob = pickle.dumps(e, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+        blob = b""
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    _wire.send(sock, {"op": "error", "type": type(e).__name__, "message": message, "traceback": text}, [blob])
+
+
+def connect(path, token, rank):
+    """This worker's connection to its supervisor, introduced by ``token`` and ``rank``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    _wire.send(sock, {"op": "hello", "token": token, "rank": rank, "pid": os.getpid()})
+    return sock
+
+
+def python_version():
+    return f"{sys.version_info.major}.{sys.version_info.minor}"

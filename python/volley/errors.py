@@ -1,0 +1,19 @@
+"""The exceptions the client raises."""
+
+
+class VolleyError(RuntimeError):
+    """A burst could not run, or failed for a reason that is not one worker's exception."""
+
+
+class WorkerError(VolleyError):
+    """A worker raised: ``rank``, the exception's type name, its message and
+    the remote traceback; ``exception`` is the original exception when it
+    could be sent back (it is then this error's ``__cause__``)."""
+
+    def __init__(self, rank, kind, message, remote_traceback, exception=None):
+        super().__init__(f"worker {rank} raised {message}\n\nRemote traceback:\n{remote_traceback}")
+        self.rank = rank
+        self.kind = kind
+        self.message = message
+        self.remote_traceback = remote_traceback
+        self.exception = exception

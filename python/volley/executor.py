@@ -1,0 +1,291 @@
+"""The client: Lithops-shaped futures over Volley's bursts.
+
+``Executor().map(f, items)`` runs one burst with a worker per item (packed
+``granularity`` per process); each item's call is a future. ``burst(f,
+workers=N)`` runs ``f(worker)`` on N workers that know their rank and talk
+through ``worker.comm``. Functions travel with cloudpickle, with the client's
+Python version: an invoker running another version refuses them by name.
+"""
+
+import atexit
+import base64
+import json
+import os
+import pickle
+import shutil
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+
+import cloudpickle
+
+from . import _native
+from .errors import VolleyError, WorkerError
+
+ALL_COMPLETED = "ALL_COMPLETED"
+FIRST_COMPLETED = "FIRST_COMPLETED"
+ANY_COMPLETED = FIRST_COMPLETED
+ALWAYS = "ALWAYS"
+
+_FINAL = ("succeeded", "failed", "cancelled")
+# How long one wait call to the controller lasts; a longer wait repeats it.
+_WAIT_STEP = 10.0
+
+
+def _python_version():
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _installed():
+    """Where installed code lives: a module from elsewhere is the user's own."""
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[k]) for k in ("purelib", "platlib", "stdlib", "platstdlib") if k in paths)
+
+
+def _ship_module_of(function):
+    """Pickles ``function``'s module by value when it is the user's own (a
+    script's module, a test file): a worker could not import it."""
+    name = getattr(function, "__module__", None)
+    module = sys.modules.get(name) if name else None
+    if module is None or name == "__main__" or name.split(".")[0] == "volley":
+        return
+    path = getattr(module, "__file__", None)
+    if path and not os.path.realpath(path).startswith(_installed()):
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _pickled(obj, what):
+    if callable(obj):
+        _ship_module_of(obj)
+    try:
+        return base64.b64encode(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+    except Exception as e:
+        raise TypeError(f"{what} cannot be pickled: {type(e).__name__}: {e}") from e
+
+
+class _Burst:
+    """One submitted burst, shared by the futures of its workers."""
+
+    def __init__(self, client, record):
+        self._client = client
+        self.id = record["id"]
+        self._record = record
+        self._lock = threading.Lock()
+
+    def record(self, timeout=None):
+        """The burst once it has ended (waiting up to ``timeout`` seconds; None: as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._record["state"] not in _FINAL:
+                left = _WAIT_STEP if deadline is None else min(_WAIT_STEP, deadline - time.monotonic())
+                if left <= 0:
+                    raise TimeoutError(f"burst {self.id} has not ended ({self._record['state']})")
+                self._record = json.loads(self._client.wait(self.id, left))
+            return self._record
+
+    def done(self):
+        with self._lock:
+            if self._record["state"] not in _FINAL:
+                self._record = json.loads(self._client.burst(self.id))
+            return self._record["state"] in _FINAL
+
+    def cancel(self):
+        self._client.cancel(self.id)
+
+
+class Future:
+    """The outcome of one worker (one call of a map)."""
+
+    def __init__(self, burst, rank):
+        self._burst = burst
+        self.rank = rank
+
+    @property
+    def burst_id(self):
+        return self._burst.id
+
+    def done(self):
+        return self._burst.done()
+
+    def cancel(self):
+        """Cancels the whole burst this call is part of."""
+        self._burst.cancel()
+
+    def result(self, timeout=None):
+        record = self._burst.record(timeout)
+        worker = record["workers"][self.rank]
+        result = worker.get("result")
+        if record["state"] == "succeeded" and isinstance(result, dict):
+            if "pickle" in result:
+                return pickle.loads(base64.b64decode(result["pickle"]))
+            if "raised" in result:
+                raise _worker_error(self.rank, result["raised"])
+        error = worker.get("error") or record.get("error") or f"the burst {record['state']}"
+        if "\n\nRemote traceback" in error:
+            message, _, remote = error.partition("\n\nRemote traceback")
+            remote = remote.partition(":\n")[2]
+            kind = message.split(":", 1)[0]
+            raise WorkerError(self.rank, kind, message, remote)
+        raise VolleyError(f"burst {record['id']} {record['state']}: {error}")
+
+    def exception(self, timeout=None):
+        try:
+            self.result(timeout)
+        except (VolleyError, WorkerError) as e:
+            return e
+        return None
+
+
+def _worker_error(rank, raised):
+    original = None
+    if raised.get("pickle"):
+        try:
+            original = pickle.loads(base64.b64decode(raised["pickle"]))
+        except Exception:  # noqa: BLE001 - the text says what it was
+            original = None
+    error = WorkerError(rank, raised.get("type"), raised.get("message"), raised.get("traceback"), original)
+    if original is not None:
+        error.__cause__ = original
+    return error
+
+
+def wait(futures, return_when=ALL_COMPLETED, timeout=None):
+    """``(done, not_done)``: waits until all (or the first of) ``futures`` are done."""
+    futures = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done = [f for f in futures if f.done()]
+        pending = [f for f in futures if f not in done]
+        if return_when == ALWAYS or not pending or (return_when == FIRST_COMPLETED and done):
+            return done, pending
+        if deadline is not None and time.monotonic() >= deadline:
+            return done, pending
+        time.sleep(0.01)
+
+
+class Executor:
+    """Runs Python functions on Volley.
+
+    ``controller``: a controller's URL (``VOLLEY_CONTROLLER`` if set); None
+    starts an embedded platform for this process, stopped when the executor
+    is closed or the process exits. ``granularity``: workers per process
+    (``"auto"``: as many as fit)."""
+
+    def __init__(self, controller=None, api_key=None, granularity="auto", transport=None, python=None, slots=None):
+        controller = controller or os.environ.get("VOLLEY_CONTROLLER")
+        api_key = api_key or os.environ.get("VOLLEY_API_KEY")
+        self._platform = None
+        self._dir = None
+        if controller is None:
+            self._dir = tempfile.mkdtemp(prefix="volley-python-")
+            self._platform = _native.Platform(self._dir, python or sys.executable, slots)
+            controller = self._platform.url
+            atexit.register(self.close)
+        self.controller = controller
+        self._client = _native.Client(controller, api_key)
+        self._granularity = granularity
+        self._transport = transport
+        self._futures = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Stops the embedded platform, if this executor started one."""
+        if self._platform is not None:
+            platform, self._platform = self._platform, None
+            platform.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _submit(self, function, mode, workers, worker_args=None, common=None, granularity=None, transport=None,
+                timeout=None):
+        params = {"function": _pickled(function, "the function"), "python": _python_version(), "mode": mode}
+        if common is not None:
+            params["arg"] = _pickled(common, "the parameters")
+        request = {
+            "function": "python",
+            "workers": workers,
+            "granularity": granularity or self._granularity,
+            "params": params,
+        }
+        if worker_args is not None:
+            request["worker_params"] = [{"arg": _pickled(a, f"item {i}")} for i, a in enumerate(worker_args)]
+        if transport or self._transport:
+            request["transport"] = transport or self._transport
+        if timeout is not None:
+            request["timeout_secs"] = timeout
+        record = json.loads(self._client.submit(json.dumps(request)))
+        return _Burst(self._client, record)
+
+    def call_async(self, f, data=(), granularity=None, timeout=None):
+        """One call ``f(*data)`` (a tuple; anything else is the one argument)."""
+        args = data if isinstance(data, tuple) else (data,)
+        future = Future(self._submit(f, "call", 1, [args], granularity=granularity, timeout=timeout), 0)
+        self._futures.append(future)
+        return future
+
+    def map(self, f, items, granularity=None, extra_args=None, timeout=None):
+        """A future per item: ``f(item)`` (``f(*item)`` for a tuple item), as one burst."""
+        calls = []
+        for item in items:
+            args = item if isinstance(item, tuple) else (item,)
+            calls.append(args + tuple(extra_args or ()))
+        if not calls:
+            return []
+        burst = self._submit(f, "call", len(calls), calls, granularity=granularity, timeout=timeout)
+        futures = [Future(burst, rank) for rank in range(len(calls))]
+        self._futures.extend(futures)
+        return futures
+
+    def map_reduce(self, map_f, items, reduce_f, granularity=None, timeout=None):
+        """``reduce_f(results)`` of the map's results, in item order, as one more call."""
+        results = self.get_result(self.map(map_f, items, granularity=granularity, timeout=timeout))
+        return self.call_async(reduce_f, (results,), timeout=timeout)
+
+    def burst(self, f, workers, granularity=None, transport=None, params=None, timeout=None):
+        """``f(worker)`` on ``workers`` workers that start together; their results, in rank order.
+        A worker's exception fails the burst (the others are stopped) and is raised here."""
+        run = self._submit(f, "burst", workers, common=params, granularity=granularity, transport=transport,
+                           timeout=timeout)
+        futures = [Future(run, rank) for rank in range(workers)]
+        record = run.record()
+        if record["state"] != "succeeded":
+            failing = [f for f in futures if record["workers"][f.rank].get("error")]
+            for future in failing or futures[:1]:
+                future.result()
+        return [f.result() for f in futures]
+
+    def get_result(self, futures=None, timeout=None):
+        """The results of ``futures`` (a list, or one future), or of every call made so far."""
+        if isinstance(futures, Future):
+            return futures.result(timeout)
+        futures = self._futures if futures is None else futures
+        return [f.result(timeout) for f in futures]
+
+    def wait(self, futures=None, return_when=ALL_COMPLETED, timeout=None):
+        return wait(self._futures if futures is None else futures, return_when, timeout)
+
+
+_default = None
+_default_lock = threading.Lock()
+
+
+def default_executor():
+    """The process's executor for module-level calls (an embedded platform unless VOLLEY_CONTROLLER is set)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Executor()
+        return _default
+
+
+def burst(f, workers, granularity=None, transport=None, params=None, timeout=None):
+    """``f(worker)`` on ``workers`` workers of one burst (see ``Executor.burst``)."""
+    return default_executor().burst(f, workers, granularity, transport, params, timeout)
