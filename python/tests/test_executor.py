@@ -20,6 +20,19 @@ def test_map_returns_each_items_result_in_order(ex):
     assert len({f.burst_id for f in futures}) == 1, "a map is one burst"
 
 
+def test_calls_packed_several_to_a_worker_keep_their_own_outcomes(ex):
+    futures = ex.map(divide, [1, 2, 0, 4, 5, 0, 8], chunksize=3)
+    assert len({f.rank for f in futures}) == 3, "7 calls, 3 to a worker: 3 workers"
+    for item, future in zip([1, 2, 0, 4, 5, 0, 8], futures):
+        if item == 0:
+            with pytest.raises(volley.WorkerError, match="ZeroDivisionError"):
+                future.result()
+        else:
+            assert future.result() == 1 / item, "a call after one that raised still ran"
+    with pytest.raises(ValueError, match="chunksize"):
+        ex.map(divide, [1], chunksize=0)
+
+
 def test_tuple_items_are_argument_lists_and_extra_args_follow(ex):
     futures = ex.map(lambda a, b, c: a * b + c, [(1, 2), (3, 4)], extra_args=(10,))
     assert ex.get_result(futures) == [12, 22]
@@ -67,15 +80,19 @@ def leave(code):
     sys.exit(code)
 
 
-def crash(_):
-    os.kill(os.getpid(), signal.SIGSEGV)
+def crash_at(x):
+    if x == 0:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return x
 
 
 def test_sys_exit_and_a_crash_are_errors_that_say_so(ex):
     with pytest.raises(volley.WorkerError, match=r"sys.exit\(3\)"):
         ex.call_async(leave, 3).result(timeout=60)
+    futures = ex.map(crash_at, [1, 0, 2])
     with pytest.raises(volley.VolleyError, match="ended without a result"):
-        ex.call_async(crash, 0).result(timeout=60)
+        futures[1].result(timeout=60)
+    assert [futures[0].result(), futures[2].result()] == [1, 2], "a crashed call does not take the others"
 
 
 def test_an_unpicklable_function_or_argument_is_named(ex):
@@ -84,8 +101,8 @@ def test_an_unpicklable_function_or_argument_is_named(ex):
     lock = threading.Lock()
     with pytest.raises(TypeError, match="the function cannot be pickled"):
         ex.call_async(lambda: lock, ())
-    with pytest.raises(TypeError, match="item 0 cannot be pickled"):
-        ex.map(square, [lock])
+    with pytest.raises(TypeError, match="item 2 cannot be pickled"):
+        ex.map(square, [1, 2, lock])
 
 
 def test_a_function_pickled_by_another_python_is_refused_by_name(ex, monkeypatch):

@@ -13,6 +13,7 @@ know their rank, and talk directly.
 """
 
 from .errors import VolleyError, WorkerError
+from .storage import Storage
 from .executor import (
     ALL_COMPLETED,
     ALWAYS,
@@ -31,6 +32,7 @@ __all__ = [
     "ANY_COMPLETED",
     "FIRST_COMPLETED",
     "Executor",
+    "Storage",
     "Future",
     "VolleyError",
     "WorkerError",

@@ -158,27 +158,50 @@ class Worker:
         self.attempt = hello.get("attempt", 1)
         self.params = None
         self.comm = Comm(sock, self.rank, self.size, self.pack)
+        self._storage_options = hello.get("storage")
+
+    def storage(self, url):
+        """Objects under ``url`` (``file://`` or ``s3://``), reached with the
+        pack's storage settings: an ``s3://`` prefix needs the burst to name
+        it (``storage=[url]`` when submitting) for the platform to hand over
+        credentials."""
+        from .storage import Storage
+
+        return Storage._with(url, self._storage_options)
 
 
 def run(sock, function, hello, arg_blob):
     """Runs ``function`` as this worker (``hello`` says which, ``arg_blob`` is
-    its pickled arguments or parameters) and reports its result or its exception."""
+    its pickled parameters, or the argument lists of its calls) and reports
+    its result or its exception.
+
+    A burst's worker calls ``function(worker)`` once: its exception fails the
+    burst. A map's worker makes each of its calls, and each call's outcome,
+    ``("ok", pickled value)`` or ``("raised", what)``, is its own: one call
+    raising does not stop the next."""
     try:
         given = pickle.loads(arg_blob) if arg_blob else None
         if hello.get("mode") == "burst":
             worker = Worker(sock, hello)
             worker.params = given
-            result = function(worker)
+            blob = pickle.dumps(function(worker), protocol=pickle.HIGHEST_PROTOCOL)
         else:
-            result = function(*(given or ()))
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps([_call(function, args) for args in given or [()]], protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as e:  # noqa: BLE001 - a worker reports whatever ended it
         report_exception(sock, e)
         return
     _wire.send(sock, {"op": "result"}, [blob])
 
 
-def report_exception(sock, e):
+def _call(function, args):
+    try:
+        return ("ok", pickle.dumps(function(*args), protocol=pickle.HIGHEST_PROTOCOL))
+    except BaseException as e:  # noqa: BLE001 - the call's outcome
+        return ("raised", described(e))
+
+
+def described(e):
+    """An exception as it crosses to the client: type, message, traceback, and itself pickled if it pickles."""
     if isinstance(e, SystemExit):
         message = f"the function called sys.exit({e.code!r})"
     else:
@@ -189,7 +212,13 @@ def report_exception(sock, e):
     except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
         blob = b""
     text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    _wire.send(sock, {"op": "error", "type": type(e).__name__, "message": message, "traceback": text}, [blob])
+    return {"type": type(e).__name__, "message": message, "traceback": text, "pickle": blob}
+
+
+def report_exception(sock, e):
+    what = described(e)
+    blob = what.pop("pickle")
+    _wire.send(sock, dict(what, op="error"), [blob])
 
 
 def connect(path, token, rank):

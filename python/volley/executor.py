@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import sysconfig
@@ -85,6 +86,14 @@ class _Burst:
                 self._record = json.loads(self._client.wait(self.id, left))
             return self._record
 
+    def outcomes(self, rank):
+        """The outcomes of worker ``rank``'s calls (a map's), unpickled once."""
+        with self._lock:
+            cache = self.__dict__.setdefault("_outcomes", {})
+            if rank not in cache:
+                cache[rank] = pickle.loads(base64.b64decode(self._record["workers"][rank]["result"]["pickle"]))
+            return cache[rank]
+
     def done(self):
         with self._lock:
             if self._record["state"] not in _FINAL:
@@ -96,11 +105,13 @@ class _Burst:
 
 
 class Future:
-    """The outcome of one worker (one call of a map)."""
+    """The outcome of one call of a map (``index`` in its worker's calls), or
+    of one worker of a burst (``index`` None)."""
 
-    def __init__(self, burst, rank):
+    def __init__(self, burst, rank, index=None):
         self._burst = burst
         self.rank = rank
+        self.index = index
 
     @property
     def burst_id(self):
@@ -118,10 +129,17 @@ class Future:
         worker = record["workers"][self.rank]
         result = worker.get("result")
         if record["state"] == "succeeded" and isinstance(result, dict):
-            if "pickle" in result:
+            if "pickle" in result and self.index is None:
                 return pickle.loads(base64.b64decode(result["pickle"]))
+            if "pickle" in result:
+                kind, payload = self._burst.outcomes(self.rank)[self.index]
+                if kind == "ok":
+                    return pickle.loads(payload)
+                raise _worker_error(self.rank, payload)
             if "raised" in result:
                 raise _worker_error(self.rank, result["raised"])
+            if "lost" in result:
+                raise VolleyError(f"worker {self.rank} of burst {record['id']}: {result['lost']}")
         error = worker.get("error") or record.get("error") or f"the burst {record['state']}"
         if "\n\nRemote traceback" in error:
             message, _, remote = error.partition("\n\nRemote traceback")
@@ -138,11 +156,27 @@ class Future:
         return None
 
 
+def _calls_pickled(chunks):
+    """Each worker's parameters: its calls' argument lists, pickled; the item
+    that does not pickle is named by its place in the map."""
+    params, first = [], 0
+    for chunk in chunks:
+        try:
+            params.append({"arg": base64.b64encode(cloudpickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)).decode()})
+        except Exception:
+            for i, args in enumerate(chunk):
+                _pickled(args, f"item {first + i}")
+            raise
+        first += len(chunk)
+    return params
+
+
 def _worker_error(rank, raised):
     original = None
-    if raised.get("pickle"):
+    blob = raised.get("pickle")
+    if blob:
         try:
-            original = pickle.loads(base64.b64decode(raised["pickle"]))
+            original = pickle.loads(blob if isinstance(blob, bytes) else base64.b64decode(blob))
         except Exception:  # noqa: BLE001 - the text says what it was
             original = None
     error = WorkerError(rank, raised.get("type"), raised.get("message"), raised.get("traceback"), original)
@@ -205,18 +239,26 @@ class Executor:
             self._dir = None
 
     def _submit(self, function, mode, workers, worker_args=None, common=None, granularity=None, transport=None,
-                timeout=None):
+                timeout=None, storage=None):
         params = {"function": _pickled(function, "the function"), "python": _python_version(), "mode": mode}
+        if storage:
+            # Plain in the parameters, so that the platform sees the burst reads
+            # storage there and hands its packs the credentials (only then).
+            params["storage"] = list(storage)
         if common is not None:
             params["arg"] = _pickled(common, "the parameters")
+        granularity = granularity or self._granularity
+        if isinstance(granularity, int) and granularity > workers:
+            # A map with fewer calls than a pack holds: one pack of all of them.
+            granularity = workers
         request = {
             "function": "python",
             "workers": workers,
-            "granularity": granularity or self._granularity,
+            "granularity": granularity,
             "params": params,
         }
         if worker_args is not None:
-            request["worker_params"] = [{"arg": _pickled(a, f"item {i}")} for i, a in enumerate(worker_args)]
+            request["worker_params"] = _calls_pickled(worker_args)
         if transport or self._transport:
             request["transport"] = transport or self._transport
         if timeout is not None:
@@ -227,20 +269,25 @@ class Executor:
     def call_async(self, f, data=(), granularity=None, timeout=None):
         """One call ``f(*data)`` (a tuple; anything else is the one argument)."""
         args = data if isinstance(data, tuple) else (data,)
-        future = Future(self._submit(f, "call", 1, [args], granularity=granularity, timeout=timeout), 0)
+        future = Future(self._submit(f, "call", 1, [[args]], granularity=granularity, timeout=timeout), 0, 0)
         self._futures.append(future)
         return future
 
-    def map(self, f, items, granularity=None, extra_args=None, timeout=None):
-        """A future per item: ``f(item)`` (``f(*item)`` for a tuple item), as one burst."""
+    def map(self, f, items, granularity=None, extra_args=None, timeout=None, chunksize=1):
+        """A future per item: ``f(item)`` (``f(*item)`` for a tuple item), as
+        one burst. Each worker makes ``chunksize`` consecutive calls (1: a
+        worker, so a process, per call; more: fewer processes for short calls)."""
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a whole number from 1, not {chunksize!r}")
         calls = []
         for item in items:
             args = item if isinstance(item, tuple) else (item,)
             calls.append(args + tuple(extra_args or ()))
         if not calls:
             return []
-        burst = self._submit(f, "call", len(calls), calls, granularity=granularity, timeout=timeout)
-        futures = [Future(burst, rank) for rank in range(len(calls))]
+        chunks = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
+        burst = self._submit(f, "call", len(chunks), chunks, granularity=granularity, timeout=timeout)
+        futures = [Future(burst, i // chunksize, i % chunksize) for i in range(len(calls))]
         self._futures.extend(futures)
         return futures
 
@@ -249,15 +296,21 @@ class Executor:
         results = self.get_result(self.map(map_f, items, granularity=granularity, timeout=timeout))
         return self.call_async(reduce_f, (results,), timeout=timeout)
 
-    def burst(self, f, workers, granularity=None, transport=None, params=None, timeout=None):
+    def burst(self, f, workers, granularity=None, transport=None, params=None, timeout=None, storage=None):
         """``f(worker)`` on ``workers`` workers that start together; their results, in rank order.
-        A worker's exception fails the burst (the others are stopped) and is raised here."""
+        A worker's exception fails the burst (the others are stopped) and is raised here.
+        ``storage``: the ``s3://`` prefixes the workers open with ``worker.storage(url)``."""
         run = self._submit(f, "burst", workers, common=params, granularity=granularity, transport=transport,
-                           timeout=timeout)
+                           timeout=timeout, storage=storage)
         futures = [Future(run, rank) for rank in range(workers)]
         record = run.record()
         if record["state"] != "succeeded":
+            # The burst's error names the cause ("rank 2 failed: ..."); other
+            # workers' errors only echo it.
+            cause = re.match(r"rank (\d+) failed", record.get("error") or "")
             failing = [f for f in futures if record["workers"][f.rank].get("error")]
+            if cause and int(cause.group(1)) < workers:
+                failing.insert(0, futures[int(cause.group(1))])
             for future in failing or futures[:1]:
                 future.result()
         return [f.result() for f in futures]
@@ -286,6 +339,6 @@ def default_executor():
         return _default
 
 
-def burst(f, workers, granularity=None, transport=None, params=None, timeout=None):
+def burst(f, workers, granularity=None, transport=None, params=None, timeout=None, storage=None):
     """``f(worker)`` on ``workers`` workers of one burst (see ``Executor.burst``)."""
-    return default_executor().burst(f, workers, granularity, transport, params, timeout)
+    return default_executor().burst(f, workers, granularity, transport, params, timeout, storage)

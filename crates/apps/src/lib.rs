@@ -3,6 +3,7 @@
 mod basic;
 pub mod dataset;
 mod download;
+mod exchange;
 pub mod kmeans;
 mod orchestrators;
 pub mod pagerank;
@@ -58,6 +59,11 @@ pub fn builtins() -> Functions {
         orchestrators::estimate_pi,
     );
     f.add("sum", "all_reduce of every rank (or of `value`): checks that the workers can talk", basic::sum);
+    f.add(
+        "exchange",
+        "all_to_all of `bytes` per pair, `rounds` times, every byte checked: params {bytes, rounds?}",
+        exchange::exchange,
+    );
     // Python functions the volley Python package sends, run by forked Python workers.
     volley_pyworkers::register(&mut f);
     f

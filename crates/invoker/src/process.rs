@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use volley_proto::cluster::Event;
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, PROTOCOL, PackSpec, ToPack};
+use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
 
 use crate::Shared;
 use crate::logs::Logs;
@@ -133,6 +133,12 @@ async fn drive(
 ) -> Ending {
     let opts = &shared.opts;
     let key: ProgramKey = match &spec.program {
+        // Python workers' processes start Python at once, and are pooled apart.
+        None if spec.function == PYTHON_FUNCTION => {
+            let mut args = opts.program_args.clone();
+            args.push(PYTHON_WORKERS_ARG.into());
+            (opts.program.clone(), args)
+        }
         None => (opts.program.clone(), opts.program_args.clone()),
         Some(p) => match shared.programs.path(&shared.client, p).await {
             Ok(path) => (path, Vec::new()),

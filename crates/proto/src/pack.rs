@@ -11,6 +11,12 @@ use crate::Micros;
 /// The environment variable holding the invoker's socket path.
 /// The Python interpreter a pack's Python workers run with (the invoker's `--python`).
 pub const PYTHON_ENV: &str = "VOLLEY_PYTHON";
+/// The built-in function that runs Python workers (pickled by the Python package).
+pub const PYTHON_FUNCTION: &str = "python";
+/// The argument an invoker adds to a pack program it starts for Python
+/// workers: the process starts its Python fork server at once, so that a
+/// warm process has Python ready (and such processes are pooled apart).
+pub const PYTHON_WORKERS_ARG: &str = "--python-workers";
 pub const SOCKET_ENV: &str = "VOLLEY_INVOKER_SOCKET";
 /// The environment variable naming the process to the invoker.
 pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use tokio_util::sync::CancellationToken;
 use volley_proto::api::{BurstRequest, FunctionInfo};
 
@@ -80,6 +81,67 @@ impl Client {
     }
 }
 
+/// Objects under a prefix (`file:///dir` or `s3://bucket/prefix`).
+#[pyclass(module = "volley._native", frozen)]
+struct Storage {
+    inner: volley_storage::Storage,
+}
+
+#[pymethods]
+impl Storage {
+    #[new]
+    #[pyo3(signature = (url, endpoint=None, region=None, access_key=None, secret_key=None))]
+    fn new(
+        url: &str,
+        endpoint: Option<String>,
+        region: Option<String>,
+        access_key: Option<String>,
+        secret_key: Option<String>,
+    ) -> PyResult<Self> {
+        let opts = volley_storage::StorageOptions { endpoint, region, access_key, secret_key };
+        let inner = volley_storage::Storage::open(url, &opts).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Storage { inner })
+    }
+
+    fn put(&self, py: Python<'_>, key: &str, data: &[u8]) -> PyResult<()> {
+        let data = data.to_vec();
+        block(py, self.inner.put(key, data.into()))?.map_err(failed)
+    }
+
+    /// The object, or bytes `start..end` of it.
+    #[pyo3(signature = (key, start=None, end=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let data = match (start, end) {
+            (None, None) => block(py, self.inner.get(key))?,
+            (start, Some(end)) => block(py, self.inner.get_range(key, start.unwrap_or(0)..end))?,
+            (Some(start), None) => {
+                let size = block(py, self.inner.size(key))?.map_err(failed)?;
+                block(py, self.inner.get_range(key, start.min(size)..size))?
+            }
+        }
+        .map_err(failed)?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    /// Every object under `prefix` with its size, by key.
+    #[pyo3(signature = (prefix=""))]
+    fn list(&self, py: Python<'_>, prefix: &str) -> PyResult<Vec<(String, u64)>> {
+        let mut objects = block(py, self.inner.list(prefix))?.map_err(failed)?;
+        objects.sort();
+        Ok(objects)
+    }
+
+    fn delete(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        block(py, self.inner.delete(key))?.map_err(failed)
+    }
+}
+
 /// A controller and an invoker running in this process; its Python packs run
 /// `python -m volley._pack` with `python`.
 #[pyclass(module = "volley._native", frozen)]
@@ -98,8 +160,11 @@ impl Platform {
         let stop = CancellationToken::new();
         let token = stop.clone();
         block(py, async move {
+            let (brokers, storage) = brokers_from_env();
             let opts = volley_controller::Options {
                 listen: "127.0.0.1:0".into(),
+                brokers,
+                storage,
                 data_dir: data_dir.join("controller"),
                 functions: vec![FunctionInfo::builtin(
                     volley_pyworkers::FUNCTION,
@@ -147,10 +212,38 @@ impl Platform {
     }
 }
 
+/// The brokers and the S3 service of an embedded platform: the `volley`
+/// command's environment variables, over the same defaults.
+fn brokers_from_env() -> (volley_comm::Brokers, volley_storage::StorageOptions) {
+    let d = volley_comm::Brokers::default();
+    let var = |name: &str, default: String| std::env::var(name).unwrap_or(default);
+    let brokers = volley_comm::Brokers {
+        redis_url: var("VOLLEY_REDIS_URL", d.redis_url),
+        amqp_url: var("VOLLEY_AMQP_URL", d.amqp_url),
+        nats_url: var("VOLLEY_NATS_URL", d.nats_url),
+        s3_endpoint: var("VOLLEY_S3_ENDPOINT", d.s3_endpoint),
+        s3_bucket: var("VOLLEY_S3_BUCKET", d.s3_bucket),
+        s3_access_key: var("VOLLEY_S3_ACCESS_KEY", d.s3_access_key),
+        s3_secret_key: var("VOLLEY_S3_SECRET_KEY", d.s3_secret_key),
+        s3_prefix: "bursts/".into(),
+    };
+    let storage = volley_storage::StorageOptions {
+        endpoint: Some(brokers.s3_endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key: Some(brokers.s3_access_key.clone()),
+        secret_key: Some(brokers.s3_secret_key.clone()),
+    };
+    (brokers, storage)
+}
+
 /// Serves one pack for the invoker that started this process (`python -m
 /// volley._pack`); exits the process when the pack is over.
 #[pyfunction]
-fn serve_pack(py: Python<'_>) -> PyResult<()> {
+#[pyo3(signature = (prestart=false))]
+fn serve_pack(py: Python<'_>, prestart: bool) -> PyResult<()> {
+    if prestart {
+        volley_pyworkers::prestart();
+    }
     let mut functions = volley_sdk::Functions::new();
     volley_pyworkers::register(&mut functions);
     let code = py.detach(|| volley_sdk::serve_status(functions));
@@ -162,6 +255,7 @@ fn serve_pack(py: Python<'_>) -> PyResult<()> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
     m.add_class::<Platform>()?;
+    m.add_class::<Storage>()?;
     m.add_function(wrap_pyfunction!(serve_pack, m)?)?;
     Ok(())
 }

@@ -10,10 +10,11 @@
 //!
 //! The function's parameters, as the client sends them:
 //! `{"function": BASE64 PICKLE, "python": "3.11", "mode": "call" | "burst", "arg": BASE64 PICKLE}`,
-//! and each worker's own `{"arg": BASE64 PICKLE}` (a map's item). In `call`
-//! mode a worker calls the function with its arguments, and an exception is
-//! its result (the other calls go on); in `burst` mode it calls it with the
-//! worker (rank, size, comm), and an exception fails the burst.
+//! and each worker's own `{"arg": BASE64 PICKLE}` (a map's calls: their
+//! argument lists). In `call` mode a worker makes its calls and each call's
+//! outcome, value or exception, is its own (the other calls and workers go
+//! on; a worker lost is its calls' outcome); in `burst` mode it calls the
+//! function with the worker (rank, size, comm), and an exception fails the burst.
 
 mod frame;
 mod relay;
@@ -29,7 +30,16 @@ use volley_sdk::{Functions, Worker, WorkerResult};
 pub use supervisor::PYTHON_ENV;
 
 /// The built-in's name.
-pub const FUNCTION: &str = "python";
+pub const FUNCTION: &str = volley_proto::pack::PYTHON_FUNCTION;
+
+/// Starts this process's fork server now (a warm pack process for Python
+/// workers): its first worker then forks at once. A failure is only printed:
+/// the first worker reports it.
+pub fn prestart() {
+    if let Err(e) = supervisor::Supervisor::get() {
+        eprintln!("volley: the Python fork server did not start: {e}");
+    }
+}
 
 /// Adds the `python` built-in to `functions`.
 pub fn register(functions: &mut Functions) {
@@ -63,9 +73,27 @@ fn python(w: &Worker) -> WorkerResult {
     let hello = json!({
         "rank": comm.rank(), "size": comm.size(), "pack": comm.pack(), "burst": w.burst_id(),
         "attempt": w.attempt(), "mode": if burst_mode { "burst" } else { "call" },
+        // What `w.storage(url)` opens storage with: the pack's own options.
+        "storage": w.storage_options(),
     });
     frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
-    match relay::serve(&mut conn, comm)? {
+    let (ended, echo) = relay::serve(&mut conn, comm);
+    // A worker that failed after its communicator reported another worker's
+    // failure fails as that echo: the burst names the cause, not this one.
+    if burst_mode
+        && !matches!(ended, Ok(relay::Ended::Result(_)))
+        && let Some(echo) = echo
+    {
+        return Err(Box::new(echo));
+    }
+    let ended = match ended {
+        Ok(ended) => ended,
+        // A map's calls are independent: a worker lost (a crash, `os._exit`) is
+        // its calls' outcome, and the other workers go on.
+        Err(lost) if !burst_mode => return Ok(json!({ "lost": lost })),
+        Err(lost) => return Err(lost.into()),
+    };
+    match ended {
         relay::Ended::Result(pickled) => Ok(json!({"pickle": STANDARD.encode(&pickled)})),
         relay::Ended::Raised { kind, message, traceback, pickled } if !burst_mode => Ok(json!({"raised": {
             "type": kind, "message": message, "traceback": traceback, "pickle": STANDARD.encode(&pickled),

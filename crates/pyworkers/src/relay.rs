@@ -26,8 +26,35 @@ enum Pending {
     Recv(volley_comm::RecvRequest),
 }
 
-/// Serves `conn` until the worker reports how it ended.
-pub(crate) fn serve(conn: &mut UnixStream, comm: &Comm) -> Result<Ended, String> {
+/// A call that failed: on the middleware (kept whole, so that an echo of
+/// another worker's failure can be told from a cause), or for another reason.
+enum Failure {
+    Comm(volley_comm::Error),
+    Other(String),
+}
+
+impl From<volley_comm::Error> for Failure {
+    fn from(e: volley_comm::Error) -> Self {
+        Failure::Comm(e)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// Serves `conn` until the worker reports how it ended. Alongside: the first
+/// communication error that only echoed another worker's failure, if the
+/// worker met one (whatever it then raised is a consequence, not a cause).
+pub(crate) fn serve(conn: &mut UnixStream, comm: &Comm) -> (Result<Ended, String>, Option<volley_comm::Error>) {
+    let mut echo = None;
+    let ended = serve_calls(conn, comm, &mut echo);
+    (ended, echo)
+}
+
+fn serve_calls(conn: &mut UnixStream, comm: &Comm, echo: &mut Option<volley_comm::Error>) -> Result<Ended, String> {
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next = 0u64;
     loop {
@@ -55,13 +82,20 @@ pub(crate) fn serve(conn: &mut UnixStream, comm: &Comm) -> Result<Ended, String>
         let answer = perform(comm, &op, &header, messages, &mut pending, &mut next);
         let written = match answer {
             Ok((reply, parts)) => frame::write(conn, &reply, &parts),
-            Err(e) => frame::write(conn, &json!({"error": e}), &[]),
+            Err(Failure::Comm(e)) => {
+                let written = frame::write(conn, &json!({"error": e.to_string()}), &[]);
+                if volley_sdk::is_consequence(&e) && echo.is_none() {
+                    *echo = Some(e);
+                }
+                written
+            }
+            Err(Failure::Other(e)) => frame::write(conn, &json!({"error": e}), &[]),
         };
         written.map_err(|e| format!("answering the Python worker: {e}"))?;
     }
 }
 
-type Answer = Result<(Value, Vec<Bytes>), String>;
+type Answer = Result<(Value, Vec<Bytes>), Failure>;
 
 fn perform(
     comm: &Comm,
@@ -72,17 +106,16 @@ fn perform(
     next: &mut u64,
 ) -> Answer {
     let num = |k: &str| header.get(k).and_then(Value::as_u64).map(|n| n as usize);
-    let rank = |k: &str| num(k).ok_or_else(|| format!("{op} needs {k}"));
+    let rank = |k: &str| num(k).ok_or_else(|| Failure::Other(format!("{op} needs {k}")));
     let tag = header.get("tag").and_then(Value::as_u64).unwrap_or(0);
     let first = || messages.first().cloned().unwrap_or_default();
     let done = |parts: Vec<Bytes>| Ok((json!({}), parts));
-    let e = |e: volley_comm::Error| e.to_string();
     match op {
-        "send" => comm.send(rank("dst")?, tag, first()).map_err(e).and_then(|_| done(vec![])),
+        "send" => comm.send(rank("dst")?, tag, first()).map_err(Failure::Comm).and_then(|_| done(vec![])),
         "recv" => {
             let (src, data) = match num("src") {
-                Some(src) => (src, comm.recv(src, tag).map_err(e)?),
-                None => comm.recv_any(tag).map_err(e)?,
+                Some(src) => (src, comm.recv(src, tag).map_err(Failure::Comm)?),
+                None => comm.recv_any(tag).map_err(Failure::Comm)?,
             };
             Ok((json!({"src": src}), vec![data]))
         }
@@ -102,7 +135,7 @@ fn perform(
         }
         "test" | "wait" => {
             let id = header.get("req").and_then(Value::as_u64).unwrap_or(0);
-            let Some(req) = pending.remove(&id) else { return Err(format!("no request {id}")) };
+            let Some(req) = pending.remove(&id) else { return Err(format!("no request {id}").into()) };
             match (op, req) {
                 ("test", Pending::Send(r)) if !r.test() => {
                     pending.insert(id, Pending::Send(r));
@@ -113,25 +146,27 @@ fn perform(
                         pending.insert(id, Pending::Recv(r));
                         Ok((json!({"done": false}), vec![]))
                     }
-                    Some(got) => got.map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(e),
+                    Some(got) => {
+                        got.map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(Failure::Comm)
+                    }
                 },
-                (_, Pending::Send(r)) => r.wait().map(|_| (json!({"done": true}), vec![])).map_err(e),
+                (_, Pending::Send(r)) => r.wait().map(|_| (json!({"done": true}), vec![])).map_err(Failure::Comm),
                 (_, Pending::Recv(r)) => {
-                    r.wait().map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(e)
+                    r.wait().map(|(src, data)| (json!({"done": true, "src": src}), vec![data])).map_err(Failure::Comm)
                 }
             }
         }
-        "barrier" => comm.barrier().map_err(e).and_then(|_| done(vec![])),
-        "broadcast" => comm.broadcast(rank("root")?, first()).map_err(e).map(|d| (json!({}), vec![d])),
-        "scatter" => comm.scatter(rank("root")?, messages).map_err(e).map(|d| (json!({}), vec![d])),
-        "gather" => match comm.gather(rank("root")?, first()).map_err(e)? {
+        "barrier" => comm.barrier().map_err(Failure::Comm).and_then(|_| done(vec![])),
+        "broadcast" => comm.broadcast(rank("root")?, first()).map_err(Failure::Comm).map(|d| (json!({}), vec![d])),
+        "scatter" => comm.scatter(rank("root")?, messages).map_err(Failure::Comm).map(|d| (json!({}), vec![d])),
+        "gather" => match comm.gather(rank("root")?, first()).map_err(Failure::Comm)? {
             Some(all) => Ok((json!({"root": true}), all)),
             None => Ok((json!({"root": false}), vec![])),
         },
-        "all_gather" => comm.all_gather(first()).map_err(e).map(|all| (json!({}), all)),
-        "all_to_all" => comm.all_to_all(messages).map_err(e).map(|all| (json!({}), all)),
+        "all_gather" => comm.all_gather(first()).map_err(Failure::Comm).map(|all| (json!({}), all)),
+        "all_to_all" => comm.all_to_all(messages).map_err(Failure::Comm).map(|all| (json!({}), all)),
         "reduce" => reduce(comm, header, &first()),
-        other => Err(format!("no call {other:?}")),
+        other => Err(format!("no call {other:?}").into()),
     }
 }
 
@@ -141,7 +176,7 @@ fn reduce(comm: &Comm, header: &Value, data: &[u8]) -> Answer {
         Some("sum") => Op::Sum,
         Some("min") => Op::Min,
         Some("max") => Op::Max,
-        other => return Err(format!("no reduction {other:?}: sum, min or max")),
+        other => return Err(format!("no reduction {other:?}: sum, min or max").into()),
     };
     let root = header.get("root").and_then(Value::as_u64).map(|r| r as usize);
     match header.get("dtype").and_then(Value::as_str) {
@@ -149,18 +184,18 @@ fn reduce(comm: &Comm, header: &Value, data: &[u8]) -> Answer {
         Some("f32") => typed::<f32>(comm, data, op, root),
         Some("i64") => typed::<i64>(comm, data, op, root),
         Some("u64") => typed::<u64>(comm, data, op, root),
-        other => Err(format!("cannot reduce {other:?}: f64, f32, i64 or u64")),
+        other => Err(format!("cannot reduce {other:?}: f64, f32, i64 or u64").into()),
     }
 }
 
 fn typed<T: Element>(comm: &Comm, data: &[u8], op: Op, root: Option<usize>) -> Answer {
     if !data.len().is_multiple_of(T::SIZE) {
-        return Err(format!("{} bytes are not whole numbers of {} bytes", data.len(), T::SIZE));
+        return Err(format!("{} bytes are not whole numbers of {} bytes", data.len(), T::SIZE).into());
     }
     let values: Vec<T> = data.chunks_exact(T::SIZE).map(T::read).collect();
     let reduced = match root {
-        Some(root) => comm.reduce(root, &values, op).map_err(|e| e.to_string())?,
-        None => Some(comm.all_reduce(&values, op).map_err(|e| e.to_string())?),
+        Some(root) => comm.reduce(root, &values, op)?,
+        None => Some(comm.all_reduce(&values, op)?),
     };
     let parts = reduced
         .map(|v| {

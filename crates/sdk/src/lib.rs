@@ -40,7 +40,7 @@ mod threads;
 mod worker;
 
 pub use functions::{Function, Functions};
-pub use runtime::{serve, serve_status};
+pub use runtime::{is_consequence, serve, serve_status};
 pub use serde_json;
 pub use volley_comm::{Comm, Element, Op};
 pub use volley_storage::{Chunks, Error as StorageError, Overlap, Storage, StorageOptions, cooperative_get, overlap};

@@ -280,7 +280,9 @@ fn is_worker_consequence(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Errors that only echo a failure elsewhere: a peer that failed or vanished.
-fn is_consequence(err: &volley_comm::Error) -> bool {
+/// (A host of workers of its own, such as Python's, returns such an error as
+/// its worker's so that the burst names the cause, not the echo.)
+pub fn is_consequence(err: &volley_comm::Error) -> bool {
     matches!(
         err,
         volley_comm::Error::PeerFailed { .. } | volley_comm::Error::Disconnected { .. } | volley_comm::Error::Closed

@@ -76,6 +76,12 @@ impl Worker {
         })
     }
 
+    /// How this pack reaches object storage (endpoint and credentials, which
+    /// the platform hands only to bursts whose parameters name `s3://`).
+    pub fn storage_options(&self) -> &StorageOptions {
+        &self.storage
+    }
+
     /// Runs a future (a storage call, say) to completion on the pack's runtime.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

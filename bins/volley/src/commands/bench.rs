@@ -22,6 +22,8 @@ pub enum Bench {
     Flow(Box<super::bench_flow::FlowArgs>),
     /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
     Startup(Box<super::startup::StartupArgs>),
+    /// The Python package: a map vs multiprocessing.Pool, warm start, all_to_all vs Rust workers.
+    Python(Box<super::bench_python::PythonArgs>),
     /// Internal: runs one pack of a `bench comm --processes` run.
     #[command(hide = true)]
     CommPack,
@@ -92,6 +94,7 @@ impl Bench {
             Bench::Startup(args) => super::startup::run(*args, target, output),
             Bench::Load(args) => super::bench_load::run(*args, target, output),
             Bench::Flow(args) => super::bench_flow::run(*args, target, output),
+            Bench::Python(args) => super::bench_python::run(*args, target, output),
             Bench::Download(args) => super::bench_download::run(*args, target, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),

@@ -5,6 +5,7 @@ mod bench_download;
 mod bench_flow;
 mod bench_load;
 mod bench_pagerank;
+mod bench_python;
 mod bench_terasort;
 mod bursts;
 mod data;

@@ -1,0 +1,193 @@
+"""The Python side of ``volley bench python``: each figure beside its baseline,
+measured in the same run, every result checked.
+
+- map: N trivial calls, time to all results, vs ``multiprocessing.Pool``
+  (created for the run, and already made) on the same calls;
+- start: submit to every worker of a burst running its code, warm, burst
+  mode (packs of g) vs FaaS mode (g = 1, the Redis transport), p50 and p99;
+- all_to_all: numpy arrays of B bytes between every pair of W Python workers
+  in packs of g, vs the same exchange among Rust workers (the built-in
+  ``exchange``), per round (the slowest worker's time), p50.
+
+Run by ``volley bench python`` (which starts the platform); by hand:
+``python -m volley.bench --controller URL``.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import volley
+
+
+def inc(x):
+    return x + 1
+
+
+def _percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _load():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def bench_map(ex, calls, granularity):
+    items = list(range(calls))
+    expected = [x + 1 for x in items]
+    start = time.perf_counter()
+    got = ex.get_result(ex.map(inc, items, granularity=granularity))
+    volley_s = time.perf_counter() - start
+    assert got == expected, "the map's results differ from the calls'"
+    # The same calls, a quarter to a worker: four processes, as many as a pool's.
+    chunk = -(-calls // 4)
+    start = time.perf_counter()
+    got = ex.get_result(ex.map(inc, items, granularity=granularity, chunksize=chunk))
+    chunked_s = time.perf_counter() - start
+    assert got == expected, "the chunked map's results differ from the calls'"
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
+        made = time.perf_counter() - start
+        assert pool.map(inc, items) == expected
+    pool_s = time.perf_counter() - start
+    with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
+        start = time.perf_counter()
+        assert pool.map(inc, items) == expected
+        warm_pool_s = time.perf_counter() - start
+    return {
+        "calls": calls,
+        "granularity": granularity,
+        "volley_s": volley_s,
+        "chunksize": chunk,
+        "chunked_s": chunked_s,
+        "pool_s": pool_s,
+        "pool_made_s": made,
+        "warm_pool_s": warm_pool_s,
+        "processes": os.cpu_count(),
+    }
+
+
+def started_at(w):
+    return time.time()
+
+
+def _start_once(ex, workers, granularity, transport):
+    submitted = time.time()
+    starts = ex.burst(started_at, workers=workers, granularity=granularity, transport=transport)
+    assert len(starts) == workers
+    return max(starts) - submitted
+
+
+def bench_start(ex, workers, granularity, runs, transport=None):
+    _start_once(ex, workers, granularity, transport)  # warms the pool
+    samples = [_start_once(ex, workers, granularity, transport) for _ in range(runs)]
+    return {
+        "workers": workers,
+        "granularity": granularity,
+        "transport": transport or "default",
+        "p50_ms": 1e3 * statistics.median(samples),
+        "p99_ms": 1e3 * _percentile(samples, 0.99),
+    }
+
+
+def _fill(src, dst, rnd):
+    return (src * 31 + dst * 7 + rnd) % 251
+
+
+def python_exchange(w):
+    nbytes, rounds = w.params["bytes"], w.params["rounds"]
+    seconds = []
+    for rnd in range(rounds):
+        parts = [np.full(nbytes, _fill(w.rank, dst, rnd), dtype=np.uint8) for dst in range(w.size)]
+        w.comm.barrier()
+        start = time.perf_counter()
+        got = w.comm.all_to_all(parts)
+        seconds.append(time.perf_counter() - start)
+        for src, part in enumerate(got):
+            if part.size != nbytes or not (part == _fill(src, w.rank, rnd)).all():
+                raise ValueError(f"round {rnd}: the part from rank {src} is not what it sent")
+    return seconds
+
+
+def _rounds(per_worker):
+    """The slowest worker's time of each round."""
+    return [max(times) for times in zip(*per_worker)]
+
+
+def bench_all_to_all(ex, workers, granularity, nbytes, rounds):
+    params = {"bytes": nbytes, "rounds": rounds}
+    python = _rounds(ex.burst(python_exchange, workers=workers, granularity=granularity, params=params))
+    request = {"function": "exchange", "workers": workers, "granularity": granularity, "params": params}
+    record = json.loads(ex._client.submit(json.dumps(request)))
+    record = json.loads(ex._client.wait(record["id"], 600))
+    if record["state"] != "succeeded":
+        raise RuntimeError(f"the Rust exchange {record['state']}: {record.get('error')}")
+    rust = _rounds([w["result"]["seconds"] for w in record["workers"]])
+    # The first round pays for connections and buffers in both: it is left out.
+    python_ms, rust_ms = 1e3 * statistics.median(python[1:]), 1e3 * statistics.median(rust[1:])
+    return {
+        "workers": workers,
+        "granularity": granularity,
+        "bytes": nbytes,
+        "python_ms": python_ms,
+        "rust_ms": rust_ms,
+        "ratio": python_ms / rust_ms,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m volley.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--controller", required=True)
+    parser.add_argument("--api-key")
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--map-granularity", type=int, default=50)
+    parser.add_argument("--start-workers", type=int, default=64)
+    parser.add_argument("--start-granularity", type=int, default=16)
+    parser.add_argument("--start-runs", type=int, default=10)
+    parser.add_argument("--faas-transport", default="redis")
+    parser.add_argument("--a2a-workers", type=int, default=16)
+    parser.add_argument("--a2a-granularity", type=int, default=8)
+    parser.add_argument("--a2a-bytes", type=int, default=1 << 20)
+    parser.add_argument("--a2a-rounds", type=int, default=6)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    ex = volley.Executor(controller=args.controller, api_key=args.api_key)
+    load_before = _load()
+    report = {
+        "map": bench_map(ex, args.calls, args.map_granularity),
+        "start": [
+            bench_start(ex, args.start_workers, args.start_granularity, args.start_runs),
+            bench_start(ex, args.start_workers, 1, args.start_runs, args.faas_transport),
+        ],
+        "all_to_all": bench_all_to_all(ex, args.a2a_workers, args.a2a_granularity, args.a2a_bytes, args.a2a_rounds),
+        "load": {"before": load_before, "after": _load()},
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    m = report["map"]
+    print(f"map of {m['calls']} calls (packs of {m['granularity']}): volley {m['volley_s'] * 1e3:.0f} ms "
+          f"(a process per call), {m['chunked_s'] * 1e3:.0f} ms ({m['chunksize']} calls per process); "
+          f"multiprocessing.Pool({m['processes']}) {m['pool_s'] * 1e3:.0f} ms made and run "
+          f"({m['pool_made_s'] * 1e3:.0f} ms to make), {m['warm_pool_s'] * 1e3:.0f} ms already made; "
+          f"to the pool made for it: {m['volley_s'] / m['pool_s']:.1f}x and {m['chunked_s'] / m['pool_s']:.1f}x")
+    burst, faas = report["start"]
+    print(f"start of {burst['workers']} workers, warm: packs of {burst['granularity']} p50 {burst['p50_ms']:.1f} ms "
+          f"p99 {burst['p99_ms']:.1f} ms; FaaS (g = 1, {faas['transport']}) p50 {faas['p50_ms']:.1f} ms "
+          f"p99 {faas['p99_ms']:.1f} ms; burst/FaaS {burst['p50_ms'] / faas['p50_ms']:.2f}x")
+    a = report["all_to_all"]
+    print(f"all_to_all of {a['bytes']} B per pair among {a['workers']} workers in packs of {a['granularity']}: "
+          f"Python {a['python_ms']:.1f} ms, Rust {a['rust_ms']:.1f} ms per round (p50): {a['ratio']:.2f}x")
+    print(f"load average before {report['load']['before']}, after {report['load']['after']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
