@@ -75,6 +75,31 @@ def bench_map(ex, calls, granularity):
     }
 
 
+_LITHOPS = """
+import sys, time, lithops
+def inc(x): return x + 1
+calls = int(sys.argv[1])
+start = time.perf_counter()
+fexec = lithops.LocalhostExecutor(log_level=None)
+got = fexec.get_result(fexec.map(inc, list(range(calls))))
+assert got == [x + 1 for x in range(calls)], "Lithops' results differ from the calls'"
+print(time.perf_counter() - start)
+fexec.clean()
+"""
+
+
+def bench_lithops(python, calls):
+    """The same calls through Lithops' localhost executor, with an interpreter
+    Lithops is installed for (its workers run ``python`` from PATH: that one)."""
+    import subprocess
+
+    env = dict(os.environ, PATH=os.path.dirname(python) + os.pathsep + os.environ.get("PATH", ""))
+    out = subprocess.run([python, "-c", _LITHOPS, str(calls)], env=env, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"Lithops failed: {out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def started_at(w):
     return time.time()
 
@@ -157,12 +182,14 @@ def main(argv=None):
     parser.add_argument("--a2a-granularity", type=int, default=8)
     parser.add_argument("--a2a-bytes", type=int, default=1 << 20)
     parser.add_argument("--a2a-rounds", type=int, default=6)
+    parser.add_argument("--lithops", metavar="PYTHON", help="also run the map's calls on Lithops' localhost executor")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     ex = volley.Executor(controller=args.controller, api_key=args.api_key)
     load_before = _load()
     report = {
         "map": bench_map(ex, args.calls, args.map_granularity),
+        "lithops_s": bench_lithops(args.lithops, args.calls) if args.lithops else None,
         "start": [
             bench_start(ex, args.start_workers, args.start_granularity, args.start_runs),
             bench_start(ex, args.start_workers, 1, args.start_runs, args.faas_transport),
@@ -179,6 +206,9 @@ def main(argv=None):
           f"multiprocessing.Pool({m['processes']}) {m['pool_s'] * 1e3:.0f} ms made and run "
           f"({m['pool_made_s'] * 1e3:.0f} ms to make), {m['warm_pool_s'] * 1e3:.0f} ms already made; "
           f"to the pool made for it: {m['volley_s'] / m['pool_s']:.1f}x and {m['chunked_s'] / m['pool_s']:.1f}x")
+    if report["lithops_s"] is not None:
+        print(f"the same calls on Lithops' localhost executor: {report['lithops_s'] * 1e3:.0f} ms "
+              f"(volley, a process per call: {report['lithops_s'] / m['volley_s']:.1f}x faster)")
     burst, faas = report["start"]
     print(f"start of {burst['workers']} workers, warm: packs of {burst['granularity']} p50 {burst['p50_ms']:.1f} ms "
           f"p99 {burst['p99_ms']:.1f} ms; FaaS (g = 1, {faas['transport']}) p50 {faas['p50_ms']:.1f} ms "

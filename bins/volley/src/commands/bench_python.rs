@@ -29,6 +29,9 @@ pub struct PythonArgs {
     a2a_granularity: usize,
     #[arg(long, default_value_t = 1 << 20)]
     a2a_bytes: usize,
+    /// A Python with Lithops installed: the map's calls also run on its localhost executor.
+    #[arg(long)]
+    lithops: Option<String>,
     #[command(flatten)]
     platform: PlatformArgs,
 }
@@ -49,6 +52,9 @@ pub fn run(args: PythonArgs, target: &Target, output: Output) -> anyhow::Result<
             ("--a2a-bytes", args.a2a_bytes),
         ] {
             cmd.args([flag.to_string(), value.to_string()]);
+        }
+        if let Some(lithops) = &args.lithops {
+            cmd.args(["--lithops", lithops]);
         }
         if let Some(key) = &target.api_key {
             cmd.args(["--api-key", key]);
