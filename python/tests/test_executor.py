@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -115,3 +116,30 @@ def test_a_function_pickled_by_another_python_is_refused_by_name(ex, monkeypatch
 def test_a_volley_up_platform_runs_python_workers(up):
     futures = up.map(square, range(8), granularity=4)
     assert up.get_result(futures) == [x * x for x in range(8)]
+
+
+def whose(w):
+    return os.getpid(), os.getppid()
+
+
+def test_nothing_is_left_running_once_the_executor_closes():
+    with volley.Executor() as own:
+        pids = own.burst(whose, workers=4, granularity=2)
+        calls = [f.result() for f in own.map(lambda _: (os.getpid(), os.getppid()), range(3))]
+    # Workers, their fork servers, and (their parents) the pack processes.
+    everyone = {pid for pair in pids + calls for pid in pair}
+    deadline = time.monotonic() + 15
+    while True:
+        alive = {pid for pid in everyone if _running(pid)}
+        if not alive:
+            break
+        assert time.monotonic() < deadline, f"still running after the executor closed: {sorted(alive)}"
+        time.sleep(0.05)
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -3,8 +3,10 @@ measured in the same run, every result checked.
 
 - map: N trivial calls, time to all results, vs ``multiprocessing.Pool``
   (created for the run, and already made) on the same calls;
-- start: submit to every worker of a burst running its code, warm, burst
-  mode (packs of g) vs FaaS mode (g = 1, the Redis transport), p50 and p99;
+- start: submit to every worker of a burst running its code, warm (each run
+  once the invokers' warm pool holds a process per pack, as ``volley bench
+  startup`` waits), burst mode (packs of g) vs FaaS mode (g = 1, the Redis
+  transport), p50 and p99;
 - all_to_all: numpy arrays of B bytes between every pair of W Python workers
   in packs of g, vs the same exchange among Rust workers (the built-in
   ``exchange``), per round (the slowest worker's time), p50.
@@ -111,9 +113,24 @@ def _start_once(ex, workers, granularity, transport):
     return max(starts) - submitted
 
 
+def _wait_for_warm(ex, packs):
+    """Until the invokers hold ``packs`` warm processes (the pool refills after a burst)."""
+    deadline = time.monotonic() + 120
+    while sum(i.get("warm", 0) for i in json.loads(ex._client.invokers())) < packs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the warm pool did not refill to {packs} processes within 120 s")
+        time.sleep(0.05)
+    # The last started processes settle (their start-up work is done off the clock).
+    time.sleep(0.2)
+
+
 def bench_start(ex, workers, granularity, runs, transport=None):
-    _start_once(ex, workers, granularity, transport)  # warms the pool
-    samples = [_start_once(ex, workers, granularity, transport) for _ in range(runs)]
+    _start_once(ex, workers, granularity, transport)  # makes the pool's demand known
+    packs = -(-workers // granularity)
+    samples = []
+    for _ in range(runs):
+        _wait_for_warm(ex, packs)
+        samples.append(_start_once(ex, workers, granularity, transport))
     return {
         "workers": workers,
         "granularity": granularity,

@@ -75,6 +75,12 @@ impl Client {
         serde_json::to_string(&burst).map_err(failed)
     }
 
+    /// The invokers, as JSON (their slots, and `warm`: idle pack processes).
+    fn invokers(&self, py: Python<'_>) -> PyResult<String> {
+        let invokers = block(py, self.inner.invokers())?.map_err(failed)?;
+        serde_json::to_string(&invokers).map_err(failed)
+    }
+
     fn cancel(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         block(py, self.inner.cancel(id))?.map_err(failed)?;
         Ok(())
