@@ -1,0 +1,134 @@
+"""volley.multiprocessing.Pool against the standard library's: the same calls
+give the same results, and misuse raises the same errors."""
+
+import multiprocessing as std
+
+import pytest
+
+import volley.multiprocessing as vmp
+
+
+def square(x):
+    return x * x
+
+
+def power(x, y):
+    return x**y
+
+
+def divide(x):
+    return 1 / x
+
+
+def keyword(x, scale=1):
+    return x * scale
+
+
+_GREETING = None
+
+
+def remember(greeting):
+    global _GREETING
+    _GREETING = greeting
+
+
+def greeted(x):
+    return f"{_GREETING} {x}"
+
+
+@pytest.fixture(scope="module")
+def pools(ex):
+    with std.get_context("fork").Pool(2, initializer=remember, initargs=("hi",)) as theirs:
+        with vmp.Pool(3, initializer=remember, initargs=("hi",), executor=ex) as ours:
+            yield ours, theirs
+
+
+def test_every_call_gives_what_the_standard_pool_gives(pools):
+    ours, theirs = pools
+    items = list(range(23))
+    assert ours.map(square, items) == theirs.map(square, items)
+    assert ours.map(square, items, chunksize=5) == theirs.map(square, items, chunksize=5)
+    pairs = [(x, 3) for x in range(7)]
+    assert ours.starmap(power, pairs) == theirs.starmap(power, pairs)
+    assert list(ours.imap(square, items, chunksize=4)) == list(theirs.imap(square, items, chunksize=4))
+    assert sorted(ours.imap_unordered(square, items)) == sorted(theirs.imap_unordered(square, items))
+    assert ours.apply(power, (2, 10)) == theirs.apply(power, (2, 10))
+    assert ours.apply_async(keyword, (4,), {"scale": 3}).get(60) == theirs.apply_async(keyword, (4,), {"scale": 3}).get(60)
+    assert ours.map_async(square, items).get(60) == theirs.map_async(square, items).get(60)
+    assert ours.map(greeted, [1, 2]) == theirs.map(greeted, [1, 2]) == ["hi 1", "hi 2"]
+    assert ours.map(square, []) == theirs.map(square, []) == []
+
+
+def test_a_calls_exception_is_raised_as_itself(pools):
+    ours, theirs = pools
+    for pool in (ours, theirs):
+        with pytest.raises(ZeroDivisionError):
+            pool.map(divide, [1, 0, 2])
+        with pytest.raises(ZeroDivisionError):
+            list(pool.imap(divide, [0]))
+        result = pool.apply_async(divide, (0,))
+        result.wait(60)
+        assert result.ready() and not result.successful()
+
+
+def test_callbacks_get_the_results_or_the_error(pools):
+    ours, _ = pools
+    got, errors = [], []
+    ours.map_async(square, [1, 2], callback=got.append).wait(60)
+    ours.apply_async(divide, (0,), error_callback=errors.append).wait(60)
+    import time
+
+    time.sleep(0.1)
+    assert got == [[1, 4]]
+    assert isinstance(errors[0], ZeroDivisionError)
+
+
+def test_misuse_raises_what_the_standard_library_raises(ex):
+    for make in (lambda: std.get_context("fork").Pool(1), lambda: vmp.Pool(1, executor=ex)):
+        pool = make()
+        with pytest.raises(ValueError, match="Pool is still running"):
+            pool.join()
+        pool.close()
+        with pytest.raises(ValueError, match="Pool not running"):
+            pool.map(square, [1])
+        pool.join()
+        pool.terminate()
+    with pytest.raises(ValueError, match="Number of processes must be at least 1"):
+        vmp.Pool(0)
+    with pytest.raises(ValueError, match="Number of processes must be at least 1"):
+        std.Pool(0)
+    with pytest.raises(std.TimeoutError):
+        vmp.Pool(1, executor=ex).apply_async(__import__("time").sleep, (5,)).get(timeout=0.01)
+
+
+def test_cpu_count_and_current_process_answer_like_the_standard_library():
+    assert vmp.cpu_count() == std.cpu_count()
+    assert vmp.current_process().name == std.current_process().name == "MainProcess"
+
+
+EXAMPLE = """
+{import_line}
+
+def f(x):
+    return x*x
+
+if __name__ == '__main__':
+    with Pool(5) as p:
+        print(p.map(f, [1, 2, 3]))
+        print(p.starmap(pow, [(2, 3), (3, 2)]))
+        print(sorted(p.imap_unordered(f, range(6))))
+"""
+
+
+def test_the_documentations_first_example_runs_unchanged_but_for_the_import(tmp_path):
+    import subprocess
+    import sys
+
+    outputs = []
+    for import_line in ("from multiprocessing import Pool", "from volley.multiprocessing import Pool"):
+        script = tmp_path / "example.py"
+        script.write_text(EXAMPLE.format(import_line=import_line))
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout)
+    assert outputs[0] == outputs[1] == "[1, 4, 9]\n[8, 9]\n[0, 1, 4, 9, 16, 25]\n"
