@@ -129,18 +129,29 @@ fn request(to: &mut ChildStdin, header: &serde_json::Value, blob: &[u8]) -> std:
     to.flush()
 }
 
-/// Hands each connecting worker to the thread waiting for its token.
+/// Hands each connecting worker to the thread waiting for its token. Each
+/// connection's hello is read by a thread of its own: workers starting
+/// together on a busy machine must not wait for each other's first words.
 fn accept(listener: UnixListener, waiting: Arc<Mutex<HashMap<String, mpsc::Sender<UnixStream>>>>) {
     for conn in listener.incoming() {
-        let Ok(mut conn) = conn else { continue };
-        // A connection that says nothing within a while is not one of ours.
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-        let hello = frame::read(&mut conn);
-        let _ = conn.set_read_timeout(None);
-        let Ok(Some((hello, _))) = hello else { continue };
-        let token = hello.get("token").and_then(|t| t.as_str()).unwrap_or_default();
-        if let Some(tx) = lock(&waiting).remove(token) {
-            let _ = tx.send(conn);
+        let Ok(conn) = conn else { continue };
+        let waiting = waiting.clone();
+        let introduced =
+            std::thread::Builder::new().name("python-hello".into()).spawn(move || introduce(conn, &waiting));
+        if let Err(e) = introduced {
+            eprintln!("volley: cannot read a Python worker's hello: {e}");
         }
+    }
+}
+
+fn introduce(mut conn: UnixStream, waiting: &Mutex<HashMap<String, mpsc::Sender<UnixStream>>>) {
+    // A connection that says nothing within a while is not one of ours.
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let hello = frame::read(&mut conn);
+    let _ = conn.set_read_timeout(None);
+    let Ok(Some((hello, _))) = hello else { return };
+    let token = hello.get("token").and_then(|t| t.as_str()).unwrap_or_default();
+    if let Some(tx) = lock(waiting).remove(token) {
+        let _ = tx.send(conn);
     }
 }
