@@ -34,6 +34,15 @@ def test_calls_packed_several_to_a_worker_keep_their_own_outcomes(ex):
         ex.map(divide, [1], chunksize=0)
 
 
+def test_a_progress_bar_counts_the_calls_done(ex):
+    import io
+
+    shown = io.StringIO()
+    assert ex.get_result(ex.map(square, range(10), chunksize=3), progress=shown) == [x * x for x in range(10)]
+    assert shown.getvalue().endswith("] 10/10 calls\n"), shown.getvalue()
+    assert "[" + "#" * 30 + "]" in shown.getvalue()
+
+
 def test_tuple_items_are_argument_lists_and_extra_args_follow(ex):
     futures = ex.map(lambda a, b, c: a * b + c, [(1, 2), (3, 4)], extra_args=(10,))
     assert ex.get_result(futures) == [12, 22]

@@ -94,6 +94,15 @@ class _Burst:
                 cache[rank] = pickle.loads(base64.b64decode(self._record["workers"][rank]["result"]["pickle"]))
             return cache[rank]
 
+    def finished_ranks(self):
+        """The ranks that have finished, now (the burst fetched if it has not ended)."""
+        with self._lock:
+            if self._record["state"] not in _FINAL:
+                self._record = json.loads(self._client.burst(self.id))
+            if self._record["state"] in _FINAL:
+                return set(range(len(self._record["workers"])))
+            return {w["rank"] for w in self._record["workers"] if w.get("finished_at")}
+
     def done(self):
         with self._lock:
             if self._record["state"] not in _FINAL:
@@ -183,6 +192,28 @@ def _worker_error(rank, raised):
     if original is not None:
         error.__cause__ = original
     return error
+
+
+def _show_progress(futures, stream, timeout, width=30):
+    """Draws ``[####......] done/total calls`` on ``stream`` until every future is done (or ``timeout``)."""
+    by_burst = {}
+    for f in futures:
+        by_burst.setdefault(f._burst, []).append(f)
+    total = len(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done = 0
+        for burst, members in by_burst.items():
+            finished = burst.finished_ranks()
+            done += sum(1 for f in members if f.rank in finished)
+        filled = width * done // max(total, 1)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} calls")
+        stream.flush()
+        if done == total or (deadline is not None and time.monotonic() > deadline):
+            stream.write("\n")
+            stream.flush()
+            return
+        time.sleep(0.1)
 
 
 def wait(futures, return_when=ALL_COMPLETED, timeout=None):
@@ -315,11 +346,18 @@ class Executor:
                 future.result()
         return [f.result() for f in futures]
 
-    def get_result(self, futures=None, timeout=None):
-        """The results of ``futures`` (a list, or one future), or of every call made so far."""
+    def get_result(self, futures=None, timeout=None, progress=None):
+        """The results of ``futures`` (a list, or one future), or of every call
+        made so far. ``progress``: a bar of the calls done, on standard error
+        when it is a terminal (None), always (True), never (False), or on the
+        stream given."""
         if isinstance(futures, Future):
             return futures.result(timeout)
         futures = self._futures if futures is None else futures
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            _show_progress(futures, sys.stderr if progress is True else progress, timeout)
         return [f.result(timeout) for f in futures]
 
     def wait(self, futures=None, return_when=ALL_COMPLETED, timeout=None):
