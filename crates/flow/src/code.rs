@@ -226,17 +226,7 @@ pub fn finished(def: &Definition, run: &mut Run, seq: u32, result: Result<Value,
     let mut r = load(run);
     let Some(issued) = r.running.remove(&seq) else { return Vec::new() };
     if let Some(rec) = run.steps.get_mut(&step_name(&issued)) {
-        rec.finished_at = Some(now);
-        match &result {
-            Ok(v) => {
-                rec.state = RunState::Succeeded;
-                rec.output = v.clone();
-            }
-            Err(e) => {
-                rec.state = RunState::Failed;
-                rec.errors.push(e.clone());
-            }
-        }
+        rec.finish(result.clone(), now);
     }
     let (result, error) = match result {
         Ok(v) => (Some(v), None),

@@ -356,6 +356,21 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// The step ended at `now`: succeeded with its output, or failed with the error recorded.
+    pub fn finish(&mut self, outcome: Result<Value, String>, now: u64) {
+        self.finished_at = Some(now);
+        match outcome {
+            Ok(output) => {
+                self.state = RunState::Succeeded;
+                self.output = output;
+            }
+            Err(error) => {
+                self.state = RunState::Failed;
+                self.errors.push(error);
+            }
+        }
+    }
+
     /// A step that has not started.
     pub fn waiting() -> Self {
         StepRecord {

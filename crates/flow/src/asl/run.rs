@@ -91,17 +91,11 @@ pub fn task_ended(machine: &Machine, run: &mut Run, token: u64, ended: Ended, no
         Ended::Cancelled(cause) => Err(Failure::new("States.TaskFailed", cause)),
     };
     if let Some(rec) = run.steps.get_mut(&step) {
-        rec.finished_at = Some(now);
-        match &result {
-            Ok(out) => {
-                rec.state = RunState::Succeeded;
-                rec.output = out.clone();
-            }
-            Err(f) => {
-                rec.state = RunState::Failed;
-                rec.errors.push(format!("attempt {}: {}: {}", rec.attempts, f.error, f.cause));
-            }
-        }
+        let outcome = match &result {
+            Ok(out) => Ok(out.clone()),
+            Err(f) => Err(format!("attempt {}: {}: {}", rec.attempts, f.error, f.cause)),
+        };
+        rec.finish(outcome, now);
     }
     record.bursts.remove(&token);
     record.lists.remove(&token);

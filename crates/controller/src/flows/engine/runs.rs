@@ -304,28 +304,14 @@ impl State {
         if !announced || self.by_type.get(&kind).is_none_or(|t| t.is_empty()) {
             return;
         }
-        let event = CloudEvent::new(
-            format!("burst/{}/{}/{}", burst.id, burst.attempt, burst.state.name()),
-            "volley/platform",
-            &format!("volley.burst.{}", burst.state.name()),
-            Some(burst.id.clone()),
-            serde_json::json!({"burst": burst.id, "function": burst.request.function, "state": burst.state,
-                "attempt": burst.attempt, "idempotency_key": burst.request.idempotency_key}),
-        );
+        let event = burst_event(burst, serde_json::json!({"attempt": burst.attempt}));
         self.ingest(&burst.namespace, event, tx);
     }
 
     /// A burst ended: announce it (triggers may listen), and if it was a step's, move its run.
     pub(super) fn burst_ended(&mut self, burst: Burst, tx: &mut Tx) {
-        let event = CloudEvent::new(
-            format!("burst/{}/{}/{}", burst.id, burst.attempt, burst.state.name()),
-            "volley/platform",
-            &format!("volley.burst.{}", burst.state.name()),
-            Some(burst.id.clone()),
-            serde_json::json!({"burst": burst.id, "function": burst.request.function, "state": burst.state,
-                "error": burst.error, "idempotency_key": burst.request.idempotency_key,
-                "results": burst.workers.iter().map(|w| w.result.clone()).collect::<Vec<_>>()}),
-        );
+        let results: Vec<_> = burst.workers.iter().map(|w| w.result.clone()).collect();
+        let event = burst_event(&burst, serde_json::json!({"error": burst.error, "results": results}));
         if !self.ingest(&burst.namespace, event, tx) {
             return;
         }
@@ -420,6 +406,23 @@ impl State {
             Err(error) => rules::burst_ended(plan, r, step, attempt, Ended::Failed(error), now),
         });
     }
+}
+
+/// The platform's event of `burst` in its current state (`volley.burst.STATE`,
+/// the same id however often it is made), its data the burst's identity and `more`.
+fn burst_event(burst: &Burst, more: Value) -> CloudEvent {
+    let mut data = serde_json::json!({"burst": burst.id, "function": burst.request.function, "state": burst.state,
+        "idempotency_key": burst.request.idempotency_key});
+    if let (Some(data), Value::Object(more)) = (data.as_object_mut(), more) {
+        data.extend(more);
+    }
+    CloudEvent::new(
+        format!("burst/{}/{}/{}", burst.id, burst.attempt, burst.state.name()),
+        "volley/platform",
+        &format!("volley.burst.{}", burst.state.name()),
+        Some(burst.id.clone()),
+        data,
+    )
 }
 
 /// `run/RUN/STEP/ATTEMPT` → its parts.
