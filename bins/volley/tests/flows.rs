@@ -517,6 +517,16 @@ fn wrong_triggers_are_refused_and_a_failing_condition_is_recorded() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("actions[0]"), "{body}");
+    // A burst that could never be submitted is refused with the trigger, not when it fires.
+    for (field, value) in [("retries", json!(121)), ("queue_timeout_secs", json!(-5.0))] {
+        let mut request = json!({"function": "hello", "workers": 2});
+        request[field] = value;
+        let trigger =
+            json!({"id": "late", "match": {"type": "x"}, "actions": [{"kind": "start_burst", "request": request}]});
+        let (status, body) = p.post("/v1/triggers", &trigger.to_string());
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(field), "{body}");
+    }
     let trigger = json!({"id": "keyed", "match": {"type": "x"}, "condition": {"kind": "join", "count": 2, "key": "$.event.data.k"},
                          "actions": [{"kind": "emit", "event": {"id": "done", "source": "t", "type": "y"}}]});
     assert_eq!(p.post("/v1/triggers", &trigger.to_string()).0, 201);

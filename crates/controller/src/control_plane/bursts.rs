@@ -84,16 +84,11 @@ impl ControlPlane {
         Ok(burst)
     }
 
-    fn validate(&self, namespace: &str, r: &BurstRequest) -> Result<()> {
+    /// The request's own fields against this controller's limits: what can be
+    /// checked before the burst is due (a trigger's burst is checked when the
+    /// trigger is created, not first when it fires).
+    pub(crate) fn check_request(&self, r: &BurstRequest) -> Result<()> {
         let bad = |m: String| Err(Error::BadRequest(m));
-        if self.functions.get(namespace, &r.function).is_none() {
-            let names: Vec<_> = self.functions.list(namespace).into_iter().map(|f| f.name).collect();
-            return Err(Error::NotFound(format!(
-                "unknown function {:?}; known functions: {} (`volley functions list`)",
-                r.function,
-                names.join(", ")
-            )));
-        }
         if r.workers == 0 {
             return bad("workers must be at least 1".into());
         }
@@ -143,6 +138,22 @@ impl ControlPlane {
         {
             return bad(e.to_string());
         }
+        if r.memory_mb.is_some_and(|m| m > super::MAX_MEMORY_MB) {
+            return bad(format!("memory_mb must be at most {} (an exbibyte)", super::MAX_MEMORY_MB));
+        }
+        Ok(())
+    }
+
+    fn validate(&self, namespace: &str, r: &BurstRequest) -> Result<()> {
+        if self.functions.get(namespace, &r.function).is_none() {
+            let names: Vec<_> = self.functions.list(namespace).into_iter().map(|f| f.name).collect();
+            return Err(Error::NotFound(format!(
+                "unknown function {:?}; known functions: {} (`volley functions list`)",
+                r.function,
+                names.join(", ")
+            )));
+        }
+        self.check_request(r)?;
         let state = self.lock();
         let queued = state.queued_in(namespace);
         if queued >= self.opts.max_queued_per_namespace {
@@ -156,9 +167,6 @@ impl ControlPlane {
         // Refuse what could never be placed, even on an idle cluster: waiting
         // would only block the queue until the burst's queue timeout.
         let memory = r.memory_mb.unwrap_or(self.opts.default_memory_mb);
-        if memory > super::MAX_MEMORY_MB {
-            return bad(format!("memory_mb must be at most {} (an exbibyte)", super::MAX_MEMORY_MB));
-        }
         if !whole.is_empty() && crate::placement::place(r.workers, r.granularity, memory, &whole).is_none() {
             let pack = match r.granularity {
                 Granularity::Fixed(g) => format!("packs of {g} ({} MiB each)", (g as u64).saturating_mul(memory)),

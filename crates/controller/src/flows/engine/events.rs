@@ -134,6 +134,11 @@ impl State {
     pub(super) fn create_trigger(&mut self, namespace: &str, request: TriggerRequest, tx: &mut Tx) -> Result<Trigger> {
         let trigger =
             volley_flow::trigger::make(namespace, request).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        for action in &trigger.actions {
+            if let volley_proto::flow::Action::StartBurst { request, .. } = action {
+                self.plane.check_request(request).map_err(|e| Error::Unprocessable(format!("start_burst: {e}")))?;
+            }
+        }
         let key = trigger_key(namespace, &trigger.id);
         if self.triggers.contains_key(&key) {
             return Err(Error::Conflict(format!(
