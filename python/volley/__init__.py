@@ -12,7 +12,7 @@ know their rank, and talk directly.
     print(volley.burst(ring, workers=4))
 """
 
-from .errors import VolleyError, WorkerError
+from .errors import SessionEnded, VolleyError, WorkerError
 from .storage import Storage
 from .executor import (
     ALL_COMPLETED,
@@ -32,6 +32,7 @@ __all__ = [
     "ANY_COMPLETED",
     "FIRST_COMPLETED",
     "Executor",
+    "SessionEnded",
     "Storage",
     "Future",
     "VolleyError",

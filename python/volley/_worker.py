@@ -179,6 +179,11 @@ def run(sock, function, hello, arg_blob):
     burst. A map's worker makes each of its calls, and each call's outcome,
     ``("ok", pickled value)`` or ``("raised", what)``, is its own: one call
     raising does not stop the next."""
+    session = hello.get("session")
+    if session:
+        from . import _session
+
+        _session.attach_worker(session)
     try:
         given = pickle.loads(arg_blob) if arg_blob else None
         if hello.get("mode") == "burst":
@@ -188,9 +193,19 @@ def run(sock, function, hello, arg_blob):
         else:
             blob = pickle.dumps([_call(function, args) for args in given or [()]], protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as e:  # noqa: BLE001 - a worker reports whatever ended it
+        _flush(session)
         report_exception(sock, e)
         return
+    # What it printed reaches its program before its end does.
+    _flush(session)
     _wire.send(sock, {"op": "result"}, [blob])
+
+
+def _flush(session):
+    if session:
+        from . import _session
+
+        _session.flush_worker()
 
 
 def _call(function, args):

@@ -9,7 +9,11 @@ measured in the same run, every result checked.
   transport), p50 and p99;
 - all_to_all: numpy arrays of B bytes between every pair of W Python workers
   in packs of g, vs the same exchange among Rust workers (the built-in
-  ``exchange``), per round (the slowest worker's time), p50.
+  ``exchange``), per round (the slowest worker's time), p50;
+- shared objects of ``volley.multiprocessing`` (on the controller) vs the
+  standard library's (in this machine's kernel): a queue's put and get, a
+  lock's acquire and release, per pair (p50), and P processes adding to one
+  locked value (time to the checked total).
 
 Run by ``volley bench python`` (which starts the platform); by hand:
 ``python -m volley.bench --controller URL``.
@@ -187,6 +191,59 @@ def bench_all_to_all(ex, workers, granularity, nbytes, rounds):
     }
 
 
+def _add(lock, total, n):
+    for _ in range(n):
+        with lock:
+            total.value += 1
+
+
+def _shared_ops(mp, ops):
+    q, lock = mp.Queue(), mp.Lock()
+    queue_us, lock_us = [], []
+    for i in range(ops):
+        start = time.perf_counter()
+        q.put(i)
+        got = q.get()
+        queue_us.append(1e6 * (time.perf_counter() - start))
+        assert got == i, "the queue gave back another item"
+        start = time.perf_counter()
+        lock.acquire()
+        lock.release()
+        lock_us.append(1e6 * (time.perf_counter() - start))
+    return statistics.median(queue_us), statistics.median(lock_us)
+
+
+def _counted(mp, processes, adds):
+    lock, total = mp.Lock(), mp.Value("i", 0, lock=False)
+    start = time.perf_counter()
+    ps = [mp.Process(target=_add, args=(lock, total, adds)) for _ in range(processes)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    seconds = time.perf_counter() - start
+    assert total.value == processes * adds, f"the locked total is {total.value}, not {processes * adds}"
+    return seconds
+
+
+def bench_shared(ops, processes, adds):
+    import volley.multiprocessing as vmp
+
+    std = multiprocessing.get_context("fork")
+    ours, theirs = _shared_ops(vmp, ops), _shared_ops(std, ops)
+    return {
+        "ops": ops,
+        "queue_us": ours[0],
+        "std_queue_us": theirs[0],
+        "lock_us": ours[1],
+        "std_lock_us": theirs[1],
+        "processes": processes,
+        "adds": adds,
+        "counter_s": _counted(vmp, processes, adds),
+        "std_counter_s": _counted(std, processes, adds),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m volley.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--controller", required=True)
@@ -201,10 +258,17 @@ def main(argv=None):
     parser.add_argument("--a2a-granularity", type=int, default=8)
     parser.add_argument("--a2a-bytes", type=int, default=1 << 20)
     parser.add_argument("--a2a-rounds", type=int, default=6)
+    parser.add_argument("--shared-ops", type=int, default=500)
+    parser.add_argument("--shared-processes", type=int, default=4)
+    parser.add_argument("--shared-adds", type=int, default=100)
     parser.add_argument("--lithops", metavar="PYTHON", help="also run the map's calls on Lithops' localhost executor")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     ex = volley.Executor(controller=args.controller, api_key=args.api_key)
+    # volley.multiprocessing's objects and processes use the process's default executor: this platform's.
+    os.environ["VOLLEY_CONTROLLER"] = args.controller
+    if args.api_key:
+        os.environ["VOLLEY_API_KEY"] = args.api_key
     load_before = _load()
     # The map's thousand processes go last: their ends would load the machine under the others.
     report = {
@@ -214,6 +278,7 @@ def main(argv=None):
         ],
         "all_to_all": bench_all_to_all(ex, args.a2a_workers, args.a2a_granularity, args.a2a_bytes, args.a2a_rounds),
     }
+    report["shared"] = bench_shared(args.shared_ops, args.shared_processes, args.shared_adds)
     report["map"] = bench_map(ex, args.calls, args.map_granularity)
     report["lithops_s"] = bench_lithops(args.lithops, args.calls) if args.lithops else None
     report["load"] = {"before": load_before, "after": _load()}
@@ -236,6 +301,12 @@ def main(argv=None):
     a = report["all_to_all"]
     print(f"all_to_all of {a['bytes']} B per pair among {a['workers']} workers in packs of {a['granularity']}: "
           f"Python {a['python_ms']:.1f} ms, Rust {a['rust_ms']:.1f} ms per round (p50): {a['ratio']:.2f}x")
+    s = report["shared"]
+    print(f"shared objects ({s['ops']} pairs, p50): queue put+get {s['queue_us']:.0f} us vs the standard library's "
+          f"{s['std_queue_us']:.0f} us ({s['queue_us'] / s['std_queue_us']:.1f}x); lock acquire+release "
+          f"{s['lock_us']:.0f} us vs {s['std_lock_us']:.1f} us ({s['lock_us'] / s['std_lock_us']:.0f}x); "
+          f"{s['processes']} processes adding {s['adds']} each to a locked Value: {s['counter_s'] * 1e3:.0f} ms "
+          f"vs {s['std_counter_s'] * 1e3:.0f} ms ({s['counter_s'] / s['std_counter_s']:.1f}x)")
     print(f"load average before {report['load']['before']}, after {report['load']['after']}")
 
 

@@ -17,3 +17,9 @@ class WorkerError(VolleyError):
         self.message = message
         self.remote_traceback = remote_traceback
         self.exception = exception
+
+
+class SessionEnded(VolleyError):
+    """A shared object (a ``volley.multiprocessing`` queue, lock, value...) was
+    used after its program's session ended: the program ended, or died and
+    stopped renewing it, and the platform deleted its objects."""

@@ -238,7 +238,8 @@ class Executor:
     is closed or the process exits. ``granularity``: workers per process
     (``"auto"``: as many as fit)."""
 
-    def __init__(self, controller=None, api_key=None, granularity="auto", transport=None, python=None, slots=None):
+    def __init__(self, controller=None, api_key=None, granularity="auto", transport=None, python=None, slots=None,
+                 session_lease=None):
         controller = controller or os.environ.get("VOLLEY_CONTROLLER")
         api_key = api_key or os.environ.get("VOLLEY_API_KEY")
         self._platform = None
@@ -253,6 +254,21 @@ class Executor:
         self._granularity = granularity
         self._transport = transport
         self._futures = []
+        self._program = None
+        self._session_lease = float(session_lease or os.environ.get("VOLLEY_SESSION_LEASE") or 15.0)
+        self._program_lock = threading.Lock()
+
+    def program(self):
+        """This program's session (opened at first use): the home of its
+        ``volley.multiprocessing`` objects, where its workers print, ended
+        with the executor; if this process dies it ends ``session_lease``
+        seconds later, and the bursts started in it are cancelled."""
+        from ._session import Program
+
+        with self._program_lock:
+            if self._program is None:
+                self._program = Program(self._client, self.controller, self._session_lease)
+            return self._program
 
     def __enter__(self):
         return self
@@ -261,7 +277,10 @@ class Executor:
         self.close()
 
     def close(self):
-        """Stops the embedded platform, if this executor started one."""
+        """Ends the program's session and stops the embedded platform, if this executor started one."""
+        if self._program is not None:
+            program, self._program = self._program, None
+            program.end()
         if self._platform is not None:
             platform, self._platform = self._platform, None
             platform.stop()
@@ -270,8 +289,12 @@ class Executor:
             self._dir = None
 
     def _submit(self, function, mode, workers, worker_args=None, common=None, granularity=None, transport=None,
-                timeout=None, storage=None):
+                timeout=None, storage=None, in_session=False):
         params = {"function": _pickled(function, "the function"), "python": _python_version(), "mode": mode}
+        session = self.program().ref if in_session else None
+        if session is not None:
+            # The workers print to this process and reach the session's objects.
+            params["session"] = session
         if storage:
             # Plain in the parameters, so that the platform sees the burst reads
             # storage there and hands its packs the credentials (only then).
@@ -294,17 +317,21 @@ class Executor:
             request["transport"] = transport or self._transport
         if timeout is not None:
             request["timeout_secs"] = timeout
+        if session is not None:
+            request["session"] = session["id"]
         record = json.loads(self._client.submit(json.dumps(request)))
         return _Burst(self._client, record)
 
-    def call_async(self, f, data=(), granularity=None, timeout=None):
-        """One call ``f(*data)`` (a tuple; anything else is the one argument)."""
+    def call_async(self, f, data=(), granularity=None, timeout=None, in_session=False):
+        """One call ``f(*data)`` (a tuple; anything else is the one argument).
+        ``in_session``: in the program's session (see ``program()``)."""
         args = data if isinstance(data, tuple) else (data,)
-        future = Future(self._submit(f, "call", 1, [[args]], granularity=granularity, timeout=timeout), 0, 0)
+        burst = self._submit(f, "call", 1, [[args]], granularity=granularity, timeout=timeout, in_session=in_session)
+        future = Future(burst, 0, 0)
         self._futures.append(future)
         return future
 
-    def map(self, f, items, granularity=None, extra_args=None, timeout=None, chunksize=1):
+    def map(self, f, items, granularity=None, extra_args=None, timeout=None, chunksize=1, in_session=False):
         """A future per item: ``f(item)`` (``f(*item)`` for a tuple item), as
         one burst. Each worker makes ``chunksize`` consecutive calls (1: a
         worker, so a process, per call; more: fewer processes for short calls)."""
@@ -317,7 +344,8 @@ class Executor:
         if not calls:
             return []
         chunks = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
-        burst = self._submit(f, "call", len(chunks), chunks, granularity=granularity, timeout=timeout)
+        burst = self._submit(f, "call", len(chunks), chunks, granularity=granularity, timeout=timeout,
+                             in_session=in_session)
         futures = [Future(burst, i // chunksize, i % chunksize) for i in range(len(calls))]
         self._futures.extend(futures)
         return futures

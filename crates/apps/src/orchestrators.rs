@@ -92,6 +92,7 @@ pub fn estimate_pi(w: &Worker) -> WorkerResult {
                 memory_mb: None,
                 retries: None,
                 idempotency_key: None,
+                session: None,
             };
             let results = ctx.wait(ctx.burst(request))?;
             for r in results.as_array().into_iter().flatten() {

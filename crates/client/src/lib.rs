@@ -24,6 +24,7 @@ mod error;
 mod flows;
 mod invoker;
 pub mod paths;
+mod sessions;
 mod tenant;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@ pub const EVENTS: &str = "/v1/events";
 pub const TRIGGERS: &str = "/v1/triggers";
 pub const TIMERS: &str = "/v1/timers";
 pub const SOURCES: &str = "/v1/sources";
+pub const SESSIONS: &str = "/v1/sessions";
 
 /// Every path the client calls, as the API's document spells it (a test
 /// checks each against the document a controller serves).
@@ -45,6 +46,10 @@ pub const TEMPLATES: &[&str] = &[
     "/v1/timers/{id}",
     SOURCES,
     "/v1/sources/{id}",
+    SESSIONS,
+    "/v1/sessions/{id}",
+    "/v1/sessions/{id}/renew",
+    "/v1/sessions/{id}/ops",
 ];
 
 pub fn burst(id: &str) -> String {
@@ -139,4 +144,16 @@ mod tests {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");
         }
     }
+}
+
+pub fn session(id: &str) -> String {
+    format!("{SESSIONS}/{}", id)
+}
+
+pub fn session_renew(id: &str) -> String {
+    format!("{SESSIONS}/{}/renew", id)
+}
+
+pub fn session_ops(id: &str) -> String {
+    format!("{SESSIONS}/{}/ops", id)
 }

@@ -13,6 +13,9 @@ use crate::error::Error;
 /// The namespace of a user request.
 pub(crate) struct Caller(pub(crate) String);
 
+/// The token a request to a program session brings (checked by the session).
+pub(crate) struct SessionToken(pub(crate) Option<String>);
+
 /// An invoker's request (checked against the invoker token, if one is set).
 pub(crate) struct InvokerCaller;
 
@@ -46,6 +49,14 @@ impl FromRequestParts<Arc<ControlPlane>> for Caller {
             .find(|(key, _)| same(key, given))
             .map(|(_, namespace)| Caller(namespace.clone()))
             .ok_or_else(|| Error::Unauthorized("the API key is not valid for this controller".into()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(SessionToken(bearer(parts).map(String::from)))
     }
 }
 

@@ -103,3 +103,14 @@ impl IntoResponse for Error {
 
 /// The controller's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<volley_sessions::Error> for Error {
+    fn from(e: volley_sessions::Error) -> Self {
+        match e {
+            volley_sessions::Error::BadRequest(m) => Error::BadRequest(m),
+            volley_sessions::Error::NotFound(m) => Error::NotFound(m),
+            volley_sessions::Error::Unauthorized(m) => Error::Unauthorized(m),
+            volley_sessions::Error::Limit(m) => Error::Conflict(m),
+        }
+    }
+}

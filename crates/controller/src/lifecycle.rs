@@ -497,6 +497,17 @@ impl Lifecycle {
             self.unsettled = true;
             return;
         }
+        if self.held.remove(id).is_some() {
+            // Placed, but its start commands wait for the placement to be
+            // saved: they are never sent (a cancel sent now would reach the
+            // invokers before them, and the packs would run on), and its
+            // packs, which never started, are gone now.
+            let packs = active.burst.packs.len();
+            for pack in 0..packs {
+                self.pack_gone(id, pack, None);
+            }
+            return;
+        }
         let invokers: Vec<String> = active.burst.packs.iter().map(|p| p.invoker.clone()).collect();
         for invoker in invokers {
             let pending = |c: &Command| matches!(c, Command::Cancel { burst, .. } if burst == id);

@@ -8,12 +8,8 @@ use volley_proto::pack::Outcome;
 
 use super::{Lifecycle, Write};
 
-/// A state with one invoker and a running burst of 4 workers in 2 packs.
-fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut state = Lifecycle::new(crate::Options::default(), tx);
-    let invoker =
-        state.register(Registration { name: "n".into(), host: "127.0.0.1".into(), slots: 8, memory_mb: 1024 });
+/// A queued burst of 4 workers in packs of 2.
+fn queued() -> Burst {
     let request = BurstRequest {
         function: "hello".into(),
         workers: 4,
@@ -26,8 +22,9 @@ fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
         memory_mb: None,
         retries: None,
         idempotency_key: None,
+        session: None,
     };
-    let burst = Burst {
+    Burst {
         id: "b1".into(),
         namespace: "default".into(),
         request,
@@ -44,9 +41,25 @@ fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
         attempt: 1,
         attempt_errors: Vec::new(),
         notes: Vec::new(),
-    };
-    state.submit(burst, None);
+    }
+}
+
+/// A state with one invoker of 8 slots, and its id.
+fn one_invoker() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut state = Lifecycle::new(crate::Options::default(), tx);
+    let invoker =
+        state.register(Registration { name: "n".into(), host: "127.0.0.1".into(), slots: 8, memory_mb: 1024 });
+    (state, rx, invoker)
+}
+
+/// A state with one invoker and a running burst of 4 workers in 2 packs.
+fn running() -> (Lifecycle, mpsc::UnboundedReceiver<Write>, String, String) {
+    let (mut state, rx, invoker) = one_invoker();
+    state.submit(queued(), None);
     assert_eq!(state.live("b1").unwrap().state, BurstState::Starting, "placed at once");
+    // Its placement saved: the start commands go out.
+    state.release("b1");
     for rank in 0..4 {
         state.apply(&invoker, Event::WorkerStarted { burst: "b1".into(), rank, at: 1 });
     }
@@ -79,6 +92,21 @@ fn last_saved(rx: &mut mpsc::UnboundedReceiver<Write>) -> Burst {
         }
     }
     last.expect("the burst was saved")
+}
+
+#[test]
+fn a_burst_cancelled_before_its_start_commands_go_out_never_starts() {
+    let (mut state, mut rx, invoker) = one_invoker();
+    state.submit(queued(), None);
+    assert_eq!(state.live("b1").unwrap().state, BurstState::Starting, "placed, its start commands held");
+    state.end("b1", BurstState::Cancelled, "cancelled by a user".into());
+    // The placement is saved only now: nothing may start.
+    state.release("b1");
+    let starts = |c: &volley_proto::cluster::Command| matches!(c, volley_proto::cluster::Command::StartPack(_));
+    assert!(!state.fleet().has_pending(&invoker, starts), "a start command went out after the cancel");
+    assert!(state.live("b1").is_none(), "the burst ended");
+    assert_eq!(last_saved(&mut rx).state, BurstState::Cancelled);
+    assert_eq!(state.fleet().infos()[0].free_slots, 8, "its reserved slots came back");
 }
 
 const KILLED: &str = "the pack process ended (signal: 9 (SIGKILL)) before it finished";

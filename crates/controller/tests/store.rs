@@ -28,6 +28,7 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
             memory_mb: None,
             retries: None,
             idempotency_key: None,
+            session: None,
         },
         state,
         error: None,

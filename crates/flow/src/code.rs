@@ -134,6 +134,7 @@ fn replay(def: &Definition, run: &mut Run, r: &mut Record, now: u64) -> Vec<Effe
         memory_mb: None,
         retries: Some(2),
         idempotency_key: Some(replay_key(&run.id, r.replays)),
+        session: None,
     };
     let step = format!("replay {}", r.replays);
     let rec = run.steps.entry(step.clone()).or_insert_with(StepRecord::waiting);

@@ -404,6 +404,7 @@ impl Plan {
             memory_mb: s.memory_mb,
             retries: None,
             idempotency_key: Some(key.clone()),
+            session: None,
         };
         Ok((request, key))
     }

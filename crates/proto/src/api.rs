@@ -45,6 +45,11 @@ pub struct BurstRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub idempotency_key: Option<String>,
+    /// The program session the burst belongs to (`/v1/sessions`): it is
+    /// cancelled when the session ends (its program ended or died).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^s[0-9a-f]{16}$"))]
+    pub session: Option<String>,
 }
 
 /// The schema of [`Granularity`]: a number of workers or `"auto"`.

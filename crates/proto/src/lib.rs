@@ -3,7 +3,8 @@
 //! - [`api`]: the public HTTP API (bursts, functions, errors);
 //! - [`cluster`]: controller ⇄ invoker (registration, commands, events);
 //! - [`pack`]: invoker ⇄ pack process (one JSON message per line over a Unix socket);
-//! - [`flow`]: workflows: events, triggers, deployed workflows and their runs.
+//! - [`flow`]: workflows: events, triggers, deployed workflows and their runs;
+//! - [`session`]: program sessions: the shared objects of a client program.
 //!
 //! Controller, invoker, SDK and CLI all depend on this crate and on none of
 //! each other's internals.
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod flow;
 pub mod pack;
 pub mod seconds;
+pub mod session;
 pub mod whole;
 
 /// Microseconds since the Unix epoch: how every timestamp travels.

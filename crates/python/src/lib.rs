@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio_util::sync::CancellationToken;
 use volley_proto::api::{BurstRequest, FunctionInfo};
+use volley_proto::session::{OpRequest, SessionRequest};
 
 /// One runtime for the process's client calls and embedded platform.
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
@@ -84,6 +85,61 @@ impl Client {
     fn cancel(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         block(py, self.inner.cancel(id))?.map_err(failed)?;
         Ok(())
+    }
+
+    /// Opens a program session living `lease` seconds between renewals; returns it as JSON (with its token).
+    fn open_session(&self, py: Python<'_>, lease: f64) -> PyResult<String> {
+        let request = SessionRequest { lease_secs: Some(lease) };
+        let session = block(py, self.inner.open_session(&request))?.map_err(failed)?;
+        serde_json::to_string(&session).map_err(failed)
+    }
+}
+
+pyo3::create_exception!(
+    _native,
+    SessionEnded,
+    pyo3::exceptions::PyRuntimeError,
+    "The program session is gone: its program ended (or stopped renewing it), and its objects with it."
+);
+
+/// A program session's objects, reached with its token (from any process of the program).
+#[pyclass(module = "volley._native", frozen)]
+struct Session {
+    client: volley_client::Client,
+    id: String,
+}
+
+fn session_failed(e: volley_client::Error) -> PyErr {
+    match e.status() {
+        Some(404) => SessionEnded::new_err(e.to_string()),
+        _ => failed(e),
+    }
+}
+
+#[pymethods]
+impl Session {
+    #[new]
+    fn new(url: &str, id: String, token: &str) -> PyResult<Self> {
+        let client = volley_client::Client::new(url, None).map_err(failed)?.for_session(token);
+        Ok(Session { client, id })
+    }
+
+    /// One operation (an `OpRequest` as JSON); its reply as JSON.
+    fn op(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        let request: OpRequest = serde_json::from_str(request)
+            .map_err(|e| PyValueError::new_err(format!("a session operation: {e}")))?;
+        let reply = block(py, self.client.session_op(&self.id, &request))?.map_err(session_failed)?;
+        serde_json::to_string(&reply).map_err(failed)
+    }
+
+    fn renew(&self, py: Python<'_>) -> PyResult<()> {
+        block(py, self.client.renew_session(&self.id))?.map_err(session_failed)?;
+        Ok(())
+    }
+
+    /// Ends the session: its objects are deleted, the bursts started in it cancelled.
+    fn end(&self, py: Python<'_>) -> PyResult<()> {
+        block(py, self.client.end_session(&self.id))?.map_err(session_failed)
     }
 }
 
@@ -262,6 +318,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
     m.add_class::<Platform>()?;
     m.add_class::<Storage>()?;
+    m.add_class::<Session>()?;
+    m.add("SessionEnded", m.py().get_type::<SessionEnded>())?;
     m.add_function(wrap_pyfunction!(serve_pack, m)?)?;
     Ok(())
 }

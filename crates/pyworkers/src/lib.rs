@@ -75,6 +75,8 @@ fn python(w: &Worker) -> WorkerResult {
         "attempt": w.attempt(), "mode": if burst_mode { "burst" } else { "call" },
         // What `w.storage(url)` opens storage with: the pack's own options.
         "storage": w.storage_options(),
+        // A program session's (volley.multiprocessing): where the worker prints, and its shared objects.
+        "session": params.get("session"),
     });
     frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
     let (ended, echo) = relay::serve(&mut conn, comm);

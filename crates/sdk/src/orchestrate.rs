@@ -188,6 +188,7 @@ fn plain(function: &str, workers: usize, granularity: Granularity) -> BurstReque
         memory_mb: None,
         retries: None,
         idempotency_key: None,
+        session: None,
     }
 }
 

@@ -128,8 +128,9 @@ class Pool:
             if callable_ is not None:
                 _ship_module_of(callable_)
         wrapped = _Initialized(function, self._initializer, self._initargs)
+        # In the program's session: the workers print here, and die with the program.
         futures = self._executor.map(wrapped, calls, granularity=self._granularity,
-                                     chunksize=self._chunksize(len(calls), chunksize))
+                                     chunksize=self._chunksize(len(calls), chunksize), in_session=True)
         self._futures.extend(futures)
         return futures
 

@@ -73,6 +73,7 @@ pub fn run(args: RunArgs, target: &Target, output: Output) -> anyhow::Result<()>
         memory_mb: None,
         retries: args.retries,
         idempotency_key: None,
+        session: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -106,6 +106,7 @@ fn one_worker(function: &str, workers: usize, granularity: Granularity) -> Burst
         memory_mb: Some(1),
         retries: None,
         idempotency_key: None,
+        session: None,
     }
 }
 

@@ -58,6 +58,7 @@ pub fn job_request(function: &str, workers: usize, mode: &Mode, params: Value) -
         memory_mb: Some(1),
         retries: None,
         idempotency_key: None,
+        session: None,
     }
 }
 

@@ -35,6 +35,7 @@ impl utoipa::Modify for Secrets {
             ("api_key", "A tenant's API key (its namespace scopes what it sees and runs)."),
             ("invoker_token", "The cluster's invoker token (only invokers hold it)."),
             ("metrics_key", "The key for /metrics."),
+            ("session_token", "A program session's token (given when the session is opened)."),
         ] {
             let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
@@ -51,6 +52,7 @@ pub(super) fn finish(doc: utoipa::openapi::OpenApi, opts: &Options) -> Value {
         ("api_key", !opts.api_keys.is_empty()),
         ("invoker_token", opts.invoker_token.is_some()),
         ("metrics_key", opts.metrics_key.is_some()),
+        ("session_token", true),
     ];
     if let Some(paths) = doc["paths"].as_object_mut() {
         for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {

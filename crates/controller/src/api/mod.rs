@@ -9,6 +9,7 @@ mod extract;
 mod flows;
 mod functions;
 mod invokers;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ use crate::error::Error;
 
 /// Largest function binary accepted.
 const MAX_BINARY: usize = 512 << 20;
+/// Largest operation on a program session (an item, base64).
+const MAX_SESSION_OP: usize = 96 << 20;
 
 /// The API's routes, with the OpenAPI document served at `/v1/openapi.json`.
 pub(crate) fn router(plane: Arc<ControlPlane>) -> Router {
@@ -46,6 +49,7 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
     let deploy = OpenApiRouter::new()
         .routes(routes!(functions::get, functions::deploy, functions::delete))
         .layer(DefaultBodyLimit::max(MAX_BINARY));
+    let session_ops = OpenApiRouter::new().routes(routes!(sessions::op)).layer(DefaultBodyLimit::max(MAX_SESSION_OP));
     OpenApiRouter::with_openapi(document::base())
         .routes(routes!(healthz))
         .routes(routes!(metrics))
@@ -75,6 +79,10 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(flows::delete_timer))
         .routes(routes!(flows::sources, flows::create_source))
         .routes(routes!(flows::delete_source))
+        .routes(routes!(sessions::open))
+        .routes(routes!(sessions::get, sessions::end))
+        .routes(routes!(sessions::renew))
+        .merge(session_ops)
 }
 
 /// Liveness: `ok`

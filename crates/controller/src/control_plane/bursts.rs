@@ -22,6 +22,9 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 pub(crate) const MAX_LIST: usize = 1000;
 
 /// A new burst id: sortable by submission time.
+/// Why a burst of an ended session was cancelled.
+const SESSION_ENDED: &str = "cancelled: its session ended (the program that started it ended, or died and stopped renewing it)";
+
 fn new_id() -> String {
     format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff)
 }
@@ -30,6 +33,27 @@ impl ControlPlane {
     /// Validates, saves and queues a new burst. With an idempotency key, a
     /// repeated submit returns the burst the first one started.
     pub(crate) async fn submit(&self, namespace: &str, request: BurstRequest) -> Result<Burst> {
+        let Some(session) = request.session.clone() else { return self.submit_keyed(namespace, request).await };
+        self.sessions.check(&session, namespace)?;
+        let burst = self.submit_keyed(namespace, request).await?;
+        if let Err(e) = self.sessions.adopt(&session, namespace, &burst.id) {
+            // The session ended meanwhile: what it started must not outlive it.
+            let _ = self.cancel_because(namespace, &burst.id, SESSION_ENDED).await;
+            return Err(e.into());
+        }
+        Ok(burst)
+    }
+
+    /// Cancels what an ended session started.
+    pub(crate) async fn session_ended(&self, ended: volley_sessions::Ended) {
+        for id in ended.bursts {
+            if self.is_active(&id) {
+                let _ = self.cancel_because(&ended.namespace, &id, SESSION_ENDED).await;
+            }
+        }
+    }
+
+    async fn submit_keyed(&self, namespace: &str, request: BurstRequest) -> Result<Burst> {
         let Some(key) = request.idempotency_key.clone() else {
             self.validate(namespace, &request)?;
             return self.create(namespace, request, None).await;

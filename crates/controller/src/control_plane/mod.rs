@@ -38,6 +38,8 @@ pub(crate) struct ControlPlane {
     pub(crate) changes: mpsc::UnboundedSender<Burst>,
     /// The workflow engine, once started (it needs the control plane first).
     flows: std::sync::OnceLock<crate::flows::Engine>,
+    /// Program sessions: shared objects of client programs, in memory.
+    pub(crate) sessions: volley_sessions::Sessions,
 }
 
 impl ControlPlane {
@@ -63,6 +65,7 @@ impl ControlPlane {
             keyed: tokio::sync::Mutex::new(()),
             changes: ends.clone(),
             flows: std::sync::OnceLock::new(),
+            sessions: volley_sessions::Sessions::default(),
         });
         let (placed, mut saved) = mpsc::unbounded_channel::<String>();
         tokio::spawn(writer(store.clone(), rx, finished, core.opts.brokers.clone(), ends, placed));
@@ -246,9 +249,16 @@ pub(crate) async fn ticker(core: Arc<ControlPlane>, shutdown: CancellationToken)
             _ = tick.tick() => {}
         }
         let now = std::time::Instant::now();
-        let mut state = core.lock();
-        state.check_heartbeats(now);
-        state.check_deadlines(now);
-        state.settle();
+        {
+            let mut state = core.lock();
+            state.check_heartbeats(now);
+            state.check_deadlines(now);
+            state.settle();
+        }
+        for ended in core.sessions.sweep(now) {
+            tracing::info!(session = ended.id, "session expired: its program stopped renewing it");
+            let plane = core.clone();
+            tokio::spawn(async move { plane.session_ended(ended).await });
+        }
     }
 }

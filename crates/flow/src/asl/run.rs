@@ -149,6 +149,7 @@ fn apply(run: &mut Run, record: &mut Record, fx: Vec<exec::Effect>, now: u64) ->
                     memory_mb: None,
                     retries: None,
                     idempotency_key: Some(key(&run.id, token)),
+                    session: None,
                 };
                 out.push(Effect::Start {
                     step,

@@ -1,0 +1,27 @@
+"""The base of every ``volley.multiprocessing`` object: a reference to an
+object of the program's session (``volley._session``), which pickles as
+that reference, so that every process of the program shares the object."""
+
+from .. import _session
+from ..executor import default_executor
+
+
+def program_ref():
+    """The session objects are made in: the one this worker runs for, or this program's."""
+    return _session.attached() or default_executor().program().ref
+
+
+class Shared:
+    def _make(self, kind):
+        self._ref = program_ref()
+        self._id = _session.of(self._ref).create(kind)
+
+    @property
+    def _session(self):
+        return _session.of(self._ref)
+
+    def _op(self, op, wait=None, **fields):
+        return self._session.op(self._id, op, wait=wait, **fields)
+
+    def _blocking(self, op, timeout, pending, **fields):
+        return self._session.blocking(self._id, op, timeout, pending, **fields)
