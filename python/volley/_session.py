@@ -40,7 +40,7 @@ class Session:
         self._native = _native.Session(ref["url"], ref["id"], ref["token"])
 
     def op(self, obj, op, wait=None, **fields):
-        request = dict(fields, op=op)
+        request = {"op": dict(fields, type=op)}
         if obj is not None:
             request["object"] = obj
         if wait:

@@ -326,10 +326,12 @@ fn the_openapi_document_lists_every_route_and_each_answers() {
     for template in volley_client::paths::TEMPLATES {
         assert!(paths.contains_key(*template), "the client calls {template}, which the document lacks");
     }
-    // Auth is a security scheme, never a parameter; a controller without keys requires none.
+    // Auth is a security scheme, never a parameter; a controller without keys requires none
+    // but a program session's token (the only credential of a session's objects).
     let text = doc.to_string();
     assert!(!text.to_lowercase().contains("\"name\":\"authorization\""), "an Authorization parameter: {text}");
-    assert!(doc.pointer("/components/securitySchemes").is_none_or(|s| s.as_object().unwrap().is_empty()), "{text}");
+    let schemes = doc.pointer("/components/securitySchemes").and_then(Value::as_object).cloned().unwrap_or_default();
+    assert_eq!(schemes.keys().collect::<Vec<_>>(), ["session_token"], "{text}");
     // What the server sends: the long poll answers with a list of commands.
     let poll = &doc["paths"]["/v1/invokers/{id}/commands"]["get"]["responses"]["200"]["content"]["application/json"];
     assert_eq!(poll["schema"]["type"], "array", "{poll}");

@@ -116,6 +116,18 @@ pub fn run_cancel(id: &str) -> String {
     format!("{RUNS}/{id}/cancel")
 }
 
+pub fn session(id: &str) -> String {
+    format!("{SESSIONS}/{id}")
+}
+
+pub fn session_renew(id: &str) -> String {
+    format!("{SESSIONS}/{id}/renew")
+}
+
+pub fn session_ops(id: &str) -> String {
+    format!("{SESSIONS}/{id}/ops")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,21 +151,12 @@ mod tests {
             trigger("{id}"),
             timer("{id}"),
             source("{id}"),
+            session("{id}"),
+            session_renew("{id}"),
+            session_ops("{id}"),
         ];
         for path in made {
             assert!(TEMPLATES.contains(&path.as_str()), "{path} is not in TEMPLATES");
         }
     }
-}
-
-pub fn session(id: &str) -> String {
-    format!("{SESSIONS}/{}", id)
-}
-
-pub fn session_renew(id: &str) -> String {
-    format!("{SESSIONS}/{}/renew", id)
-}
-
-pub fn session_ops(id: &str) -> String {
-    format!("{SESSIONS}/{}/ops", id)
 }

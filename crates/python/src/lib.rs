@@ -126,8 +126,8 @@ impl Session {
 
     /// One operation (an `OpRequest` as JSON); its reply as JSON.
     fn op(&self, py: Python<'_>, request: &str) -> PyResult<String> {
-        let request: OpRequest = serde_json::from_str(request)
-            .map_err(|e| PyValueError::new_err(format!("a session operation: {e}")))?;
+        let request: OpRequest =
+            serde_json::from_str(request).map_err(|e| PyValueError::new_err(format!("a session operation: {e}")))?;
         let reply = block(py, self.client.session_op(&self.id, &request))?.map_err(session_failed)?;
         serde_json::to_string(&reply).map_err(failed)
     }

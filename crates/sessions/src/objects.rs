@@ -154,7 +154,9 @@ impl Objects {
         let Self { objects, bytes, .. } = self;
         let object = objects.get_mut(&id).ok_or_else(|| gone(id))?;
         match object {
-            Object::Queue { items, maxsize, unfinished, writers } => queue(items, *maxsize, unfinished, writers, bytes, op),
+            Object::Queue { items, maxsize, unfinished, writers } => {
+                queue(items, *maxsize, unfinished, writers, bytes, op)
+            }
             Object::Semaphore { value, max, holder } => Ok(semaphore(value, *max, holder, op)),
             Object::RecursiveLock { holder } => Ok(recursive_lock(holder, op)),
             Object::Event { set } => Ok(event(set, op)),
@@ -494,7 +496,10 @@ fn barrier_op(b: &mut Barrier, op: &Op) -> Option<Step> {
 fn value(data: &mut Vec<u8>, version: &mut u64, bytes: &mut usize, op: &Op) -> Outcome {
     let range = |offset: usize, len: usize, size: usize| {
         offset.checked_add(len).filter(|end| *end <= size).map(|end| offset..end).ok_or_else(|| {
-            Error::BadRequest(format!("bytes {offset}..{} are outside the value's {size} bytes", offset.saturating_add(len)))
+            Error::BadRequest(format!(
+                "bytes {offset}..{} are outside the value's {size} bytes",
+                offset.saturating_add(len)
+            ))
         })
     };
     Ok(Some(match op {
@@ -516,7 +521,10 @@ fn value(data: &mut Vec<u8>, version: &mut u64, bytes: &mut usize, op: &Op) -> O
             } else {
                 let given = decode("data", given)?;
                 if *bytes - data.len() + given.len() > MAX_BYTES {
-                    return Err(Error::Limit(format!("the session's values would hold more than {} MiB", MAX_BYTES >> 20)));
+                    return Err(Error::Limit(format!(
+                        "the session's values would hold more than {} MiB",
+                        MAX_BYTES >> 20
+                    )));
                 }
                 *bytes = *bytes - data.len() + given.len();
                 *data = given;

@@ -162,10 +162,10 @@ async fn values_are_read_and_written_in_place_and_swapped_by_version() {
     let (_, s, _) = open();
     let v = create(&s, Kind::Value { data: "AAAAAA==".into() }).await; // four zero bytes
     assert_eq!(op(&s, Some(v), Op::Write { offset: 2, data: "/w==".into() }).await, Reply::Version { version: 1 });
-    assert_eq!(op(&s, Some(v), Op::Read { offset: 0, len: None }).await, Reply::Data {
-        data: "AAD/AA==".into(),
-        version: 1
-    });
+    assert_eq!(
+        op(&s, Some(v), Op::Read { offset: 0, len: None }).await,
+        Reply::Data { data: "AAD/AA==".into(), version: 1 }
+    );
     let Err(Error::BadRequest(_)) =
         s.op(&OpRequest { object: Some(v), wait_secs: None, op: Op::Write { offset: 4, data: "AA==".into() } }).await
     else {

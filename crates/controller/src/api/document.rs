@@ -105,7 +105,7 @@ pub(super) fn finish(doc: utoipa::openapi::OpenApi, opts: &Options) -> Value {
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         schemas.values_mut().for_each(close_single_key_variants);
         // Tagged enums that refuse unknown fields (`deny_unknown_fields`): each variant is closed.
-        for name in ["Action", "Condition"] {
+        for name in ["Action", "Condition", "Op", "Kind"] {
             if let Some(variants) = schemas.get_mut(name).and_then(|s| s.get_mut("oneOf")).and_then(Value::as_array_mut)
             {
                 variants.iter_mut().for_each(|v| v["additionalProperties"] = json!(false));

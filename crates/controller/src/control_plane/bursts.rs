@@ -23,7 +23,8 @@ pub(crate) const MAX_LIST: usize = 1000;
 
 /// A new burst id: sortable by submission time.
 /// Why a burst of an ended session was cancelled.
-const SESSION_ENDED: &str = "cancelled: its session ended (the program that started it ended, or died and stopped renewing it)";
+const SESSION_ENDED: &str =
+    "cancelled: its session ended (the program that started it ended, or died and stopped renewing it)";
 
 fn new_id() -> String {
     format!("b{:012x}{:06x}", now_micros() / 1000, rand::random::<u32>() & 0xff_ffff)
