@@ -353,3 +353,42 @@ def test_a_blocking_get_gives_up_at_its_timeout_and_nothing_hangs():
     with pytest.raises(queue.Empty):
         q.get(timeout=0.3)
     assert time.monotonic() - started >= 0.3
+
+
+class Squarer(std_mp.Process):
+    """A subclass with its own ``run`` (the standard library's base; Volley's below)."""
+
+    def __init__(self, q, n):
+        super().__init__()
+        self.q, self.n = q, n
+
+    def run(self):
+        self.q.put((type(self).__name__, self.n * self.n))
+
+
+class VolleySquarer(vmp.Process):
+    def __init__(self, q, n):
+        super().__init__()
+        self.q, self.n = q, n
+
+    def run(self):
+        self.q.put(("Squarer", self.n * self.n))
+
+
+def _shout(i):
+    print(f"call {i} speaks")
+    return i
+
+
+def test_a_process_subclass_runs_its_own_run_and_pool_workers_print_here(capfd):
+    for mp, cls in ((STD, Squarer), (vmp, VolleySquarer)):
+        q = mp.Queue()
+        p = cls(q, 7)
+        p.start()
+        p.join()
+        assert q.get(timeout=30) == ("Squarer", 49) and p.exitcode == 0
+    with vmp.Pool(2) as pool:
+        assert pool.map(_shout, range(3)) == [0, 1, 2]
+        vmp.process.default_executor().program().printed()
+    out = capfd.readouterr().out
+    assert sorted(line for line in out.splitlines() if "speaks" in line) == [f"call {i} speaks" for i in range(3)]

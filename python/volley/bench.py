@@ -226,6 +226,37 @@ def _counted(mp, processes, adds):
     return seconds
 
 
+def _redis_pair_us(ops):
+    """A put and a get on a Redis list (LPUSH, RPOP), one round trip each: what a
+    queue costs where a Redis holds it (Lithops' multiprocessing), p50 in us."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("VOLLEY_REDIS_URL", "redis://127.0.0.1:6379"))
+    key = f"volley-bench-{os.getpid()}"
+
+    def command(sock, reader, *parts):
+        sock.sendall(b"".join([f"*{len(parts)}\r\n".encode()] + [f"${len(p)}\r\n{p}\r\n".encode() for p in parts]))
+        line = reader.readline()
+        if line.startswith(b"$") and line != b"$-1\r\n":
+            return reader.read(int(line[1:]) + 2)[:-2]
+        if line.startswith(b"-"):
+            raise RuntimeError(f"Redis refused: {line!r}")
+        return line
+
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        pairs = []
+        for i in range(ops):
+            start = time.perf_counter()
+            command(sock, reader, "LPUSH", key, str(i))
+            got = command(sock, reader, "RPOP", key)
+            pairs.append(1e6 * (time.perf_counter() - start))
+            assert got == str(i).encode(), "Redis gave back another item"
+        command(sock, reader, "DEL", key)
+    return statistics.median(pairs)
+
+
 def bench_shared(ops, processes, adds):
     import volley.multiprocessing as vmp
 
@@ -237,6 +268,7 @@ def bench_shared(ops, processes, adds):
         "std_queue_us": theirs[0],
         "lock_us": ours[1],
         "std_lock_us": theirs[1],
+        "redis_queue_us": _redis_pair_us(ops),
         "processes": processes,
         "adds": adds,
         "counter_s": _counted(vmp, processes, adds),
@@ -303,7 +335,8 @@ def main(argv=None):
           f"Python {a['python_ms']:.1f} ms, Rust {a['rust_ms']:.1f} ms per round (p50): {a['ratio']:.2f}x")
     s = report["shared"]
     print(f"shared objects ({s['ops']} pairs, p50): queue put+get {s['queue_us']:.0f} us vs the standard library's "
-          f"{s['std_queue_us']:.0f} us ({s['queue_us'] / s['std_queue_us']:.1f}x); lock acquire+release "
+          f"{s['std_queue_us']:.0f} us ({s['queue_us'] / s['std_queue_us']:.1f}x) and a Redis list's LPUSH+RPOP "
+          f"{s['redis_queue_us']:.0f} us ({s['queue_us'] / s['redis_queue_us']:.1f}x); lock acquire+release "
           f"{s['lock_us']:.0f} us vs {s['std_lock_us']:.1f} us ({s['lock_us'] / s['std_lock_us']:.0f}x); "
           f"{s['processes']} processes adding {s['adds']} each to a locked Value: {s['counter_s'] * 1e3:.0f} ms "
           f"vs {s['std_counter_s'] * 1e3:.0f} ms ({s['counter_s'] / s['std_counter_s']:.1f}x)")
