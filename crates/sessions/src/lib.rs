@@ -142,17 +142,6 @@ impl Sessions {
         expired.iter().filter_map(|id| self.remove(id)).collect()
     }
 
-    /// Ends every session (the controller is stopping).
-    pub fn end_all(&self) -> Vec<Ended> {
-        let ids: Vec<String> = self.open_sessions().keys().cloned().collect();
-        ids.iter().filter_map(|id| self.remove(id)).collect()
-    }
-
-    /// Open sessions, for the metrics.
-    pub fn count(&self) -> usize {
-        self.open_sessions().len()
-    }
-
     fn remove(&self, id: &str) -> Option<Ended> {
         let session = self.open_sessions().remove(id)?;
         Some(Ended { id: id.to_string(), namespace: session.namespace.clone(), bursts: session.close() })

@@ -44,11 +44,6 @@ impl Session {
         }
     }
 
-    /// The namespace the session belongs to.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     pub(crate) fn has_token(&self, token: &str) -> bool {
         // Compared in constant time: the token is the session's only credential.
         token.len() == self.token.len()

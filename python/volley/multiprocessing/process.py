@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from .. import _session
@@ -148,8 +149,6 @@ class Process:
         if self._future is None:
             return None
         if timeout is not None and not self._future._burst.done():
-            import time
-
             deadline = time.monotonic() + timeout
             while not self._future._burst.done():
                 if time.monotonic() >= deadline:

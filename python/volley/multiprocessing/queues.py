@@ -5,6 +5,7 @@ item that does not pickle fails the ``put`` itself."""
 
 import pickle
 import queue as _queue
+from multiprocessing import BufferTooShort
 
 import cloudpickle
 
@@ -238,7 +239,7 @@ class Connection:
             raise ValueError("negative offset" if offset < 0 else "offset too large")
         kind, payload = self._take()
         if len(payload) > len(view) - offset:
-            raise _BufferTooShort(payload)
+            raise BufferTooShort(payload)
         view[offset : offset + len(payload)] = payload
         return len(payload)
 
@@ -265,12 +266,6 @@ class Connection:
 
     def __exit__(self, *args):
         self.close()
-
-
-def _BufferTooShort(payload):  # noqa: N802 - the standard library's exception, made
-    from multiprocessing import BufferTooShort
-
-    return BufferTooShort(payload)
 
 
 class _Ends(Shared):
