@@ -279,7 +279,8 @@ def test_shared_values_and_arrays_as_the_documentation_shows():
         p.start()
         p.join()
         chars = mp.Array("c", b"hello")
-        res = [num.value, arr[:], arr[2:5], arr[-1], len(arr), raised(lambda: arr[10]), chars.value]
+        res = [num.value, arr[:], arr[2:5], arr[::-1], arr[1:8:3], arr[-1], len(arr), raised(lambda: arr[10])]
+        res.append(chars.value)
         arr[0:3] = [7, 8, 9]
         res += [arr[:4], raised(lambda: arr.__setitem__(slice(0, 2), [1])), mp.Value("i", 5, lock=False).value]
         with num.get_lock():
@@ -392,3 +393,15 @@ def test_a_process_subclass_runs_its_own_run_and_pool_workers_print_here(capfd):
         vmp.process.default_executor().program().printed()
     out = capfd.readouterr().out
     assert sorted(line for line in out.splitlines() if "speaks" in line) == [f"call {i} speaks" for i in range(3)]
+
+
+def test_a_session_is_reached_with_its_token_only():
+    from volley import _native, _session
+
+    ref = dict(vmp.process.default_executor().program().ref)
+    q = vmp.Queue()
+    q.put("mine")
+    ref["token"] = "0" * len(ref["token"])
+    with pytest.raises(RuntimeError, match="reached with its token only"):
+        _native.Session(ref["url"], ref["id"], ref["token"]).op('{"object": %d, "op": {"type": "get"}}' % q._id)
+    assert q.get(timeout=30) == "mine"

@@ -74,14 +74,14 @@ class RawArray(_Bytes):
         return ctypes.sizeof(self._type)
 
     def _decoded(self, data, n):
-        values = (self._type * n).from_buffer_copy(data)[:]
-        return values
+        return (self._type * n).from_buffer_copy(data)[:]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             start, stop, step = index.indices(self._length)
             if step != 1:
-                return self[start:stop][::step] if stop > start else self._decoded(b"", 0)
+                # A strided or reversed slice: the whole array, sliced here.
+                return self._decoded(self._read(), self._length)[index]
             n = max(stop - start, 0)
             data = self._read(start * self._size(), n * self._size()) if n else b""
             return self._decoded(data, n)
