@@ -87,6 +87,47 @@ def test_large_arrays_move_intact(ex):
         assert means == [float(src * 4 + rank) for src in range(4)]
 
 
+def shared_memory_rounds(w):
+    """Large messages through the pack's shared memory: in the pack and across
+    packs, kept or dropped, changed by their receiver."""
+    import os
+
+    from volley import _arena
+
+    c = w.comm
+    kept = []
+    for round_ in range(40):
+        parts = [np.full(1 << 16, round_ * 1000 + w.rank * w.size + dst, dtype=np.int64) for dst in range(w.size)]
+        got = c.all_to_all(parts)
+        for src, g in enumerate(got):
+            assert (g == round_ * 1000 + src * w.size + w.rank).all(), f"round {round_}: wrong data from {src}"
+        if round_ % 10 == 0:
+            kept.append(got[0])
+    # A broadcast array is one message for every receiver of the pack: changing
+    # one's copy must not change another's.
+    big = c.broadcast(np.arange(1 << 16, dtype=np.int64) if w.rank == 0 else None, root=0)
+    big[:] = -w.rank
+    c.barrier()
+    again = c.broadcast(np.arange(1 << 16, dtype=np.int64) if w.rank == 0 else None, root=0)
+    c.barrier()
+    unchanged = bool((again == np.arange(1 << 16)).all()) and bool((big == -w.rank).all())
+    # Arrays kept from early rounds are still what they were.
+    intact = all((k == i * 10 * 1000 + 0 * w.size + w.rank).all() for i, k in enumerate(kept))
+    # Slots are given back: 40 rounds of 4 x 512 KiB do not pile up.
+    arena_bytes = os.fstat(_arena._fd).st_size if _arena.attached() else None
+    return unchanged, intact, arena_bytes
+
+
+def test_large_messages_go_through_shared_memory_and_their_slots_are_reused(ex):
+    results = ex.burst(shared_memory_rounds, workers=4, granularity=2)
+    for unchanged, intact, arena_bytes in results:
+        assert unchanged, "a receiver's change reached another receiver or the sender"
+        assert intact, "an array kept from an earlier round changed"
+        assert arena_bytes is not None, "the workers got no shared memory from their pack"
+        # A round takes at most 2 x 4 x 512 KiB per worker (sent and received), 2 workers per pack.
+        assert arena_bytes <= 64 << 20, f"the pack's shared memory grew to {arena_bytes} bytes"
+
+
 def test_params_reach_every_worker(ex):
     results = ex.burst(lambda w: w.params["scale"] * w.rank, workers=3, params={"scale": 7})
     assert results == [0, 7, 14]
@@ -115,3 +156,14 @@ def test_misuse_of_the_communicator_raises_in_the_worker(ex):
             return str(e)
 
     assert ex.burst(wrong, workers=2) == ["all_to_all takes 2 objects, one per rank, not 1"] * 2
+
+
+def _loaded(w):
+    import sys
+
+    return "numpy" in sys.modules
+
+
+def test_python_pack_processes_preload_numpy_before_they_count_as_started(ex):
+    # Nothing the function's pickle references imports numpy: the fork server did (--python-preload).
+    assert ex.burst(_loaded, workers=2) == [True, True]

@@ -70,6 +70,19 @@ def test_wait_returns_done_and_pending(ex):
     assert len(first) >= 1
 
 
+def test_a_burst_outliving_one_wait_is_waited_for_again(ex):
+    # One wait of the platform returns the burst as it is (not an error), and
+    # the future asks again: a burst may run longer than any one wait.
+    future = ex.call_async(time.sleep, (1.5,))
+    record = __import__("json").loads(ex._client.wait(future.burst_id, 0.05))
+    assert record["state"] not in ("succeeded", "failed", "cancelled")
+    old_step, executor_module._WAIT_STEP = executor_module._WAIT_STEP, 0.2
+    try:
+        assert future.result(timeout=60) is None
+    finally:
+        executor_module._WAIT_STEP = old_step
+
+
 def divide(x):
     return 1 / x
 

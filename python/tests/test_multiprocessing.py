@@ -2,9 +2,11 @@
 give the same results, and misuse raises the same errors."""
 
 import multiprocessing as std
+import os
 
 import pytest
 
+import volley
 import volley.multiprocessing as vmp
 
 
@@ -99,6 +101,40 @@ def test_misuse_raises_what_the_standard_library_raises(ex):
         std.Pool(0)
     with pytest.raises(std.TimeoutError):
         vmp.Pool(1, executor=ex).apply_async(__import__("time").sleep, (5,)).get(timeout=0.01)
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+def die(_):
+    os._exit(3)
+
+
+def test_a_pool_is_its_processes_and_maxtasksperchild_replaces_them(ex):
+    for make in (lambda **k: std.get_context("fork").Pool(**k), lambda **k: vmp.Pool(executor=ex, **k)):
+        with make(processes=2) as pool:
+            # Every call runs in one of the pool's two processes (not a process per call).
+            pids = {pool.apply_async(os.getpid).get(60) for _ in range(8)}
+            pids |= set(pool.map(pid_of, range(20), chunksize=1))
+            assert 1 <= len(pids) <= 2, pids
+        with make(processes=2, maxtasksperchild=1) as pool:
+            # A process retires after one task and another takes its place.
+            assert len(set(pool.map(pid_of, range(6), chunksize=1))) == 6
+    with pytest.raises(ValueError, match="maxtasksperchild must be a positive int or None"):
+        vmp.Pool(1, maxtasksperchild=0, executor=ex)
+
+
+def test_a_pool_whose_worker_dies_raises_in_its_calls_instead_of_waiting(ex):
+    # The standard library's pool would wait forever for the lost task.
+    pool = vmp.Pool(2, executor=ex)
+    lost = pool.apply_async(die, (1,))
+    with pytest.raises(volley.VolleyError, match="the pool's workers ended"):
+        lost.get(60)
+    with pytest.raises(volley.VolleyError, match="the pool's workers ended"):
+        pool.apply(square, (2,))
+    pool.terminate()
+    pool.join()
 
 
 def test_cpu_count_and_current_process_answer_like_the_standard_library():

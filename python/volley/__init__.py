@@ -12,32 +12,38 @@ know their rank, and talk directly.
     print(volley.burst(ring, workers=4))
 """
 
-from .errors import SessionEnded, VolleyError, WorkerError
-from .storage import Storage
-from .executor import (
-    ALL_COMPLETED,
-    ALWAYS,
-    ANY_COMPLETED,
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    burst,
-    default_executor,
-    wait,
-)
+import importlib
 
-__all__ = [
-    "ALL_COMPLETED",
-    "ALWAYS",
-    "ANY_COMPLETED",
-    "FIRST_COMPLETED",
-    "Executor",
-    "SessionEnded",
-    "Storage",
-    "Future",
-    "VolleyError",
-    "WorkerError",
-    "burst",
-    "default_executor",
-    "wait",
-]
+# Loaded when first used (PEP 562): a worker's fork server imports the package
+# for its worker modules alone, and each fork copies the page tables of what
+# it imported, so that the client's parts (the native client, the executor)
+# stay out of it.
+_EXPORTS = {
+    "SessionEnded": ".errors",
+    "VolleyError": ".errors",
+    "WorkerError": ".errors",
+    "Storage": ".storage",
+    "ALL_COMPLETED": ".executor",
+    "ALWAYS": ".executor",
+    "ANY_COMPLETED": ".executor",
+    "FIRST_COMPLETED": ".executor",
+    "Executor": ".executor",
+    "Future": ".executor",
+    "burst": ".executor",
+    "default_executor": ".executor",
+    "wait": ".executor",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'volley' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

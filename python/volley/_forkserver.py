@@ -6,10 +6,15 @@ unpickled here, once, so the modules it imports are imported once), then
 ``spawn`` a worker of it. A worker is a fork of this process: it shares the
 imported modules copy-on-write and starts in a millisecond. It connects back
 to the supervisor's socket, introduced by the token it was given, and runs.
+Before its first request it imports the modules the invoker preloads
+(``--python-preload``, numpy by default) and says it is ready the same way:
+a warm pack process has them loaded before any worker needs them.
 
 Requests are ``u32 length | JSON header`` and, for ``load``, the pickle's bytes.
 """
 
+import gc
+import importlib
 import json
 import os
 import pickle
@@ -17,7 +22,7 @@ import signal
 import struct
 import sys
 
-from . import _worker
+from . import _arena, _worker
 
 
 def _read_exactly(stream, n):
@@ -52,9 +57,28 @@ def _load(blob, wanted):
         return RuntimeError(f"the function could not be unpickled here ({type(e).__name__}: {e})")
 
 
-def main(socket_name):
+def _preload(names):
+    """Imports the modules the invoker preloads (those not installed are skipped):
+    a worker's function that imports them finds them loaded."""
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+        except Exception as e:  # noqa: BLE001 - a module that fails to import is the function's to report
+            print(f"volley: preloading {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def main(socket_name, ready_token, arena_fd="-"):
     # The supervisor listens in Linux's abstract namespace.
     socket_path = "\0" + socket_name
+    if arena_fd != "-":
+        # The pack's shared memory for large messages: every worker forked here inherits it.
+        _arena.attach(int(arena_fd))
+    _preload(os.environ.get("VOLLEY_PYTHON_PRELOAD", ""))
+    gc.freeze()
+    # Ready: the supervisor waits for this before its pack process counts as started.
+    _worker.connect(socket_path, ready_token, -1).close()
     # Workers are reaped by the kernel: their ends are seen by the supervisor on their sockets.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     functions = {}
@@ -62,6 +86,9 @@ def main(socket_name):
     for header, blob in _requests(stdin):
         if "load" in header:
             functions[header["load"]] = _load(blob, header.get("python"))
+            # What is loaded now is never collected here: the workers' garbage
+            # collections leave it alone, so its pages stay shared with them.
+            gc.freeze()
             continue
         function = functions.get(header["spawn"])
         if os.fork() == 0:
@@ -96,4 +123,4 @@ def _recv_hello(sock):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:4])

@@ -146,6 +146,11 @@ class Program:
                 except Exception:  # noqa: BLE001 - our own output is closed: drop theirs
                     pass
 
+    def own(self, thread):
+        """Starts ``thread`` (one that waits on the platform), to be waited for when the program ends."""
+        self._threads.append(thread)
+        thread.start()
+
     def printed(self, timeout=30.0):
         """Returns once everything workers printed before now has been written here."""
         if self._ended.is_set():

@@ -5,7 +5,8 @@ A frame is a JSON header and binary parts:
 ``u32 header length | header | u32 part count | (u64 length | bytes)*``,
 little-endian. Parts are written with ``sendmsg`` straight from the caller's
 buffers (a numpy array is not copied on its way out) and read into one
-``bytearray`` each.
+``bytearray`` each. A reply's large parts are not in the frame but in the
+pack's shared memory (``_arena``): ``"shm"`` in its header says where.
 
 Objects travel tagged in their first byte: ``B`` raw bytes, ``N`` a numpy
 array (a small JSON header with dtype and shape, then its data), ``P`` a
@@ -15,6 +16,8 @@ pickle of anything else.
 import json
 import pickle
 import struct
+
+from . import _arena
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -66,6 +69,9 @@ def recv(sock):
     for _ in range(count):
         (size,) = _U64.unpack(_read_exactly(sock, 8))
         parts.append(_read_exactly(sock, size))
+    # Large parts are places in the pack's shared memory (see _arena).
+    for index, slot, offset, length in header.pop("shm", ()):
+        parts[index] = _arena.view(slot, offset, length)
     return header, parts
 
 

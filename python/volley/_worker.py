@@ -11,7 +11,7 @@ import socket
 import sys
 import traceback
 
-from . import _wire
+from . import _arena, _wire
 
 # Reductions the middleware performs on arrays, by numpy dtype.
 _DTYPES = {"<f8": "f64", "<f4": "f32", "<i8": "i64", "<u8": "u64"}
@@ -55,17 +55,48 @@ class Comm:
         self._sock, self.rank, self.size, self.pack = sock, rank, size, pack
 
     def _call(self, header, messages=()):
+        return self._exchange(header, [_wire.encode(m) for m in messages])
+
+    def _exchange(self, header, encoded):
+        """Sends a call with its messages (each a list of parts) and returns the reply.
+        Large messages are written into the pack's shared memory, not the socket."""
+        freed = _arena.freed()
+        if freed:
+            header["freed"] = freed
+        staged = self._stage(encoded)
+        if staged is not None:
+            header["staged"] = staged
+            encoded = []
         parts, groups = [], []
-        for m in messages:
-            encoded = _wire.encode(m)
-            parts.extend(encoded)
-            groups.append(len(encoded))
+        for message in encoded:
+            parts.extend(message)
+            groups.append(len(message))
         header["groups"] = groups
         _wire.send(self._sock, header, parts)
         reply, got = _wire.recv(self._sock)
         if "error" in reply:
             raise CommError(reply["error"])
         return reply, got
+
+    def _stage(self, encoded):
+        """The slots holding ``encoded``, or None to send it through the socket."""
+        if not encoded or not _arena.attached():
+            return None
+        sizes = _arena.sizes(encoded)
+        if sum(sizes) < _arena.LARGE:
+            return None
+        _wire.send(self._sock, {"op": "alloc", "sizes": sizes})
+        reply, _ = _wire.recv(self._sock)
+        slots = reply.get("slots")
+        if not slots:
+            return None
+        ids = [slot[0] for slot in slots]
+        try:
+            _arena.write(slots, encoded)
+        except BaseException:
+            _arena.forget(ids)
+            raise
+        return ids
 
     def send(self, obj, dest, tag=0):
         self._call({"op": "send", "dst": dest, "tag": tag}, [obj])
@@ -137,10 +168,7 @@ class Comm:
             else:
                 raise TypeError(f"cannot reduce values of dtype {array.dtype}")
         header = {"op": "reduce", "dtype": _DTYPES[array.dtype.str], "reduce": op, "root": root}
-        _wire.send(self._sock, dict(header, groups=[1]), [array.reshape(-1).view(numpy.uint8)])
-        reply, parts = _wire.recv(self._sock)
-        if "error" in reply:
-            raise CommError(reply["error"])
+        _, parts = self._exchange(header, [[array.reshape(-1).view(numpy.uint8)]])
         if not parts:
             return None
         out = numpy.frombuffer(parts[0], dtype=array.dtype).reshape(array.shape)

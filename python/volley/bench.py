@@ -10,6 +10,9 @@ measured in the same run, every result checked.
 - all_to_all: numpy arrays of B bytes between every pair of W Python workers
   in packs of g, vs the same exchange among Rust workers (the built-in
   ``exchange``), per round (the slowest worker's time), p50;
+- a ``volley.multiprocessing.Pool`` of P processes (one burst serving a task
+  queue) vs the standard library's: time to make it and have its first
+  result, and an ``apply``'s round trip (p50), every result checked;
 - shared objects of ``volley.multiprocessing`` (on the controller) vs the
   standard library's (in this machine's kernel): a queue's put and get, a
   lock's acquire and release, per pair (p50), and P processes adding to one
@@ -30,6 +33,7 @@ import time
 import numpy as np
 
 import volley
+from volley._started import started_at
 
 
 def inc(x):
@@ -106,10 +110,6 @@ def bench_lithops(python, calls):
     if out.returncode != 0:
         raise RuntimeError(f"Lithops failed: {out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def started_at(w):
-    return time.time()
 
 
 def _start_once(ex, workers, granularity, transport):
@@ -257,6 +257,35 @@ def _redis_pair_us(ops):
     return statistics.median(pairs)
 
 
+def _pool_applies(mp, processes, applies):
+    start = time.perf_counter()
+    with mp.Pool(processes) as pool:
+        assert pool.apply(inc, (0,)) == 1, "the pool's first call gave another result"
+        made_s = time.perf_counter() - start
+        times = []
+        for i in range(applies):
+            start = time.perf_counter()
+            got = pool.apply(inc, (i,))
+            times.append(1e6 * (time.perf_counter() - start))
+            assert got == i + 1, "the pool's call gave another result"
+    return made_s, statistics.median(times)
+
+
+def bench_pool(processes, applies):
+    import volley.multiprocessing as vmp
+
+    ours = _pool_applies(vmp, processes, applies)
+    theirs = _pool_applies(multiprocessing.get_context("fork"), processes, applies)
+    return {
+        "processes": processes,
+        "applies": applies,
+        "made_ms": 1e3 * ours[0],
+        "std_made_ms": 1e3 * theirs[0],
+        "apply_us": ours[1],
+        "std_apply_us": theirs[1],
+    }
+
+
 def bench_shared(ops, processes, adds):
     import volley.multiprocessing as vmp
 
@@ -290,6 +319,8 @@ def main(argv=None):
     parser.add_argument("--a2a-granularity", type=int, default=8)
     parser.add_argument("--a2a-bytes", type=int, default=1 << 20)
     parser.add_argument("--a2a-rounds", type=int, default=6)
+    parser.add_argument("--pool-processes", type=int, default=4)
+    parser.add_argument("--pool-applies", type=int, default=300)
     parser.add_argument("--shared-ops", type=int, default=500)
     parser.add_argument("--shared-processes", type=int, default=4)
     parser.add_argument("--shared-adds", type=int, default=100)
@@ -310,6 +341,7 @@ def main(argv=None):
         ],
         "all_to_all": bench_all_to_all(ex, args.a2a_workers, args.a2a_granularity, args.a2a_bytes, args.a2a_rounds),
     }
+    report["pool"] = bench_pool(args.pool_processes, args.pool_applies)
     report["shared"] = bench_shared(args.shared_ops, args.shared_processes, args.shared_adds)
     report["map"] = bench_map(ex, args.calls, args.map_granularity)
     report["lithops_s"] = bench_lithops(args.lithops, args.calls) if args.lithops else None
@@ -333,6 +365,10 @@ def main(argv=None):
     a = report["all_to_all"]
     print(f"all_to_all of {a['bytes']} B per pair among {a['workers']} workers in packs of {a['granularity']}: "
           f"Python {a['python_ms']:.1f} ms, Rust {a['rust_ms']:.1f} ms per round (p50): {a['ratio']:.2f}x")
+    p = report["pool"]
+    print(f"Pool({p['processes']}): made with its first result in {p['made_ms']:.0f} ms (the standard library's "
+          f"{p['std_made_ms']:.0f} ms); apply round trip p50 {p['apply_us']:.0f} us vs {p['std_apply_us']:.0f} us "
+          f"({p['apply_us'] / p['std_apply_us']:.1f}x), {p['applies']} applies")
     s = report["shared"]
     print(f"shared objects ({s['ops']} pairs, p50): queue put+get {s['queue_us']:.0f} us vs the standard library's "
           f"{s['std_queue_us']:.0f} us ({s['queue_us'] / s['std_queue_us']:.1f}x) and a Redis list's LPUSH+RPOP "

@@ -76,6 +76,7 @@ pub use options::{PackOptions, StreamOptions, TransportOptions};
 #[cfg(feature = "redis")]
 pub use options::{RedisMode, RedisOptions};
 pub use pack::Pack;
+pub use pool::{LargeBuffers, Region, lend_large_buffers};
 pub use reduce::{Element, Op};
 #[cfg(feature = "redis")]
 pub use rendezvous::RedisRendezvous;

@@ -117,7 +117,7 @@ impl Reassembler {
     fn concat(&self, partial: Partial, total: u64) -> Bytes {
         let mut buf = self.pool.take(total as usize);
         for chunk in partial.chunks.into_values() {
-            buf.buf.extend_from_slice(&chunk);
+            buf.extend_from_slice(&chunk);
         }
         buf.freeze()
     }

@@ -32,6 +32,10 @@ pub struct Options {
     /// The Python interpreter Python workers run with (the `volley` package
     /// installed for it); handed to every pack process.
     pub python: String,
+    /// Modules (comma-separated) a Python pack process imports before it
+    /// counts as started, so that a warm one has them: a worker's function
+    /// that imports them finds them loaded. Those not installed are skipped.
+    pub python_preload: String,
     /// How long a new process may take to connect back.
     #[serde(with = "volley_proto::seconds")]
     pub start_timeout: Duration,
@@ -60,6 +64,7 @@ impl Default for Options {
             program: std::env::current_exe().unwrap_or_default(),
             program_args: vec!["pack".into()],
             python: "python3".into(),
+            python_preload: "numpy".into(),
             start_timeout: Duration::from_secs(10),
             log_limit: 256 * 1024,
             poll_wait: Duration::from_millis(1000),

@@ -1,8 +1,9 @@
 //! The warm pool: pack processes started ahead of demand, connected and
 //! waiting for a pack. A process serves one pack and exits (packs of
 //! different bursts never share a process), so the pool is refilled after
-//! every take, up to the most packs of one burst recently seen per program;
-//! processes idle longer than the idle timeout are stopped.
+//! every take, up to the most packs of a program recently running at once
+//! (of one burst or of several); processes idle longer than the idle
+//! timeout are stopped.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -36,7 +37,23 @@ struct Entry {
     target: usize,
     /// Worker threads each prepares: the largest pack recently seen.
     threads: usize,
+    /// Packs of the program running now, of whatever bursts.
+    running: usize,
     last_used: Option<Instant>,
+}
+
+/// A pack of a program running: counted until dropped.
+pub(crate) struct Running<'a> {
+    pool: &'a Pool,
+    key: ProgramKey,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.pool.lock().get_mut(&self.key) {
+            entry.running = entry.running.saturating_sub(1);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -62,13 +79,24 @@ impl Pool {
         None
     }
 
-    /// A burst wants `packs` processes of `key` at once: keep that many warm (up to the cap).
-    pub(crate) fn note_demand(&self, key: &ProgramKey, packs: usize, pack_size: usize, cap: usize) {
+    /// A pack of a burst that wants `packs` processes of `key` at once is
+    /// starting: keep as many warm as that, or as the program's packs running
+    /// now (concurrent one-pack bursts: a map's calls, a program's processes),
+    /// up to the cap. The pack counts as running until the guard is dropped.
+    pub(crate) fn note_demand<'a>(
+        &'a self,
+        key: &ProgramKey,
+        packs: usize,
+        pack_size: usize,
+        cap: usize,
+    ) -> Running<'a> {
         let mut entries = self.lock();
         let entry = entries.entry(key.clone()).or_default();
-        entry.target = entry.target.max(packs).min(cap);
+        entry.running += 1;
+        entry.target = entry.target.max(packs).max(entry.running).min(cap);
         entry.threads = entry.threads.max(pack_size);
         entry.last_used = Some(Instant::now());
+        Running { pool: self, key: key.clone() }
     }
 
     /// Idle processes, in all.
@@ -161,5 +189,22 @@ mod tests {
         assert_eq!(prepared_per_process(200, 1000), 20);
         assert!(200 * prepared_per_process(200, 1000) <= PREPARED_THREADS);
         assert_eq!(prepared_per_process(0, 8), 8);
+    }
+
+    #[test]
+    fn packs_of_several_bursts_running_at_once_count_as_demand() {
+        let pool = Pool::default();
+        let key: ProgramKey = (PathBuf::from("volley"), vec!["python-workers".into()]);
+        let target = |pool: &Pool| pool.lock()[&key].target;
+        // Four one-pack bursts (a program's processes) at once: four warm processes wanted, not one.
+        let running: Vec<_> = (0..4).map(|_| pool.note_demand(&key, 1, 1, 16)).collect();
+        assert_eq!(target(&pool), 4);
+        drop(running);
+        assert_eq!(pool.lock()[&key].running, 0);
+        // Remembered after they ended, as the most packs of one burst is; and capped.
+        let _one = pool.note_demand(&key, 1, 1, 16);
+        assert_eq!(target(&pool), 4);
+        let _many = pool.note_demand(&key, 40, 1, 16);
+        assert_eq!(target(&pool), 16);
     }
 }

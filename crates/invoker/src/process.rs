@@ -147,7 +147,7 @@ async fn drive(
     };
     let label = if spec.program.is_some() { spec.function.as_str() } else { "the built-in function program" };
     let pack_size = spec.pack_sizes.get(spec.pack).copied().unwrap_or(1);
-    shared.pool.note_demand(&key, demand, pack_size, opts.warm_pool);
+    let _running = shared.pool.note_demand(&key, demand, pack_size, opts.warm_pool);
     let started = match shared.pool.take(&key) {
         Some(warm) => Ok(warm),
         None => tokio::select! {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
-use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, SOCKET_ENV};
+use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, PYTHON_PRELOAD_ENV, SOCKET_ENV};
 
 use crate::Shared;
 use crate::logs::Logs;
@@ -23,6 +23,9 @@ pub(crate) struct Started {
     pub(crate) group: Option<u32>,
 }
 
+/// How many times the start timeout a warm process is given.
+const WARM_START_FACTOR: u32 = 6;
+
 /// Starts `program` and waits for its hello; `label` names it in errors.
 /// `prepare`: worker threads the process makes while it waits (a warm process).
 pub(crate) async fn start(
@@ -33,6 +36,9 @@ pub(crate) async fn start(
     prepare: usize,
 ) -> Result<Started, String> {
     let opts = &shared.opts;
+    // A warm process starts off any burst's clock and readies more before it
+    // connects (a Python one imports its preloaded modules): it may take longer.
+    let timeout = if prepare > 0 { opts.start_timeout * WARM_START_FACTOR } else { opts.start_timeout };
     let process_id = format!("p{:016x}", rand::random::<u64>());
     let hello = shared.router.hello_of(&process_id);
     let spawned = Command::new(program)
@@ -41,6 +47,7 @@ pub(crate) async fn start(
         .env(PROCESS_ENV, &process_id)
         .env(PREPARE_ENV, prepare.to_string())
         .env(PYTHON_ENV, &opts.python)
+        .env(PYTHON_PRELOAD_ENV, &opts.python_preload)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -76,7 +83,7 @@ pub(crate) async fn start(
                 logs.tail()
             ));
         }
-        _ = tokio::time::sleep(opts.start_timeout) => None,
+        _ = tokio::time::sleep(timeout) => None,
     };
     match conn {
         Some(conn) => Ok(Started { child, conn, logs, collectors, group }),
@@ -84,8 +91,7 @@ pub(crate) async fn start(
             shared.router.forget(&process_id);
             stop(&mut child).await;
             Err(format!(
-                "{label} did not connect to the invoker within {:?}: is it a Volley function binary (built with volley_sdk::main!)?",
-                opts.start_timeout
+                "{label} did not connect to the invoker within {timeout:?}: is it a Volley function binary (built with volley_sdk::main!)?"
             ))
         }
     }

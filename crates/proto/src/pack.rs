@@ -11,6 +11,8 @@ use crate::Micros;
 /// The environment variable holding the invoker's socket path.
 /// The Python interpreter a pack's Python workers run with (the invoker's `--python`).
 pub const PYTHON_ENV: &str = "VOLLEY_PYTHON";
+/// Modules a pack's Python fork server imports before it is ready (the invoker's `--python-preload`).
+pub const PYTHON_PRELOAD_ENV: &str = "VOLLEY_PYTHON_PRELOAD";
 /// The built-in function that runs Python workers (pickled by the Python package).
 pub const PYTHON_FUNCTION: &str = "python";
 /// The argument an invoker adds to a pack program it starts for Python

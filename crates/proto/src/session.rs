@@ -172,6 +172,16 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The operation's name as requests spell it (`"get_many"`).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
+            .unwrap_or_default()
+    }
+}
+
 /// What an object is.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

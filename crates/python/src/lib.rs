@@ -63,10 +63,11 @@ impl Client {
         serde_json::to_string(&burst).map_err(failed)
     }
 
-    /// The burst as JSON once it has ended, or as it is after `timeout` seconds.
+    /// The burst as JSON once it has ended, or as it is after `timeout`
+    /// seconds (at most 25 per call: callers ask again).
     fn wait(&self, py: Python<'_>, id: &str, timeout: f64) -> PyResult<String> {
         let limit = Duration::try_from_secs_f64(timeout).map_err(|_| PyValueError::new_err("timeout must be >= 0"))?;
-        let burst = block(py, self.inner.wait_until_final(id, limit))?.map_err(failed)?;
+        let burst = block(py, self.inner.wait(id, limit))?.map_err(failed)?;
         serde_json::to_string(&burst).map_err(failed)
     }
 

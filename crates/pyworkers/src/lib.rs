@@ -16,7 +16,9 @@
 //! on; a worker lost is its calls' outcome); in `burst` mode it calls the
 //! function with the worker (rank, size, comm), and an exception fails the burst.
 
+mod arena;
 mod frame;
+mod held;
 mod relay;
 mod supervisor;
 
@@ -32,11 +34,15 @@ pub use supervisor::PYTHON_ENV;
 /// The built-in's name.
 pub const FUNCTION: &str = volley_proto::pack::PYTHON_FUNCTION;
 
-/// Starts this process's fork server now (a warm pack process for Python
-/// workers): its first worker then forks at once. A failure is only printed:
-/// the first worker reports it.
+/// Starts this process's fork server now, so that its first worker forks
+/// sooner. A warm pack process (one the invoker told to prepare threads)
+/// returns only once the fork server has imported the modules it preloads:
+/// it is ready whole when it connects. A failure is only printed: the first
+/// worker reports it.
 pub fn prestart() {
-    if let Err(e) = supervisor::Supervisor::get() {
+    let warm = std::env::var(volley_proto::pack::PREPARE_ENV).is_ok_and(|n| n.parse().is_ok_and(|n: usize| n > 0));
+    let ready = supervisor::Supervisor::get().and_then(|s| if warm { s.wait_ready() } else { Ok(()) });
+    if let Err(e) = ready {
         eprintln!("volley: the Python fork server did not start: {e}");
     }
 }
@@ -48,6 +54,22 @@ pub fn register(functions: &mut Functions) {
         "runs a pickled Python function on every worker (sent by the volley Python package)",
         python,
     );
+}
+
+/// A worker of the pack running: while one does, the arena keeps its pages.
+struct Running(std::sync::Arc<arena::Arena>);
+
+impl Running {
+    fn new(arena: std::sync::Arc<arena::Arena>) -> Running {
+        arena.worker_started();
+        Running(arena)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.worker_ended();
+    }
 }
 
 fn python(w: &Worker) -> WorkerResult {
@@ -79,7 +101,10 @@ fn python(w: &Worker) -> WorkerResult {
         "session": params.get("session"),
     });
     frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
-    let (ended, echo) = relay::serve(&mut conn, comm);
+    let arena = supervisor.arena();
+    let running = arena.as_ref().map(|a| Running::new(a.clone()));
+    let (ended, echo) = relay::serve(&mut conn, comm, arena);
+    drop(running);
     // A worker that failed after its communicator reported another worker's
     // failure fails as that echo: the burst names the cause, not this one.
     if burst_mode

@@ -5,12 +5,15 @@
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 use volley_sdk::{Comm, Element, Op};
 
+use crate::arena::Arena;
 use crate::frame;
+use crate::held::Held;
 
 /// How a worker ended.
 pub(crate) enum Ended {
@@ -48,13 +51,24 @@ impl From<String> for Failure {
 /// Serves `conn` until the worker reports how it ended. Alongside: the first
 /// communication error that only echoed another worker's failure, if the
 /// worker met one (whatever it then raised is a consequence, not a cause).
-pub(crate) fn serve(conn: &mut UnixStream, comm: &Comm) -> (Result<Ended, String>, Option<volley_comm::Error>) {
+/// Large messages go through `arena` when there is one.
+pub(crate) fn serve(
+    conn: &mut UnixStream,
+    comm: &Comm,
+    arena: Option<Arc<Arena>>,
+) -> (Result<Ended, String>, Option<volley_comm::Error>) {
     let mut echo = None;
-    let ended = serve_calls(conn, comm, &mut echo);
+    let mut held = Held::new(arena);
+    let ended = serve_calls(conn, comm, &mut held, &mut echo);
     (ended, echo)
 }
 
-fn serve_calls(conn: &mut UnixStream, comm: &Comm, echo: &mut Option<volley_comm::Error>) -> Result<Ended, String> {
+fn serve_calls(
+    conn: &mut UnixStream,
+    comm: &Comm,
+    held: &mut Held,
+    echo: &mut Option<volley_comm::Error>,
+) -> Result<Ended, String> {
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next = 0u64;
     loop {
@@ -78,10 +92,21 @@ fn serve_calls(conn: &mut UnixStream, comm: &Comm, echo: &mut Option<volley_comm
             }
             _ => {}
         }
-        let messages = frame::messages(&header, parts).map_err(|e| e.to_string())?;
+        held.release(&header);
+        if op == "alloc" {
+            frame::write(conn, &held.stage(&header), &[]).map_err(|e| format!("answering the Python worker: {e}"))?;
+            continue;
+        }
+        let messages = match held.staged(&header) {
+            Some(staged) => staged?,
+            None => frame::messages(&header, parts).map_err(|e| e.to_string())?,
+        };
         let answer = perform(comm, &op, &header, messages, &mut pending, &mut next);
         let written = match answer {
-            Ok((reply, parts)) => frame::write(conn, &reply, &parts),
+            Ok((mut reply, parts)) => {
+                let parts = held.lend(&mut reply, parts);
+                frame::write(conn, &reply, &parts)
+            }
             Err(Failure::Comm(e)) => {
                 let written = frame::write(conn, &json!({"error": e.to_string()}), &[]);
                 if volley_sdk::is_consequence(&e) && echo.is_none() {

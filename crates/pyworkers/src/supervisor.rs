@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::arena::Arena;
 use crate::frame;
 
 pub use volley_proto::pack::PYTHON_ENV;
@@ -29,8 +31,12 @@ static CURRENT: Mutex<Option<Arc<Supervisor>>> = Mutex::new(None);
 
 pub(crate) struct Supervisor {
     python: String,
+    /// Memory shared with the workers for large messages (none if it could not be made).
+    arena: Option<Arc<Arena>>,
     requests: Mutex<Requests>,
     waiting: Arc<Mutex<HashMap<String, mpsc::Sender<UnixStream>>>>,
+    /// Where the fork server says it is ready, until it has.
+    ready: Mutex<Option<mpsc::Receiver<UnixStream>>>,
 }
 
 struct Requests {
@@ -63,21 +69,84 @@ impl Supervisor {
         let name = format!("volley-py-{}-{:016x}", std::process::id(), rand::random::<u64>());
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| format!("socket name: {e}"))?;
         let listener = UnixListener::bind_addr(&addr).map_err(|e| format!("cannot listen for Python workers: {e}"))?;
-        let mut child = Command::new(&python)
-            .args(["-m", "volley._forkserver", &name])
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
+        let arena = Arena::new()
+            .inspect_err(|e| eprintln!("volley: no shared memory for Python workers ({e}): large messages use sockets"))
+            .ok();
+        if let Some(arena) = &arena {
+            // Large messages from other packs arrive in the arena: lent to their workers as they are.
+            volley_comm::lend_large_buffers(Arc::new(crate::arena::Lender(arena.clone())));
+        }
+        let arena_fd = arena.as_ref().map(|a| a.fd());
+        let ready = format!("{:032x}", rand::random::<u128>());
+        let fd_arg = arena_fd.map_or_else(|| "-".to_string(), |fd| fd.to_string());
+        let mut command = Command::new(&python);
+        command.args(["-m", "volley._forkserver", &name, &ready, &fd_arg]).stdin(Stdio::piped());
+        if let Some(fd) = arena_fd {
+            // SAFETY: between fork and exec only an fcntl, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    // The arena is close-on-exec: only the fork server keeps it.
+                    let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().map_err(|e| {
             format!("cannot start the Python interpreter {python:?}: {e} (set it with `volley invoker --python PATH`)")
         })?;
         let Some(stdin) = child.stdin.take() else { return Err("the fork server has no standard input".into()) };
         let waiting: Arc<Mutex<HashMap<String, mpsc::Sender<UnixStream>>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        lock(&waiting).insert(ready, tx);
         let routes = waiting.clone();
         std::thread::Builder::new()
             .name("python-accept".into())
             .spawn(move || accept(listener, routes))
             .map_err(|e| format!("cannot start the thread that accepts Python workers: {e}"))?;
-        Ok(Supervisor { python, requests: Mutex::new(Requests { stdin, child, loaded: HashSet::new() }), waiting })
+        Ok(Supervisor {
+            python,
+            arena,
+            requests: Mutex::new(Requests { stdin, child, loaded: HashSet::new() }),
+            waiting,
+            ready: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// Returns once the fork server has imported what it preloads (at once if it has said so before).
+    pub(crate) fn wait_ready(&self) -> Result<(), String> {
+        let mut ready = lock(&self.ready);
+        if let Some(rx) = ready.as_ref() {
+            self.connected(rx, "the Python fork server did not get ready")?;
+            *ready = None;
+        }
+        Ok(())
+    }
+
+    /// The connection `rx` brings, waited for while the fork server lives (at most `CONNECT_TIMEOUT`).
+    fn connected(&self, rx: &mpsc::Receiver<UnixStream>, what: &str) -> Result<UnixStream, String> {
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(conn) => return Ok(conn),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(format!("{what}: see the burst's logs")),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Ok(Some(status)) = lock(&self.requests).child.try_wait() {
+                return Err(format!(
+                    "{what}: the fork server exited ({status}); is the volley package installed for {}? \
+                     (the burst's logs say more)",
+                    self.python
+                ));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("{what} within {CONNECT_TIMEOUT:?}: see the burst's logs"));
+            }
+        }
+    }
+
+    pub(crate) fn arena(&self) -> Option<Arc<Arena>> {
+        self.arena.clone()
     }
 
     fn alive(&self) -> bool {
@@ -91,19 +160,8 @@ impl Supervisor {
         let (tx, rx) = mpsc::channel();
         lock(&self.waiting).insert(token.clone(), tx);
         let asked = self.ask(digest, function, python, rank, &token);
-        let connected = asked.and_then(|_| {
-            rx.recv_timeout(CONNECT_TIMEOUT).map_err(|_| {
-                let mut requests = lock(&self.requests);
-                let state = match requests.child.try_wait() {
-                    Ok(Some(status)) => format!(
-                        "the fork server exited ({status}); is the volley package installed for {}?",
-                        self.python
-                    ),
-                    _ => "see the burst's logs".into(),
-                };
-                format!("the Python worker of rank {rank} did not connect within {CONNECT_TIMEOUT:?}: {state}")
-            })
-        });
+        let connected =
+            asked.and_then(|_| self.connected(&rx, &format!("the Python worker of rank {rank} did not connect")));
         lock(&self.waiting).remove(&token);
         connected
     }

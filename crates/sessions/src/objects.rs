@@ -280,9 +280,7 @@ fn gone(id: u64) -> Error {
 }
 
 fn wrong_kind(op: &Op) -> Step {
-    let name = format!("{op:?}");
-    let name = name.split([' ', '{']).next().unwrap_or_default().to_string();
-    refused(&format!("the object does not take the {name} operation"))
+    refused(&format!("the object does not take the {} operation", op.name()))
 }
 
 fn held(object: &Object) -> usize {

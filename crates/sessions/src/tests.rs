@@ -53,6 +53,9 @@ async fn a_bounded_queue_is_fifo_says_full_and_empty_and_counts_its_tasks() {
     assert_eq!(op(&s, Some(q), Op::Get).await, Reply::Empty);
     op(&s, Some(q), Op::CloseWriting).await;
     assert_eq!(op(&s, Some(q), Op::Get).await, Reply::Eof);
+    // An operation of another kind is refused by the name requests give it.
+    let refused = op(&s, Some(q), Op::IsSet).await;
+    assert_eq!(refused, Reply::Refused { reason: "the object does not take the is_set operation".into() });
 }
 
 #[tokio::test]

@@ -5,6 +5,10 @@ that reference, so that every process of the program shares the object."""
 from .. import _session
 from ..executor import default_executor
 
+# A process's or a pool's burst may run as long as its program does (its
+# session bounds it), not a burst's default 300 s: a week, the platform's most.
+LIFETIME_SECS = 7 * 86_400
+
 
 def program_ref():
     """The session objects are made in: the one this worker runs for, or this program's."""
@@ -12,8 +16,8 @@ def program_ref():
 
 
 class Shared:
-    def _make(self, kind):
-        self._ref = program_ref()
+    def _make(self, kind, ref=None):
+        self._ref = ref or program_ref()
         self._id = _session.of(self._ref).create(kind)
 
     @property

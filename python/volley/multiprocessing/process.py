@@ -18,6 +18,7 @@ import traceback
 from .. import _session
 from ..errors import VolleyError
 from ..executor import _ship_module_of, default_executor
+from ._shared import LIFETIME_SECS
 
 _counter = itertools.count(1)
 _children = []
@@ -138,7 +139,8 @@ class Process:
                 _ship_module_of(code)
         executor.program()  # opened first: its end, at exit, comes after the processes are waited for
         _exit_when_the_program_does()
-        self._future = executor.call_async(_run, (self,), granularity=1, in_session=True)
+        # As long as the program runs (its session bounds it), not a burst's default 300 s.
+        self._future = executor.call_async(_run, (self,), granularity=1, timeout=LIFETIME_SECS, in_session=True)
         with _children_lock:
             _children.append(self)
 

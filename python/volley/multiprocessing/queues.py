@@ -34,10 +34,15 @@ def _pickled(obj):
 class Queue(Shared):
     """``Queue(maxsize=0)``: ``put`` blocks while ``maxsize`` items wait (0: never)."""
 
-    def __init__(self, maxsize=0, *, ctx=None):
+    def __init__(self, maxsize=0, *, ctx=None, _ref=None):
         self._maxsize = maxsize if maxsize > 0 else 0
         self._closed = False
-        self._make({"type": "queue", "maxsize": self._maxsize})
+        self._make({"type": "queue", "maxsize": self._maxsize}, _ref)
+
+    @classmethod
+    def _in(cls, ref):
+        """A queue of the session ``ref`` (a pool's, made in its executor's program)."""
+        return cls(_ref=ref)
 
     def __getstate__(self):
         return {"_ref": self._ref, "_id": self._id, "_maxsize": self._maxsize}

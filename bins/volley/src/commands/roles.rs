@@ -94,6 +94,10 @@ pub struct InvokerArgs {
     /// The Python interpreter Python workers run with (the volley package installed for it).
     #[arg(long, env = "VOLLEY_PYTHON", default_value_t = invoker_defaults().python)]
     pub python: String,
+    /// Modules (comma-separated) Python pack processes import before they count
+    /// as started, so that warm ones have them loaded ("" for none).
+    #[arg(long, env = "VOLLEY_PYTHON_PRELOAD", default_value_t = invoker_defaults().python_preload)]
+    pub python_preload: String,
 }
 
 impl InvokerArgs {
@@ -118,6 +122,7 @@ impl InvokerArgs {
             warm_pool: self.warm_pool,
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
             python: self.python.clone(),
+            python_preload: self.python_preload.clone(),
             ..defaults
         })
     }

@@ -136,7 +136,7 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
     let stage = &mut parse.stage;
     loop {
         if let Some((header, body)) = &mut parse.body {
-            let want = header.len as usize - body.buf.len();
+            let want = header.len as usize - body.len();
             if want == 0 {
                 if let Some((header, body)) = parse.body.take() {
                     sink.packet(header, body.freeze());
@@ -144,7 +144,7 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
                 continue;
             }
             if stage.unread() > 0 {
-                body.buf.extend_from_slice(stage.take(want));
+                body.extend_from_slice(stage.take(want));
                 continue;
             }
             if read >= budget {
@@ -152,11 +152,11 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
             }
             let got = if want >= STAGE {
                 // A large rest goes straight into the body.
-                let spare = &mut body.buf.spare_capacity_mut()[..want];
+                let spare = &mut body.spare_capacity_mut()[..want];
                 let got = recv(sock, spare)?;
                 if let Some(n) = got {
                     // SAFETY: `recv` initialized the first `n` bytes of the spare capacity.
-                    unsafe { body.buf.set_len(body.buf.len() + n) };
+                    unsafe { body.set_len(body.len() + n) };
                 }
                 got
             } else {
