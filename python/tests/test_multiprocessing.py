@@ -85,6 +85,15 @@ def test_callbacks_get_the_results_or_the_error(pools):
     assert isinstance(errors[0], ZeroDivisionError)
 
 
+def test_a_callback_that_raises_does_not_stop_the_pool(ex, capfd):
+    pool = vmp.Pool(1, executor=ex)
+    pool.apply_async(square, (3,), callback=lambda _: 1 / 0).wait(60)
+    assert pool.apply_async(square, (4,)).get(60) == 16
+    pool.close()
+    pool.join()
+    assert "ZeroDivisionError" in capfd.readouterr().err
+
+
 def test_misuse_raises_what_the_standard_library_raises(ex):
     for make in (lambda: std.get_context("fork").Pool(1), lambda: vmp.Pool(1, executor=ex)):
         pool = make()

@@ -15,6 +15,7 @@ import itertools
 import multiprocessing as _std
 import sys
 import threading
+import traceback
 from multiprocessing.pool import ExceptionWithTraceback, MaybeEncodingError
 
 import cloudpickle
@@ -118,10 +119,15 @@ class _Job:
             complete = self._complete()
             self._changed.notify_all()
         if complete:
-            if self._error is None and self._callback is not None:
-                self._callback(self._result())
-            if self._error is not None and self._error_callback is not None:
-                self._error_callback(self._error)
+            try:
+                if self._error is None and self._callback is not None:
+                    self._callback(self._result())
+                if self._error is not None and self._error_callback is not None:
+                    self._error_callback(self._error)
+            except Exception:  # noqa: BLE001 - the user's callback: said, and the pool goes on
+                # The standard library's result thread would die of it and
+                # every later result wait forever.
+                traceback.print_exc()
         return complete
 
     def _fail(self, error):
