@@ -6,7 +6,8 @@ unpickled here, once, so the modules it imports are imported once), then
 ``spawn`` a worker of it. A worker is a fork of this process: it shares the
 imported modules copy-on-write and starts in a millisecond. It connects back
 to the supervisor's socket, introduced by the token it was given, and runs.
-Before its first request it imports the modules the invoker preloads
+Before its first request it imports cloudpickle (which rebuilds every
+function that travels by value) and the modules the invoker preloads
 (``--python-preload``, numpy by default) and says it is ready the same way:
 a warm pack process has them loaded before any worker needs them.
 
@@ -75,7 +76,8 @@ def main(socket_name, ready_token, arena_fd="-"):
     if arena_fd != "-":
         # The pack's shared memory for large messages: every worker forked here inherits it.
         _arena.attach(int(arena_fd))
-    _preload(os.environ.get("VOLLEY_PYTHON_PRELOAD", ""))
+    # cloudpickle rebuilds every function that travels by value (a script's, a lambda).
+    _preload("cloudpickle," + os.environ.get("VOLLEY_PYTHON_PRELOAD", ""))
     gc.freeze()
     # Ready: the supervisor waits for this before its pack process counts as started.
     _worker.connect(socket_path, ready_token, -1).close()
