@@ -14,13 +14,20 @@ tells the pack process, which then frees the place.
 
 import collections
 import mmap
+import sys
 
 # Messages at least this large go through the arena (as in held.rs: smaller
 # ones are cheaper copied through the socket than mapped).
 LARGE = 64 << 10
 
+# A reply with more large parts than this is copied out of the arena at once:
+# before Python 3.13 each mapping holds a file descriptor of its own.
+MOST_MAPPED = 64
+
 _fd = None
 _freed = collections.deque()
+# Mappings need not hold a descriptor where Python allows it (3.13).
+_UNTRACKED = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def attach(fd):
@@ -60,9 +67,18 @@ def forget(ids):
 def view(slot, offset, length):
     """A writable, private view of a received message."""
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    mapped = _Mapped(_fd, offset - start + length, access=mmap.ACCESS_COPY, offset=start)
+    mapped = _Mapped(_fd, offset - start + length, access=mmap.ACCESS_COPY, offset=start, **_UNTRACKED)
     mapped.slot = slot
     return memoryview(mapped)[offset - start :]
+
+
+def copied(slot, offset, length):
+    """A received message copied out (its place freed at once)."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(_fd, offset - start + length, access=mmap.ACCESS_READ, offset=start) as mapped:
+        data = bytearray(mapped[offset - start : offset - start + length])
+    _freed.append(slot)
+    return data
 
 
 def sizes(messages):
@@ -73,10 +89,12 @@ def write(slots, messages):
     """Writes each message (a list of parts) into its slot ``(id, offset)``."""
     for (_, offset), parts in zip(slots, messages):
         size = sum(memoryview(p).nbytes for p in parts)
+        # Mapped from a boundary the kernel takes (its pages may be larger than the arena's slots are aligned to).
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
         # Shared and populated: the pages are made in one go, not faulted one by one.
-        out = mmap.mmap(_fd, size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, offset=offset)
+        out = mmap.mmap(_fd, offset - start + size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, offset=start)
         try:
-            at = 0
+            at = offset - start
             for part in parts:
                 data = memoryview(part).cast("B")
                 out[at : at + data.nbytes] = data

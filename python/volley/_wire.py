@@ -70,8 +70,10 @@ def recv(sock):
         (size,) = _U64.unpack(_read_exactly(sock, 8))
         parts.append(_read_exactly(sock, size))
     # Large parts are places in the pack's shared memory (see _arena).
-    for index, slot, offset, length in header.pop("shm", ()):
-        parts[index] = _arena.view(slot, offset, length)
+    shm = header.pop("shm", ())
+    place = _arena.view if len(shm) <= _arena.MOST_MAPPED else _arena.copied
+    for index, slot, offset, length in shm:
+        parts[index] = place(slot, offset, length)
     return header, parts
 
 

@@ -60,10 +60,11 @@ class Comm:
     def _exchange(self, header, encoded):
         """Sends a call with its messages (each a list of parts) and returns the reply.
         Large messages are written into the pack's shared memory, not the socket."""
+        # Places let go of are said first: with the alloc if there is one (it may need the room).
         freed = _arena.freed()
-        if freed:
+        staged = self._stage(encoded, freed)
+        if freed and staged is None:
             header["freed"] = freed
-        staged = self._stage(encoded)
         if staged is not None:
             header["staged"] = staged
             encoded = []
@@ -78,14 +79,15 @@ class Comm:
             raise CommError(reply["error"])
         return reply, got
 
-    def _stage(self, encoded):
-        """The slots holding ``encoded``, or None to send it through the socket."""
+    def _stage(self, encoded, freed):
+        """The slots holding ``encoded``, or None to send it through the socket
+        (``freed`` goes with the alloc, if one is sent)."""
         if not encoded or not _arena.attached():
             return None
         sizes = _arena.sizes(encoded)
         if sum(sizes) < _arena.LARGE:
             return None
-        _wire.send(self._sock, {"op": "alloc", "sizes": sizes})
+        _wire.send(self._sock, {"op": "alloc", "sizes": sizes, "freed": freed})
         reply, _ = _wire.recv(self._sock)
         slots = reply.get("slots")
         if not slots:

@@ -15,8 +15,10 @@
 //!
 //! A slot is freed when the last `Bytes` over it is dropped: the middleware's
 //! and the relay's for each worker that holds it (until the worker says it has
-//! let it go). The arena grows as slots are taken and is emptied (its pages
-//! given back) when no slot is live and no worker runs.
+//! let it go). The arena grows as slots are taken and freed slots are reused;
+//! its pages go with the pack process, which serves one pack. (It is never
+//! shrunk under a running process: a worker's mapping past the end of the
+//! file would fault.)
 
 use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,8 +35,11 @@ const RESERVED: u64 = 64 << 30;
 /// Most the arena's file may grow to; a slot beyond it is refused (the
 /// message then travels through the socket).
 const MOST: u64 = 16 << 30;
-/// Slots start on page boundaries: a worker maps them at their offset.
-const PAGE: u64 = 4096;
+/// Slots start on page boundaries (a worker maps them at their offset): the
+/// machine's page size, 4 KiB or more.
+fn page() -> u64 {
+    rustix::param::page_size() as u64
+}
 
 /// The pack process's shared memory with its Python workers.
 pub(crate) struct Arena {
@@ -47,8 +52,6 @@ struct State {
     free: RangeAllocator<u64>,
     /// The file's length: what the allocator hands out from.
     len: u64,
-    live: usize,
-    workers: usize,
 }
 
 // SAFETY: `base` is a shared mapping that lives as long as the arena; the
@@ -73,7 +76,7 @@ impl Arena {
                 0,
             )?
         };
-        let state = State { free: RangeAllocator::new(0..0), len: 0, live: 0, workers: 0 };
+        let state = State { free: RangeAllocator::new(0..0), len: 0 };
         Ok(Arc::new(Arena { file, base: base.cast(), state: Mutex::new(state) }))
     }
 
@@ -88,7 +91,7 @@ impl Arena {
 
     /// A slot of at least `len` bytes, or `None` if the arena may not grow so far.
     pub(crate) fn take(self: &Arc<Self>, len: usize) -> Option<Slot> {
-        let size = (len as u64).max(1).div_ceil(PAGE) * PAGE;
+        let size = (len as u64).max(1).div_ceil(page()) * page();
         let mut state = self.state();
         let range = match state.free.allocate_range(size) {
             Ok(range) => range,
@@ -102,7 +105,6 @@ impl Arena {
                 state.free.allocate_range(size).ok()?
             }
         };
-        state.live += 1;
         Some(Slot { arena: self.clone(), range, used: len })
     }
 
@@ -120,31 +122,8 @@ impl Arena {
         (start + data.len() as u64 <= self.state().len).then_some(start)
     }
 
-    /// A worker of the pack started: the arena is not emptied while one runs.
-    pub(crate) fn worker_started(&self) {
-        self.state().workers += 1;
-    }
-
-    pub(crate) fn worker_ended(&self) {
-        let mut state = self.state();
-        state.workers -= 1;
-        self.empty_if_idle(&mut state);
-    }
-
     fn give_back(&self, range: Range<u64>) {
-        let mut state = self.state();
-        state.free.free_range(range);
-        state.live -= 1;
-        self.empty_if_idle(&mut state);
-    }
-
-    /// Gives the file's pages back once nothing uses them: a warm pack
-    /// process does not keep a burst's messages.
-    fn empty_if_idle(&self, state: &mut State) {
-        if state.live == 0 && state.workers == 0 && state.len > 0 && ftruncate(&self.file, 0).is_ok() {
-            state.free = RangeAllocator::new(0..0);
-            state.len = 0;
-        }
+        self.state().free.free_range(range);
     }
 }
 
@@ -210,25 +189,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_separate_pages_reused_when_freed_and_the_file_is_emptied_when_idle() {
+    fn slots_are_separate_pages_and_reused_when_freed() {
         let arena = Arena::new().unwrap();
         let a = arena.copy(b"hello").unwrap();
         let b = arena.take(5000).unwrap();
         assert_eq!(a.as_ref(), b"hello");
-        assert_eq!(a.offset() % PAGE, 0);
-        assert_eq!(b.offset() % PAGE, 0);
-        assert!(b.offset() >= a.offset() + PAGE || a.offset() >= b.offset() + 2 * PAGE);
+        assert_eq!(a.offset() % page(), 0);
+        assert_eq!(b.offset() % page(), 0);
+        assert!(b.offset() >= a.offset() + page() || a.offset() >= b.offset() + 2 * page());
         let bytes = a.into_bytes();
         assert_eq!(arena.offset_of(&bytes[1..]), Some(bytes.as_ptr() as u64 - arena.base as u64 + 1));
         assert_eq!(arena.offset_of(b"elsewhere"), None);
-        arena.worker_started();
+        let freed = arena.offset_of(&bytes).unwrap();
         drop(bytes);
+        let c = arena.copy(&[7u8; 100]).unwrap();
+        assert_eq!(c.offset(), freed, "a freed slot is taken again");
+        assert_eq!(c.as_ref(), &[7u8; 100][..]);
         drop(b);
-        assert!(arena.state().len > 0, "a running worker keeps the arena");
-        arena.worker_ended();
-        assert_eq!(arena.state().len, 0, "nothing live and no worker: the pages are given back");
-        let c = arena.copy(&[7u8; 10_000]).unwrap();
-        assert_eq!(c.as_ref(), &[7u8; 10_000][..]);
     }
 
     #[test]

@@ -56,22 +56,6 @@ pub fn register(functions: &mut Functions) {
     );
 }
 
-/// A worker of the pack running: while one does, the arena keeps its pages.
-struct Running(std::sync::Arc<arena::Arena>);
-
-impl Running {
-    fn new(arena: std::sync::Arc<arena::Arena>) -> Running {
-        arena.worker_started();
-        Running(arena)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.worker_ended();
-    }
-}
-
 fn python(w: &Worker) -> WorkerResult {
     let params = w.params();
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(String::from);
@@ -101,10 +85,7 @@ fn python(w: &Worker) -> WorkerResult {
         "session": params.get("session"),
     });
     frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
-    let arena = supervisor.arena();
-    let running = arena.as_ref().map(|a| Running::new(a.clone()));
-    let (ended, echo) = relay::serve(&mut conn, comm, arena);
-    drop(running);
+    let (ended, echo) = relay::serve(&mut conn, comm, supervisor.arena());
     // A worker that failed after its communicator reported another worker's
     // failure fails as that echo: the burst names the cause, not this one.
     if burst_mode

@@ -247,6 +247,13 @@ class Pool:
         with self._lock:
             self._bursts.append(burst)
             self._live += 1
+            terminated = self._state == _TERMINATE
+        if terminated:
+            # Terminated while this burst was being submitted: it is not wanted.
+            try:
+                burst.cancel()
+            except Exception:  # noqa: BLE001 - ended meanwhile
+                pass
         watcher = threading.Thread(target=self._watch, args=(burst,), name="volley-pool-burst", daemon=True)
         self._watchers.append(watcher)
         self._program.own(watcher)
@@ -297,7 +304,11 @@ class Pool:
                 continue
             if message[0] == "retired":
                 if self._state != _TERMINATE and self._broken is None:
-                    self._start(1)
+                    try:
+                        self._start(1)
+                    except Exception as e:  # noqa: BLE001 - no worker in its place: the pool cannot go on
+                        self._break(VolleyError(f"the pool could not start a worker in place of a retired one: {e}"))
+                        return
                 continue
             job_id, index, ok, blob = message
             try:
@@ -401,10 +412,10 @@ class Pool:
 
     def terminate(self):
         """Stops the workers at once; calls not done raise an error."""
-        if self._state == _TERMINATE:
-            return
-        self._state = _TERMINATE
         with self._lock:
+            if self._state == _TERMINATE:
+                return
+            self._state = _TERMINATE
             bursts = list(self._bursts)
         for burst in bursts:
             try:
@@ -424,13 +435,10 @@ class Pool:
         """Waits for the workers to leave; the pool must be closed or terminated first."""
         if self._state == _RUN:
             raise ValueError("Pool is still running")
-        with self._lock:
-            bursts = list(self._bursts)
-        for burst in bursts:
-            try:
-                burst.record()
-            except Exception:  # noqa: BLE001 - its end is the watcher's to report
-                pass
+        # The collector ends once every burst of the pool has, those started in
+        # place of retired workers too (their "retired" comes before the end of
+        # the burst that said it, and the last end is told to it after).
+        self._collector.join()
         self._join_threads()
 
 
