@@ -100,6 +100,8 @@ fn bad_requests_get_clear_errors() {
     let p = Platform::up(&["--slots", "64"]);
     let cases: &[(&str, u16, &str, &str)] = &[
         ("{not json", 400, "bad_request", "malformed request body"),
+        // serde reads a struct from an array of its fields too: the API takes objects only.
+        (r#"["hello", 2]"#, 400, "bad_request", "a JSON object is expected"),
         (r#"{"function":"hello"}"#, 400, "bad_request", "workers"),
         (r#"{"function":"nope","workers":2}"#, 404, "not_found", "unknown function \"nope\""),
         (r#"{"function":"hello","workers":0}"#, 400, "bad_request", "at least 1"),

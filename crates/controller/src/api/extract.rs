@@ -9,8 +9,12 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 
-/// A JSON body.
+/// A JSON body that is an object (serde would also read a struct from an
+/// array of its fields in order: `[]` for one whose fields are all optional).
 pub(crate) struct Body<T>(pub(crate) T);
+
+/// A JSON body that may be an array (a list of events).
+pub(crate) struct Items<T>(pub(crate) T);
 
 /// The query string.
 pub(crate) struct Query<T>(pub(crate) T);
@@ -36,9 +40,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let Items(value) = Items::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(Error::BadRequest("malformed request body: a JSON object is expected".into()));
+        }
+        serde_json::from_value(value).map(Body).map_err(|e| Error::BadRequest(format!("malformed request body: {e}")))
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Items<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         axum::Json::<T>::from_request(req, state)
             .await
-            .map(|axum::Json(value)| Body(value))
+            .map(|axum::Json(value)| Items(value))
             .map_err(|e: JsonRejection| refused(e.status(), "request body", e.body_text()))
     }
 }

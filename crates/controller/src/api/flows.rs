@@ -16,7 +16,7 @@ use volley_proto::flow::{
     TriggerRequest, Workflow, WorkflowDefinition,
 };
 
-use super::extract::{Body, Path, Query, check_id};
+use super::extract::{Body, Items, Path, Query, check_id};
 use crate::auth::Caller;
 use crate::control_plane::ControlPlane;
 use crate::error::Result;
@@ -217,7 +217,7 @@ pub(crate) async fn cancel(
 pub(crate) async fn send(
     State(plane): Plane,
     Caller(ns): Caller,
-    Body(events): Body<Events>,
+    Items(events): Items<Events>,
 ) -> Result<(StatusCode, Json<Ingested>)> {
     Ok((StatusCode::ACCEPTED, Json(plane.flows()?.send(&ns, events.into_vec()).await?)))
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use volley_proto::api::ErrorBody;
 use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
 
-use super::extract::{Body, Path, Query, check_id};
+use super::extract::{Body, Items, Path, Query, check_id};
 use crate::auth::{Caller, InvokerCaller};
 use crate::control_plane::ControlPlane;
 use crate::error::Result;
@@ -93,7 +93,7 @@ pub(crate) async fn events(
     State(plane): Plane,
     _: InvokerCaller,
     Path(InvokerId { id }): Path<InvokerId>,
-    Body(events): Body<Vec<Event>>,
+    Items(events): Items<Vec<Event>>,
 ) -> Result<Json<Reported>> {
     check_id("invoker", &id)?;
     plane.report(&id, events).await?;
