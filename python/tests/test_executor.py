@@ -113,8 +113,12 @@ def test_sys_exit_and_a_crash_are_errors_that_say_so(ex):
     with pytest.raises(volley.WorkerError, match=r"sys.exit\(3\)"):
         ex.call_async(leave, 3).result(timeout=60)
     futures = ex.map(crash_at, [1, 0, 2])
-    with pytest.raises(volley.VolleyError, match="ended without a result"):
+    with pytest.raises(volley.WorkerLost, match=r"killed by SIGSEGV \(signal 11: it crashed\) without returning") as lost:
         futures[1].result(timeout=60)
+    assert lost.value.exit_code == -signal.SIGSEGV and lost.value.rank == 1
+    with pytest.raises(volley.WorkerLost, match="exited with code 7 without returning") as lost:
+        ex.call_async(os._exit, 7).result(timeout=60)
+    assert lost.value.exit_code == 7
     assert [futures[0].result(), futures[2].result()] == [1, 2], "a crashed call does not take the others"
 
 

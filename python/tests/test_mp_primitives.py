@@ -3,8 +3,10 @@ library's: the same program, run with either module, prints the same
 transcript (values, exceptions for misuse), across real processes."""
 
 import multiprocessing as std_mp
+import os
 import queue
 import re
+import signal
 import threading
 import time
 
@@ -323,21 +325,28 @@ def _exits(how):
         raise SystemExit(3)
     if how == "sleep":
         time.sleep(60)
+    if how == "os_exit5":
+        os._exit(5)
+    if how == "killed":
+        # (Not SIGSEGV: pytest's faulthandler would print the forked child's stack.)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_processes_exit_codes_names_and_misuse():
     def scenario(mp):
         res = []
-        for how in ("ok", "raise", "exit3"):
+        for how in ("ok", "raise", "exit3", "os_exit5", "killed"):
             p = mp.Process(target=_exits, args=(how,), name=f"p-{how}")
-            res.append((p.name, p.exitcode, p.is_alive()))
+            res.append((p.name, p.exitcode, p.is_alive(), p.pid))
             p.start()
             p.join()
-            res.append((p.exitcode, p.is_alive()))
+            res.append((p.exitcode, p.is_alive(), isinstance(p.pid, int)))
             res.append(raised(p.start))
         sleeper = mp.Process(target=_exits, args=("sleep",), daemon=True)
         sleeper.start()
+        # The pid of a running process (a process of the invoker's machine: here, this one's).
         res.append(sleeper.is_alive())
+        res.append(sleeper.pid != os.getpid() and os.path.exists(f"/proc/{sleeper.pid}"))
         sleeper.terminate()
         sleeper.join(30)
         res += [sleeper.exitcode, raised(mp.Process(target=_exits).join)]
@@ -345,7 +354,9 @@ def test_processes_exit_codes_names_and_misuse():
         return res
 
     out = both(scenario)
-    assert out[1] == (0, False) and out[4] == (1, False) and out[7] == (3, False) and out[-3] == -15
+    assert out[1] == (0, False, True) and out[4] == (1, False, True) and out[7] == (3, False, True)
+    assert out[10] == (5, False, True) and out[13] == (-signal.SIGKILL, False, True)
+    assert out[-5] is True and out[-4] is True and out[-3] == -15
 
 
 def test_a_blocking_get_gives_up_at_its_timeout_and_nothing_hangs():

@@ -1,6 +1,7 @@
 """volley.multiprocessing.Pool against the standard library's: the same calls
 give the same results, and misuse raises the same errors."""
 
+import gc
 import multiprocessing as std
 import os
 
@@ -144,6 +145,21 @@ def test_a_pool_whose_worker_dies_raises_in_its_calls_instead_of_waiting(ex):
         pool.apply(square, (2,))
     pool.terminate()
     pool.join()
+
+
+def test_a_pool_dropped_while_running_is_terminated_with_the_standard_librarys_warning(ex):
+    pool = vmp.Pool(2, executor=ex)
+    pending = pool.apply_async(__import__("time").sleep, (600,))
+    assert pool.apply(square, (3,)) == 9
+    bursts = list(pool._workers._bursts)
+    # A result still waited for keeps its pool alive.
+    del pool
+    gc.collect()
+    assert not any(b.done() for b in bursts)
+    with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+        del pending
+        gc.collect()
+    assert all(b.record(60)["state"] == "cancelled" for b in bursts)
 
 
 def test_cpu_count_and_current_process_answer_like_the_standard_library():

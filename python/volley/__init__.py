@@ -22,6 +22,7 @@ _EXPORTS = {
     "SessionEnded": ".errors",
     "VolleyError": ".errors",
     "WorkerError": ".errors",
+    "WorkerLost": ".errors",
     "Storage": ".storage",
     "ALL_COMPLETED": ".executor",
     "ALWAYS": ".executor",

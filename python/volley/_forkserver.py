@@ -10,6 +10,9 @@ Before its first request it imports cloudpickle (which rebuilds every
 function that travels by value) and the modules the invoker preloads
 (``--python-preload``, numpy by default) and says it is ready the same way:
 a warm pack process has them loaded before any worker needs them.
+The connection it says so on stays open: on it the fork server reports how
+each worker's process exited (its exit code, or minus the signal that
+killed it), so the supervisor names why a worker ended without a result.
 
 Requests are ``u32 length | JSON header`` and, for ``load``, the pickle's bytes.
 """
@@ -23,7 +26,7 @@ import signal
 import struct
 import sys
 
-from . import _arena, _worker
+from . import _arena, _wire, _worker
 
 
 def _read_exactly(stream, n):
@@ -80,9 +83,10 @@ def main(socket_name, ready_token, arena_fd="-"):
     _preload("cloudpickle," + os.environ.get("VOLLEY_PYTHON_PRELOAD", ""))
     gc.freeze()
     # Ready: the supervisor waits for this before its pack process counts as started.
-    _worker.connect(socket_path, ready_token, -1).close()
-    # Workers are reaped by the kernel: their ends are seen by the supervisor on their sockets.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    reports = _worker.connect(socket_path, ready_token, -1)
+    # Workers are reaped here, between requests, and their exits reported.
+    workers = {}
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(workers, reports))
     functions = {}
     stdin = sys.stdin.buffer
     for header, blob in _requests(stdin):
@@ -93,15 +97,59 @@ def main(socket_name, ready_token, arena_fd="-"):
             gc.freeze()
             continue
         function = functions.get(header["spawn"])
-        if os.fork() == 0:
-            _child(socket_path, header, function)
+        # A worker that exits at once is reaped only once it is known by its token.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            _child(socket_path, header, function, reports)
+        workers[pid] = header["token"]
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     # The supervisor went away: its pack is over.
 
 
-def _child(socket_path, header, function):
+_reaping = {"now": False, "again": False}
+
+
+def _reap(workers, reports):
+    """Reports the exit of every worker that has exited (the SIGCHLD handler).
+    A signal during a report runs the handler inside it: that call only asks
+    the outer one to look again, so that frames on ``reports`` never interleave."""
+    if _reaping["now"]:
+        _reaping["again"] = True
+        return
+    _reaping["now"] = True
+    try:
+        while True:
+            _reaping["again"] = False
+            _report_exited(workers, reports)
+            if not _reaping["again"]:
+                return
+    finally:
+        _reaping["now"] = False
+
+
+def _report_exited(workers, reports):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        token = workers.pop(pid, None)
+        if token is not None:
+            try:
+                _wire.send(reports, {"exit": token, "code": os.waitstatus_to_exitcode(status)})
+            except OSError:
+                pass  # the supervisor is gone: the pack is over
+
+
+def _child(socket_path, header, function, reports):
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        reports.close()
         sys.stdin.close()
         sock = _worker.connect(socket_path, header["token"], header["rank"])
         hello, parts = _recv_hello(sock)
@@ -119,8 +167,6 @@ def _child(socket_path, header, function):
 
 
 def _recv_hello(sock):
-    from . import _wire
-
     return _wire.recv(sock)
 
 

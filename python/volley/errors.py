@@ -19,6 +19,17 @@ class WorkerError(VolleyError):
         self.exception = exception
 
 
+class WorkerLost(VolleyError):
+    """A worker's process ended without returning (``os._exit``, a crash, a
+    kill): ``rank``, and ``exit_code``, its exit code or minus the signal that
+    killed it, as ``multiprocessing.Process.exitcode`` says (None if unknown)."""
+
+    def __init__(self, message, rank, exit_code):
+        super().__init__(message)
+        self.rank = rank
+        self.exit_code = exit_code
+
+
 class SessionEnded(VolleyError):
     """A shared object (a ``volley.multiprocessing`` queue, lock, value...) was
     used after its program's session ended: the program ended, or died and

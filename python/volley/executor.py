@@ -23,7 +23,7 @@ import time
 import cloudpickle
 
 from . import _native
-from .errors import VolleyError, WorkerError
+from .errors import VolleyError, WorkerError, WorkerLost
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -78,12 +78,22 @@ class _Burst:
     def record(self, timeout=None):
         """The burst once it has ended (waiting up to ``timeout`` seconds; None: as long as it takes)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # The lock is not held while waiting: another thread may ask `done()` meanwhile.
+            with self._lock:
+                record = self._record
+            if record["state"] in _FINAL:
+                return record
+            left = _WAIT_STEP if deadline is None else min(_WAIT_STEP, deadline - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"burst {self.id} has not ended ({record['state']})")
+            self._update(json.loads(self._client.wait(self.id, left)))
+
+    def _update(self, record):
+        """Keeps ``record`` unless the one known already is final (a final record is never replaced)."""
         with self._lock:
-            while self._record["state"] not in _FINAL:
-                left = _WAIT_STEP if deadline is None else min(_WAIT_STEP, deadline - time.monotonic())
-                if left <= 0:
-                    raise TimeoutError(f"burst {self.id} has not ended ({self._record['state']})")
-                self._record = json.loads(self._client.wait(self.id, left))
+            if self._record["state"] not in _FINAL:
+                self._record = record
             return self._record
 
     def outcomes(self, rank):
@@ -94,20 +104,23 @@ class _Burst:
                 cache[rank] = pickle.loads(base64.b64decode(self._record["workers"][rank]["result"]["pickle"]))
             return cache[rank]
 
+    def _now(self):
+        """The record now: fetched unless it is final already."""
+        with self._lock:
+            record = self._record
+        if record["state"] in _FINAL:
+            return record
+        return self._update(json.loads(self._client.burst(self.id)))
+
     def finished_ranks(self):
         """The ranks that have finished, now (the burst fetched if it has not ended)."""
-        with self._lock:
-            if self._record["state"] not in _FINAL:
-                self._record = json.loads(self._client.burst(self.id))
-            if self._record["state"] in _FINAL:
-                return set(range(len(self._record["workers"])))
-            return {w["rank"] for w in self._record["workers"] if w.get("finished_at")}
+        record = self._now()
+        if record["state"] in _FINAL:
+            return set(range(len(record["workers"])))
+        return {w["rank"] for w in record["workers"] if w.get("finished_at")}
 
     def done(self):
-        with self._lock:
-            if self._record["state"] not in _FINAL:
-                self._record = json.loads(self._client.burst(self.id))
-            return self._record["state"] in _FINAL
+        return self._now()["state"] in _FINAL
 
     def cancel(self):
         self._client.cancel(self.id)
@@ -148,7 +161,8 @@ class Future:
             if "raised" in result:
                 raise _worker_error(self.rank, result["raised"])
             if "lost" in result:
-                raise VolleyError(f"worker {self.rank} of burst {record['id']}: {result['lost']}")
+                message = f"worker {self.rank} of burst {record['id']}: {result['lost']}"
+                raise WorkerLost(message, self.rank, result.get("exit"))
         error = worker.get("error") or record.get("error") or f"the burst {record['state']}"
         if "\n\nRemote traceback" in error:
             message, _, remote = error.partition("\n\nRemote traceback")

@@ -75,7 +75,7 @@ fn python(w: &Worker) -> WorkerResult {
     let digest: String = Sha256::digest(&function).iter().map(|b| format!("{b:02x}")).collect();
     let comm = w.comm();
     let supervisor = supervisor::Supervisor::get()?;
-    let mut conn = supervisor.spawn(&digest, &function, &python, comm.rank())?;
+    let supervisor::Forked { mut conn, token } = supervisor.spawn(&digest, &function, &python, comm.rank())?;
     let hello = json!({
         "rank": comm.rank(), "size": comm.size(), "pack": comm.pack(), "burst": w.burst_id(),
         "attempt": w.attempt(), "mode": if burst_mode { "burst" } else { "call" },
@@ -84,8 +84,26 @@ fn python(w: &Worker) -> WorkerResult {
         // A program session's (volley.multiprocessing): where the worker prints, and its shared objects.
         "session": params.get("session"),
     });
-    frame::write(&mut conn, &hello, &[arg]).map_err(|e| format!("starting the Python worker: {e}"))?;
-    let (ended, echo) = relay::serve(&mut conn, comm, supervisor.arena());
+    let (ended, echo) = match frame::write(&mut conn, &hello, &[arg]) {
+        Ok(()) => relay::serve(&mut conn, comm, supervisor.arena()),
+        Err(e) => (Err(format!("starting the Python worker: {e}")), None),
+    };
+    // A worker lost is named by how its process exited (its code, or the signal that killed it).
+    let exit = match &ended {
+        Ok(_) => {
+            supervisor.forget(&token);
+            None
+        }
+        Err(_) => supervisor.exit_code(&token),
+    };
+    let ended = ended.map_err(|lost| match exit {
+        Some(code) if lost == relay::NO_RESULT => format!(
+            "the Python worker process {} without returning a result (its output is in the burst's logs)",
+            supervisor::exit_text(code)
+        ),
+        Some(code) => format!("{lost} (its process {})", supervisor::exit_text(code)),
+        None => lost,
+    });
     // A worker that failed after its communicator reported another worker's
     // failure fails as that echo: the burst names the cause, not this one.
     if burst_mode
@@ -98,7 +116,7 @@ fn python(w: &Worker) -> WorkerResult {
         Ok(ended) => ended,
         // A map's calls are independent: a worker lost (a crash, `os._exit`) is
         // its calls' outcome, and the other workers go on.
-        Err(lost) if !burst_mode => return Ok(json!({ "lost": lost })),
+        Err(lost) if !burst_mode => return Ok(json!({ "lost": lost, "exit": exit })),
         Err(lost) => return Err(lost.into()),
     };
     match ended {

@@ -15,6 +15,10 @@ use crate::arena::Arena;
 use crate::frame;
 use crate::held::Held;
 
+/// Why a worker is lost when its process closed its connection without a result.
+pub(crate) const NO_RESULT: &str =
+    "the Python worker process ended without a result (its output is in the burst's logs)";
+
 /// How a worker ended.
 pub(crate) enum Ended {
     /// Its result, pickled.
@@ -74,7 +78,7 @@ fn serve_calls(
     loop {
         let (header, parts) = match frame::read(conn) {
             Ok(Some(f)) => f,
-            Ok(None) => return Err("the Python worker process ended without a result (it exited or crashed; its output is in the burst's logs)".into()),
+            Ok(None) => return Err(NO_RESULT.into()),
             Err(e) => return Err(format!("reading from the Python worker: {e}")),
         };
         let op = header.get("op").and_then(Value::as_str).unwrap_or_default().to_string();

@@ -6,6 +6,12 @@
 //! The socket is in Linux's abstract namespace (nothing to clean up when the
 //! pack ends, however it ends); a connection that does not present a token
 //! this process handed out is closed.
+//!
+//! The fork server's own connection (the one it says it is ready on) stays
+//! open: on it the fork server reports how each worker process exited (its
+//! exit code, or the signal that killed it), so a worker that ends without a
+//! result is named by its cause, and one that dies before connecting back is
+//! known at once instead of after the connect timeout.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -14,8 +20,8 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -26,6 +32,8 @@ pub use volley_proto::pack::PYTHON_ENV;
 
 /// How long a forked worker may take to connect back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the exit of a worker that closed its connection may take to be reported.
+const EXIT_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 static CURRENT: Mutex<Option<Arc<Supervisor>>> = Mutex::new(None);
 
@@ -35,8 +43,31 @@ pub(crate) struct Supervisor {
     arena: Option<Arc<Arena>>,
     requests: Mutex<Requests>,
     waiting: Arc<Mutex<HashMap<String, mpsc::Sender<UnixStream>>>>,
-    /// Where the fork server says it is ready, until it has.
-    ready: Mutex<Option<mpsc::Receiver<UnixStream>>>,
+    /// Said once the fork server is ready, until it has been waited for.
+    ready: Mutex<Option<mpsc::Receiver<()>>>,
+    exits: Arc<Exits>,
+}
+
+/// How the workers' processes exited, as the fork server reports it: kept
+/// only for the workers still watched (those whose relay has not ended).
+#[derive(Default)]
+struct Exits {
+    codes: Mutex<ExitCodes>,
+    reported: Condvar,
+}
+
+#[derive(Default)]
+struct ExitCodes {
+    /// By token: None until reported.
+    watched: HashMap<String, Option<i32>>,
+    /// The fork server's report connection is gone (it exited).
+    closed: bool,
+}
+
+/// A forked worker, connected back.
+pub(crate) struct Forked {
+    pub(crate) conn: UnixStream,
+    pub(crate) token: String,
 }
 
 struct Requests {
@@ -97,19 +128,27 @@ impl Supervisor {
         })?;
         let Some(stdin) = child.stdin.take() else { return Err("the fork server has no standard input".into()) };
         let waiting: Arc<Mutex<HashMap<String, mpsc::Sender<UnixStream>>>> = Arc::default();
-        let (tx, rx) = mpsc::channel();
+        let (tx, reports) = mpsc::channel();
         lock(&waiting).insert(ready, tx);
         let routes = waiting.clone();
         std::thread::Builder::new()
             .name("python-accept".into())
             .spawn(move || accept(listener, routes))
             .map_err(|e| format!("cannot start the thread that accepts Python workers: {e}"))?;
+        let exits = Arc::new(Exits::default());
+        let (said_ready, ready) = mpsc::channel();
+        let recorded = exits.clone();
+        std::thread::Builder::new()
+            .name("python-exits".into())
+            .spawn(move || record_exits(&reports, &said_ready, &recorded))
+            .map_err(|e| format!("cannot start the thread that reads the Python workers' exits: {e}"))?;
         Ok(Supervisor {
             python,
             arena,
             requests: Mutex::new(Requests { stdin, child, loaded: HashSet::new() }),
             waiting,
-            ready: Mutex::new(Some(rx)),
+            ready: Mutex::new(Some(ready)),
+            exits,
         })
     }
 
@@ -117,20 +156,24 @@ impl Supervisor {
     pub(crate) fn wait_ready(&self) -> Result<(), String> {
         let mut ready = lock(&self.ready);
         if let Some(rx) = ready.as_ref() {
-            self.connected(rx, "the Python fork server did not get ready")?;
+            self.connected(rx, None, "the Python fork server did not get ready")?;
             *ready = None;
         }
         Ok(())
     }
 
-    /// The connection `rx` brings, waited for while the fork server lives (at most `CONNECT_TIMEOUT`).
-    fn connected(&self, rx: &mpsc::Receiver<UnixStream>, what: &str) -> Result<UnixStream, String> {
-        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+    /// What `rx` brings, waited for while the fork server lives (at most
+    /// `CONNECT_TIMEOUT`) and, if `token` names a worker, while its process has not exited.
+    fn connected<T>(&self, rx: &mpsc::Receiver<T>, token: Option<&str>, what: &str) -> Result<T, String> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(conn) => return Ok(conn),
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(got) => return Ok(got),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Err(format!("{what}: see the burst's logs")),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(code) = token.and_then(|t| self.exits.reported(t)) {
+                return Err(format!("{what}: its process {} before it connected", exit_text(code)));
             }
             if let Ok(Some(status)) = lock(&self.requests).child.try_wait() {
                 return Err(format!(
@@ -139,10 +182,43 @@ impl Supervisor {
                     self.python
                 ));
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return Err(format!("{what} within {CONNECT_TIMEOUT:?}: see the burst's logs"));
             }
         }
+    }
+
+    /// How the process of the worker `token` names exited, once the fork
+    /// server has said so (None if it has not within `EXIT_REPORT_TIMEOUT`).
+    /// The worker is no longer watched afterwards.
+    pub(crate) fn exit_code(&self, token: &str) -> Option<i32> {
+        let deadline = Instant::now() + EXIT_REPORT_TIMEOUT;
+        let mut codes = lock(&self.exits.codes);
+        loop {
+            match codes.watched.get(token) {
+                Some(Some(code)) => {
+                    let code = *code;
+                    codes.watched.remove(token);
+                    return Some(code);
+                }
+                Some(None) if !codes.closed => {}
+                _ => {
+                    codes.watched.remove(token);
+                    return None;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                codes.watched.remove(token);
+                return None;
+            }
+            codes = self.exits.reported.wait_timeout(codes, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Stops watching the worker `token` names (its relay ended with its result).
+    pub(crate) fn forget(&self, token: &str) {
+        lock(&self.exits.codes).watched.remove(token);
     }
 
     pub(crate) fn arena(&self) -> Option<Arc<Arena>> {
@@ -154,16 +230,24 @@ impl Supervisor {
     }
 
     /// Forks a worker of `function` (a pickle, `digest` its SHA-256) for `rank`
-    /// and returns its connection once it has connected back.
-    pub(crate) fn spawn(&self, digest: &str, function: &[u8], python: &str, rank: usize) -> Result<UnixStream, String> {
+    /// and returns it once it has connected back. Its exit is watched until
+    /// `exit_code` or `forget` is called with its token.
+    pub(crate) fn spawn(&self, digest: &str, function: &[u8], python: &str, rank: usize) -> Result<Forked, String> {
         let token = format!("{:032x}", rand::random::<u128>());
         let (tx, rx) = mpsc::channel();
         lock(&self.waiting).insert(token.clone(), tx);
+        lock(&self.exits.codes).watched.insert(token.clone(), None);
         let asked = self.ask(digest, function, python, rank, &token);
-        let connected =
-            asked.and_then(|_| self.connected(&rx, &format!("the Python worker of rank {rank} did not connect")));
+        let what = format!("the Python worker of rank {rank} did not connect");
+        let connected = asked.and_then(|_| self.connected(&rx, Some(&token), &what));
         lock(&self.waiting).remove(&token);
-        connected
+        match connected {
+            Ok(conn) => Ok(Forked { conn, token }),
+            Err(e) => {
+                self.forget(&token);
+                Err(e)
+            }
+        }
     }
 
     fn ask(&self, digest: &str, function: &[u8], python: &str, rank: usize, token: &str) -> Result<(), String> {
@@ -176,6 +260,56 @@ impl Supervisor {
         }
         let header = json!({"spawn": digest, "rank": rank, "token": token});
         request(&mut requests.stdin, &header, &[]).map_err(gone)
+    }
+}
+
+impl Exits {
+    fn reported(&self, token: &str) -> Option<i32> {
+        lock(&self.codes).watched.get(token).copied().flatten()
+    }
+}
+
+/// Waits for the fork server's connection, says it is ready, then records
+/// the exits it reports until it closes.
+fn record_exits(reports: &mpsc::Receiver<UnixStream>, said_ready: &mpsc::Sender<()>, exits: &Exits) {
+    let conn = reports.recv();
+    let _ = said_ready.send(());
+    if let Ok(mut conn) = conn {
+        // Frames `{"exit": TOKEN, "code": N}`: N is the exit code, or minus the signal that killed it.
+        while let Ok(Some((report, _))) = frame::read(&mut conn) {
+            let token = report.get("exit").and_then(serde_json::Value::as_str).unwrap_or_default();
+            let Some(code) = report.get("code").and_then(serde_json::Value::as_i64) else { continue };
+            let mut codes = lock(&exits.codes);
+            if let Some(slot) = codes.watched.get_mut(token) {
+                *slot = Some(code as i32);
+                exits.reported.notify_all();
+            }
+        }
+    }
+    lock(&exits.codes).closed = true;
+    exits.reported.notify_all();
+}
+
+/// How a process that exited with `code` (minus its signal if one killed it) ended, in words.
+pub(crate) fn exit_text(code: i32) -> String {
+    match code {
+        0 => "exited with code 0 (os._exit(0)?)".into(),
+        c if c > 0 => format!("exited with code {c}"),
+        c => {
+            let signal = -c;
+            let (name, why) = match signal {
+                4 => ("SIGILL", ": it crashed"),
+                6 => ("SIGABRT", ": it aborted"),
+                7 => ("SIGBUS", ": it crashed"),
+                8 => ("SIGFPE", ": it crashed"),
+                9 => ("SIGKILL", ": out of memory, or killed by hand"),
+                11 => ("SIGSEGV", ": it crashed"),
+                13 => ("SIGPIPE", ""),
+                15 => ("SIGTERM", ""),
+                _ => ("a signal", ""),
+            };
+            format!("was killed by {name} (signal {signal}{why})")
+        }
     }
 }
 

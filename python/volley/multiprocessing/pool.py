@@ -11,11 +11,13 @@ the pool is broken: the calls not done raise the error that says why, and
 new calls are refused. The standard library's pool would wait for them
 forever."""
 
+import functools
 import itertools
 import multiprocessing as _std
 import sys
 import threading
 import traceback
+import warnings
 from multiprocessing.pool import ExceptionWithTraceback, MaybeEncodingError
 
 import cloudpickle
@@ -159,7 +161,9 @@ class _Job:
 class AsyncResult:
     """The result of ``apply_async``/``map_async``: ``get``, ``wait``, ``ready``, ``successful``."""
 
-    def __init__(self, job):
+    def __init__(self, pool, job):
+        # The pool lives while its results are waited for (as the standard library's).
+        self._pool = pool
         self._job = job
 
     def ready(self):
@@ -184,21 +188,14 @@ class AsyncResult:
 MapResult = ApplyResult = AsyncResult
 
 
-class Pool:
-    """``Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None)``:
-    ``processes`` workers (by default ``cpu_count()``, as the standard
-    library's; more is fine: they are Volley's workers, not this machine's)."""
+class _Workers:
+    """What a pool runs on: its bursts, queues, jobs and threads. Its threads
+    hold this, not the ``Pool``, so that a pool dropped while running can be
+    collected (and terminated), as the standard library's is."""
 
-    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None,
-                 executor=None, granularity=None):
-        if processes is not None and processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
-            raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
-        self._processes = processes or _std.cpu_count()
-        self._executor = executor or default_executor()
+    def __init__(self, processes, initializer, initargs, maxtasksperchild, executor, granularity):
+        self._processes = processes
+        self._executor = executor
         self._granularity = granularity
         if initializer is not None:
             _ship_module_of(initializer)
@@ -221,24 +218,6 @@ class Pool:
         self._collector = threading.Thread(target=self._collect, name="volley-pool-results", daemon=True)
         # Waited for when the program ends too: no thread may be in native code then.
         program.own(self._collector)
-
-    def __repr__(self):
-        return f"<volley.multiprocessing.Pool state={self._state} pool_size={self._processes}>"
-
-    def __enter__(self):
-        self._check_running()
-        return self
-
-    def __exit__(self, *exc):
-        self.terminate()
-
-    def __del__(self):
-        # A pool left running ends with its last reference, as the standard library's does.
-        if getattr(self, "_state", None) == _RUN:
-            try:
-                self.terminate()
-            except Exception:  # noqa: BLE001 - its program may be over
-                pass
 
     def _start(self, workers):
         """Workers that serve the pool's tasks: a burst in the program's session."""
@@ -373,36 +352,6 @@ class Pool:
             self._codes[key] = cached
         return cached[1]
 
-    def apply(self, func, args=(), kwds=None):
-        return self.apply_async(func, args, kwds).get()
-
-    def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
-        function = _with_keywords(func, kwds) if kwds else func
-        return AsyncResult(self._submit(function, [tuple(args)], 1, callback, error_callback, single=True))
-
-    def map(self, func, iterable, chunksize=None):
-        return self.map_async(func, iterable, chunksize).get()
-
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        return AsyncResult(self._submit(func, [(x,) for x in iterable], chunksize, callback, error_callback))
-
-    def starmap(self, func, iterable, chunksize=None):
-        return self.starmap_async(func, iterable, chunksize).get()
-
-    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        calls = [tuple(args) for args in iterable]
-        return AsyncResult(self._submit(func, calls, chunksize, callback, error_callback))
-
-    def imap(self, func, iterable, chunksize=1):
-        """Results in order, each as soon as it and those before it are done."""
-        job = self._submit(func, [(x,) for x in iterable], chunksize)
-        return _results_in_order(job)
-
-    def imap_unordered(self, func, iterable, chunksize=1):
-        """Results as they are done, in any order."""
-        job = self._submit(func, [(x,) for x in iterable], chunksize)
-        return _results_as_done(job)
-
     def close(self):
         """No more work; the tasks given are done, then the workers leave."""
         if self._state == _RUN:
@@ -442,18 +391,97 @@ class Pool:
         self._join_threads()
 
 
-def _with_keywords(func, kwds):
-    import functools
+class Pool:
+    """``Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None)``:
+    ``processes`` workers (by default ``cpu_count()``, as the standard
+    library's; more is fine: they are Volley's workers, not this machine's)."""
 
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None,
+                 executor=None, granularity=None):
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._workers = _Workers(processes or _std.cpu_count(), initializer, tuple(initargs), maxtasksperchild,
+                                 executor or default_executor(), granularity)
+
+    def __repr__(self):
+        workers = self._workers
+        return f"<volley.multiprocessing.Pool state={workers._state} pool_size={workers._processes}>"
+
+    def __enter__(self):
+        self._workers._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+    def __del__(self):
+        # A pool dropped while running is terminated, with the standard library's warning.
+        workers = getattr(self, "_workers", None)
+        if workers is not None and workers._state == _RUN:
+            warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+            try:
+                workers.terminate()
+            except Exception:  # noqa: BLE001 - its program may be over
+                pass
+
+    def apply(self, func, args=(), kwds=None):
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
+        function = _with_keywords(func, kwds) if kwds else func
+        return AsyncResult(self, self._workers._submit(function, [tuple(args)], 1, callback, error_callback, single=True))
+
+    def map(self, func, iterable, chunksize=None):
+        return self.map_async(func, iterable, chunksize).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return AsyncResult(self, self._workers._submit(func, [(x,) for x in iterable], chunksize, callback, error_callback))
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self.starmap_async(func, iterable, chunksize).get()
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        calls = [tuple(args) for args in iterable]
+        return AsyncResult(self, self._workers._submit(func, calls, chunksize, callback, error_callback))
+
+    def imap(self, func, iterable, chunksize=1):
+        """Results in order, each as soon as it and those before it are done."""
+        job = self._workers._submit(func, [(x,) for x in iterable], chunksize)
+        return _results_in_order(self, job)
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        """Results as they are done, in any order."""
+        job = self._workers._submit(func, [(x,) for x in iterable], chunksize)
+        return _results_as_done(self, job)
+
+    def close(self):
+        """No more work; the tasks given are done, then the workers leave."""
+        self._workers.close()
+
+    def terminate(self):
+        """Stops the workers at once; calls not done raise an error."""
+        self._workers.terminate()
+
+    def join(self):
+        """Waits for the workers to leave; the pool must be closed or terminated first."""
+        self._workers.join()
+
+
+def _with_keywords(func, kwds):
     return functools.partial(func, **kwds)
 
 
-def _results_in_order(job):
+def _results_in_order(pool, job):
+    # ``pool`` is held: it lives while its results are read.
     for index in range(job._chunks):
         yield from job._chunk(index)
 
 
-def _results_as_done(job):
+def _results_as_done(pool, job):
     for seen in itertools.count():
         if seen == job._chunks:
             return

@@ -16,11 +16,13 @@ import time
 import traceback
 
 from .. import _session
-from ..errors import VolleyError
+from ..errors import VolleyError, WorkerLost
 from ..executor import _ship_module_of, default_executor
 from ._shared import LIFETIME_SECS
 
 _counter = itertools.count(1)
+# How long ``Process.pid`` waits for a started process to run (it may wait for a free slot).
+PID_WAIT_SECS = 60.0
 _children = []
 _children_lock = threading.Lock()
 _exit_registered = False
@@ -70,6 +72,9 @@ def _run(process):
     global _current
     _current = process
     process._started_here = True
+    if process._pid_box is not None:
+        # The program's `p.pid`, known while the process runs.
+        _session.of(_session.attached()).op(process._pid_box, "put", item=_session.dumps(os.getpid()))
     try:
         process.run()
         code = 0
@@ -108,6 +113,8 @@ class Process:
         self._pid = None
         self._closed = False
         self._ended_by = None
+        # The session queue the worker puts its pid in once it runs.
+        self._pid_box = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -137,8 +144,9 @@ class Process:
         for code in (type(self), self._target):
             if code is not None:
                 _ship_module_of(code)
-        executor.program()  # opened first: its end, at exit, comes after the processes are waited for
+        program = executor.program()  # opened first: its end, at exit, comes after the processes are waited for
         _exit_when_the_program_does()
+        self._pid_box = program.session.create({"type": "queue", "maxsize": 1})
         # As long as the program runs (its session bounds it), not a burst's default 300 s.
         self._future = executor.call_async(_run, (self,), granularity=1, timeout=LIFETIME_SECS, in_session=True)
         with _children_lock:
@@ -158,12 +166,46 @@ class Process:
                 time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
         try:
             code, self._pid = self._future.result()
+        except WorkerLost as e:  # os._exit, a crash: the code or signal its process ended with
+            code = self._ended_by or (1 if e.exit_code is None else e.exit_code)
         except Exception as e:  # noqa: BLE001 - the platform ended it: say how
             code = self._ended_by or (1 if "cancelled" not in str(e) else -signal.SIGTERM)
         # Its output is written here before join returns.
         default_executor().program().printed()
         self._exitcode = code
+        self._drop_pid_box()
         return code
+
+    def _drop_pid_box(self):
+        """Deletes the pid's queue, taking the pid from it first if it is not known
+        (a process that ended without returning did not say it otherwise)."""
+        box, self._pid_box = self._pid_box, None
+        if box is None:
+            return
+        session = default_executor().program().session
+        try:
+            if self._pid is None:
+                items = session.op(box, "get").get("items")
+                self._pid = _session.loads(items[0]) if items else None
+            session.op(box, "drop")
+        except VolleyError:
+            pass  # the program's session ended: its objects are gone already
+
+    def _wait_for_pid(self):
+        """The worker's pid, once it runs (None if it has not started within ``PID_WAIT_SECS``)."""
+        session = default_executor().program().session
+        deadline = time.monotonic() + PID_WAIT_SECS
+        while self._pid is None and self._pid_box is not None and time.monotonic() < deadline:
+            try:
+                reply = session.op(self._pid_box, "get", wait=1.0)
+            except VolleyError:
+                return None
+            if reply.get("items"):
+                self._pid = _session.loads(reply["items"][0])
+                self._drop_pid_box()
+            elif self._future._burst.done():
+                self._outcome(0)
+        return self._pid
 
     def join(self, timeout=None):
         self._check_closed()
@@ -223,9 +265,12 @@ class Process:
 
     @property
     def pid(self):
-        """The worker process's id on its invoker's machine, once it has ended (None before)."""
+        """The worker process's id on its invoker's machine (None before ``start``);
+        the first use after ``start`` waits until the process runs."""
         if getattr(self, "_started_here", False):
             return os.getpid()
+        if self._pid is None and self._future is not None:
+            return self._wait_for_pid()
         return self._pid
 
     ident = pid
