@@ -10,6 +10,15 @@ Before its first request it imports cloudpickle (which rebuilds every
 function that travels by value) and the modules the invoker preloads
 (``--python-preload``, numpy by default) and says it is ready the same way:
 a warm pack process has them loaded before any worker needs them.
+A warm one (the invoker told its pack process how many workers to prepare)
+also forks that many *spares* before it says so: workers forked ahead,
+before their function is known, which take a spawn request with the
+function's pickle and unpickle it themselves. A burst's workers then start
+without a fork on the clock (forks, and the page copies of a process's first
+writes, cost a 16-worker pack about as much as the rest of its start). A
+function whose loading here takes a while (it imports modules the spares
+lack) is not loaded by each spare: the spares leave and its workers are
+forked from here, where its modules are then imported once.
 The connection it says so on stays open: on it the fork server reports how
 each worker's process exited (its exit code, or minus the signal that
 killed it), so the supervisor names why a worker ended without a result.
@@ -23,8 +32,10 @@ import json
 import os
 import pickle
 import signal
+import socket
 import struct
 import sys
+import time
 
 from . import _arena, _wire, _worker
 
@@ -82,6 +93,8 @@ def main(socket_name, ready_token, arena_fd="-"):
     # cloudpickle rebuilds every function that travels by value (a script's, a lambda).
     _preload("cloudpickle," + os.environ.get("VOLLEY_PYTHON_PRELOAD", ""))
     gc.freeze()
+    # A warm process forks its workers ahead, before it says it is ready.
+    spares = _Spares(socket_path, _spares_wanted())
     # Ready: the supervisor waits for this before its pack process counts as started.
     reports = _worker.connect(socket_path, ready_token, -1)
     # Workers are reaped here, between requests, and their exits reported.
@@ -91,20 +104,104 @@ def main(socket_name, ready_token, arena_fd="-"):
     stdin = sys.stdin.buffer
     for header, blob in _requests(stdin):
         if "load" in header:
-            functions[header["load"]] = _load(blob, header.get("python"))
+            # CPU time, not the clock's: on a busy machine the clock says little of the work.
+            started = time.process_time()
+            functions[header["load"]] = (_load(blob, header.get("python")), blob, header.get("python"))
+            if time.process_time() - started > _SPARE_LOAD_SECS:
+                # Loading it imported modules that take a while (the spares lack them):
+                # imported here once, they are shared by workers forked from here
+                # instead of imported again by each spare.
+                spares.dismiss()
             # What is loaded now is never collected here: the workers' garbage
             # collections leave it alone, so its pages stay shared with them.
             gc.freeze()
             continue
-        function = functions.get(header["spawn"])
+        function, blob, python = functions.get(header["spawn"], (None, b"", None))
         # A worker that exits at once is reaped only once it is known by its token.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        pid = os.fork()
-        if pid == 0:
-            _child(socket_path, header, function, reports)
-        workers[pid] = header["token"]
+        pid = spares.hand(header, blob, python, workers) if function is not None else None
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                _child(socket_path, header, function, reports)
+            workers[pid] = header["token"]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-    # The supervisor went away: its pack is over.
+    # The supervisor went away: its pack is over (spares see their connections close).
+
+
+# Most workers forked ahead by one process (more are forked when asked for).
+_MOST_SPARES = 64
+# A function that takes longer to load (its modules to import) is not loaded
+# by each spare: its workers are forked from here once it is loaded. About
+# what a fork costs: below it, every spare loading it is still the cheaper.
+_SPARE_LOAD_SECS = 0.002
+
+
+def _spares_wanted():
+    """The workers a warm process forks ahead: as many as its pack may have
+    (the threads the invoker told it to prepare), none for a cold one, and at
+    most ``VOLLEY_PYTHON_SPARES`` (the invoker's environment; 0: none)."""
+    try:
+        most = int(os.environ.get("VOLLEY_PYTHON_SPARES", _MOST_SPARES))
+        return max(min(int(os.environ.get("VOLLEY_PREPARE_WORKERS", "0")), most), 0)
+    except ValueError:
+        return 0
+
+
+class _Spares:
+    """Workers forked before their function is known: each waits on a
+    connection of its own for a spawn request and the function's pickle, then
+    unpickles it (with the modules this process has, those preloaded) and runs
+    as a worker forked on request does. The fork, and the copies of the pages
+    a new process writes first, are then paid while the process is idle, not
+    on a burst's clock."""
+
+    def __init__(self, socket_path, count):
+        self._idle = []
+        for _ in range(count):
+            ours, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:
+                ours.close()
+                for _, other in self._idle:
+                    other.close()
+                _spare(socket_path, theirs)
+            theirs.close()
+            self._idle.append((pid, ours))
+
+    def hand(self, header, blob, python, workers):
+        """The pid of the spare that took the request (recorded in ``workers``), or None if none is left."""
+        while self._idle:
+            pid, conn = self._idle.pop()
+            workers[pid] = header["token"]
+            try:
+                _wire.send(conn, dict(header, python=python), [blob])
+                return pid
+            except OSError:
+                workers.pop(pid, None)  # it died idle: the next one
+            finally:
+                conn.close()
+        return None
+
+    def dismiss(self):
+        """The spares leave (their connections close)."""
+        for _, conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+def _spare(socket_path, conn):
+    """A worker forked ahead: waits for its request, then runs it."""
+    function = None
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sys.stdin.close()
+        header, parts = _wire.recv(conn)
+        conn.close()
+        function = _load(bytes(parts[0]), header.get("python"))
+    except BaseException:  # noqa: BLE001 - not needed (its process ended the pack) or its request was cut
+        os._exit(0)
+    _child(socket_path, header, function, None)
 
 
 _reaping = {"now": False, "again": False}
@@ -149,7 +246,8 @@ def _child(socket_path, header, function, reports):
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-        reports.close()
+        if reports is not None:
+            reports.close()
         sys.stdin.close()
         sock = _worker.connect(socket_path, header["token"], header["rank"])
         hello, parts = _recv_hello(sock)
