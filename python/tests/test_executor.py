@@ -8,6 +8,7 @@ import time
 import pytest
 
 import volley
+from volley import _packages
 from volley import executor as executor_module
 
 
@@ -137,6 +138,26 @@ def test_a_function_pickled_by_another_python_is_refused_by_name(ex, monkeypatch
     future = ex.call_async(square, 2)
     with pytest.raises(volley.WorkerError, match=r"pickled by Python 3\.99 but this invoker runs Python 3\.\d+"):
         future.result(timeout=60)
+
+
+def test_a_function_needing_a_package_the_invoker_lacks_is_refused_by_name(ex, tmp_path, monkeypatch):
+    # A package installed here (its directory counts as a site directory) but not for the invoker's Python.
+    package = tmp_path / "volley_test_only_here"
+    package.mkdir()
+    (package / "__init__.py").write_text("__version__ = '1.2.3'\n\ndef double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "volley_test_only_here", raising=False)
+    import volley_test_only_here as only
+
+    site = (os.path.realpath(tmp_path),)
+    monkeypatch.setattr(_packages, "_site_dirs", lambda: site)
+    monkeypatch.setattr(executor_module, "_installed", lambda: site)
+    needs = r"the function needs volley_test_only_here 1\.2\.3 \(the client's versions\), not installed for this invoker's Python"
+    with pytest.raises(volley.WorkerError, match=needs):
+        ex.call_async(only.double, 4).result(timeout=60)
+    # Another version of a package the invoker has is said in its log, and the function runs.
+    monkeypatch.setitem(_packages._versions, "cloudpickle", "0.0.1")
+    assert ex.call_async(lambda x: x + 1, 1).result(timeout=60) == 2
 
 
 def test_a_volley_up_platform_runs_python_workers(up):

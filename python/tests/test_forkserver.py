@@ -71,3 +71,19 @@ def test_a_spare_runs_the_request_handed_to_it_and_the_others_leave_when_dismiss
     assert got["refused"]["op"] == "error" and "pickled by Python 3.1 but this invoker runs" in got["refused"]["message"]
     assert len(got["left"]) == 1 and got["ended"] == [0], "a dismissed spare exits"
     assert got["empty"] is None, "with no spare left, the fork server forks"
+
+
+def test_the_client_names_the_installed_packages_a_function_refers_to_and_the_worker_compares_them():
+    import cloudpickle
+    import numpy as np
+
+    from volley import _packages
+
+    def norm(x):
+        return np.sqrt(x)
+
+    _, versions = _packages.dumps(norm)
+    assert versions == {"cloudpickle": cloudpickle.__version__, "numpy": np.__version__}
+    assert _packages.dumps(len)[1] == {}, "the standard library is the Python version's"
+    wanted = {"numpy": "0.1", "volley_no_such_package": "1.0", "cloudpickle": cloudpickle.__version__}
+    assert _packages.compare(wanted) == (["volley_no_such_package 1.0"], [f"numpy 0.1 (here {np.__version__})"])

@@ -37,7 +37,7 @@ import struct
 import sys
 import time
 
-from . import _arena, _wire, _worker
+from . import _arena, _packages, _wire, _worker
 
 
 def _read_exactly(stream, n):
@@ -58,18 +58,30 @@ def _requests(stream):
         yield header, blob
 
 
-def _load(blob, wanted):
-    """The function a pickle holds, or the exception that says why it cannot run here."""
+def _load(blob, wanted, packages=None):
+    """The function a pickle holds, or the exception that says why it cannot
+    run here. ``packages`` ({name: version}, the client's) are compared with
+    this Python's first (the spares leave that to the fork server)."""
     mine = _worker.python_version()
     if wanted != mine:
         return RuntimeError(
             f"the function was pickled by Python {wanted} but this invoker runs Python {mine}: "
             f"run the client with Python {mine}, or give the invoker that Python (volley invoker --python PATH)"
         )
+    missing, differing = _packages.compare(packages) if packages else ([], [])
+    if missing:
+        return RuntimeError(
+            f"the function needs {', '.join(missing)} (the client's versions), not installed for this "
+            f"invoker's Python ({sys.executable}): install them there, or give the invoker a Python that "
+            f"has them (volley invoker --python PATH)"
+        )
+    differ = f"; these packages' versions differ from the client's: {', '.join(differing)}" if differing else ""
+    if differ:
+        print(f"volley: the function was pickled with other package versions{differ}", file=sys.stderr)
     try:
         return pickle.loads(blob)
     except Exception as e:  # noqa: BLE001 - reported to each worker of it
-        return RuntimeError(f"the function could not be unpickled here ({type(e).__name__}: {e})")
+        return RuntimeError(f"the function could not be unpickled here ({type(e).__name__}: {e}){differ}")
 
 
 def _preload(names):
@@ -106,7 +118,7 @@ def main(socket_name, ready_token, arena_fd="-"):
         if "load" in header:
             # CPU time, not the clock's: on a busy machine the clock says little of the work.
             started = time.process_time()
-            functions[header["load"]] = (_load(blob, header.get("python")), blob, header.get("python"))
+            functions[header["load"]] = (_load(blob, header.get("python"), header.get("packages")), blob, header.get("python"))
             if time.process_time() - started > _SPARE_LOAD_SECS:
                 # Loading it imported modules that take a while (the spares lack them):
                 # imported here once, they are shared by workers forked from here
@@ -119,7 +131,8 @@ def main(socket_name, ready_token, arena_fd="-"):
         function, blob, python = functions.get(header["spawn"], (None, b"", None))
         # A worker that exits at once is reaped only once it is known by its token.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        pid = spares.hand(header, blob, python, workers) if function is not None else None
+        # A function that cannot run here is reported by a forked worker, as it is from here.
+        pid = spares.hand(header, blob, python, workers) if callable(function) else None
         if pid is None:
             pid = os.fork()
             if pid == 0:

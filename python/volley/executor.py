@@ -22,7 +22,7 @@ import time
 
 import cloudpickle
 
-from . import _native
+from . import _native, _packages
 from .errors import VolleyError, WorkerError, WorkerLost
 
 ALL_COMPLETED = "ALL_COMPLETED"
@@ -64,6 +64,16 @@ def _pickled(obj, what):
         return base64.b64encode(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).decode()
     except Exception as e:
         raise TypeError(f"{what} cannot be pickled: {type(e).__name__}: {e}") from e
+
+
+def _pickled_function(function):
+    """The function pickled, and the versions of the installed packages it refers to."""
+    _ship_module_of(function)
+    try:
+        blob, packages = _packages.dumps(function)
+    except Exception as e:
+        raise TypeError(f"the function cannot be pickled: {type(e).__name__}: {e}") from e
+    return base64.b64encode(blob).decode(), packages
 
 
 class _Burst:
@@ -304,7 +314,8 @@ class Executor:
 
     def _submit(self, function, mode, workers, worker_args=None, common=None, granularity=None, transport=None,
                 timeout=None, storage=None, in_session=False):
-        params = {"function": _pickled(function, "the function"), "python": _python_version(), "mode": mode}
+        pickled, packages = _pickled_function(function)
+        params = {"function": pickled, "python": _python_version(), "packages": packages, "mode": mode}
         session = self.program().ref if in_session else None
         if session is not None:
             # The workers print to this process and reach the session's objects.

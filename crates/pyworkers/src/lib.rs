@@ -9,7 +9,8 @@
 //! pack compute in parallel whatever the GIL.
 //!
 //! The function's parameters, as the client sends them:
-//! `{"function": BASE64 PICKLE, "python": "3.11", "mode": "call" | "burst", "arg": BASE64 PICKLE}`,
+//! `{"function": BASE64 PICKLE, "python": "3.11", "packages": {NAME: VERSION},
+//! "mode": "call" | "burst", "arg": BASE64 PICKLE}`,
 //! and each worker's own `{"arg": BASE64 PICKLE}` (a map's calls: their
 //! argument lists). In `call` mode a worker makes its calls and each call's
 //! outcome, value or exception, is its own (the other calls and workers go
@@ -75,7 +76,10 @@ fn python(w: &Worker) -> WorkerResult {
     let digest: String = Sha256::digest(&function).iter().map(|b| format!("{b:02x}")).collect();
     let comm = w.comm();
     let supervisor = supervisor::Supervisor::get()?;
-    let supervisor::Forked { mut conn, token } = supervisor.spawn(&digest, &function, &python, comm.rank())?;
+    // The installed packages the function refers to, with the client's versions: the fork server compares them.
+    let packages = params.get("packages").cloned().unwrap_or(Value::Null);
+    let loading = supervisor::Load { digest: &digest, pickle: &function, python: &python, packages: &packages };
+    let supervisor::Forked { mut conn, token } = supervisor.spawn(&loading, comm.rank())?;
     let hello = json!({
         "rank": comm.rank(), "size": comm.size(), "pack": comm.pack(), "burst": w.burst_id(),
         "attempt": w.attempt(), "mode": if burst_mode { "burst" } else { "call" },

@@ -64,6 +64,16 @@ struct ExitCodes {
     closed: bool,
 }
 
+/// A function as the fork server loads it: its pickle (`digest` its SHA-256),
+/// the client's Python `major.minor` and the versions of the installed
+/// packages it refers to.
+pub(crate) struct Load<'a> {
+    pub(crate) digest: &'a str,
+    pub(crate) pickle: &'a [u8],
+    pub(crate) python: &'a str,
+    pub(crate) packages: &'a serde_json::Value,
+}
+
 /// A forked worker, connected back.
 pub(crate) struct Forked {
     pub(crate) conn: UnixStream,
@@ -229,15 +239,15 @@ impl Supervisor {
         matches!(lock(&self.requests).child.try_wait(), Ok(None))
     }
 
-    /// Forks a worker of `function` (a pickle, `digest` its SHA-256) for `rank`
+    /// Starts a worker of `function` for `rank` (forked, or a spare handed it)
     /// and returns it once it has connected back. Its exit is watched until
     /// `exit_code` or `forget` is called with its token.
-    pub(crate) fn spawn(&self, digest: &str, function: &[u8], python: &str, rank: usize) -> Result<Forked, String> {
+    pub(crate) fn spawn(&self, function: &Load<'_>, rank: usize) -> Result<Forked, String> {
         let token = format!("{:032x}", rand::random::<u128>());
         let (tx, rx) = mpsc::channel();
         lock(&self.waiting).insert(token.clone(), tx);
         lock(&self.exits.codes).watched.insert(token.clone(), None);
-        let asked = self.ask(digest, function, python, rank, &token);
+        let asked = self.ask(function, rank, &token);
         let what = format!("the Python worker of rank {rank} did not connect");
         let connected = asked.and_then(|_| self.connected(&rx, Some(&token), &what));
         lock(&self.waiting).remove(&token);
@@ -250,15 +260,18 @@ impl Supervisor {
         }
     }
 
-    fn ask(&self, digest: &str, function: &[u8], python: &str, rank: usize, token: &str) -> Result<(), String> {
+    fn ask(&self, function: &Load<'_>, rank: usize, token: &str) -> Result<(), String> {
         let mut requests = lock(&self.requests);
         let gone = |e: std::io::Error| format!("the Python fork server is gone ({e}); see the burst's logs");
-        if !requests.loaded.contains(digest) {
-            let header = json!({"load": digest, "size": function.len(), "python": python});
-            request(&mut requests.stdin, &header, function).map_err(gone)?;
-            requests.loaded.insert(digest.to_string());
+        if !requests.loaded.contains(function.digest) {
+            let header = json!({
+                "load": function.digest, "size": function.pickle.len(),
+                "python": function.python, "packages": function.packages,
+            });
+            request(&mut requests.stdin, &header, function.pickle).map_err(gone)?;
+            requests.loaded.insert(function.digest.to_string());
         }
-        let header = json!({"spawn": digest, "rank": rank, "token": token});
+        let header = json!({"spawn": function.digest, "rank": rank, "token": token});
         request(&mut requests.stdin, &header, &[]).map_err(gone)
     }
 }
