@@ -1,0 +1,10 @@
+//! Confinement of pack processes (issue 15). So far: a cgroup per pack, on
+//! the machine's cgroup v1 controllers or a cgroup v2 tree, which holds the
+//! pack to its burst's memory (a hard limit), a number of processes (a fork
+//! bomb stops there) and a CPU weight by slots, and says afterwards whether
+//! the pack was killed for memory, so that the burst's error can name the
+//! limit instead of a bare SIGKILL.
+
+mod cgroup;
+
+pub use cgroup::{Cgroup, Error, Layout, Limits, Usage};

@@ -1,0 +1,88 @@
+//! Packs' cgroups on this machine's real cgroup filesystem (root needed):
+//! a process past its memory limit is killed and counted, a fork bomb stops
+//! at the process limit, and nothing is left once the cgroup is removed.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+
+use volley_sandbox::{Cgroup, Layout, Limits};
+
+fn layout() -> Option<Layout> {
+    // SAFETY: geteuid(2) reads the caller's effective uid.
+    let root = unsafe { libc::geteuid() } == 0;
+    let layout = if root { Layout::detect().ok() } else { None };
+    volley_testkit::services::present("cgroups a root process can make (v1 or v2)", layout.is_some()).then_some(())?;
+    layout
+}
+
+fn name(what: &str) -> String {
+    format!("test-{what}-{}", std::process::id())
+}
+
+/// Runs `sh -c script` inside `cgroup` from its first instruction.
+fn run_inside(cgroup: &Cgroup, script: &str) -> std::process::Output {
+    let joiner = cgroup.joiner().expect("the cgroup's procs files open");
+    let mut command = Command::new("sh");
+    command.args(["-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: join_self only calls write(2).
+    unsafe {
+        command.pre_exec(move || joiner.join_self());
+    }
+    command.output().expect("sh runs")
+}
+
+/// Whether `pid` is a process that has not exited (a zombie waiting for its reaper has).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(|c| c != 'Z' && c != 'X')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_process_past_the_memory_limit_is_killed_and_counted() {
+    let Some(layout) = layout() else { return };
+    let cgroup = Cgroup::create(&layout, &name("memory")).unwrap();
+    cgroup.limit(&Limits { memory_bytes: Some(64 << 20), pids: Some(64), cpu_slots: Some(2) }).unwrap();
+    // 256 MiB, written (so really held) by a process of the cgroup.
+    let out = run_inside(&cgroup, "head -c 268435456 /dev/zero | tr '\\0' a | { v=$(cat); echo ${#v}; }");
+    assert_eq!(out.status.signal(), None, "the shell itself survives");
+    let usage = cgroup.usage();
+    assert!(usage.oom_kills >= 1, "the kernel killed for memory: {usage:?}, {out:?}");
+    assert!(usage.memory_peak.is_some_and(|p| p <= 64 << 20), "{usage:?}");
+    let dirs = cgroup.dirs().to_vec();
+    cgroup.remove().unwrap();
+    assert!(dirs.iter().all(|d| !d.exists()), "removed: {dirs:?}");
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_process_limit_and_removal_kills_what_is_left() {
+    let Some(layout) = layout() else { return };
+    let cgroup = Cgroup::create(&layout, &name("pids")).unwrap();
+    cgroup.limit(&Limits { pids: Some(8), ..Limits::default() }).unwrap();
+    // Twenty sleepers asked for, eight processes allowed (the shell is one).
+    let out = run_inside(&cgroup, "for i in $(seq 20); do sleep 60 >/dev/null 2>&1 & done; echo started");
+    let usage = cgroup.usage();
+    assert!(usage.pids_refused >= 1, "forks were refused: {usage:?}, {out:?}");
+    let left = cgroup.pids();
+    assert!(!left.is_empty() && left.len() <= 8, "the sleepers that started outlive the shell: {left:?}");
+    let dirs = cgroup.dirs().to_vec();
+    cgroup.remove().unwrap();
+    for pid in left {
+        assert!(!running(pid), "pid {pid} was killed");
+    }
+    assert!(dirs.iter().all(|d| !d.exists()), "removed: {dirs:?}");
+}
+
+#[test]
+fn a_cgroup_dropped_unremoved_is_removed_with_its_processes() {
+    let Some(layout) = layout() else { return };
+    let cgroup = Cgroup::create(&layout, &name("drop")).unwrap();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    cgroup.add(child.id()).unwrap();
+    assert_eq!(cgroup.pids(), vec![child.id()]);
+    let dirs = cgroup.dirs().to_vec();
+    drop(cgroup);
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert!(dirs.iter().all(|d| !d.exists()), "removed: {dirs:?}");
+}
