@@ -86,4 +86,5 @@ def test_the_client_names_the_installed_packages_a_function_refers_to_and_the_wo
     assert versions == {"cloudpickle": cloudpickle.__version__, "numpy": np.__version__}
     assert _packages.dumps(len)[1] == {}, "the standard library is the Python version's"
     wanted = {"numpy": "0.1", "volley_no_such_package": "1.0", "cloudpickle": cloudpickle.__version__}
-    assert _packages.compare(wanted) == (["volley_no_such_package 1.0"], [f"numpy 0.1 (here {np.__version__})"])
+    assert _packages.missing(wanted) == ["volley_no_such_package 1.0"]
+    assert _packages.differing(wanted) == [f"numpy 0.1 (here {np.__version__})"]

@@ -58,30 +58,42 @@ def _requests(stream):
         yield header, blob
 
 
-def _load(blob, wanted, packages=None):
-    """The function a pickle holds, or the exception that says why it cannot
-    run here. ``packages`` ({name: version}, the client's) are compared with
-    this Python's first (the spares leave that to the fork server)."""
+def _load(blob, wanted):
+    """The function a pickle holds, or the exception that says why it cannot run here."""
     mine = _worker.python_version()
     if wanted != mine:
         return RuntimeError(
             f"the function was pickled by Python {wanted} but this invoker runs Python {mine}: "
             f"run the client with Python {mine}, or give the invoker that Python (volley invoker --python PATH)"
         )
-    missing, differing = _packages.compare(packages) if packages else ([], [])
+    try:
+        return pickle.loads(blob)
+    except Exception as e:  # noqa: BLE001 - reported to each worker of it
+        return RuntimeError(f"the function could not be unpickled here ({type(e).__name__}: {e})")
+
+
+def _load_checked(blob, wanted, packages):
+    """``_load`` with the client's ``packages`` ({name: version}) held against
+    this Python's: a missing one refuses the function; versions that differ
+    are said. Also returns the CPU seconds unpickling took (what a spare would pay)."""
+    missing = _packages.missing(packages)
     if missing:
         return RuntimeError(
             f"the function needs {', '.join(missing)} (the client's versions), not installed for this "
             f"invoker's Python ({sys.executable}): install them there, or give the invoker a Python that "
             f"has them (volley invoker --python PATH)"
-        )
-    differ = f"; these packages' versions differ from the client's: {', '.join(differing)}" if differing else ""
-    if differ:
-        print(f"volley: the function was pickled with other package versions{differ}", file=sys.stderr)
-    try:
-        return pickle.loads(blob)
-    except Exception as e:  # noqa: BLE001 - reported to each worker of it
-        return RuntimeError(f"the function could not be unpickled here ({type(e).__name__}: {e}){differ}")
+        ), 0.0
+    # CPU time, not the clock's: on a busy machine the clock says little of the work.
+    started = time.process_time()
+    function = _load(blob, wanted)
+    took = time.process_time() - started
+    differing = _packages.differing(packages)
+    if differing:
+        differ = f"these packages' versions differ from the client's: {', '.join(differing)}"
+        print(f"volley: the function was pickled with other package versions; {differ}", file=sys.stderr)
+        if isinstance(function, BaseException):
+            function = RuntimeError(f"{function}; {differ}")
+    return function, took
 
 
 def _preload(names):
@@ -116,10 +128,9 @@ def main(socket_name, ready_token, arena_fd="-"):
     stdin = sys.stdin.buffer
     for header, blob in _requests(stdin):
         if "load" in header:
-            # CPU time, not the clock's: on a busy machine the clock says little of the work.
-            started = time.process_time()
-            functions[header["load"]] = (_load(blob, header.get("python"), header.get("packages")), blob, header.get("python"))
-            if time.process_time() - started > _SPARE_LOAD_SECS:
+            function, took = _load_checked(blob, header.get("python"), header.get("packages") or {})
+            functions[header["load"]] = (function, blob, header.get("python"))
+            if took > _SPARE_LOAD_SECS:
                 # Loading it imported modules that take a while (the spares lack them):
                 # imported here once, they are shared by workers forked from here
                 # instead of imported again by each spare.
@@ -136,7 +147,7 @@ def main(socket_name, ready_token, arena_fd="-"):
         if pid is None:
             pid = os.fork()
             if pid == 0:
-                _child(socket_path, header, function, reports)
+                _child(socket_path, header, function, reports, spares)
             workers[pid] = header["token"]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     # The supervisor went away: its pack is over (spares see their connections close).
@@ -173,7 +184,13 @@ class _Spares:
         self._idle = []
         for _ in range(count):
             ours, theirs = socket.socketpair()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as e:  # a process limit: fewer spares, the rest forked when asked for
+                print(f"volley: forking workers ahead stopped at {len(self._idle)}: {e}", file=sys.stderr)
+                ours.close()
+                theirs.close()
+                break
             if pid == 0:
                 ours.close()
                 for _, other in self._idle:
@@ -196,6 +213,11 @@ class _Spares:
                 conn.close()
         return None
 
+    def close_ends(self):
+        """In a forked worker: the idle spares' connections are not its to hold."""
+        for _, conn in self._idle:
+            conn.close()
+
     def dismiss(self):
         """The spares leave (their connections close)."""
         for _, conn in self._idle:
@@ -205,16 +227,24 @@ class _Spares:
 
 def _spare(socket_path, conn):
     """A worker forked ahead: waits for its request, then runs it."""
-    function = None
+    header = None
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        sys.stdin.close()
+        _away_from_stdin()
         header, parts = _wire.recv(conn)
         conn.close()
         function = _load(bytes(parts[0]), header.get("python"))
-    except BaseException:  # noqa: BLE001 - not needed (its process ended the pack) or its request was cut
-        os._exit(0)
-    _child(socket_path, header, function, None)
+    except BaseException:  # noqa: BLE001 - not needed (the fork server went away), or its request was cut
+        os._exit(0 if header is None else 1)
+    _child(socket_path, header, function, None, None)
+
+
+def _away_from_stdin():
+    """Lets go of the supervisor's pipe (fd 0 becomes /dev/null): once the fork
+    server is gone, the supervisor's writes must fail, not fill a pipe nobody reads."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 _reaping = {"now": False, "again": False}
@@ -227,15 +257,15 @@ def _reap(workers, reports):
     if _reaping["now"]:
         _reaping["again"] = True
         return
-    _reaping["now"] = True
-    try:
-        while True:
-            _reaping["again"] = False
+    while True:
+        _reaping["now"], _reaping["again"] = True, False
+        try:
             _report_exited(workers, reports)
-            if not _reaping["again"]:
-                return
-    finally:
-        _reaping["now"] = False
+        finally:
+            _reaping["now"] = False
+        # A signal after the last look but before `now` was cleared asked for another.
+        if not _reaping["again"]:
+            return
 
 
 def _report_exited(workers, reports):
@@ -254,14 +284,16 @@ def _report_exited(workers, reports):
                 pass  # the supervisor is gone: the pack is over
 
 
-def _child(socket_path, header, function, reports):
+def _child(socket_path, header, function, reports, spares):
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         if reports is not None:
             reports.close()
-        sys.stdin.close()
+        if spares is not None:
+            spares.close_ends()
+        _away_from_stdin()
         sock = _worker.connect(socket_path, header["token"], header["rank"])
         hello, parts = _recv_hello(sock)
         if function is None or isinstance(function, BaseException):

@@ -1,7 +1,8 @@
 """The installed packages a pickled function refers to, with their versions.
 
 The client names them with the function (``dumps``); the fork server holds
-them against its own before it unpickles the function (``compare``): a
+them against its own (``missing`` before it unpickles the function,
+``differing`` after): a
 package the invoker's Python lacks is refused by name instead of failing as
 an obscure unpickling error, and versions that differ are said in the
 pack's log and in the error if the function then fails to load.
@@ -41,11 +42,13 @@ class _Recorder(cloudpickle.Pickler):
         self.modules = set()
 
     def reducer_override(self, obj):
-        if isinstance(obj, types.ModuleType):
-            name = obj.__name__
-        elif isinstance(obj, type) or callable(obj):
-            name = getattr(obj, "__module__", None)
-        else:
+        name = None
+        try:
+            if isinstance(obj, types.ModuleType):
+                name = obj.__name__
+            elif isinstance(obj, type) or callable(obj):
+                name = getattr(obj, "__module__", None)
+        except Exception:  # noqa: BLE001 - an object whose attributes raise: pickled as before, not noted
             name = None
         if isinstance(name, str):
             self.modules.add(name.partition(".")[0])
@@ -93,20 +96,29 @@ def _version(name):
     return _versions[name]
 
 
-def compare(wanted):
-    """``(missing, differing)``: the packages of ``wanted`` ({name: version})
-    not installed here, and those whose version here differs, each as text."""
+def missing(wanted):
+    """The packages of ``wanted`` ({name: version}) not installed here, as
+    text (looked up without importing anything)."""
     import importlib.util
 
-    missing, differing = [], []
+    return [
+        f"{name} {version}" if version else name
+        for name, version in sorted((wanted or {}).items())
+        if name not in sys.modules and _find(importlib.util, name) is None
+    ]
+
+
+def differing(wanted):
+    """The packages of ``wanted`` whose version here differs, as text. Only
+    those imported here that say their ``__version__`` are compared (the
+    function's loading imported those it refers to): nothing is imported or
+    read from disk for it."""
+    found = []
     for name, version in sorted((wanted or {}).items()):
-        if name not in sys.modules and _find(importlib.util, name) is None:
-            missing.append(f"{name} {version}" if version else name)
-            continue
-        mine = _version(name)
-        if version and mine and mine != version:
-            differing.append(f"{name} {version} (here {mine})")
-    return missing, differing
+        mine = getattr(sys.modules.get(name), "__version__", None)
+        if version and isinstance(mine, str) and mine != version:
+            found.append(f"{name} {version} (here {mine})")
+    return found
 
 
 def _find(util, name):

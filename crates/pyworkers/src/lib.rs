@@ -98,7 +98,11 @@ fn python(w: &Worker) -> WorkerResult {
             supervisor.forget(&token);
             None
         }
-        Err(_) => supervisor.exit_code(&token),
+        Err(_) => {
+            // A worker still waiting for an answer learns there is none, and exits.
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            supervisor.exit_code(&token)
+        }
     };
     let ended = ended.map_err(|lost| match exit {
         Some(code) if lost == relay::NO_RESULT => format!(

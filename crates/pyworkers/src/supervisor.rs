@@ -285,7 +285,8 @@ impl Exits {
 /// Waits for the fork server's connection, says it is ready, then records
 /// the exits it reports until it closes.
 fn record_exits(reports: &mpsc::Receiver<UnixStream>, said_ready: &mpsc::Sender<()>, exits: &Exits) {
-    let conn = reports.recv();
+    // A fork server that never connects (it failed to start) is given up on, as `wait_ready` does.
+    let conn = reports.recv_timeout(CONNECT_TIMEOUT);
     let _ = said_ready.send(());
     if let Ok(mut conn) = conn {
         // Frames `{"exit": TOKEN, "code": N}`: N is the exit code, or minus the signal that killed it.

@@ -207,7 +207,8 @@ class _Workers:
         self._worker_params = (self._tasks, self._results, initializer, tuple(initargs), maxtasksperchild)
         self._jobs = {}
         self._job_ids = itertools.count()
-        self._lock = threading.Lock()
+        # Reentrant: a garbage collection in a thread holding it may terminate a dropped pool.
+        self._lock = threading.RLock()
         self._bursts = []
         self._live = 0
         self._broken = None
@@ -359,7 +360,7 @@ class _Workers:
             for _ in range(self._processes):
                 self._tasks.put(None)
 
-    def terminate(self):
+    def terminate(self, join=True):
         """Stops the workers at once; calls not done raise an error."""
         with self._lock:
             if self._state == _TERMINATE:
@@ -372,7 +373,8 @@ class _Workers:
             except Exception:  # noqa: BLE001 - ended meanwhile
                 pass
         self._break(VolleyError("the pool was terminated before this call was done"))
-        self._join_threads()
+        if join:
+            self._join_threads()
 
     def _join_threads(self):
         # Their waits end now: the bursts are over and the collector was told to stop.
@@ -419,14 +421,18 @@ class Pool:
         self.terminate()
 
     def __del__(self):
-        # A pool dropped while running is terminated, with the standard library's warning.
+        # A pool dropped while running is terminated, with the standard library's
+        # warning. Its threads are not joined here: a collection may run this in
+        # any thread, one of the pool's own included (they end by themselves).
         workers = getattr(self, "_workers", None)
         if workers is not None and workers._state == _RUN:
-            warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
             try:
-                workers.terminate()
-            except Exception:  # noqa: BLE001 - its program may be over
-                pass
+                warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+            finally:
+                try:
+                    workers.terminate(join=False)
+                except Exception:  # noqa: BLE001 - its program may be over
+                    pass
 
     def apply(self, func, args=(), kwds=None):
         return self.apply_async(func, args, kwds).get()

@@ -199,7 +199,7 @@ class Process:
             try:
                 reply = session.op(self._pid_box, "get", wait=1.0)
             except VolleyError:
-                return None
+                return self._pid
             if reply.get("items"):
                 self._pid = _session.loads(reply["items"][0])
                 self._drop_pid_box()
@@ -266,7 +266,7 @@ class Process:
     @property
     def pid(self):
         """The worker process's id on its invoker's machine (None before ``start``);
-        the first use after ``start`` waits until the process runs."""
+        read before the process runs, it waits for that (up to ``PID_WAIT_SECS``)."""
         if getattr(self, "_started_here", False):
             return os.getpid()
         if self._pid is None and self._future is not None:
