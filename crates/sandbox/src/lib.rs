@@ -3,8 +3,11 @@
 //! pack to its burst's memory (a hard limit), a number of processes (a fork
 //! bomb stops there) and a CPU weight by slots, and says afterwards whether
 //! the pack was killed for memory, so that the burst's error can name the
-//! limit instead of a bare SIGKILL.
+//! limit instead of a bare SIGKILL; and a seccomp filter of the system
+//! calls a function never needs (ADR 0008 has the whole design).
 
 mod cgroup;
+mod seccomp;
 
-pub use cgroup::{Cgroup, Error, Layout, Limits, Usage};
+pub use cgroup::{Cgroup, Error, Joiner, Layout, Limits, Usage};
+pub use seccomp::{Filter, FilterError};
