@@ -3,11 +3,15 @@
 //! pack to its burst's memory (a hard limit), a number of processes (a fork
 //! bomb stops there) and a CPU weight by slots, and says afterwards whether
 //! the pack was killed for memory, so that the burst's error can name the
-//! limit instead of a bare SIGKILL; and a seccomp filter of the system
-//! calls a function never needs (ADR 0008 has the whole design).
+//! limit instead of a bare SIGKILL; a Landlock ruleset of the paths a pack
+//! may reach (and no signals or abstract sockets outside it); and a seccomp
+//! filter of the system calls a function never needs (ADR 0008 has the
+//! whole design).
 
 mod cgroup;
+mod landlock;
 mod seccomp;
 
 pub use cgroup::{Cgroup, Error, Joiner, Layout, Limits, Usage};
+pub use landlock::{Confinement, LandlockError, Paths};
 pub use seccomp::{Filter, FilterError};
