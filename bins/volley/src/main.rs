@@ -15,6 +15,18 @@ fn main() -> ExitCode {
         }
         return volley_sdk::serve(volley_apps::builtins());
     }
+    // The launcher of a sandboxed pack (ADR 0008): before anything starts a
+    // thread, as its new namespaces need a single-threaded process.
+    if std::env::args().nth(1).as_deref() == Some("sandbox-exec") {
+        let launched = volley_sandbox::launch::Launch::parse(std::env::args_os().skip(2)).and_then(|l| l.run());
+        return match launched {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(volley_sandbox::launch::SETUP_FAILED as u8)
+            }
+        };
+    }
     match commands::Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -10,6 +10,7 @@
 
 mod cgroup;
 mod landlock;
+pub mod launch;
 mod seccomp;
 
 pub use cgroup::{Cgroup, Error, Joiner, Layout, Limits, Usage};

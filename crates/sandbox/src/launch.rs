@@ -1,0 +1,214 @@
+//! `volley sandbox-exec`: starts a program confined (ADR 0008, decision 2).
+//!
+//! It runs as a process of its own, single-threaded (nothing else may run in
+//! it: new namespaces and forking need that), started by the invoker, which
+//! has already put it in the pack's cgroup. It leaves the invoker's
+//! supplementary groups, unshares new PID, mount, IPC, UTS and cgroup
+//! namespaces, and forks: the child is PID 1 of the new PID namespace and
+//! becomes the program; this process stays outside as its reaper and exits
+//! as the child did (killing it kills the child, and with it the namespace).
+//! The child makes its mounts private, mounts a fresh /proc and a tmpfs on
+//! each `--tmpfs` directory (hiding what the host keeps there, such as
+//! sockets under /run), names its host `pack`, enters its directory, takes
+//! the pack's uid and gid (no capability is left), asks to die with its
+//! reaper, and then, last, restricts itself with Landlock and seccomp and
+//! execs the program.
+//!
+//! Arguments: `--uid U --gid G --dir DIR [--read PATH]... [--write PATH]...
+//! [--tmpfs DIR]... -- PROGRAM [ARGS]...`.
+
+use std::convert::Infallible;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execvp, fork, setgroups, sethostname, setresgid, setresuid};
+
+use crate::{Confinement, Filter, Paths};
+
+/// Exit code when the sandbox itself could not be made (as a shell's "cannot run").
+pub const SETUP_FAILED: i32 = 126;
+
+/// What `volley sandbox-exec` was asked to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub uid: u32,
+    pub gid: u32,
+    pub dir: PathBuf,
+    pub paths: Paths,
+    pub tmpfs: Vec<PathBuf>,
+    pub program: Vec<OsString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "sandbox-exec: {0} (usage: --uid U --gid G --dir DIR [--read PATH]... [--write PATH]... [--tmpfs DIR]... -- PROGRAM [ARGS]...)"
+    )]
+    Usage(String),
+    #[error("sandbox-exec: {what}: {source}")]
+    Setup { what: &'static str, source: std::io::Error },
+}
+
+fn setup(what: &'static str) -> impl FnOnce(nix::Error) -> LaunchError {
+    move |e| LaunchError::Setup { what, source: std::io::Error::from(e) }
+}
+
+impl Launch {
+    /// Parses the arguments that follow `sandbox-exec`.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Launch, LaunchError> {
+        let mut args = args.into_iter();
+        let (mut uid, mut gid, mut dir) = (None, None, None);
+        let (mut paths, mut tmpfs) = (Paths::default(), Vec::new());
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                let program: Vec<OsString> = args.collect();
+                if program.is_empty() {
+                    return Err(LaunchError::Usage("no program after --".into()));
+                }
+                let id = |v: Option<u32>, name: &str| v.ok_or_else(|| LaunchError::Usage(format!("{name} is missing")));
+                let (uid, gid) = (id(uid, "--uid")?, id(gid, "--gid")?);
+                if uid == 0 || gid == 0 {
+                    return Err(LaunchError::Usage("a pack may not run as root (uid or gid 0)".into()));
+                }
+                let dir = dir.ok_or_else(|| LaunchError::Usage("--dir is missing".into()))?;
+                return Ok(Launch { uid, gid, dir, paths, tmpfs, program });
+            }
+            let flag = arg.to_string_lossy().into_owned();
+            if !["--uid", "--gid", "--dir", "--read", "--write", "--tmpfs"].contains(&flag.as_str()) {
+                return Err(LaunchError::Usage(format!("unknown argument {flag:?} (the program goes after --)")));
+            }
+            let value = args.next().ok_or_else(|| LaunchError::Usage(format!("{flag} needs a value")))?;
+            let number = || {
+                value
+                    .to_str()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .ok_or_else(|| LaunchError::Usage(format!("{flag} takes a number")))
+            };
+            match flag.as_str() {
+                "--uid" => uid = Some(number()?),
+                "--gid" => gid = Some(number()?),
+                "--dir" => dir = Some(PathBuf::from(value)),
+                "--read" => paths.read.push(PathBuf::from(value)),
+                "--write" => paths.write.push(PathBuf::from(value)),
+                "--tmpfs" => tmpfs.push(PathBuf::from(value)),
+                other => return Err(LaunchError::Usage(format!("unknown argument {other:?}"))),
+            }
+        }
+        Err(LaunchError::Usage("no -- before the program".into()))
+    }
+
+    /// Starts the program confined and waits for it: its exit code, or the
+    /// signal that killed it raised on this process. Only in a process that
+    /// runs nothing else (no threads).
+    pub fn run(&self) -> Result<i32, LaunchError> {
+        // Filters compiled before anything changes (the child allocates nothing it need not).
+        let filter = Filter::for_packs()
+            .map_err(|e| LaunchError::Setup { what: "seccomp", source: std::io::Error::other(e) })?;
+        setgroups(&[]).map_err(setup("leaving the supplementary groups"))?;
+        let namespaces = CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWCGROUP;
+        unshare(namespaces).map_err(setup("new namespaces"))?;
+        // SAFETY: this process is single-threaded (the caller's contract): the
+        // child may do anything the parent could.
+        match unsafe { fork() }.map_err(setup("fork"))? {
+            ForkResult::Child => {
+                let Err(failed) = self.become_program(&filter);
+                eprintln!("{failed}");
+                std::process::exit(SETUP_FAILED);
+            }
+            ForkResult::Parent { child } => Ok(reap(child)),
+        }
+    }
+
+    /// In the child: the steps after the fork, then exec. Returns only on failure.
+    fn become_program(&self, filter: &Filter) -> Result<Infallible, LaunchError> {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
+        let none: Option<&str> = None;
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(setup("private mounts"))?;
+        let hidden = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("proc"), "/proc", Some("proc"), hidden, none).map_err(setup("mounting /proc"))?;
+        for dir in &self.tmpfs {
+            mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+                .map_err(setup("mounting a tmpfs"))?;
+        }
+        sethostname("pack").map_err(setup("naming the host"))?;
+        chdir(&self.dir).map_err(setup("entering the pack's directory"))?;
+        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+        setresgid(gid, gid, gid).map_err(setup("taking the pack's gid"))?;
+        setresuid(uid, uid, uid).map_err(setup("taking the pack's uid"))?;
+        // A change of uid clears the death signal: asked again.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+        // Landlock after the mounts: a rule made on the old /proc would not cover the new one.
+        let mut confinement = Confinement::new(&self.paths)
+            .map_err(|e| LaunchError::Setup { what: "landlock", source: std::io::Error::other(e) })?;
+        confinement.enforce().map_err(|source| LaunchError::Setup { what: "landlock", source })?;
+        filter.install().map_err(|source| LaunchError::Setup { what: "seccomp", source })?;
+        let program: Vec<CString> = self
+            .program
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| LaunchError::Usage(format!("an argument holds a NUL byte: {e}")))?;
+        execvp(&program[0], &program).map_err(setup("starting the program"))
+    }
+}
+
+/// Waits for the child and returns its exit code; if a signal killed it,
+/// this process dies of the same signal (so its parent sees what happened).
+fn reap(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                // SAFETY: back to the default action, then raise: this process ends as its child did.
+                unsafe {
+                    libc::signal(signal as libc::c_int, libc::SIG_DFL);
+                }
+                let _ = nix::sys::signal::raise(signal);
+                return 128 + signal as i32;
+            }
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<OsString> {
+        text.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn arguments_are_read_and_bad_ones_say_what_is_wrong() {
+        let launch =
+            Launch::parse(args("--uid 200001 --gid 200002 --dir /c --read /usr --write /c --tmpfs /run -- sh -c x"))
+                .unwrap();
+        assert_eq!(launch.uid, 200001);
+        assert_eq!(launch.paths.read, vec![PathBuf::from("/usr")]);
+        assert_eq!(launch.program, args("sh -c x"));
+        for (bad, says) in [
+            ("--uid 0 --gid 1 --dir /c -- sh", "may not run as root"),
+            ("--uid 5 --dir /c -- sh", "--gid is missing"),
+            ("--uid 5 --gid 5 --dir /c --", "no program"),
+            ("--uid x --gid 5 --dir /c -- sh", "--uid takes a number"),
+            ("--uid 5 --gid 5 --dir /c --net on -- sh", "unknown argument"),
+            ("--uid 5 --gid 5 --dir /c sh", "the program goes after --"),
+            ("--uid 5 --gid 5 --dir /c", "no -- before the program"),
+        ] {
+            let error = Launch::parse(args(bad)).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}
