@@ -33,6 +33,10 @@ impl Cell {
     }
 
     fn launch(&self, script: &str) -> Command {
+        self.launch_program(&["/bin/sh", "-c", script])
+    }
+
+    fn launch_program(&self, program: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_volley"));
         let cell = self.cell.to_str().unwrap();
         command.args(["sandbox-exec", "--uid", &UID.to_string(), "--gid", &UID.to_string(), "--dir", cell]);
@@ -40,7 +44,7 @@ impl Cell {
             command.args(["--read", read]);
         }
         command.args(["--write", cell, "--write", "/dev/null", "--tmpfs", "/run", "--tmpfs", "/dev/shm"]);
-        command.args(["--", "/bin/sh", "-c", script]);
+        command.arg("--").args(program);
         command
     }
 
@@ -119,6 +123,26 @@ fn the_launcher_exits_as_its_program_did_and_bad_arguments_say_why() {
         .unwrap();
     assert_eq!(missing_dir.status.code(), Some(126));
     assert!(text(&missing_dir).contains("entering the pack's directory"), "{}", text(&missing_dir));
+}
+
+#[test]
+fn a_program_the_packs_uid_could_not_reach_by_its_path_runs() {
+    if !root() {
+        return;
+    }
+    // The invoker's own binary may live in a private home (0700): the launcher
+    // opens it as root and runs it from the descriptor.
+    let cell = Cell::new("private");
+    let private = cell.root.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let id = private.join("id");
+    std::fs::copy("/usr/bin/id", &id).unwrap();
+    let out = cell.launch_program(&[id.to_str().unwrap(), "-u"]).output().unwrap();
+    assert_eq!(text(&out).trim(), UID.to_string(), "{}", text(&out));
+    // By its path, from inside, it is out of reach.
+    let out = cell.run(&format!("{} -u", id.display()));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 /// Host pids of the processes whose parent is `parent`.

@@ -20,13 +20,15 @@
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execvp, fork, setgroups, sethostname, setresgid, setresuid};
+use nix::unistd::{
+    ForkResult, Gid, Pid, Uid, chdir, execvp, fexecve, fork, setgroups, sethostname, setresgid, setresuid,
+};
 
 use crate::{Confinement, Filter, Paths};
 
@@ -141,15 +143,31 @@ impl Launch {
         }
         sethostname("pack").map_err(setup("naming the host"))?;
         chdir(&self.dir).map_err(setup("entering the pack's directory"))?;
+        // Made while still root, so that it may name paths the pack's uid could
+        // not even look up (the program's own file, under a private home), and
+        // after the mounts: a rule made on the old /proc would not cover the new one.
+        let mut paths = self.paths.clone();
+        let by_path = Path::new(&self.program[0]).is_absolute();
+        if by_path {
+            paths.read.push(PathBuf::from(&self.program[0]));
+        }
+        let landlock = |e| LaunchError::Setup { what: "landlock", source: std::io::Error::other(e) };
+        let mut confinement = Confinement::new(&paths).map_err(landlock)?;
+        // The program is opened now and run from its descriptor: the pack's uid
+        // needs the right to execute the file, not to reach it by its path.
+        let program_file = match by_path {
+            true => Some(
+                std::fs::File::open(&self.program[0])
+                    .map_err(|source| LaunchError::Setup { what: "opening the program", source })?,
+            ),
+            false => None,
+        };
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         setresgid(gid, gid, gid).map_err(setup("taking the pack's gid"))?;
         setresuid(uid, uid, uid).map_err(setup("taking the pack's uid"))?;
         // A change of uid clears the death signal: asked again.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
-        // Landlock after the mounts: a rule made on the old /proc would not cover the new one.
-        let mut confinement = Confinement::new(&self.paths)
-            .map_err(|e| LaunchError::Setup { what: "landlock", source: std::io::Error::other(e) })?;
         confinement.enforce().map_err(|source| LaunchError::Setup { what: "landlock", source })?;
         filter.install().map_err(|source| LaunchError::Setup { what: "seccomp", source })?;
         let program: Vec<CString> = self
@@ -158,7 +176,20 @@ impl Launch {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|e| LaunchError::Usage(format!("an argument holds a NUL byte: {e}")))?;
-        execvp(&program[0], &program).map_err(setup("starting the program"))
+        match program_file {
+            Some(file) => {
+                let env: Vec<CString> = std::env::vars_os()
+                    .filter_map(|(k, v)| {
+                        let mut pair = k.as_bytes().to_vec();
+                        pair.push(b'=');
+                        pair.extend_from_slice(v.as_bytes());
+                        CString::new(pair).ok()
+                    })
+                    .collect();
+                fexecve(&file, &program, &env).map_err(setup("starting the program"))
+            }
+            None => execvp(&program[0], &program).map_err(setup("starting the program")),
+        }
     }
 }
 
