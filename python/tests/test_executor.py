@@ -160,6 +160,20 @@ def test_a_function_needing_a_package_the_invoker_lacks_is_refused_by_name(ex, t
     assert ex.call_async(lambda x: x + 1, 1).result(timeout=60) == 2
 
 
+def hog(mib):
+    block = bytearray(mib << 20)  # written: really held
+    return len(block)
+
+
+def test_a_call_past_its_memory_is_stopped_and_named_where_packs_are_confined(ex):
+    if os.geteuid() != 0:
+        pytest.skip("packs are confined in cgroups only by an invoker running as root")
+    # A call of 32 MiB may hold 32 + 64 (the runtime's allowance) = 96 MiB: 300 MiB is past it.
+    with pytest.raises(volley.VolleyError, match=r"killed for memory: its pack exceeded its memory limit of 96 MiB"):
+        ex.call_async(hog, 300, memory_mb=32).result(timeout=120)
+    assert ex.call_async(hog, 16, memory_mb=32).result(timeout=120) == 16 << 20, "within its memory it runs"
+
+
 def test_a_volley_up_platform_runs_python_workers(up):
     futures = up.map(square, range(8), granularity=4)
     assert up.get_result(futures) == [x * x for x in range(8)]

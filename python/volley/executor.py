@@ -313,7 +313,7 @@ class Executor:
             self._dir = None
 
     def _submit(self, function, mode, workers, worker_args=None, common=None, granularity=None, transport=None,
-                timeout=None, storage=None, in_session=False):
+                timeout=None, storage=None, in_session=False, memory_mb=None):
         pickled, packages = _pickled_function(function)
         params = {"function": pickled, "python": _python_version(), "packages": packages, "mode": mode}
         session = self.program().ref if in_session else None
@@ -342,21 +342,28 @@ class Executor:
             request["transport"] = transport or self._transport
         if timeout is not None:
             request["timeout_secs"] = timeout
+        if memory_mb is not None:
+            # Each worker's memory: where the invoker confines packs, a hard limit.
+            request["memory_mb"] = memory_mb
         if session is not None:
             request["session"] = session["id"]
         record = json.loads(self._client.submit(json.dumps(request)))
         return _Burst(self._client, record)
 
-    def call_async(self, f, data=(), granularity=None, timeout=None, in_session=False):
+    def call_async(self, f, data=(), granularity=None, timeout=None, in_session=False, memory_mb=None):
         """One call ``f(*data)`` (a tuple; anything else is the one argument).
-        ``in_session``: in the program's session (see ``program()``)."""
+        ``in_session``: in the program's session (see ``program()``).
+        ``memory_mb``: the memory the call may use (its pack is held to it
+        where the platform confines packs; the platform's default if None)."""
         args = data if isinstance(data, tuple) else (data,)
-        burst = self._submit(f, "call", 1, [[args]], granularity=granularity, timeout=timeout, in_session=in_session)
+        burst = self._submit(f, "call", 1, [[args]], granularity=granularity, timeout=timeout, in_session=in_session,
+                             memory_mb=memory_mb)
         future = Future(burst, 0, 0)
         self._futures.append(future)
         return future
 
-    def map(self, f, items, granularity=None, extra_args=None, timeout=None, chunksize=1, in_session=False):
+    def map(self, f, items, granularity=None, extra_args=None, timeout=None, chunksize=1, in_session=False,
+            memory_mb=None):
         """A future per item: ``f(item)`` (``f(*item)`` for a tuple item), as
         one burst. Each worker makes ``chunksize`` consecutive calls (1: a
         worker, so a process, per call; more: fewer processes for short calls)."""
@@ -370,7 +377,7 @@ class Executor:
             return []
         chunks = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
         burst = self._submit(f, "call", len(chunks), chunks, granularity=granularity, timeout=timeout,
-                             in_session=in_session)
+                             in_session=in_session, memory_mb=memory_mb)
         futures = [Future(burst, i // chunksize, i % chunksize) for i in range(len(calls))]
         self._futures.extend(futures)
         return futures
@@ -380,12 +387,14 @@ class Executor:
         results = self.get_result(self.map(map_f, items, granularity=granularity, timeout=timeout))
         return self.call_async(reduce_f, (results,), timeout=timeout)
 
-    def burst(self, f, workers, granularity=None, transport=None, params=None, timeout=None, storage=None):
+    def burst(self, f, workers, granularity=None, transport=None, params=None, timeout=None, storage=None,
+              memory_mb=None):
         """``f(worker)`` on ``workers`` workers that start together; their results, in rank order.
         A worker's exception fails the burst (the others are stopped) and is raised here.
-        ``storage``: the ``s3://`` prefixes the workers open with ``worker.storage(url)``."""
+        ``storage``: the ``s3://`` prefixes the workers open with ``worker.storage(url)``.
+        ``memory_mb``: each worker's memory (see ``call_async``)."""
         run = self._submit(f, "burst", workers, common=params, granularity=granularity, transport=transport,
-                           timeout=timeout, storage=storage)
+                           timeout=timeout, storage=storage, memory_mb=memory_mb)
         futures = [Future(run, rank) for rank in range(workers)]
         record = run.record()
         if record["state"] != "succeeded":

@@ -355,6 +355,7 @@ impl Lifecycle {
                 worker_params,
                 op_timeout_ms: op_timeout.as_millis() as u64,
                 connect_timeout_ms: self.opts.connect_timeout.as_millis() as u64,
+                memory_mb: burst.request.memory_mb,
             };
             commands.push((pack.invoker.clone(), pack.size, Command::StartPack(Box::new(spec))));
         }

@@ -10,6 +10,7 @@
 //! → [`Invoker::run`] with a cancellation token → a cheap [`Handle`]
 //! (`ready()`: registered, `stop()`).
 
+mod confine;
 mod logs;
 mod options;
 mod pool;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) programs: programs::Programs,
     pub(crate) pool: pool::Pool,
+    /// Where pack processes' cgroups are made (None: without cgroups).
+    pub(crate) cgroups: Option<volley_sandbox::Layout>,
     events: mpsc::UnboundedSender<Event>,
     packs: Mutex<HashMap<PackKey, PackHandle>>,
     /// Bumped each time the invoker registers again after the controller forgot
@@ -111,12 +114,14 @@ impl Options {
         let client = Client::new(&self.controller, self.token.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let programs = programs::Programs::new(self.data_dir.join("programs"));
+        let cgroups = if self.pack_cgroups { confine::detect() } else { None };
         let shared = Arc::new(Shared {
             opts: self,
             router,
             client,
             programs,
             pool: pool::Pool::default(),
+            cgroups,
             events,
             packs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),

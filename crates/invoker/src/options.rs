@@ -49,6 +49,10 @@ pub struct Options {
     /// An idle warm process older than this is stopped.
     #[serde(with = "volley_proto::seconds")]
     pub idle_timeout: Duration,
+    /// Each pack process in a cgroup of its own (process limit, the burst's
+    /// memory as a hard limit, CPU share), where the invoker can make them
+    /// (root, cgroup v1 or v2); elsewhere packs run without, with a notice.
+    pub pack_cgroups: bool,
 }
 
 impl Default for Options {
@@ -70,6 +74,7 @@ impl Default for Options {
             poll_wait: Duration::from_millis(1000),
             warm_pool: 64,
             idle_timeout: Duration::from_secs(120),
+            pack_cgroups: true,
         }
     }
 }

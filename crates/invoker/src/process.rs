@@ -161,14 +161,20 @@ async fn drive(
         tokio::time::sleep(REFILL_DELAY).await;
         Pool::refill(&later);
     });
-    let Started { mut child, mut conn, logs: captured, collectors, group } = match started {
+    let Started { mut child, mut conn, logs: captured, collectors, group, mut confined } = match started {
         Ok(s) => s,
         Err(e) => return Ending::cause(e),
     };
     *logs = captured;
     if let Some(problem) = refuse(&conn, spec) {
         stop(&mut child).await;
+        if let Some(confined) = confined {
+            confined.remove().await;
+        }
         return Ending::cause(problem);
+    }
+    if let Some(confined) = confined.as_mut() {
+        confined.take_pack(pack_size, spec.memory_mb);
     }
     let Relayed { done, stopped, asked } =
         relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
@@ -181,6 +187,14 @@ async fn drive(
     };
     kill_group(group);
     finish_logs(collectors).await;
+    // Killed for memory: the kernel's count says so, whatever the pack's last word was.
+    let out_of_memory = confined.as_ref().and_then(|c| c.memory_verdict(spec.pack));
+    if let Some(confined) = confined {
+        confined.remove().await;
+    }
+    if let Some(verdict) = out_of_memory {
+        return Ending::cause(verdict);
+    }
     let error = match (done, status) {
         (Some((Some(error), consequence)), _) => {
             return Ending { error: Some(error), consequence: consequence || stopped };

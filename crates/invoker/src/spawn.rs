@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, PYTHON_PRELOAD_ENV, SOCKET_ENV};
 
 use crate::Shared;
+use crate::confine::Confined;
 use crate::logs::Logs;
 use crate::router::PackConnection;
 
@@ -21,6 +22,8 @@ pub(crate) struct Started {
     pub(crate) collectors: Vec<JoinHandle<()>>,
     /// Its process group (its pid), killed as a whole when the pack ends.
     pub(crate) group: Option<u32>,
+    /// Its cgroup, where the invoker can make one.
+    pub(crate) confined: Option<Confined>,
 }
 
 /// How many times the start timeout a warm process is given.
@@ -41,7 +44,18 @@ pub(crate) async fn start(
     let timeout = if prepare > 0 { opts.start_timeout * WARM_START_FACTOR } else { opts.start_timeout };
     let process_id = format!("p{:016x}", rand::random::<u64>());
     let hello = shared.router.hello_of(&process_id);
-    let spawned = Command::new(program)
+    let (confined, joiner) = match shared.cgroups.as_ref().and_then(|layout| Confined::new(layout, &process_id)) {
+        Some((confined, joiner)) => (Some(confined), Some(joiner)),
+        None => (None, None),
+    };
+    let mut command = Command::new(program);
+    if let Some(joiner) = joiner {
+        // SAFETY: join_self makes write(2) calls only, safe between fork and exec.
+        unsafe {
+            command.pre_exec(move || joiner.join_self());
+        }
+    }
+    let spawned = command
         .args(args)
         .env(SOCKET_ENV, &shared.router.path)
         .env(PROCESS_ENV, &process_id)
@@ -59,6 +73,9 @@ pub(crate) async fn start(
         Ok(c) => c,
         Err(e) => {
             shared.router.forget(&process_id);
+            if let Some(confined) = confined {
+                confined.remove().await;
+            }
             return Err(format!("cannot start the pack program {}: {e}", program.display()));
         }
     };
@@ -77,6 +94,9 @@ pub(crate) async fn start(
             shared.router.forget(&process_id);
             kill_group(group);
             finish_logs(collectors).await;
+            if let Some(confined) = confined {
+                confined.remove().await;
+            }
             return Err(format!(
                 "the pack process exited ({}) before it connected to the invoker{}",
                 describe(status.ok()),
@@ -86,10 +106,13 @@ pub(crate) async fn start(
         _ = tokio::time::sleep(timeout) => None,
     };
     match conn {
-        Some(conn) => Ok(Started { child, conn, logs, collectors, group }),
+        Some(conn) => Ok(Started { child, conn, logs, collectors, group, confined }),
         None => {
             shared.router.forget(&process_id);
             stop(&mut child).await;
+            if let Some(confined) = confined {
+                confined.remove().await;
+            }
             Err(format!(
                 "{label} did not connect to the invoker within {timeout:?}: is it a Volley function binary (built with volley_sdk::main!)?"
             ))

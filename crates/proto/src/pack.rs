@@ -68,6 +68,11 @@ pub struct PackSpec {
     pub op_timeout_ms: u64,
     /// Longest the pack waits for its peers at connect and close.
     pub connect_timeout_ms: u64,
+    /// Memory each worker may use, in MiB, when the burst said (`memory_mb`):
+    /// the invoker holds the pack to it (its workers' sum, and an allowance for
+    /// the pack's runtime) where it can confine packs in cgroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
 }
 
 fn first_attempt() -> u32 {

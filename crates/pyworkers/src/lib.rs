@@ -76,6 +76,8 @@ fn python(w: &Worker) -> WorkerResult {
     let digest: String = Sha256::digest(&function).iter().map(|b| format!("{b:02x}")).collect();
     let comm = w.comm();
     let supervisor = supervisor::Supervisor::get()?;
+    // The kernel's count of processes it killed for memory in this pack's cgroup, before this worker.
+    let oom_before = volley_sandbox::own_memory().map(|(kills, _)| kills);
     // The installed packages the function refers to, with the client's versions: the fork server compares them.
     let packages = params.get("packages").cloned().unwrap_or(Value::Null);
     let loading = supervisor::Load { digest: &digest, pickle: &function, python: &python, packages: &packages };
@@ -104,7 +106,17 @@ fn python(w: &Worker) -> WorkerResult {
             supervisor.exit_code(&token)
         }
     };
+    let killed_for_memory = exit == Some(-9)
+        && volley_sandbox::own_memory().zip(oom_before).is_some_and(|((kills, _), before)| kills > before);
     let ended = ended.map_err(|lost| match exit {
+        Some(_) if killed_for_memory => {
+            let limit = volley_sandbox::own_memory().and_then(|(_, limit)| limit);
+            let limit = limit.map_or_else(String::new, |bytes| format!(" of {} MiB", bytes >> 20));
+            format!(
+                "the Python worker process was killed for memory: its pack exceeded its memory limit{limit} \
+                 (the workers' memory_mb and 64 MiB for the pack's runtime); give the burst more memory_mb"
+            )
+        }
         Some(code) if lost == relay::NO_RESULT => format!(
             "the Python worker process {} without returning a result (its output is in the burst's logs)",
             supervisor::exit_text(code)

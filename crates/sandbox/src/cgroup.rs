@@ -103,6 +103,27 @@ impl Layout {
     }
 }
 
+/// The memory cgroup of the calling process: how many of its processes the
+/// kernel killed for memory so far, and its limit in bytes (None: unlimited).
+/// None if it is in no memory cgroup this process can read.
+pub fn own_memory() -> Option<(u64, Option<u64>)> {
+    let (dir, v2) = match Layout::detect().ok()? {
+        Layout::V1 { memory, .. } => (memory, false),
+        Layout::V2 { own } => (own, true),
+    };
+    let (events, limit) = if v2 {
+        (dir.join("memory.events"), dir.join("memory.max"))
+    } else {
+        (dir.join("memory.oom_control"), dir.join("memory.limit_in_bytes"))
+    };
+    if !events.exists() {
+        return None;
+    }
+    // An unlimited cgroup says "max" (v2) or a number near 2^63 (v1).
+    let limit = read_u64(&limit).filter(|&bytes| bytes < 1 << 62);
+    Some((counter(&events, "oom_kill"), limit))
+}
+
 /// One line of mountinfo: where a filesystem is mounted, which part of it, its type and options.
 struct Mount {
     root: String,
