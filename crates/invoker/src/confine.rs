@@ -6,7 +6,7 @@
 //! pack was killed for memory, and the cgroup is removed with whatever the
 //! pack left running in it.
 
-use volley_sandbox::{Cgroup, Joiner, Layout, Limits};
+use volley_sandbox::{Cgroup, Layout, Limits};
 
 /// Processes and threads a pack process may have before it takes a pack.
 const STARTING_PIDS: u64 = 8192;
@@ -37,19 +37,30 @@ pub(crate) struct Confined {
 }
 
 impl Confined {
-    /// A cgroup for the process `name` names, and what its child writes itself into it with.
-    pub(crate) fn new(layout: &Layout, name: &str) -> Option<(Confined, Joiner)> {
+    /// A cgroup for the process `name` names.
+    pub(crate) fn new(layout: &Layout, name: &str) -> Option<Confined> {
         let made = Cgroup::create(layout, name).and_then(|cgroup| {
             cgroup.limit(&Limits { pids: Some(STARTING_PIDS), ..Limits::default() })?;
-            let joiner = cgroup.joiner()?;
-            Ok((cgroup, joiner))
+            Ok(cgroup)
         });
         match made {
-            Ok((cgroup, joiner)) => Some((Confined { cgroup, memory_mb: None }, joiner)),
+            Ok(cgroup) => Some(Confined { cgroup, memory_mb: None }),
             Err(e) => {
                 tracing::warn!("a pack process runs without its cgroup: {e}");
                 None
             }
+        }
+    }
+
+    /// Moves the started process `pid` in, with what it started already (a
+    /// Python pack's fork server). From here, not by the child between fork
+    /// and exec: moving a process between cgroups can take milliseconds, and
+    /// until its exec the child holds every descriptor of the invoker, the
+    /// store's lock among them (a controller restarted at once found it
+    /// held). A pack process runs only Volley's runtime until it takes a pack.
+    pub(crate) fn admit(&self, pid: u32) {
+        if let Err(e) = self.cgroup.add_tree(pid) {
+            tracing::warn!("a pack process runs outside its cgroup: {e}");
         }
     }
 

@@ -44,18 +44,8 @@ pub(crate) async fn start(
     let timeout = if prepare > 0 { opts.start_timeout * WARM_START_FACTOR } else { opts.start_timeout };
     let process_id = format!("p{:016x}", rand::random::<u64>());
     let hello = shared.router.hello_of(&process_id);
-    let (confined, joiner) = match shared.cgroups.as_ref().and_then(|layout| Confined::new(layout, &process_id)) {
-        Some((confined, joiner)) => (Some(confined), Some(joiner)),
-        None => (None, None),
-    };
-    let mut command = Command::new(program);
-    if let Some(joiner) = joiner {
-        // SAFETY: join_self makes write(2) calls only, safe between fork and exec.
-        unsafe {
-            command.pre_exec(move || joiner.join_self());
-        }
-    }
-    let spawned = command
+    let confined = shared.cgroups.as_ref().and_then(|layout| Confined::new(layout, &process_id));
+    let spawned = Command::new(program)
         .args(args)
         .env(SOCKET_ENV, &shared.router.path)
         .env(PROCESS_ENV, &process_id)
@@ -80,6 +70,9 @@ pub(crate) async fn start(
         }
     };
     let group = child.id();
+    if let (Some(confined), Some(pid)) = (&confined, group) {
+        confined.admit(pid);
+    }
     let logs = Logs::default();
     let mut collectors = Vec::new();
     if let Some(out) = child.stdout.take() {

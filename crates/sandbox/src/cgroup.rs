@@ -274,6 +274,21 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves process `pid` and then its descendants into the cgroup: those it
+    /// forked before it moved stay behind otherwise (one forked after is born
+    /// inside). For a process started before it could be moved.
+    pub fn add_tree(&self, pid: u32) -> Result<(), Error> {
+        self.add(pid)?;
+        for child in children(pid) {
+            // A child that exited meanwhile is no longer there to move.
+            match self.add_tree(child) {
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     /// The cgroup's `cgroup.procs` files opened for writing, so that a child
     /// can join before it runs anything (`Joiner::join_self` between fork and exec).
     pub fn joiner(&self) -> Result<Joiner, Error> {
@@ -391,6 +406,16 @@ impl Joiner {
         }
         Ok(())
     }
+}
+
+/// The children of every thread of process `pid`, now.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 fn make_dir(dir: &Path) -> Result<(), Error> {

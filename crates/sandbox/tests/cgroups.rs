@@ -86,3 +86,30 @@ fn a_cgroup_dropped_unremoved_is_removed_with_its_processes() {
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     assert!(dirs.iter().all(|d| !d.exists()), "removed: {dirs:?}");
 }
+
+#[test]
+fn a_process_moved_in_brings_the_children_it_started_before() {
+    let Some(layout) = layout() else { return };
+    let cgroup = Cgroup::create(&layout, &name("tree")).unwrap();
+    // A shell that started two sleepers (one of them through a subshell) before it was moved.
+    let mut shell =
+        Command::new("sh").args(["-c", "sleep 60 & (sleep 60 & wait) & wait"]).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let children = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .collect::<Vec<_>>()
+    };
+    // The shell's two children, and the subshell's sleeper.
+    while children(shell.id()).len() < 2 || children(shell.id()).iter().map(|c| children(*c).len()).sum::<usize>() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the sleepers start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cgroup.add_tree(shell.id()).unwrap();
+    let inside = cgroup.pids();
+    assert!(inside.len() >= 4, "the shell, its subshell and both sleepers: {inside:?}");
+    cgroup.remove().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&shell.wait().unwrap()), Some(libc::SIGKILL));
+}

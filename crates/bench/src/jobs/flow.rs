@@ -103,7 +103,7 @@ fn one_worker(function: &str, workers: usize, granularity: Granularity) -> Burst
         worker_params: None,
         timeout_secs: Some(600.0),
         queue_timeout_secs: Some(600.0),
-        memory_mb: Some(1),
+        memory_mb: None,
         retries: None,
         idempotency_key: None,
         session: None,

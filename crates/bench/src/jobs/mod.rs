@@ -44,7 +44,8 @@ impl Mode {
 }
 
 /// A request for a long job: up to an hour of running and a minute of waiting
-/// for room, 1 MiB of memory per worker (they are measured, not limited).
+/// for room; no `memory_mb` (the platform's default reservation, and no hard
+/// limit: a job measured must not be killed for memory it was not told of).
 pub fn job_request(function: &str, workers: usize, mode: &Mode, params: Value) -> BurstRequest {
     BurstRequest {
         function: function.into(),
@@ -55,7 +56,7 @@ pub fn job_request(function: &str, workers: usize, mode: &Mode, params: Value) -
         worker_params: None,
         timeout_secs: Some(JOB_LIMIT.as_secs_f64()),
         queue_timeout_secs: Some(60.0),
-        memory_mb: Some(1),
+        memory_mb: None,
         retries: None,
         idempotency_key: None,
         session: None,
