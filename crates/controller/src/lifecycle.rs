@@ -96,7 +96,16 @@ pub(crate) struct Lifecycle {
     unsettled: bool,
     /// Start commands of placed bursts, held until their placement is saved.
     held: HashMap<String, Vec<(String, Command)>>,
+    /// The final records of the bursts that ended last, newest at the back:
+    /// a burst leaves `active` when it ends, and its final record reaches the
+    /// store a moment later, through `writes`; meanwhile it is read from here
+    /// (a cancel's reply, a poll right after the end saw the store's older
+    /// record: "queued" for a burst already cancelled).
+    recent: VecDeque<Burst>,
 }
+
+/// How many final records of ended bursts are kept in memory for reads.
+const RECENT_ENDS: usize = 256;
 
 impl Lifecycle {
     pub(crate) fn new(opts: Options, writes: mpsc::UnboundedSender<Write>) -> Self {
@@ -108,6 +117,7 @@ impl Lifecycle {
             writes,
             unsettled: false,
             held: HashMap::new(),
+            recent: VecDeque::new(),
         }
     }
 
@@ -141,6 +151,12 @@ impl Lifecycle {
     /// The burst as it is now, if it has not ended.
     pub(crate) fn live(&self, id: &str) -> Option<&Burst> {
         self.active.get(id).map(|a| &a.burst)
+    }
+
+    /// The burst as it is now if it is active, or its final record if it
+    /// ended lately (the store may not have it yet).
+    pub(crate) fn current(&self, id: &str) -> Option<&Burst> {
+        self.live(id).or_else(|| self.recent.iter().rev().find(|b| b.id == id))
     }
 
     /// How many bursts are queued or running.
@@ -579,6 +595,10 @@ impl Lifecycle {
         let mut logs = active.logs;
         logs.packs.sort_by_key(|p| p.pack);
         let _ = self.writes.send(Write::Logs(id.to_string(), logs));
+        if self.recent.len() >= RECENT_ENDS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(active.burst.clone());
         let _ = self.writes.send(Write::Burst(Box::new(active.burst)));
     }
 

@@ -174,3 +174,18 @@ fn workers_that_fail_after_such_a_pack_died_name_it() {
     assert_eq!(burst.state, BurstState::Failed);
     assert!(burst.error.unwrap().starts_with("pack 0 "), "{:?}", burst.notes);
 }
+
+#[test]
+fn a_burst_that_ended_is_read_as_ended_before_its_final_record_is_stored() {
+    // No invoker: the burst stays queued, then is cancelled.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let mut state = Lifecycle::new(crate::Options::default(), tx);
+    state.submit(queued(), None);
+    assert_eq!(state.current("b1").unwrap().state, BurstState::Queued);
+    state.end("b1", BurstState::Cancelled, "cancelled by a user".into());
+    assert!(state.live("b1").is_none(), "it is no longer active");
+    // The write of its final record is still on its way: a read must not find the store's "queued".
+    let now = state.current("b1").expect("its final record is kept for reads");
+    assert_eq!((now.state, now.error.as_deref()), (BurstState::Cancelled, Some("cancelled by a user")));
+    assert!(state.current("b2").is_none());
+}

@@ -210,7 +210,7 @@ impl ControlPlane {
 
     /// The burst of `namespace`, live if active, else as stored.
     pub(crate) async fn burst(&self, namespace: &str, id: &str) -> Result<Burst> {
-        let live = self.lock().live(id).cloned();
+        let live = self.lock().current(id).cloned();
         let burst = match live {
             Some(b) => Some(b),
             None => self.store.get_burst(id).await?,
@@ -232,7 +232,7 @@ impl ControlPlane {
         let mut list = self.store.list_bursts(namespace, limit).await?;
         let state = self.lock();
         for b in &mut list {
-            if let Some(live) = state.live(&b.id) {
+            if let Some(live) = state.current(&b.id) {
                 *b = live.clone();
             }
         }
