@@ -404,7 +404,11 @@ class Executor:
             failing = [f for f in futures if record["workers"][f.rank].get("error")]
             if cause and int(cause.group(1)) < workers:
                 failing.insert(0, futures[int(cause.group(1))])
-            for future in failing or futures[:1]:
+            # A worker whose error is its own exception (its traceback is its
+            # own rank's) goes first: an echo carries the cause's text, and
+            # the burst's error may name the echo if it was decided first.
+            own = [f for f in failing if f"Remote traceback (rank {f.rank})" in (record["workers"][f.rank].get("error") or "")]
+            for future in own + failing or futures[:1]:
                 future.result()
         return [f.result() for f in futures]
 
