@@ -10,6 +10,8 @@ use volley_sandbox::{Cgroup, Layout, Limits};
 
 /// Processes and threads a pack process may have before it takes a pack.
 const STARTING_PIDS: u64 = 8192;
+/// An empty pack cgroup older than this was left by an invoker that died.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 /// Memory the pack's runtime itself may use beyond its workers' `memory_mb`.
 const RUNTIME_ALLOWANCE_MB: u64 = 64;
 
@@ -21,7 +23,14 @@ pub(crate) fn detect() -> Option<Layout> {
         return None;
     }
     match Layout::detect() {
-        Ok(layout) => Some(layout),
+        Ok(layout) => {
+            // Cgroups of packs whose invoker was killed before it removed them.
+            let removed = layout.remove_abandoned(ABANDONED_AFTER);
+            if removed > 0 {
+                tracing::info!("removed {removed} abandoned pack cgroups");
+            }
+            Some(layout)
+        }
         Err(e) => {
             tracing::warn!("pack processes run without cgroups: {e}");
             None

@@ -124,6 +124,32 @@ pub fn own_memory() -> Option<(u64, Option<u64>)> {
     Some((counter(&events, "oom_kill"), limit))
 }
 
+impl Layout {
+    /// Removes the cgroups under `volley/` that hold no process and were made
+    /// over `older_than` ago: those of pack processes whose invoker died
+    /// before it could remove them (a process is moved into its cgroup
+    /// moments after the cgroup is made, so an older empty one is abandoned).
+    /// Returns how many went.
+    pub fn remove_abandoned(&self, older_than: Duration) -> usize {
+        let parents = match self {
+            Layout::V1 { memory, pids, cpu } => vec![memory.join("volley"), pids.join("volley"), cpu.join("volley")],
+            Layout::V2 { own } => vec![own.join("volley")],
+        };
+        let mut removed = 0;
+        for parent in parents {
+            let Ok(entries) = fs::read_dir(&parent) else { continue };
+            for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+                let empty = fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty());
+                let age = fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                if empty && age.is_some_and(|age| age >= older_than) && fs::remove_dir(&dir).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
 /// One line of mountinfo: where a filesystem is mounted, which part of it, its type and options.
 struct Mount {
     root: String,

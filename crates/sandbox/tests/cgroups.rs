@@ -113,3 +113,40 @@ fn a_process_moved_in_brings_the_children_it_started_before() {
     cgroup.remove().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&shell.wait().unwrap()), Some(libc::SIGKILL));
 }
+
+#[test]
+fn abandoned_empty_cgroups_are_removed_and_those_with_processes_kept() {
+    let Some(machine) = layout() else { return };
+    // Under a parent of this test's own: other tests' cgroups, empty for a
+    // moment before their process moves in, are not this test's to remove.
+    let own = name("abandon-root");
+    let layout = match &machine {
+        Layout::V1 { memory, pids, cpu } => {
+            Layout::V1 { memory: memory.join(&own), pids: pids.join(&own), cpu: cpu.join(&own) }
+        }
+        Layout::V2 { own: dir } => Layout::V2 { own: dir.join(&own) },
+    };
+    // One left behind (as by an invoker killed before it removed it), one in use.
+    let abandoned = Cgroup::create(&layout, &name("abandoned")).unwrap();
+    let left: Vec<_> = abandoned.dirs().to_vec();
+    std::mem::forget(abandoned);
+    let in_use = Cgroup::create(&layout, &name("in-use")).unwrap();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    in_use.add(child.id()).unwrap();
+    // A recent one is left alone (its process may be about to move in).
+    layout.remove_abandoned(std::time::Duration::from_secs(3600));
+    assert!(left.iter().all(|d| d.exists()), "a recent empty cgroup is kept");
+    layout.remove_abandoned(std::time::Duration::ZERO);
+    assert!(left.iter().all(|d| !d.exists()), "the abandoned one is gone");
+    assert!(in_use.dirs().iter().all(|d| d.exists()), "one with a process stays");
+    in_use.remove().unwrap();
+    let _ = child.wait();
+    let roots: Vec<std::path::PathBuf> = match &layout {
+        Layout::V1 { memory, pids, cpu } => vec![memory.clone(), pids.clone(), cpu.clone()],
+        Layout::V2 { own } => vec![own.clone()],
+    };
+    for root in roots {
+        std::fs::remove_dir(root.join("volley")).unwrap();
+        std::fs::remove_dir(root).unwrap();
+    }
+}
