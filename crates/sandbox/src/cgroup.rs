@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -315,20 +314,6 @@ impl Cgroup {
         Ok(())
     }
 
-    /// The cgroup's `cgroup.procs` files opened for writing, so that a child
-    /// can join before it runs anything (`Joiner::join_self` between fork and exec).
-    pub fn joiner(&self) -> Result<Joiner, Error> {
-        let files = self
-            .dirs
-            .iter()
-            .map(|dir| {
-                let path = dir.join("cgroup.procs");
-                fs::OpenOptions::new().write(true).open(&path).map(OwnedFd::from).map_err(io_error(&path))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Joiner { files })
-    }
-
     /// The processes in the cgroup now.
     pub fn pids(&self) -> Vec<u32> {
         fs::read_to_string(self.memory().join("cgroup.procs"))
@@ -409,28 +394,6 @@ impl Drop for Cgroup {
         if !self.removed {
             let _ = self.remove_dirs();
         }
-    }
-}
-
-/// A cgroup's `cgroup.procs`, open: `join_self` moves the calling process in.
-#[derive(Debug)]
-pub struct Joiner {
-    files: Vec<OwnedFd>,
-}
-
-impl Joiner {
-    /// Moves the calling process into the cgroup. Only `write(2)` calls: it
-    /// may run between fork and exec (`CommandExt::pre_exec`).
-    pub fn join_self(&self) -> io::Result<()> {
-        for file in &self.files {
-            // "0" is the writing process itself.
-            // SAFETY: write(2) from a static buffer to an open descriptor.
-            let written = unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-            if written != 1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
     }
 }
 

@@ -13,6 +13,6 @@ mod landlock;
 pub mod launch;
 mod seccomp;
 
-pub use cgroup::{Cgroup, Error, Joiner, Layout, Limits, Usage, own_memory};
+pub use cgroup::{Cgroup, Error, Layout, Limits, Usage, own_memory};
 pub use landlock::{Confinement, LandlockError, Paths};
 pub use seccomp::{Filter, FilterError};

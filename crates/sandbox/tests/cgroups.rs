@@ -2,7 +2,8 @@
 //! a process past its memory limit is killed and counted, a fork bomb stops
 //! at the process limit, and nothing is left once the cgroup is removed.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use volley_sandbox::{Cgroup, Layout, Limits};
@@ -19,16 +20,19 @@ fn name(what: &str) -> String {
     format!("test-{what}-{}", std::process::id())
 }
 
-/// Runs `sh -c script` inside `cgroup` from its first instruction.
+/// Runs `sh -c script` inside `cgroup`.
 fn run_inside(cgroup: &Cgroup, script: &str) -> std::process::Output {
-    let joiner = cgroup.joiner().expect("the cgroup's procs files open");
-    let mut command = Command::new("sh");
-    command.args(["-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: join_self only calls write(2).
-    unsafe {
-        command.pre_exec(move || joiner.join_self());
-    }
-    command.output().expect("sh runs")
+    // The shell waits for a line before it runs the script: it is moved in first, as the invoker does.
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("read go; {script}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    cgroup.add_tree(child.id()).expect("the shell moves in");
+    child.stdin.take().expect("its stdin").write_all(b"go\n").expect("the shell reads its line");
+    child.wait_with_output().expect("sh ends")
 }
 
 /// Whether `pid` is a process that has not exited (a zombie waiting for its reaper has).
