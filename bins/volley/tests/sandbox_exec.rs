@@ -83,9 +83,10 @@ fn a_program_runs_as_the_packs_uid_alone_in_its_namespaces_and_confined() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(&lines[..3], &[UID.to_string().as_str(), UID.to_string().as_str(), "pack"], "{text}");
-    assert!(text.contains("pid 1\n"), "the shell is PID 1 of its namespace: {text}");
+    assert!(text.contains("pid 2\n"), "the shell is PID 2 of its namespace, under its init: {text}");
     let procs: usize = text.split("procs ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap();
-    assert!(procs <= 4, "it sees its own processes only ({procs}): {text}");
+    // Its init, the shell and the command substitution's subshell, ls and grep.
+    assert!(procs <= 5, "it sees its own processes only ({procs}): {text}");
     assert!(text.contains("mine\n") && text.contains(cell.cell.to_str().unwrap()), "{text}");
     assert!(text.contains("Permission denied") && text.contains("secret refused"), "{text}");
     assert!(text.contains("run hidden") && text.contains("unshare refused"), "{text}");
@@ -100,11 +101,14 @@ fn the_launcher_exits_as_its_program_did_and_bad_arguments_say_why() {
     }
     let cell = Cell::new("exit");
     assert_eq!(cell.run("exit 7").status.code(), Some(7));
-    // Its program (PID 1 of its namespace) killed from the host: the launcher dies of the same signal.
+    // A signal the program sends itself works (it is not its namespace's init, which would ignore it).
+    let crashed = cell.run("kill -SEGV $$").status;
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&crashed), Some(libc::SIGSEGV), "{crashed:?}");
+    // Its program killed from the host: the launcher dies of the same signal.
     let mut launcher = cell.launch("sleep 60").spawn().unwrap();
     let mut started = Vec::new();
-    wait_for("the program to start", || {
-        started = children(launcher.id());
+    wait_for("the program to start under its init", || {
+        started = children(launcher.id()).into_iter().flat_map(children).collect();
         !started.is_empty()
     });
     // SAFETY: kill(2) sends a signal; no memory is involved.
@@ -186,9 +190,14 @@ fn killing_the_launcher_ends_everything_it_started() {
         started = children(launcher.id());
         !started.is_empty()
     });
-    let pid1 = started[0];
-    wait_for("its children to start", || children(pid1).len() == 2);
-    let everything: Vec<u32> = [pid1].into_iter().chain(children(pid1)).collect();
+    let init = started[0];
+    let mut program = Vec::new();
+    wait_for("the program to start under its init", || {
+        program = children(init);
+        !program.is_empty()
+    });
+    wait_for("its children to start", || children(program[0]).len() == 2);
+    let everything: Vec<u32> = [init, program[0]].into_iter().chain(children(program[0])).collect();
     launcher.kill().unwrap();
     let _ = launcher.wait();
     wait_for("every process of the namespace to end", || everything.iter().all(|p| !alive(*p)));

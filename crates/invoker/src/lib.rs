@@ -17,6 +17,7 @@ mod pool;
 mod process;
 mod programs;
 mod router;
+mod sandbox;
 mod serve;
 mod spawn;
 
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) pool: pool::Pool,
     /// Where pack processes' cgroups are made (None: without cgroups).
     pub(crate) cgroups: Option<volley_sandbox::Layout>,
+    /// How packs are sandboxed (None: they are not).
+    pub(crate) sandbox: Option<sandbox::Sandbox>,
     events: mpsc::UnboundedSender<Event>,
     packs: Mutex<HashMap<PackKey, PackHandle>>,
     /// Bumped each time the invoker registers again after the controller forgot
@@ -114,7 +117,8 @@ impl Options {
         let client = Client::new(&self.controller, self.token.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let programs = programs::Programs::new(self.data_dir.join("programs"));
-        let cgroups = if self.pack_cgroups { confine::detect() } else { None };
+        let cgroups = if self.pack_cgroups || self.sandbox { confine::detect() } else { None };
+        let sandbox = if self.sandbox { Some(sandbox::Sandbox::prepare(&self)?) } else { None };
         let shared = Arc::new(Shared {
             opts: self,
             router,
@@ -122,6 +126,7 @@ impl Options {
             programs,
             pool: pool::Pool::default(),
             cgroups,
+            sandbox,
             events,
             packs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),

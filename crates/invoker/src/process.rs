@@ -46,6 +46,11 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
         drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs, &mut written).await;
     shared.lock_packs().remove(&key);
     remove_sockets(&spec);
+    if let Some(sandbox) = &shared.sandbox
+        && matches!(spec.transport, volley_comm::TransportOptions::Uds(_))
+    {
+        sandbox.pack_ended(&spec.comm_id());
+    }
     if error.is_some() {
         // Before the exit is reported: a retry of the burst cannot start writing yet.
         remove_unfinished_writes(&spec, written).await;
@@ -161,12 +166,21 @@ async fn drive(
         tokio::time::sleep(REFILL_DELAY).await;
         Pool::refill(&later);
     });
-    let Started { mut child, mut conn, logs: captured, collectors, group, mut confined } = match started {
+    let Started { mut child, mut conn, logs: captured, collectors, group, mut confined, cell } = match started {
         Ok(s) => s,
         Err(e) => return Ending::cause(e),
     };
     *logs = captured;
-    if let Some(problem) = refuse(&conn, spec) {
+    // A sandboxed pack may use its burst's socket directory from now on, until it ends.
+    let admitted = match (&shared.sandbox, &cell) {
+        (Some(sandbox), Some(cell)) => Some(Admitted::new(sandbox, spec.comm_id(), cell.uid)),
+        _ => None,
+    };
+    let refused = match &admitted {
+        Some(Err(e)) => Some(e.clone()),
+        _ => refuse(&conn, spec),
+    };
+    if let Some(problem) = refused {
         stop(&mut child).await;
         if let Some(confined) = confined {
             confined.remove().await;
@@ -209,6 +223,28 @@ async fn drive(
     // been on its way when it did), a cause.
     let died = status.is_some_and(|s| !s.success());
     Ending { error, consequence: stopped || (asked && !died) }
+}
+
+/// A sandboxed pack's grant on its burst's socket directory, withdrawn when dropped.
+struct Admitted<'a> {
+    sandbox: &'a crate::sandbox::Sandbox,
+    comm_id: String,
+    uid: u32,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(sandbox: &'a crate::sandbox::Sandbox, comm_id: String, uid: u32) -> Result<Admitted<'a>, String> {
+        // (Dropped on failure too: the entry made before the failure goes.)
+        let admitted = Admitted { sandbox, comm_id, uid };
+        sandbox.admit(&admitted.comm_id, uid)?;
+        Ok(admitted)
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.sandbox.withdraw(&self.comm_id, self.uid);
+    }
 }
 
 /// What the relay saw: the pack's own last word (`Done`: its error and

@@ -57,24 +57,30 @@ impl Router {
     }
 
     async fn greet(&self, stream: tokio::net::UnixStream) {
-        let (read, write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
         // A process that connects and says nothing is dropped, not waited for.
-        let Ok(Ok(Some(first))) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await else {
-            return;
-        };
-        let Ok(FromPack::Hello { process, protocol, functions, .. }) = serde_json::from_str(&first) else {
-            tracing::warn!("a process connected to the invoker socket without a valid hello; dropped");
-            return;
-        };
+        let Some((process, conn)) = hello(stream, Duration::from_secs(10)).await else { return };
         let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&process));
         match waiter {
             Some(tx) => {
-                let _ = tx.send(PackConnection { protocol, functions, lines, write });
+                let _ = tx.send(conn);
             }
             None => tracing::warn!(process, "hello from a process this invoker did not start; dropped"),
         }
     }
+}
+
+/// Reads a pack process's hello on `stream` (within `wait`): the process id it gives, and its connection.
+pub(crate) async fn hello(stream: tokio::net::UnixStream, wait: Duration) -> Option<(String, PackConnection)> {
+    let (read, write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let Ok(Ok(Some(first))) = tokio::time::timeout(wait, lines.next_line()).await else {
+        return None;
+    };
+    let Ok(FromPack::Hello { process, protocol, functions, .. }) = serde_json::from_str(&first) else {
+        tracing::warn!("a pack process spoke to the invoker without a valid hello; dropped");
+        return None;
+    };
+    Some((process, PackConnection { protocol, functions, lines, write }))
 }
 
 impl Drop for Router {

@@ -15,7 +15,7 @@ use volley_comm::TransportOptions;
 use volley_proto::cluster::{Command, Event, Registration};
 use volley_proto::pack::ToPack;
 
-use crate::{Options, Shared, process};
+use crate::{Shared, process};
 
 /// A call the controller answered "not found": it does not know this invoker
 /// (it restarted, or declared it lost): register again.
@@ -90,11 +90,14 @@ pub(crate) async fn serve(
 fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command, per_burst: &HashMap<String, usize>) {
     match command {
         Command::StartPack(mut spec) => {
-            place_sockets(&shared.opts, &mut spec);
+            place_sockets(shared, &mut spec);
             let demand = per_burst.get(&spec.burst).copied().unwrap_or(1);
             packs.spawn(process::run(shared.clone(), *spec, demand));
         }
         Command::Peers { burst, addresses } => {
+            if let Some(sandbox) = &shared.sandbox {
+                sandbox.connect_peers(&burst);
+            }
             for ((b, _, _), h) in shared.lock_packs().iter() {
                 if *b == burst {
                     let _ = h.to_pack.send(ToPack::Peers { addresses: addresses.clone() });
@@ -122,12 +125,21 @@ async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Where this host's packs listen: UDS files in the data directory; TCP on
-/// loopback for a loopback invoker, on every interface otherwise, advertised
-/// under the invoker's host.
-fn place_sockets(opts: &Options, spec: &mut volley_proto::pack::PackSpec) {
+/// Where this host's packs listen: UDS files in the data directory (a
+/// directory of the burst's own for sandboxed packs); TCP on loopback for a
+/// loopback invoker, on every interface otherwise, advertised under the
+/// invoker's host.
+fn place_sockets(shared: &Shared, spec: &mut volley_proto::pack::PackSpec) {
+    let opts = &shared.opts;
+    let comm_id = spec.comm_id();
     match &mut spec.transport {
-        TransportOptions::Uds(o) => o.bind = Some(opts.data_dir.join("sockets").display().to_string()),
+        TransportOptions::Uds(o) => {
+            let dir = match &shared.sandbox {
+                Some(sandbox) => sandbox.socket_dir(&comm_id),
+                None => opts.data_dir.join("sockets"),
+            };
+            o.bind = Some(dir.display().to_string());
+        }
         TransportOptions::Tcp(o) => {
             let loopback = opts.host.starts_with("127.") || opts.host == "localhost";
             o.bind = Some(if loopback { "127.0.0.1:0".into() } else { "0.0.0.0:0".into() });

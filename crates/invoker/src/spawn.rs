@@ -1,6 +1,7 @@
 //! Starting a pack process: spawn it in its own process group, capture its
 //! output, and wait until it connects back and says hello.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -8,11 +9,13 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, PYTHON_PRELOAD_ENV, SOCKET_ENV};
+use volley_sandbox::Cell;
 
 use crate::Shared;
 use crate::confine::Confined;
 use crate::logs::Logs;
-use crate::router::PackConnection;
+use crate::router::{self, PackConnection};
+use crate::sandbox::{CONTROL_FD, Sandbox};
 
 /// A pack process that has connected and waits for its pack.
 pub(crate) struct Started {
@@ -24,6 +27,8 @@ pub(crate) struct Started {
     pub(crate) group: Option<u32>,
     /// Its cgroup, where the invoker can make one.
     pub(crate) confined: Option<Confined>,
+    /// Its cell, when packs are sandboxed (last: removed after the cgroup emptied).
+    pub(crate) cell: Option<Cell>,
 }
 
 /// How many times the start timeout a warm process is given.
@@ -43,11 +48,42 @@ pub(crate) async fn start(
     // connects (a Python one imports its preloaded modules): it may take longer.
     let timeout = if prepare > 0 { opts.start_timeout * WARM_START_FACTOR } else { opts.start_timeout };
     let process_id = format!("p{:016x}", rand::random::<u64>());
-    let hello = shared.router.hello_of(&process_id);
     let confined = shared.cgroups.as_ref().and_then(|layout| Confined::new(layout, &process_id));
-    let spawned = Command::new(program)
-        .args(args)
-        .env(SOCKET_ENV, &shared.router.path)
+    let cell = match shared.sandbox.as_ref().map(Sandbox::cell) {
+        Some(Err(e)) => {
+            if let Some(confined) = confined {
+                confined.remove().await;
+            }
+            return Err(e);
+        }
+        Some(Ok(cell)) => Some(cell),
+        None => None,
+    };
+    let (mut command, hello, control) = match (&shared.sandbox, &cell) {
+        (Some(sandbox), Some(cell)) => {
+            let (ours, theirs) = control_pair().map_err(|e| format!("cannot make a pack's control socket: {e}"))?;
+            let mut command = sandbox.command(cell, program, args);
+            command.env(SOCKET_ENV, format!("fd:{CONTROL_FD}"));
+            pass_control(&mut command, &theirs);
+            let id = process_id.clone();
+            let hello: BoxFuture<'static, Option<PackConnection>> = Box::pin(async move {
+                match router::hello(ours, timeout).await {
+                    Some((process, conn)) if process == id => Some(conn),
+                    // Closed without a hello: the process's exit (or the timeout) says why.
+                    _ => std::future::pending().await,
+                }
+            });
+            (command, hello, Some(theirs))
+        }
+        _ => {
+            let waiter = shared.router.hello_of(&process_id);
+            let mut command = Command::new(program);
+            command.args(args).env(SOCKET_ENV, &shared.router.path);
+            let hello: BoxFuture<'static, Option<PackConnection>> = Box::pin(async move { waiter.await.ok() });
+            (command, hello, None)
+        }
+    };
+    let spawned = command
         .env(PROCESS_ENV, &process_id)
         .env(PREPARE_ENV, prepare.to_string())
         .env(PYTHON_ENV, &opts.python)
@@ -59,6 +95,8 @@ pub(crate) async fn start(
         // Its own process group, so that stopping the pack also stops anything it started.
         .process_group(0)
         .spawn();
+    // The pack holds its end now (or never will).
+    drop(control);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +120,7 @@ pub(crate) async fn start(
         collectors.push(logs.stderr.collect(err, opts.log_limit));
     }
     let conn = tokio::select! {
-        conn = hello => conn.ok(),
+        conn = hello => conn,
         status = child.wait() => {
             shared.router.forget(&process_id);
             kill_group(group);
@@ -99,7 +137,7 @@ pub(crate) async fn start(
         _ = tokio::time::sleep(timeout) => None,
     };
     match conn {
-        Some(conn) => Ok(Started { child, conn, logs, collectors, group, confined }),
+        Some(conn) => Ok(Started { child, conn, logs, collectors, group, confined, cell }),
         None => {
             shared.router.forget(&process_id);
             stop(&mut child).await;
@@ -110,6 +148,36 @@ pub(crate) async fn start(
                 "{label} did not connect to the invoker within {timeout:?}: is it a Volley function binary (built with volley_sdk::main!)?"
             ))
         }
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A connected socket pair: the invoker's end (async) and the pack's.
+fn control_pair() -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net::UnixStream)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
+}
+
+/// Leaves `socket` at descriptor 3 of the started program (both ends are
+/// close-on-exec: no other process the invoker starts meanwhile gets it).
+fn pass_control(command: &mut Command, socket: &std::os::unix::net::UnixStream) {
+    let fd = socket.as_raw_fd();
+    // SAFETY: between fork and exec only dup2(2) and fcntl(2) run, both
+    // async-signal-safe; no memory is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == CONTROL_FD {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, CONTROL_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

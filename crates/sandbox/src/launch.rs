@@ -2,23 +2,27 @@
 //!
 //! It runs as a process of its own, single-threaded (nothing else may run in
 //! it: new namespaces and forking need that), started by the invoker, which
-//! has already put it in the pack's cgroup. It leaves the invoker's
-//! supplementary groups, unshares new PID, mount, IPC, UTS and cgroup
-//! namespaces, and forks: the child is PID 1 of the new PID namespace and
-//! becomes the program; this process stays outside as its reaper and exits
-//! as the child did (killing it kills the child, and with it the namespace).
+//! has already put it in the pack's cgroup. It trades the invoker's
+//! supplementary groups for the `--group`s given, unshares new PID, mount,
+//! IPC, UTS and cgroup namespaces, and forks: the child is PID 1 of the new
+//! PID namespace; this process stays outside as its reaper and exits as the
+//! program did (killing it kills the child, and with it the namespace).
 //! The child makes its mounts private, mounts a fresh /proc and a tmpfs on
 //! each `--tmpfs` directory (hiding what the host keeps there, such as
-//! sockets under /run), names its host `pack`, enters its directory, takes
-//! the pack's uid and gid (no capability is left), asks to die with its
-//! reaper, and then, last, restricts itself with Landlock and seccomp and
-//! execs the program.
+//! sockets under /run), names its host `pack`, makes the granted paths below
+//! directories closed to others reachable (cover.rs), enters its directory,
+//! takes the pack's uid and gid (no capability is left), asks to die with
+//! its reaper, restricts itself with Landlock and seccomp, and forks the
+//! program as PID 2, staying as the namespace's init: it reaps orphans and
+//! tells the reaper how the program ended (an init gets from inside its
+//! namespace only the signals it handles, so the program must not be one).
 //!
-//! Arguments: `--uid U --gid G --dir DIR [--read PATH]... [--write PATH]...
+//! Arguments: `--uid U --gid G [--group G]... --dir DIR [--read PATH]... [--write PATH]...
 //! [--tmpfs DIR]... -- PROGRAM [ARGS]...`.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +44,8 @@ pub const SETUP_FAILED: i32 = 126;
 pub struct Launch {
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (the group every pack shares local storage through).
+    pub groups: Vec<u32>,
     pub dir: PathBuf,
     pub paths: Paths,
     pub tmpfs: Vec<PathBuf>,
@@ -49,7 +55,7 @@ pub struct Launch {
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(
-        "sandbox-exec: {0} (usage: --uid U --gid G --dir DIR [--read PATH]... [--write PATH]... [--tmpfs DIR]... -- PROGRAM [ARGS]...)"
+        "sandbox-exec: {0} (usage: --uid U --gid G [--group G]... --dir DIR [--read PATH]... [--write PATH]... [--tmpfs DIR]... -- PROGRAM [ARGS]...)"
     )]
     Usage(String),
     #[error("sandbox-exec: {what}: {source}")]
@@ -65,7 +71,7 @@ impl Launch {
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Launch, LaunchError> {
         let mut args = args.into_iter();
         let (mut uid, mut gid, mut dir) = (None, None, None);
-        let (mut paths, mut tmpfs) = (Paths::default(), Vec::new());
+        let (mut paths, mut tmpfs, mut groups) = (Paths::default(), Vec::new(), Vec::new());
         while let Some(arg) = args.next() {
             if arg == "--" {
                 let program: Vec<OsString> = args.collect();
@@ -74,14 +80,14 @@ impl Launch {
                 }
                 let id = |v: Option<u32>, name: &str| v.ok_or_else(|| LaunchError::Usage(format!("{name} is missing")));
                 let (uid, gid) = (id(uid, "--uid")?, id(gid, "--gid")?);
-                if uid == 0 || gid == 0 {
+                if uid == 0 || gid == 0 || groups.contains(&0) {
                     return Err(LaunchError::Usage("a pack may not run as root (uid or gid 0)".into()));
                 }
                 let dir = dir.ok_or_else(|| LaunchError::Usage("--dir is missing".into()))?;
-                return Ok(Launch { uid, gid, dir, paths, tmpfs, program });
+                return Ok(Launch { uid, gid, groups, dir, paths, tmpfs, program });
             }
             let flag = arg.to_string_lossy().into_owned();
-            if !["--uid", "--gid", "--dir", "--read", "--write", "--tmpfs"].contains(&flag.as_str()) {
+            if !["--uid", "--gid", "--group", "--dir", "--read", "--write", "--tmpfs"].contains(&flag.as_str()) {
                 return Err(LaunchError::Usage(format!("unknown argument {flag:?} (the program goes after --)")));
             }
             let value = args.next().ok_or_else(|| LaunchError::Usage(format!("{flag} needs a value")))?;
@@ -94,6 +100,7 @@ impl Launch {
             match flag.as_str() {
                 "--uid" => uid = Some(number()?),
                 "--gid" => gid = Some(number()?),
+                "--group" => groups.push(number()?),
                 "--dir" => dir = Some(PathBuf::from(value)),
                 "--read" => paths.read.push(PathBuf::from(value)),
                 "--write" => paths.write.push(PathBuf::from(value)),
@@ -111,27 +118,37 @@ impl Launch {
         // Filters compiled before anything changes (the child allocates nothing it need not).
         let filter = Filter::for_packs()
             .map_err(|e| LaunchError::Setup { what: "seccomp", source: std::io::Error::other(e) })?;
-        setgroups(&[]).map_err(setup("leaving the supplementary groups"))?;
+        let groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        setgroups(&groups).map_err(setup("taking the supplementary groups"))?;
         let namespaces = CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWCGROUP;
         unshare(namespaces).map_err(setup("new namespaces"))?;
+        // How the program ended, told by the namespace's init (whose own
+        // exit cannot carry a signal: see `init`).
+        let (ended_rx, ended_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(setup("a pipe"))?;
         // SAFETY: this process is single-threaded (the caller's contract): the
         // child may do anything the parent could.
         match unsafe { fork() }.map_err(setup("fork"))? {
             ForkResult::Child => {
-                let Err(failed) = self.become_program(&filter);
+                drop(ended_rx);
+                let Err(failed) = self.become_program(&filter, ended_tx);
                 eprintln!("{failed}");
                 std::process::exit(SETUP_FAILED);
             }
-            ForkResult::Parent { child } => Ok(reap(child)),
+            ForkResult::Parent { child } => {
+                drop(ended_tx);
+                Ok(reap(child, ended_rx))
+            }
         }
     }
 
-    /// In the child: the steps after the fork, then exec. Returns only on failure.
-    fn become_program(&self, filter: &Filter) -> Result<Infallible, LaunchError> {
+    /// In the child, PID 1 of the new namespace: the steps after the fork,
+    /// then the program forked as PID 2 while this process stays its init.
+    /// Returns only on failure.
+    fn become_program(&self, filter: &Filter, ended: OwnedFd) -> Result<Infallible, LaunchError> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
         let none: Option<&str> = None;
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(setup("private mounts"))?;
@@ -142,24 +159,26 @@ impl Launch {
                 .map_err(setup("mounting a tmpfs"))?;
         }
         sethostname("pack").map_err(setup("naming the host"))?;
-        chdir(&self.dir).map_err(setup("entering the pack's directory"))?;
-        // Made while still root, so that it may name paths the pack's uid could
-        // not even look up (the program's own file, under a private home), and
-        // after the mounts: a rule made on the old /proc would not cover the new one.
         let mut paths = self.paths.clone();
         let by_path = Path::new(&self.program[0]).is_absolute();
         if by_path {
             paths.read.push(PathBuf::from(&self.program[0]));
         }
+        // Granted paths below directories the pack's uid could not search.
+        let mut granted: Vec<PathBuf> = paths.read.iter().chain(&paths.write).cloned().collect();
+        granted.push(self.dir.clone());
+        crate::cover::cover_closed_directories(&granted)
+            .map_err(|source| LaunchError::Setup { what: "reaching the granted paths", source })?;
+        chdir(&self.dir).map_err(setup("entering the pack's directory"))?;
+        // Made while still root, so that it may name paths the pack's uid could
+        // not even look up (the program's own file, under a private home), and
+        // after the mounts: a rule made on the old /proc would not cover the new one.
         let landlock = |e| LaunchError::Setup { what: "landlock", source: std::io::Error::other(e) };
         let mut confinement = Confinement::new(&paths).map_err(landlock)?;
         // The program is opened now and run from its descriptor: the pack's uid
         // needs the right to execute the file, not to reach it by its path.
         let program_file = match by_path {
-            true => Some(
-                std::fs::File::open(&self.program[0])
-                    .map_err(|source| LaunchError::Setup { what: "opening the program", source })?,
-            ),
+            true => Some(open_program(Path::new(&self.program[0]))?),
             false => None,
         };
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
@@ -170,6 +189,15 @@ impl Launch {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
         confinement.enforce().map_err(|source| LaunchError::Setup { what: "landlock", source })?;
         filter.install().map_err(|source| LaunchError::Setup { what: "seccomp", source })?;
+        // The program is not PID 1: an init gets from inside its namespace
+        // only the signals it handles (a `kill -SEGV $$` or `raise(SIGABRT)`
+        // of the program's own would do nothing), and orphans need reaping.
+        // SAFETY: single-threaded, as above.
+        if let ForkResult::Parent { child } = unsafe { fork() }.map_err(setup("fork"))? {
+            init(child, ended);
+        }
+        drop(ended);
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with its init"))?;
         let program: Vec<CString> = self
             .program
             .iter()
@@ -193,23 +221,69 @@ impl Launch {
     }
 }
 
-/// Waits for the child and returns its exit code; if a signal killed it,
-/// this process dies of the same signal (so its parent sees what happened).
-fn reap(child: Pid) -> i32 {
+/// The program's file, opened as root, left open across exec: a script's
+/// interpreter reads it by `/dev/fd/N`.
+fn open_program(path: &Path) -> Result<std::fs::File, LaunchError> {
+    let file =
+        std::fs::File::open(path).map_err(|source| LaunchError::Setup { what: "opening the program", source })?;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+        .map_err(setup("opening the program"))?;
+    Ok(file)
+}
+
+/// PID 1 of the pack's namespace: reaps every process that ends there until
+/// `program` ends, writes how it ended to `ended` and exits (the kernel then
+/// kills whatever is left in the namespace).
+fn init(program: Pid, ended: OwnedFd) -> ! {
     loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                // SAFETY: back to the default action, then raise: this process ends as its child did.
-                unsafe {
-                    libc::signal(signal as libc::c_int, libc::SIG_DFL);
-                }
-                let _ = nix::sys::signal::raise(signal);
-                return 128 + signal as i32;
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(program) => {
+                let (kind, value): (u32, i32) = match status {
+                    WaitStatus::Exited(_, code) => (0, code),
+                    WaitStatus::Signaled(_, signal, _) => (1, signal as i32),
+                    _ => continue,
+                };
+                let mut word = kind.to_le_bytes().to_vec();
+                word.extend_from_slice(&value.to_le_bytes());
+                let _ = nix::unistd::write(&ended, &word);
+                std::process::exit(0);
             }
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => std::process::exit(SETUP_FAILED),
+        }
+    }
+}
+
+/// Waits for the namespace's init and returns the program's exit code; if
+/// a signal killed the program, this process dies of the same signal (so
+/// its parent sees what happened). Without word from the init (it failed
+/// while setting up), its own exit code.
+fn reap(child: Pid, ended: OwnedFd) -> i32 {
+    let code = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(_) => return SETUP_FAILED,
         }
+    };
+    let mut word = [0u8; 8];
+    let told = nix::unistd::read(&ended, &mut word).unwrap_or(0) == 8;
+    if !told {
+        return code;
+    }
+    let kind = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+    let value = i32::from_le_bytes([word[4], word[5], word[6], word[7]]);
+    match (kind, Signal::try_from(value)) {
+        (1, Ok(signal)) => {
+            // SAFETY: back to the default action, then raise: this process ends as its child did.
+            unsafe {
+                libc::signal(signal as libc::c_int, libc::SIG_DFL);
+            }
+            let _ = nix::sys::signal::raise(signal);
+            128 + value
+        }
+        _ => value,
     }
 }
 
@@ -223,10 +297,12 @@ mod tests {
 
     #[test]
     fn arguments_are_read_and_bad_ones_say_what_is_wrong() {
-        let launch =
-            Launch::parse(args("--uid 200001 --gid 200002 --dir /c --read /usr --write /c --tmpfs /run -- sh -c x"))
-                .unwrap();
+        let launch = Launch::parse(args(
+            "--uid 200001 --gid 200002 --group 199999 --dir /c --read /usr --write /c --tmpfs /run -- sh -c x",
+        ))
+        .unwrap();
         assert_eq!(launch.uid, 200001);
+        assert_eq!(launch.groups, vec![199_999]);
         assert_eq!(launch.paths.read, vec![PathBuf::from("/usr")]);
         assert_eq!(launch.program, args("sh -c x"));
         for (bad, says) in [

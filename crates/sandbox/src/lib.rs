@@ -5,14 +5,20 @@
 //! the pack was killed for memory, so that the burst's error can name the
 //! limit instead of a bare SIGKILL; a Landlock ruleset of the paths a pack
 //! may reach (and no signals or abstract sockets outside it); and a seccomp
-//! filter of the system calls a function never needs (ADR 0008 has the
-//! whole design).
+//! filter of the system calls a function never needs; cells (a uid and a
+//! directory per sandboxed pack process, unique on the machine), ACL grants
+//! between the cells of one burst, and the launcher that puts it all
+//! together, `volley sandbox-exec` (ADR 0008 has the whole design).
 
+pub mod acl;
+mod cell;
 mod cgroup;
+mod cover;
 mod landlock;
 pub mod launch;
 mod seccomp;
 
+pub use cell::{CELLS, Cell, CellError, FIRST_UID, PACKS_GID};
 pub use cgroup::{Cgroup, Error, Layout, Limits, Usage, own_memory};
 pub use landlock::{Confinement, LandlockError, Paths};
 pub use seccomp::{Filter, FilterError};

@@ -1,5 +1,7 @@
 //! The pack process's line to its invoker: JSON messages, one per line, over
-//! the Unix socket named in `VOLLEY_INVOKER_SOCKET`.
+//! the Unix socket named in `VOLLEY_INVOKER_SOCKET`, or over the connected
+//! socket the invoker left at descriptor N when that says `fd:N` (a
+//! sandboxed pack, whose uid cannot reach the invoker's socket file).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,6 +12,29 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use volley_comm::Rendezvous;
 use volley_proto::pack::{FromPack, ToPack};
+
+/// How `VOLLEY_INVOKER_SOCKET` names an inherited descriptor.
+const INHERITED: &str = "fd:";
+
+/// The inherited control socket, taken once (a second take would own it twice).
+fn inherited(fd: &str) -> std::io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let fd: i32 = fd.parse().map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{INHERITED}{fd} names no descriptor"))
+    })?;
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(std::io::Error::other("the inherited control socket was taken already"));
+    }
+    // SAFETY: the invoker left this descriptor open for this process, and
+    // TAKEN makes this the only owner; if it is not a socket, the calls below fail.
+    let socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    // Not passed on: the Python fork server and anything else this process starts must not hold it.
+    rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
+    socket.set_nonblocking(true)?;
+    UnixStream::from_std(socket)
+}
 
 enum Outgoing {
     Message(FromPack),
@@ -26,9 +51,14 @@ impl Control {
     /// Connects to the invoker; returns the sender and the stream of its messages
     /// (which ends when the invoker goes away).
     pub(crate) async fn connect(path: &str) -> std::io::Result<(Control, mpsc::UnboundedReceiver<ToPack>)> {
-        let stream = tokio::time::timeout(Duration::from_secs(10), UnixStream::connect(path))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the invoker's socket did not answer"))??;
+        let stream = match path.strip_prefix(INHERITED) {
+            Some(fd) => inherited(fd)?,
+            None => {
+                tokio::time::timeout(Duration::from_secs(10), UnixStream::connect(path)).await.map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the invoker's socket did not answer")
+                })??
+            }
+        };
         let (read, mut write) = stream.into_split();
         let (tx, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {

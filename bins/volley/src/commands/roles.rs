@@ -98,6 +98,29 @@ pub struct InvokerArgs {
     /// as started, so that warm ones have them loaded ("" for none).
     #[arg(long, env = "VOLLEY_PYTHON_PRELOAD", default_value_t = invoker_defaults().python_preload)]
     pub python_preload: String,
+    /// Run each pack process sandboxed: a uid of its own, new namespaces,
+    /// Landlock and seccomp (needs root; "off" only for development).
+    #[arg(long, env = "VOLLEY_SANDBOX", value_enum, default_value_t = Switch::from(invoker_defaults().sandbox))]
+    pub sandbox: Switch,
+    /// A local directory sandboxed packs may read and write (`file://` storage); repeatable.
+    #[arg(long = "local-storage", value_name = "DIR")]
+    pub local_storage: Vec<PathBuf>,
+    /// A further path sandboxed packs may read; repeatable.
+    #[arg(long = "pack-read", value_name = "PATH")]
+    pub pack_read: Vec<PathBuf>,
+}
+
+/// A setting turned on or off.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl From<bool> for Switch {
+    fn from(on: bool) -> Switch {
+        if on { Switch::On } else { Switch::Off }
+    }
 }
 
 impl InvokerArgs {
@@ -123,9 +146,18 @@ impl InvokerArgs {
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
             python: self.python.clone(),
             python_preload: self.python_preload.clone(),
+            sandbox: self.sandbox == Switch::On,
+            launcher: std::env::current_exe()?,
+            local_storage: absolute(&self.local_storage)?,
+            pack_read: absolute(&self.pack_read)?,
             ..defaults
         })
     }
+}
+
+/// Paths given on the command line, made absolute (the launcher runs elsewhere).
+fn absolute(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    paths.iter().map(|p| Ok(std::path::absolute(p)?)).collect()
 }
 
 pub fn default_data_dir() -> PathBuf {

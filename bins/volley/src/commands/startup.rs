@@ -7,6 +7,7 @@ use volley_bench::jobs::startup::{self, Plan};
 use volley_bench::startup::StartupReport;
 
 use super::platform::{PlatformArgs, with_platform};
+use super::roles::Switch;
 use super::{Output, Target};
 
 #[derive(Args)]
@@ -29,6 +30,10 @@ pub struct StartupArgs {
     /// Transport of FaaS mode (g = 1).
     #[arg(long, default_value = "redis")]
     faas_transport: String,
+    /// Measure every granularity twice in this run, packs unsandboxed then
+    /// sandboxed (needs root), and print the sandbox's cost.
+    #[arg(long)]
+    compare_sandbox: bool,
     #[command(flatten)]
     platform: PlatformArgs,
 }
@@ -44,15 +49,25 @@ pub fn run(mut args: StartupArgs, target: &Target, output: Output) -> anyhow::Re
     if output == Output::Table {
         println!("function {} {}", args.function, args.params);
         println!(
-            "{:<5} {:>6} {:>4} {:>6} {:<8} {:>9} {:>9} {:>9} {:>10} {:>10}",
+            "{:<13} {:>6} {:>4} {:>6} {:<8} {:>9} {:>9} {:>9} {:>10} {:>10}",
             "mode", "N", "g", "packs", "via", "cold ms", "warm p50", "warm max", "spread p50", "spread max"
         );
     }
-    for &g in &args.granularity {
-        let report = runtime.block_on(measure(&args, target, g))?;
+    let sandboxes = match args.compare_sandbox {
+        true => vec![Switch::Off, Switch::On],
+        false => vec![args.platform.invoker.sandbox],
+    };
+    let runs: Vec<(usize, Switch)> =
+        args.granularity.iter().flat_map(|&g| sandboxes.iter().map(move |&s| (g, s))).collect();
+    for (g, sandbox) in runs {
+        args.platform.invoker.sandbox = sandbox;
+        let mut report = runtime.block_on(measure(&args, target, g))?;
+        if sandbox == Switch::On {
+            report.mode.push_str("+sandbox");
+        }
         if output == Output::Table {
             println!(
-                "{:<5} {:>6} {:>4} {:>6} {:<8} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2}",
+                "{:<13} {:>6} {:>4} {:>6} {:<8} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2}",
                 report.mode,
                 report.workers,
                 report.granularity,
@@ -76,6 +91,18 @@ pub fn run(mut args: StartupArgs, target: &Target, output: Output) -> anyhow::Re
             faas.cold_ms / burst.cold_ms,
             faas.warm.p50_us / burst.warm.p50_us
         );
+    }
+    if output == Output::Table && args.compare_sandbox {
+        for pair in reports.chunks(2) {
+            if let [plain, sandboxed] = pair {
+                println!(
+                    "g = {}: sandboxed / unsandboxed: cold {:.2}x, warm p50 {:.2}x",
+                    plain.granularity,
+                    sandboxed.cold_ms / plain.cold_ms,
+                    sandboxed.warm.p50_us / plain.warm.p50_us
+                );
+            }
+        }
     }
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -1,0 +1,175 @@
+//! POSIX ACL grants: how the invoker (root) lets the packs of one burst, each
+//! of its own uid, reach each other's Unix sockets and nobody else (ADR
+//! 0008, decision 3). Written as the kernel's `system.posix_acl_access`
+//! extended attribute (the stable layout of `linux/posix_acl_xattr.h`): the
+//! Rust crates for ACLs link libacl, whose headers a fresh machine lacks, for
+//! what is one small structure. Also how local storage directories are
+//! shared with every pack (the group all cells belong to).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Read, write and execute (search, for a directory) bits of an entry.
+pub const READ: u16 = 4;
+pub const WRITE: u16 = 2;
+pub const EXECUTE: u16 = 1;
+
+const VERSION: u32 = 2;
+const USER_OBJ: u16 = 0x01;
+const USER: u16 = 0x02;
+const GROUP_OBJ: u16 = 0x04;
+const GROUP: u16 = 0x08;
+const MASK: u16 = 0x10;
+const OTHER: u16 = 0x20;
+const UNDEFINED_ID: u32 = u32::MAX;
+
+/// Sets the access ACL of `path` to its mode's owner, group and other
+/// entries plus `perms` for each uid in `users` (replacing named entries
+/// set before). An empty `users` leaves only the mode's entries.
+pub fn grant_users(path: &Path, users: &[u32], perms: u16) -> io::Result<()> {
+    let mode = std::fs::metadata(path)?.mode();
+    set(path, "system.posix_acl_access", &access_acl(mode, users, perms))
+}
+
+/// Lets the group `gid` read and write (and search) `dir` and everything
+/// below it, now and created later: an access ACL entry on each directory
+/// and file there, and a default ACL on each directory, which what is made
+/// inside inherits (whoever makes it). Symbolic links are not followed.
+pub fn share_tree_with_group(dir: &Path, gid: u32) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    let is_dir = meta.is_dir();
+    let perms = if is_dir || meta.mode() & 0o111 != 0 { READ | WRITE | EXECUTE } else { READ | WRITE };
+    set(dir, "system.posix_acl_access", &group_acl(meta.mode(), gid, perms))?;
+    if is_dir {
+        set(dir, "system.posix_acl_default", &group_acl(0o770, gid, READ | WRITE | EXECUTE))?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_symlink() {
+                share_tree_with_group(&entry.path(), gid)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set(path: &Path, attribute: &str, value: &[u8]) -> io::Result<()> {
+    let name = CString::new(attribute).map_err(io::Error::other)?;
+    let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; the value is `value.len()` bytes.
+    let done = unsafe { libc::setxattr(target.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The mode's entries and one named group with `perms`.
+fn group_acl(mode: u32, gid: u32, perms: u16) -> Vec<u8> {
+    let bits = |shift: u32| ((mode >> shift) & 0o7) as u16;
+    let group = bits(3);
+    let entries = [
+        (USER_OBJ, bits(6), UNDEFINED_ID),
+        (GROUP_OBJ, group, UNDEFINED_ID),
+        (GROUP, perms & 0o7, gid),
+        (MASK, group | (perms & 0o7), UNDEFINED_ID),
+        (OTHER, bits(0), UNDEFINED_ID),
+    ];
+    encode(&entries)
+}
+
+fn encode(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = VERSION.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+/// The attribute's bytes: entries in the order the kernel requires (by tag, then id).
+fn access_acl(mode: u32, users: &[u32], perms: u16) -> Vec<u8> {
+    let bits = |shift: u32| ((mode >> shift) & 0o7) as u16;
+    let mut named: Vec<u32> = users.to_vec();
+    named.sort_unstable();
+    named.dedup();
+    let group = bits(3);
+    let mut entries = vec![(USER_OBJ, bits(6), UNDEFINED_ID)];
+    entries.extend(named.iter().map(|&uid| (USER, perms & 0o7, uid)));
+    entries.push((GROUP_OBJ, group, UNDEFINED_ID));
+    if !named.is_empty() {
+        // The mask bounds the named entries and the owning group: it must let both through.
+        entries.push((MASK, group | (perms & 0o7), UNDEFINED_ID));
+    }
+    entries.push((OTHER, bits(0), UNDEFINED_ID));
+    encode(&entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_tree_lets_the_group_in_and_passes_it_on_to_what_is_made_later() {
+        // SAFETY: geteuid(2) reads the caller's effective uid.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("volley-acl-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).expect("dirs");
+        std::fs::write(dir.join("a/old"), b"x").expect("file");
+        share_tree_with_group(&dir, 199_999).expect("shared");
+        std::fs::write(dir.join("a/new"), b"y").expect("file");
+        // The group's entry as the kernel keeps it (read back, not as written).
+        let group_perms = |p: &Path| -> Option<u16> {
+            let name = CString::new("system.posix_acl_access").ok()?;
+            let target = CString::new(p.as_os_str().as_bytes()).ok()?;
+            let mut buf = [0u8; 256];
+            // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
+            let n = unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n = usize::try_from(n).ok()?;
+            buf[4..n].chunks(8).find_map(|e| {
+                let (tag, perm, id) = (
+                    u16::from_le_bytes([e[0], e[1]]),
+                    u16::from_le_bytes([e[2], e[3]]),
+                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                );
+                (tag == GROUP && id == 199_999).then_some(perm)
+            })
+        };
+        assert_eq!(group_perms(&dir.join("a/old")), Some(READ | WRITE), "a file there before");
+        // (Inherited as the default's rwx; the file's mask, from its mode, leaves rw of it.)
+        let inherited = group_perms(&dir.join("a/new")).unwrap_or(0);
+        assert_eq!(inherited & (READ | WRITE), READ | WRITE, "a file made after, by inheritance");
+        assert_eq!(group_perms(&dir.join("a")), Some(READ | WRITE | EXECUTE), "a directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_come_sorted_with_a_mask_only_when_users_are_named() {
+        let plain = access_acl(0o750, &[], READ);
+        assert_eq!(plain.len(), 4 + 3 * 8);
+        let named = access_acl(0o700, &[200_002, 200_001, 200_002], READ | WRITE);
+        // header, user_obj, two users (deduplicated, ascending), group_obj, mask, other
+        assert_eq!(named.len(), 4 + 6 * 8);
+        let entry = |i: usize| {
+            let at = 4 + i * 8;
+            let b = &named[at..at + 8];
+            (
+                u16::from_le_bytes([b[0], b[1]]),
+                u16::from_le_bytes([b[2], b[3]]),
+                u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            )
+        };
+        assert_eq!(entry(0), (USER_OBJ, 7, UNDEFINED_ID));
+        assert_eq!(entry(1), (USER, 6, 200_001));
+        assert_eq!(entry(2), (USER, 6, 200_002));
+        assert_eq!(entry(3), (GROUP_OBJ, 0, UNDEFINED_ID));
+        assert_eq!(entry(4), (MASK, 6, UNDEFINED_ID));
+        assert_eq!(entry(5), (OTHER, 0, UNDEFINED_ID));
+    }
+}
