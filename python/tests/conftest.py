@@ -30,40 +30,78 @@ def _volley_binary():
     return path if os.path.exists(path) else None
 
 
+class _Up:
+    """A `volley up` platform started from the Rust binary, and an executor of it."""
+
+    def __init__(self, extra=()):
+        binary = _volley_binary()
+        if binary is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("the volley binary is not built (cargo build -p volley)")
+            pytest.skip("the volley binary is not built (cargo build -p volley)")
+        self.data = tempfile.mkdtemp(prefix="volley-pytest-up-")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [binary, "up", "--listen", f"127.0.0.1:{port}", "--data-dir", self.data, "--python", sys.executable,
+             *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise RuntimeError(f"volley up did not start: {self.proc.stderr.read().decode()}")
+                time.sleep(0.05)
+        self.executor = volley.Executor(controller=self.url)
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def up():
     """An executor of a `volley up` platform whose invoker runs this interpreter's workers."""
-    binary = _volley_binary()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the volley binary is not built (cargo build -p volley)")
-        pytest.skip("the volley binary is not built (cargo build -p volley)")
-    data = tempfile.mkdtemp(prefix="volley-pytest-up-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "up", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--python", sys.executable],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"volley up did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
+    platform = _Up()
     try:
-        yield volley.Executor(controller=url)
+        yield platform.executor
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(data, ignore_errors=True)
+        platform.close()
+
+
+@pytest.fixture(scope="module")
+def unsandboxed_up():
+    """A `volley up` platform whose packs are not sandboxed: its workers'
+    ``os.getpid()`` are host pids, as the standard library's are (a sandboxed
+    pack's are those of its own PID namespace, small and repeated across packs)."""
+    platform = _Up(["--sandbox", "off"])
+    try:
+        yield platform.executor
+    finally:
+        platform.close()
+
+
+@pytest.fixture(scope="module")
+def sandboxed_up():
+    """A `volley up` platform whose packs are sandboxed (needs root; CI runs as root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("sandboxed packs need root")
+        pytest.skip("sandboxed packs need root")
+    platform = _Up(["--sandbox", "on"])
+    try:
+        yield platform
+    finally:
+        platform.close()

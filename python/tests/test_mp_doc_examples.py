@@ -53,7 +53,8 @@ def _run(source, env, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_a_documentation_example_prints_what_it_prints_with_the_standard_library(name, up, tmp_path):
+def test_a_documentation_example_prints_what_it_prints_with_the_standard_library(name, unsandboxed_up, tmp_path):
+    up = unsandboxed_up
     source = open(os.path.join(HERE, f"{name}.py")).read()
     theirs = _run(source, dict(os.environ), tmp_path, f"std_{name}")
     env = dict(os.environ, VOLLEY_CONTROLLER=up.controller)

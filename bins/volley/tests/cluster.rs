@@ -4,6 +4,7 @@ use volley_testkit as support;
 
 use std::time::{Duration, Instant};
 
+use support::process::pack_processes_with_env;
 use support::{Role, TempDir, eventually, http, processes_with_env};
 
 struct Cluster {
@@ -69,7 +70,7 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     );
     eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
     let socket = c.invokers[0].data_dir.display().to_string();
-    assert_eq!(processes_with_env(&socket).len(), 2, "two pack processes run");
+    assert_eq!(pack_processes_with_env(&socket).len(), 2, "two pack processes run");
     let killed = Instant::now();
     c.invokers[0].kill9();
     eventually(10, "the burst to fail", || state(&c.url, &id)["state"] == "failed");
@@ -119,7 +120,13 @@ fn controller_restart(store: &[&str]) {
         &url,
         serde_json::json!({"function": "sleep", "workers": 4, "granularity": 2, "params": {"seconds": 60}}),
     );
-    eventually(20, "the burst to run", || state(&url, &running)["state"] == "running");
+    let mut last = serde_json::Value::Null;
+    let ran = (0..400).any(|_| {
+        last = state(&url, &running);
+        std::thread::sleep(Duration::from_millis(50));
+        last["state"] == "running"
+    });
+    assert!(ran, "the burst did not run: {last}\n{}", _invoker.log.lock().unwrap());
     let retried =
         submit(&url, serde_json::json!({"function": "sleep", "workers": 2, "retries": 1, "params": {"seconds": 5}}));
     eventually(20, "the retriable burst to run", || state(&url, &retried)["state"] == "running");

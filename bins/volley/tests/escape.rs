@@ -36,7 +36,20 @@ fn platform(dir: &TempDir, sandbox: &str) -> Platform {
     let keys = dir.0.join("keys");
     std::fs::write(&keys, format!("victim {VICTIM_KEY}\nattacker {ATTACKER_KEY}\n")).unwrap();
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    Platform::up(&["--api-keys", keys.to_str().unwrap(), "--sandbox", sandbox, "--warm-pool", "0"])
+    // Local storage of its own (the flag wins over the tests' VOLLEY_LOCAL_STORAGE, every test's directories).
+    let storage = dir.0.join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let storage = storage.to_str().unwrap();
+    Platform::up(&[
+        "--api-keys",
+        keys.to_str().unwrap(),
+        "--sandbox",
+        sandbox,
+        "--warm-pool",
+        "0",
+        "--local-storage",
+        storage,
+    ])
 }
 
 fn cli_as(p: &Platform, key: &str, args: &[&str]) -> Output {
@@ -315,5 +328,6 @@ fn sandboxed_packs_share_only_the_local_storage_they_are_granted() {
     );
     let ended = wait(&p, VICTIM_KEY, &count);
     assert_eq!(ended["state"], "failed", "{ended}");
-    assert!(ended["error"].as_str().unwrap_or("").to_lowercase().contains("permission denied"), "{ended}");
+    let error = ended["error"].as_str().unwrap_or("");
+    assert!(error.contains("Permission denied") && error.contains("--local-storage"), "{ended}");
 }

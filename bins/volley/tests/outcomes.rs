@@ -8,7 +8,7 @@ use volley_testkit as support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Platform, TempDir, children_of, eventually};
+use support::{Platform, TempDir, children_of, descendants_of, eventually};
 
 fn submit(p: &Platform, body: Value) -> String {
     let (status, burst) = p.post("/v1/bursts", &body.to_string());
@@ -70,7 +70,7 @@ fn a_killed_pack_is_named_over_the_peers_that_saw_it_go() {
 /// The pack process that has a file named `name…` open in `dir`.
 fn process_writing(p: &Platform, dir: &std::path::Path, name: &str) -> Option<u32> {
     let prefix = dir.join(name).display().to_string();
-    children_of(p.role.pid()).into_iter().find(|pid| {
+    descendants_of(p.role.pid()).into_iter().find(|pid| {
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten();
         fds.filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|l| l.display().to_string().starts_with(&prefix))
     })

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use volley_client::Client;
 use volley_proto::cluster::Event;
 
-pub use options::Options;
+pub use options::{Options, SandboxMode};
 
 use crate::process::PackHandle;
 use crate::router::Router;
@@ -117,8 +117,18 @@ impl Options {
         let client = Client::new(&self.controller, self.token.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let programs = programs::Programs::new(self.data_dir.join("programs"));
-        let cgroups = if self.pack_cgroups || self.sandbox { confine::detect() } else { None };
-        let sandbox = if self.sandbox { Some(sandbox::Sandbox::prepare(&self)?) } else { None };
+        let sandbox = match self.sandbox {
+            SandboxMode::Off => None,
+            SandboxMode::On => Some(sandbox::Sandbox::prepare(&self)?),
+            SandboxMode::Auto => match sandbox::Sandbox::prepare(&self) {
+                Ok(sandbox) => Some(sandbox),
+                Err(e) => {
+                    tracing::warn!("pack processes run unsandboxed: {e}");
+                    None
+                }
+            },
+        };
+        let cgroups = if self.pack_cgroups || sandbox.is_some() { confine::detect() } else { None };
         let shared = Arc::new(Shared {
             opts: self,
             router,

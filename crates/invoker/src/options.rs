@@ -53,17 +53,28 @@ pub struct Options {
     /// memory as a hard limit, CPU share), where the invoker can make them
     /// (root, cgroup v1 or v2); elsewhere packs run without, with a notice.
     pub pack_cgroups: bool,
-    /// Each pack process sandboxed (ADR 0008): a uid and directory of its
-    /// own, new namespaces, Landlock, seccomp. Needs root and Landlock ABI 6;
-    /// the invoker refuses to start without them rather than run packs
-    /// unconfined (turn it off for development only).
-    pub sandbox: bool,
+    /// Whether each pack process is sandboxed (ADR 0008): a uid and
+    /// directory of its own, new namespaces, Landlock, seccomp.
+    pub sandbox: SandboxMode,
     /// The program that starts a sandboxed pack (`PROGRAM sandbox-exec ...`): the volley binary.
     pub launcher: PathBuf,
     /// More paths sandboxed packs may read (the system's, the Python's and their program are granted).
     pub pack_read: Vec<PathBuf>,
     /// Local directories sandboxed packs may read and write (`file://` storage), besides their cell.
     pub local_storage: Vec<PathBuf>,
+}
+
+/// Whether pack processes are sandboxed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Never (development only: packs run as the invoker's user, in cgroups).
+    Off,
+    /// Always: the invoker refuses to start where it cannot (not root, no
+    /// Landlock ABI 6) rather than run packs unconfined.
+    On,
+    /// Where the invoker can, with a warning where it cannot.
+    Auto,
 }
 
 impl Default for Options {
@@ -86,7 +97,8 @@ impl Default for Options {
             warm_pool: 64,
             idle_timeout: Duration::from_secs(120),
             pack_cgroups: true,
-            sandbox: false,
+            // Embedders start packs of their own programs, with no launcher beside them.
+            sandbox: SandboxMode::Off,
             launcher: std::env::current_exe().unwrap_or_default(),
             pack_read: Vec::new(),
             local_storage: Vec::new(),

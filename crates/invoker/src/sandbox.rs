@@ -139,7 +139,7 @@ impl Sandbox {
             cmd.arg("--tmpfs").arg(dir);
         }
         cmd.arg("--").arg(program).args(args);
-        cmd.env("HOME", &cell.work).env("TMPDIR", &cell.tmp);
+        cmd.env("HOME", &cell.work).env("TMPDIR", &cell.tmp).env(volley_storage::SANDBOXED_ENV, "1");
         cmd
     }
 

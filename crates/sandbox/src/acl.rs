@@ -38,21 +38,54 @@ pub fn grant_users(path: &Path, users: &[u32], perms: u16) -> io::Result<()> {
 /// below it, now and created later: an access ACL entry on each directory
 /// and file there, and a default ACL on each directory, which what is made
 /// inside inherits (whoever makes it). Symbolic links are not followed.
+/// A directory that already passes the group on was shared before (or made
+/// inside a shared one): all it holds has the entry, and it is not walked
+/// again. What disappears during the walk (others' files) is passed over.
 pub fn share_tree_with_group(dir: &Path, gid: u32) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(dir)?;
     let is_dir = meta.is_dir();
+    if is_dir && passes_on(dir, gid) {
+        return Ok(());
+    }
     let perms = if is_dir || meta.mode() & 0o111 != 0 { READ | WRITE | EXECUTE } else { READ | WRITE };
     set(dir, "system.posix_acl_access", &group_acl(meta.mode(), gid, perms))?;
     if is_dir {
-        set(dir, "system.posix_acl_default", &group_acl(0o770, gid, READ | WRITE | EXECUTE))?;
         for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_symlink() {
-                share_tree_with_group(&entry.path(), gid)?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let shared = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => Ok(()),
+                Ok(_) => share_tree_with_group(&entry.path(), gid),
+                Err(e) => Err(e),
+            };
+            match shared {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
             }
         }
+        // Last: a walk cut short is done again next time.
+        set(dir, "system.posix_acl_default", &group_acl(0o770, gid, READ | WRITE | EXECUTE))?;
     }
     Ok(())
+}
+
+/// Whether `dir`'s default ACL gives `gid` an entry (what is made inside inherits it).
+fn passes_on(dir: &Path, gid: u32) -> bool {
+    let (Ok(name), Ok(target)) = (CString::new("system.posix_acl_default"), CString::new(dir.as_os_str().as_bytes()))
+    else {
+        return false;
+    };
+    let mut buf = [0u8; 1024];
+    // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
+    let n = unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let Ok(n) = usize::try_from(n) else { return false };
+    buf.get(4..n)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .any(|e| u16::from_le_bytes([e[0], e[1]]) == GROUP && u32::from_le_bytes([e[4], e[5], e[6], e[7]]) == gid)
 }
 
 fn set(path: &Path, attribute: &str, value: &[u8]) -> io::Result<()> {

@@ -65,14 +65,10 @@ fn closed_ancestors(granted: &[PathBuf]) -> BTreeMap<PathBuf, Vec<PathBuf>> {
     let mut paths: Vec<&PathBuf> = granted.iter().filter(|p| p.is_absolute() && p.exists()).collect();
     paths.sort();
     paths.dedup();
-    let mut kept: Vec<&PathBuf> = Vec::new();
-    for p in paths {
-        if !kept.iter().any(|k| p.starts_with(k)) {
-            kept.push(p);
-        }
-    }
     let mut covers: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
-    for path in kept {
+    // Every path, even one below another granted path: a closed directory
+    // may lie between the two (a data directory inside local storage).
+    for path in paths {
         if let Some(closed) =
             path.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev().find(|a| closed_to_others(a))
         {
@@ -86,6 +82,17 @@ fn closed_ancestors(granted: &[PathBuf]) -> BTreeMap<PathBuf, Vec<PathBuf>> {
             let moved = covers.remove(inner).unwrap_or_default();
             covers.entry(outer.clone()).or_default().extend(moved);
         }
+    }
+    // Under one cover, a path below another comes back with it.
+    for paths in covers.values_mut() {
+        paths.sort();
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for p in paths.drain(..) {
+            if !kept.iter().any(|k| p.starts_with(k)) {
+                kept.push(p);
+            }
+        }
+        *paths = kept;
     }
     covers
 }
@@ -108,7 +115,8 @@ mod tests {
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("mode");
         std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("mode");
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).expect("mode");
-        let granted = vec![inner.join("x"), closed.join("a"), base.join("open/y"), base.join("missing")];
+        // `base` itself granted too (as local storage holding a closed data directory is).
+        let granted = vec![inner.join("x"), closed.join("a"), base.join("open/y"), base.join("missing"), base.clone()];
         let covers = closed_ancestors(&granted);
         // The tmp directory above may itself be closed to others on some machines: look at ours only.
         let ours: Vec<_> = covers.iter().filter(|(k, _)| k.starts_with(&base)).collect();

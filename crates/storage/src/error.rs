@@ -21,10 +21,25 @@ impl Error {
     pub(crate) fn from_store(object: &str, e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound { object: object.into() },
-            other => Error::Storage { object: object.into(), message: other.to_string() },
+            other => Error::Storage { object: object.into(), message: with_sandbox_hint(other.to_string()) },
         }
     }
 }
 
 /// The storage result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Set (by the invoker) in the environment of a sandboxed pack.
+pub const SANDBOXED_ENV: &str = "VOLLEY_SANDBOXED";
+
+/// A refused local path in a sandboxed pack says where local storage may be.
+pub(crate) fn with_sandbox_hint(message: String) -> String {
+    if message.contains("Permission denied") && std::env::var_os(SANDBOXED_ENV).is_some() {
+        format!(
+            "{message} (this pack is sandboxed: file:// storage is reachable only under the invoker's \
+             --local-storage directories; use one of those, or s3://)"
+        )
+    } else {
+        message
+    }
+}

@@ -18,6 +18,6 @@ mod location;
 mod store;
 
 pub use cooperative::{Chunks, cooperative_get};
-pub use error::{Error, Result};
+pub use error::{Error, Result, SANDBOXED_ENV};
 pub use location::{Overlap, overlap};
 pub use store::{Storage, StorageOptions, WriteNotice, Writer, remove_staging_files};

@@ -86,7 +86,8 @@ impl Storage {
             if dir.is_empty() || url.contains("://") && !url.starts_with("file://") {
                 return Err(bad("use file:///absolute/dir, a directory path, or s3://bucket/prefix"));
             }
-            std::fs::create_dir_all(dir).map_err(|e| bad(&format!("cannot create the directory: {e}")))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| bad(&crate::error::with_sandbox_hint(format!("cannot create the directory: {e}"))))?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e.to_string()))?;
             local_dir = Some(std::path::PathBuf::from(dir));
             (Arc::new(store), String::new())

@@ -19,7 +19,8 @@ pub use fs::TempDir;
 pub use pg::PgSchema;
 pub use platform::{Platform, http, http_as};
 pub use process::{
-    Role, Server, children_of, eventually, json_ok, processes_with_env, stderr, stdout, volley, volley_exe,
+    Role, Server, children_of, descendants_of, eventually, json_ok, processes_with_env, stderr, stdout, volley,
+    volley_exe,
 };
 pub use services::{ci, postgres_up, present, redis_url, service_up};
 #[cfg(feature = "storage")]

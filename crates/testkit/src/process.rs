@@ -27,7 +27,8 @@ pub fn volley_exe() -> PathBuf {
 /// A `volley` command with the test's controller.
 pub fn volley(controller: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(volley_exe());
-    cmd.args(args).env_remove("VOLLEY_CONTROLLER");
+    // (A command that runs an embedded platform grants the tests' directories to its packs.)
+    cmd.args(args).env_remove("VOLLEY_CONTROLLER").env("VOLLEY_LOCAL_STORAGE", crate::fs::tests_root());
     if let Some(url) = controller {
         cmd.env("VOLLEY_CONTROLLER", url);
     }
@@ -77,6 +78,7 @@ impl Role {
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("VOLLEY_CONTROLLER")
+            .env("VOLLEY_LOCAL_STORAGE", crate::fs::tests_root())
             .env("VOLLEY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -158,6 +160,19 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 /// Processes whose parent is `pid`.
+/// `pid`'s children, their children, and so on (a sandboxed pack process
+/// is the invoker's grandchild's child: its launcher, its namespace's init).
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut found = children_of(pid);
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_of(found[i]);
+        found.extend(more);
+        i += 1;
+    }
+    found
+}
+
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -184,6 +199,24 @@ pub fn processes_with_env(needle: &str) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The pack processes among [`processes_with_env`]: one per pack process
+/// the invoker started, by its `VOLLEY_PROCESS_ID` (a sandboxed one is a
+/// launcher, its namespace's init and the program, all with the same id).
+pub fn pack_processes_with_env(needle: &str) -> Vec<String> {
+    let mut ids: Vec<String> = processes_with_env(needle)
+        .into_iter()
+        .filter_map(|p| {
+            let env = std::fs::read(format!("/proc/{p}/environ")).ok()?;
+            String::from_utf8_lossy(&env)
+                .split('\0')
+                .find_map(|kv| kv.strip_prefix("VOLLEY_PROCESS_ID=").map(String::from))
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Waits until `f` holds (up to `secs`).

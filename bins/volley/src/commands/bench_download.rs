@@ -24,11 +24,12 @@ pub struct DownloadArgs {
     platform: PlatformArgs,
 }
 
-pub fn run(args: DownloadArgs, target: &Target, output: Output) -> anyhow::Result<()> {
+pub fn run(mut args: DownloadArgs, target: &Target, output: Output) -> anyhow::Result<()> {
     if args.granularity == 0 || args.granularity > args.workers {
         anyhow::bail!("--granularity must be between 1 and --workers");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    args.platform.grant_local_storage(&args.storage)?;
     let base = fresh_run(&args.storage);
     let opts = args.platform.brokers.storage();
     let storage = Storage::open(&base, &opts)?;

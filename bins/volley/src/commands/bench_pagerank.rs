@@ -40,6 +40,7 @@ pub fn run(mut args: PagerankArgs, target: &Target, output: Output) -> anyhow::R
     // Same warm-pool policy for both modes; room for every pack.
     args.platform.invoker.warm_pool = args.platform.invoker.warm_pool.max(args.workers);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    args.platform.grant_local_storage(&args.storage)?;
     let opts = args.platform.brokers.storage();
     let base = fresh_run(&args.storage);
     let graph = format!("{base}/graph");

@@ -36,10 +36,11 @@ pub struct TerasortArgs {
     platform: PlatformArgs,
 }
 
-pub fn run(args: TerasortArgs, target: &Target, output: Output) -> anyhow::Result<()> {
+pub fn run(mut args: TerasortArgs, target: &Target, output: Output) -> anyhow::Result<()> {
     if args.granularity == 0 || args.granularity > args.workers {
         bail!("--granularity must be between 1 and --workers");
     }
+    args.platform.grant_local_storage(&args.storage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let opts = args.platform.brokers.storage();
     let base = fresh_run(&args.storage);

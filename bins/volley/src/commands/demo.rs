@@ -49,7 +49,7 @@ fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn terasort(args: TerasortDemo, target: &Target, output: Output) -> anyhow::Result<()> {
+fn terasort(mut args: TerasortDemo, target: &Target, output: Output) -> anyhow::Result<()> {
     if args.workers == 0 || args.granularity == 0 || args.granularity > args.workers {
         bail!("--workers must be at least 1 and --granularity between 1 and --workers");
     }
@@ -62,6 +62,7 @@ fn terasort(args: TerasortDemo, target: &Target, output: Output) -> anyhow::Resu
             println!("{line}");
         }
     };
+    args.platform.grant_local_storage(&args.storage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let opts = args.platform.brokers.storage();
     let base = args.storage.trim_end_matches('/');

@@ -20,6 +20,20 @@ pub struct PlatformArgs {
     pub invoker: InvokerArgs,
 }
 
+impl PlatformArgs {
+    /// Lets an embedded platform's sandboxed packs use `url` when it is local
+    /// (`file://`) storage: the directory is made and granted to them.
+    pub fn grant_local_storage(&mut self, url: &str) -> anyhow::Result<()> {
+        if let Some(path) = url.strip_prefix("file://") {
+            let dir = std::path::PathBuf::from(path.trim_end_matches('/'));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot make the local storage directory {}: {e}", dir.display()))?;
+            self.invoker.local_storage.push(std::path::absolute(dir)?);
+        }
+        Ok(())
+    }
+}
+
 /// Runs `work` (given the controller's URL) against a fresh embedded platform
 /// whose data lives in a temporary directory; the platform is stopped and the
 /// directory removed afterwards, whatever `work` returned.

@@ -99,27 +99,35 @@ pub struct InvokerArgs {
     #[arg(long, env = "VOLLEY_PYTHON_PRELOAD", default_value_t = invoker_defaults().python_preload)]
     pub python_preload: String,
     /// Run each pack process sandboxed: a uid of its own, new namespaces,
-    /// Landlock and seccomp (needs root; "off" only for development).
-    #[arg(long, env = "VOLLEY_SANDBOX", value_enum, default_value_t = Switch::from(invoker_defaults().sandbox))]
-    pub sandbox: Switch,
-    /// A local directory sandboxed packs may read and write (`file://` storage); repeatable.
-    #[arg(long = "local-storage", value_name = "DIR")]
+    /// Landlock and seccomp. auto: where the invoker can (root, Linux 6.12
+    /// or later), with a warning elsewhere; on: refuse to start otherwise;
+    /// off: development only.
+    #[arg(long, env = "VOLLEY_SANDBOX", value_enum, default_value_t = Sandbox::Auto)]
+    pub sandbox: Sandbox,
+    /// A local directory sandboxed packs may read and write (`file://` storage); repeatable
+    /// (the environment variable takes them separated by `:`).
+    #[arg(long = "local-storage", value_name = "DIR", env = "VOLLEY_LOCAL_STORAGE", value_delimiter = ':')]
     pub local_storage: Vec<PathBuf>,
     /// A further path sandboxed packs may read; repeatable.
     #[arg(long = "pack-read", value_name = "PATH")]
     pub pack_read: Vec<PathBuf>,
 }
 
-/// A setting turned on or off.
+/// Whether pack processes are sandboxed (volley_invoker::SandboxMode on the command line).
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Switch {
+pub enum Sandbox {
+    Auto,
     On,
     Off,
 }
 
-impl From<bool> for Switch {
-    fn from(on: bool) -> Switch {
-        if on { Switch::On } else { Switch::Off }
+impl From<Sandbox> for volley_invoker::SandboxMode {
+    fn from(s: Sandbox) -> Self {
+        match s {
+            Sandbox::Auto => volley_invoker::SandboxMode::Auto,
+            Sandbox::On => volley_invoker::SandboxMode::On,
+            Sandbox::Off => volley_invoker::SandboxMode::Off,
+        }
     }
 }
 
@@ -146,7 +154,7 @@ impl InvokerArgs {
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
             python: self.python.clone(),
             python_preload: self.python_preload.clone(),
-            sandbox: self.sandbox == Switch::On,
+            sandbox: self.sandbox.into(),
             launcher: std::env::current_exe()?,
             local_storage: absolute(&self.local_storage)?,
             pack_read: absolute(&self.pack_read)?,

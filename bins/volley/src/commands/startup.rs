@@ -7,7 +7,7 @@ use volley_bench::jobs::startup::{self, Plan};
 use volley_bench::startup::StartupReport;
 
 use super::platform::{PlatformArgs, with_platform};
-use super::roles::Switch;
+use super::roles::Sandbox;
 use super::{Output, Target};
 
 #[derive(Args)]
@@ -54,15 +54,15 @@ pub fn run(mut args: StartupArgs, target: &Target, output: Output) -> anyhow::Re
         );
     }
     let sandboxes = match args.compare_sandbox {
-        true => vec![Switch::Off, Switch::On],
+        true => vec![Sandbox::Off, Sandbox::On],
         false => vec![args.platform.invoker.sandbox],
     };
-    let runs: Vec<(usize, Switch)> =
+    let runs: Vec<(usize, Sandbox)> =
         args.granularity.iter().flat_map(|&g| sandboxes.iter().map(move |&s| (g, s))).collect();
     for (g, sandbox) in runs {
         args.platform.invoker.sandbox = sandbox;
         let mut report = runtime.block_on(measure(&args, target, g))?;
-        if sandbox == Switch::On {
+        if sandbox == Sandbox::On {
             report.mode.push_str("+sandbox");
         }
         if output == Output::Table {

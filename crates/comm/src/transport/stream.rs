@@ -354,7 +354,16 @@ async fn listen(
                 Some(p) => PathBuf::from(p),
                 None => {
                     let nonce: u32 = rand::random();
-                    stream.uds_dir().join(format!("volley-{}-{}-{nonce:08x}.sock", opts.burst, opts.pack))
+                    let dir = stream.uds_dir();
+                    let named = dir.join(format!("volley-{}-{}-{nonce:08x}.sock", opts.burst, opts.pack));
+                    // A socket's path must fit in sun_path (108 bytes with its NUL): in a
+                    // deep directory (a sandboxed burst's own, below a long data
+                    // directory) the name without the burst may still fit.
+                    if named.as_os_str().len() <= SUN_PATH_MAX {
+                        named
+                    } else {
+                        dir.join(format!("{}-{nonce:08x}.sock", opts.pack))
+                    }
                 }
             };
             let _ = std::fs::remove_file(&path);
@@ -364,6 +373,9 @@ async fn listen(
         }
     }
 }
+
+/// Longest Unix socket path, NUL excluded (Linux's sun_path is 108 bytes).
+const SUN_PATH_MAX: usize = 107;
 
 /// Dials a peer, retrying while it is not listening yet.
 async fn dial(family: Family, addr: &str, deadline: Instant) -> Result<Conn> {
