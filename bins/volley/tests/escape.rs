@@ -185,6 +185,13 @@ fn attack(p: &Platform, dir: &TempDir) -> (Value, Vec<(i32, u32)>, String) {
     let attack = submit(p, ATTACKER_KEY, json!({"function": "escape", "workers": 1, "params": params}));
     let ended = wait(p, ATTACKER_KEY, &attack);
     assert_eq!(ended["state"], "succeeded", "{ended}");
+    // Each refused system call is named in the pack's log (by the init that answered it).
+    let logs = cli_as(p, ATTACKER_KEY, &["bursts", "logs", &attack]);
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+    for call in ["ptrace", "unshare", "bpf", "mount", "io_uring_setup", "perf_event_open"] {
+        let line = format!("called {call}, which packs may not use: refused (EPERM)");
+        assert!(logs.contains(&line), "no {line:?} in the pack's log:\n{logs}");
+    }
     (ended["workers"][0]["result"].clone(), victims, victim)
 }
 

@@ -22,19 +22,22 @@
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::SigSet;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{
     ForkResult, Gid, Pid, Uid, chdir, execvp, fexecve, fork, setgroups, sethostname, setresgid, setresuid,
 };
 
-use crate::{Confinement, Filter, Paths};
+use crate::{Confinement, Filter, Paths, Refusals};
 
 /// Exit code when the sandbox itself could not be made (as a shell's "cannot run").
 pub const SETUP_FAILED: i32 = 126;
@@ -188,15 +191,23 @@ impl Launch {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
         confinement.enforce().map_err(|source| LaunchError::Setup { what: "landlock", source })?;
-        filter.install().map_err(|source| LaunchError::Setup { what: "seccomp", source })?;
+        // This process (the init) answers the program's refused calls, saying so in the log.
+        let listener = filter.install_notifying().map_err(|source| LaunchError::Setup { what: "seccomp", source })?;
+        let refusals = Refusals::new(listener);
+        // The init learns of ended children through a descriptor it can poll beside the listener.
+        let chld = SigSet::from(Signal::SIGCHLD);
+        chld.thread_block().map_err(setup("blocking SIGCHLD"))?;
+        let ended_children =
+            SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(setup("a signalfd"))?;
         // The program is not PID 1: an init gets from inside its namespace
         // only the signals it handles (a `kill -SEGV $$` or `raise(SIGABRT)`
         // of the program's own would do nothing), and orphans need reaping.
         // SAFETY: single-threaded, as above.
         if let ForkResult::Parent { child } = unsafe { fork() }.map_err(setup("fork"))? {
-            init(child, ended);
+            init(child, ended, refusals, ended_children);
         }
-        drop(ended);
+        drop((ended, refusals, ended_children));
+        chld.thread_unblock().map_err(setup("unblocking SIGCHLD"))?;
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with its init"))?;
         let program: Vec<CString> = self
             .program
@@ -231,25 +242,43 @@ fn open_program(path: &Path) -> Result<std::fs::File, LaunchError> {
     Ok(file)
 }
 
-/// PID 1 of the pack's namespace: reaps every process that ends there until
-/// `program` ends, writes how it ended to `ended` and exits (the kernel then
-/// kills whatever is left in the namespace).
-fn init(program: Pid, ended: OwnedFd) -> ! {
+/// PID 1 of the pack's namespace: reaps every process that ends there and
+/// answers refused system calls until `program` ends, then writes how it
+/// ended to `ended` and exits (the kernel then kills whatever is left in the
+/// namespace).
+fn init(program: Pid, ended: OwnedFd, mut refusals: Refusals, ended_children: SignalFd) -> ! {
     loop {
-        match waitpid(None, None) {
-            Ok(status) if status.pid() == Some(program) => {
-                let (kind, value): (u32, i32) = match status {
-                    WaitStatus::Exited(_, code) => (0, code),
-                    WaitStatus::Signaled(_, signal, _) => (1, signal as i32),
-                    _ => continue,
-                };
-                let mut word = kind.to_le_bytes().to_vec();
-                word.extend_from_slice(&value.to_le_bytes());
-                let _ = nix::unistd::write(&ended, &word);
-                std::process::exit(0);
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(status) if status.pid() == Some(program) => {
+                    let (kind, value): (u32, i32) = match status {
+                        WaitStatus::Exited(_, code) => (0, code),
+                        WaitStatus::Signaled(_, signal, _) => (1, signal as i32),
+                        _ => continue,
+                    };
+                    let mut word = kind.to_le_bytes().to_vec();
+                    word.extend_from_slice(&value.to_le_bytes());
+                    let _ = nix::unistd::write(&ended, &word);
+                    std::process::exit(0);
+                }
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(_) => std::process::exit(SETUP_FAILED),
             }
+        }
+        let mut ready =
+            [PollFd::new(ended_children.as_fd(), PollFlags::POLLIN), PollFd::new(refusals.fd(), PollFlags::POLLIN)];
+        match poll(&mut ready, PollTimeout::NONE) {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(_) => std::process::exit(SETUP_FAILED),
+        }
+        let refused = ready[1].any().unwrap_or(false);
+        if ready[0].any().unwrap_or(false) {
+            // Drained (it does not block); waitpid above collects every child that ended.
+            while let Ok(Some(_)) = ended_children.read_signal() {}
+        }
+        if refused {
+            refusals.answer(&mut std::io::stderr());
         }
     }
 }

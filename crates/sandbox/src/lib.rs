@@ -16,9 +16,11 @@ mod cgroup;
 mod cover;
 mod landlock;
 pub mod launch;
+mod refusals;
 mod seccomp;
 
 pub use cell::{CELLS, Cell, CellError, FIRST_UID, PACKS_GID};
 pub use cgroup::{Cgroup, Error, Layout, Limits, Usage, own_memory};
 pub use landlock::{Confinement, LandlockError, Paths};
-pub use seccomp::{Filter, FilterError};
+pub use refusals::Refusals;
+pub use seccomp::{Filter, FilterError, refused_name};
