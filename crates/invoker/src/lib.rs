@@ -117,16 +117,20 @@ impl Options {
         let client = Client::new(&self.controller, self.token.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let programs = programs::Programs::new(self.data_dir.join("programs"));
-        let sandbox = match self.sandbox {
+        let unavailable = match self.sandbox {
             SandboxMode::Off => None,
-            SandboxMode::On => Some(sandbox::Sandbox::prepare(&self)?),
-            SandboxMode::Auto => match sandbox::Sandbox::prepare(&self) {
-                Ok(sandbox) => Some(sandbox),
-                Err(e) => {
-                    tracing::warn!("pack processes run unsandboxed: {e}");
-                    None
-                }
-            },
+            _ => sandbox::Sandbox::unavailable(&self),
+        };
+        let sandbox = match (self.sandbox, unavailable) {
+            (SandboxMode::Off, _) => None,
+            (SandboxMode::On, Some(why)) => {
+                return Err(Error::Options(format!("{why}; or run the invoker with --sandbox off (development only)")));
+            }
+            (SandboxMode::Auto, Some(why)) => {
+                tracing::warn!("pack processes run unsandboxed: {why} (--sandbox on refuses to start instead)");
+                None
+            }
+            (_, None) => Some(sandbox::Sandbox::prepare(&self)?),
         };
         let cgroups = if self.pack_cgroups || sandbox.is_some() { confine::detect() } else { None };
         let shared = Arc::new(Shared {

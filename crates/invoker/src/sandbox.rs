@@ -61,26 +61,28 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    /// The sandbox for this invoker, or why it cannot have one here.
-    pub(crate) fn prepare(opts: &Options) -> Result<Sandbox, Error> {
-        let refuse = |why: String| {
-            Err(Error::Options(format!("{why}; or run the invoker with --sandbox off (development only)")))
-        };
+    /// Why this invoker cannot sandbox its packs here, if it cannot.
+    pub(crate) fn unavailable(opts: &Options) -> Option<String> {
         // SAFETY: geteuid(2) reads the caller's effective uid.
         if unsafe { libc::geteuid() } != 0 {
-            return refuse(
+            return Some(
                 "sandboxed packs need an invoker running as root (it gives each pack a uid of its own)".into(),
             );
         }
         if let Err(e) = Confinement::new(&Paths::default()) {
-            return refuse(e.to_string());
+            return Some(e.to_string());
         }
         if !opts.launcher.is_file() {
-            return refuse(format!(
+            return Some(format!(
                 "the sandbox launcher {} is not a file (it is the volley binary)",
                 opts.launcher.display()
             ));
         }
+        None
+    }
+
+    /// The sandbox for this invoker (where [`Sandbox::unavailable`] found nothing missing).
+    pub(crate) fn prepare(opts: &Options) -> Result<Sandbox, Error> {
         let mut read: Vec<PathBuf> = SYSTEM.iter().map(PathBuf::from).collect();
         read.extend(python_paths(&opts.python));
         read.extend(opts.pack_read.iter().cloned());
