@@ -73,6 +73,11 @@ impl Confined {
         }
     }
 
+    /// The cgroup's directories (one per controller on cgroup v1).
+    pub(crate) fn dirs(&self) -> &[std::path::PathBuf] {
+        self.cgroup.dirs()
+    }
+
     /// Holds the process to its pack: `workers` workers of `memory_mb` MiB each (if the burst said).
     pub(crate) fn take_pack(&mut self, workers: usize, memory_mb: Option<u64>) {
         let workers = workers.max(1) as u64;

@@ -133,6 +133,15 @@ impl Options {
             (_, None) => Some(sandbox::Sandbox::prepare(&self)?),
         };
         let cgroups = if self.pack_cgroups || sandbox.is_some() { confine::detect() } else { None };
+        if sandbox.is_some() && cgroups.is_none() {
+            // Without cgroups a sandboxed pack has no memory or process limit.
+            let why =
+                "sandboxed packs need cgroups (v1 memory, pids and cpu controllers, or a v2 tree) for their limits";
+            if self.sandbox == SandboxMode::On {
+                return Err(Error::Options(format!("{why}; or run the invoker with --sandbox off (development only)")));
+            }
+            tracing::warn!("{why}: packs run sandboxed without memory and process limits");
+        }
         let shared = Arc::new(Shared {
             opts: self,
             router,

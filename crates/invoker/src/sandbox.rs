@@ -14,7 +14,7 @@
 //! directory nor connect to what is in it.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,8 @@ const HIDDEN: &[&str] = &["/run", "/dev/shm"];
 
 /// The descriptor a sandboxed pack finds its control socket at.
 pub(crate) const CONTROL_FD: i32 = 3;
+/// The descriptor the launcher's reaper holds its cell's uid lock at.
+pub(crate) const LOCK_FD: i32 = 4;
 
 /// What sandboxed packs are started with; made once when the invoker starts.
 pub(crate) struct Sandbox {
@@ -96,19 +98,23 @@ impl Sandbox {
         // through the launcher's covering mounts.
         let closed = [(&opts.data_dir, 0o700), (&sockets, 0o711)];
         for (dir, mode) in closed {
+            // (A data directory made inside shared local storage inherited
+            // its sharing: the mode's mask shuts the group out, and nothing
+            // made here later inherits it.)
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .and_then(|()| acl::clear_default(dir))
                 .map_err(|source| Error::DataDir { path: dir.clone(), source })?;
         }
         // Local storage: every pack reads and writes it through their shared
         // group, what is there now and what anyone makes there later.
         for dir in &opts.local_storage {
             std::fs::create_dir_all(dir)
-                .and_then(|()| acl::share_tree_with_group(dir, PACKS_GID))
+                .and_then(|()| acl::share_tree_with_group(dir, PACKS_GID, &[&opts.data_dir]))
                 .map_err(|source| Error::DataDir { path: dir.clone(), source })?;
         }
         let cells = opts.data_dir.join("cells");
-        // Cells of an earlier run of this invoker (their uids' locks died with it).
-        let _ = std::fs::remove_dir_all(&cells);
+        // Cells of an earlier run of this invoker whose packs are gone too.
+        Cell::remove_abandoned(&cells);
         Ok(Sandbox {
             launcher: opts.launcher.clone(),
             cells,
@@ -125,11 +131,30 @@ impl Sandbox {
     }
 
     /// The command that starts `program args` confined to `cell`.
-    pub(crate) fn command(&self, cell: &Cell, program: &Path, args: &[String]) -> tokio::process::Command {
+    /// The launcher joins `cgroups` (the pack's cgroup directories) before it starts anything.
+    pub(crate) fn command(
+        &self,
+        cell: &Cell,
+        cgroups: &[PathBuf],
+        program: &Path,
+        args: &[String],
+    ) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.launcher);
+        // Not the invoker's environment: it may hold the cluster's secrets
+        // (the invoker token, API and storage keys, the store's URL).
+        cmd.env_clear();
+        for (name, value) in std::env::vars_os() {
+            if passed_on(&name.to_string_lossy()) {
+                cmd.env(name, value);
+            }
+        }
         cmd.arg("sandbox-exec");
         cmd.args(["--uid", &cell.uid.to_string(), "--gid", &cell.gid.to_string()]);
         cmd.args(["--group", &PACKS_GID.to_string()]);
+        cmd.args(["--hold-fd", &LOCK_FD.to_string()]);
+        for dir in cgroups {
+            cmd.arg("--cgroup").arg(dir);
+        }
         cmd.arg("--dir").arg(&cell.work);
         for p in self.paths.read.iter().filter(|p| p.exists()) {
             cmd.arg("--read").arg(p);
@@ -190,20 +215,19 @@ impl Sandbox {
                 .collect()
         };
         for (dir, uids) in attempts {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                if let Err(e) = acl::grant_users(&entry.path(), &uids, acl::READ | acl::WRITE) {
-                    tracing::warn!(burst, "cannot let the burst's packs reach {}: {e}", entry.path().display());
-                }
-            }
+            grant_sockets(&dir, &uids);
         }
     }
 
     /// The pack process of `uid` is done with the burst `comm_id`.
+    /// Its entries go from the directory and the sockets there at once: its
+    /// uid may be given to another pack process as soon as this one ends.
     pub(crate) fn withdraw(&self, comm_id: &str, uid: u32) {
-        if let Some(burst) = self.lock().get_mut(comm_id) {
-            burst.uids.retain(|&u| u != uid);
-        }
+        let mut bursts = self.lock();
+        let Some(burst) = bursts.get_mut(comm_id) else { return };
+        burst.uids.retain(|&u| u != uid);
+        let _ = acl::grant_users(&burst.dir, &burst.uids, acl::READ | acl::WRITE | acl::EXECUTE);
+        grant_sockets(&burst.dir, &burst.uids);
     }
 
     /// A pack of `comm_id` ended: its burst's directory goes with the last one.
@@ -222,6 +246,18 @@ impl Sandbox {
     }
 }
 
+/// Sets the sockets in `dir` to be reached by `uids` (and no other uid).
+/// Sockets only: a pack could have put a link there (which grant_users
+/// would not follow anyway).
+fn grant_sockets(dir: &Path, uids: &[u32]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_socket())) {
+        if let Err(e) = acl::grant_users(&entry.path(), uids, acl::READ | acl::WRITE) {
+            tracing::warn!("cannot set who reaches {}: {e}", entry.path().display());
+        }
+    }
+}
+
 /// A burst attempt's socket directory on this invoker.
 struct BurstSockets {
     dir: PathBuf,
@@ -229,6 +265,25 @@ struct BurstSockets {
     packs: usize,
     /// The uids of those that took their pack, for the ACL grants.
     uids: Vec<u32>,
+}
+
+/// Whether an environment variable of the invoker's reaches its sandboxed
+/// packs: locale, time zone, search paths and logging only (the invoker
+/// adds what a pack needs of its own).
+fn passed_on(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "PYTHONPATH",
+        "RUST_BACKTRACE",
+        "RUST_LOG",
+        "VOLLEY_LOG",
+        "VOLLEY_PYTHON_SPARES",
+    ];
+    NAMES.contains(&name) || name.starts_with("LC_")
 }
 
 /// The directories the Python interpreter reads its standard library and

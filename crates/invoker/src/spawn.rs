@@ -1,7 +1,7 @@
 //! Starting a pack process: spawn it in its own process group, capture its
 //! output, and wait until it connects back and says hello.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::Shared;
 use crate::confine::Confined;
 use crate::logs::Logs;
 use crate::router::{self, PackConnection};
-use crate::sandbox::{CONTROL_FD, Sandbox};
+use crate::sandbox::{CONTROL_FD, LOCK_FD, Sandbox};
 
 /// A pack process that has connected and waits for its pack.
 pub(crate) struct Started {
@@ -61,10 +61,19 @@ pub(crate) async fn start(
     };
     let (mut command, hello, control) = match (&shared.sandbox, &cell) {
         (Some(sandbox), Some(cell)) => {
-            let (ours, theirs) = control_pair().map_err(|e| format!("cannot make a pack's control socket: {e}"))?;
-            let mut command = sandbox.command(cell, program, args);
+            let (ours, theirs) = match control_pair() {
+                Ok(pair) => pair,
+                Err(e) => {
+                    if let Some(confined) = confined {
+                        confined.remove().await;
+                    }
+                    return Err(format!("cannot make a pack's control socket: {e}"));
+                }
+            };
+            let cgroups = confined.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
+            let mut command = sandbox.command(cell, &cgroups, program, args);
             command.env(SOCKET_ENV, format!("fd:{CONTROL_FD}"));
-            pass_control(&mut command, &theirs);
+            pass_descriptors(&mut command, &[(theirs.as_raw_fd(), CONTROL_FD), (cell.lock_fd().as_raw_fd(), LOCK_FD)]);
             let id = process_id.clone();
             let hello: BoxFuture<'static, Option<PackConnection>> = Box::pin(async move {
                 match router::hello(ours, timeout).await {
@@ -160,21 +169,29 @@ fn control_pair() -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net
     Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
 }
 
-/// Leaves `socket` at descriptor 3 of the started program (both ends are
-/// close-on-exec: no other process the invoker starts meanwhile gets it).
-fn pass_control(command: &mut Command, socket: &std::os::unix::net::UnixStream) {
-    let fd = socket.as_raw_fd();
-    // SAFETY: between fork and exec only dup2(2) and fcntl(2) run, both
-    // async-signal-safe; no memory is allocated.
+/// Leaves each `(fd, at)` at descriptor `at` of the started program (the
+/// originals are close-on-exec: no other process the invoker starts
+/// meanwhile gets them).
+fn pass_descriptors(command: &mut Command, moves: &[(RawFd, RawFd)]) {
+    let moves: Vec<(RawFd, RawFd)> = moves.to_vec();
+    // SAFETY: between fork and exec only fcntl(2) and dup2(2) run, both
+    // async-signal-safe; nothing is allocated (the moves were copied before).
     unsafe {
         command.pre_exec(move || {
-            if fd == CONTROL_FD {
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+            // Each source copied above the targets first (close-on-exec), so
+            // that placing one cannot overwrite another still to be placed.
+            let mut copies = [0; 8];
+            for (i, &(fd, _)) in moves.iter().enumerate().take(copies.len()) {
+                copies[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+                if copies[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(fd, CONTROL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+            }
+            for (i, &(_, at)) in moves.iter().enumerate().take(copies.len()) {
+                // (dup2 leaves the target without close-on-exec.)
+                if libc::dup2(copies[i], at) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

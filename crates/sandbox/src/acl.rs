@@ -6,9 +6,8 @@
 //! what is one small structure. Also how local storage directories are
 //! shared with every pack (the group all cells belong to).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -30,73 +29,113 @@ const UNDEFINED_ID: u32 = u32::MAX;
 /// entries plus `perms` for each uid in `users` (replacing named entries
 /// set before). An empty `users` leaves only the mode's entries.
 pub fn grant_users(path: &Path, users: &[u32], perms: u16) -> io::Result<()> {
-    let mode = std::fs::metadata(path)?.mode();
+    // Of the path itself (lstat, lsetxattr): a link a pack put there is not followed.
+    let mode = std::fs::symlink_metadata(path)?.mode();
     set(path, "system.posix_acl_access", &access_acl(mode, users, perms))
 }
 
 /// Lets the group `gid` read and write (and search) `dir` and everything
 /// below it, now and created later: an access ACL entry on each directory
-/// and file there, and a default ACL on each directory, which what is made
-/// inside inherits (whoever makes it). Symbolic links are not followed.
-/// A directory that already passes the group on was shared before (or made
-/// inside a shared one): all it holds has the entry, and it is not walked
-/// again. What disappears during the walk (others' files) is passed over.
-pub fn share_tree_with_group(dir: &Path, gid: u32) -> io::Result<()> {
-    let meta = std::fs::symlink_metadata(dir)?;
-    let is_dir = meta.is_dir();
-    if is_dir && passes_on(dir, gid) {
+/// and regular file there, and a default ACL on each directory, which what
+/// is made inside inherits (whoever makes it). A directory that already
+/// passes the group on was shared before (or made inside a shared one): all
+/// it holds has the entry, and it is not walked again.
+///
+/// Packs may be writing there while root walks it: every step goes through
+/// a descriptor opened without following links (a file swapped for a link
+/// to /etc/shadow is passed over, not granted), and what disappears during
+/// the walk is passed over. Sockets, pipes and devices are left alone.
+///
+/// The directories in `except` (the invoker's data directory, were it
+/// inside) are left as they are, with what they hold.
+pub fn share_tree_with_group(dir: &Path, gid: u32, except: &[&Path]) -> io::Result<()> {
+    let fd = open_no_follow(rustix::fs::CWD, dir)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a directory", dir.display())))?;
+    let except: Vec<(u64, u64)> =
+        except.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| (m.dev(), m.ino())).collect();
+    share_dir(&fd, gid, &except)
+}
+
+fn share_dir(dir: &OwnedFd, gid: u32, except: &[(u64, u64)]) -> io::Result<()> {
+    if passes_on(dir, gid) {
         return Ok(());
     }
-    let perms = if is_dir || meta.mode() & 0o111 != 0 { READ | WRITE | EXECUTE } else { READ | WRITE };
-    set(dir, "system.posix_acl_access", &group_acl(meta.mode(), gid, perms))?;
-    if is_dir {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let shared = match entry.file_type() {
-                Ok(kind) if kind.is_symlink() => Ok(()),
-                Ok(_) => share_tree_with_group(&entry.path(), gid),
-                Err(e) => Err(e),
-            };
-            match shared {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                other => other?,
-            }
+    let mode = rustix::fs::fstat(dir)?.st_mode;
+    set_fd(dir, "system.posix_acl_access", &group_acl(mode, gid, READ | WRITE | EXECUTE))?;
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
         }
-        // Last: a walk cut short is done again next time.
-        set(dir, "system.posix_acl_default", &group_acl(0o770, gid, READ | WRITE | EXECUTE))?;
+        let Some(fd) = open_no_follow(dir, name)? else { continue };
+        let stat = rustix::fs::fstat(&fd)?;
+        match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+            rustix::fs::FileType::Directory if except.contains(&(stat.st_dev, stat.st_ino)) => {}
+            rustix::fs::FileType::Directory => share_dir(&fd, gid, except)?,
+            rustix::fs::FileType::RegularFile => {
+                let perms = if stat.st_mode & 0o111 != 0 { READ | WRITE | EXECUTE } else { READ | WRITE };
+                set_fd(&fd, "system.posix_acl_access", &group_acl(stat.st_mode, gid, perms))?;
+            }
+            _ => {}
+        }
     }
-    Ok(())
+    // Last: a walk cut short is done again next time.
+    set_fd(dir, "system.posix_acl_default", &group_acl(0o770, gid, READ | WRITE | EXECUTE))
+}
+
+/// `name` under `dir` opened for reading without following a link; None
+/// for a link, something gone, or what opening would disturb (a socket, a
+/// pipe, a device).
+fn open_no_follow<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<Option<OwnedFd>> {
+    use rustix::fs::{Mode, OFlags};
+    // O_PATH first: it opens nothing but the name, whatever the file is.
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let path = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&path)?.st_mode);
+    if !matches!(kind, rustix::fs::FileType::Directory | rustix::fs::FileType::RegularFile) {
+        return Ok(None);
+    }
+    // Reopened through the descriptor's /proc entry: the same inode, never a link's target.
+    let reopened = format!("/proc/self/fd/{}", path.as_raw_fd());
+    match rustix::fs::open(reopened.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes `dir`'s default ACL (what is made inside then inherits nothing
+/// from it): the invoker's own directories, if they were made inside a
+/// shared tree.
+pub fn clear_default(dir: &Path) -> io::Result<()> {
+    match rustix::fs::lremovexattr(dir, "system.posix_acl_default") {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn set_fd(fd: &OwnedFd, attribute: &str, value: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(fd, attribute, value, rustix::fs::XattrFlags::empty()).map_err(io::Error::from)
+}
+
+/// Sets an ACL attribute on `path` itself, never on what a link there points to.
+fn set(path: &Path, attribute: &str, value: &[u8]) -> io::Result<()> {
+    rustix::fs::lsetxattr(path, attribute, value, rustix::fs::XattrFlags::empty()).map_err(io::Error::from)
 }
 
 /// Whether `dir`'s default ACL gives `gid` an entry (what is made inside inherits it).
-fn passes_on(dir: &Path, gid: u32) -> bool {
-    let (Ok(name), Ok(target)) = (CString::new("system.posix_acl_default"), CString::new(dir.as_os_str().as_bytes()))
-    else {
-        return false;
-    };
+fn passes_on(dir: &OwnedFd, gid: u32) -> bool {
     let mut buf = [0u8; 1024];
-    // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
-    let n = unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    let Ok(n) = usize::try_from(n) else { return false };
+    let Ok(n) = rustix::fs::fgetxattr(dir, "system.posix_acl_default", &mut buf) else { return false };
     buf.get(4..n)
         .unwrap_or_default()
         .chunks_exact(8)
         .any(|e| u16::from_le_bytes([e[0], e[1]]) == GROUP && u32::from_le_bytes([e[4], e[5], e[6], e[7]]) == gid)
-}
-
-fn set(path: &Path, attribute: &str, value: &[u8]) -> io::Result<()> {
-    let name = CString::new(attribute).map_err(io::Error::other)?;
-    let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both strings are NUL-terminated and outlive the call; the value is `value.len()` bytes.
-    let done = unsafe { libc::setxattr(target.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if done != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The mode's entries and one named group with `perms`.
@@ -144,6 +183,8 @@ fn access_acl(mode: u32, users: &[u32], perms: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn a_shared_tree_lets_the_group_in_and_passes_it_on_to_what_is_made_later() {
@@ -155,7 +196,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("volley-acl-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("a")).expect("dirs");
         std::fs::write(dir.join("a/old"), b"x").expect("file");
-        share_tree_with_group(&dir, 199_999).expect("shared");
+        share_tree_with_group(&dir, 199_999, &[]).expect("shared");
         std::fs::write(dir.join("a/new"), b"y").expect("file");
         // The group's entry as the kernel keeps it (read back, not as written).
         let group_perms = |p: &Path| -> Option<u16> {
@@ -180,6 +221,38 @@ mod tests {
         assert_eq!(inherited & (READ | WRITE), READ | WRITE, "a file made after, by inheritance");
         assert_eq!(group_perms(&dir.join("a")), Some(READ | WRITE | EXECUTE), "a directory");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_link_in_a_shared_tree_or_a_socket_directory_is_not_followed() {
+        // SAFETY: geteuid(2) reads the caller's effective uid.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("volley-acl-links-{}", std::process::id()));
+        let (tree, outside) = (base.join("tree"), base.join("outside"));
+        std::fs::create_dir_all(&tree).expect("dirs");
+        std::fs::write(&outside, b"not shared").expect("file");
+        std::os::unix::fs::symlink(&outside, tree.join("link")).expect("link");
+        std::os::unix::fs::symlink(&base, tree.join("dir-link")).expect("link");
+        share_tree_with_group(&tree, 199_998, &[]).expect("shared");
+        let has_acl = |p: &Path| {
+            let (Ok(name), Ok(target)) =
+                (CString::new("system.posix_acl_access"), CString::new(p.as_os_str().as_bytes()))
+            else {
+                return false;
+            };
+            let mut buf = [0u8; 64];
+            // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
+            unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) > 0 }
+        };
+        assert!(has_acl(&tree), "the tree itself is shared");
+        assert!(!has_acl(&outside), "what a link in the tree points to is not");
+        assert!(!has_acl(&base), "nor a directory a link points to");
+        assert!(grant_users(&tree.join("link"), &[200_001], READ | WRITE).is_err(), "a link is not granted through");
+        assert!(!has_acl(&outside));
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -89,6 +89,31 @@ impl Cell {
     }
 }
 
+impl Cell {
+    /// The descriptor of the uid's lock: a process that holds a copy keeps
+    /// the uid taken (the launcher's reaper does, so that a pack outliving a
+    /// killed invoker keeps its uid to itself).
+    pub fn lock_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self._lock.as_fd()
+    }
+
+    /// Removes the cells under `root` whose uid nobody holds any more (left
+    /// by an invoker that was killed, once their packs ended too).
+    pub fn remove_abandoned(root: &Path) {
+        let Ok(entries) = std::fs::read_dir(root) else { return };
+        for entry in entries.flatten() {
+            let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let lock = Path::new(LOCKS).join(uid.to_string());
+            let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&lock) else { continue };
+            // SAFETY: flock(2) on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 impl Drop for Cell {
     fn drop(&mut self) {
         // The pack's processes are gone (the invoker drops a cell after its

@@ -68,10 +68,15 @@ fn closed_ancestors(granted: &[PathBuf]) -> BTreeMap<PathBuf, Vec<PathBuf>> {
     let mut covers: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
     // Every path, even one below another granted path: a closed directory
     // may lie between the two (a data directory inside local storage).
-    for path in paths {
-        if let Some(closed) =
-            path.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev().find(|a| closed_to_others(a))
-        {
+    let granted = |a: &Path| paths.iter().any(|g| g.as_path() == a);
+    for &path in &paths {
+        // A granted directory is reachable by its grant (a cell is the
+        // pack's own, local storage is shared through the packs' group):
+        // it is never covered, whatever its mode says to others. A closed
+        // one below it is (a data directory inside local storage).
+        let ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+        let closed = ancestors.into_iter().rev().find(|a| !granted(a) && closed_to_others(a));
+        if let Some(closed) = closed {
             covers.entry(closed.to_path_buf()).or_default().push(path.clone());
         }
     }
@@ -121,6 +126,10 @@ mod tests {
         // The tmp directory above may itself be closed to others on some machines: look at ours only.
         let ours: Vec<_> = covers.iter().filter(|(k, _)| k.starts_with(&base)).collect();
         assert_eq!(ours, vec![(&closed, &vec![closed.join("a")])], "{covers:?}");
+        // A closed directory granted itself is not covered; a closed one below it is.
+        let covers = closed_ancestors(&[closed.clone(), inner.join("x")]);
+        let ours: Vec<_> = covers.iter().filter(|(k, _)| k.starts_with(&base)).collect();
+        assert_eq!(ours, vec![(&inner, &vec![inner.join("x")])], "{covers:?}");
         let _ = std::fs::remove_dir_all(&base);
     }
 }

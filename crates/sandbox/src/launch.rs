@@ -17,7 +17,7 @@
 //! tells the reaper how the program ended (an init gets from inside its
 //! namespace only the signals it handles, so the program must not be one).
 //!
-//! Arguments: `--uid U --gid G [--group G]... --dir DIR [--read PATH]... [--write PATH]...
+//! Arguments: `--uid U --gid G [--group G]... [--hold-fd N] [--cgroup DIR]... --dir DIR [--read PATH]... [--write PATH]...
 //! [--tmpfs DIR]... -- PROGRAM [ARGS]...`.
 
 use std::convert::Infallible;
@@ -49,6 +49,12 @@ pub struct Launch {
     pub gid: u32,
     /// Supplementary groups (the group every pack shares local storage through).
     pub groups: Vec<u32>,
+    /// A descriptor the reaper keeps open as long as it lives and the pack
+    /// does not get (the invoker's lock on the pack's uid).
+    pub hold_fd: Option<i32>,
+    /// Cgroup directories this process joins first (before it forks: what
+    /// it starts is born inside).
+    pub cgroups: Vec<PathBuf>,
     pub dir: PathBuf,
     pub paths: Paths,
     pub tmpfs: Vec<PathBuf>,
@@ -58,7 +64,7 @@ pub struct Launch {
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(
-        "sandbox-exec: {0} (usage: --uid U --gid G [--group G]... --dir DIR [--read PATH]... [--write PATH]... [--tmpfs DIR]... -- PROGRAM [ARGS]...)"
+        "sandbox-exec: {0} (usage: --uid U --gid G [--group G]... [--hold-fd N] [--cgroup DIR]... --dir DIR [--read PATH]... [--write PATH]... [--tmpfs DIR]... -- PROGRAM [ARGS]...)"
     )]
     Usage(String),
     #[error("sandbox-exec: {what}: {source}")]
@@ -74,7 +80,8 @@ impl Launch {
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Launch, LaunchError> {
         let mut args = args.into_iter();
         let (mut uid, mut gid, mut dir) = (None, None, None);
-        let (mut paths, mut tmpfs, mut groups) = (Paths::default(), Vec::new(), Vec::new());
+        let (mut paths, mut tmpfs, mut groups, mut hold_fd) = (Paths::default(), Vec::new(), Vec::new(), None);
+        let mut cgroups = Vec::new();
         while let Some(arg) = args.next() {
             if arg == "--" {
                 let program: Vec<OsString> = args.collect();
@@ -87,10 +94,12 @@ impl Launch {
                     return Err(LaunchError::Usage("a pack may not run as root (uid or gid 0)".into()));
                 }
                 let dir = dir.ok_or_else(|| LaunchError::Usage("--dir is missing".into()))?;
-                return Ok(Launch { uid, gid, groups, dir, paths, tmpfs, program });
+                return Ok(Launch { uid, gid, groups, hold_fd, cgroups, dir, paths, tmpfs, program });
             }
             let flag = arg.to_string_lossy().into_owned();
-            if !["--uid", "--gid", "--group", "--dir", "--read", "--write", "--tmpfs"].contains(&flag.as_str()) {
+            if !["--uid", "--gid", "--group", "--hold-fd", "--cgroup", "--dir", "--read", "--write", "--tmpfs"]
+                .contains(&flag.as_str())
+            {
                 return Err(LaunchError::Usage(format!("unknown argument {flag:?} (the program goes after --)")));
             }
             let value = args.next().ok_or_else(|| LaunchError::Usage(format!("{flag} needs a value")))?;
@@ -104,10 +113,12 @@ impl Launch {
                 "--uid" => uid = Some(number()?),
                 "--gid" => gid = Some(number()?),
                 "--group" => groups.push(number()?),
+                "--hold-fd" => hold_fd = Some(number()? as i32),
                 "--dir" => dir = Some(PathBuf::from(value)),
                 "--read" => paths.read.push(PathBuf::from(value)),
                 "--write" => paths.write.push(PathBuf::from(value)),
                 "--tmpfs" => tmpfs.push(PathBuf::from(value)),
+                "--cgroup" => cgroups.push(PathBuf::from(value)),
                 other => return Err(LaunchError::Usage(format!("unknown argument {other:?}"))),
             }
         }
@@ -121,6 +132,15 @@ impl Launch {
         // Filters compiled before anything changes (the child allocates nothing it need not).
         let filter = Filter::for_packs()
             .map_err(|e| LaunchError::Setup { what: "seccomp", source: std::io::Error::other(e) })?;
+        // Nothing the invoker left open by mistake reaches the pack: only
+        // stdio, the control socket (3) and the held descriptor.
+        let keep_below = self.hold_fd.map_or(4, |fd| fd.max(3) + 1) as u32;
+        // SAFETY: close_range(2) closes this process's own descriptors from keep_below up.
+        unsafe { libc::close_range(keep_below, u32::MAX, 0) };
+        for dir in &self.cgroups {
+            std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+                .map_err(|source| LaunchError::Setup { what: "joining the pack's cgroup", source })?;
+        }
         let groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         setgroups(&groups).map_err(setup("taking the supplementary groups"))?;
         let namespaces = CloneFlags::CLONE_NEWPID
@@ -137,6 +157,10 @@ impl Launch {
         match unsafe { fork() }.map_err(setup("fork"))? {
             ForkResult::Child => {
                 drop(ended_rx);
+                if let Some(fd) = self.hold_fd {
+                    // The reaper holds it; the pack does not.
+                    let _ = nix::unistd::close(fd);
+                }
                 let Err(failed) = self.become_program(&filter, ended_tx);
                 eprintln!("{failed}");
                 std::process::exit(SETUP_FAILED);
@@ -204,6 +228,10 @@ impl Launch {
         // of the program's own would do nothing), and orphans need reaping.
         // SAFETY: single-threaded, as above.
         if let ForkResult::Parent { child } = unsafe { fork() }.map_err(setup("fork"))? {
+            // Not dumpable: the program (same uid) cannot reach into the init
+            // (/proc/1/mem, pidfd_getfd of the seccomp listener).
+            // SAFETY: prctl(2) with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
             init(child, ended, refusals, ended_children);
         }
         drop((ended, refusals, ended_children));
