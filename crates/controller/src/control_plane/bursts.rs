@@ -59,7 +59,8 @@ impl ControlPlane {
             self.validate(namespace, &request)?;
             return self.create(namespace, request, None).await;
         };
-        if key.is_empty() || key.len() > 256 {
+        // Characters, as the API's schema counts them (not bytes).
+        if key.is_empty() || key.chars().count() > 256 {
             return Err(Error::BadRequest("an idempotency key has 1 to 256 characters".into()));
         }
         // One keyed submit at a time: two with the same key must not both start a burst.

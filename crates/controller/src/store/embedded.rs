@@ -28,10 +28,27 @@ fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
+/// How long a controller waits for the store's lock a predecessor still
+/// holds (one just killed whose process, or a child it was forking, has not
+/// finished exiting).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_waiting(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Embedded {
     /// Opens (or creates) the embedded store at `path`.
     pub fn open(path: &Path) -> Result<Embedded> {
-        let db = Database::create(path).map_err(|e| {
+        let db = open_waiting(path).map_err(|e| {
             Error::Store(format!("cannot open {}: {e}; is another controller using it?", path.display()))
         })?;
         let txn = db.begin_write().map_err(store_err)?;
