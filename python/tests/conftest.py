@@ -71,14 +71,18 @@ class _Up:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def up():
-    """An executor of a `volley up` platform whose invoker runs this interpreter's workers."""
-    platform = _Up()
+def _executor_of(extra=()):
+    platform = _Up(extra)
     try:
         yield platform.executor
     finally:
         platform.close()
+
+
+@pytest.fixture(scope="module")
+def up():
+    """An executor of a `volley up` platform whose invoker runs this interpreter's workers."""
+    yield from _executor_of()
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +90,7 @@ def unsandboxed_up():
     """A `volley up` platform whose packs are not sandboxed: its workers'
     ``os.getpid()`` are host pids, as the standard library's are (a sandboxed
     pack's are those of its own PID namespace, small and repeated across packs)."""
-    platform = _Up(["--sandbox", "off"])
-    try:
-        yield platform.executor
-    finally:
-        platform.close()
+    yield from _executor_of(["--sandbox", "off"])
 
 
 @pytest.fixture(scope="module")

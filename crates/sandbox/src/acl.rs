@@ -183,8 +183,24 @@ fn access_acl(mode: u32, users: &[u32], perms: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
+
+    /// The access ACL of `path` as the kernel keeps it (read back, not as
+    /// written): its (tag, perm, id) entries; empty if it has none.
+    fn entries(path: &Path) -> Vec<(u16, u16, u32)> {
+        let mut buf = [0u8; 1024];
+        let Ok(n) = rustix::fs::getxattr(path, "system.posix_acl_access", &mut buf) else { return Vec::new() };
+        buf.get(4..n)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .map(|e| {
+                (
+                    u16::from_le_bytes([e[0], e[1]]),
+                    u16::from_le_bytes([e[2], e[3]]),
+                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                )
+            })
+            .collect()
+    }
 
     #[test]
     fn a_shared_tree_lets_the_group_in_and_passes_it_on_to_what_is_made_later() {
@@ -198,23 +214,7 @@ mod tests {
         std::fs::write(dir.join("a/old"), b"x").expect("file");
         share_tree_with_group(&dir, 199_999, &[]).expect("shared");
         std::fs::write(dir.join("a/new"), b"y").expect("file");
-        // The group's entry as the kernel keeps it (read back, not as written).
-        let group_perms = |p: &Path| -> Option<u16> {
-            let name = CString::new("system.posix_acl_access").ok()?;
-            let target = CString::new(p.as_os_str().as_bytes()).ok()?;
-            let mut buf = [0u8; 256];
-            // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
-            let n = unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            let n = usize::try_from(n).ok()?;
-            buf[4..n].chunks(8).find_map(|e| {
-                let (tag, perm, id) = (
-                    u16::from_le_bytes([e[0], e[1]]),
-                    u16::from_le_bytes([e[2], e[3]]),
-                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-                );
-                (tag == GROUP && id == 199_999).then_some(perm)
-            })
-        };
+        let group_perms = |p: &Path| entries(p).into_iter().find(|e| e.0 == GROUP && e.2 == 199_999).map(|e| e.1);
         assert_eq!(group_perms(&dir.join("a/old")), Some(READ | WRITE), "a file there before");
         // (Inherited as the default's rwx; the file's mask, from its mode, leaves rw of it.)
         let inherited = group_perms(&dir.join("a/new")).unwrap_or(0);
@@ -237,16 +237,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, tree.join("link")).expect("link");
         std::os::unix::fs::symlink(&base, tree.join("dir-link")).expect("link");
         share_tree_with_group(&tree, 199_998, &[]).expect("shared");
-        let has_acl = |p: &Path| {
-            let (Ok(name), Ok(target)) =
-                (CString::new("system.posix_acl_access"), CString::new(p.as_os_str().as_bytes()))
-            else {
-                return false;
-            };
-            let mut buf = [0u8; 64];
-            // SAFETY: NUL-terminated strings; the kernel writes at most buf.len() bytes.
-            unsafe { libc::getxattr(target.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) > 0 }
-        };
+        let has_acl = |p: &Path| !entries(p).is_empty();
         assert!(has_acl(&tree), "the tree itself is shared");
         assert!(!has_acl(&outside), "what a link in the tree points to is not");
         assert!(!has_acl(&base), "nor a directory a link points to");
