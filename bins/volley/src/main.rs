@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             }
         };
     }
+    // WebAssembly packs (issue 15): the invoker compiles a module once with
+    // `wasm-compile MODULE ARTIFACT` and starts each pack with `wasm-pack ARTIFACT`.
+    if let Some(command @ ("wasm-pack" | "wasm-compile")) = std::env::args().nth(1).as_deref() {
+        return wasm(command, std::env::args_os().skip(2).collect());
+    }
     match commands::Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -34,4 +39,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "wasm")]
+fn wasm(command: &str, args: Vec<std::ffi::OsString>) -> ExitCode {
+    use std::path::Path;
+    match (command, args.as_slice()) {
+        ("wasm-pack", [artifact]) => ExitCode::from(volley_wasm_host::serve(Path::new(artifact))),
+        ("wasm-compile", [module, artifact]) => match volley_wasm_host::compile(Path::new(module), Path::new(artifact)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: volley wasm-pack ARTIFACT | volley wasm-compile MODULE ARTIFACT (run by the invoker)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(feature = "wasm"))]
+fn wasm(_command: &str, _args: Vec<std::ffi::OsString>) -> ExitCode {
+    eprintln!("{}", volley_proto::pack::NO_WASM);
+    ExitCode::FAILURE
 }

@@ -88,9 +88,14 @@ impl Functions {
         if self.builtins.iter().any(|f| f.name == name) {
             return Err(Error::Conflict(format!("{name} is a built-in function; deploy under another name")));
         }
-        if !(binary.starts_with(b"\x7fELF") || binary.starts_with(b"#!")) {
+        if binary.starts_with(b"\0asm") && !binary.starts_with(b"\0asm\x01\0\0\0") {
             return Err(Error::Unprocessable(
-                "the uploaded file is not an executable (an ELF binary or a #! script); build the function crate and deploy target/release/NAME".into(),
+                "the uploaded file is a WebAssembly component or a module of another version; Volley runs core modules built for wasm32-wasip1-threads with the volley-wasm SDK".into(),
+            ));
+        }
+        if !(binary.starts_with(b"\x7fELF") || binary.starts_with(b"#!") || binary.starts_with(b"\0asm")) {
+            return Err(Error::Unprocessable(
+                "the uploaded file is not an executable (an ELF binary or a #! script) nor a WebAssembly module; build the function crate and deploy target/release/NAME (or target/wasm32-wasip1-threads/release/NAME.wasm)".into(),
             ));
         }
         let digest: String = Sha256::digest(binary).iter().map(|b| format!("{b:02x}")).collect();

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use volley_proto::cluster::Event;
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
+use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack, WASM_PACK_ARG};
 
 use crate::Shared;
 use crate::logs::Logs;
@@ -146,7 +146,12 @@ async fn drive(
         }
         None => (opts.program.clone(), opts.program_args.clone()),
         Some(p) => match shared.programs.path(&shared.client, p).await {
-            Ok(path) => (path, Vec::new()),
+            Ok(path) => match shared.programs.wasm_artifact(&path, &opts.program).await {
+                Ok(None) => (path, Vec::new()),
+                // A WebAssembly module runs in the invoker's own binary, pooled by module.
+                Ok(Some(artifact)) => (opts.program.clone(), vec![WASM_PACK_ARG.into(), artifact.display().to_string()]),
+                Err(e) => return Ending::cause(e),
+            },
             Err(e) => return Ending::cause(e),
         },
     };

@@ -96,7 +96,12 @@ impl Sandbox {
         // The invoker's files are root's alone; packs reach their cells and
         // the sockets directory (search only: burst names are not listed)
         // through the launcher's covering mounts.
-        let closed = [(&opts.data_dir, 0o700), (&sockets, 0o711)];
+        // Compiled WebAssembly modules: a pack may read one it is started
+        // with, by name (a module's digest), not list what others run.
+        let wasm = opts.data_dir.join(crate::programs::WASM_DIR);
+        std::fs::create_dir_all(&wasm).map_err(|source| Error::DataDir { path: wasm.clone(), source })?;
+        read.push(wasm.clone());
+        let closed = [(&opts.data_dir, 0o700), (&sockets, 0o711), (&wasm, 0o711)];
         for (dir, mode) in closed {
             // (A data directory made inside shared local storage inherited
             // its sharing: the mode's mask shuts the group out, and nothing

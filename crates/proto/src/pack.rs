@@ -24,6 +24,13 @@ pub const SOCKET_ENV: &str = "VOLLEY_INVOKER_SOCKET";
 pub const PROCESS_ENV: &str = "VOLLEY_PROCESS_ID";
 /// The environment variable telling a warm process how many worker threads to prepare.
 pub const PREPARE_ENV: &str = "VOLLEY_PREPARE_WORKERS";
+/// The subcommand of the `volley` binary that runs a WebAssembly pack: `volley wasm-pack ARTIFACT`.
+pub const WASM_PACK_ARG: &str = "wasm-pack";
+/// The subcommand that compiles a module into its artefact: `volley wasm-compile MODULE ARTIFACT`.
+pub const WASM_COMPILE_ARG: &str = "wasm-compile";
+/// What a `volley` built without WebAssembly support says when asked to run a module.
+pub const NO_WASM: &str = "this volley binary was built without WebAssembly support, so it cannot run \
+     WebAssembly functions: build it with `cargo build --release -p volley --features wasm` and restart the invoker";
 /// Bumped whenever these messages change incompatibly.
 pub const PROTOCOL: u32 = 2;
 

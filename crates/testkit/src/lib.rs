@@ -12,6 +12,7 @@ pub mod pg;
 pub mod platform;
 pub mod process;
 pub mod services;
+pub mod wasm;
 #[cfg(feature = "storage")]
 pub mod storage;
 

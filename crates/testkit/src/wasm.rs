@@ -1,0 +1,46 @@
+//! WebAssembly guests (`examples/wasm-*`), built for wasm32-wasip1-threads by
+//! the tests that run them (they are modules of their own, outside the
+//! workspace's build).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::services::present;
+
+/// The guests' target.
+pub const TARGET: &str = "wasm32-wasip1-threads";
+
+/// Whether this toolchain has the guests' target (`rustup target add wasm32-wasip1-threads`).
+fn target_installed() -> bool {
+    Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|sysroot| sysroot.join("lib/rustlib").join(TARGET).is_dir())
+}
+
+/// The module `examples/<example>` builds (`wasm-pi`, `wasm-tour`), built
+/// now if needed into a directory beside the workspace's target directory;
+/// None (skipped, with a notice) where the target is not installed and CI is not set.
+pub fn guest(example: &str) -> Option<PathBuf> {
+    if !present(&format!("the Rust target {TARGET} (scripts/services adds it)"), target_installed()) {
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-guests");
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--target", TARGET, "--manifest-path"])
+        .arg(root.join("examples").join(example).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(&root)
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "building {example}: {}", String::from_utf8_lossy(&out.stderr));
+    let module = target_dir.join(TARGET).join("release").join(format!("{example}.wasm"));
+    assert!(module.exists(), "{} was not built", module.display());
+    Some(module)
+}

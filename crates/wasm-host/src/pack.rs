@@ -1,0 +1,291 @@
+//! One WebAssembly pack process: one engine, the module loaded from its
+//! compiled artefact, ONE shared memory for the pack's workers, and one
+//! instance per guest thread.
+//!
+//! The module's `main` (the guest SDK's `volley_wasm::main!`) starts while
+//! the process waits for its pack: the memory is initialised and the guest's
+//! start-up code runs ahead, off any burst's clock, in a warm process. It says
+//! hello (its function names) and waits. When the pack is assigned, the SDK's
+//! runtime connects it and calls [`Pack::run_worker`] on each worker's thread;
+//! the first call wakes the guest's main, which starts one guest thread per
+//! worker (`pthread_create` → `wasi.thread-spawn`). Each such start is handed
+//! to a waiting worker thread, which instantiates the module in a store of its
+//! own over the shared memory and runs the guest thread there: the function
+//! runs on the worker's own thread with the worker's communicator.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use volley_sdk::{Worker, WorkerResult};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, SharedMemory, Store};
+
+use crate::Error;
+use crate::engine;
+use crate::host::{self, Host, Role, WorkerRef};
+
+/// How long the guest's main may take to say hello (its start-up code).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+/// The least a worker waits for its guest thread to be started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a guest thread trapped, how long the others get to end before the
+/// process ends them (a thread parked on a lock the trapped one held would
+/// never wake: wasm's atomic waits cannot be interrupted).
+const TRAP_GRACE: Duration = Duration::from_secs(5);
+/// Exit code of a process whose guest trapped outside a worker's call.
+const EXIT_TRAPPED: i32 = 1;
+
+/// Which function runs, on how many workers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Assignment {
+    pub(crate) workers: usize,
+    pub(crate) function: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The guest's function names once it said hello.
+    names: Option<Vec<String>>,
+    assignment: Option<Assignment>,
+    /// Guest threads the main started for workers, not yet taken.
+    starts: VecDeque<(i32, i32)>,
+    /// Worker starts offered so far.
+    offered: usize,
+    /// Why the guest's main ended without starting the workers.
+    main_failed: Option<String>,
+}
+
+pub(crate) struct Pack {
+    engine: Engine,
+    pub(crate) memory: SharedMemory,
+    /// The directory the guest sees as `/work`.
+    pub(crate) files: PathBuf,
+    pre: OnceLock<InstancePre<Host>>,
+    state: Mutex<State>,
+    changed: Condvar,
+    next_tid: AtomicI32,
+}
+
+impl Pack {
+    /// Loads the artefact, starts the guest's main and waits for its hello;
+    /// returns the pack and the guest's function names.
+    pub(crate) fn start(artifact: &Path) -> Result<(Arc<Pack>, Vec<String>), Error> {
+        let engine = engine::engine()?;
+        let module = engine::load(&engine, artifact)?;
+        let memory_type = module
+            .imports()
+            .find_map(|i| match i.ty() {
+                ExternType::Memory(m) if i.module() == "env" && i.name() == "memory" => Some(m),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Invalid("it imports no env.memory".into()))?;
+        let memory = SharedMemory::new(&engine, memory_type).map_err(|e| Error::Engine(format!("{e:?}")))?;
+        let files = files_dir()?;
+        let pack = Arc::new(Pack {
+            engine: engine.clone(),
+            memory: memory.clone(),
+            files,
+            pre: OnceLock::new(),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            next_tid: AtomicI32::new(1),
+        });
+        let mut linker = Linker::new(&engine);
+        host::link(&mut linker).map_err(|e| Error::Engine(format!("{e:?}")))?;
+        let mut store = Store::new(&engine, Host::new(pack.clone(), Role::Main)?);
+        linker.define(&store, "env", "memory", memory).map_err(|e| Error::Engine(format!("{e:?}")))?;
+        let pre = linker.instantiate_pre(&module).map_err(|e| Error::Invalid(format!("{e:?}")))?;
+        let _ = pack.pre.set(pre.clone());
+        let main = pack.clone();
+        std::thread::Builder::new()
+            .name("wasm-main".into())
+            .spawn(move || {
+                let ended = pre
+                    .instantiate(&mut store)
+                    .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+                    .and_then(|start| start.call(&mut store, ()));
+                if let Err(e) = ended {
+                    let why = describe(&e, store.data().panicked.as_deref());
+                    main.main_failed(format!("the module's main {why}"));
+                }
+            })
+            .map_err(|e| Error::Engine(format!("cannot start the module's main thread: {e}")))?;
+        let names = pack.wait_hello()?;
+        Ok((pack, names))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_hello(&self) -> Result<Vec<String>, Error> {
+        let deadline = Instant::now() + HELLO_TIMEOUT;
+        let mut state = self.lock();
+        loop {
+            if let Some(names) = &state.names {
+                return Ok(names.clone());
+            }
+            if let Some(why) = &state.main_failed {
+                return Err(Error::Guest(why.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Guest(format!(
+                    "the module's main did not call volley_wasm::main!'s hello within {HELLO_TIMEOUT:?}"
+                )));
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    pub(crate) fn hello(&self, names: Vec<String>) {
+        self.lock().names = Some(names);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn main_failed(&self, why: String) {
+        let mut state = self.lock();
+        state.main_failed.get_or_insert(why);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The guest's main waits here for its pack (as long as the process
+    /// waits for one: it ends when its invoker goes away).
+    pub(crate) fn wait_assignment(pack: &Pack) -> Assignment {
+        let mut state = pack.lock();
+        loop {
+            if let Some(a) = state.assignment {
+                return a;
+            }
+            state = pack.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The index of the function the pack runs (0 before it is assigned).
+    pub(crate) fn function(&self) -> usize {
+        self.lock().assignment.map_or(0, |a| a.function)
+    }
+
+    /// `wasi.thread-spawn`: a start from the guest's main is a worker's (as
+    /// many as the pack has workers); any other is a thread the guest wants
+    /// for itself, run on a thread of its own. Returns the thread id, or -1.
+    pub(crate) fn thread_spawn(pack: &Arc<Pack>, from_main: bool, start_arg: i32) -> i32 {
+        let Ok(tid) = pack.next_tid.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| (t < 0x1FFF_FFFF).then_some(t + 1))
+        else {
+            return -1;
+        };
+        if from_main {
+            let mut state = pack.lock();
+            if state.assignment.is_some_and(|a| state.offered < a.workers) {
+                state.offered += 1;
+                state.starts.push_back((tid, start_arg));
+                drop(state);
+                pack.changed.notify_all();
+                return tid;
+            }
+        }
+        match pack.spawn_helper(tid, start_arg) {
+            Ok(()) => tid,
+            Err(_) => -1,
+        }
+    }
+
+    fn spawn_helper(self: &Arc<Pack>, tid: i32, start_arg: i32) -> Result<(), Error> {
+        let pack = self.clone();
+        let mut store = Store::new(&self.engine, Host::new(self.clone(), Role::Helper)?);
+        std::thread::Builder::new()
+            .name(format!("wasm-thread-{tid}"))
+            .spawn(move || {
+                if let Err(e) = pack.run_thread(&mut store, tid, start_arg) {
+                    let why = describe(&e, store.data().panicked.as_deref());
+                    // As a process whose thread crashed: the whole pack ends.
+                    volley_note(&format!("volley: a thread the module started {why}; the pack ends"));
+                    std::process::exit(EXIT_TRAPPED);
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| Error::Engine(format!("cannot start a thread for the module: {e}")))
+    }
+
+    /// Instantiates the module in `store` and runs the guest thread `tid`.
+    fn run_thread(&self, store: &mut Store<Host>, tid: i32, start_arg: i32) -> wasmtime::Result<()> {
+        let pre = self.pre.get().ok_or_else(|| wasmtime::format_err!("the module is not ready"))?;
+        let instance = pre.instantiate(&mut *store)?;
+        let start = instance.get_typed_func::<(i32, i32), ()>(&mut *store, "wasi_thread_start")?;
+        start.call(&mut *store, (tid, start_arg))
+    }
+
+    /// Runs function `function` on `worker`: on the guest thread the module's
+    /// main starts for it, in this thread.
+    pub(crate) fn run_worker(self: &Arc<Pack>, function: usize, worker: &Worker) -> WorkerResult {
+        let rank = worker.rank();
+        let (tid, start_arg) = self.take_start(worker, function)?;
+        let mut store = Store::new(&self.engine, Host::new(self.clone(), Role::Worker(WorkerRef::new(worker)))?);
+        let ran = self.run_thread(&mut store, tid, start_arg);
+        let host = store.into_data();
+        match (ran, host.finished) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(format!("worker {rank}'s thread ended without reporting a result").into()),
+            (Err(e), _) => {
+                // Other guest threads may wait on a lock this one held: give them a moment, then end the process.
+                std::thread::spawn(|| {
+                    std::thread::sleep(TRAP_GRACE);
+                    std::process::exit(EXIT_TRAPPED);
+                });
+                Err(format!("worker {rank} {}", describe(&e, host.panicked.as_deref())).into())
+            }
+        }
+    }
+
+    /// Assigns the pack (the first worker to arrive) and waits for a guest
+    /// thread started for this worker.
+    fn take_start(&self, worker: &Worker, function: usize) -> Result<(i32, i32), String> {
+        let timeout = worker.comm().op_timeout().max(START_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        if state.assignment.is_none() {
+            state.assignment = Some(Assignment { workers: worker.comm().pack_ranks().len(), function });
+            self.changed.notify_all();
+        }
+        loop {
+            if let Some(start) = state.starts.pop_front() {
+                return Ok(start);
+            }
+            if let Some(why) = &state.main_failed {
+                return Err(why.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("the module's main did not start worker {}'s thread within {timeout:?}", worker.rank()));
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+/// How a guest thread ended badly, in words.
+fn describe(e: &wasmtime::Error, panicked: Option<&str>) -> String {
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("exited with code {}", exit.0);
+    }
+    match panicked {
+        Some(message) => format!("panicked: {message}"),
+        None => format!("trapped: {}", format!("{e:?}").lines().next().unwrap_or_default()),
+    }
+}
+
+fn volley_note(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The pack's files directory: new, under the process's temporary directory
+/// (a sandboxed pack's is its cell's, removed with it).
+fn files_dir() -> Result<PathBuf, Error> {
+    let dir = std::env::temp_dir().join(format!("volley-wasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+    Ok(dir)
+}

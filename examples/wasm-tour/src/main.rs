@@ -1,0 +1,196 @@
+//! Every call of the WebAssembly guest SDK, each checked against what it
+//! must give: the module the tests deploy (`bins/volley/tests/wasm.rs`) and
+//! `volley bench wasm` runs. A check that fails fails the worker with what it saw.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use volley_wasm::serde_json::{Value, json};
+use volley_wasm::{Op, Worker, WorkerResult};
+
+/// Counted by every worker of the pack: they share this module's memory.
+static ARRIVED: AtomicU64 = AtomicU64::new(0);
+/// Where the buffer handed over in the pack was, as its sender saw it.
+static HANDED_AT: AtomicU32 = AtomicU32::new(0);
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i)) as u8).collect()
+}
+
+/// Messages, collectives, shared memory, files and storage, all checked.
+fn tour(w: &Worker) -> WorkerResult {
+    let (c, rank, size) = (w.comm(), w.rank(), w.size());
+    let ranks = c.pack_ranks();
+    let mut facts = serde_json::Map::new();
+
+    // Shared memory: every worker of the pack counts itself in one static.
+    ARRIVED.fetch_add(1, Ordering::SeqCst);
+    c.barrier()?;
+    facts.insert("arrived_in_pack".into(), json!(ARRIVED.load(Ordering::SeqCst)));
+
+    // A ring of point-to-point messages (in the pack and across packs).
+    c.send((rank + 1) % size, 1, &pattern(rank, 1000))?;
+    let prev = (rank + size - 1) % size;
+    let got = c.recv(prev, 1)?;
+    check(got == pattern(prev, 1000), || format!("ring: rank {prev}'s message arrived changed"))?;
+
+    // A buffer handed over in the pack: the receiver gets the very bytes.
+    if ranks.len() >= 2 && rank == ranks.start {
+        let buffer = pattern(7, 64 << 10);
+        HANDED_AT.store(buffer.as_ptr() as u32, Ordering::SeqCst);
+        c.send_vec(rank + 1, 2, buffer)?;
+    }
+    if ranks.len() >= 2 && rank == ranks.start + 1 {
+        let got = c.recv(rank - 1, 2)?;
+        check(got == pattern(7, 64 << 10), || "hand-off: the buffer arrived changed".into())?;
+        facts.insert("handed_in_place".into(), json!(got.as_ptr() as u32 == HANDED_AT.load(Ordering::SeqCst)));
+    }
+
+    // Any sender.
+    c.send(0, 3, &(rank as u64).to_le_bytes())?;
+    if rank == 0 {
+        let mut from: Vec<usize> = (0..size).map(|_| c.recv_any(3).map(|(src, _)| src)).collect::<Result<_, _>>()?;
+        from.sort();
+        check(from == (0..size).collect::<Vec<_>>(), || format!("recv_any: senders {from:?}"))?;
+    }
+
+    let said = c.broadcast(0, if rank == 0 { b"hello from 0" } else { b"" })?;
+    check(said == b"hello from 0", || format!("broadcast gave {said:?}"))?;
+
+    let root = size - 1;
+    let parts: Vec<Vec<u8>> = if rank == root { (0..size).map(|i| vec![i as u8; i + 1]).collect() } else { Vec::new() };
+    let mine = c.scatter(root, &parts)?;
+    check(mine == vec![rank as u8; rank + 1], || format!("scatter gave {mine:?}"))?;
+
+    let gathered = c.gather(0, &[rank as u8])?;
+    if rank == 0 {
+        let expected: Vec<Vec<u8>> = (0..size).map(|i| vec![i as u8]).collect();
+        check(gathered.as_ref() == Some(&expected), || format!("gather gave {gathered:?}"))?;
+    } else {
+        check(gathered.is_none(), || "gather gave a result off its root".into())?;
+    }
+
+    let all = c.all_gather(&(rank as u64 * 3).to_le_bytes())?;
+    check(all.iter().enumerate().all(|(i, b)| b[..] == (i as u64 * 3).to_le_bytes()), || "all_gather".into())?;
+
+    let sent: Vec<Vec<u8>> = (0..size).map(|j| vec![rank as u8, j as u8]).collect();
+    let received = c.all_to_all(&sent)?;
+    check(received.iter().enumerate().all(|(i, b)| b[..] == [i as u8, rank as u8]), || format!("all_to_all gave {received:?}"))?;
+
+    let sum = c.reduce(0, &[rank as f64, 1.0], Op::Sum)?;
+    if rank == 0 {
+        let n = size as f64;
+        check(sum == Some(vec![n * (n - 1.0) / 2.0, n]), || format!("reduce gave {sum:?}"))?;
+    }
+    let max = c.all_reduce(&[rank as i64, -(rank as i64)], Op::Max)?;
+    check(max == [size as i64 - 1, 0], || format!("all_reduce max gave {max:?}"))?;
+    let min = c.all_reduce(&[rank as f32 + 0.5], Op::Min)?;
+    check(min == [0.5], || format!("all_reduce min gave {min:?}"))?;
+    let total = c.all_reduce(&[rank as u64, 1], Op::Sum)?;
+    facts.insert("sum_of_ranks".into(), json!(total[0]));
+    facts.insert("workers".into(), json!(total[1]));
+
+    // Files: the pack's own directory, nothing else.
+    let path = format!("/work/rank-{rank}.txt");
+    std::fs::write(&path, format!("rank {rank}"))?;
+    check(std::fs::read_to_string(&path)? == format!("rank {rank}"), || "a file read back changed".into())?;
+    facts.insert("outside_refused".into(), json!(std::fs::read("/etc/passwd").is_err()));
+
+    // Object storage through the host.
+    if let Some(url) = w.params().get("storage").and_then(Value::as_str) {
+        let key = format!("wasm-tour/{}/{rank}", w.burst_id());
+        w.storage_put(url, &key, &pattern(rank, 5000))?;
+        check(w.storage_get(url, &key)? == pattern(rank, 5000), || "storage: the object read back changed".into())?;
+        facts.insert("storage".into(), json!(true));
+    }
+
+    // Threads of the module's own, beside the workers.
+    let helpers: Vec<_> = (0..2u64).map(|i| std::thread::spawn(move || (0..1000u64).map(|k| k * i).sum::<u64>())).collect();
+    let helped: u64 = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    check(helped == 499_500, || format!("helper threads summed {helped}"))?;
+
+    facts.insert("rank".into(), json!(rank));
+    facts.insert("pack".into(), json!(w.pack()));
+    facts.insert("own".into(), w.worker_params().clone());
+    w.log(format!("toured {} checks", facts.len()));
+    Ok(Value::Object(facts))
+}
+
+/// Ends badly on the rank `params.rank` as `params.how` says: "error",
+/// "panic" or "exit"; every other worker waits for a message that never comes.
+fn fail(w: &Worker) -> WorkerResult {
+    let victim = w.params().get("rank").and_then(Value::as_u64).unwrap_or(0) as usize;
+    if w.rank() == victim {
+        match w.params().get("how").and_then(Value::as_str).unwrap_or("error") {
+            "panic" => panic!("deliberate panic on rank {victim}"),
+            "exit" => std::process::exit(7),
+            _ => return Err(format!("rank {victim} was asked to fail").into()),
+        }
+    }
+    w.comm().recv(victim, 99)?;
+    Ok(json!("unreachable"))
+}
+
+/// Hands `bytes` from each even worker of a pack to the next one, `rounds`
+/// times (`copy: true`: sends a borrowed buffer instead); checks each.
+fn handoff(w: &Worker) -> WorkerResult {
+    let bytes = w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize;
+    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(100) as usize;
+    let copy = w.params().get("copy").and_then(Value::as_bool).unwrap_or(false);
+    let (c, rank, local) = (w.comm(), w.rank(), w.rank() - w.comm().pack_ranks().start);
+    let partner = if local % 2 == 0 { rank + 1 } else { rank - 1 };
+    if !c.pack_ranks().contains(&partner) {
+        return Ok(json!({ "rank": rank, "idle": true }));
+    }
+    // The sender's buffers are made before the clock starts (only the sender uses them).
+    let buffers: Vec<Vec<u8>> = if local % 2 == 0 { (0..rounds).map(|i| pattern(i, bytes)).collect() } else { Vec::new() };
+    let mut buffers = buffers.into_iter();
+    c.barrier()?;
+    let started = Instant::now();
+    for i in 0..rounds {
+        if local % 2 == 0 {
+            let buffer = buffers.next().unwrap_or_default();
+            if copy { c.send(partner, 5, &buffer)? } else { c.send_vec(partner, 5, buffer)? }
+        } else {
+            let got = c.recv(partner, 5)?;
+            check(got.len() == bytes && got.first() == pattern(i, 1).first() && got.last() == pattern(i, bytes).last(), || {
+                format!("hand-off round {i} arrived changed")
+            })?;
+        }
+    }
+    let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    Ok(json!({ "rank": rank, "us_per_message": micros }))
+}
+
+/// `rounds` all_to_all of `bytes` per pair, each part checked.
+fn exchange(w: &Worker) -> WorkerResult {
+    let bytes = w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize;
+    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(5) as usize;
+    let (c, rank, size) = (w.comm(), w.rank(), w.size());
+    let parts: Vec<Vec<u8>> = (0..size).map(|j| pattern(rank * size + j, bytes)).collect();
+    c.barrier()?;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let got = c.all_to_all(&parts)?;
+        for (i, part) in got.iter().enumerate() {
+            check(part.len() == bytes && part.last() == pattern(i * size + rank, bytes).last(), || format!("all_to_all: part from {i} changed"))?;
+        }
+    }
+    let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    Ok(json!({ "rank": rank, "us_per_round": micros }))
+}
+
+/// Sleeps `params.seconds` (0.5 by default): what `volley bench startup
+/// --wasm` runs, so that the start itself is measured, not early workers'
+/// work competing with later workers' start.
+fn nap(w: &Worker) -> WorkerResult {
+    let seconds = w.params().get("seconds").and_then(Value::as_f64).unwrap_or(0.5);
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)));
+    Ok(json!({ "rank": w.rank() }))
+}
+
+volley_wasm::main!(tour, fail, handoff, exchange, nap);
