@@ -28,8 +28,9 @@ fn main() -> ExitCode {
         };
     }
     // WebAssembly packs (issue 15): the invoker compiles a module once with
-    // `wasm-compile MODULE ARTIFACT` and starts each pack with `wasm-pack ARTIFACT`.
-    if let Some(command @ ("wasm-pack" | "wasm-compile")) = std::env::args().nth(1).as_deref() {
+    // `wasm-compile MODULE ARTIFACT`, has its snapshot made once with
+    // `wasm-snapshot ARTIFACT DIR`, and starts each pack with `wasm-pack ARTIFACT [IMAGE]`.
+    if let Some(command @ ("wasm-pack" | "wasm-compile" | "wasm-snapshot")) = std::env::args().nth(1).as_deref() {
         return wasm(command, std::env::args_os().skip(2).collect());
     }
     match commands::Cli::parse().run() {
@@ -45,7 +46,11 @@ fn main() -> ExitCode {
 fn wasm(command: &str, args: Vec<std::ffi::OsString>) -> ExitCode {
     use std::path::Path;
     match (command, args.as_slice()) {
-        ("wasm-pack", [artifact]) => ExitCode::from(volley_wasm_host::serve(Path::new(artifact))),
+        ("wasm-pack", [artifact]) => ExitCode::from(volley_wasm_host::serve(Path::new(artifact), None)),
+        ("wasm-pack", [artifact, image]) => {
+            ExitCode::from(volley_wasm_host::serve(Path::new(artifact), Some(Path::new(image))))
+        }
+        ("wasm-snapshot", [artifact, dir]) => ExitCode::from(volley_wasm_host::make_snapshot(Path::new(artifact), Path::new(dir))),
         ("wasm-compile", [module, artifact]) => match volley_wasm_host::compile(Path::new(module), Path::new(artifact)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -54,7 +59,10 @@ fn wasm(command: &str, args: Vec<std::ffi::OsString>) -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: volley wasm-pack ARTIFACT | volley wasm-compile MODULE ARTIFACT (run by the invoker)");
+            eprintln!(
+                "usage (run by the invoker): volley wasm-compile MODULE ARTIFACT | volley wasm-snapshot ARTIFACT DIR | \
+                 volley wasm-pack ARTIFACT [IMAGE]"
+            );
             ExitCode::from(2)
         }
     }

@@ -65,6 +65,7 @@ fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
     let p = Platform::up(&[]);
     let files = TempDir::new("wasm-tour");
     assert!(p.cli(&["deploy", "tour", module.to_str().unwrap()]).status.success());
+    let mut stamps = std::collections::BTreeSet::new();
     for (n, g) in [(6, 3), (4, 4), (3, 1)] {
         let params = serde_json::json!({ "storage": format!("file://{}", files.0.display()) }).to_string();
         let burst = json_ok(&p.cli(&[
@@ -78,12 +79,16 @@ fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
             assert_eq!(r["workers"], n);
             assert_eq!(r["outside_refused"], true, "the module sees only its own files: {r}");
             assert_eq!(r["storage"], true);
+            stamps.insert(r["init_stamp"].as_u64().unwrap());
             let local = w["rank"].as_u64().unwrap() % g;
             if g >= 2 && local == 1 {
                 assert_eq!(r["handed_in_place"], true, "a buffer sent in the pack is handed over, not copied: {r}");
             }
         }
     }
+    // The module's start-up drew one random number, once for the invoker:
+    // every pack of every burst started from its snapshot.
+    assert_eq!(stamps.len(), 1, "one start-up for all packs: {stamps:?}");
 }
 
 #[test]

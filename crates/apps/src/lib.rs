@@ -4,6 +4,7 @@ mod basic;
 pub mod dataset;
 mod download;
 mod exchange;
+mod handoff;
 pub mod kmeans;
 mod orchestrators;
 pub mod pagerank;
@@ -63,6 +64,11 @@ pub fn builtins() -> Functions {
         "exchange",
         "all_to_all of `bytes` per pair, `rounds` times, every byte checked: params {bytes, rounds?}",
         exchange::exchange,
+    );
+    f.add(
+        "handoff",
+        "each even worker of a pack hands `bytes` to the next, `rounds` times; each arrival's time: params {bytes, rounds?}",
+        handoff::handoff,
     );
     // Python functions the volley Python package sends, run by forked Python workers.
     volley_pyworkers::register(&mut f);

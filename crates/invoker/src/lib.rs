@@ -16,6 +16,7 @@ mod options;
 mod pool;
 mod process;
 mod programs;
+mod snapshots;
 mod router;
 mod sandbox;
 mod serve;

@@ -13,6 +13,7 @@ use volley_proto::cluster::Event;
 use volley_proto::now_micros;
 use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack, WASM_PACK_ARG};
 
+use crate::snapshots;
 use crate::Shared;
 use crate::logs::Logs;
 use crate::pool::{Pool, ProgramKey};
@@ -148,8 +149,13 @@ async fn drive(
         Some(p) => match shared.programs.path(&shared.client, p).await {
             Ok(path) => match shared.programs.wasm_artifact(&path, &opts.program).await {
                 Ok(None) => (path, Vec::new()),
-                // A WebAssembly module runs in the invoker's own binary, pooled by module.
-                Ok(Some(artifact)) => (opts.program.clone(), vec![WASM_PACK_ARG.into(), artifact.display().to_string()]),
+                // A WebAssembly module runs in the invoker's own binary, pooled by
+                // module, from its snapshot where one could be made.
+                Ok(Some(artifact)) => {
+                    let mut args = vec![WASM_PACK_ARG.into(), artifact.display().to_string()];
+                    args.extend(snapshots::image(shared, &artifact).await.map(|i| i.display().to_string()));
+                    (opts.program.clone(), args)
+                }
                 Err(e) => return Ending::cause(e),
             },
             Err(e) => return Ending::cause(e),

@@ -32,7 +32,8 @@ impl Programs {
         Programs { dir, wasm, downloads: Mutex::new(HashMap::new()) }
     }
 
-    fn gate(&self, name: String) -> Arc<tokio::sync::Mutex<()>> {
+    /// One at a time per `name` (a download, a compilation, a snapshot).
+    pub(crate) fn gate(&self, name: String) -> Arc<tokio::sync::Mutex<()>> {
         let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
         downloads.entry(name).or_default().clone()
     }

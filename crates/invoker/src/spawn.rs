@@ -172,7 +172,7 @@ fn control_pair() -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net
 /// Leaves each `(fd, at)` at descriptor `at` of the started program (the
 /// originals are close-on-exec: no other process the invoker starts
 /// meanwhile gets them).
-fn pass_descriptors(command: &mut Command, moves: &[(RawFd, RawFd)]) {
+pub(crate) fn pass_descriptors(command: &mut Command, moves: &[(RawFd, RawFd)]) {
     let moves: Vec<(RawFd, RawFd)> = moves.to_vec();
     // SAFETY: between fork and exec only fcntl(2) and dup2(2) run, both
     // async-signal-safe; nothing is allocated (the moves were copied before).

@@ -28,6 +28,8 @@ pub const PREPARE_ENV: &str = "VOLLEY_PREPARE_WORKERS";
 pub const WASM_PACK_ARG: &str = "wasm-pack";
 /// The subcommand that compiles a module into its artefact: `volley wasm-compile MODULE ARTIFACT`.
 pub const WASM_COMPILE_ARG: &str = "wasm-compile";
+/// The subcommand that writes the snapshot of a module's initialised memory: `volley wasm-snapshot ARTIFACT DIR`.
+pub const WASM_SNAPSHOT_ARG: &str = "wasm-snapshot";
 /// What a `volley` built without WebAssembly support says when asked to run a module.
 pub const NO_WASM: &str = "this volley binary was built without WebAssembly support, so it cannot run \
      WebAssembly functions: build it with `cargo build --release -p volley --features wasm` and restart the invoker";

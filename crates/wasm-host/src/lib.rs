@@ -14,10 +14,12 @@ mod check;
 mod engine;
 mod host;
 mod pack;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 pub use engine::compile;
+pub use snapshot::{check as check_snapshot, files as snapshot_files};
 
 /// What can go wrong loading or running a module.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +47,10 @@ pub enum Error {
     Guest(String),
 }
 
-/// Serves one pack of the module compiled at `artifact` for the invoker
-/// that started this process; returns the exit code.
-pub fn serve(artifact: &Path) -> u8 {
+/// Serves one pack of the module compiled at `artifact` (started from the
+/// snapshot `image` if given) for the invoker that started this process;
+/// returns the exit code.
+pub fn serve(artifact: &Path, image: Option<&Path>) -> u8 {
     if std::env::var_os(volley_proto::pack::SOCKET_ENV).is_none() {
         eprintln!(
             "This is a WebAssembly pack process; an invoker starts it for a module deployed with \
@@ -55,7 +58,7 @@ pub fn serve(artifact: &Path) -> u8 {
         );
         return 2;
     }
-    let (pack, names) = match pack::Pack::start(artifact) {
+    let (pack, names) = match pack::Pack::start(artifact, image, None) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("volley: {e}");
@@ -71,3 +74,25 @@ pub fn serve(artifact: &Path) -> u8 {
     let _ = std::fs::remove_dir_all(&pack.files);
     code
 }
+
+/// Runs the module compiled at `artifact` until its main is ready and writes
+/// its snapshot into `dir` (`snapshot.image`, `snapshot.json`); returns the exit code.
+pub fn make_snapshot(artifact: &Path, dir: &Path) -> u8 {
+    // On success the process ends as the snapshot is written (`Pack::ready`).
+    match pack::Pack::start(artifact, None, Some(dir.to_path_buf())) {
+        Ok((pack, _)) => {
+            match pack.failure_within(SNAPSHOT_TIMEOUT) {
+                Some(why) => eprintln!("volley: no snapshot of the module: {why}"),
+                None => eprintln!("volley: the module was not ready within {SNAPSHOT_TIMEOUT:?} of its hello"),
+            }
+            1
+        }
+        Err(e) => {
+            eprintln!("volley: {e}");
+            1
+        }
+    }
+}
+
+/// How long a module's start-up may take after its hello, for a snapshot.
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -2,16 +2,17 @@
 //! compiled artefact, ONE shared memory for the pack's workers, and one
 //! instance per guest thread.
 //!
-//! The module's `main` (the guest SDK's `volley_wasm::main!`) starts while
-//! the process waits for its pack: the memory is initialised and the guest's
-//! start-up code runs ahead, off any burst's clock, in a warm process. It says
-//! hello (its function names) and waits. When the pack is assigned, the SDK's
-//! runtime connects it and calls [`Pack::run_worker`] on each worker's thread;
-//! the first call wakes the guest's main, which starts one guest thread per
-//! worker (`pthread_create` → `wasi.thread-spawn`). Each such start is handed
-//! to a waiting worker thread, which instantiates the module in a store of its
-//! own over the shared memory and runs the guest thread there: the function
-//! runs on the worker's own thread with the worker's communicator.
+//! The module's `main` (the guest SDK's `volley_wasm::main!`) says hello (its
+//! function names), runs its start-up, makes the thread that will start the
+//! workers (the *starter*: `pthread_create` → `wasi.thread-spawn`, which the
+//! host records without running it) and says it is ready; a process started
+//! from the invoker's snapshot of that moment ([`crate::snapshot`]) skips all
+//! of this. When the pack is assigned, the SDK's runtime connects it and
+//! calls [`Pack::run_worker`] on each worker's thread; the first call runs the
+//! starter, which starts one guest thread per worker. Each such start is
+//! handed to a waiting worker thread, which instantiates the module in a store
+//! of its own over the shared memory and runs the guest thread there: the
+//! function runs on the worker's own thread with the worker's communicator.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,15 @@ use wasmtime::{Engine, ExternType, InstancePre, Linker, SharedMemory, Store};
 use crate::Error;
 use crate::engine;
 use crate::host::{self, Host, Role, WorkerRef};
+use crate::snapshot::{self, Snapshot};
+
+/// Who asks for a new guest thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spawner {
+    Main,
+    Starter,
+    Other,
+}
 
 /// How long the guest's main may take to say hello (its start-up code).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,7 +59,12 @@ struct State {
     /// The guest's function names once it said hello.
     names: Option<Vec<String>>,
     assignment: Option<Assignment>,
-    /// Guest threads the main started for workers, not yet taken.
+    /// The thread that starts the workers, made by the main, not yet run.
+    starter: Option<(i32, i32)>,
+    starter_ran: bool,
+    /// Threads the guest started for itself (none may run when a snapshot is taken).
+    helpers: usize,
+    /// Guest threads the starter started for workers, not yet taken.
     starts: VecDeque<(i32, i32)>,
     /// Worker starts offered so far.
     offered: usize,
@@ -63,15 +78,23 @@ pub(crate) struct Pack {
     /// The directory the guest sees as `/work`.
     pub(crate) files: PathBuf,
     pre: OnceLock<InstancePre<Host>>,
+    /// Where to write the snapshot when the module is ready (`volley wasm-snapshot`).
+    snapshot_to: Option<PathBuf>,
     state: Mutex<State>,
     changed: Condvar,
     next_tid: AtomicI32,
 }
 
 impl Pack {
-    /// Loads the artefact, starts the guest's main and waits for its hello;
-    /// returns the pack and the guest's function names.
-    pub(crate) fn start(artifact: &Path) -> Result<(Arc<Pack>, Vec<String>), Error> {
+    /// Loads the artefact and starts the module: from the snapshot `image` if
+    /// given, else by running its main until it says hello; returns the pack
+    /// and the module's function names. With `snapshot_to`, the process
+    /// writes a snapshot there when the module is ready, and exits.
+    pub(crate) fn start(
+        artifact: &Path,
+        image: Option<&Path>,
+        snapshot_to: Option<PathBuf>,
+    ) -> Result<(Arc<Pack>, Vec<String>), Error> {
         let engine = engine::engine()?;
         let module = engine::load(&engine, artifact)?;
         let memory_type = module
@@ -82,12 +105,12 @@ impl Pack {
             })
             .ok_or_else(|| Error::Invalid("it imports no env.memory".into()))?;
         let memory = SharedMemory::new(&engine, memory_type).map_err(|e| Error::Engine(format!("{e:?}")))?;
-        let files = files_dir()?;
         let pack = Arc::new(Pack {
             engine: engine.clone(),
             memory: memory.clone(),
-            files,
+            files: files_dir()?,
             pre: OnceLock::new(),
+            snapshot_to,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             next_tid: AtomicI32::new(1),
@@ -98,6 +121,16 @@ impl Pack {
         linker.define(&store, "env", "memory", memory).map_err(|e| Error::Engine(format!("{e:?}")))?;
         let pre = linker.instantiate_pre(&module).map_err(|e| Error::Invalid(format!("{e:?}")))?;
         let _ = pack.pre.set(pre.clone());
+        if let Some(image) = image {
+            let snapshot = snapshot::read(image)?;
+            snapshot::map(&pack.memory, image, &snapshot)?;
+            pack.next_tid.store(snapshot.next_tid, Ordering::SeqCst);
+            let mut state = pack.lock();
+            state.starter = Some(snapshot.starter);
+            state.names = Some(snapshot.names.clone());
+            drop(state);
+            return Ok((pack, snapshot.names));
+        }
         let main = pack.clone();
         std::thread::Builder::new()
             .name("wasm-main".into())
@@ -114,6 +147,29 @@ impl Pack {
             .map_err(|e| Error::Engine(format!("cannot start the module's main thread: {e}")))?;
         let names = pack.wait_hello()?;
         Ok((pack, names))
+    }
+
+    /// The module's main is ready: with `snapshot_to`, its snapshot is
+    /// written and the process ends (0: written; 1: it could not be).
+    pub(crate) fn ready(&self) {
+        let Some(dir) = &self.snapshot_to else { return };
+        let state = self.lock();
+        let written = match (&state.names, state.starter, state.helpers) {
+            (Some(names), Some(starter), 0) => {
+                let pages = self.memory.size();
+                let snapshot = Snapshot { names: names.clone(), starter, next_tid: self.next_tid.load(Ordering::SeqCst), pages };
+                snapshot::write(&self.memory, &snapshot, dir).map_err(|e| e.to_string())
+            }
+            (_, _, 0) => Err("the module's main was ready before it made the thread that starts the workers".into()),
+            _ => Err("the module started threads of its own before it was ready: its memory cannot be snapshotted".into()),
+        };
+        match written {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                volley_note(&format!("volley: no snapshot of the module: {e}"));
+                std::process::exit(1);
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -140,6 +196,22 @@ impl Pack {
         }
     }
 
+    /// Why the module's main failed, if it does within `timeout`.
+    pub(crate) fn failure_within(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(why) = &state.main_failed {
+                return Some(why.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
     pub(crate) fn hello(&self, names: Vec<String>) {
         self.lock().names = Some(names);
         self.changed.notify_all();
@@ -152,8 +224,7 @@ impl Pack {
         self.changed.notify_all();
     }
 
-    /// The guest's main waits here for its pack (as long as the process
-    /// waits for one: it ends when its invoker goes away).
+    /// The starter waits here for the pack (it runs once the pack is there).
     pub(crate) fn wait_assignment(pack: &Pack) -> Assignment {
         let mut state = pack.lock();
         loop {
@@ -169,27 +240,61 @@ impl Pack {
         self.lock().assignment.map_or(0, |a| a.function)
     }
 
-    /// `wasi.thread-spawn`: a start from the guest's main is a worker's (as
-    /// many as the pack has workers); any other is a thread the guest wants
-    /// for itself, run on a thread of its own. Returns the thread id, or -1.
-    pub(crate) fn thread_spawn(pack: &Arc<Pack>, from_main: bool, start_arg: i32) -> i32 {
+    /// `wasi.thread-spawn`: the main's first start is the starter (run when
+    /// the pack comes); the starter's are the workers' (as many as the pack
+    /// has); any other is a thread the guest wants for itself, run on a
+    /// thread of its own. Returns the thread id, or -1.
+    pub(crate) fn thread_spawn(pack: &Arc<Pack>, from: Spawner, start_arg: i32) -> i32 {
         let Ok(tid) = pack.next_tid.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| (t < 0x1FFF_FFFF).then_some(t + 1))
         else {
             return -1;
         };
-        if from_main {
-            let mut state = pack.lock();
-            if state.assignment.is_some_and(|a| state.offered < a.workers) {
+        let mut state = pack.lock();
+        match from {
+            Spawner::Main if state.starter.is_none() => {
+                state.starter = Some((tid, start_arg));
+                drop(state);
+                Pack::run_starter_if_due(pack);
+                return tid;
+            }
+            Spawner::Starter if state.assignment.is_some_and(|a| state.offered < a.workers) => {
                 state.offered += 1;
                 state.starts.push_back((tid, start_arg));
                 drop(state);
                 pack.changed.notify_all();
                 return tid;
             }
+            _ => state.helpers += 1,
         }
+        drop(state);
         match pack.spawn_helper(tid, start_arg) {
             Ok(()) => tid,
             Err(_) => -1,
+        }
+    }
+
+    /// Runs the starter once both it and the pack are there.
+    fn run_starter_if_due(pack: &Arc<Pack>) {
+        let mut state = pack.lock();
+        let (Some(_), Some((tid, start_arg)), false) = (state.assignment, state.starter, state.starter_ran) else { return };
+        state.starter_ran = true;
+        drop(state);
+        let started = Host::new(pack.clone(), Role::Starter).and_then(|host| {
+            let mut store = Store::new(&pack.engine, host);
+            let runner = pack.clone();
+            std::thread::Builder::new()
+                .name("wasm-starter".into())
+                .spawn(move || {
+                    if let Err(e) = runner.run_thread(&mut store, tid, start_arg) {
+                        let why = describe(&e, store.data().panicked.as_deref());
+                        runner.main_failed(format!("the module's thread that starts the workers {why}"));
+                    }
+                })
+                .map(drop)
+                .map_err(|e| Error::Engine(format!("cannot start the module's starter thread: {e}")))
+        });
+        if let Err(e) = started {
+            pack.main_failed(e.to_string());
         }
     }
 
@@ -242,13 +347,16 @@ impl Pack {
 
     /// Assigns the pack (the first worker to arrive) and waits for a guest
     /// thread started for this worker.
-    fn take_start(&self, worker: &Worker, function: usize) -> Result<(i32, i32), String> {
+    fn take_start(self: &Arc<Pack>, worker: &Worker, function: usize) -> Result<(i32, i32), String> {
         let timeout = worker.comm().op_timeout().max(START_TIMEOUT);
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         if state.assignment.is_none() {
             state.assignment = Some(Assignment { workers: worker.comm().pack_ranks().len(), function });
+            drop(state);
             self.changed.notify_all();
+            Pack::run_starter_if_due(self);
+            state = self.lock();
         }
         loop {
             if let Some(start) = state.starts.pop_front() {

@@ -53,36 +53,67 @@ pub type Function = fn(&Worker) -> WorkerResult;
 const WORKER_STACK: usize = 1 << 20;
 
 /// Declares the module's `main`: it serves the functions named (each under
-/// its own name) in the pack that starts it.
+/// its own name) in the pack that starts it. `init = path;` first names a
+/// function of the module's start-up, run once before any pack: what it
+/// leaves in statics (a table, a model) every worker finds; with the
+/// invoker's snapshot of the initialised module, it runs once per invoker,
+/// not once per pack (it must not start threads of its own).
 #[macro_export]
 macro_rules! main {
+    (init = $init:path; $($function:path),+ $(,)?) => {
+        fn main() {
+            $crate::serve(Some($init), &[$((stringify!($function), $function as $crate::Function)),+]);
+        }
+    };
     ($($function:path),+ $(,)?) => {
         fn main() {
-            $crate::serve(&[$((stringify!($function), $function as $crate::Function)),+]);
+            $crate::serve(None, &[$((stringify!($function), $function as $crate::Function)),+]);
         }
     };
 }
 
-/// Serves `functions` (name, function): says hello, waits for the pack (a
-/// warm process waits here, its start-up done), starts one thread per worker
-/// and waits for them.
-pub fn serve(functions: &[(&str, Function)]) {
+/// Serves `functions` (name, function): says hello, runs `init`, and starts
+/// the thread that will start the workers; then says it is ready (the
+/// invoker's snapshot of this memory is taken here, once per invoker) and
+/// waits. When a pack comes (in this process or in one started from the
+/// snapshot), the host runs that thread: it starts one thread per worker.
+pub fn serve(init: Option<fn()>, functions: &[(&str, Function)]) {
     tell_panics();
     let names = functions.iter().map(|(name, _)| *name).collect::<Vec<_>>().join("\n");
     // SAFETY: the host reads `names` during the call.
     unsafe { sys::hello(names.as_ptr(), names.len()) };
+    if let Some(init) = init {
+        init();
+    }
+    let table: Vec<Function> = functions.iter().map(|(_, f)| *f).collect();
+    let starter = match std::thread::Builder::new().stack_size(STARTER_STACK).spawn(move || start_workers(&table)) {
+        Ok(starter) => starter,
+        Err(e) => return fail(&format!("the module could not make its thread that starts the workers: {e}")),
+    };
+    // SAFETY: no memory passed.
+    unsafe { sys::ready() };
+    let _ = starter.join();
+}
+
+/// The stack of the thread that starts the workers.
+const STARTER_STACK: usize = 256 << 10;
+
+fn fail(message: &str) {
+    // SAFETY: the host reads `message` during the call.
+    unsafe { sys::fail(message.as_ptr(), message.len()) };
+}
+
+/// Waits for the pack and starts one thread per worker.
+fn start_workers(table: &[Function]) {
     // SAFETY: no memory passed.
     let workers = unsafe { sys::wait_pack() };
-    let table: Vec<Function> = functions.iter().map(|(_, f)| *f).collect();
     let mut threads = Vec::new();
     for _ in 0..workers.max(0) {
-        let table = table.clone();
+        let table = table.to_vec();
         match std::thread::Builder::new().stack_size(WORKER_STACK).spawn(move || run_worker(&table)) {
             Ok(thread) => threads.push(thread),
             Err(e) => {
-                let message = format!("the module could not start a worker thread: {e}");
-                // SAFETY: the host reads `message` during the call.
-                unsafe { sys::fail(message.as_ptr(), message.len()) };
+                fail(&format!("the module could not start a worker thread: {e}"));
                 break;
             }
         }

@@ -5,6 +5,7 @@
 #[link(wasm_import_module = "volley")]
 unsafe extern "C" {
     pub(crate) fn hello(names: *const u8, len: usize) -> i32;
+    pub(crate) fn ready();
     pub(crate) fn wait_pack() -> i32;
     pub(crate) fn fail(message: *const u8, len: usize);
     pub(crate) fn info(out: *mut u32) -> i32;

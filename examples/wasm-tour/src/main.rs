@@ -2,6 +2,7 @@
 //! must give: the module the tests deploy (`bins/volley/tests/wasm.rs`) and
 //! `volley bench wasm` runs. A check that fails fails the worker with what it saw.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -10,6 +11,18 @@ use volley_wasm::{Op, Worker, WorkerResult};
 
 /// Counted by every worker of the pack: they share this module's memory.
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
+/// Drawn once by the module's start-up (`init`): every pack started from the
+/// invoker's snapshot of this module finds the same number.
+static INIT_STAMP: AtomicU64 = AtomicU64::new(0);
+
+/// The module's start-up: draws a random number (WASI's randomness).
+fn init() {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5EED);
+    INIT_STAMP.store(hasher.finish() | 1, Ordering::SeqCst);
+}
+
 /// Where the buffer handed over in the pack was, as its sender saw it.
 static HANDED_AT: AtomicU32 = AtomicU32::new(0);
 
@@ -113,6 +126,7 @@ fn tour(w: &Worker) -> WorkerResult {
     let helped: u64 = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     check(helped == 499_500, || format!("helper threads summed {helped}"))?;
 
+    facts.insert("init_stamp".into(), json!(INIT_STAMP.load(Ordering::SeqCst)));
     facts.insert("rank".into(), json!(rank));
     facts.insert("pack".into(), json!(w.pack()));
     facts.insert("own".into(), w.worker_params().clone());
@@ -135,53 +149,72 @@ fn fail(w: &Worker) -> WorkerResult {
     Ok(json!("unreachable"))
 }
 
-/// Hands `bytes` from each even worker of a pack to the next one, `rounds`
-/// times (`copy: true`: sends a borrowed buffer instead); checks each.
-fn handoff(w: &Worker) -> WorkerResult {
-    let bytes = w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize;
-    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(100) as usize;
-    let copy = w.params().get("copy").and_then(Value::as_bool).unwrap_or(false);
-    let (c, rank, local) = (w.comm(), w.rank(), w.rank() - w.comm().pack_ranks().start);
-    let partner = if local % 2 == 0 { rank + 1 } else { rank - 1 };
-    if !c.pack_ranks().contains(&partner) {
-        return Ok(json!({ "rank": rank, "idle": true }));
-    }
-    // The sender's buffers are made before the clock starts (only the sender uses them).
-    let buffers: Vec<Vec<u8>> = if local % 2 == 0 { (0..rounds).map(|i| pattern(i, bytes)).collect() } else { Vec::new() };
-    let mut buffers = buffers.into_iter();
-    c.barrier()?;
-    let started = Instant::now();
-    for i in 0..rounds {
-        if local % 2 == 0 {
-            let buffer = buffers.next().unwrap_or_default();
-            if copy { c.send(partner, 5, &buffer)? } else { c.send_vec(partner, 5, buffer)? }
-        } else {
-            let got = c.recv(partner, 5)?;
-            check(got.len() == bytes && got.first() == pattern(i, 1).first() && got.last() == pattern(i, bytes).last(), || {
-                format!("hand-off round {i} arrived changed")
-            })?;
-        }
-    }
-    let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-    Ok(json!({ "rank": rank, "us_per_message": micros }))
+/// The byte every position of the part from `src` to `dst` holds in `round`
+/// (as the native built-in `exchange` fills its parts).
+fn fill(src: usize, dst: usize, round: usize) -> u8 {
+    ((src * 31 + dst * 7 + round) % 251) as u8
 }
 
-/// `rounds` all_to_all of `bytes` per pair, each part checked.
-fn exchange(w: &Worker) -> WorkerResult {
-    let bytes = w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize;
-    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(5) as usize;
-    let (c, rank, size) = (w.comm(), w.rank(), w.size());
-    let parts: Vec<Vec<u8>> = (0..size).map(|j| pattern(rank * size + j, bytes)).collect();
-    c.barrier()?;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        let got = c.all_to_all(&parts)?;
-        for (i, part) in got.iter().enumerate() {
-            check(part.len() == bytes && part.last() == pattern(i * size + rank, bytes).last(), || format!("all_to_all: part from {i} changed"))?;
+/// The clock both workers of a hand-off read: one, as they share the memory.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The native built-in `handoff` in WebAssembly: each even worker of a pack
+/// hands `bytes` to the next one, `rounds` times, one at a time (the receiver
+/// answers each); the receiver returns each message's time from send to
+/// arrival and checks its bytes. `copy: true` sends a borrowed buffer instead
+/// (copied once into the buffer handed over).
+fn wasm_handoff(w: &Worker) -> WorkerResult {
+    let bytes = (w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize).max(8);
+    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(20) as usize;
+    let copy = w.params().get("copy").and_then(Value::as_bool).unwrap_or(false);
+    let (c, rank) = (w.comm(), w.rank());
+    let local = rank - c.pack_ranks().start;
+    let partner = if local % 2 == 0 { rank + 1 } else { rank - 1 };
+    if !c.pack_ranks().contains(&partner) {
+        return Ok(json!({ "rank": rank }));
+    }
+    let mut latencies = Vec::new();
+    for round in 0..rounds {
+        if local % 2 == 0 {
+            let mut buffer = vec![fill(rank, partner, round); bytes];
+            buffer[..8].copy_from_slice(&now_ns().to_le_bytes());
+            if copy { c.send(partner, 5, &buffer)? } else { c.send_vec(partner, 5, buffer)? }
+            c.recv(partner, 6)?;
+        } else {
+            let got = c.recv(partner, 5)?;
+            let sent = u64::from_le_bytes(got[..8].try_into().unwrap_or_default());
+            latencies.push(now_ns().saturating_sub(sent) as f64 / 1e3);
+            let want = fill(partner, rank, round);
+            check(got.len() == bytes && got[8..].iter().all(|b| *b == want), || format!("hand-off round {round} arrived changed"))?;
+            c.send(partner, 6, &[])?;
         }
     }
-    let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-    Ok(json!({ "rank": rank, "us_per_round": micros }))
+    Ok(json!({ "rank": rank, "latencies_us": latencies }))
+}
+
+/// The native built-in `exchange` in WebAssembly: `rounds` all_to_all of
+/// `bytes` per pair, every byte checked; each round's seconds.
+fn wasm_exchange(w: &Worker) -> WorkerResult {
+    let bytes = w.params().get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20) as usize;
+    let rounds = w.params().get("rounds").and_then(Value::as_u64).unwrap_or(5) as usize;
+    let (c, rank, n) = (w.comm(), w.rank(), w.size());
+    let mut seconds = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let parts: Vec<Vec<u8>> = (0..n).map(|dst| vec![fill(rank, dst, round); bytes]).collect();
+        c.barrier()?;
+        let started = Instant::now();
+        let got = c.all_to_all(&parts)?;
+        seconds.push(started.elapsed().as_secs_f64());
+        for (src, part) in got.iter().enumerate() {
+            let want = fill(src, rank, round);
+            check(part.len() == bytes && part.iter().all(|b| *b == want), || format!("round {round}: the part from rank {src} changed"))?;
+        }
+    }
+    Ok(json!({ "seconds": seconds }))
 }
 
 /// Sleeps `params.seconds` (0.5 by default): what `volley bench startup
@@ -193,4 +226,4 @@ fn nap(w: &Worker) -> WorkerResult {
     Ok(json!({ "rank": w.rank() }))
 }
 
-volley_wasm::main!(tour, fail, handoff, exchange, nap);
+volley_wasm::main!(init = init; tour, fail, wasm_handoff, wasm_exchange, nap);

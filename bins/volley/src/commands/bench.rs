@@ -24,6 +24,8 @@ pub enum Bench {
     Startup(Box<super::startup::StartupArgs>),
     /// The Python package: a map vs multiprocessing.Pool, warm start, all_to_all vs Rust workers.
     Python(Box<super::bench_python::PythonArgs>),
+    /// WebAssembly packs vs native: warm start, idle memory, pi, in-pack hand-off, all_to_all.
+    Wasm(Box<super::bench_wasm::WasmArgs>),
     /// Internal: runs one pack of a `bench comm --processes` run.
     #[command(hide = true)]
     CommPack,
@@ -95,6 +97,7 @@ impl Bench {
             Bench::Load(args) => super::bench_load::run(*args, target, output),
             Bench::Flow(args) => super::bench_flow::run(*args, target, output),
             Bench::Python(args) => super::bench_python::run(*args, target, output),
+            Bench::Wasm(args) => super::bench_wasm::run(*args, target, output),
             Bench::Download(args) => super::bench_download::run(*args, target, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),

@@ -7,6 +7,7 @@ mod bench_load;
 mod bench_pagerank;
 mod bench_python;
 mod bench_terasort;
+mod bench_wasm;
 mod bursts;
 mod data;
 mod demo;

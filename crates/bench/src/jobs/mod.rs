@@ -10,6 +10,7 @@ pub mod load;
 pub mod pagerank;
 pub mod startup;
 pub mod terasort;
+pub mod wasm;
 
 use std::time::Duration;
 

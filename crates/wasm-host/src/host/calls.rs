@@ -29,11 +29,18 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         caller.data().pack.hello(names.lines().map(str::to_string).collect());
         Ok(0)
     })?;
-    // The module's main waits here (a warm process, until the invoker hands
-    // it a pack) and learns how many worker threads to start.
-    linker.func_wrap("volley", "wait_pack", |caller: Caller<'_, Host>| -> wasmtime::Result<i32> {
+    // The module's main is done with its start-up (a snapshot is taken here).
+    linker.func_wrap("volley", "ready", |caller: Caller<'_, Host>| -> wasmtime::Result<()> {
         if !matches!(caller.data().role, Role::Main) {
-            wasmtime::bail!("volley.wait_pack is for the module's main thread");
+            wasmtime::bail!("volley.ready is for the module's main thread");
+        }
+        caller.data().pack.ready();
+        Ok(())
+    })?;
+    // The starter learns how many worker threads to start.
+    linker.func_wrap("volley", "wait_pack", |caller: Caller<'_, Host>| -> wasmtime::Result<i32> {
+        if !matches!(caller.data().role, Role::Starter) {
+            wasmtime::bail!("volley.wait_pack is for the thread that starts the workers");
         }
         Ok(Pack::wait_assignment(&caller.data().pack).workers as i32)
     })?;

@@ -23,7 +23,7 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::pack::Pack;
+use crate::pack::{Pack, Spawner};
 
 /// The call failed; its message is the pending reply.
 pub(crate) const FAILED: i32 = -1;
@@ -32,8 +32,10 @@ pub(crate) const ECHO: i32 = -2;
 
 /// Which guest thread a store runs.
 pub(crate) enum Role {
-    /// The module's `main`: says hello, waits for the pack, starts the workers.
+    /// The module's `main`: says hello, runs the start-up, makes the starter.
     Main,
+    /// The thread that starts the workers once the pack is there.
+    Starter,
     /// One worker of the pack.
     Worker(WorkerRef),
     /// A thread the guest started for itself.
@@ -96,7 +98,7 @@ impl Host {
     pub(crate) fn worker(&self) -> Result<&Worker, String> {
         match &self.role {
             Role::Worker(w) => Ok(w.get()),
-            Role::Main => Err("the module's main thread is not a worker: call this from the function".into()),
+            Role::Main | Role::Starter => Err("the module's main thread is not a worker: call this from the function".into()),
             Role::Helper => Err("a thread the module started is not a worker: call this from the function's own thread".into()),
         }
     }
@@ -146,7 +148,12 @@ pub(crate) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, |host: &mut Host| &mut host.wasi)?;
     linker.func_wrap("wasi", "thread-spawn", |caller: Caller<'_, Host>, start_arg: i32| -> i32 {
         let host = caller.data();
-        Pack::thread_spawn(&host.pack, matches!(host.role, Role::Main), start_arg)
+        let from = match host.role {
+            Role::Main => Spawner::Main,
+            Role::Starter => Spawner::Starter,
+            _ => Spawner::Other,
+        };
+        Pack::thread_spawn(&host.pack, from, start_arg)
     })?;
     calls::link(linker)?;
     comm::link(linker)?;
