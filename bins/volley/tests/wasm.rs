@@ -136,3 +136,27 @@ fn modules_that_cannot_run_are_refused_with_the_reason() {
     let burst: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(burst["error"].as_str().unwrap_or_default().contains("cannot compile the WebAssembly module"), "{burst}");
 }
+
+#[test]
+fn bench_wasm_measures_webassembly_packs_beside_native_ones() {
+    let (Some(tour), Some(pi)) = (support::wasm::guest("wasm-tour"), support::wasm::guest("wasm-pi")) else { return };
+    let native_pi = std::path::PathBuf::from(env!("CARGO_BIN_EXE_volley")).with_file_name("pi");
+    let out = support::volley(None, &[
+        "bench", "wasm", "--tour", tour.to_str().unwrap(), "--pi", pi.to_str().unwrap(),
+        "--native-pi", native_pi.to_str().unwrap(), "--workers", "4", "--granularity", "2", "--repeat", "1",
+        "--samples", "2000", "--pi-runs", "1", "--handoff", "64KiB", "--handoff-rounds", "3",
+        "--a2a-bytes", "4KiB", "--a2a-granularity", "16,4", "--a2a-rounds", "2", "--output", "json",
+    ]);
+    let report = json_ok(&out);
+    let rows = report["startup"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "native, native (sandboxed where root), wasm: {report}");
+    assert!(rows.iter().all(|r| r["warm"]["p50_us"].as_f64().unwrap() > 0.0 && r["idle_kb_per_worker"].as_f64().unwrap() > 0.0));
+    for kind in ["native", "wasm"] {
+        let c = &report[kind];
+        assert!(c["pi_ms"][0].as_f64().unwrap() > 0.0, "{kind}: {c}");
+        assert_eq!(c["handoff"][0][0], 65536, "{kind}: {c}");
+        assert!(c["handoff"][0][1]["p50_us"].as_f64().unwrap() > 0.0, "{kind}: {c}");
+        assert_eq!(c["a2a"].as_array().unwrap().len(), 2, "{kind}: {c}");
+    }
+    assert!(report["wasm"]["handoff_copy"][0][1]["p50_us"].as_f64().unwrap() > 0.0);
+}

@@ -121,6 +121,17 @@ fn tour(w: &Worker) -> WorkerResult {
         facts.insert("storage".into(), json!(true));
     }
 
+    // One clock for every thread of the pack: a time another worker of the
+    // pack took, read here, is not in the future.
+    if ranks.len() >= 2 && rank == ranks.start {
+        c.send(rank + 1, 7, &now_ns().to_le_bytes())?;
+    }
+    if ranks.len() >= 2 && rank == ranks.start + 1 {
+        let then = u64::from_le_bytes(c.recv(rank - 1, 7)?[..8].try_into().unwrap_or_default());
+        let now = now_ns();
+        check(now >= then, || format!("rank {}'s clock read {then} ns, after this one's {now} ns", rank - 1))?;
+    }
+
     // Threads of the module's own, beside the workers.
     let helpers: Vec<_> = (0..2u64).map(|i| std::thread::spawn(move || (0..1000u64).map(|k| k * i).sum::<u64>())).collect();
     let helped: u64 = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();

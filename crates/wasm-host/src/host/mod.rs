@@ -21,7 +21,7 @@ use bytes::Bytes;
 use volley_sdk::{Worker, WorkerResult};
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtxBuilder};
 
 use crate::pack::{Pack, Spawner};
 
@@ -124,6 +124,25 @@ impl Host {
     }
 }
 
+/// The machine's monotonic clock (CLOCK_MONOTONIC), for every guest thread:
+/// wasmtime's own counts from each WASI context's creation, so an `Instant`
+/// taken on one worker's thread would be meaningless on another's, or in a
+/// process started from a snapshot.
+struct MachineClock;
+
+impl HostMonotonicClock for MachineClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime(2) writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        (now.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(now.tv_nsec as u64)
+    }
+}
+
 /// The WASI context of one guest thread: the pack's stdio, clocks and
 /// randomness, and its files directory as `/work`; no environment, no network
 /// (preview 1 has no sockets to open). Every thread gets its own context
@@ -131,7 +150,12 @@ impl Host {
 /// thread is not open on another.
 fn wasi(pack: &Pack) -> Result<WasiP1Ctx, crate::Error> {
     let mut builder = WasiCtxBuilder::new();
-    builder.inherit_stdout().inherit_stderr().args(&["volley-wasm"]).allow_blocking_current_thread(true);
+    builder
+        .inherit_stdout()
+        .inherit_stderr()
+        .args(&["volley-wasm"])
+        .monotonic_clock(MachineClock)
+        .allow_blocking_current_thread(true);
     builder
         .preopened_dir(&pack.files, "/work", FsPerms::ReadWrite)
         .map_err(|e| crate::Error::Engine(format!("cannot open the pack's files directory {}: {e:?}", pack.files.display())))?;
