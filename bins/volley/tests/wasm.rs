@@ -60,6 +60,25 @@ fn a_webassembly_function_deploys_and_runs_as_a_burst() {
 }
 
 #[test]
+fn a_guest_written_in_c_runs_as_a_burst() {
+    let Some(module) = support::wasm::c_guest() else { return };
+    let p = Platform::up(&[]);
+    assert!(p.cli(&["deploy", "pi", module.to_str().unwrap()]).status.success());
+    let _ = std::fs::remove_file(&module);
+    let burst =
+        json_ok(&p.cli(&["run", "pi", "-n", "8", "-g", "4", "--params", r#"{"samples":20000}"#, "--output", "json"]));
+    assert_eq!(burst["state"], "succeeded", "{burst}");
+    let total: u64 = (0..8).map(|rank| native_hits(rank, 20000)).sum();
+    for w in workers(&burst) {
+        let rank = w["rank"].as_u64().unwrap();
+        assert_eq!(w["result"]["language"], "C");
+        assert_eq!(w["result"]["hits"], native_hits(rank, 20000), "rank {rank} counts as the Rust functions do");
+        assert_eq!(w["result"]["total_hits"], total);
+        assert_eq!(w["result"]["total_samples"], 8 * 20000);
+    }
+}
+
+#[test]
 fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
     let Some(module) = support::wasm::guest("wasm-tour") else { return };
     let p = Platform::up(&[]);

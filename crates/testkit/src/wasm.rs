@@ -44,3 +44,20 @@ pub fn guest(example: &str) -> Option<PathBuf> {
     assert!(module.exists(), "{} was not built", module.display());
     Some(module)
 }
+
+/// The C guest `examples/wasm-c`, built now with the machine's clang (its
+/// `build` script); None (skipped, with a notice) where clang or lld is
+/// missing and CI is not set.
+pub fn c_guest() -> Option<PathBuf> {
+    let has = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !present("clang and lld (scripts/services installs them)", has("clang") && has("wasm-ld")) {
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("wasm-guests");
+    std::fs::create_dir_all(&dir).expect("the guests' directory");
+    let module = dir.join(format!("wasm-c-{}.wasm", std::process::id()));
+    let out = Command::new("sh").arg(root.join("examples/wasm-c/build")).arg(&module).output().expect("sh runs");
+    assert!(out.status.success(), "building examples/wasm-c: {}", String::from_utf8_lossy(&out.stderr));
+    Some(module)
+}
