@@ -104,6 +104,9 @@ impl Pack {
                 _ => None,
             })
             .ok_or_else(|| Error::Invalid("it imports no env.memory".into()))?;
+        if snapshot_to.is_some() && !module.imports().any(|i| i.module() == "volley" && i.name() == "ready") {
+            return Err(Error::Guest("the module never says it is ready (it does not import volley.ready)".into()));
+        }
         let memory = SharedMemory::new(&engine, memory_type).map_err(|e| Error::Engine(format!("{e:?}")))?;
         let pack = Arc::new(Pack {
             engine: engine.clone(),

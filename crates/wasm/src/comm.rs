@@ -204,6 +204,37 @@ impl Comm {
         Ok(sys::take_all(n))
     }
 
+    /// As [`Comm::all_to_all`], giving the parts away: the parts for workers
+    /// of this pack are handed over (no copy), and so are the parts this
+    /// worker receives from them; parts to and from other packs travel as
+    /// copies.
+    pub fn all_to_all_vec(&self, parts: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Error> {
+        let n = parts.len();
+        let mut parts: Vec<ManuallyDrop<Vec<u8>>> = parts.into_iter().map(ManuallyDrop::new).collect();
+        let triples: Vec<u32> =
+            parts.iter_mut().flat_map(|p| [p.as_mut_ptr() as u32, p.len() as u32, p.capacity() as u32]).collect();
+        let mut out = vec![0u32; n * 4];
+        // SAFETY: the host reads the triples and the parts they name, hands the
+        // parts for this pack to their workers, and writes n × 4 words at `out`.
+        let status = unsafe { sys::all_to_all_vec(triples.as_ptr(), n, out.as_mut_ptr()) };
+        for (dst, part) in parts.into_iter().enumerate() {
+            // Parts for this pack belong to their receivers now (after a
+            // failure some may not have left: they are leaked, never freed twice).
+            if !self.pack_ranks.contains(&dst) {
+                drop(ManuallyDrop::into_inner(part));
+            }
+        }
+        let received = sys::status(status)? as usize;
+        Ok((0..received)
+            .map(|i| match out[i * 4..i * 4 + 4] {
+                // SAFETY: a buffer of this pack's memory a worker of this pack
+                // gave away (a Vec<u8> of this allocator, this length and capacity).
+                [1, ptr, len, cap] => unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, cap as usize) },
+                _ => sys::take(i as i32),
+            })
+            .collect())
+    }
+
     /// Element-wise `op` over every worker's `data`, at `root` (None elsewhere).
     pub fn reduce<T: Element>(&self, root: usize, data: &[T], op: Op) -> Result<Option<Vec<T>>, Error> {
         let (ptr, len) = bytes_of(data);

@@ -45,10 +45,10 @@ pub struct WasmArgs {
     samples: u64,
     #[arg(long, default_value_t = 3)]
     pi_runs: usize,
-    /// Message sizes of the in-pack hand-off (16 workers, 8 pairs), comma separated.
+    /// Message sizes of the in-pack hand-off (one pair of workers in one pack), comma separated.
     #[arg(long, default_value = "64KiB,1MiB,16MiB", value_delimiter = ',', value_parser = parse_size)]
     handoff: Vec<usize>,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     handoff_rounds: usize,
     /// Bytes per pair of the all_to_all among 16 workers, in packs of each granularity given.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
@@ -172,9 +172,9 @@ async fn compute(client: &Client, args: &WasmArgs, kind: Kind) -> anyhow::Result
         Kind::Wasm => (WASM_HANDOFF, WASM_EXCHANGE),
     };
     for &bytes in &args.handoff {
-        c.handoff.push((bytes, wasm::handoff(client, handoff, 16, bytes, args.handoff_rounds, false).await?));
+        c.handoff.push((bytes, wasm::handoff(client, handoff, 2, bytes, args.handoff_rounds, false).await?));
         if kind == Kind::Wasm {
-            c.handoff_copy.push((bytes, wasm::handoff(client, handoff, 16, bytes, args.handoff_rounds, true).await?));
+            c.handoff_copy.push((bytes, wasm::handoff(client, handoff, 2, bytes, args.handoff_rounds, true).await?));
         }
     }
     for &g in &args.a2a_granularity {

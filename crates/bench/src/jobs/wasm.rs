@@ -57,7 +57,8 @@ fn floats(burst: &Burst, key: &str) -> Vec<Vec<f64>> {
 }
 
 /// Send-to-arrival of each message handed from one worker to another of the
-/// same pack (`workers` in one pack, pairs), over every pair and round.
+/// same pack (`workers` in one pack, in pairs; 2: one pair, alone on the
+/// machine), over every pair and round.
 pub async fn handoff(client: &Client, function: &str, workers: usize, bytes: usize, rounds: usize, copy: bool) -> Result<Percentiles> {
     let mut params = json!({ "bytes": bytes, "rounds": rounds });
     if copy {

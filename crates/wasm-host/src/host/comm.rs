@@ -7,7 +7,7 @@
 //! so a message between two workers of one pack is never copied by the host
 //! (the guest SDK copies a borrowed buffer once, into the buffer it hands over).
 //! Between packs a message is copied out of the memory once and travels like
-//! any other.
+//! any other. `all_to_all_vec` hands its parts over the same way.
 
 use bytes::Bytes;
 use volley_comm::{Comm, Element, Op};
@@ -22,6 +22,33 @@ const INLINE: u8 = 0;
 const HANDED: u8 = 1;
 /// `volley.recv`'s source for any sender.
 const ANY: i32 = -1;
+
+/// A message naming a buffer of the pack's memory, handed over.
+fn handle(ptr: u32, len: u32, cap: u32) -> Bytes {
+    let mut m = Vec::with_capacity(13);
+    m.push(HANDED);
+    [ptr, len, cap].iter().for_each(|v| m.extend_from_slice(&v.to_le_bytes()));
+    Bytes::from(m)
+}
+
+/// What a message received carries.
+enum Received {
+    /// A buffer handed over: address, length, capacity.
+    Handed(u32, u32, u32),
+    /// The payload itself.
+    Inline(Bytes),
+}
+
+fn unwrap(message: &Bytes) -> Option<Received> {
+    match message.first() {
+        Some(&HANDED) if message.len() == 13 => {
+            let word = |i: usize| u32::from_le_bytes([message[i], message[i + 1], message[i + 2], message[i + 3]]);
+            Some(Received::Handed(word(1), word(5), word(9)))
+        }
+        Some(&INLINE) => Some(Received::Inline(message.slice(1..))),
+        _ => None,
+    }
+}
 
 /// A message with its header: the guest's bytes copied once.
 fn inline(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Bytes> {
@@ -113,9 +140,7 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         |mut caller: Caller<'_, Host>, dst: i32, tag: i64, ptr: i32, len: i32, cap: i32| -> wasmtime::Result<i32> {
             let in_pack = caller.data().worker().is_ok_and(|w| w.comm().pack_ranks().contains(&(dst as u32 as usize)));
             let (message, handed) = if in_pack {
-                let mut m = vec![HANDED];
-                [ptr, len, cap].iter().for_each(|v| m.extend_from_slice(&(*v as u32).to_le_bytes()));
-                (Bytes::from(m), 1)
+                (handle(ptr as u32, len as u32, cap as u32), 1)
             } else {
                 (inline(&caller, ptr, len)?, 0)
             };
@@ -138,17 +163,14 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         if status < 0 {
             return Ok(status);
         }
-        let message = caller.data().pending[0].clone();
-        let header = match message.first() {
-            Some(&HANDED) if message.len() == 13 => {
-                let word = |i: usize| u32::from_le_bytes([message[i], message[i + 1], message[i + 2], message[i + 3]]);
-                [1, from as u32, word(1), word(5), word(9)]
+        let header = match unwrap(&caller.data().pending[0]) {
+            Some(Received::Handed(ptr, len, cap)) => [1, from as u32, ptr, len, cap],
+            Some(Received::Inline(payload)) => {
+                let len = payload.len() as u32;
+                caller.data_mut().pending = vec![payload];
+                [0, from as u32, 0, len, 0]
             }
-            Some(&INLINE) => {
-                caller.data_mut().pending = vec![message.slice(1..)];
-                [0, from as u32, 0, message.len() as u32 - 1, 0]
-            }
-            _ => return Ok(caller.data_mut().refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's"))),
+            None => return Ok(caller.data_mut().refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's"))),
         };
         write_u32s(&memory(&caller), out as u32, &header)?;
         Ok(0)
@@ -180,6 +202,52 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("volley", "all_to_all", |mut caller: Caller<'_, Host>, array: i32, n: i32| -> wasmtime::Result<i32> {
         let parts = parts(&caller, array, n)?;
         Ok(with_comm(&mut caller, |c| c.all_to_all(parts)))
+    })?;
+    // Parts given away: `array` holds n (address, length, capacity) triples;
+    // a part for a worker of this pack is handed over, any other copied out
+    // (the guest frees those). Writes (kind, address, length, capacity) per
+    // part received at `out`: kind 1, a buffer handed over; kind 0, the
+    // payload is pending reply i.
+    linker.func_wrap("volley", "all_to_all_vec", |mut caller: Caller<'_, Host>, array: i32, n: i32, out: i32| -> wasmtime::Result<i32> {
+        let mem = memory(&caller);
+        let triples = read_u32s(&mem, array as u32, (n as u32).saturating_mul(3))?;
+        let ranks = match caller.data().worker() {
+            Ok(w) => w.comm().pack_ranks(),
+            Err(e) => return Ok(caller.data_mut().refuse(FAILED, e)),
+        };
+        let mut parts = Vec::with_capacity(triples.len() / 3);
+        for (dst, t) in triples.chunks_exact(3).enumerate() {
+            parts.push(if ranks.contains(&dst) {
+                handle(t[0], t[1], t[2])
+            } else {
+                let mut m = Vec::with_capacity(t[1] as usize + 1);
+                m.push(INLINE);
+                read_into(&mem, t[0], t[1], &mut m)?;
+                Bytes::from(m)
+            });
+        }
+        let status = with_comm(&mut caller, |c| c.all_to_all(parts));
+        if status < 0 {
+            return Ok(status);
+        }
+        let mut words = Vec::with_capacity(status as usize * 4);
+        let mut replies = Vec::with_capacity(status as usize);
+        for (src, message) in caller.data().pending.iter().enumerate() {
+            match unwrap(message) {
+                Some(Received::Handed(ptr, len, cap)) => {
+                    words.extend([1, ptr, len, cap]);
+                    replies.push(Bytes::new());
+                }
+                Some(Received::Inline(payload)) => {
+                    words.extend([0, 0, payload.len() as u32, 0]);
+                    replies.push(payload);
+                }
+                None => return Ok(caller.data_mut().refuse(FAILED, format!("rank {src} sent a part that is not a WebAssembly worker's"))),
+            }
+        }
+        caller.data_mut().pending = replies;
+        write_u32s(&mem, out as u32, &words)?;
+        Ok(status)
     })?;
     linker.func_wrap(
         "volley",
