@@ -193,12 +193,18 @@ fn wasm_handoff(w: &Worker) -> WorkerResult {
         return Ok(json!({ "rank": rank }));
     }
     let mut latencies = Vec::new();
+    // The sender fills the next message while the receiver checks the last
+    // one, and sends it as soon as the receiver answers (as the native one).
+    let make = |round: usize| vec![fill(rank, partner, round); bytes];
+    let mut next = (local % 2 == 0).then(|| make(0));
     for round in 0..rounds {
-        if local % 2 == 0 {
-            let mut buffer = vec![fill(rank, partner, round); bytes];
+        if let Some(mut buffer) = next.take() {
             buffer[..8].copy_from_slice(&now_ns().to_le_bytes());
             if copy { c.send(partner, 5, &buffer)? } else { c.send_vec(partner, 5, buffer)? }
+            next = (round + 1 < rounds).then(|| make(round + 1));
             c.recv(partner, 6)?;
+        } else if local % 2 == 0 {
+            break;
         } else {
             let got = c.recv(partner, 5)?;
             let sent = u64::from_le_bytes(got[..8].try_into().unwrap_or_default());
