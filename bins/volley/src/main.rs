@@ -50,8 +50,11 @@ fn wasm(command: &str, args: Vec<std::ffi::OsString>) -> ExitCode {
         ("wasm-pack", [artifact, image]) => {
             ExitCode::from(volley_wasm_host::serve(Path::new(artifact), Some(Path::new(image))))
         }
-        ("wasm-snapshot", [artifact, dir]) => ExitCode::from(volley_wasm_host::make_snapshot(Path::new(artifact), Path::new(dir))),
-        ("wasm-compile", [module, artifact]) => match volley_wasm_host::compile(Path::new(module), Path::new(artifact)) {
+        ("wasm-snapshot", [artifact, dir]) => {
+            ExitCode::from(volley_wasm_host::make_snapshot(Path::new(artifact), Path::new(dir)))
+        }
+        ("wasm-compile", [module, artifact]) => match volley_wasm_host::compile(Path::new(module), Path::new(artifact))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");

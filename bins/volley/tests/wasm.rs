@@ -18,11 +18,12 @@ fn native_hits(rank: u64, samples: u64) -> u64 {
         state ^= state >> 27;
         (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..samples).filter(|_| {
-        let (x, y) = (next(), next());
-        x * x + y * y <= 1.0
-    })
-    .count() as u64
+    (0..samples)
+        .filter(|_| {
+            let (x, y) = (next(), next());
+            x * x + y * y <= 1.0
+        })
+        .count() as u64
 }
 
 fn workers(burst: &Value) -> &Vec<Value> {
@@ -88,7 +89,16 @@ fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
     for (n, g) in [(6, 3), (4, 4), (3, 1)] {
         let params = serde_json::json!({ "storage": format!("file://{}", files.0.display()) }).to_string();
         let burst = json_ok(&p.cli(&[
-            "run", "tour", "-n", &n.to_string(), "-g", &g.to_string(), "--params", &params, "--output", "json",
+            "run",
+            "tour",
+            "-n",
+            &n.to_string(),
+            "-g",
+            &g.to_string(),
+            "--params",
+            &params,
+            "--output",
+            "json",
         ]));
         assert_eq!(burst["state"], "succeeded", "n={n} g={g}: {burst}");
         for w in workers(&burst) {
@@ -160,16 +170,48 @@ fn modules_that_cannot_run_are_refused_with_the_reason() {
 fn bench_wasm_measures_webassembly_packs_beside_native_ones() {
     let (Some(tour), Some(pi)) = (support::wasm::guest("wasm-tour"), support::wasm::guest("wasm-pi")) else { return };
     let native_pi = std::path::PathBuf::from(env!("CARGO_BIN_EXE_volley")).with_file_name("pi");
-    let out = support::volley(None, &[
-        "bench", "wasm", "--tour", tour.to_str().unwrap(), "--pi", pi.to_str().unwrap(),
-        "--native-pi", native_pi.to_str().unwrap(), "--workers", "4", "--granularity", "2", "--repeat", "1",
-        "--samples", "2000", "--pi-runs", "1", "--handoff", "64KiB", "--handoff-rounds", "3",
-        "--a2a-bytes", "4KiB", "--a2a-granularity", "16,4", "--a2a-rounds", "2", "--output", "json",
-    ]);
+    let out = support::volley(
+        None,
+        &[
+            "bench",
+            "wasm",
+            "--tour",
+            tour.to_str().unwrap(),
+            "--pi",
+            pi.to_str().unwrap(),
+            "--native-pi",
+            native_pi.to_str().unwrap(),
+            "--workers",
+            "4",
+            "--granularity",
+            "2",
+            "--repeat",
+            "1",
+            "--samples",
+            "2000",
+            "--pi-runs",
+            "1",
+            "--handoff",
+            "64KiB",
+            "--handoff-rounds",
+            "3",
+            "--a2a-bytes",
+            "4KiB",
+            "--a2a-granularity",
+            "16,4",
+            "--a2a-rounds",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
     let report = json_ok(&out);
     let rows = report["startup"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "native, native (sandboxed where root), wasm: {report}");
-    assert!(rows.iter().all(|r| r["warm"]["p50_us"].as_f64().unwrap() > 0.0 && r["idle_kb_per_worker"].as_f64().unwrap() > 0.0));
+    assert!(
+        rows.iter()
+            .all(|r| r["warm"]["p50_us"].as_f64().unwrap() > 0.0 && r["idle_kb_per_worker"].as_f64().unwrap() > 0.0)
+    );
     for kind in ["native", "wasm"] {
         let c = &report[kind];
         assert!(c["pi_ms"][0].as_f64().unwrap() > 0.0, "{kind}: {c}");

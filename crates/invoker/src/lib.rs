@@ -16,10 +16,10 @@ mod options;
 mod pool;
 mod process;
 mod programs;
-mod snapshots;
 mod router;
 mod sandbox;
 mod serve;
+mod snapshots;
 mod spawn;
 
 use std::collections::HashMap;

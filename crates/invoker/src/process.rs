@@ -13,11 +13,11 @@ use volley_proto::cluster::Event;
 use volley_proto::now_micros;
 use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack, WASM_PACK_ARG};
 
-use crate::snapshots;
 use crate::Shared;
 use crate::logs::Logs;
 use crate::pool::{Pool, ProgramKey};
 use crate::router::PackConnection;
+use crate::snapshots;
 use crate::spawn::{self, Started, describe, finish_logs, kill_group, stop};
 
 /// How long a cancelled pack may take to exit on its own before it is killed.

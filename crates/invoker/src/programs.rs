@@ -51,7 +51,8 @@ impl Programs {
         // Named by the module and the binary that compiles and runs it: a
         // rebuilt volley (perhaps another wasmtime) compiles anew.
         let built = std::fs::metadata(volley).map_err(|e| format!("cannot read {}: {e}", volley.display()))?;
-        let mtime = built.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+        let mtime =
+            built.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let artifact = self.wasm.join(format!("{name}-{:x}-{:x}.cwasm", built.len(), mtime.as_nanos()));
         let gate = self.gate(format!("wasm:{name}"));
@@ -69,7 +70,9 @@ impl Programs {
             .output();
         let output = match tokio::time::timeout(COMPILE_TIMEOUT, compile).await {
             Ok(Ok(output)) => output,
-            Ok(Err(e)) => return Err(format!("cannot run {} to compile the WebAssembly module: {e}", volley.display())),
+            Ok(Err(e)) => {
+                return Err(format!("cannot run {} to compile the WebAssembly module: {e}", volley.display()));
+            }
             Err(_) => return Err(format!("compiling the WebAssembly module took longer than {COMPILE_TIMEOUT:?}")),
         };
         if !output.status.success() {

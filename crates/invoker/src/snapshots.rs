@@ -53,7 +53,8 @@ pub(crate) async fn image(shared: &Shared, artifact: &Path) -> Option<PathBuf> {
 
 async fn make(shared: &Shared, artifact: &Path, image: &Path) -> Result<(), String> {
     let opts = &shared.opts;
-    let args = |dir: &Path| vec![WASM_SNAPSHOT_ARG.to_string(), artifact.display().to_string(), dir.display().to_string()];
+    let args =
+        |dir: &Path| vec![WASM_SNAPSHOT_ARG.to_string(), artifact.display().to_string(), dir.display().to_string()];
     let (mut command, dir, owner, _cell, _scratch) = match &shared.sandbox {
         Some(sandbox) => {
             let cell = sandbox.cell()?;

@@ -12,9 +12,9 @@ pub mod pg;
 pub mod platform;
 pub mod process;
 pub mod services;
-pub mod wasm;
 #[cfg(feature = "storage")]
 pub mod storage;
+pub mod wasm;
 
 pub use fs::TempDir;
 pub use pg::PgSchema;

@@ -54,7 +54,10 @@ pub fn c_guest() -> Option<PathBuf> {
         return None;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("wasm-guests");
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-guests");
     std::fs::create_dir_all(&dir).expect("the guests' directory");
     let module = dir.join(format!("wasm-c-{}.wasm", std::process::id()));
     let out = Command::new("sh").arg(root.join("examples/wasm-c/build")).arg(&module).output().expect("sh runs");

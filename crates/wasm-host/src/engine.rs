@@ -58,5 +58,6 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<Module, Error> {
     // SAFETY: the file is an artefact `compile` wrote (owner and mode checked
     // above) and is never rewritten in place (`compile` renames a new file
     // over it); wasmtime checks that it was made by this version and config.
-    unsafe { Module::deserialize_file(engine, path) }.map_err(|e| Error::Load { path: path.into(), reason: format!("{e:?}") })
+    unsafe { Module::deserialize_file(engine, path) }
+        .map_err(|e| Error::Load { path: path.into(), reason: format!("{e:?}") })
 }

@@ -160,11 +160,15 @@ impl Pack {
         let written = match (&state.names, state.starter, state.helpers) {
             (Some(names), Some(starter), 0) => {
                 let pages = self.memory.size();
-                let snapshot = Snapshot { names: names.clone(), starter, next_tid: self.next_tid.load(Ordering::SeqCst), pages };
+                let snapshot =
+                    Snapshot { names: names.clone(), starter, next_tid: self.next_tid.load(Ordering::SeqCst), pages };
                 snapshot::write(&self.memory, &snapshot, dir).map_err(|e| e.to_string())
             }
             (_, _, 0) => Err("the module's main was ready before it made the thread that starts the workers".into()),
-            _ => Err("the module started threads of its own before it was ready: its memory cannot be snapshotted".into()),
+            _ => {
+                Err("the module started threads of its own before it was ready: its memory cannot be snapshotted"
+                    .into())
+            }
         };
         match written {
             Ok(()) => std::process::exit(0),
@@ -248,7 +252,8 @@ impl Pack {
     /// has); any other is a thread the guest wants for itself, run on a
     /// thread of its own. Returns the thread id, or -1.
     pub(crate) fn thread_spawn(pack: &Arc<Pack>, from: Spawner, start_arg: i32) -> i32 {
-        let Ok(tid) = pack.next_tid.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| (t < 0x1FFF_FFFF).then_some(t + 1))
+        let Ok(tid) =
+            pack.next_tid.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| (t < 0x1FFF_FFFF).then_some(t + 1))
         else {
             return -1;
         };
@@ -279,7 +284,9 @@ impl Pack {
     /// Runs the starter once both it and the pack are there.
     fn run_starter_if_due(pack: &Arc<Pack>) {
         let mut state = pack.lock();
-        let (Some(_), Some((tid, start_arg)), false) = (state.assignment, state.starter, state.starter_ran) else { return };
+        let (Some(_), Some((tid, start_arg)), false) = (state.assignment, state.starter, state.starter_ran) else {
+            return;
+        };
         state.starter_ran = true;
         drop(state);
         let started = Host::new(pack.clone(), Role::Starter).and_then(|host| {
@@ -370,7 +377,10 @@ impl Pack {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("the module's main did not start worker {}'s thread within {timeout:?}", worker.rank()));
+                return Err(format!(
+                    "the module's main did not start worker {}'s thread within {timeout:?}",
+                    worker.rank()
+                ));
             }
             state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }

@@ -67,7 +67,10 @@ pub(crate) fn read(image: &Path) -> Result<Snapshot, Error> {
         .map_err(|e| Error::Load { path: description.clone(), reason: format!("not a snapshot description: {e}") })?;
     let size = std::fs::metadata(image).map_err(|source| Error::Read { path: image.into(), source })?.len();
     if snapshot.starter.0 <= 0 || snapshot.names.is_empty() || size != snapshot.pages * PAGE {
-        return Err(Error::Load { path: image.into(), reason: format!("{size} bytes do not fit the description {snapshot:?}") });
+        return Err(Error::Load {
+            path: image.into(),
+            reason: format!("{size} bytes do not fit the description {snapshot:?}"),
+        });
     }
     Ok(snapshot)
 }
@@ -93,10 +96,20 @@ pub(crate) fn map(memory: &SharedMemory, image: &Path, snapshot: &Snapshot) -> R
     // instance of it exists yet; MAP_FIXED replaces those pages with the
     // file's, privately (wasmtime maps its own memory images the same way).
     let mapped = unsafe {
-        libc::mmap(base, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_FIXED, file.as_raw_fd(), 0)
+        libc::mmap(
+            base,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            0,
+        )
     };
     if mapped == libc::MAP_FAILED || mapped != base {
-        return Err(Error::Load { path: image.into(), reason: format!("cannot map it: {}", std::io::Error::last_os_error()) });
+        return Err(Error::Load {
+            path: image.into(),
+            reason: format!("cannot map it: {}", std::io::Error::last_os_error()),
+        });
     }
     Ok(())
 }

@@ -65,7 +65,9 @@ fn take_elements<T: Element>() -> Vec<T> {
     let n = bytes.len() / std::mem::size_of::<T>();
     let mut out = vec![T::default(); n];
     // SAFETY: `out` has room for n elements, `bytes` holds n whole ones; any bit pattern is a number.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * std::mem::size_of::<T>()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * std::mem::size_of::<T>())
+    };
     out
 }
 
@@ -229,7 +231,9 @@ impl Comm {
             .map(|i| match out[i * 4..i * 4 + 4] {
                 // SAFETY: a buffer of this pack's memory a worker of this pack
                 // gave away (a Vec<u8> of this allocator, this length and capacity).
-                [1, ptr, len, cap] => unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, cap as usize) },
+                [1, ptr, len, cap] => unsafe {
+                    Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, cap as usize)
+                },
                 _ => sys::take(i as i32),
             })
             .collect())

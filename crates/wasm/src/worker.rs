@@ -117,7 +117,8 @@ impl Worker {
     /// Writes `data` as the object `key` under `url`.
     pub fn storage_put(&self, url: &str, key: &str, data: &[u8]) -> Result<(), Error> {
         // SAFETY: the host reads the strings and `data` during the call.
-        let status = unsafe { sys::storage_put(url.as_ptr(), url.len(), key.as_ptr(), key.len(), data.as_ptr(), data.len()) };
+        let status =
+            unsafe { sys::storage_put(url.as_ptr(), url.len(), key.as_ptr(), key.len(), data.as_ptr(), data.len()) };
         sys::status(status).map(drop)
     }
 }

@@ -92,11 +92,15 @@ fn tour(w: &Worker) -> WorkerResult {
 
     let sent: Vec<Vec<u8>> = (0..size).map(|j| vec![rank as u8, j as u8]).collect();
     let received = c.all_to_all(&sent)?;
-    check(received.iter().enumerate().all(|(i, b)| b[..] == [i as u8, rank as u8]), || format!("all_to_all gave {received:?}"))?;
+    check(received.iter().enumerate().all(|(i, b)| b[..] == [i as u8, rank as u8]), || {
+        format!("all_to_all gave {received:?}")
+    })?;
 
     let given: Vec<Vec<u8>> = (0..size).map(|j| vec![rank as u8, j as u8, 9]).collect();
     let taken = c.all_to_all_vec(given)?;
-    check(taken.iter().enumerate().all(|(i, b)| b[..] == [i as u8, rank as u8, 9]), || format!("all_to_all_vec gave {taken:?}"))?;
+    check(taken.iter().enumerate().all(|(i, b)| b[..] == [i as u8, rank as u8, 9]), || {
+        format!("all_to_all_vec gave {taken:?}")
+    })?;
 
     let sum = c.reduce(0, &[rank as f64, 1.0], Op::Sum)?;
     if rank == 0 {
@@ -137,7 +141,8 @@ fn tour(w: &Worker) -> WorkerResult {
     }
 
     // Threads of the module's own, beside the workers.
-    let helpers: Vec<_> = (0..2u64).map(|i| std::thread::spawn(move || (0..1000u64).map(|k| k * i).sum::<u64>())).collect();
+    let helpers: Vec<_> =
+        (0..2u64).map(|i| std::thread::spawn(move || (0..1000u64).map(|k| k * i).sum::<u64>())).collect();
     let helped: u64 = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     check(helped == 499_500, || format!("helper threads summed {helped}"))?;
 
@@ -200,7 +205,11 @@ fn wasm_handoff(w: &Worker) -> WorkerResult {
     for round in 0..rounds {
         if let Some(mut buffer) = next.take() {
             buffer[..8].copy_from_slice(&now_ns().to_le_bytes());
-            if copy { c.send(partner, 5, &buffer)? } else { c.send_vec(partner, 5, buffer)? }
+            if copy {
+                c.send(partner, 5, &buffer)?
+            } else {
+                c.send_vec(partner, 5, buffer)?
+            }
             next = (round + 1 < rounds).then(|| make(round + 1));
             c.recv(partner, 6)?;
         } else if local % 2 == 0 {
@@ -210,7 +219,9 @@ fn wasm_handoff(w: &Worker) -> WorkerResult {
             let sent = u64::from_le_bytes(got[..8].try_into().unwrap_or_default());
             latencies.push(now_ns().saturating_sub(sent) as f64 / 1e3);
             let want = fill(partner, rank, round);
-            check(got.len() == bytes && got[8..].iter().all(|b| *b == want), || format!("hand-off round {round} arrived changed"))?;
+            check(got.len() == bytes && got[8..].iter().all(|b| *b == want), || {
+                format!("hand-off round {round} arrived changed")
+            })?;
             // Freed before the answer, so that the next message's time does not count it.
             drop(got);
             c.send(partner, 6, &[])?;
@@ -234,7 +245,9 @@ fn wasm_exchange(w: &Worker) -> WorkerResult {
         seconds.push(started.elapsed().as_secs_f64());
         for (src, part) in got.iter().enumerate() {
             let want = fill(src, rank, round);
-            check(part.len() == bytes && part.iter().all(|b| *b == want), || format!("round {round}: the part from rank {src} changed"))?;
+            check(part.len() == bytes && part.iter().all(|b| *b == want), || {
+                format!("round {round}: the part from rank {src} changed")
+            })?;
         }
     }
     Ok(json!({ "seconds": seconds }))

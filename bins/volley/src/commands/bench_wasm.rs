@@ -105,7 +105,8 @@ pub fn run(mut args: WasmArgs, target: &Target, output: Output) -> anyhow::Resul
     args.platform.invoker.warm_pool = args.platform.invoker.warm_pool.max(args.workers);
     // SAFETY: geteuid(2) reads the caller's effective uid.
     let sandboxed = if unsafe { libc::geteuid() } == 0 { Sandbox::On } else { Sandbox::Off };
-    let configurations = [("native", Sandbox::Off, Kind::Native), ("native", sandboxed, Kind::Native), ("wasm", sandboxed, Kind::Wasm)];
+    let configurations =
+        [("native", Sandbox::Off, Kind::Native), ("native", sandboxed, Kind::Native), ("wasm", sandboxed, Kind::Wasm)];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut report = Report { startup: Vec::new(), native: Compute::default(), wasm: Compute::default() };
     for (name, sandbox, kind) in configurations {
@@ -144,7 +145,12 @@ pub fn run(mut args: WasmArgs, target: &Target, output: Output) -> anyhow::Resul
 
 async fn start_up(client: &Client, args: &WasmArgs, kind: Kind) -> anyhow::Result<StartupRow> {
     let function = if kind == Kind::Wasm { WASM_NAP } else { "sleep" };
-    let plan = Plan { workers: args.workers, function: function.into(), params: serde_json::json!({ "seconds": 0.5 }), repeat: args.repeat };
+    let plan = Plan {
+        workers: args.workers,
+        function: function.into(),
+        params: serde_json::json!({ "seconds": 0.5 }),
+        repeat: args.repeat,
+    };
     let mode = Mode::burst(args.granularity);
     let startup = startup::measure(client, &plan, &mode).await?;
     // The pool refilled with idle processes, each ready for a pack of g.
@@ -190,20 +196,36 @@ fn median(values: &[f64]) -> f64 {
 }
 
 fn print(r: &Report) {
-    println!("{:<16} {:>5} {:>4} {:>9} {:>9} {:>9} {:>14}", "packs", "N", "g", "cold ms", "warm p50", "warm max", "idle kB/worker");
+    println!(
+        "{:<16} {:>5} {:>4} {:>9} {:>9} {:>9} {:>14}",
+        "packs", "N", "g", "cold ms", "warm p50", "warm max", "idle kB/worker"
+    );
     for row in &r.startup {
         let s = &row.startup;
         println!(
             "{:<16} {:>5} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>14.0}",
-            s.mode, s.workers, s.granularity, s.cold_ms, s.warm.p50_us / 1e3, s.warm.max_us / 1e3, row.idle_kb_per_worker
+            s.mode,
+            s.workers,
+            s.granularity,
+            s.cold_ms,
+            s.warm.p50_us / 1e3,
+            s.warm.max_us / 1e3,
+            row.idle_kb_per_worker
         );
     }
     if let [.., native, wasm] = r.startup.as_slice() {
-        println!("wasm / {}: warm p50 {:.2}x, idle memory {:.2}x", native.startup.mode,
-            wasm.startup.warm.p50_us / native.startup.warm.p50_us, wasm.idle_kb_per_worker / native.idle_kb_per_worker);
+        println!(
+            "wasm / {}: warm p50 {:.2}x, idle memory {:.2}x",
+            native.startup.mode,
+            wasm.startup.warm.p50_us / native.startup.warm.p50_us,
+            wasm.idle_kb_per_worker / native.idle_kb_per_worker
+        );
     }
     let (n, w) = (median(&r.native.pi_ms), median(&r.wasm.pi_ms));
-    println!("pi, 16 workers in one pack, slowest worker (median of runs): native {n:.1} ms, wasm {w:.1} ms: {:.2}x", w / n);
+    println!(
+        "pi, 16 workers in one pack, slowest worker (median of runs): native {n:.1} ms, wasm {w:.1} ms: {:.2}x",
+        w / n
+    );
     println!("{:<22} {:>10} {:>12} {:>12} {:>10}", "in-pack hand-off", "bytes", "native p50", "wasm p50", "wasm copy");
     for (i, (bytes, native)) in r.native.handoff.iter().enumerate() {
         let wasm = r.wasm.handoff.get(i).map_or(f64::NAN, |(_, p)| p.p50_us);
@@ -212,6 +234,11 @@ fn print(r: &Report) {
     }
     for (i, (g, native)) in r.native.a2a.iter().enumerate() {
         let wasm = r.wasm.a2a.get(i).map_or(f64::NAN, |(_, p)| p.p50_us);
-        println!("all_to_all 16 workers, g = {g}: native p50 {:.2} ms, wasm p50 {:.2} ms: {:.2}x", native.p50_us / 1e3, wasm / 1e3, wasm / native.p50_us);
+        println!(
+            "all_to_all 16 workers, g = {g}: native p50 {:.2} ms, wasm p50 {:.2} ms: {:.2}x",
+            native.p50_us / 1e3,
+            wasm / 1e3,
+            wasm / native.p50_us
+        );
     }
 }

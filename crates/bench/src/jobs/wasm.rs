@@ -32,7 +32,8 @@ pub async fn deploy(client: &Client, module: &[u8], names: &[&str]) -> Result<()
 
 /// The slowest worker's compute time (its start to its end) in a burst of `function`.
 pub async fn pi_ms(client: &Client, function: &str, workers: usize, g: usize, samples: u64) -> Result<f64> {
-    let burst = run_job(client, &job_request(function, workers, &Mode::burst(g), json!({ "samples": samples }))).await?;
+    let burst =
+        run_job(client, &job_request(function, workers, &Mode::burst(g), json!({ "samples": samples }))).await?;
     let computed = burst
         .workers
         .iter()
@@ -59,7 +60,14 @@ fn floats(burst: &Burst, key: &str) -> Vec<Vec<f64>> {
 /// Send-to-arrival of each message handed from one worker to another of the
 /// same pack (`workers` in one pack, in pairs; 2: one pair, alone on the
 /// machine), over every pair and round.
-pub async fn handoff(client: &Client, function: &str, workers: usize, bytes: usize, rounds: usize, copy: bool) -> Result<Percentiles> {
+pub async fn handoff(
+    client: &Client,
+    function: &str,
+    workers: usize,
+    bytes: usize,
+    rounds: usize,
+    copy: bool,
+) -> Result<Percentiles> {
     let mut params = json!({ "bytes": bytes, "rounds": rounds });
     if copy {
         params["copy"] = json!(true);
@@ -68,21 +76,34 @@ pub async fn handoff(client: &Client, function: &str, workers: usize, bytes: usi
     let latencies: Vec<Duration> =
         floats(&burst, "latencies_us").into_iter().flatten().map(|us| Duration::from_secs_f64(us / 1e6)).collect();
     if latencies.len() != workers / 2 * rounds {
-        return Err(Error::Invalid(format!("burst {}: {} hand-offs timed, not {}", burst.id, latencies.len(), workers / 2 * rounds)));
+        return Err(Error::Invalid(format!(
+            "burst {}: {} hand-offs timed, not {}",
+            burst.id,
+            latencies.len(),
+            workers / 2 * rounds
+        )));
     }
     Ok(Percentiles::of(&latencies))
 }
 
 /// Each round's time of the slowest worker in an all_to_all of `bytes` per pair.
-pub async fn exchange(client: &Client, function: &str, workers: usize, g: usize, bytes: usize, rounds: usize) -> Result<Percentiles> {
-    let burst = run_job(client, &job_request(function, workers, &Mode::burst(g), json!({ "bytes": bytes, "rounds": rounds }))).await?;
+pub async fn exchange(
+    client: &Client,
+    function: &str,
+    workers: usize,
+    g: usize,
+    bytes: usize,
+    rounds: usize,
+) -> Result<Percentiles> {
+    let burst =
+        run_job(client, &job_request(function, workers, &Mode::burst(g), json!({ "bytes": bytes, "rounds": rounds })))
+            .await?;
     let per_worker = floats(&burst, "seconds");
     if per_worker.len() != workers || per_worker.iter().any(|s| s.len() != rounds) {
         return Err(Error::Invalid(format!("burst {}: not every worker timed {rounds} rounds", burst.id)));
     }
-    let slowest: Vec<Duration> = (0..rounds)
-        .map(|r| Duration::from_secs_f64(per_worker.iter().map(|s| s[r]).fold(0.0, f64::max)))
-        .collect();
+    let slowest: Vec<Duration> =
+        (0..rounds).map(|r| Duration::from_secs_f64(per_worker.iter().map(|s| s[r]).fold(0.0, f64::max))).collect();
     Ok(Percentiles::of(&slowest))
 }
 

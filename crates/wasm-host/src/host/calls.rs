@@ -81,13 +81,17 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("volley", "pending_len", |caller: Caller<'_, Host>, index: i32| -> i32 {
         caller.data().pending.get(index as usize).map_or(-1, |b| b.len() as i32)
     })?;
-    linker.func_wrap("volley", "pending_take", |caller: Caller<'_, Host>, index: i32, out: i32| -> wasmtime::Result<i32> {
-        let Some(reply) = caller.data().pending.get(index as usize) else {
-            wasmtime::bail!("the module asked for reply {index}, which does not exist");
-        };
-        write(&memory(&caller), out as u32, reply)?;
-        Ok(reply.len() as i32)
-    })?;
+    linker.func_wrap(
+        "volley",
+        "pending_take",
+        |caller: Caller<'_, Host>, index: i32, out: i32| -> wasmtime::Result<i32> {
+            let Some(reply) = caller.data().pending.get(index as usize) else {
+                wasmtime::bail!("the module asked for reply {index}, which does not exist");
+            };
+            write(&memory(&caller), out as u32, reply)?;
+            Ok(reply.len() as i32)
+        },
+    )?;
     linker.func_wrap("volley", "log", |caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<()> {
         let line = String::from_utf8_lossy(&read(&memory(&caller), ptr as u32, len as u32)?).into_owned();
         match caller.data().worker() {
@@ -99,25 +103,35 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         }
         Ok(())
     })?;
-    linker.func_wrap("volley", "finish", |mut caller: Caller<'_, Host>, kind: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
-        let text = read_str(&memory(&caller), ptr as u32, len as u32)?;
-        let host = caller.data_mut();
-        host.finished = Some(match kind {
-            RESULT => serde_json::from_str(&text).map_err(|e| format!("the function's result is not JSON: {e}").into()),
-            ECHO_ERROR => Err(match host.last_comm_error.take() {
-                Some(e) => Box::new(e),
-                None => text.into(),
-            }),
-            ERROR => Err(text.into()),
-            other => wasmtime::bail!("volley.finish of unknown kind {other}"),
-        });
-        Ok(())
-    })?;
+    linker.func_wrap(
+        "volley",
+        "finish",
+        |mut caller: Caller<'_, Host>, kind: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let text = read_str(&memory(&caller), ptr as u32, len as u32)?;
+            let host = caller.data_mut();
+            host.finished = Some(match kind {
+                RESULT => {
+                    serde_json::from_str(&text).map_err(|e| format!("the function's result is not JSON: {e}").into())
+                }
+                ECHO_ERROR => Err(match host.last_comm_error.take() {
+                    Some(e) => Box::new(e),
+                    None => text.into(),
+                }),
+                ERROR => Err(text.into()),
+                other => wasmtime::bail!("volley.finish of unknown kind {other}"),
+            });
+            Ok(())
+        },
+    )?;
     // A panic's message, said before the guest aborts (a trap tells nothing of it).
-    linker.func_wrap("volley", "panicked", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-        let message = String::from_utf8_lossy(&read(&memory(&caller), ptr as u32, len as u32)?).into_owned();
-        caller.data_mut().panicked = Some(message);
-        Ok(())
-    })?;
+    linker.func_wrap(
+        "volley",
+        "panicked",
+        |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let message = String::from_utf8_lossy(&read(&memory(&caller), ptr as u32, len as u32)?).into_owned();
+            caller.data_mut().panicked = Some(message);
+            Ok(())
+        },
+    )?;
     Ok(())
 }

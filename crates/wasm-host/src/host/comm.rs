@@ -59,10 +59,7 @@ fn inline(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Byt
 }
 
 /// Runs `op` on the calling worker's communicator; its error becomes a status.
-fn with_comm(
-    caller: &mut Caller<'_, Host>,
-    op: impl FnOnce(&Comm) -> Result<Vec<Bytes>, volley_comm::Error>,
-) -> i32 {
+fn with_comm(caller: &mut Caller<'_, Host>, op: impl FnOnce(&Comm) -> Result<Vec<Bytes>, volley_comm::Error>) -> i32 {
     let outcome = match caller.data().worker() {
         Ok(w) => op(w.comm()),
         Err(e) => return caller.data_mut().refuse(FAILED, e),
@@ -90,7 +87,12 @@ fn op(code: i32) -> Option<Op> {
 }
 
 /// Reduces `bytes` read as elements of `T` (to `root`, or to every worker).
-fn reduce_as<T: Element>(comm: &Comm, root: Option<usize>, bytes: &[u8], op: Op) -> Result<Vec<Bytes>, volley_comm::Error> {
+fn reduce_as<T: Element>(
+    comm: &Comm,
+    root: Option<usize>,
+    bytes: &[u8],
+    op: Op,
+) -> Result<Vec<Bytes>, volley_comm::Error> {
     let values: Vec<T> = bytes.chunks_exact(T::SIZE).map(T::read).collect();
     let reduced = match root {
         Some(root) => comm.reduce(root, &values, op)?,
@@ -111,9 +113,18 @@ fn element_size(code: i32) -> Option<usize> {
     [8, 4, 8, 8].get(usize::try_from(code).ok()?).copied()
 }
 
-fn reduce(caller: &mut Caller<'_, Host>, root: Option<usize>, ptr: i32, len: i32, element: i32, code: i32) -> wasmtime::Result<i32> {
+fn reduce(
+    caller: &mut Caller<'_, Host>,
+    root: Option<usize>,
+    ptr: i32,
+    len: i32,
+    element: i32,
+    code: i32,
+) -> wasmtime::Result<i32> {
     let (Some(size), Some(op)) = (element_size(element), op(code)) else {
-        return Ok(caller.data_mut().refuse(FAILED, format!("no reduction of element kind {element} with operation {code}")));
+        return Ok(caller
+            .data_mut()
+            .refuse(FAILED, format!("no reduction of element kind {element} with operation {code}")));
     };
     if !(len as u32 as usize).is_multiple_of(size) {
         return Ok(caller.data_mut().refuse(FAILED, format!("{len} bytes are not whole elements of {size} bytes")));
@@ -130,7 +141,9 @@ fn reduce(caller: &mut Caller<'_, Host>, root: Option<usize>, ptr: i32, len: i32
 pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("volley", "send", |mut caller: Caller<'_, Host>, dst: i32, tag: i64, ptr: i32, len: i32| {
         let message = inline(&caller, ptr, len)?;
-        wasmtime::Result::Ok(with_comm(&mut caller, |comm| comm.send(dst as u32 as usize, tag as u64, message).map(|()| Vec::new())))
+        wasmtime::Result::Ok(with_comm(&mut caller, |comm| {
+            comm.send(dst as u32 as usize, tag as u64, message).map(|()| Vec::new())
+        }))
     })?;
     // 1: the buffer was handed over (the receiver owns it now); 0: it was
     // copied (another pack's worker), the sender still owns it.
@@ -139,43 +152,55 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "send_owned",
         |mut caller: Caller<'_, Host>, dst: i32, tag: i64, ptr: i32, len: i32, cap: i32| -> wasmtime::Result<i32> {
             let in_pack = caller.data().worker().is_ok_and(|w| w.comm().pack_ranks().contains(&(dst as u32 as usize)));
-            let (message, handed) = if in_pack {
-                (handle(ptr as u32, len as u32, cap as u32), 1)
-            } else {
-                (inline(&caller, ptr, len)?, 0)
-            };
-            let status = with_comm(&mut caller, |comm| comm.send(dst as u32 as usize, tag as u64, message).map(|()| Vec::new()));
+            let (message, handed) =
+                if in_pack { (handle(ptr as u32, len as u32, cap as u32), 1) } else { (inline(&caller, ptr, len)?, 0) };
+            let status =
+                with_comm(&mut caller, |comm| comm.send(dst as u32 as usize, tag as u64, message).map(|()| Vec::new()));
             Ok(if status < 0 { status } else { handed })
         },
     )?;
     // Writes (kind, source, address, length, capacity) at `out`: kind 0, the
     // payload is the pending reply; kind 1, the buffer handed over.
-    linker.func_wrap("volley", "recv", |mut caller: Caller<'_, Host>, src: i32, tag: i64, out: i32| -> wasmtime::Result<i32> {
-        if src < ANY {
-            return Ok(caller.data_mut().refuse(FAILED, format!("no rank {src}")));
-        }
-        let mut from = 0usize;
-        let status = with_comm(&mut caller, |comm| {
-            let (source, message) = if src == ANY { comm.recv_any(tag as u64)? } else { (src as usize, comm.recv(src as usize, tag as u64)?) };
-            from = source;
-            Ok(vec![message])
-        });
-        if status < 0 {
-            return Ok(status);
-        }
-        let header = match unwrap(&caller.data().pending[0]) {
-            Some(Received::Handed(ptr, len, cap)) => [1, from as u32, ptr, len, cap],
-            Some(Received::Inline(payload)) => {
-                let len = payload.len() as u32;
-                caller.data_mut().pending = vec![payload];
-                [0, from as u32, 0, len, 0]
+    linker.func_wrap(
+        "volley",
+        "recv",
+        |mut caller: Caller<'_, Host>, src: i32, tag: i64, out: i32| -> wasmtime::Result<i32> {
+            if src < ANY {
+                return Ok(caller.data_mut().refuse(FAILED, format!("no rank {src}")));
             }
-            None => return Ok(caller.data_mut().refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's"))),
-        };
-        write_u32s(&memory(&caller), out as u32, &header)?;
-        Ok(0)
+            let mut from = 0usize;
+            let status = with_comm(&mut caller, |comm| {
+                let (source, message) = if src == ANY {
+                    comm.recv_any(tag as u64)?
+                } else {
+                    (src as usize, comm.recv(src as usize, tag as u64)?)
+                };
+                from = source;
+                Ok(vec![message])
+            });
+            if status < 0 {
+                return Ok(status);
+            }
+            let header = match unwrap(&caller.data().pending[0]) {
+                Some(Received::Handed(ptr, len, cap)) => [1, from as u32, ptr, len, cap],
+                Some(Received::Inline(payload)) => {
+                    let len = payload.len() as u32;
+                    caller.data_mut().pending = vec![payload];
+                    [0, from as u32, 0, len, 0]
+                }
+                None => {
+                    return Ok(caller
+                        .data_mut()
+                        .refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's")));
+                }
+            };
+            write_u32s(&memory(&caller), out as u32, &header)?;
+            Ok(0)
+        },
+    )?;
+    linker.func_wrap("volley", "barrier", |mut caller: Caller<'_, Host>| {
+        with_comm(&mut caller, |c| c.barrier().map(|()| Vec::new()))
     })?;
-    linker.func_wrap("volley", "barrier", |mut caller: Caller<'_, Host>| with_comm(&mut caller, |c| c.barrier().map(|()| Vec::new())))?;
     linker.func_wrap("volley", "abort", |caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<()> {
         let reason = String::from_utf8_lossy(&read(&memory(&caller), ptr as u32, len as u32)?).into_owned();
         if let Ok(w) = caller.data().worker() {
@@ -183,72 +208,100 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         }
         Ok(())
     })?;
-    linker.func_wrap("volley", "broadcast", |mut caller: Caller<'_, Host>, root: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
-        Ok(with_comm(&mut caller, |c| c.broadcast(root as u32 as usize, data).map(|b| vec![b])))
-    })?;
-    linker.func_wrap("volley", "scatter", |mut caller: Caller<'_, Host>, root: i32, array: i32, n: i32| -> wasmtime::Result<i32> {
-        let parts = parts(&caller, array, n)?;
-        Ok(with_comm(&mut caller, |c| c.scatter(root as u32 as usize, parts).map(|b| vec![b])))
-    })?;
-    linker.func_wrap("volley", "gather", |mut caller: Caller<'_, Host>, root: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
-        Ok(with_comm(&mut caller, |c| c.gather(root as u32 as usize, data).map(Option::unwrap_or_default)))
-    })?;
-    linker.func_wrap("volley", "all_gather", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
-        Ok(with_comm(&mut caller, |c| c.all_gather(data)))
-    })?;
-    linker.func_wrap("volley", "all_to_all", |mut caller: Caller<'_, Host>, array: i32, n: i32| -> wasmtime::Result<i32> {
-        let parts = parts(&caller, array, n)?;
-        Ok(with_comm(&mut caller, |c| c.all_to_all(parts)))
-    })?;
+    linker.func_wrap(
+        "volley",
+        "broadcast",
+        |mut caller: Caller<'_, Host>, root: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
+            Ok(with_comm(&mut caller, |c| c.broadcast(root as u32 as usize, data).map(|b| vec![b])))
+        },
+    )?;
+    linker.func_wrap(
+        "volley",
+        "scatter",
+        |mut caller: Caller<'_, Host>, root: i32, array: i32, n: i32| -> wasmtime::Result<i32> {
+            let parts = parts(&caller, array, n)?;
+            Ok(with_comm(&mut caller, |c| c.scatter(root as u32 as usize, parts).map(|b| vec![b])))
+        },
+    )?;
+    linker.func_wrap(
+        "volley",
+        "gather",
+        |mut caller: Caller<'_, Host>, root: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
+            Ok(with_comm(&mut caller, |c| c.gather(root as u32 as usize, data).map(Option::unwrap_or_default)))
+        },
+    )?;
+    linker.func_wrap(
+        "volley",
+        "all_gather",
+        |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let data = Bytes::from(read(&memory(&caller), ptr as u32, len as u32)?);
+            Ok(with_comm(&mut caller, |c| c.all_gather(data)))
+        },
+    )?;
+    linker.func_wrap(
+        "volley",
+        "all_to_all",
+        |mut caller: Caller<'_, Host>, array: i32, n: i32| -> wasmtime::Result<i32> {
+            let parts = parts(&caller, array, n)?;
+            Ok(with_comm(&mut caller, |c| c.all_to_all(parts)))
+        },
+    )?;
     // Parts given away: `array` holds n (address, length, capacity) triples;
     // a part for a worker of this pack is handed over, any other copied out
     // (the guest frees those). Writes (kind, address, length, capacity) per
     // part received at `out`: kind 1, a buffer handed over; kind 0, the
     // payload is pending reply i.
-    linker.func_wrap("volley", "all_to_all_vec", |mut caller: Caller<'_, Host>, array: i32, n: i32, out: i32| -> wasmtime::Result<i32> {
-        let mem = memory(&caller);
-        let triples = read_u32s(&mem, array as u32, (n as u32).saturating_mul(3))?;
-        let ranks = match caller.data().worker() {
-            Ok(w) => w.comm().pack_ranks(),
-            Err(e) => return Ok(caller.data_mut().refuse(FAILED, e)),
-        };
-        let mut parts = Vec::with_capacity(triples.len() / 3);
-        for (dst, t) in triples.chunks_exact(3).enumerate() {
-            parts.push(if ranks.contains(&dst) {
-                handle(t[0], t[1], t[2])
-            } else {
-                let mut m = Vec::with_capacity(t[1] as usize + 1);
-                m.push(INLINE);
-                read_into(&mem, t[0], t[1], &mut m)?;
-                Bytes::from(m)
-            });
-        }
-        let status = with_comm(&mut caller, |c| c.all_to_all(parts));
-        if status < 0 {
-            return Ok(status);
-        }
-        let mut words = Vec::with_capacity(status as usize * 4);
-        let mut replies = Vec::with_capacity(status as usize);
-        for (src, message) in caller.data().pending.iter().enumerate() {
-            match unwrap(message) {
-                Some(Received::Handed(ptr, len, cap)) => {
-                    words.extend([1, ptr, len, cap]);
-                    replies.push(Bytes::new());
-                }
-                Some(Received::Inline(payload)) => {
-                    words.extend([0, 0, payload.len() as u32, 0]);
-                    replies.push(payload);
-                }
-                None => return Ok(caller.data_mut().refuse(FAILED, format!("rank {src} sent a part that is not a WebAssembly worker's"))),
+    linker.func_wrap(
+        "volley",
+        "all_to_all_vec",
+        |mut caller: Caller<'_, Host>, array: i32, n: i32, out: i32| -> wasmtime::Result<i32> {
+            let mem = memory(&caller);
+            let triples = read_u32s(&mem, array as u32, (n as u32).saturating_mul(3))?;
+            let ranks = match caller.data().worker() {
+                Ok(w) => w.comm().pack_ranks(),
+                Err(e) => return Ok(caller.data_mut().refuse(FAILED, e)),
+            };
+            let mut parts = Vec::with_capacity(triples.len() / 3);
+            for (dst, t) in triples.chunks_exact(3).enumerate() {
+                parts.push(if ranks.contains(&dst) {
+                    handle(t[0], t[1], t[2])
+                } else {
+                    let mut m = Vec::with_capacity(t[1] as usize + 1);
+                    m.push(INLINE);
+                    read_into(&mem, t[0], t[1], &mut m)?;
+                    Bytes::from(m)
+                });
             }
-        }
-        caller.data_mut().pending = replies;
-        write_u32s(&mem, out as u32, &words)?;
-        Ok(status)
-    })?;
+            let status = with_comm(&mut caller, |c| c.all_to_all(parts));
+            if status < 0 {
+                return Ok(status);
+            }
+            let mut words = Vec::with_capacity(status as usize * 4);
+            let mut replies = Vec::with_capacity(status as usize);
+            for (src, message) in caller.data().pending.iter().enumerate() {
+                match unwrap(message) {
+                    Some(Received::Handed(ptr, len, cap)) => {
+                        words.extend([1, ptr, len, cap]);
+                        replies.push(Bytes::new());
+                    }
+                    Some(Received::Inline(payload)) => {
+                        words.extend([0, 0, payload.len() as u32, 0]);
+                        replies.push(payload);
+                    }
+                    None => {
+                        return Ok(caller
+                            .data_mut()
+                            .refuse(FAILED, format!("rank {src} sent a part that is not a WebAssembly worker's")));
+                    }
+                }
+            }
+            caller.data_mut().pending = replies;
+            write_u32s(&mem, out as u32, &words)?;
+            Ok(status)
+        },
+    )?;
     linker.func_wrap(
         "volley",
         "reduce",
@@ -256,8 +309,12 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             reduce(&mut caller, Some(root as u32 as usize), ptr, len, element, op)
         },
     )?;
-    linker.func_wrap("volley", "all_reduce", |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
-        reduce(&mut caller, None, ptr, len, element, op)
-    })?;
+    linker.func_wrap(
+        "volley",
+        "all_reduce",
+        |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
+            reduce(&mut caller, None, ptr, len, element, op)
+        },
+    )?;
     Ok(())
 }

@@ -39,7 +39,8 @@ pub(crate) fn read(memory: &SharedMemory, ptr: u32, len: u32) -> wasmtime::Resul
 
 /// The guest's text at `ptr`.
 pub(crate) fn read_str(memory: &SharedMemory, ptr: u32, len: u32) -> wasmtime::Result<String> {
-    String::from_utf8(read(memory, ptr, len)?).map_err(|_| wasmtime::format_err!("the module passed text that is not UTF-8"))
+    String::from_utf8(read(memory, ptr, len)?)
+        .map_err(|_| wasmtime::format_err!("the module passed text that is not UTF-8"))
 }
 
 /// `n` little-endian u32 values at `ptr` (a guest's array of pointers and lengths).

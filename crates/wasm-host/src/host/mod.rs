@@ -98,8 +98,12 @@ impl Host {
     pub(crate) fn worker(&self) -> Result<&Worker, String> {
         match &self.role {
             Role::Worker(w) => Ok(w.get()),
-            Role::Main | Role::Starter => Err("the module's main thread is not a worker: call this from the function".into()),
-            Role::Helper => Err("a thread the module started is not a worker: call this from the function's own thread".into()),
+            Role::Main | Role::Starter => {
+                Err("the module's main thread is not a worker: call this from the function".into())
+            }
+            Role::Helper => {
+                Err("a thread the module started is not a worker: call this from the function's own thread".into())
+            }
         }
     }
 
@@ -156,9 +160,9 @@ fn wasi(pack: &Pack) -> Result<WasiP1Ctx, crate::Error> {
         .args(&["volley-wasm"])
         .monotonic_clock(MachineClock)
         .allow_blocking_current_thread(true);
-    builder
-        .preopened_dir(&pack.files, "/work", FsPerms::ReadWrite)
-        .map_err(|e| crate::Error::Engine(format!("cannot open the pack's files directory {}: {e:?}", pack.files.display())))?;
+    builder.preopened_dir(&pack.files, "/work", FsPerms::ReadWrite).map_err(|e| {
+        crate::Error::Engine(format!("cannot open the pack's files directory {}: {e:?}", pack.files.display()))
+    })?;
     Ok(builder.build_p1())
 }
 

@@ -34,7 +34,14 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "volley",
         "storage_put",
-        |mut caller: Caller<'_, Host>, url: i32, url_len: i32, key: i32, key_len: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+        |mut caller: Caller<'_, Host>,
+         url: i32,
+         url_len: i32,
+         key: i32,
+         key_len: i32,
+         ptr: i32,
+         len: i32|
+         -> wasmtime::Result<i32> {
             let mem = memory(&caller);
             let (url, key) = (read_str(&mem, url as u32, url_len as u32)?, read_str(&mem, key as u32, key_len as u32)?);
             let data = Bytes::from(read(&mem, ptr as u32, len as u32)?);
