@@ -20,6 +20,16 @@ fn target_installed() -> bool {
         .is_some_and(|sysroot| sysroot.join("lib/rustlib").join(TARGET).is_dir())
 }
 
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where guests are built: beside the workspace's target directory's builds.
+fn guests_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target")).join("wasm-guests")
+}
+
 /// The module `examples/<example>` builds (`wasm-pi`, `wasm-tour`), built
 /// now if needed into a directory beside the workspace's target directory;
 /// None (skipped, with a notice) where the target is not installed and CI is not set.
@@ -27,11 +37,7 @@ pub fn guest(example: &str) -> Option<PathBuf> {
     if !present(&format!("the Rust target {TARGET} (scripts/services adds it)"), target_installed()) {
         return None;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm-guests");
+    let (root, target_dir) = (root(), guests_dir());
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--target", TARGET, "--manifest-path"])
         .arg(root.join("examples").join(example).join("Cargo.toml"))
@@ -53,14 +59,10 @@ pub fn c_guest() -> Option<PathBuf> {
     if !present("clang and lld (scripts/services installs them)", has("clang") && has("wasm-ld")) {
         return None;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm-guests");
+    let dir = guests_dir();
     std::fs::create_dir_all(&dir).expect("the guests' directory");
     let module = dir.join(format!("wasm-c-{}.wasm", std::process::id()));
-    let out = Command::new("sh").arg(root.join("examples/wasm-c/build")).arg(&module).output().expect("sh runs");
+    let out = Command::new("sh").arg(root().join("examples/wasm-c/build")).arg(&module).output().expect("sh runs");
     assert!(out.status.success(), "building examples/wasm-c: {}", String::from_utf8_lossy(&out.stderr));
     Some(module)
 }
