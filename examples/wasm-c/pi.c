@@ -110,6 +110,7 @@ void thread_main(int32_t tid, int32_t arg) {
 
 void _start(void) {
     volley_hello(NAMES, sizeof NAMES - 1);
+    volley_starting(); /* the next thread is the one that starts the workers */
     wasi_thread_spawn(0);
     volley_ready();
 }

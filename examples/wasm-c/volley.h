@@ -10,6 +10,7 @@
 #define VOLLEY_IMPORT(name) __attribute__((import_module("volley"), import_name(#name)))
 
 VOLLEY_IMPORT(hello) int32_t volley_hello(const char *names, uint32_t len);
+VOLLEY_IMPORT(starting) void volley_starting(void);
 VOLLEY_IMPORT(ready) void volley_ready(void);
 VOLLEY_IMPORT(wait_pack) int32_t volley_wait_pack(void);
 VOLLEY_IMPORT(info) int32_t volley_info(uint32_t out[7]);

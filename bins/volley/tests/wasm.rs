@@ -121,6 +121,27 @@ fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
 }
 
 #[test]
+fn a_start_up_that_cannot_be_snapshotted_runs_in_every_pack_process() {
+    let Some(module) = support::wasm::guest_with("wasm-tour", "threaded-init") else { return };
+    let p = Platform::up(&[]);
+    assert!(p.cli(&["deploy", "tour", module.to_str().unwrap()]).status.success());
+    let mut stamps = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let burst = json_ok(&p.cli(&["run", "tour", "-n", "4", "-g", "2", "--output", "json"]));
+        assert_eq!(burst["state"], "succeeded", "{burst}");
+        stamps.extend(workers(&burst).iter().map(|w| w["result"]["init_stamp"].as_u64().unwrap()));
+    }
+    assert_eq!(stamps.len(), 4, "each of the 4 pack processes ran the start-up: {stamps:?}");
+    let marks: Vec<String> = std::fs::read_dir(p.role.data_dir.join("invoker/wasm"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "nosnapshot"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(marks.len() == 1 && marks[0].contains("threads of its own"), "{marks:?}");
+}
+
+#[test]
 fn a_failing_worker_fails_the_burst_with_its_own_words() {
     let Some(module) = support::wasm::guest("wasm-tour") else { return };
     let p = Platform::up(&[]);

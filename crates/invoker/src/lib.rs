@@ -19,8 +19,8 @@ mod programs;
 mod router;
 mod sandbox;
 mod serve;
-mod snapshots;
 mod spawn;
+mod wasm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -117,7 +117,7 @@ impl Options {
         let router = Router::bind(&socket).map_err(|source| Error::DataDir { path: socket.clone(), source })?;
         let client = Client::new(&self.controller, self.token.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
-        let programs = programs::Programs::new(self.data_dir.join("programs"), self.data_dir.join(programs::WASM_DIR));
+        let programs = programs::Programs::new(self.data_dir.join("programs"));
         let unavailable = match self.sandbox {
             SandboxMode::Off => None,
             _ => sandbox::Sandbox::unavailable(&self),

@@ -11,14 +11,14 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use volley_proto::cluster::Event;
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack, WASM_PACK_ARG};
+use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
 
 use crate::Shared;
 use crate::logs::Logs;
 use crate::pool::{Pool, ProgramKey};
 use crate::router::PackConnection;
-use crate::snapshots;
 use crate::spawn::{self, Started, describe, finish_logs, kill_group, stop};
+use crate::wasm;
 
 /// How long a cancelled pack may take to exit on its own before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -147,17 +147,13 @@ async fn drive(
         }
         None => (opts.program.clone(), opts.program_args.clone()),
         Some(p) => match shared.programs.path(&shared.client, p).await {
-            Ok(path) => match shared.programs.wasm_artifact(&path, &opts.program).await {
-                Ok(None) => (path, Vec::new()),
-                // A WebAssembly module runs in the invoker's own binary, pooled by
-                // module, from its snapshot where one could be made.
-                Ok(Some(artifact)) => {
-                    let mut args = vec![WASM_PACK_ARG.into(), artifact.display().to_string()];
-                    args.extend(snapshots::image(shared, &artifact).await.map(|i| i.display().to_string()));
-                    (opts.program.clone(), args)
-                }
+            // A WebAssembly module runs in the invoker's own binary, pooled by
+            // module, from its snapshot where one could be made.
+            Ok(path) if wasm::is_module(&path) => match wasm::pack_args(shared, &path).await {
+                Ok(args) => (opts.program.clone(), args),
                 Err(e) => return Ending::cause(e),
             },
+            Ok(path) => (path, Vec::new()),
             Err(e) => return Ending::cause(e),
         },
     };

@@ -1,11 +1,10 @@
 //! Deployed function binaries, fetched from the controller by digest and
-//! cached in the data directory (a binary is downloaded once per invoker);
-//! a WebAssembly module is also compiled once per invoker, by the invoker's
-//! own `volley wasm-compile`, into an artefact every pack of it loads.
+//! cached in the data directory (a binary is downloaded once per invoker;
+//! a WebAssembly module is then prepared once by `wasm.rs`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -13,73 +12,21 @@ use volley_proto::pack::Program;
 
 use volley_client::Client;
 
-/// The directory of compiled WebAssembly modules, beside the binaries (packs
-/// may look up an artefact by name, not list them: see the sandbox).
-pub(crate) const WASM_DIR: &str = "wasm";
-/// The longest a module's compilation may take.
-const COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
 pub(crate) struct Programs {
     dir: PathBuf,
-    /// Compiled WebAssembly modules.
-    wasm: PathBuf,
     /// One download per digest at a time; later packs wait for it.
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Programs {
-    pub(crate) fn new(dir: PathBuf, wasm: PathBuf) -> Self {
-        Programs { dir, wasm, downloads: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Programs { dir, downloads: Mutex::new(HashMap::new()) }
     }
 
     /// One at a time per `name` (a download, a compilation, a snapshot).
     pub(crate) fn gate(&self, name: String) -> Arc<tokio::sync::Mutex<()>> {
         let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
         downloads.entry(name).or_default().clone()
-    }
-
-    /// For a WebAssembly module at `path` (a cached program), its compiled
-    /// artefact, compiled first if needed by `volley` (the invoker's own
-    /// binary, which must have been built with WebAssembly support); None
-    /// for a native program.
-    pub(crate) async fn wasm_artifact(&self, path: &Path, volley: &Path) -> Result<Option<PathBuf>, String> {
-        let mut head = [0u8; 4];
-        let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-        if read.is_err() || head != *b"\0asm" {
-            return Ok(None);
-        }
-        // Named by the module and the binary that compiles and runs it: a
-        // rebuilt volley (perhaps another wasmtime) compiles anew.
-        let built = std::fs::metadata(volley).map_err(|e| format!("cannot read {}: {e}", volley.display()))?;
-        let mtime =
-            built.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let artifact = self.wasm.join(format!("{name}-{:x}-{:x}.cwasm", built.len(), mtime.as_nanos()));
-        let gate = self.gate(format!("wasm:{name}"));
-        let _one_at_a_time = gate.lock().await;
-        if artifact.exists() {
-            return Ok(Some(artifact));
-        }
-        std::fs::create_dir_all(&self.wasm).map_err(|e| format!("cannot create {}: {e}", self.wasm.display()))?;
-        let compile = tokio::process::Command::new(volley)
-            .arg(volley_proto::pack::WASM_COMPILE_ARG)
-            .arg(path)
-            .arg(&artifact)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = match tokio::time::timeout(COMPILE_TIMEOUT, compile).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) => {
-                return Err(format!("cannot run {} to compile the WebAssembly module: {e}", volley.display()));
-            }
-            Err(_) => return Err(format!("compiling the WebAssembly module took longer than {COMPILE_TIMEOUT:?}")),
-        };
-        if !output.status.success() {
-            let said = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            return Err(format!("cannot compile the WebAssembly module: {said}"));
-        }
-        Ok(Some(artifact))
     }
 
     /// The local path of `program`, downloading it first if needed.

@@ -98,7 +98,7 @@ impl Sandbox {
         // through the launcher's covering mounts.
         // Compiled WebAssembly modules: a pack may read one it is started
         // with, by name (a module's digest), not list what others run.
-        let wasm = opts.data_dir.join(crate::programs::WASM_DIR);
+        let wasm = opts.data_dir.join(crate::wasm::WASM_DIR);
         std::fs::create_dir_all(&wasm).map_err(|source| Error::DataDir { path: wasm.clone(), source })?;
         read.push(wasm.clone());
         let closed = [(&opts.data_dir, 0o700), (&sockets, 0o711), (&wasm, 0o711)];

@@ -34,12 +34,22 @@ fn guests_dir() -> PathBuf {
 /// now if needed into a directory beside the workspace's target directory;
 /// None (skipped, with a notice) where the target is not installed and CI is not set.
 pub fn guest(example: &str) -> Option<PathBuf> {
+    guest_with(example, "")
+}
+
+/// As [`guest`], built with the cargo `features` given (comma separated;
+/// each set in a directory of its own, so that builds never overwrite each other).
+pub fn guest_with(example: &str, features: &str) -> Option<PathBuf> {
     if !present(&format!("the Rust target {TARGET} (scripts/services adds it)"), target_installed()) {
         return None;
     }
-    let (root, target_dir) = (root(), guests_dir());
+    let root = root();
+    let target_dir = match features {
+        "" => guests_dir(),
+        some => guests_dir().join(some.replace(',', "+")),
+    };
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--target", TARGET, "--manifest-path"])
+        .args(["build", "--release", "--quiet", "--target", TARGET, "--features", features, "--manifest-path"])
         .arg(root.join("examples").join(example).join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
         .current_dir(&root)

@@ -59,6 +59,10 @@ struct State {
     /// The guest's function names once it said hello.
     names: Option<Vec<String>>,
     assignment: Option<Assignment>,
+    /// The main said it is ready (its start-up done).
+    ready: bool,
+    /// The main said the next thread it starts is the starter.
+    starting: bool,
     /// The thread that starts the workers, made by the main, not yet run.
     starter: Option<(i32, i32)>,
     starter_ran: bool,
@@ -104,7 +108,8 @@ impl Pack {
                 _ => None,
             })
             .ok_or_else(|| Error::Invalid("it imports no env.memory".into()))?;
-        if snapshot_to.is_some() && !module.imports().any(|i| i.module() == "volley" && i.name() == "ready") {
+        let says_ready = module.imports().any(|i| i.module() == "volley" && i.name() == "ready");
+        if snapshot_to.is_some() && !says_ready {
             return Err(Error::Guest("the module never says it is ready (it does not import volley.ready)".into()));
         }
         let memory = SharedMemory::new(&engine, memory_type).map_err(|e| Error::Engine(format!("{e:?}")))?;
@@ -148,16 +153,27 @@ impl Pack {
                 }
             })
             .map_err(|e| Error::Engine(format!("cannot start the module's main thread: {e}")))?;
-        let names = pack.wait_hello()?;
+        // Its start-up done before the process says hello to the invoker: a
+        // warm process runs it off any burst's clock.
+        let names = pack.wait_hello(says_ready)?;
         Ok((pack, names))
     }
 
     /// The module's main is ready: with `snapshot_to`, its snapshot is
     /// written and the process ends (0: written; 1: it could not be).
     pub(crate) fn ready(&self) {
-        let Some(dir) = &self.snapshot_to else { return };
+        let Some(dir) = &self.snapshot_to else {
+            self.lock().ready = true;
+            self.changed.notify_all();
+            return;
+        };
         let state = self.lock();
         let written = match (&state.names, state.starter, state.helpers) {
+            _ if self.memory.data_size() as u64 > snapshot::MAX_IMAGE => Err(format!(
+                "its memory after its start-up is {} MiB, more than the {} MiB a snapshot may hold",
+                self.memory.data_size() >> 20,
+                snapshot::MAX_IMAGE >> 20
+            )),
             (Some(names), Some(starter), 0) => {
                 let pages = self.memory.size();
                 let snapshot =
@@ -183,11 +199,14 @@ impl Pack {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wait_hello(&self) -> Result<Vec<String>, Error> {
+    /// Waits for the main's hello (and, `and_ready`, for its start-up to end).
+    fn wait_hello(&self, and_ready: bool) -> Result<Vec<String>, Error> {
         let deadline = Instant::now() + HELLO_TIMEOUT;
         let mut state = self.lock();
         loop {
-            if let Some(names) = &state.names {
+            if let Some(names) = &state.names
+                && (state.ready || !and_ready)
+            {
                 return Ok(names.clone());
             }
             if let Some(why) = &state.main_failed {
@@ -196,7 +215,7 @@ impl Pack {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Guest(format!(
-                    "the module's main did not call volley_wasm::main!'s hello within {HELLO_TIMEOUT:?}"
+                    "the module's main did not say hello and end its start-up within {HELLO_TIMEOUT:?}"
                 )));
             }
             state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
@@ -217,6 +236,11 @@ impl Pack {
             }
             state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// The main's next thread is the starter.
+    pub(crate) fn starting(&self) {
+        self.lock().starting = true;
     }
 
     pub(crate) fn hello(&self, names: Vec<String>) {
@@ -247,8 +271,8 @@ impl Pack {
         self.lock().assignment.map_or(0, |a| a.function)
     }
 
-    /// `wasi.thread-spawn`: the main's first start is the starter (run when
-    /// the pack comes); the starter's are the workers' (as many as the pack
+    /// `wasi.thread-spawn`: the main's start right after it said `starting`
+    /// is the starter (run when the pack comes); the starter's are the workers' (as many as the pack
     /// has); any other is a thread the guest wants for itself, run on a
     /// thread of its own. Returns the thread id, or -1.
     pub(crate) fn thread_spawn(pack: &Arc<Pack>, from: Spawner, start_arg: i32) -> i32 {
@@ -259,7 +283,8 @@ impl Pack {
         };
         let mut state = pack.lock();
         match from {
-            Spawner::Main if state.starter.is_none() => {
+            Spawner::Main if state.starting && state.starter.is_none() => {
+                state.starting = false;
                 state.starter = Some((tid, start_arg));
                 drop(state);
                 Pack::run_starter_if_due(pack);
@@ -406,7 +431,12 @@ fn volley_note(line: &str) {
 /// The pack's files directory: new, under the process's temporary directory
 /// (a sandboxed pack's is its cell's, removed with it).
 fn files_dir() -> Result<PathBuf, Error> {
-    let dir = std::env::temp_dir().join(format!("volley-wasm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+    use std::os::unix::fs::DirBuilderExt;
+    let mut random = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random));
+    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("volley-wasm-{}-{name}", std::process::id()));
+    // A new directory, the process's own: never one someone made (or linked) there before.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
     Ok(dir)
 }

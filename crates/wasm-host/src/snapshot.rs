@@ -77,6 +77,9 @@ pub(crate) fn read(image: &Path) -> Result<Snapshot, Error> {
 
 const PAGE: u64 = 65536;
 
+/// The largest memory a snapshot holds (the invoker copies no larger image).
+pub(crate) const MAX_IMAGE: u64 = 256 << 20;
+
 /// Makes `image` the contents of `memory` (grown to its size first), mapped
 /// copy-on-write: nothing is copied now, and processes of the same image
 /// share its pages until they write them.

@@ -71,6 +71,88 @@ fn take_elements<T: Element>() -> Vec<T> {
     out
 }
 
+/// A received message from its header (kind, source, address, length,
+/// capacity): a buffer handed over, or the pending reply.
+fn received([kind, from, ptr, len, cap]: [u32; 5]) -> (usize, Vec<u8>) {
+    let data = if kind == 1 {
+        // SAFETY: a buffer of this pack's memory that a worker of this pack
+        // gave away (a Vec<u8> of this allocator, with this length and
+        // capacity); it is ours now.
+        unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, cap as usize) }
+    } else {
+        sys::take(0)
+    };
+    (from as usize, data)
+}
+
+/// A request the host keeps: its number, or why it could not be posted.
+#[derive(Debug)]
+struct Request(Result<i32, Error>);
+
+impl Request {
+    fn post(id: i32) -> Request {
+        Request(sys::status(id))
+    }
+
+    fn test(&self) -> bool {
+        match &self.0 {
+            // SAFETY: no memory passed.
+            Ok(id) => (unsafe { sys::request_test(*id) }) != 0,
+            Err(_) => true,
+        }
+    }
+
+    /// Waits once; the host forgets the request.
+    fn wait(mut self) -> Result<[u32; 5], Error> {
+        let id = std::mem::replace(&mut self.0, Err(Error::new("waited for")))?;
+        let mut header = [0u32; 5];
+        // SAFETY: the host writes five words into `header` for a receive.
+        sys::status(unsafe { sys::request_wait(id, header.as_mut_ptr()) })?;
+        Ok(header)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Ok(id) = self.0 {
+            // SAFETY: no memory passed.
+            unsafe { sys::request_forget(id) }
+        }
+    }
+}
+
+/// A send in progress, from [`Comm::isend`].
+#[derive(Debug)]
+pub struct SendRequest(Request);
+
+impl SendRequest {
+    /// Whether the send has finished (successfully or not); never blocks.
+    pub fn test(&self) -> bool {
+        self.0.test()
+    }
+
+    /// Waits until the send is done (within the operation timeout).
+    pub fn wait(self) -> Result<(), Error> {
+        self.0.wait().map(drop)
+    }
+}
+
+/// A posted receive, from [`Comm::irecv`] or [`Comm::irecv_any`].
+#[derive(Debug)]
+pub struct RecvRequest(Request);
+
+impl RecvRequest {
+    /// Whether the message has arrived; never blocks.
+    pub fn test(&self) -> bool {
+        self.0.test()
+    }
+
+    /// Waits for the message (within the operation timeout): its sender and bytes.
+    pub fn wait(self) -> Result<(usize, Vec<u8>), Error> {
+        self.0.wait().map(received)
+    }
+}
+
 /// A worker's communicator.
 #[derive(Debug)]
 pub struct Comm {
@@ -144,16 +226,25 @@ impl Comm {
         let mut header = [0u32; 5];
         // SAFETY: the host writes five words into `header`.
         sys::status(unsafe { sys::recv(src, tag as i64, header.as_mut_ptr()) })?;
-        let [kind, from, ptr, len, cap] = header;
-        let data = if kind == 1 {
-            // SAFETY: a buffer of this pack's memory that a worker of this
-            // pack gave away with `send_vec` (from a Vec<u8> of this
-            // allocator, with this length and capacity); it is ours now.
-            unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, cap as usize) }
-        } else {
-            sys::take(0)
-        };
-        Ok((from as usize, data))
+        Ok(received(header))
+    }
+
+    /// Starts sending `data` to `dst` (copied now); [`SendRequest::wait`] says how it went.
+    pub fn isend(&self, dst: usize, tag: u64, data: &[u8]) -> SendRequest {
+        // SAFETY: the host copies `data` during the call.
+        SendRequest(Request::post(unsafe { sys::isend(dst as i32, tag as i64, data.as_ptr(), data.len()) }))
+    }
+
+    /// Posts a receive of the next message from `src` with `tag`.
+    pub fn irecv(&self, src: usize, tag: u64) -> RecvRequest {
+        // SAFETY: no memory passed.
+        RecvRequest(Request::post(unsafe { sys::irecv(src as i32, tag as i64) }))
+    }
+
+    /// Posts a receive of the next message with `tag` from any worker.
+    pub fn irecv_any(&self, tag: u64) -> RecvRequest {
+        // SAFETY: no memory passed.
+        RecvRequest(Request::post(unsafe { sys::irecv(-1, tag as i64) }))
     }
 
     /// Waits until every worker of the burst has reached the barrier.

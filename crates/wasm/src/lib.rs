@@ -35,7 +35,7 @@ mod error;
 mod sys;
 mod worker;
 
-pub use comm::{Comm, Element, Op};
+pub use comm::{Comm, Element, Op, RecvRequest, SendRequest};
 pub use error::Error;
 pub use serde_json;
 pub use worker::Worker;
@@ -57,7 +57,8 @@ const WORKER_STACK: usize = 1 << 20;
 /// function of the module's start-up, run once before any pack: what it
 /// leaves in statics (a table, a model) every worker finds; with the
 /// invoker's snapshot of the initialised module, it runs once per invoker,
-/// not once per pack (it must not start threads of its own).
+/// not once per pack (a start-up that starts threads of its own cannot be
+/// snapshotted: it runs in every pack process instead).
 #[macro_export]
 macro_rules! main {
     (init = $init:path; $($function:path),+ $(,)?) => {
@@ -86,6 +87,8 @@ pub fn serve(init: Option<fn()>, functions: &[(&str, Function)]) {
         init();
     }
     let table: Vec<Function> = functions.iter().map(|(_, f)| *f).collect();
+    // SAFETY: no memory passed.
+    unsafe { sys::starting() };
     let starter = match std::thread::Builder::new().stack_size(STARTER_STACK).spawn(move || start_workers(&table)) {
         Ok(starter) => starter,
         Err(e) => return fail(&format!("the module could not make its thread that starts the workers: {e}")),

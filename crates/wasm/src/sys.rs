@@ -5,6 +5,7 @@
 #[link(wasm_import_module = "volley")]
 unsafe extern "C" {
     pub(crate) fn hello(names: *const u8, len: usize) -> i32;
+    pub(crate) fn starting();
     pub(crate) fn ready();
     pub(crate) fn wait_pack() -> i32;
     pub(crate) fn fail(message: *const u8, len: usize);
@@ -18,6 +19,11 @@ unsafe extern "C" {
     pub(crate) fn send(dst: i32, tag: i64, data: *const u8, len: usize) -> i32;
     pub(crate) fn send_owned(dst: i32, tag: i64, data: *mut u8, len: usize, cap: usize) -> i32;
     pub(crate) fn recv(src: i32, tag: i64, out: *mut u32) -> i32;
+    pub(crate) fn isend(dst: i32, tag: i64, data: *const u8, len: usize) -> i32;
+    pub(crate) fn irecv(src: i32, tag: i64) -> i32;
+    pub(crate) fn request_test(id: i32) -> i32;
+    pub(crate) fn request_wait(id: i32, out: *mut u32) -> i32;
+    pub(crate) fn request_forget(id: i32);
     pub(crate) fn barrier() -> i32;
     pub(crate) fn abort(reason: *const u8, len: usize);
     pub(crate) fn broadcast(root: i32, data: *const u8, len: usize) -> i32;

@@ -21,6 +21,8 @@ fn init() {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(0x5EED);
     INIT_STAMP.store(hasher.finish() | 1, Ordering::SeqCst);
+    #[cfg(feature = "threaded-init")]
+    let _ = std::thread::spawn(|| ()).join();
 }
 
 /// Where the buffer handed over in the pack was, as its sender saw it.
@@ -50,6 +52,18 @@ fn tour(w: &Worker) -> WorkerResult {
     let prev = (rank + size - 1) % size;
     let got = c.recv(prev, 1)?;
     check(got == pattern(prev, 1000), || format!("ring: rank {prev}'s message arrived changed"))?;
+
+    // Non-blocking: receives posted before the sends they wait for.
+    let posted = c.irecv(prev, 8);
+    let from_any = c.irecv_any(9);
+    c.isend((rank + 1) % size, 8, &pattern(rank, 300)).wait()?;
+    c.isend((rank + 1) % size, 9, b"any").wait()?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !from_any.test() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    check(from_any.wait()? == (prev, b"any".to_vec()), || "irecv_any".into())?;
+    check(posted.wait()? == (prev, pattern(prev, 300)), || "irecv: the message arrived changed".into())?;
 
     // A buffer handed over in the pack: the receiver gets the very bytes.
     if ranks.len() >= 2 && rank == ranks.start {

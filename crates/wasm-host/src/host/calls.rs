@@ -29,6 +29,14 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         caller.data().pack.hello(names.lines().map(str::to_string).collect());
         Ok(0)
     })?;
+    // The module's main's next thread is the starter.
+    linker.func_wrap("volley", "starting", |caller: Caller<'_, Host>| -> wasmtime::Result<()> {
+        if !matches!(caller.data().role, Role::Main) {
+            wasmtime::bail!("volley.starting is for the module's main thread");
+        }
+        caller.data().pack.starting();
+        Ok(())
+    })?;
     // The module's main is done with its start-up (a snapshot is taken here).
     linker.func_wrap("volley", "ready", |caller: Caller<'_, Host>| -> wasmtime::Result<()> {
         if !matches!(caller.data().role, Role::Main) {

@@ -21,7 +21,7 @@ const INLINE: u8 = 0;
 /// The payload is a buffer of the pack's memory, handed over.
 const HANDED: u8 = 1;
 /// `volley.recv`'s source for any sender.
-const ANY: i32 = -1;
+pub(super) const ANY: i32 = -1;
 
 /// A message naming a buffer of the pack's memory, handed over.
 fn handle(ptr: u32, len: u32, cap: u32) -> Bytes {
@@ -50,10 +50,33 @@ fn unwrap(message: &Bytes) -> Option<Received> {
     }
 }
 
+/// Hands the guest the message received from `from` (pending reply 0):
+/// writes (kind, source, address, length, capacity) at `out`: kind 0, the
+/// payload is the pending reply; kind 1, the buffer handed over.
+pub(super) fn deliver(caller: &mut Caller<'_, Host>, from: usize, out: i32) -> wasmtime::Result<i32> {
+    let in_pack = caller.data().worker().is_ok_and(|w| w.comm().pack_ranks().contains(&from));
+    let header = match caller.data().pending.first().and_then(unwrap) {
+        // (Only a worker of this pack can hand over a buffer of its memory.)
+        Some(Received::Handed(ptr, len, cap)) if in_pack => [1, from as u32, ptr, len, cap],
+        Some(Received::Inline(payload)) => {
+            let len = payload.len() as u32;
+            caller.data_mut().pending = vec![payload];
+            [0, from as u32, 0, len, 0]
+        }
+        _ => {
+            return Ok(caller
+                .data_mut()
+                .refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's")));
+        }
+    };
+    write_u32s(&memory(caller), out as u32, &header)?;
+    Ok(0)
+}
+
 /// A message with its header: the guest's bytes copied once.
-fn inline(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Bytes> {
-    let mut message = Vec::with_capacity(len as u32 as usize + 1);
-    message.push(INLINE);
+pub(super) fn inline(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Bytes> {
+    // (Room is made by read_into, once it checked the bytes lie in the memory.)
+    let mut message = vec![INLINE];
     read_into(&memory(caller), ptr as u32, len as u32, &mut message)?;
     Ok(message.into())
 }
@@ -181,21 +204,7 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             if status < 0 {
                 return Ok(status);
             }
-            let header = match unwrap(&caller.data().pending[0]) {
-                Some(Received::Handed(ptr, len, cap)) => [1, from as u32, ptr, len, cap],
-                Some(Received::Inline(payload)) => {
-                    let len = payload.len() as u32;
-                    caller.data_mut().pending = vec![payload];
-                    [0, from as u32, 0, len, 0]
-                }
-                None => {
-                    return Ok(caller
-                        .data_mut()
-                        .refuse(FAILED, format!("rank {from} sent a message that is not a WebAssembly worker's")));
-                }
-            };
-            write_u32s(&memory(&caller), out as u32, &header)?;
-            Ok(0)
+            deliver(&mut caller, from, out)
         },
     )?;
     linker.func_wrap("volley", "barrier", |mut caller: Caller<'_, Host>| {
@@ -268,8 +277,7 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 parts.push(if ranks.contains(&dst) {
                     handle(t[0], t[1], t[2])
                 } else {
-                    let mut m = Vec::with_capacity(t[1] as usize + 1);
-                    m.push(INLINE);
+                    let mut m = vec![INLINE];
                     read_into(&mem, t[0], t[1], &mut m)?;
                     Bytes::from(m)
                 });
@@ -282,7 +290,7 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let mut replies = Vec::with_capacity(status as usize);
             for (src, message) in caller.data().pending.iter().enumerate() {
                 match unwrap(message) {
-                    Some(Received::Handed(ptr, len, cap)) => {
+                    Some(Received::Handed(ptr, len, cap)) if ranks.contains(&src) => {
                         words.extend([1, ptr, len, cap]);
                         replies.push(Bytes::new());
                     }
@@ -290,7 +298,7 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                         words.extend([0, 0, payload.len() as u32, 0]);
                         replies.push(payload);
                     }
-                    None => {
+                    _ => {
                         return Ok(caller
                             .data_mut()
                             .refuse(FAILED, format!("rank {src} sent a part that is not a WebAssembly worker's")));

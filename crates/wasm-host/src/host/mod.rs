@@ -12,6 +12,7 @@
 mod calls;
 mod comm;
 pub(crate) mod memory;
+mod requests;
 mod storage;
 
 use std::ptr::NonNull;
@@ -79,6 +80,8 @@ pub(crate) struct Host {
     pub(crate) finished: Option<WorkerResult>,
     /// What a panic in this thread said, before the guest aborted.
     pub(crate) panicked: Option<String>,
+    /// Non-blocking sends and receives posted, by number.
+    pub(crate) requests: Vec<Option<requests::Request>>,
 }
 
 impl Host {
@@ -91,6 +94,7 @@ impl Host {
             last_comm_error: None,
             finished: None,
             panicked: None,
+            requests: Vec::new(),
         })
     }
 
@@ -185,6 +189,7 @@ pub(crate) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     })?;
     calls::link(linker)?;
     comm::link(linker)?;
+    requests::link(linker)?;
     storage::link(linker)?;
     Ok(())
 }
