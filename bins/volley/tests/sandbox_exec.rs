@@ -76,7 +76,8 @@ fn a_program_runs_as_the_packs_uid_alone_in_its_namespaces_and_confined() {
          cat {other} || echo secret refused; \
          ls /run/postgresql 2>/dev/null || echo run hidden; \
          unshare --user true 2>/dev/null || echo unshare refused; \
-         kill -0 1 && echo can signal itself"
+         kill -0 1 && echo can signal itself; \
+         echo uid_map $(cat /proc/self/uid_map); grep -E 'CapEff|CapBnd' /proc/self/status"
     );
     let out = cell.run(&script);
     let text = text(&out);
@@ -91,6 +92,9 @@ fn a_program_runs_as_the_packs_uid_alone_in_its_namespaces_and_confined() {
     assert!(text.contains("Permission denied") && text.contains("secret refused"), "{text}");
     assert!(text.contains("run hidden") && text.contains("unshare refused"), "{text}");
     assert!(text.contains("can signal itself"), "{text}");
+    // A user namespace of its own, where only its uid is mapped (to itself), without capabilities.
+    assert!(text.contains(&format!("uid_map {UID} {UID} 1\n")), "{text}");
+    assert!(text.contains("CapEff:\t0000000000000000") && text.contains("CapBnd:\t0000000000000000"), "{text}");
     assert_eq!(std::fs::metadata(cell.cell.join("f")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok(), Some(UID));
 }
 

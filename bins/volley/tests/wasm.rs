@@ -109,6 +109,8 @@ fn every_call_of_the_guest_sdk_works_across_packs_and_in_one_memory() {
             assert_eq!(r["outside_refused"], true, "the module sees only its own files: {r}");
             assert_eq!(r["storage"], true);
             stamps.insert(r["init_stamp"].as_u64().unwrap());
+            // Counted by the communicator: bytes left the pack only where there are other packs.
+            assert_eq!(r["remote_bytes"].as_u64().unwrap() > 0, n > g, "n={n} g={g}: {r}");
             let local = w["rank"].as_u64().unwrap() % g;
             if g >= 2 && local == 1 {
                 assert_eq!(r["handed_in_place"], true, "a buffer sent in the pack is handed over, not copied: {r}");

@@ -3,15 +3,17 @@
 //! It runs as a process of its own, single-threaded (nothing else may run in
 //! it: new namespaces and forking need that), started by the invoker, which
 //! has already put it in the pack's cgroup. It trades the invoker's
-//! supplementary groups for the `--group`s given, unshares new PID, mount,
-//! IPC, UTS and cgroup namespaces, and forks: the child is PID 1 of the new
-//! PID namespace; this process stays outside as its reaper and exits as the
+//! supplementary groups for the `--group`s given, unshares new PID, IPC,
+//! UTS and cgroup namespaces, and forks: the child is PID 1 of the new PID
+//! namespace (and makes a mount namespace of its own); this process stays outside as its reaper and exits as the
 //! program did (killing it kills the child, and with it the namespace).
 //! The child makes its mounts private, mounts a fresh /proc and a tmpfs on
 //! each `--tmpfs` directory (hiding what the host keeps there, such as
 //! sockets under /run), names its host `pack`, makes the granted paths below
 //! directories closed to others reachable (cover.rs), enters its directory,
-//! takes the pack's uid and gid (no capability is left), asks to die with
+//! enters a user namespace of its own in which the pack's uid and gid (and
+//! its groups) are mapped to themselves, which the reaper maps for it from
+//! outside, takes the pack's uid and gid, asks to die with
 //! its reaper, restricts itself with Landlock and seccomp, and forks the
 //! program as PID 2, staying as the namespace's init: it reaps orphans and
 //! tells the reaper how the program ended (an init gets from inside its
@@ -143,8 +145,9 @@ impl Launch {
         }
         let groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         setgroups(&groups).map_err(setup("taking the supplementary groups"))?;
+        // (The mount namespace is the child's alone: its fresh /proc must not
+        // hide from this process the host's, where it maps the child's user namespace.)
         let namespaces = CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWCGROUP;
@@ -152,31 +155,62 @@ impl Launch {
         // How the program ended, told by the namespace's init (whose own
         // exit cannot carry a signal: see `init`).
         let (ended_rx, ended_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(setup("a pipe"))?;
+        // The child's user namespace, mapped by this process (root outside it):
+        // the child says when it has entered it, this process when it is mapped.
+        let (entered_rx, entered_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(setup("a pipe"))?;
+        let (mapped_rx, mapped_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(setup("a pipe"))?;
         // SAFETY: this process is single-threaded (the caller's contract): the
         // child may do anything the parent could.
         match unsafe { fork() }.map_err(setup("fork"))? {
             ForkResult::Child => {
-                drop(ended_rx);
+                drop((ended_rx, entered_rx, mapped_tx));
                 if let Some(fd) = self.hold_fd {
                     // The reaper holds it; the pack does not.
                     let _ = nix::unistd::close(fd);
                 }
-                let Err(failed) = self.become_program(&filter, ended_tx);
+                let Err(failed) = self.become_program(&filter, ended_tx, (entered_tx, mapped_rx));
                 eprintln!("{failed}");
                 std::process::exit(SETUP_FAILED);
             }
             ForkResult::Parent { child } => {
-                drop(ended_tx);
+                drop((ended_tx, entered_tx, mapped_rx));
+                // (If the child failed before it entered its namespace, it
+                // closed its end: nothing to map, and reaping says why.)
+                let mut byte = [0u8; 1];
+                if nix::unistd::read(&entered_rx, &mut byte).unwrap_or(0) == 1 {
+                    match self.map_user_namespace(child) {
+                        Ok(()) => drop(nix::unistd::write(&mapped_tx, &byte)),
+                        Err(e) => eprintln!("sandbox-exec: mapping the pack's user namespace: {e}"),
+                    }
+                }
+                drop(mapped_tx);
                 Ok(reap(child, ended_rx))
             }
         }
     }
 
+    /// Maps, in `child`'s user namespace, the pack's uid, gid and groups to
+    /// themselves (nothing else: root is no one there).
+    fn map_user_namespace(&self, child: Pid) -> std::io::Result<()> {
+        let uid_map = format!("{0} {0} 1\n", self.uid);
+        let mut gids = vec![self.gid];
+        gids.extend(self.groups.iter().filter(|g| **g != self.gid));
+        let gid_map: String = gids.iter().map(|g| format!("{g} {g} 1\n")).collect();
+        std::fs::write(format!("/proc/{child}/uid_map"), uid_map)?;
+        std::fs::write(format!("/proc/{child}/gid_map"), gid_map)
+    }
+
     /// In the child, PID 1 of the new namespace: the steps after the fork,
     /// then the program forked as PID 2 while this process stays its init.
     /// Returns only on failure.
-    fn become_program(&self, filter: &Filter, ended: OwnedFd) -> Result<Infallible, LaunchError> {
+    fn become_program(
+        &self,
+        filter: &Filter,
+        ended: OwnedFd,
+        (entered, mapped): (OwnedFd, OwnedFd),
+    ) -> Result<Infallible, LaunchError> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
+        unshare(CloneFlags::CLONE_NEWNS).map_err(setup("a mount namespace"))?;
         let none: Option<&str> = None;
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(setup("private mounts"))?;
         let hidden = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -208,9 +242,24 @@ impl Launch {
             true => Some(open_program(Path::new(&self.program[0]))?),
             false => None,
         };
+        // A user namespace of its own, last: the mounts above needed root in
+        // the namespace that owns them. Mapped by the reaper, outside.
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("a user namespace"))?;
+        nix::unistd::write(&entered, &[1]).map_err(setup("a user namespace"))?;
+        let mut byte = [0u8; 1];
+        if nix::unistd::read(&mapped, &mut byte).unwrap_or(0) != 1 {
+            return Err(LaunchError::Setup {
+                what: "a user namespace",
+                source: std::io::Error::other("the reaper could not map the pack's uid in it"),
+            });
+        }
+        drop((entered, mapped));
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         setresgid(gid, gid, gid).map_err(setup("taking the pack's gid"))?;
         setresuid(uid, uid, uid).map_err(setup("taking the pack's uid"))?;
+        // In a user namespace where root is no one, taking a uid does not end
+        // the capabilities the namespace gave: they are dropped here.
+        drop_capabilities().map_err(setup("dropping capabilities"))?;
         // A change of uid clears the death signal: asked again.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("dying with the reaper"))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
@@ -258,6 +307,21 @@ impl Launch {
             None => execvp(&program[0], &program).map_err(setup("starting the program")),
         }
     }
+}
+
+/// Clears every capability of this process: the bounding set (nothing can
+/// be gained back by an exec), then the sets themselves (capset(2), version 3).
+fn drop_capabilities() -> nix::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: prctl(2) with integer arguments (EINVAL past the last capability).
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = [VERSION_3, 0u32];
+    let none = [0u32; 6];
+    // SAFETY: capset(2) reads a v3 header and two sets of three words.
+    let done = unsafe { libc::syscall(libc::SYS_capset, header.as_ptr(), none.as_ptr()) };
+    if done == 0 { Ok(()) } else { Err(nix::Error::last()) }
 }
 
 /// The program's file, opened as root, left open across exec: a script's

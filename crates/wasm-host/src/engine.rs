@@ -50,9 +50,12 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<Module, Error> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Read { path: path.into(), source })?;
     // SAFETY: geteuid(2) only reads the caller's effective uid.
     let me = unsafe { libc::geteuid() };
-    // Written by root (the invoker of sandboxed packs) or by this very user,
-    // and writable by nobody else: no pack could have put code there.
-    if (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
+    // Written by root (the invoker of sandboxed packs: seen from a pack's
+    // user namespace, where root is not mapped, as the overflow uid) or by
+    // this very user, and writable by nobody else: no pack could have put
+    // code there.
+    let owner_trusted = meta.uid() == 0 || meta.uid() == me || (in_user_namespace() && meta.uid() == overflow_uid());
+    if !owner_trusted || meta.mode() & 0o022 != 0 {
         return Err(Error::Untrusted(path.into()));
     }
     // SAFETY: the file is an artefact `compile` wrote (owner and mode checked
@@ -60,4 +63,17 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<Module, Error> {
     // over it); wasmtime checks that it was made by this version and config.
     unsafe { Module::deserialize_file(engine, path) }
         .map_err(|e| Error::Load { path: path.into(), reason: format!("{e:?}") })
+}
+
+/// Whether this process runs in a user namespace other than the machine's
+/// (whose map is the whole range, `0 0 4294967295`).
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|map| map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
+/// The uid a user namespace shows for users it does not map.
+fn overflow_uid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid").ok().and_then(|u| u.trim().parse().ok()).unwrap_or(65534)
 }

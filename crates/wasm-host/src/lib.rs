@@ -37,7 +37,9 @@ pub enum Error {
     #[error("the WebAssembly engine failed: {0}")]
     Engine(String),
     /// An artefact someone other than this machine's trusted side could have written.
-    #[error("refusing to load {0}: a compiled module must be owned by root or this user and writable by no one else")]
+    #[error(
+        "refusing to load {0}: a compiled module must be owned by root (unmapped, in a pack's user namespace) or this user, and writable by no one else"
+    )]
     Untrusted(PathBuf),
     /// An artefact wasmtime would not load (another version or configuration).
     #[error("cannot load the compiled module {path}: {reason}")]

@@ -153,6 +153,28 @@ impl RecvRequest {
     }
 }
 
+/// `values` combined by `f`, first to last.
+fn fold<F: Fn(&[u8], &[u8]) -> Vec<u8>>(values: Vec<Vec<u8>>, f: F) -> Result<Vec<u8>, Error> {
+    let mut values = values.into_iter();
+    let first = values.next().ok_or_else(|| Error::new("a reduction over no workers"))?;
+    Ok(values.fold(first, |acc, v| f(&acc, &v)))
+}
+
+/// What a worker's communicator has moved (the native SDK's `CommStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommStats {
+    /// Messages to workers of the same pack.
+    pub local_messages: u64,
+    /// Their bytes.
+    pub local_bytes: u64,
+    /// Messages to other packs.
+    pub remote_messages: u64,
+    /// Their bytes.
+    pub remote_bytes: u64,
+    /// Transfers to other packs (a collective makes one per pack, whatever its messages).
+    pub remote_transfers: u64,
+}
+
 /// A worker's communicator.
 #[derive(Debug)]
 pub struct Comm {
@@ -185,6 +207,21 @@ impl Comm {
     /// The ranks of this pack's workers (they share this module's memory).
     pub fn pack_ranks(&self) -> Range<usize> {
         self.pack_ranks.clone()
+    }
+
+    /// What this worker's communicator has moved so far.
+    pub fn stats(&self) -> Result<CommStats, Error> {
+        let mut v = [0u64; 5];
+        // SAFETY: the host writes five u64 into `v`.
+        sys::status(unsafe { sys::stats(v.as_mut_ptr()) })?;
+        let [local_messages, local_bytes, remote_messages, remote_bytes, remote_transfers] = v;
+        Ok(CommStats { local_messages, local_bytes, remote_messages, remote_bytes, remote_transfers })
+    }
+
+    /// How long a blocking call waits before it fails.
+    pub fn op_timeout(&self) -> std::time::Duration {
+        // SAFETY: no memory passed.
+        std::time::Duration::from_millis(unsafe { sys::op_timeout_ms() }.max(0) as u64)
     }
 
     /// Sends `data` to `dst` with `tag`.
@@ -328,6 +365,36 @@ impl Comm {
                 _ => sys::take(i as i32),
             })
             .collect())
+    }
+
+    /// Every worker's `data` combined by `f` in rank order, on every worker.
+    /// (The module's own function cannot run in the host: the values are
+    /// gathered to every worker and folded here.)
+    pub fn all_reduce_with<F>(&self, data: &[u8], f: F) -> Result<Vec<u8>, Error>
+    where
+        F: Fn(&[u8], &[u8]) -> Vec<u8>,
+    {
+        fold(self.all_gather(data)?, f)
+    }
+
+    /// Every worker's `data` combined by `f` in rank order, at `root` (None elsewhere).
+    pub fn reduce_with<F>(&self, root: usize, data: &[u8], f: F) -> Result<Option<Vec<u8>>, Error>
+    where
+        F: Fn(&[u8], &[u8]) -> Vec<u8>,
+    {
+        self.gather(root, data)?.map(|values| fold(values, f)).transpose()
+    }
+
+    /// As [`Comm::reduce_with`], `f` updating the running value in place.
+    pub fn reduce_in_place<F>(&self, root: usize, data: &[u8], f: F) -> Result<Option<Vec<u8>>, Error>
+    where
+        F: Fn(&mut Vec<u8>, &[u8]),
+    {
+        let Some(values) = self.gather(root, data)? else { return Ok(None) };
+        let mut values = values.into_iter();
+        let mut acc = values.next().unwrap_or_default();
+        values.for_each(|v| f(&mut acc, &v));
+        Ok(Some(acc))
     }
 
     /// Element-wise `op` over every worker's `data`, at `root` (None elsewhere).

@@ -35,7 +35,7 @@ mod error;
 mod sys;
 mod worker;
 
-pub use comm::{Comm, Element, Op, RecvRequest, SendRequest};
+pub use comm::{Comm, CommStats, Element, Op, RecvRequest, SendRequest};
 pub use error::Error;
 pub use serde_json;
 pub use worker::Worker;

@@ -25,6 +25,8 @@ unsafe extern "C" {
     pub(crate) fn request_wait(id: i32, out: *mut u32) -> i32;
     pub(crate) fn request_forget(id: i32);
     pub(crate) fn barrier() -> i32;
+    pub(crate) fn stats(out: *mut u64) -> i32;
+    pub(crate) fn op_timeout_ms() -> i64;
     pub(crate) fn abort(reason: *const u8, len: usize);
     pub(crate) fn broadcast(root: i32, data: *const u8, len: usize) -> i32;
     pub(crate) fn scatter(root: i32, parts: *const u32, n: usize) -> i32;

@@ -125,6 +125,15 @@ fn tour(w: &Worker) -> WorkerResult {
     check(max == [size as i64 - 1, 0], || format!("all_reduce max gave {max:?}"))?;
     let min = c.all_reduce(&[rank as f32 + 0.5], Op::Min)?;
     check(min == [0.5], || format!("all_reduce min gave {min:?}"))?;
+    // Reductions by the module's own functions: rank order is kept.
+    let joined = c.all_reduce_with(&[rank as u8], |a, b| [a, b].concat())?;
+    check(joined == (0..size as u8).collect::<Vec<_>>(), || format!("all_reduce_with gave {joined:?}"))?;
+    let longest =
+        c.reduce_with(0, &vec![7; rank + 1], |a, b| if b.len() > a.len() { b.to_vec() } else { a.to_vec() })?;
+    check(longest.as_ref().map(Vec::len) == (rank == 0).then_some(size), || format!("reduce_with gave {longest:?}"))?;
+    let summed = c.reduce_in_place(size - 1, &[1], |acc, v| acc[0] += v[0])?;
+    check(summed == (rank == size - 1).then(|| vec![size as u8]), || format!("reduce_in_place gave {summed:?}"))?;
+
     let total = c.all_reduce(&[rank as u64, 1], Op::Sum)?;
     facts.insert("sum_of_ranks".into(), json!(total[0]));
     facts.insert("workers".into(), json!(total[1]));
@@ -160,6 +169,10 @@ fn tour(w: &Worker) -> WorkerResult {
     let helped: u64 = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     check(helped == 499_500, || format!("helper threads summed {helped}"))?;
 
+    let stats = c.stats()?;
+    check(stats.local_messages + stats.remote_messages > 0, || format!("the counters saw nothing: {stats:?}"))?;
+    check(c.op_timeout().as_millis() > 0, || "no operation timeout".into())?;
+    facts.insert("remote_bytes".into(), json!(stats.remote_bytes));
     facts.insert("init_stamp".into(), json!(INIT_STAMP.load(Ordering::SeqCst)));
     facts.insert("rank".into(), json!(rank));
     facts.insert("pack".into(), json!(w.pack()));

@@ -207,6 +207,27 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             deliver(&mut caller, from, out)
         },
     )?;
+    // The worker's counters: local and remote messages and bytes, remote transfers (5 u64).
+    linker.func_wrap("volley", "stats", |mut caller: Caller<'_, Host>, out: i32| -> wasmtime::Result<i32> {
+        let stats = match caller.data().worker() {
+            Ok(w) => w.comm().stats(),
+            Err(e) => return Ok(caller.data_mut().refuse(FAILED, e)),
+        };
+        let values = [
+            stats.local_messages,
+            stats.local_bytes,
+            stats.remote_messages,
+            stats.remote_bytes,
+            stats.remote_transfers,
+        ];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        crate::host::memory::write(&memory(&caller), out as u32, &bytes)?;
+        Ok(0)
+    })?;
+    // How long a blocking call may wait, in milliseconds.
+    linker.func_wrap("volley", "op_timeout_ms", |caller: Caller<'_, Host>| -> i64 {
+        caller.data().worker().map_or(-1, |w| w.comm().op_timeout().as_millis() as i64)
+    })?;
     linker.func_wrap("volley", "barrier", |mut caller: Caller<'_, Host>| {
         with_comm(&mut caller, |c| c.barrier().map(|()| Vec::new()))
     })?;
