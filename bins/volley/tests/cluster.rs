@@ -99,6 +99,37 @@ fn a_killed_invoker_fails_its_bursts_and_its_packs_exit() {
     let _ = &c.controller;
 }
 
+#[test]
+fn a_stopped_invoker_leaves_and_its_bursts_end_at_once_with_the_reason() {
+    // The invoker runs as in a Slurm allocation (the variable it reads is inherited).
+    // SAFETY: set before any thread of this test process reads the environment
+    // (nextest runs each test in a process of its own).
+    unsafe { std::env::set_var("SLURM_JOB_ID", "42") };
+    let c = Cluster::start(2, 4);
+    let id = submit(
+        &c.url,
+        serde_json::json!({"function": "sleep", "workers": 8, "granularity": 4, "params": {"seconds": 60}}),
+    );
+    eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
+    let socket = c.invokers[0].data_dir.display().to_string();
+    // SAFETY: kill(2) sends SIGTERM to the invoker, a child of this test.
+    unsafe { libc::kill(c.invokers[0].pid() as i32, libc::SIGTERM) };
+    eventually(10, "the burst to fail", || state(&c.url, &id)["state"] == "failed");
+    let error = state(&c.url, &id)["error"].as_str().unwrap().to_string();
+    // Its reason, not the heartbeat timeout's, nor a pack's exit that only echoes it.
+    assert!(error.contains("invoker inv0 left: Slurm allocation 42 ended (SIGTERM)"), "{error}");
+    let (_, invokers) = http(&c.url, "GET", "/v1/invokers", "");
+    let status = |name: &str| {
+        invokers.as_array().unwrap().iter().find(|i| i["registration"]["name"] == name).unwrap()["status"].clone()
+    };
+    assert_eq!(status("inv0"), "left", "{invokers}");
+    assert_eq!(status("inv1"), "ready", "{invokers}");
+    // Nothing of it is left, and the other invoker takes the next burst.
+    eventually(10, "no pack process of the invoker that left", || processes_with_env(&socket).is_empty());
+    let next = submit(&c.url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 4}));
+    eventually(20, "the next burst to succeed", || state(&c.url, &next)["state"] == "succeeded");
+}
+
 /// Restarts the controller (on the same state) under a running and a queued burst.
 fn controller_restart(store: &[&str]) {
     let dir = TempDir::new("restart-controller");

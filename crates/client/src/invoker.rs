@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use volley_proto::cluster::{Command, Event, Registered, Registration};
+use volley_proto::cluster::{Command, Event, Leaving, Registered, Registration};
 
 use crate::{CALL_TIMEOUT, Client, Error, paths};
 
@@ -27,6 +27,12 @@ impl Client {
     /// Reports events; returns once results among them are saved.
     pub async fn report_events(&self, invoker: &str, events: &[Event]) -> Result<(), Error> {
         self.json::<serde_json::Value>(self.post(&paths::invoker_events(invoker)).json(events)).await.map(drop)
+    }
+
+    /// Says the invoker is leaving, and why: its bursts end at once with the reason.
+    pub async fn leave(&self, invoker: &str, reason: &str) -> Result<(), Error> {
+        let body = Leaving { reason: reason.to_string() };
+        self.json::<serde_json::Value>(self.post(&paths::invoker_leave(invoker)).json(&body)).await.map(drop)
     }
 
     /// A deployed binary, by its SHA-256.

@@ -88,6 +88,10 @@ pub fn invoker_events(id: &str) -> String {
     format!("{INVOKERS}/{id}/events")
 }
 
+pub fn invoker_leave(id: &str) -> String {
+    format!("{INVOKERS}/{id}/leave")
+}
+
 pub fn workflow(name: &str) -> String {
     format!("{WORKFLOWS}/{name}")
 }

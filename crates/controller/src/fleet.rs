@@ -169,6 +169,17 @@ impl Fleet {
         self.invokers.get_mut(id).map(Invoker::seen).is_some()
     }
 
+    /// Removes and returns the invoker `id`, which said it is leaving (kept as `left`).
+    pub(crate) fn leave(&mut self, id: &str) -> Option<Invoker> {
+        let invoker = self.invokers.remove(id)?;
+        tracing::info!(invoker = %id, "invoker left");
+        let mut info = invoker.info();
+        info.status = "left".into();
+        self.lost.retain(|l| l.registration.name != info.registration.name);
+        self.lost.push(info);
+        Some(invoker)
+    }
+
     /// Removes and returns the invokers silent for longer than `timeout`,
     /// keeping their last info as lost.
     pub(crate) fn silent(&mut self, now: Instant, timeout: Duration) -> Vec<Invoker> {

@@ -173,24 +173,38 @@ impl Lifecycle {
     pub(crate) fn check_heartbeats(&mut self, now: Instant) {
         let timeout = self.opts.heartbeat_timeout;
         for invoker in self.fleet.silent(now, timeout) {
-            let id = invoker.id().to_string();
             let reason = format!(
-                "invoker {} ({id}) stopped sending heartbeats for {timeout:?}; its packs are lost",
-                invoker.name()
+                "invoker {} ({}) stopped sending heartbeats for {timeout:?}; its packs are lost",
+                invoker.name(),
+                invoker.id()
             );
-            let affected: Vec<String> = self
-                .active
-                .iter()
-                .filter(|(_, a)| a.burst.packs.iter().any(|p| p.invoker == id))
-                .map(|(b, _)| b.clone())
-                .collect();
-            for burst in affected {
-                let packs: Vec<usize> =
-                    self.active[&burst].burst.packs.iter().filter(|p| p.invoker == id).map(|p| p.index).collect();
-                self.end(&burst, BurstState::Failed, reason.clone());
-                for pack in packs {
-                    self.pack_gone(&burst, pack, Some("its invoker was lost".into()));
-                }
+            self.fail_bursts_on(invoker.id(), &reason, "its invoker was lost");
+        }
+    }
+
+    /// The invoker `id` said it is leaving (`why`): its bursts end now, with
+    /// that cause, not at the heartbeat timeout. False if it is not known.
+    pub(crate) fn invoker_left(&mut self, id: &str, why: &str) -> bool {
+        let Some(invoker) = self.fleet.leave(id) else { return false };
+        let reason = format!("invoker {} left: {why}", invoker.name());
+        self.fail_bursts_on(id, &reason, "its invoker left");
+        true
+    }
+
+    /// Ends every burst with a pack on invoker `id` with `reason` (or retries it, as its policy says).
+    fn fail_bursts_on(&mut self, id: &str, reason: &str, pack_note: &str) {
+        let affected: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.burst.packs.iter().any(|p| p.invoker == id))
+            .map(|(b, _)| b.clone())
+            .collect();
+        for burst in affected {
+            let packs: Vec<usize> =
+                self.active[&burst].burst.packs.iter().filter(|p| p.invoker == id).map(|p| p.index).collect();
+            self.end(&burst, BurstState::Failed, reason.to_string());
+            for pack in packs {
+                self.pack_gone(&burst, pack, Some(pack_note.into()));
             }
         }
     }

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// it: packs of an earlier registration are stopped and their events dropped
     /// (the controller may already run a new attempt of their burst here).
     generation: AtomicU64,
+    /// Why the invoker stops, told to the controller as it leaves.
+    pub(crate) leaving: Arc<Mutex<Option<String>>>,
 }
 
 /// A running pack: its burst, its index, and the registration it belongs to.
@@ -154,6 +156,7 @@ impl Options {
             events,
             packs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            leaving: Arc::new(Mutex::new(None)),
         });
         Ok(Invoker { shared, events: events_rx })
     }
@@ -164,12 +167,13 @@ impl Invoker {
     pub fn run(self, cancel: CancellationToken) -> Handle {
         let (registered_tx, registered) = watch::channel(None);
         let (done_tx, done) = watch::channel(false);
+        let leaving = self.shared.leaving.clone();
         let task = serve::serve(self.shared, self.events, registered_tx, cancel.clone());
         tokio::spawn(async move {
             task.await;
             let _ = done_tx.send(true);
         });
-        Handle { cancel, registered, done }
+        Handle { cancel, registered, done, leaving }
     }
 }
 
@@ -179,6 +183,7 @@ pub struct Handle {
     cancel: CancellationToken,
     registered: watch::Receiver<Option<String>>,
     done: watch::Receiver<bool>,
+    leaving: Arc<Mutex<Option<String>>>,
 }
 
 impl Handle {
@@ -201,7 +206,16 @@ impl Handle {
         self.registered.borrow().clone()
     }
 
-    /// Stops every pack and warm process, then the invoker; returns when all are gone.
+    /// As [`Handle::stop`], telling the controller why the invoker leaves
+    /// (`Slurm allocation 42 ended (SIGTERM)`): its bursts end at once with
+    /// that cause ("invoker NAME left: ...").
+    pub async fn leave(&self, reason: &str) {
+        *self.leaving.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        self.stop().await;
+    }
+
+    /// Stops every pack and warm process, then the invoker (which tells the
+    /// controller it leaves); returns when all are gone.
     pub async fn stop(&self) {
         self.cancel.cancel();
         let mut done = self.done.clone();

@@ -17,6 +17,9 @@ use volley_proto::pack::ToPack;
 
 use crate::{Shared, process};
 
+/// How long a leaving invoker waits for the controller to hear it.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A call the controller answered "not found": it does not know this invoker
 /// (it restarted, or declared it lost): register again.
 fn forgotten(e: &volley_client::Error) -> bool {
@@ -76,6 +79,15 @@ pub(crate) async fn serve(
                 }
             }
         }
+    }
+    // The controller hears why before the packs end (their exits would only
+    // echo it), and at once, not at the heartbeat timeout.
+    let reason = shared.leaving.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let reason = reason.unwrap_or_else(|| "the invoker was stopped".into());
+    match tokio::time::timeout(LEAVE_TIMEOUT, client.leave(&id, &reason)).await {
+        Ok(Ok(())) => tracing::info!("left the controller: {reason}"),
+        Ok(Err(e)) => tracing::warn!("could not tell the controller this invoker leaves: {e}"),
+        Err(_) => tracing::warn!("the controller did not answer this invoker's leaving within {LEAVE_TIMEOUT:?}"),
     }
     shared.kill_all();
     shared.pool.drain().await;

@@ -114,6 +114,16 @@ impl Event {
     }
 }
 
+/// An invoker leaving on purpose: it was stopped, or the allocation or pod it
+/// ran in ended. Its bursts fail (or are retried) at once, with this reason.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaving {
+    /// Why, in words (`Slurm allocation 42 ended (SIGTERM)`).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
+    pub reason: String,
+}
+
 /// A registered invoker as `GET /v1/invokers` reports it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +135,7 @@ pub struct InvokerInfo {
     /// Warm pack processes waiting for a pack.
     #[serde(default)]
     pub warm: usize,
-    /// `ready` or `lost`.
+    /// `ready`, `lost` (it stopped sending heartbeats) or `left` (it said it was leaving).
     pub status: String,
     pub last_seen: u64,
 }

@@ -63,12 +63,27 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-async fn until_signal() {
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn until_signal() -> &'static str {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => "SIGTERM",
     }
+}
+
+/// Why an invoker stopped by `signal` leaves, as the engine that started it
+/// would say: a Slurm allocation's end, a Kubernetes pod's stop, or plainly.
+fn leaving_because(signal: &str) -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(job) = var("SLURM_JOB_ID") {
+        return format!("Slurm allocation {job} ended ({signal})");
+    }
+    if var("KUBERNETES_SERVICE_HOST").is_some() {
+        let pod = var("POD_NAME").or_else(|| var("HOSTNAME")).unwrap_or_else(|| "its pod".into());
+        return format!("pod {pod} was stopped ({signal})");
+    }
+    format!("the invoker was stopped ({signal})")
 }
 
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -116,8 +131,8 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
             registered = invoker.ready() => { registered?; }
             _ = until_signal() => { invoker.stop().await; return Ok(()); }
         }
-        until_signal().await;
-        invoker.stop().await;
+        let signal = until_signal().await;
+        invoker.leave(&leaving_because(signal)).await;
         Ok(())
     })
 }

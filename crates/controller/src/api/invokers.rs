@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use volley_proto::api::ErrorBody;
-use volley_proto::cluster::{Command, Event, InvokerInfo, Registered, Registration};
+use volley_proto::cluster::{Command, Event, InvokerInfo, Leaving, Registered, Registration};
 
 use super::extract::{Body, Items, Path, Query, check_id};
 use crate::auth::{Caller, InvokerCaller};
@@ -82,6 +82,22 @@ pub(crate) async fn commands(
 pub(crate) struct Reported {
     /// Always true: the events were applied (and results among them saved).
     ok: bool,
+}
+
+/// Invoker: leave on purpose (stopped; its allocation or pod ended): its bursts end at once with the reason
+#[utoipa::path(post, path = "/v1/invokers/{id}/leave", operation_id = "leave", tag = "invokers", security(("invoker_token" = [])),
+    params(InvokerId), request_body = Leaving,
+    responses((status = 200, description = "gone: its bursts ended with the reason", body = Reported),
+              (status = "default", description = "not registered, or refused", body = ErrorBody)))]
+pub(crate) async fn leave(
+    State(plane): Plane,
+    _: InvokerCaller,
+    Path(InvokerId { id }): Path<InvokerId>,
+    Body(leaving): Body<Leaving>,
+) -> Result<Json<Reported>> {
+    check_id("invoker", &id)?;
+    plane.leave(&id, &leaving.reason).await?;
+    Ok(Json(Reported { ok: true }))
 }
 
 /// Invoker: report events (results are saved before the answer)

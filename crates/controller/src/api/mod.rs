@@ -66,6 +66,7 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(invokers::register, invokers::list))
         .routes(routes!(invokers::commands))
         .routes(routes!(invokers::events))
+        .routes(routes!(invokers::leave))
         .routes(routes!(flows::list))
         .routes(routes!(flows::deploy, flows::get, flows::delete))
         .routes(routes!(flows::start, flows::runs))

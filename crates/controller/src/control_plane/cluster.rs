@@ -18,6 +18,8 @@ pub(crate) const MAX_MEMORY_MB: u64 = 1 << 40;
 
 /// Longest an invoker's poll for commands may wait.
 pub(crate) const MAX_POLL: Duration = Duration::from_secs(30);
+/// The longest reason an invoker may give for leaving, in characters.
+pub(crate) const MAX_LEAVE_REASON: usize = 1024;
 
 impl ControlPlane {
     /// Registers an invoker; it must then poll at least every `heartbeat_ms`.
@@ -73,6 +75,22 @@ impl ControlPlane {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// The invoker says it is leaving: its bursts end at once with `reason`.
+    pub(crate) async fn leave(&self, invoker: &str, reason: &str) -> Result<()> {
+        if reason.is_empty() || reason.chars().count() > MAX_LEAVE_REASON {
+            return Err(Error::BadRequest(format!("a reason for leaving has 1 to {MAX_LEAVE_REASON} characters")));
+        }
+        {
+            let mut state = self.lock();
+            if !state.invoker_left(invoker, reason) {
+                return Err(forgotten(invoker));
+            }
+            state.settle();
+        }
+        self.changed.notify_waiters();
+        self.flush().await
     }
 
     /// Every invoker, ready or lost.
