@@ -149,11 +149,18 @@ async fn drive(
         Some(p) => match shared.programs.path(&shared.client, p).await {
             // A WebAssembly module runs in the invoker's own binary, pooled by
             // module, from its snapshot where one could be made.
-            Ok(path) if wasm::is_module(&path) => match wasm::pack_args(shared, &path).await {
-                Ok(args) => (opts.program.clone(), args),
-                Err(e) => return Ending::cause(e),
+            Ok(path) => match shared.programs.launch(&path) {
+                Some(Some(args)) => (opts.program.clone(), args),
+                Some(None) => (path, Vec::new()),
+                None if wasm::is_module(&path) => match wasm::pack_args(shared, &path).await {
+                    Ok(args) => (opts.program.clone(), args),
+                    Err(e) => return Ending::cause(e),
+                },
+                None => {
+                    shared.programs.settle_launch(&path, None);
+                    (path, Vec::new())
+                }
             },
-            Ok(path) => (path, Vec::new()),
             Err(e) => return Ending::cause(e),
         },
     };

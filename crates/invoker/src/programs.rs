@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -16,11 +16,25 @@ pub(crate) struct Programs {
     dir: PathBuf,
     /// One download per digest at a time; later packs wait for it.
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How each cached program is started, once that is settled: None for a
+    /// native binary (run as it is), a WebAssembly module's `wasm-pack`
+    /// arguments (so no pack start reads or stats its files again).
+    launches: Mutex<HashMap<PathBuf, Option<Vec<String>>>>,
 }
 
 impl Programs {
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Programs { dir, downloads: Mutex::new(HashMap::new()) }
+        Programs { dir, downloads: Mutex::new(HashMap::new()), launches: Mutex::new(HashMap::new()) }
+    }
+
+    /// How the cached program at `path` is started, if that is settled.
+    pub(crate) fn launch(&self, path: &Path) -> Option<Option<Vec<String>>> {
+        self.launches.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+
+    /// Settles how the cached program at `path` is started.
+    pub(crate) fn settle_launch(&self, path: &Path, launch: Option<Vec<String>>) {
+        self.launches.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), launch);
     }
 
     /// One at a time per `name` (a download, a compilation, a snapshot).

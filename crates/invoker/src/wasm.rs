@@ -62,7 +62,14 @@ pub(crate) async fn pack_args(shared: &Shared, module: &Path) -> Result<Vec<Stri
         compile(shared, module, &artifact).await?;
     }
     let mut args = vec![volley_proto::pack::WASM_PACK_ARG.to_string(), artifact.display().to_string()];
-    args.extend(snapshot(shared, &artifact).await.map(|image| image.display().to_string()));
+    let image = snapshot(shared, &artifact).await;
+    // Settled once the snapshot is there or the module cannot have one (not
+    // while a step could not run for the machine's reasons: tried again).
+    let settled = image.is_some() || artifact.with_extension("nosnapshot").exists();
+    args.extend(image.map(|image| image.display().to_string()));
+    if settled {
+        shared.programs.settle_launch(module, Some(args.clone()));
+    }
     Ok(args)
 }
 

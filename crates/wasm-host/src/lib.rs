@@ -19,7 +19,6 @@ mod snapshot;
 use std::path::{Path, PathBuf};
 
 pub use engine::compile;
-pub use snapshot::{check as check_snapshot, files as snapshot_files};
 
 /// What can go wrong loading or running a module.
 #[derive(Debug, thiserror::Error)]

@@ -199,36 +199,13 @@ impl Pack {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for the main's hello (and, `and_ready`, for its start-up to end).
-    fn wait_hello(&self, and_ready: bool) -> Result<Vec<String>, Error> {
-        let deadline = Instant::now() + HELLO_TIMEOUT;
-        let mut state = self.lock();
-        loop {
-            if let Some(names) = &state.names
-                && (state.ready || !and_ready)
-            {
-                return Ok(names.clone());
-            }
-            if let Some(why) = &state.main_failed {
-                return Err(Error::Guest(why.clone()));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Guest(format!(
-                    "the module's main did not say hello and end its start-up within {HELLO_TIMEOUT:?}"
-                )));
-            }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
-    }
-
-    /// Why the module's main failed, if it does within `timeout`.
-    pub(crate) fn failure_within(&self, timeout: Duration) -> Option<String> {
+    /// Waits until `found` finds what it looks for in the state, or `timeout` passes (None).
+    fn wait_for<T>(&self, timeout: Duration, mut found: impl FnMut(&mut State) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if let Some(why) = &state.main_failed {
-                return Some(why.clone());
+            if let Some(it) = found(&mut state) {
+                return Some(it);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -236,6 +213,25 @@ impl Pack {
             }
             state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// Waits for the main's hello (and, `and_ready`, for its start-up to end).
+    fn wait_hello(&self, and_ready: bool) -> Result<Vec<String>, Error> {
+        let said = self.wait_for(HELLO_TIMEOUT, |state| match (&state.names, &state.main_failed) {
+            (Some(names), _) if state.ready || !and_ready => Some(Ok(names.clone())),
+            (_, Some(why)) => Some(Err(Error::Guest(why.clone()))),
+            _ => None,
+        });
+        said.unwrap_or_else(|| {
+            Err(Error::Guest(format!(
+                "the module's main did not say hello and end its start-up within {HELLO_TIMEOUT:?}"
+            )))
+        })
+    }
+
+    /// Why the module's main failed, if it does within `timeout`.
+    pub(crate) fn failure_within(&self, timeout: Duration) -> Option<String> {
+        self.wait_for(timeout, |state| state.main_failed.clone())
     }
 
     /// The main's next thread is the starter.
@@ -384,7 +380,6 @@ impl Pack {
     /// thread started for this worker.
     fn take_start(self: &Arc<Pack>, worker: &Worker, function: usize) -> Result<(i32, i32), String> {
         let timeout = worker.comm().op_timeout().max(START_TIMEOUT);
-        let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         if state.assignment.is_none() {
             state.assignment = Some(Assignment { workers: worker.comm().pack_ranks().len(), function });
@@ -393,22 +388,12 @@ impl Pack {
             Pack::run_starter_if_due(self);
             state = self.lock();
         }
-        loop {
-            if let Some(start) = state.starts.pop_front() {
-                return Ok(start);
-            }
-            if let Some(why) = &state.main_failed {
-                return Err(why.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "the module's main did not start worker {}'s thread within {timeout:?}",
-                    worker.rank()
-                ));
-            }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
+        drop(state);
+        let start = self
+            .wait_for(timeout, |state| state.starts.pop_front().map(Ok).or_else(|| state.main_failed.clone().map(Err)));
+        start.unwrap_or_else(|| {
+            Err(format!("the module's main did not start worker {}'s thread within {timeout:?}", worker.rank()))
+        })
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) struct Snapshot {
 }
 
 /// The image's file in `dir`, and the description's.
-pub fn files(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn files(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("snapshot.image"), dir.join("snapshot.json"))
 }
 
@@ -52,11 +52,6 @@ pub(crate) fn write(memory: &SharedMemory, snapshot: &Snapshot, dir: &Path) -> R
     out.write_all(data).and_then(|()| out.sync_all()).map_err(|source| Error::Write { path: image.clone(), source })?;
     let json = serde_json::to_vec(snapshot).map_err(|e| Error::Engine(e.to_string()))?;
     std::fs::write(&description, json).map_err(|source| Error::Write { path: description, source })
-}
-
-/// Checks the snapshot whose image is `image`: its description reads and the image fits it.
-pub fn check(image: &Path) -> Result<(), Error> {
-    read(image).map(drop)
 }
 
 /// Reads the description of the snapshot whose image is `image` and checks the image fits it.

@@ -4,7 +4,7 @@
 //! an all_to_all (volley_bench::jobs::wasm measures; this prints).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -154,16 +154,9 @@ async fn start_up(client: &Client, args: &WasmArgs, kind: Kind) -> anyhow::Resul
     let mode = Mode::burst(args.granularity);
     let startup = startup::measure(client, &plan, &mode).await?;
     // The pool refilled with idle processes, each ready for a pack of g.
-    let packs = args.workers.div_ceil(args.granularity);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let warm = loop {
-        let warm: usize = client.invokers().await?.iter().map(|i| i.warm).sum();
-        if warm >= packs || Instant::now() > deadline {
-            break warm;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    startup::wait_for_warm(client, args.workers.div_ceil(args.granularity)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let warm: usize = client.invokers().await?.iter().map(|i| i.warm).sum();
     let idle_kb_per_worker = wasm::idle_kb() as f64 / (warm.max(1) * args.granularity) as f64;
     Ok(StartupRow { startup, idle_kb_per_worker })
 }

@@ -45,7 +45,7 @@ pub async fn measure(client: &Client, plan: &Plan, mode: &Mode) -> Result<Startu
 }
 
 /// Waits until the invokers hold `packs` warm processes (bounded).
-async fn wait_for_warm(client: &Client, packs: usize) -> Result<()> {
+pub async fn wait_for_warm(client: &Client, packs: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if client.invokers().await?.iter().map(|i| i.warm).sum::<usize>() >= packs {
