@@ -37,7 +37,8 @@ class Session:
 
     def __init__(self, ref):
         self.ref = ref
-        self._native = _native.Session(ref["url"], ref["id"], ref["token"])
+        # A worker in a pack finds the CA the invoker trusts in VOLLEY_CA_FILE.
+        self._native = _native.Session(ref["url"], ref["id"], ref["token"], os.environ.get("VOLLEY_CA_FILE") or None)
 
     def op(self, obj, op, wait=None, **fields):
         request = {"op": dict(fields, type=op)}

@@ -260,12 +260,15 @@ class Executor:
     ``controller``: a controller's URL (``VOLLEY_CONTROLLER`` if set); None
     starts an embedded platform for this process, stopped when the executor
     is closed or the process exits. ``granularity``: workers per process
-    (``"auto"``: as many as fit)."""
+    (``"auto"``: as many as fit). ``ca_file``: the CA that signed an
+    ``https://`` controller's certificate (``VOLLEY_CA_FILE`` if set; the
+    system's roots are trusted either way)."""
 
     def __init__(self, controller=None, api_key=None, granularity="auto", transport=None, python=None, slots=None,
-                 session_lease=None):
+                 session_lease=None, ca_file=None):
         controller = controller or os.environ.get("VOLLEY_CONTROLLER")
         api_key = api_key or os.environ.get("VOLLEY_API_KEY")
+        ca_file = ca_file or os.environ.get("VOLLEY_CA_FILE") or None
         self._platform = None
         self._dir = None
         if controller is None:
@@ -274,7 +277,7 @@ class Executor:
             controller = self._platform.url
             atexit.register(self.close)
         self.controller = controller
-        self._client = _native.Client(controller, api_key)
+        self._client = _native.Client(controller, api_key, ca_file)
         self._granularity = granularity
         self._transport = transport
         self._futures = []

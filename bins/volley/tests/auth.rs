@@ -97,6 +97,30 @@ fn a_controller_beyond_loopback_refuses_to_start_without_keys() {
     assert!(stderr(&out).contains("beyond loopback: give it API keys"), "{}", stderr(&out));
 }
 
+#[test]
+fn a_controller_beyond_loopback_refuses_plain_http_unless_told() {
+    let dir = TempDir::new("plain");
+    let keys = dir.0.join("keys");
+    std::fs::write(&keys, format!("team-a {KEY_A}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let token = "plain-test-token-000000000000000000000";
+    let base = ["controller", "--listen", "0.0.0.0:0", "--api-keys", keys.to_str().unwrap(), "--invoker-token", token];
+    let out = Command::new(support::volley_exe())
+        .args(base)
+        .args(["--data-dir", dir.0.to_str().unwrap()])
+        .env_remove("VOLLEY_TLS_CERT")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("in plain HTTP") && said.contains("--tls-cert FILE --tls-key FILE"), "{said}");
+    // Told so, it serves (on every interface; its URL is loopback's).
+    let mut args = base.to_vec();
+    args.push("--insecure-plain-http");
+    let (_controller, line) = support::Role::start(&args, &dir.0.join("served"), "listening on ");
+    assert!(line.contains("http://127.0.0.1:"), "{line}");
+}
+
 /// `volley up` with a key file and `ARGS`, its data directory kept by the caller.
 fn up_with_keys(dir: &TempDir, args: &[&str]) -> Platform {
     let keys = dir.0.join("keys");

@@ -16,6 +16,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(invokers: usize, slots: usize) -> Cluster {
+        Cluster::start_with(invokers, slots, &[])
+    }
+
+    /// The same, each invoker with `extra` arguments.
+    fn start_with(invokers: usize, slots: usize, extra: &[&str]) -> Cluster {
         let dir = TempDir::new("controller");
         let (controller, line) = Role::start(
             &["controller", "--listen", "127.0.0.1:0", "--heartbeat-timeout", "3"],
@@ -29,7 +34,9 @@ impl Cluster {
             let dir = TempDir::new(&format!("invoker{i}"));
             let slots = slots.to_string();
             let name = format!("inv{i}");
-            let args = ["invoker", "--controller", url.as_str(), "--slots", slots.as_str(), "--name", name.as_str()];
+            let mut args =
+                vec!["invoker", "--controller", url.as_str(), "--slots", slots.as_str(), "--name", name.as_str()];
+            args.extend_from_slice(extra);
             let (role, _) = Role::start(&args, &dir.0, "registered with the controller");
             roles.push(role);
             dirs.push(dir);
@@ -104,7 +111,8 @@ fn a_stopped_invoker_leaves_and_its_bursts_end_at_once_with_the_reason() {
     // The invoker runs as in a Slurm allocation (the variable it reads is inherited).
     // SAFETY: set before any thread of this test process reads the environment
     // (nextest runs each test in a process of its own).
-    unsafe { std::env::set_var("SLURM_JOB_ID", "42") };
+    // (A job id Slurm cannot know: on a machine with Slurm, the invoker asks it why.)
+    unsafe { std::env::set_var("SLURM_JOB_ID", "4200000042") };
     let c = Cluster::start(2, 4);
     let id = submit(
         &c.url,
@@ -117,7 +125,7 @@ fn a_stopped_invoker_leaves_and_its_bursts_end_at_once_with_the_reason() {
     eventually(10, "the burst to fail", || state(&c.url, &id)["state"] == "failed");
     let error = state(&c.url, &id)["error"].as_str().unwrap().to_string();
     // Its reason, not the heartbeat timeout's, nor a pack's exit that only echoes it.
-    assert!(error.contains("invoker inv0 left: Slurm allocation 42 ended (SIGTERM)"), "{error}");
+    assert!(error.contains("invoker inv0 left: Slurm allocation 4200000042 ended (SIGTERM)"), "{error}");
     let (_, invokers) = http(&c.url, "GET", "/v1/invokers", "");
     let status = |name: &str| {
         invokers.as_array().unwrap().iter().find(|i| i["registration"]["name"] == name).unwrap()["status"].clone()
@@ -128,6 +136,70 @@ fn a_stopped_invoker_leaves_and_its_bursts_end_at_once_with_the_reason() {
     eventually(10, "no pack process of the invoker that left", || processes_with_env(&socket).is_empty());
     let next = submit(&c.url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 4}));
     eventually(20, "the next burst to succeed", || state(&c.url, &next)["state"] == "succeeded");
+}
+
+/// The name of the invoker a burst's first pack runs on, and that invoker's index in `c`.
+fn invoker_of(c: &Cluster, id: &str) -> (String, usize) {
+    let burst = state(&c.url, id);
+    let invoker = burst["packs"][0]["invoker"].as_str().unwrap().to_string();
+    let (_, invokers) = http(&c.url, "GET", "/v1/invokers", "");
+    let name =
+        invokers.as_array().unwrap().iter().find(|i| i["id"] == invoker.as_str()).unwrap()["registration"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let index = name.trim_start_matches("inv").parse().unwrap();
+    (name, index)
+}
+
+fn status_of(url: &str, name: &str) -> serde_json::Value {
+    let (_, invokers) = http(url, "GET", "/v1/invokers", "");
+    let found = invokers.as_array().unwrap().iter().find(|i| i["registration"]["name"] == name).cloned();
+    found.map(|i| i["status"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_draining_invoker_takes_no_new_packs_and_lets_its_bursts_finish() {
+    let mut c = Cluster::start_with(2, 4, &["--drain-grace", "30"]);
+    let id = submit(
+        &c.url,
+        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 4, "params": {"seconds": 3}}),
+    );
+    eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
+    let (name, index) = invoker_of(&c, &id);
+    // SAFETY: kill(2) sends SIGTERM to the invoker, a child of this test.
+    unsafe { libc::kill(c.invokers[index].pid() as i32, libc::SIGTERM) };
+    eventually(10, "the invoker to drain", || status_of(&c.url, &name) == "draining");
+    // New work goes to the other invoker only, at once.
+    let next = submit(&c.url, serde_json::json!({"function": "sum", "workers": 4, "granularity": 4}));
+    eventually(20, "the next burst to succeed", || state(&c.url, &next)["state"] == "succeeded");
+    assert_ne!(invoker_of(&c, &next).0, name);
+    // The running burst finishes; then the invoker leaves and exits.
+    eventually(30, "the drained burst to end", || state(&c.url, &id)["state"] != "running");
+    assert_eq!(state(&c.url, &id)["state"], "succeeded", "{}", state(&c.url, &id));
+    eventually(10, "the invoker to leave", || status_of(&c.url, &name) == "left");
+    let exited = &mut c.invokers[index].child;
+    eventually(10, "the invoker to exit", || exited.try_wait().unwrap().is_some());
+}
+
+#[test]
+fn a_drain_that_runs_out_ends_the_bursts_still_running_saying_so() {
+    let c = Cluster::start_with(1, 4, &["--drain-grace", "1"]);
+    let id = submit(
+        &c.url,
+        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 4, "params": {"seconds": 60}}),
+    );
+    eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
+    // SAFETY: kill(2) sends SIGTERM to the invoker, a child of this test.
+    unsafe { libc::kill(c.invokers[0].pid() as i32, libc::SIGTERM) };
+    eventually(20, "the burst to fail", || state(&c.url, &id)["state"] == "failed");
+    let error = state(&c.url, &id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(
+            "invoker inv0 left: the invoker was stopped (SIGTERM); 1 burst(s) still ran here after a drain of 1 s"
+        ),
+        "{error}"
+    );
 }
 
 /// Restarts the controller (on the same state) under a running and a queued burst.
@@ -201,4 +273,24 @@ fn a_controller_restart_on_postgres_fails_or_retries_running_bursts_and_runs_que
     }
     let schema = support::PgSchema::new("volley_restart");
     controller_restart(&["--store", &schema.url()]);
+}
+
+#[test]
+fn an_elastic_controller_queues_a_burst_larger_than_its_fleet_until_invokers_join() {
+    let dir = TempDir::new("elastic-controller");
+    let args = ["controller", "--listen", "127.0.0.1:0", "--elastic"];
+    let (_controller, line) = Role::start(&args, &dir.0, "listening on ");
+    let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+    let join = |i: usize| {
+        let dir = TempDir::new(&format!("elastic-invoker{i}"));
+        let name = format!("inv{i}");
+        let args = ["invoker", "--controller", url.as_str(), "--slots", "4", "--name", name.as_str()];
+        (Role::start(&args, &dir.0, "registered with the controller").0, dir)
+    };
+    let _first = join(0);
+    // 8 workers in packs of 4 need two invokers: it waits for the second.
+    let id = submit(&url, serde_json::json!({"function": "sum", "workers": 8, "granularity": 4}));
+    assert_eq!(state(&url, &id)["state"], "queued", "{}", state(&url, &id));
+    let _second = join(1);
+    eventually(30, "the burst to run once capacity arrived", || state(&url, &id)["state"] == "succeeded");
 }

@@ -1,18 +1,22 @@
 //! A cluster across hosts: a controller in the root network namespace and
-//! invokers each in its own namespace, joined by a bridge (needs root).
+//! invokers each in its own namespace, joined by a bridge (needs root). The
+//! controller serves HTTPS with a certificate of `volley certificates`, as
+//! one reached across hosts must; invokers and clients trust its CA.
 
 use volley_testkit as support;
 
 use std::time::{Duration, Instant};
 
 use support::netns::{Hosts, available, nft_available};
-use support::{Role, TempDir, eventually, http_as};
+use support::{Role, TempDir, eventually, http_trusting, stderr, volley_exe};
 
 const KEY: &str = "cluster-test-key-00000000000000000000";
 const TOKEN: &str = "cluster-test-token-0000000000000000000";
 
 struct Cluster {
     url: String,
+    /// The CA that signed the controller's certificate.
+    ca: std::path::PathBuf,
     hosts: Hosts,
     invokers: Vec<Option<Role>>,
     _controller: Role,
@@ -26,9 +30,15 @@ impl Cluster {
         let dir = TempDir::new("hosts-controller");
         let keys = dir.0.join("keys");
         std::fs::write(&keys, format!("default {KEY}\n")).unwrap();
+        let certs = certificates(&dir.0.join("certs"), &hosts.gateway());
         let listen = format!("{}:0", hosts.gateway());
+        let (cert, key) = (certs.join("controller.crt"), certs.join("controller.key"));
         let mut args = vec![
             "controller",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
             "--listen",
             listen.as_str(),
             "--api-keys",
@@ -41,6 +51,8 @@ impl Cluster {
         args.extend_from_slice(store);
         let (controller, line) = Role::start(&args, &dir.0, "listening on ");
         let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+        assert!(url.starts_with("https://"), "{line}");
+        let ca = certs.join("ca.crt");
         let mut dirs = vec![dir];
         let mut invokers = Vec::new();
         for i in 0..hosts.namespaces.len() {
@@ -48,6 +60,8 @@ impl Cluster {
             let (addr, slots, name) = (hosts.addr(i), slots.to_string(), format!("host{i}"));
             let args = [
                 "invoker",
+                "--ca-file",
+                ca.to_str().unwrap(),
                 "--controller",
                 url.as_str(),
                 "--token",
@@ -63,11 +77,11 @@ impl Cluster {
             invokers.push(Some(role));
             dirs.push(dir);
         }
-        Cluster { url, hosts, invokers, _controller: controller, _dirs: dirs }
+        Cluster { url, ca, hosts, invokers, _controller: controller, _dirs: dirs }
     }
 
     fn call(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        http_as(Some(KEY), &self.url, method, path, body).1
+        http_trusting(Some(&self.ca), Some(KEY), &self.url, method, path, body).1
     }
 
     fn submit(&self, body: serde_json::Value) -> String {
@@ -91,6 +105,16 @@ impl Cluster {
             .collect();
         if statuses.iter().any(|s| s == "ready") { Some("ready".into()) } else { statuses.into_iter().last() }
     }
+}
+
+/// A CA and a controller certificate for `host` in `dir` (`volley certificates`).
+fn certificates(dir: &std::path::Path, host: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new(volley_exe())
+        .args(["certificates", "--out", dir.to_str().unwrap(), "--host", host])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir.to_path_buf()
 }
 
 impl Drop for Cluster {
@@ -157,4 +181,48 @@ fn a_host_cut_off_fails_its_bursts_and_rejoins_when_back() {
     eventually(30, "host1 to rejoin", || c.invoker_status("host1").as_deref() == Some("ready"));
     let big = c.wait(&c.submit(serde_json::json!({"function": "sum", "workers": 8, "granularity": 2})));
     assert_eq!(big["state"], "succeeded", "{big}");
+}
+
+#[test]
+fn nobody_trusts_a_controller_whose_certificate_it_cannot_check() {
+    if !available() {
+        return;
+    }
+    let c = Cluster::start(1, 2, &[]);
+    // A client with the cluster's CA gets in; one without it, or with another
+    // cluster's CA, is refused before any key is sent, and told what to do.
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["--controller", c.url.as_str(), "--api-key", KEY, "--output", "json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["bursts", "list"]);
+        std::process::Command::new(volley_exe()).args(&args).env_remove("VOLLEY_CA_FILE").output().unwrap()
+    };
+    let trusted = cli(&["--ca-file", c.ca.to_str().unwrap()]);
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let untrusted = cli(&[]);
+    assert!(!untrusted.status.success());
+    assert!(stderr(&untrusted).contains("UnknownIssuer"), "{}", stderr(&untrusted));
+    assert!(stderr(&untrusted).contains("give the CA that signed it with --ca-file"), "{}", stderr(&untrusted));
+    let other = TempDir::new("hosts-other-ca");
+    let other_ca = certificates(&other.0.join("certs"), &c.hosts.gateway()).join("ca.crt");
+    let impostor = cli(&["--ca-file", other_ca.to_str().unwrap()]);
+    assert!(!impostor.status.success());
+    assert!(stderr(&impostor).contains("not trusted"), "{}", stderr(&impostor));
+    // Plain HTTP to the HTTPS port is no way in either.
+    let plain_url = c.url.replacen("https://", "http://", 1);
+    let plain = std::process::Command::new(volley_exe())
+        .args(["--controller", &plain_url, "--api-key", KEY, "bursts", "list"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(stderr(&plain).contains("use an https:// URL"), "{}", stderr(&plain));
+
+    // An invoker on another host without the CA never registers: it says why and keeps trying.
+    let dir = TempDir::new("hosts-untrusting-invoker");
+    let addr = c.hosts.addr(0);
+    let args = ["invoker", "--controller", &c.url, "--token", TOKEN, "--advertise-host", &addr, "--name", "stranger"];
+    let (_stranger, line) =
+        Role::start_in(Some(&c.hosts.namespaces[0]), &args, &dir.0, "cannot register with the controller yet");
+    assert!(line.contains("not trusted here"), "{line}");
+    assert_eq!(c.invoker_status("stranger"), None, "an invoker that cannot check the certificate registers nowhere");
 }

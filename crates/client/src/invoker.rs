@@ -35,10 +35,17 @@ impl Client {
         self.json::<serde_json::Value>(self.post(&paths::invoker_leave(invoker)).json(&body)).await.map(drop)
     }
 
+    /// Says the invoker is draining (`reason`): nothing more is placed on it;
+    /// its running bursts go on until it leaves.
+    pub async fn drain(&self, invoker: &str, reason: &str) -> Result<(), Error> {
+        let body = Leaving { reason: reason.to_string() };
+        self.json::<serde_json::Value>(self.post(&paths::invoker_drain(invoker)).json(&body)).await.map(drop)
+    }
+
     /// A deployed binary, by its SHA-256.
     pub async fn blob(&self, digest: &str) -> Result<Vec<u8>, Error> {
         let resp = self.send(self.request(reqwest::Method::GET, &paths::blob(digest), BLOB_TIMEOUT)).await?;
-        let bytes = resp.bytes().await.map_err(|source| Error::Unreachable { base: self.base.clone(), source })?;
+        let bytes = resp.bytes().await.map_err(|source| Error::unreachable(&self.base, source))?;
         Ok(bytes.to_vec())
     }
 }

@@ -27,6 +27,7 @@ pub mod paths;
 mod sessions;
 mod tenant;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -38,6 +39,18 @@ pub use error::Error;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The certificates of a CA file; an error saying what is wrong with it.
+fn trusted(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem =
+        std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read the CA file {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| Error::Usage(format!("the CA file {} is not PEM certificates: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Usage(format!("the CA file {} holds no PEM certificate", path.display())));
+    }
+    Ok(certs)
+}
 
 /// A client of one controller. Cheap to clone (clones share connections).
 #[derive(Clone)]
@@ -51,6 +64,12 @@ impl Client {
     /// A client of the controller at `base` (`http://host:port`), sending
     /// `secret` as `Authorization: Bearer SECRET` when given.
     pub fn new(base: &str, secret: Option<&str>) -> Result<Client, Error> {
+        Client::with_ca(base, secret, None)
+    }
+
+    /// A client that also trusts the CA certificates in `ca_file` (PEM) for an
+    /// `https://` controller; the system's roots are trusted either way.
+    pub fn with_ca(base: &str, secret: Option<&str>, ca_file: Option<&Path>) -> Result<Client, Error> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Usage(format!("the controller URL {base:?} must start with http:// or https://")));
@@ -60,10 +79,13 @@ impl Client {
         {
             return Err(Error::Usage("the API key holds characters an HTTP header cannot carry".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot make an HTTP client: {e}")))?;
+        let mut http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(path) = ca_file {
+            for cert in trusted(path)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Error::Usage(format!("cannot make an HTTP client: {e}")))?;
         Ok(Client { http, base, secret: secret.filter(|s| !s.is_empty()).map(String::from) })
     }
 
@@ -100,7 +122,7 @@ impl Client {
 
     /// Sends the request; the answer's body on success, else the controller's error.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-        let resp = req.send().await.map_err(|source| Error::Unreachable { base: self.base.clone(), source })?;
+        let resp = req.send().await.map_err(|source| Error::unreachable(&self.base, source))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -114,14 +136,14 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, Error> {
         let resp = self.send(req).await?;
-        let text = resp.text().await.map_err(|source| Error::Unreachable { base: self.base.clone(), source })?;
+        let text = resp.text().await.map_err(|source| Error::unreachable(&self.base, source))?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Decode(format!("{e}: {}", text.chars().take(200).collect::<String>())))
     }
 
     async fn text(&self, req: reqwest::RequestBuilder) -> Result<String, Error> {
         let resp = self.send(req).await?;
-        resp.text().await.map_err(|source| Error::Unreachable { base: self.base.clone(), source })
+        resp.text().await.map_err(|source| Error::unreachable(&self.base, source))
     }
 
     /// `ok` when the controller is up.

@@ -92,6 +92,10 @@ pub fn invoker_leave(id: &str) -> String {
     format!("{INVOKERS}/{id}/leave")
 }
 
+pub fn invoker_drain(id: &str) -> String {
+    format!("{INVOKERS}/{id}/drain")
+}
+
 pub fn workflow(name: &str) -> String {
     format!("{WORKFLOWS}/{name}")
 }

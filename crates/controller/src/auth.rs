@@ -105,6 +105,13 @@ pub(crate) fn check_exposure(listen: &std::net::SocketAddr, opts: &crate::Option
             "the controller listens on {listen}, beyond loopback: give it API keys (--api-keys FILE) and an invoker token (--invoker-token)"
         )));
     }
+    if opts.tls.is_none() && !opts.insecure_plain_http {
+        return Err(Error::BadRequest(format!(
+            "the controller listens on {listen}, beyond loopback, in plain HTTP: API keys and the invoker token would \
+             cross the network in clear; give it a certificate (--tls-cert FILE --tls-key FILE; `volley certificates` \
+             makes a CA and one), or pass --insecure-plain-http on a private network you trust"
+        )));
+    }
     Ok(())
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Invoker {
     wake: Arc<Notify>,
     /// Warm processes, as of the last poll.
     warm: usize,
+    /// Why it drains, if it does: it takes no more packs and leaves soon.
+    draining: Option<String>,
 }
 
 impl Invoker {
@@ -39,6 +41,7 @@ impl Invoker {
             commands: Vec::new(),
             wake: Arc::new(Notify::new()),
             warm: 0,
+            draining: None,
         }
     }
 
@@ -54,7 +57,7 @@ impl Invoker {
             free_slots: self.free_slots,
             free_memory_mb: self.free_memory_mb,
             warm: self.warm,
-            status: "ready".into(),
+            status: if self.draining.is_some() { "draining" } else { "ready" }.into(),
             last_seen: self.last_seen_micros,
         }
     }
@@ -103,20 +106,33 @@ impl Fleet {
         list
     }
 
-    /// Every live invoker's whole capacity (as if nothing ran).
+    /// Every live invoker's whole capacity (as if nothing ran); a draining
+    /// one has none: it is about to go.
     pub(crate) fn capacity(&self) -> Vec<Free> {
         let whole = |i: &Invoker| Free {
             invoker: i.id.clone(),
             slots: i.registration.slots,
             memory_mb: i.registration.memory_mb,
         };
-        self.invokers.values().map(whole).collect()
+        self.taking_packs().map(whole).collect()
     }
 
-    /// Every live invoker's free capacity now.
+    /// Every live invoker's free capacity now (none on a draining one).
     pub(crate) fn free(&self) -> Vec<Free> {
         let free = |i: &Invoker| Free { invoker: i.id.clone(), slots: i.free_slots, memory_mb: i.free_memory_mb };
-        self.invokers.values().map(free).collect()
+        self.taking_packs().map(free).collect()
+    }
+
+    fn taking_packs(&self) -> impl Iterator<Item = &Invoker> {
+        self.invokers.values().filter(|i| i.draining.is_none())
+    }
+
+    /// The invoker `id` drains (`why`): nothing more is placed on it. False if it is not known.
+    pub(crate) fn drain(&mut self, id: &str, why: &str) -> bool {
+        let Some(invoker) = self.invokers.get_mut(id) else { return false };
+        tracing::info!(invoker = %id, "invoker drains: {why}");
+        invoker.draining = Some(why.to_string());
+        true
     }
 
     /// Takes capacity for a pack placed on `id`.

@@ -22,6 +22,7 @@ mod options;
 mod placement;
 mod scheduler;
 mod store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,11 +34,13 @@ pub use auth::{MIN_SECRET_LEN, parse_keys};
 pub use error::{Error, Result};
 pub use options::Options;
 pub use store::{Batch, Docs, Store};
+pub use tls::TlsFiles;
 
 /// A controller that has opened its store, recovered what a previous run left
 /// unfinished and bound its address: [`Controller::run`] serves it.
 pub struct Controller {
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     plane: Arc<control_plane::ControlPlane>,
     flows: flows::Recovered,
 }
@@ -47,6 +50,7 @@ impl Options {
     /// binds the listener.
     pub async fn build(self) -> Result<Controller> {
         self.validate()?;
+        let tls = self.tls.as_ref().map(tls::server_config).transpose()?;
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| Error::Store(format!("cannot create the data directory {}: {e}", self.data_dir.display())))?;
         let store = Store::open(&self.store, &self.data_dir).await?;
@@ -58,7 +62,7 @@ impl Options {
         auth::check_exposure(&addr, &self)?;
         let (plane, ended) = control_plane::ControlPlane::start(self, store).await?;
         let flows = flows::Engine::recover(plane.clone(), ended).await?;
-        Ok(Controller { listener, plane, flows })
+        Ok(Controller { listener, tls, plane, flows })
     }
 }
 
@@ -70,7 +74,14 @@ impl Controller {
 
     /// Serves the API until `cancel` fires (or [`Handle::stop`]); returns at once.
     pub fn run(self, cancel: CancellationToken) -> Handle {
-        let url = format!("http://{}", self.local_addr());
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // Listening on every interface: clients on this host use loopback
+        // (a certificate names 127.0.0.1, never 0.0.0.0).
+        let mut addr = self.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let url = format!("{scheme}://{addr}");
         let (done_tx, done) = tokio::sync::watch::channel(None);
         let plane = self.plane.clone();
         let stop = cancel.clone();
@@ -78,10 +89,15 @@ impl Controller {
         self.flows.run(cancel.clone());
         tokio::spawn(async move {
             let app = api::router(self.plane);
-            let served = axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .map_err(|e| format!("the HTTP server stopped: {e}"));
+            let until = async move { stop.cancelled().await };
+            let served = match self.tls {
+                Some(config) => match tls::TlsListener::new(self.listener, config) {
+                    Ok(listener) => axum::serve(listener, app).with_graceful_shutdown(until).await,
+                    Err(e) => Err(e),
+                },
+                None => axum::serve(self.listener, app).with_graceful_shutdown(until).await,
+            }
+            .map_err(|e| format!("the HTTP server stopped: {e}"));
             ticker.abort();
             let _ = done_tx.send(Some(served));
         });
@@ -99,7 +115,7 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// The API's base URL, `http://host:port`.
+    /// The API's base URL, `http://host:port` (`https://` when it serves TLS).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -182,6 +182,11 @@ impl Lifecycle {
         }
     }
 
+    /// The invoker `id` drains (`why`): nothing more is placed on it. False if it is not known.
+    pub(crate) fn invoker_drains(&mut self, id: &str, why: &str) -> bool {
+        self.fleet.drain(id, why)
+    }
+
     /// The invoker `id` said it is leaving (`why`): its bursts end now, with
     /// that cause, not at the heartbeat timeout. False if it is not known.
     pub(crate) fn invoker_left(&mut self, id: &str, why: &str) -> bool {

@@ -17,6 +17,12 @@ use crate::error::{Error, Result};
 pub struct Options {
     /// Where to listen, e.g. `127.0.0.1:7070` (port 0 picks one).
     pub listen: String,
+    /// Serve HTTPS with this certificate and key (needed beyond loopback,
+    /// unless `insecure_plain_http`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Serve plain HTTP beyond loopback anyway: API keys and the invoker
+    /// token then cross the network in clear (a private network you trust only).
+    pub insecure_plain_http: bool,
     /// The data directory (the embedded store and function binaries live here).
     pub data_dir: PathBuf,
     /// `embedded` (a file in the data directory) or a `postgres://` URL.
@@ -53,6 +59,10 @@ pub struct Options {
     pub invoker_token: Option<String>,
     /// The key `/metrics` requires; None: metrics are open (they carry no tenant data).
     pub metrics_key: Option<String>,
+    /// The fleet grows and shrinks (Slurm allocations, a Kubernetes
+    /// autoscaler): a burst larger than the invokers registered now waits in
+    /// the queue (up to its queue timeout) instead of being refused at once.
+    pub elastic: bool,
     /// Most bursts one namespace may have waiting in the queue.
     pub max_queued_per_namespace: usize,
     /// Longest queue timeout a burst may ask for.
@@ -68,6 +78,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: "127.0.0.1:7070".into(),
+            tls: None,
+            insecure_plain_http: false,
             data_dir: std::env::temp_dir().join("volley").join("controller"),
             store: "embedded".into(),
             functions: Vec::new(),
@@ -83,6 +95,7 @@ impl Default for Options {
             api_keys: HashMap::new(),
             invoker_token: None,
             metrics_key: None,
+            elastic: false,
             max_queued_per_namespace: 1000,
             max_queue_timeout: Duration::from_secs(3600),
             event_retention: Duration::from_secs(7 * 24 * 3600),

@@ -11,6 +11,7 @@
 //! (`ready()`: registered, `stop()`).
 
 mod confine;
+mod health;
 mod logs;
 mod options;
 mod pool;
@@ -24,8 +25,9 @@ mod wasm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -73,6 +75,8 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Why the invoker stops, told to the controller as it leaves.
     pub(crate) leaving: Arc<Mutex<Option<String>>>,
+    /// Set when it drains: its health check says so.
+    draining: Arc<AtomicBool>,
 }
 
 /// A running pack: its burst, its index, and the registration it belongs to.
@@ -95,6 +99,13 @@ impl Shared {
         self.packs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// How many bursts have a pack running here.
+    fn running_bursts(&self) -> usize {
+        let packs = self.lock_packs();
+        let bursts: std::collections::HashSet<&String> = packs.keys().map(|(burst, _, _)| burst).collect();
+        bursts.len()
+    }
+
     fn kill_all(&self) {
         for handle in self.lock_packs().values() {
             handle.kill.notify_one();
@@ -106,6 +117,7 @@ impl Shared {
 pub struct Invoker {
     shared: Arc<Shared>,
     events: mpsc::UnboundedReceiver<Event>,
+    health: Option<std::net::TcpListener>,
 }
 
 impl Options {
@@ -113,11 +125,12 @@ impl Options {
     /// packs connect to.
     pub fn build(self) -> Result<Invoker, Error> {
         self.validate()?;
+        let health = self.health_listen.as_deref().map(health::bind).transpose()?;
         let sockets = self.data_dir.join("sockets");
         std::fs::create_dir_all(&sockets).map_err(|source| Error::DataDir { path: sockets.clone(), source })?;
         let socket = self.data_dir.join("invoker.sock");
         let router = Router::bind(&socket).map_err(|source| Error::DataDir { path: socket.clone(), source })?;
-        let client = Client::new(&self.controller, self.token.as_deref())?;
+        let client = Client::with_ca(&self.controller, self.token.as_deref(), self.ca_file.as_deref())?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let programs = programs::Programs::new(self.data_dir.join("programs"));
         let unavailable = match self.sandbox {
@@ -157,8 +170,9 @@ impl Options {
             packs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             leaving: Arc::new(Mutex::new(None)),
+            draining: Arc::new(AtomicBool::new(false)),
         });
-        Ok(Invoker { shared, events: events_rx })
+        Ok(Invoker { shared, events: events_rx, health })
     }
 }
 
@@ -168,12 +182,17 @@ impl Invoker {
         let (registered_tx, registered) = watch::channel(None);
         let (done_tx, done) = watch::channel(false);
         let leaving = self.shared.leaving.clone();
+        let shared = Arc::downgrade(&self.shared);
+        if let Some(listener) = self.health {
+            let draining = self.shared.draining.clone();
+            tokio::spawn(health::serve(listener, registered.clone(), draining, cancel.clone()));
+        }
         let task = serve::serve(self.shared, self.events, registered_tx, cancel.clone());
         tokio::spawn(async move {
             task.await;
             let _ = done_tx.send(true);
         });
-        Handle { cancel, registered, done, leaving }
+        Handle { cancel, registered, done, leaving, shared }
     }
 }
 
@@ -184,6 +203,8 @@ pub struct Handle {
     registered: watch::Receiver<Option<String>>,
     done: watch::Receiver<bool>,
     leaving: Arc<Mutex<Option<String>>>,
+    /// Weak: the invoker's state goes when it stops, handles or not.
+    shared: Weak<Shared>,
 }
 
 impl Handle {
@@ -212,6 +233,45 @@ impl Handle {
     pub async fn leave(&self, reason: &str) {
         *self.leaving.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         self.stop().await;
+    }
+
+    /// Drains, then leaves (Slurm's `--signal=TERM@N`, a pod's grace period):
+    /// the controller places nothing more here at once, the bursts running
+    /// here go on for up to `grace`, then the invoker leaves with `reason`
+    /// (saying how many bursts were still running, which end with it).
+    pub async fn drain(&self, reason: &str, grace: Duration) {
+        let mut still_running = 0;
+        if let (Some(id), Some(shared)) = (self.id(), self.shared.upgrade())
+            && !grace.is_zero()
+        {
+            shared.draining.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + grace;
+            match tokio::time::timeout(serve::LEAVE_TIMEOUT, shared.client.drain(&id, reason)).await {
+                Ok(Ok(())) => tracing::info!("draining for up to {grace:?}: {reason}"),
+                Ok(Err(e)) => tracing::warn!("could not tell the controller this invoker drains: {e}"),
+                Err(_) => tracing::warn!("the controller did not answer this invoker's draining in time"),
+            }
+            let mut done = self.done.clone();
+            loop {
+                still_running = shared.running_bursts();
+                let now = Instant::now();
+                if still_running == 0 || now >= deadline || *done.borrow() {
+                    break;
+                }
+                let pause = (deadline - now).min(Duration::from_millis(100));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = done.changed() => {}
+                }
+            }
+        }
+        match still_running {
+            0 => self.leave(reason).await,
+            n => {
+                let why = format!("{reason}; {n} burst(s) still ran here after a drain of {} s", grace.as_secs_f64());
+                self.leave(&why).await
+            }
+        }
     }
 
     /// Stops every pack and warm process, then the invoker (which tells the

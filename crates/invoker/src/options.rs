@@ -16,6 +16,12 @@ pub struct Options {
     pub controller: String,
     /// The cluster's invoker token, when the controller requires one.
     pub token: Option<String>,
+    /// A CA (PEM) that signed an `https://` controller's certificate, trusted
+    /// besides the system's roots; handed to packs too.
+    pub ca_file: Option<PathBuf>,
+    /// Where to serve `GET /healthz` (for a Kubernetes probe): 200 once
+    /// registered, 503 before and while draining. None: nowhere.
+    pub health_listen: Option<String>,
     /// The invoker's name (the host name by default).
     pub name: String,
     /// The host other packs reach this invoker's packs at.
@@ -82,6 +88,8 @@ impl Default for Options {
         Options {
             controller: "http://127.0.0.1:7070".into(),
             token: None,
+            ca_file: None,
+            health_listen: None,
             name: hostname(),
             host: "127.0.0.1".into(),
             slots: 2048,

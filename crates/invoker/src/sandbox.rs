@@ -88,6 +88,7 @@ impl Sandbox {
         let mut read: Vec<PathBuf> = SYSTEM.iter().map(PathBuf::from).collect();
         read.extend(python_paths(&opts.python));
         read.extend(opts.pack_read.iter().cloned());
+        read.extend(opts.ca_file.iter().cloned());
         let sockets = opts.data_dir.join("sockets");
         let mut write: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
         write.extend(HIDDEN.iter().map(PathBuf::from));

@@ -18,7 +18,7 @@ use volley_proto::pack::ToPack;
 use crate::{Shared, process};
 
 /// How long a leaving invoker waits for the controller to hear it.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A call the controller answered "not found": it does not know this invoker
 /// (it restarted, or declared it lost): register again.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
-use volley_proto::pack::{PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, PYTHON_PRELOAD_ENV, SOCKET_ENV};
+use volley_proto::pack::{CA_FILE_ENV, PREPARE_ENV, PROCESS_ENV, PYTHON_ENV, PYTHON_PRELOAD_ENV, SOCKET_ENV};
 use volley_sandbox::Cell;
 
 use crate::Shared;
@@ -92,11 +92,13 @@ pub(crate) async fn start(
             (command, hello, None)
         }
     };
+    ignore_sigterm(&mut command);
     let spawned = command
         .env(PROCESS_ENV, &process_id)
         .env(PREPARE_ENV, prepare.to_string())
         .env(PYTHON_ENV, &opts.python)
         .env(PYTHON_PRELOAD_ENV, &opts.python_preload)
+        .envs(opts.ca_file.as_ref().map(|ca| (CA_FILE_ENV, ca)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -167,6 +169,23 @@ fn control_pair() -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     ours.set_nonblocking(true)?;
     Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
+}
+
+/// Starts the program with SIGTERM ignored (inherited across exec, until the
+/// program handles it itself). Slurm sends SIGTERM to every process of a job
+/// step (`scancel`, the time limit's early signal), packs included: a pack is
+/// its invoker's to stop (it drains, leaves, then kills the pack's process
+/// group), not Slurm's, so that a drain lets running bursts finish.
+fn ignore_sigterm(command: &mut Command) {
+    // SAFETY: between fork and exec only signal(2) runs, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::signal(libc::SIGTERM, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Leaves each `(fd, at)` at descriptor `at` of the started program (the

@@ -13,6 +13,9 @@ use crate::Micros;
 pub const PYTHON_ENV: &str = "VOLLEY_PYTHON";
 /// Modules a pack's Python fork server imports before it is ready (the invoker's `--python-preload`).
 pub const PYTHON_PRELOAD_ENV: &str = "VOLLEY_PYTHON_PRELOAD";
+/// The CA file the invoker trusts for an `https://` controller, handed to its
+/// packs (a Python worker reaching its program's session uses it).
+pub const CA_FILE_ENV: &str = "VOLLEY_CA_FILE";
 /// The built-in function that runs Python workers (pickled by the Python package).
 pub const PYTHON_FUNCTION: &str = "python";
 /// The argument an invoker adds to a pack program it starts for Python

@@ -50,9 +50,9 @@ struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (url, api_key=None))]
-    fn new(url: &str, api_key: Option<&str>) -> PyResult<Self> {
-        Ok(Client { inner: volley_client::Client::new(url, api_key).map_err(failed)? })
+    #[pyo3(signature = (url, api_key=None, ca_file=None))]
+    fn new(url: &str, api_key: Option<&str>, ca_file: Option<std::path::PathBuf>) -> PyResult<Self> {
+        Ok(Client { inner: volley_client::Client::with_ca(url, api_key, ca_file.as_deref()).map_err(failed)? })
     }
 
     /// Submits a burst (the request as JSON); returns the burst as JSON.
@@ -120,8 +120,9 @@ fn session_failed(e: volley_client::Error) -> PyErr {
 #[pymethods]
 impl Session {
     #[new]
-    fn new(url: &str, id: String, token: &str) -> PyResult<Self> {
-        let client = volley_client::Client::new(url, None).map_err(failed)?.for_session(token);
+    #[pyo3(signature = (url, id, token, ca_file=None))]
+    fn new(url: &str, id: String, token: &str, ca_file: Option<std::path::PathBuf>) -> PyResult<Self> {
+        let client = volley_client::Client::with_ca(url, None, ca_file.as_deref()).map_err(failed)?.for_session(token);
         Ok(Session { client, id })
     }
 

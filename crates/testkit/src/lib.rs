@@ -18,7 +18,7 @@ pub mod wasm;
 
 pub use fs::TempDir;
 pub use pg::PgSchema;
-pub use platform::{Platform, http, http_as};
+pub use platform::{Platform, http, http_as, http_trusting};
 pub use process::{
     Role, Server, children_of, descendants_of, eventually, json_ok, processes_with_env, stderr, stdout, volley,
     volley_exe,

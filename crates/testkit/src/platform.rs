@@ -89,9 +89,26 @@ pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, serde_jso
 
 /// The same, with `Authorization: Bearer KEY`.
 pub fn http_as(key: Option<&str>, base: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    http_trusting(None, key, base, method, path, body)
+}
+
+/// The same, trusting the CA certificate in `ca` (PEM) for an `https://` controller.
+pub fn http_trusting(
+    ca: Option<&std::path::Path>,
+    key: Option<&str>,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).expect("the CA file");
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"));
+        }
+        let client = client.build().unwrap();
         let url = format!("{base}{path}");
         let mut req = match method {
             "POST" => client.post(url).header("content-type", "application/json").body(body.to_string()),

@@ -9,6 +9,7 @@ mod bench_python;
 mod bench_terasort;
 mod bench_wasm;
 mod bursts;
+pub mod certificates;
 mod data;
 mod demo;
 mod flows;
@@ -18,6 +19,7 @@ mod roles;
 mod run;
 mod serve;
 mod show;
+mod slurm;
 mod startup;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,8 @@ pub use output::Output;
 pub struct Target {
     pub controller: Option<String>,
     pub api_key: Option<String>,
+    /// A CA file trusted for an `https://` controller, besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -45,7 +49,7 @@ impl Target {
 
     /// A client of the controller at `url` (an embedded one, say), with this target's key.
     pub fn client_at(&self, url: &str) -> anyhow::Result<volley_client::Client> {
-        Ok(volley_client::Client::new(url, self.api_key.as_deref())?)
+        Ok(volley_client::Client::with_ca(url, self.api_key.as_deref(), self.ca_file.as_deref())?)
     }
 }
 
@@ -61,6 +65,10 @@ pub struct Cli {
     /// The API key (its namespace scopes what you see and run).
     #[arg(long, global = true, env = "VOLLEY_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// A CA certificate (PEM) that signed an https:// controller's certificate,
+    /// trusted besides the system's roots (invokers hand it to their packs).
+    #[arg(long, global = true, env = "VOLLEY_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +86,8 @@ enum Command {
     Controller(Box<serve::ControllerArgs>),
     /// Start an invoker that joins a controller.
     Invoker(Box<serve::InvokerCmdArgs>),
+    /// Make a CA and a controller certificate it signed, for a controller that serves HTTPS.
+    Certificates(certificates::CertificatesArgs),
     /// Deploy a function binary built with the Volley SDK.
     Deploy(bursts::DeployArgs),
     /// Inspect and cancel bursts.
@@ -104,6 +114,9 @@ enum Command {
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
+    /// Run invokers in Slurm allocations: up, down, grow, shrink, status.
+    #[command(subcommand)]
+    Slurm(slurm::SlurmCmd),
     /// Measure Volley against the raw limits of this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -114,13 +127,20 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
-        let target = Target { controller: self.controller, api_key: self.api_key };
+        let target = Target { controller: self.controller, api_key: self.api_key, ca_file: self.ca_file };
         match self.command {
             Command::Run(args) => run::run(*args, &target, self.output),
             Command::Demo(d) => d.run(&target, self.output),
-            Command::Up(args) => serve::up(*args),
+            Command::Up(mut args) => {
+                args.platform.invoker.ca_file = target.ca_file.clone();
+                serve::up(*args)
+            }
             Command::Controller(args) => serve::controller(*args),
-            Command::Invoker(args) => serve::invoker(*args),
+            Command::Invoker(mut args) => {
+                args.invoker.ca_file = target.ca_file.clone();
+                serve::invoker(*args)
+            }
+            Command::Certificates(c) => c.run(),
             Command::Deploy(d) => d.run(&target, self.output),
             Command::Bursts(b) => b.run(&target, self.output),
             Command::Functions(f) => f.run(&target, self.output),
@@ -131,6 +151,7 @@ impl Cli {
             Command::Sources(s) => s.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
             Command::Bench(b) => b.run(&target, self.output),
+            Command::Slurm(s) => s.run(self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.
             Command::Pack => anyhow::bail!("`volley pack` is started by an invoker, not by hand"),
         }

@@ -62,7 +62,7 @@ impl BrokerArgs {
 }
 
 /// A number of seconds from the command line as a duration.
-fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+pub fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| anyhow::anyhow!("{flag} must be a number of seconds from 0, got {secs}"))
 }
@@ -111,6 +111,18 @@ pub struct InvokerArgs {
     /// A further path sandboxed packs may read; repeatable.
     #[arg(long = "pack-read", value_name = "PATH")]
     pub pack_read: Vec<PathBuf>,
+    /// Serve `GET /healthz` here for probes (e.g. 0.0.0.0:7071): 200 once
+    /// registered with the controller, 503 before and while draining.
+    #[arg(long, env = "VOLLEY_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<String>,
+    /// Seconds an invoker stopped with SIGTERM drains before it leaves: the
+    /// controller places nothing more on it and its running bursts may finish
+    /// (give less than the allocation's `--signal=TERM@N` or the pod's grace period).
+    #[arg(long, env = "VOLLEY_DRAIN_GRACE", default_value_t = 0.0, value_name = "SECONDS")]
+    pub drain_grace: f64,
+    /// The CA the controller's certificate is checked against (the global --ca-file).
+    #[arg(skip)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Whether pack processes are sandboxed (volley_invoker::SandboxMode on the command line).
@@ -158,6 +170,8 @@ impl InvokerArgs {
             launcher: std::env::current_exe()?,
             local_storage: absolute(&self.local_storage)?,
             pack_read: absolute(&self.pack_read)?,
+            ca_file: self.ca_file.as_deref().map(std::path::absolute).transpose()?,
+            health_listen: self.health_listen.clone(),
             ..defaults
         })
     }
@@ -215,6 +229,22 @@ pub struct ControlPlaneArgs {
     /// a repeated event id is dropped; 0 keeps them forever.
     #[arg(long, default_value_t = controller_defaults().event_retention.as_secs_f64())]
     pub event_retention: f64,
+    /// Serve HTTPS with this certificate (PEM, with any intermediates);
+    /// needed beyond loopback (`volley certificates` makes a CA and one).
+    #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "VOLLEY_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback anyway: API keys and the invoker
+    /// token then cross the network in clear (a private network you trust only).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_plain_http: bool,
+    /// The fleet grows and shrinks (`volley slurm grow`, an autoscaler): a
+    /// burst larger than the invokers registered now waits for capacity
+    /// instead of being refused.
+    #[arg(long, env = "VOLLEY_ELASTIC")]
+    pub elastic: bool,
 }
 
 impl ControlPlaneArgs {
@@ -235,7 +265,8 @@ impl ControlPlaneArgs {
             }
             api_keys = keys.into_iter().collect();
         }
-        let invoker_token = invoker_token(data_dir, self.invoker_token.as_deref(), !api_keys.is_empty())?;
+        let invoker_token =
+            invoker_token(data_dir, self.invoker_token.as_deref().map(str::trim), !api_keys.is_empty())?;
         Ok(volley_controller::Options {
             listen: listen.into(),
             data_dir: data_dir.join("controller"),
@@ -252,6 +283,12 @@ impl ControlPlaneArgs {
             max_queued_per_namespace: self.max_queued_per_namespace,
             max_queue_timeout: seconds("--max-queue-timeout", self.max_queue_timeout)?,
             event_retention: seconds("--event-retention", self.event_retention)?,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(volley_controller::TlsFiles { cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            },
+            insecure_plain_http: self.insecure_plain_http,
+            elastic: self.elastic,
             ..controller_defaults()
         })
     }

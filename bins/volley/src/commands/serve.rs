@@ -1,6 +1,7 @@
 //! `volley up`, `volley controller`, `volley invoker`: the long-running roles.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,7 @@ pub struct UpArgs {
     #[command(flatten)]
     place: Place,
     #[command(flatten)]
-    platform: PlatformArgs,
+    pub platform: PlatformArgs,
 }
 
 #[derive(Args)]
@@ -51,7 +52,7 @@ pub struct InvokerCmdArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    invoker: InvokerArgs,
+    pub invoker: InvokerArgs,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -74,10 +75,20 @@ async fn until_signal() -> &'static str {
 
 /// Why an invoker stopped by `signal` leaves, as the engine that started it
 /// would say: a Slurm allocation's end, a Kubernetes pod's stop, or plainly.
-fn leaving_because(signal: &str) -> String {
+async fn leaving_because(signal: &str, drain: Duration) -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(job) = var("SLURM_JOB_ID") {
-        return format!("Slurm allocation {job} ended ({signal})");
+        // Slurm says why (cancelled, time limit, preempted), if it answers in
+        // time; a drain asked Slurm for its signal that long (and a margin) early.
+        let early = match drain.as_secs() {
+            0 => 0,
+            secs => secs + volley_slurm::script::DRAIN_MARGIN_SECS,
+        };
+        let why = tokio::time::timeout(Duration::from_secs(2), volley_slurm::commands::why_ending(&job, early));
+        return match why.await {
+            Ok(Some(why)) => format!("Slurm allocation {job} {why} ({signal})"),
+            _ => format!("Slurm allocation {job} ended ({signal})"),
+        };
     }
     if var("KUBERNETES_SERVICE_HOST").is_some() {
         let pod = var("POD_NAME").or_else(|| var("HOSTNAME")).unwrap_or_else(|| "its pod".into());
@@ -132,7 +143,15 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
             _ = until_signal() => { invoker.stop().await; return Ok(()); }
         }
         let signal = until_signal().await;
-        invoker.leave(&leaving_because(signal)).await;
+        let grace = roles::seconds("--drain-grace", args.invoker.drain_grace)?;
+        let reason = leaving_because(signal, grace).await;
+        // A second signal cuts the drain short.
+        tokio::select! {
+            _ = invoker.drain(&reason, grace) => {}
+            second = until_signal() => {
+                invoker.leave(&format!("{reason}; drain cut short ({second})")).await;
+            }
+        }
         Ok(())
     })
 }

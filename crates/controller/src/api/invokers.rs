@@ -100,6 +100,22 @@ pub(crate) async fn leave(
     Ok(Json(Reported { ok: true }))
 }
 
+/// Invoker: drain (it is being stopped with time to spare): nothing more is placed on it, its bursts go on
+#[utoipa::path(post, path = "/v1/invokers/{id}/drain", operation_id = "drain", tag = "invokers", security(("invoker_token" = [])),
+    params(InvokerId), request_body = Leaving,
+    responses((status = 200, description = "draining: it leaves later", body = Reported),
+              (status = "default", description = "not registered, or refused", body = ErrorBody)))]
+pub(crate) async fn drain(
+    State(plane): Plane,
+    _: InvokerCaller,
+    Path(InvokerId { id }): Path<InvokerId>,
+    Body(leaving): Body<Leaving>,
+) -> Result<Json<Reported>> {
+    check_id("invoker", &id)?;
+    plane.drain(&id, &leaving.reason)?;
+    Ok(Json(Reported { ok: true }))
+}
+
 /// Invoker: report events (results are saved before the answer)
 #[utoipa::path(post, path = "/v1/invokers/{id}/events", operation_id = "report_events", tag = "invokers", security(("invoker_token" = [])),
     params(InvokerId), request_body = Vec<Event>,

@@ -67,6 +67,7 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .routes(routes!(invokers::commands))
         .routes(routes!(invokers::events))
         .routes(routes!(invokers::leave))
+        .routes(routes!(invokers::drain))
         .routes(routes!(flows::list))
         .routes(routes!(flows::deploy, flows::get, flows::delete))
         .routes(routes!(flows::start, flows::runs))

@@ -191,9 +191,13 @@ impl ControlPlane {
         let whole = state.capacity();
         drop(state);
         // Refuse what could never be placed, even on an idle cluster: waiting
-        // would only block the queue until the burst's queue timeout.
+        // would only block the queue until the burst's queue timeout (unless
+        // the fleet is elastic: the capacity may be on its way).
         let memory = r.memory_mb.unwrap_or(self.opts.default_memory_mb);
-        if !whole.is_empty() && crate::placement::place(r.workers, r.granularity, memory, &whole).is_none() {
+        if !whole.is_empty()
+            && !self.opts.elastic
+            && crate::placement::place(r.workers, r.granularity, memory, &whole).is_none()
+        {
             let pack = match r.granularity {
                 Granularity::Fixed(g) => format!("packs of {g} ({} MiB each)", (g as u64).saturating_mul(memory)),
                 Granularity::Auto => "packs of any size".into(),

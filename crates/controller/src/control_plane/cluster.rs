@@ -77,11 +77,20 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The invoker says it drains: nothing more is placed on it; its running
+    /// bursts go on until it leaves.
+    pub(crate) fn drain(&self, invoker: &str, reason: &str) -> Result<()> {
+        check_reason(reason)?;
+        if !self.lock().invoker_drains(invoker, reason) {
+            return Err(forgotten(invoker));
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     /// The invoker says it is leaving: its bursts end at once with `reason`.
     pub(crate) async fn leave(&self, invoker: &str, reason: &str) -> Result<()> {
-        if reason.is_empty() || reason.chars().count() > MAX_LEAVE_REASON {
-            return Err(Error::BadRequest(format!("a reason for leaving has 1 to {MAX_LEAVE_REASON} characters")));
-        }
+        check_reason(reason)?;
         {
             let mut state = self.lock();
             if !state.invoker_left(invoker, reason) {
@@ -138,4 +147,11 @@ fn forgotten(id: &str) -> Error {
     Error::NotFound(format!(
         "invoker {id} is not registered (it was declared lost, or the controller restarted); register again"
     ))
+}
+
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.is_empty() || reason.chars().count() > MAX_LEAVE_REASON {
+        return Err(Error::BadRequest(format!("a reason for leaving has 1 to {MAX_LEAVE_REASON} characters")));
+    }
+    Ok(())
 }
