@@ -280,3 +280,39 @@ fn metrics_can_require_a_key_and_never_name_tenants() {
         assert!(!text.contains(tenant_data), "{tenant_data} in the metrics:\n{text}");
     }
 }
+
+#[test]
+fn idle_connections_from_one_host_do_not_shut_others_out_of_https() {
+    let dir = TempDir::new("tls-flood");
+    let certs = dir.0.join("certs");
+    let made =
+        Command::new(support::volley_exe()).args(["certificates", "--out", certs.to_str().unwrap()]).output().unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let (cert, key) = (certs.join("controller.crt"), certs.join("controller.key"));
+    let args = [
+        "controller",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (_controller, line) = support::Role::start(&args, &dir.0.join("data"), "listening on ");
+    let url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    // 300 connections from another loopback address that never start their handshake.
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into()).ok()?;
+            socket.connect(&addr.into()).ok()?;
+            Some(socket.into())
+        })
+        .collect();
+    assert!(idle.len() >= 100, "only {} idle connections could be made", idle.len());
+    // A client from elsewhere is still served.
+    let (status, body) = support::http_trusting(Some(&certs.join("ca.crt")), None, &url, "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+}

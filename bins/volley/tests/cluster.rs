@@ -160,10 +160,11 @@ fn status_of(url: &str, name: &str) -> serde_json::Value {
 
 #[test]
 fn a_draining_invoker_takes_no_new_packs_and_lets_its_bursts_finish() {
-    let mut c = Cluster::start_with(2, 4, &["--drain-grace", "30"]);
+    // 8 slots each: the draining invoker has room left that it must not be given.
+    let mut c = Cluster::start_with(2, 8, &["--drain-grace", "60"]);
     let id = submit(
         &c.url,
-        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 4, "params": {"seconds": 3}}),
+        serde_json::json!({"function": "sleep", "workers": 4, "granularity": 4, "params": {"seconds": 10}}),
     );
     eventually(20, "the burst to run", || state(&c.url, &id)["state"] == "running");
     let (name, index) = invoker_of(&c, &id);

@@ -58,16 +58,21 @@ impl Deployment {
         let out = Command::new(volley_exe()).args(&args).output().unwrap();
         let mut d = Deployment { dir, env: Vec::new() };
         assert!(out.status.success(), "volley slurm up: {}", stderr(&out));
-        // `up` prints the exports a user pastes.
-        for line in stdout(&out).lines() {
-            let (name, value) = line.trim_start_matches("export ").split_once('=').expect("an export line");
-            let value = match value.strip_prefix("$(cat ").and_then(|v| v.strip_suffix(')')) {
-                Some(file) => std::fs::read_to_string(file).unwrap().trim().to_string(),
-                None => value.to_string(),
-            };
+        // `up` prints the exports a user evaluates: as bash reads them.
+        let mut shell = Command::new("bash")
+            .args(["-c", r#"eval "$(cat)"; printf '%s\n' "$VOLLEY_CONTROLLER" "$VOLLEY_CA_FILE" "$VOLLEY_API_KEY""#])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        shell.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        let evaluated = shell.wait_with_output().unwrap();
+        let values: Vec<String> = stdout(&evaluated).lines().map(String::from).collect();
+        assert!(values.len() == 3 && values.iter().all(|v| !v.is_empty()), "{}", stdout(&out));
+        for (name, value) in ["VOLLEY_CONTROLLER", "VOLLEY_CA_FILE", "VOLLEY_API_KEY"].iter().zip(values) {
             d.env.push((name.to_string(), value));
         }
-        assert_eq!(d.env.len(), 3, "{}", stdout(&out));
         d
     }
 
@@ -195,7 +200,9 @@ fn slurm_up_runs_bursts_across_nodes_grows_drains_and_shrinks() {
     // Grow by one node: an allocation of its own, on a node of its own.
     let grown = d.slurm("grow", &["--nodes", "1", "--wait", "120"]);
     assert!(grown.status.success(), "{}", stderr(&grown));
-    assert_eq!(d.ready_invokers(), ["n1", "n2", "n3"]);
+    let three = d.ready_invokers();
+    assert_eq!(three.len(), 3, "{three:?}");
+    assert!(three.windows(2).all(|w| w[0] != w[1]), "the grown invoker has a node of its own: {three:?}");
     let jobs = d.jobs();
     assert_eq!(jobs.len(), 2);
     let added = jobs[1].clone();
@@ -258,7 +265,9 @@ fn a_cancelled_allocation_ends_its_bursts_at_once_with_the_cause() {
     eventually(30, "the allocation's invokers to be gone", || invokers_of(&job) == 0);
     // Each sandboxed pack's cell goes with its last process.
     for node in ["n1", "n2"] {
-        let cells = std::env::temp_dir().join(format!("volley-{job}-{node}/invoker/cells"));
+        let data = std::env::temp_dir().join(format!("volley-{job}-{node}"));
+        assert!(data.is_dir(), "the invoker's data directory on {node}: {}", data.display());
+        let cells = data.join("invoker/cells");
         let left: Vec<_> =
             std::fs::read_dir(&cells).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         assert!(left.is_empty(), "cells left on {node}: {left:?}");
@@ -277,7 +286,7 @@ fn the_batch_script_can_be_printed_for_sites_that_submit_by_hand() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let script = stdout(&out);
-    for line in ["#SBATCH --nodes=3", "#SBATCH --partition=batch", "#SBATCH --time=1:00:00", "#SBATCH --signal=TERM@75"]
+    for line in ["#SBATCH --nodes=3", "#SBATCH --partition=batch", "#SBATCH --time=1:00:00", "#SBATCH --signal=USR1@75"]
     {
         assert!(script.contains(line), "{line} missing: {script}");
     }

@@ -3,9 +3,10 @@
 //! listener for axum that completes each TLS handshake apart from the accept
 //! loop, so that a slow or hostile client cannot hold up the others.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -20,9 +21,13 @@ use tokio_rustls::server::TlsStream;
 use crate::error::{Error, Result};
 
 /// Longest a client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes under way at once (a flood waits, the accepted ones go on).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most handshakes under way at once; a connection beyond is closed at once
+/// (its client retries), never queued behind the others.
 const MAX_HANDSHAKES: usize = 256;
+/// Most handshakes under way from one address: one host holding connections
+/// open cannot take every slot.
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
 
 /// The controller's certificate chain and private key, PEM files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -94,6 +99,7 @@ async fn accept_loop(
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let per_address = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -108,10 +114,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!("too many TLS handshakes under way: closing the connection from {peer}");
+            continue;
+        };
+        let Some(from_peer) = Pending::take(&per_address, peer.ip()) else {
+            tracing::debug!("too many TLS handshakes under way from {}: closing one", peer.ip());
+            continue;
+        };
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, from_peer);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let _ = ready.send((stream, peer)).await;
@@ -120,6 +133,36 @@ async fn accept_loop(
                 Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
             }
         });
+    }
+}
+
+/// One handshake under way from an address, counted until dropped.
+struct Pending {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl Pending {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr) -> Option<Pending> {
+        let mut all = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = all.entry(address).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Pending { counts: counts.clone(), address })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut all = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = all.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.address);
+            }
+        }
     }
 }
 

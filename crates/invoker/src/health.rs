@@ -1,10 +1,12 @@
 //! `GET /healthz` for an orchestrator's probes (a Kubernetes readiness or
-//! liveness probe): `ok` once the invoker is registered with its controller,
-//! 503 before that and while it drains, so that nothing routes to an invoker
-//! that is going away.
+//! liveness probe): `ok` while the invoker is registered with its controller
+//! and heard from it lately, 503 before that, when it has not reached it for
+//! a minute, and while it drains (nothing should route to an invoker that is
+//! going away).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -12,6 +14,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+
+/// Longest without an answered poll before the invoker calls itself unhealthy
+/// (a poll waits at most 30 s at the controller).
+const STALE: Duration = Duration::from_secs(60);
 
 /// Binds `listen` now, so that a wrong address stops the invoker at start.
 pub(crate) fn bind(listen: &str) -> Result<std::net::TcpListener, Error> {
@@ -26,6 +32,7 @@ pub(crate) async fn serve(
     listener: std::net::TcpListener,
     registered: watch::Receiver<Option<String>>,
     draining: Arc<AtomicBool>,
+    last_poll: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -36,14 +43,18 @@ pub(crate) async fn serve(
         }
     };
     let health = move || {
-        let (registered, draining) = (registered.clone(), draining.clone());
+        let (registered, draining, last_poll) = (registered.clone(), draining.clone(), last_poll.clone());
         async move {
+            let since = volley_proto::now_micros().saturating_sub(last_poll.load(Ordering::SeqCst));
             if draining.load(Ordering::SeqCst) {
-                (StatusCode::SERVICE_UNAVAILABLE, "draining")
+                (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string())
             } else if registered.borrow().is_none() {
-                (StatusCode::SERVICE_UNAVAILABLE, "not registered with the controller yet")
+                (StatusCode::SERVICE_UNAVAILABLE, "not registered with the controller yet".to_string())
+            } else if Duration::from_micros(since) > STALE {
+                let secs = since / 1_000_000;
+                (StatusCode::SERVICE_UNAVAILABLE, format!("the controller has not answered for {secs} s"))
             } else {
-                (StatusCode::OK, "ok")
+                (StatusCode::OK, "ok".to_string())
             }
         }
     };

@@ -11,6 +11,7 @@
 //! (`ready()`: registered, `stop()`).
 
 mod confine;
+mod drain;
 mod health;
 mod logs;
 mod options;
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -75,8 +76,15 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Why the invoker stops, told to the controller as it leaves.
     pub(crate) leaving: Arc<Mutex<Option<String>>>,
-    /// Set when it drains: its health check says so.
-    draining: Arc<AtomicBool>,
+    /// Set when it drains: its health check says so, and it does not
+    /// register again if the controller forgets it meanwhile.
+    pub(crate) draining: Arc<AtomicBool>,
+    /// Polls answered so far (a drain waits for the packs placed just before it).
+    pub(crate) polls: AtomicU64,
+    /// When the last poll was answered (µs since the epoch; 0: never), for the health check.
+    pub(crate) last_poll: Arc<AtomicU64>,
+    /// Whether pack reports are posted (false while the invoker's leaving must come first).
+    pub(crate) reports: watch::Sender<bool>,
 }
 
 /// A running pack: its burst, its index, and the registration it belongs to.
@@ -171,6 +179,9 @@ impl Options {
             generation: AtomicU64::new(0),
             leaving: Arc::new(Mutex::new(None)),
             draining: Arc::new(AtomicBool::new(false)),
+            polls: AtomicU64::new(0),
+            last_poll: Arc::new(AtomicU64::new(0)),
+            reports: watch::Sender::new(true),
         });
         Ok(Invoker { shared, events: events_rx, health })
     }
@@ -184,8 +195,8 @@ impl Invoker {
         let leaving = self.shared.leaving.clone();
         let shared = Arc::downgrade(&self.shared);
         if let Some(listener) = self.health {
-            let draining = self.shared.draining.clone();
-            tokio::spawn(health::serve(listener, registered.clone(), draining, cancel.clone()));
+            let (draining, last_poll) = (self.shared.draining.clone(), self.shared.last_poll.clone());
+            tokio::spawn(health::serve(listener, registered.clone(), draining, last_poll, cancel.clone()));
         }
         let task = serve::serve(self.shared, self.events, registered_tx, cancel.clone());
         tokio::spawn(async move {
@@ -228,42 +239,32 @@ impl Handle {
     }
 
     /// As [`Handle::stop`], telling the controller why the invoker leaves
-    /// (`Slurm allocation 42 ended (SIGTERM)`): its bursts end at once with
-    /// that cause ("invoker NAME left: ...").
+    /// (`Slurm allocation 42 was cancelled (SIGTERM)`): its bursts end at once
+    /// with that cause ("invoker NAME left: ...").
     pub async fn leave(&self, reason: &str) {
-        *self.leaving.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        *self.leaving.lock().unwrap_or_else(|p| p.into_inner()) = Some(drain::bounded(reason));
         self.stop().await;
     }
 
-    /// Drains, then leaves (Slurm's `--signal=TERM@N`, a pod's grace period):
-    /// the controller places nothing more here at once, the bursts running
-    /// here go on for up to `grace`, then the invoker leaves with `reason`
-    /// (saying how many bursts were still running, which end with it).
+    /// Holds back what packs report (their exits) until the controller has
+    /// heard the invoker leave: when the packs are being stopped with it
+    /// (Slurm signals them too), their exits would only echo its cause.
+    pub fn hold_reports(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.reports.send_replace(false);
+        }
+    }
+
+    /// Drains, then leaves (Slurm's early SIGUSR1, a pod's grace period): the
+    /// controller places nothing more here at once, the bursts running here go
+    /// on for up to `grace`, then the invoker leaves with `reason` (saying how
+    /// many bursts were still running, which end with it).
     pub async fn drain(&self, reason: &str, grace: Duration) {
         let mut still_running = 0;
         if let (Some(id), Some(shared)) = (self.id(), self.shared.upgrade())
             && !grace.is_zero()
         {
-            shared.draining.store(true, Ordering::SeqCst);
-            let deadline = Instant::now() + grace;
-            match tokio::time::timeout(serve::LEAVE_TIMEOUT, shared.client.drain(&id, reason)).await {
-                Ok(Ok(())) => tracing::info!("draining for up to {grace:?}: {reason}"),
-                Ok(Err(e)) => tracing::warn!("could not tell the controller this invoker drains: {e}"),
-                Err(_) => tracing::warn!("the controller did not answer this invoker's draining in time"),
-            }
-            let mut done = self.done.clone();
-            loop {
-                still_running = shared.running_bursts();
-                let now = Instant::now();
-                if still_running == 0 || now >= deadline || *done.borrow() {
-                    break;
-                }
-                let pause = (deadline - now).min(Duration::from_millis(100));
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = done.changed() => {}
-                }
-            }
+            still_running = drain::drain(&shared, &id, reason, grace, self.done.clone()).await;
         }
         match still_running {
             0 => self.leave(reason).await,

@@ -43,7 +43,7 @@ pub(crate) async fn serve(
     let _ = registered.send(Some(id.clone()));
     let expiry = tokio::spawn(expire_warm(shared.clone(), shutdown.clone()));
     let (id_tx, id_rx) = watch::channel(id.clone());
-    let poster = tokio::spawn(post_events(client.clone(), id_rx, events, shutdown.clone()));
+    let poster = tokio::spawn(post_events(client.clone(), id_rx, events, shared.reports.subscribe(), shutdown.clone()));
     loop {
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -51,6 +51,8 @@ pub(crate) async fn serve(
         };
         match polled {
             Ok(commands) => {
+                shared.polls.fetch_add(1, Ordering::SeqCst);
+                shared.last_poll.store(volley_proto::now_micros(), Ordering::SeqCst);
                 // Packs per burst in this batch: the warm pool keeps that many ready for next time.
                 let mut per_burst: HashMap<String, usize> = HashMap::new();
                 for c in &commands {
@@ -61,6 +63,11 @@ pub(crate) async fn serve(
                 for command in commands {
                     handle(&shared, &packs, command, &per_burst);
                 }
+            }
+            Err(e) if forgotten(&e) && shared.draining.load(Ordering::SeqCst) => {
+                // A draining invoker the controller forgot would be given new packs if it registered again.
+                tracing::warn!("the controller forgot this invoker while it drained; stopping");
+                break;
             }
             Err(e) if forgotten(&e) => {
                 tracing::warn!("the controller forgot this invoker; stopping its packs and registering again");
@@ -89,6 +96,8 @@ pub(crate) async fn serve(
         Ok(Err(e)) => tracing::warn!("could not tell the controller this invoker leaves: {e}"),
         Err(_) => tracing::warn!("the controller did not answer this invoker's leaving within {LEAVE_TIMEOUT:?}"),
     }
+    // The controller has heard the cause (or cannot): the packs' reports may follow.
+    shared.reports.send_replace(true);
     shared.kill_all();
     shared.pool.drain().await;
     packs.close();
@@ -186,9 +195,12 @@ async fn post_events(
     client: Client,
     id: tokio::sync::watch::Receiver<String>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    mut open: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
     while let Some(first) = events.recv().await {
+        // Held while the invoker's leaving goes first; never longer than the leaving may take.
+        let _ = tokio::time::timeout(LEAVE_TIMEOUT * 2, open.wait_for(|o| *o)).await;
         let mut batch = vec![first];
         while batch.len() < 512 {
             match events.try_recv() {

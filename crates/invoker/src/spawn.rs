@@ -92,7 +92,7 @@ pub(crate) async fn start(
             (command, hello, None)
         }
     };
-    ignore_sigterm(&mut command);
+    ignore_drain_signal(&mut command);
     let spawned = command
         .env(PROCESS_ENV, &process_id)
         .env(PREPARE_ENV, prepare.to_string())
@@ -171,16 +171,16 @@ fn control_pair() -> std::io::Result<(tokio::net::UnixStream, std::os::unix::net
     Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
 }
 
-/// Starts the program with SIGTERM ignored (inherited across exec, until the
-/// program handles it itself). Slurm sends SIGTERM to every process of a job
-/// step (`scancel`, the time limit's early signal), packs included: a pack is
-/// its invoker's to stop (it drains, leaves, then kills the pack's process
-/// group), not Slurm's, so that a drain lets running bursts finish.
-fn ignore_sigterm(command: &mut Command) {
+/// Starts the program with SIGUSR1 ignored (inherited across exec, until the
+/// program handles it itself). Slurm sends a signal to every process of a job
+/// step, packs included; SIGUSR1 is the invokers' "drain" (the allocation's
+/// early signal, `volley slurm down/shrink`): a draining pack must go on
+/// until its burst ends or its invoker stops it. SIGTERM keeps its meaning.
+fn ignore_drain_signal(command: &mut Command) {
     // SAFETY: between fork and exec only signal(2) runs, which is async-signal-safe.
     unsafe {
         command.pre_exec(|| {
-            if libc::signal(libc::SIGTERM, libc::SIG_IGN) == libc::SIG_ERR {
+            if libc::signal(libc::SIGUSR1, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

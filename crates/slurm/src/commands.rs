@@ -76,8 +76,8 @@ impl Slurm {
     }
 
     /// Ends the allocation `job` (Slurm's SIGTERM to its steps, SIGKILL after
-    /// KillWait); with `signal`, only sends that signal to its steps' tasks
-    /// (`TERM`: the invokers drain and leave; the allocation then ends by itself).
+    /// KillWait); with `signal`, only sends that signal to its steps' processes
+    /// (`USR1`: the invokers drain and leave; the allocation then ends by itself).
     pub async fn scancel(&self, job: &str, signal: Option<&str>) -> Result<(), Error> {
         match signal {
             Some(s) => self.run("scancel", &["--signal", s, job]).await.map(drop),
@@ -106,12 +106,12 @@ impl Slurm {
 /// Why Slurm is ending allocation `job`, in words, as far as `squeue` can
 /// tell while its steps receive SIGTERM (None: it cannot say). `early` is
 /// how long before the time limit the allocation asked for its signal
-/// (`--signal=TERM@N`, 0: it did not).
+/// (`--signal=USR1@N`, 0: it did not).
 ///
 /// What Slurm shows at that moment: a cancelled allocation, or one at its
-/// time limit, is COMPLETING while its processes are signalled; one
-/// signalled early, or by `scancel --signal` (`volley slurm down/shrink`),
-/// is still RUNNING.
+/// time limit, is COMPLETING while its processes get SIGTERM; one signalled
+/// early (SIGUSR1 before the time limit), or by `scancel --signal`
+/// (`volley slurm down/shrink`), is still RUNNING.
 pub async fn why_ending(job: &str, early: u64) -> Option<String> {
     let found = Slurm::default().squeue(&[job.to_string()]).await.ok()?;
     let job = found.into_iter().next()?;
@@ -126,7 +126,9 @@ pub async fn why_ending(job: &str, early: u64) -> Option<String> {
         ("NODE_FAIL", _) => "lost a node".into(),
         ("COMPLETING", Some(s)) if s <= 5 => "reached its time limit".into(),
         ("COMPLETING", _) => "was cancelled".into(),
-        ("RUNNING", Some(s)) if early > 0 && s <= early + 5 => format!("reaches its time limit in {s} s"),
+        ("RUNNING", Some(s)) if early > 0 && s <= early.saturating_add(5) => {
+            format!("reaches its time limit in {s} s")
+        }
         ("RUNNING", _) => "is being released (scancel --signal, volley slurm shrink or down)".into(),
         (other, _) => format!("ended ({})", other.to_ascii_lowercase()),
     })
@@ -139,13 +141,13 @@ pub fn seconds(duration: &str) -> Option<u64> {
         None => (0, duration),
     };
     let parts: Vec<u64> = rest.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let hms = match parts.as_slice() {
-        [m] => m * 60,
-        [m, s] => m * 60 + s,
-        [h, m, s] => h * 3600 + m * 60 + s,
+    let (h, m, s) = match parts.as_slice() {
+        [m] => (0, *m, 0),
+        [m, s] => (0, *m, *s),
+        [h, m, s] => (*h, *m, *s),
         _ => return None,
     };
-    Some(days * 86_400 + hms)
+    days.checked_mul(86_400)?.checked_add(h.checked_mul(3600)?)?.checked_add(m.checked_mul(60)?)?.checked_add(s)
 }
 
 /// `ID|STATE|NODES or REASON|TIME|LIMIT` lines.
@@ -185,6 +187,7 @@ mod tests {
         assert_eq!(seconds("2-01:00:00"), Some(2 * 86_400 + 3600));
         assert_eq!(seconds("10"), Some(600));
         assert_eq!(seconds("UNLIMITED"), None);
+        assert_eq!(seconds("99999999999999999-0:0:0"), None, "an overflow is no duration");
     }
 
     #[tokio::test]

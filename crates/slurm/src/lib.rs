@@ -14,7 +14,7 @@ pub mod state;
 
 pub use commands::{Job, Slurm};
 pub use script::{BatchScript, ControllerPlace};
-pub use state::{Allocation, Deployment, Role};
+pub use state::{Allocation, Deployment, Process, Role};
 
 /// What can go wrong talking to Slurm or keeping the deployment's state.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Seconds between Slurm's early SIGTERM and the time limit beyond the drain
-/// itself: leaving, stopping packs and the controller hearing it.
+/// Seconds between Slurm's early signal (SIGUSR1: drain) and the time limit
+/// beyond the drain itself: leaving, stopping packs and the controller hearing it.
 pub const DRAIN_MARGIN_SECS: u64 = 15;
 
 /// Where the invokers' controller runs.
@@ -43,8 +43,8 @@ pub struct BatchScript {
     pub slots: Option<usize>,
     /// The host packs on other nodes reach this node's packs at (None: its host name).
     pub advertise_host: Option<String>,
-    /// Seconds an invoker drains on Slurm's SIGTERM before it leaves; with
-    /// more than 0, Slurm sends it that long (and a margin) before the time limit.
+    /// Seconds an invoker drains before it leaves; with more than 0, Slurm
+    /// sends it SIGUSR1 (drain) that long and a margin before the time limit.
     pub drain_grace: u64,
     /// More `volley invoker` arguments, passed as they are.
     pub invoker_args: Vec<String>,
@@ -59,9 +59,30 @@ fn path(p: &std::path::Path) -> String {
     quote(&p.to_string_lossy())
 }
 
+/// Refuses what a `#SBATCH` line cannot carry as it is.
+fn directive(what: &str, value: &str) -> Result<(), crate::Error> {
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(crate::Error::Usage(format!(
+            "the {what} {value:?} cannot be empty or hold spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
 impl BatchScript {
-    /// The script's text.
-    pub fn render(&self) -> String {
+    /// The script's text; an error for a setting Slurm's directives cannot carry.
+    pub fn render(&self) -> Result<String, crate::Error> {
+        if let Some(p) = &self.partition {
+            directive("partition", p)?;
+        }
+        if let Some(t) = &self.time {
+            directive("time limit", t)?;
+        }
+        let output = self.output.to_string_lossy();
+        directive("output file", &output)?;
+        if self.nodes == 0 {
+            return Err(crate::Error::Usage("an allocation needs at least one node".into()));
+        }
         let mut s = String::from("#!/bin/bash\n");
         let _ = writeln!(s, "#SBATCH --job-name={}", self.job_name);
         let _ = writeln!(s, "#SBATCH --nodes={}", self.nodes);
@@ -76,13 +97,14 @@ impl BatchScript {
             let _ = writeln!(s, "#SBATCH --time={t}");
         }
         if self.drain_grace > 0 {
-            // Slurm's SIGTERM to the steps this long before the time limit: the drain's time.
-            let _ = writeln!(s, "#SBATCH --signal=TERM@{}", self.drain_grace + DRAIN_MARGIN_SECS);
+            // SIGUSR1 to the steps this long before the time limit: the invokers drain.
+            let _ = writeln!(s, "#SBATCH --signal=USR1@{}", self.drain_grace.saturating_add(DRAIN_MARGIN_SECS));
         }
         s.push_str(
             "# Made by `volley slurm`: one Volley invoker per node of this allocation.\n\
              # SIGTERM (time limit, scancel, preemption) makes each invoker leave its\n\
-             # controller, which ends the bursts running here with that cause at once.\n\
+             # controller, which ends the bursts running here with that cause at once;\n\
+             # SIGUSR1 (before the time limit, volley slurm down/shrink) makes it drain first.\n\
              set -euo pipefail\n",
         );
         let volley = path(&self.volley);
@@ -100,8 +122,9 @@ impl BatchScript {
             s,
             "srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c '\n  \
              export VOLLEY_ADVERTISE_HOST=\"${{VOLLEY_ADVERTISE_HOST:-$(hostname)}}\"\n  \
-             exec \"$0\" invoker --name \"$SLURMD_NODENAME\" \
-             --data-dir \"${{TMPDIR:-/tmp}}/volley-$SLURM_JOB_ID-$SLURMD_NODENAME\" \"$@\"' {volley}"
+             dir=\"${{TMPDIR:-/tmp}}/volley-$SLURM_JOB_ID-$SLURMD_NODENAME\"\n  \
+             mkdir -p -m 700 \"$dir\" && [ -O \"$dir\" ] || {{ echo \"volley: $dir is not ours\" >&2; exit 1; }}\n  \
+             exec \"$0\" invoker --name \"$SLURMD_NODENAME\" --data-dir \"$dir\" \"$@\"' {volley}"
         );
         if let Some(slots) = self.slots {
             let _ = write!(s, " --slots {slots}");
@@ -119,7 +142,7 @@ impl BatchScript {
         if matches!(self.controller, ControllerPlace::Inside { .. }) {
             s.push_str("kill -TERM \"$controller\" 2>/dev/null || true\nwait \"$controller\" || true\n");
         }
-        s
+        Ok(s)
     }
 
     /// The lines that start the controller on this (the first) node and
@@ -143,6 +166,8 @@ impl BatchScript {
         }
         s.push_str("names=(--host \"$controller_host\")\nfor a in $(hostname -I 2>/dev/null || true); do names+=(--host \"$a\"); done\n");
         let _ = writeln!(s, "{volley} certificates --out \"$job_dir/certs\" \"${{names[@]}}\"");
+        // Nothing is signed after this: no key that could make certificates the clients trust.
+        s.push_str("rm -f \"$job_dir/certs/ca.key\"\n");
         let _ = writeln!(
             s,
             "VOLLEY_INVOKER_TOKEN=\"$(cat \"$VOLLEY_INVOKER_TOKEN_FILE\")\" {volley} controller --listen 0.0.0.0:{port} \
@@ -152,12 +177,15 @@ impl BatchScript {
         );
         s.push_str(
             "controller=$!\n\
+             # Whatever ends this script (a failure included) stops the controller.\n\
+             trap 'kill -TERM \"$controller\" 2>/dev/null || true' EXIT\n\
              for _ in $(seq 1 300); do\n  \
              grep -q 'listening on ' \"$job_dir/controller.log\" && break\n  \
              kill -0 \"$controller\" 2>/dev/null || { cat \"$job_dir/controller.log\" >&2; exit 1; }\n  \
              sleep 0.2\n\
              done\n\
-             port=$(grep -m1 -o 'listening on https://[^ ]*' \"$job_dir/controller.log\" | sed 's/.*://')\n\
+             port=$(grep -m1 -o 'listening on https://[^ ]*' \"$job_dir/controller.log\" | sed 's/.*://' || true)\n\
+             [ -n \"$port\" ] || { echo \"volley: the controller did not start\" >&2; cat \"$job_dir/controller.log\" >&2; exit 1; }\n\
              export VOLLEY_CONTROLLER=\"https://$controller_host:$port\"\n\
              export VOLLEY_CA_FILE=\"$job_dir/certs/ca.crt\"\n\
              echo \"$VOLLEY_CONTROLLER\" > \"$job_dir/controller-url.tmp\" && mv \"$job_dir/controller-url.tmp\" \"$job_dir/controller-url\"\n",
@@ -190,7 +218,8 @@ mod tests {
     #[test]
     fn an_outside_controller_is_joined_by_one_invoker_per_node() {
         let s = script(ControllerPlace::Outside { url: "https://login:7070".into(), ca_file: "/state/ca.crt".into() })
-            .render();
+            .render()
+            .unwrap();
         assert!(s.contains("#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n"), "{s}");
         assert!(s.contains("#SBATCH --partition=debug\n#SBATCH --time=10\n"), "{s}");
         assert!(!s.contains("--signal"), "no drain, no early signal: {s}");
@@ -205,19 +234,34 @@ mod tests {
     fn a_drain_asks_slurm_for_an_early_signal() {
         let mut b = script(ControllerPlace::Outside { url: "https://h:1".into(), ca_file: "/c".into() });
         b.drain_grace = 30;
-        let s = b.render();
-        assert!(s.contains("#SBATCH --signal=TERM@45\n"), "{s}");
+        let s = b.render().unwrap();
+        assert!(s.contains("#SBATCH --signal=USR1@45\n"), "{s}");
         assert!(s.contains(" --drain-grace 30"), "{s}");
     }
 
     #[test]
+    fn a_directive_that_would_break_the_script_is_refused() {
+        let mut b = script(ControllerPlace::Outside { url: "https://h:1".into(), ca_file: "/c".into() });
+        b.partition = Some("debug\nrm -rf ~".into());
+        let e = b.render().unwrap_err().to_string();
+        assert!(e.contains("partition") && e.contains("control characters"), "{e}");
+        b.partition = None;
+        b.output = "/my state/slurm-%j.out".into();
+        assert!(b.render().is_err(), "a space in the output path");
+    }
+
+    #[test]
     fn an_inside_controller_is_started_first_and_stopped_last() {
-        let s = script(ControllerPlace::Inside { port: 7070, host: None, api_keys: "/state/api-keys".into() }).render();
+        let s = script(ControllerPlace::Inside { port: 7070, host: None, api_keys: "/state/api-keys".into() })
+            .render()
+            .unwrap();
         let started = s.find("controller --listen 0.0.0.0:7070").expect("the controller starts");
         let invokers = s.find("srun ").expect("the invokers start");
         let stopped = s.find("kill -TERM \"$controller\"").expect("the controller stops");
         assert!(started < invokers && invokers < stopped, "{s}");
         assert!(s.contains("--api-keys '/state/api-keys' --elastic"), "{s}");
         assert!(s.contains("export VOLLEY_CA_FILE=\"$job_dir/certs/ca.crt\""), "{s}");
+        let syntax = std::process::Command::new("bash").args(["-n", "-c", &s]).output().unwrap();
+        assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
     }
 }

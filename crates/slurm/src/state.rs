@@ -38,8 +38,8 @@ pub struct Allocation {
 pub struct Deployment {
     /// The controller's URL (for one inside the allocation: known once it runs).
     pub controller_url: Option<String>,
-    /// The process id of a controller `volley slurm up` started here.
-    pub controller_pid: Option<u32>,
+    /// The controller `volley slurm up` started on this host, if it did.
+    pub controller_process: Option<Process>,
     /// Whether the controller runs inside the base allocation.
     pub controller_in_allocation: bool,
     /// The CA clients and invokers trust (for an inside controller: known once it runs).
@@ -50,6 +50,23 @@ pub struct Deployment {
     /// The settings new allocations are submitted with (`grow`).
     pub script: ScriptSettings,
     pub allocations: Vec<Allocation>,
+}
+
+/// A process as it can be told apart from a later one with its pid: the
+/// host it runs on and its start time (clock ticks since boot, /proc/PID/stat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub host: String,
+    pub pid: u32,
+    pub started: u64,
+}
+
+/// The start time of process `pid` on this host (field 22 of /proc/PID/stat).
+pub fn started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// What `grow` repeats from `up`.
@@ -120,7 +137,7 @@ mod tests {
         assert!(missing.contains("`volley slurm up` makes one"), "{missing}");
         let d = Deployment {
             controller_url: Some("https://h:7070".into()),
-            controller_pid: Some(42),
+            controller_process: Some(Process { host: "login1".into(), pid: 42, started: 7 }),
             controller_in_allocation: false,
             ca_file: Some(dir.join("ca.crt")),
             token_file: dir.join("invoker-token"),
@@ -139,6 +156,7 @@ mod tests {
         d.save(&dir).unwrap();
         assert_eq!(Deployment::load(&dir).unwrap(), d);
         assert_eq!(d.base_job(), Some("7"));
+        assert!(started(std::process::id()).is_some_and(|t| t > 0), "this process's start time");
         std::fs::write(dir.join(STATE_FILE), "{").unwrap();
         assert!(Deployment::load(&dir).unwrap_err().to_string().contains("is damaged"));
         std::fs::remove_dir_all(&dir).unwrap();

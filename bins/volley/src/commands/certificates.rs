@@ -97,7 +97,8 @@ pub fn make(dir: &Path, hosts: &[String], days: u32) -> anyhow::Result<Made> {
     let mut server = CertificateParams::new(names.clone()).context("a host name the certificate cannot carry")?;
     server.distinguished_name = named("Volley controller");
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    // ECDSA keys sign; they never encipher.
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.not_before = now.into();
     server.not_after = until.into();
     let server_key = KeyPair::generate()?;

@@ -62,6 +62,18 @@ impl BrokerArgs {
 }
 
 /// A number of seconds from the command line as a duration.
+/// The longest drain an invoker accepts (a pod's or an allocation's grace is far shorter).
+const MAX_DRAIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `--drain-grace` as a duration, checked when the invoker starts (not when it is stopped).
+pub fn drain_grace(secs: f64) -> anyhow::Result<Duration> {
+    let grace = seconds("--drain-grace", secs)?;
+    if grace > MAX_DRAIN {
+        anyhow::bail!("--drain-grace is at most {} s (a week), got {secs}", MAX_DRAIN.as_secs());
+    }
+    Ok(grace)
+}
+
 pub fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| anyhow::anyhow!("{flag} must be a number of seconds from 0, got {secs}"))
@@ -115,9 +127,9 @@ pub struct InvokerArgs {
     /// registered with the controller, 503 before and while draining.
     #[arg(long, env = "VOLLEY_HEALTH_LISTEN", value_name = "ADDR")]
     pub health_listen: Option<String>,
-    /// Seconds an invoker stopped with SIGTERM drains before it leaves: the
-    /// controller places nothing more on it and its running bursts may finish
-    /// (give less than the allocation's `--signal=TERM@N` or the pod's grace period).
+    /// Seconds an invoker drains before it leaves, on SIGUSR1, or on SIGTERM
+    /// outside Slurm: the controller places nothing more on it and its running
+    /// bursts may finish (give less than the pod's grace period).
     #[arg(long, env = "VOLLEY_DRAIN_GRACE", default_value_t = 0.0, value_name = "SECONDS")]
     pub drain_grace: f64,
     /// The CA the controller's certificate is checked against (the global --ca-file).

@@ -73,6 +73,28 @@ async fn until_signal() -> &'static str {
     }
 }
 
+/// The same, and SIGUSR1 (an invoker's "drain, then leave").
+async fn until_invoker_signal() -> &'static str {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+    tokio::select! {
+        name = until_signal() => name,
+        _ = async { match &mut usr1 { Some(u) => { u.recv().await; } None => std::future::pending().await } } => "SIGUSR1",
+    }
+}
+
+/// Whether an invoker stopped by `signal` drains first (ADR 0010): on
+/// SIGUSR1 always (Slurm's early signal, `volley slurm down/shrink`); on
+/// SIGTERM unless Slurm sent it (Kubernetes stops a pod with SIGTERM to its
+/// first process only; Slurm's SIGTERM reaches every process of the step and
+/// SIGKILL follows after its KillWait: no time to drain); never on SIGINT.
+fn drains_on(signal: &str) -> bool {
+    match signal {
+        "SIGUSR1" => true,
+        "SIGTERM" => std::env::var_os("SLURM_JOB_ID").is_none(),
+        _ => false,
+    }
+}
+
 /// Why an invoker stopped by `signal` leaves, as the engine that started it
 /// would say: a Slurm allocation's end, a Kubernetes pod's stop, or plainly.
 async fn leaving_because(signal: &str, drain: Duration) -> String {
@@ -82,7 +104,7 @@ async fn leaving_because(signal: &str, drain: Duration) -> String {
         // time; a drain asked Slurm for its signal that long (and a margin) early.
         let early = match drain.as_secs() {
             0 => 0,
-            secs => secs + volley_slurm::script::DRAIN_MARGIN_SECS,
+            secs => secs.saturating_add(volley_slurm::script::DRAIN_MARGIN_SECS),
         };
         let why = tokio::time::timeout(Duration::from_secs(2), volley_slurm::commands::why_ending(&job, early));
         return match why.await {
@@ -137,18 +159,26 @@ pub fn invoker(args: InvokerCmdArgs) -> anyhow::Result<()> {
             (None, Some(path)) => Some(roles::read_secret_file(path, "invoker token")?),
             (None, None) => None,
         };
+        let grace = roles::drain_grace(args.invoker.drain_grace)?;
         let invoker = args.invoker.options(&args.controller, &dir, token)?.build()?.run(CancellationToken::new());
         tokio::select! {
             registered = invoker.ready() => { registered?; }
-            _ = until_signal() => { invoker.stop().await; return Ok(()); }
+            _ = until_invoker_signal() => { invoker.stop().await; return Ok(()); }
         }
-        let signal = until_signal().await;
-        let grace = roles::seconds("--drain-grace", args.invoker.drain_grace)?;
+        let signal = until_invoker_signal().await;
+        if !drains_on(signal) {
+            // Its packs are being stopped too: their exits wait until the
+            // controller has heard the cause (they would only echo it).
+            invoker.hold_reports();
+            invoker.leave(&leaving_because(signal, grace).await).await;
+            return Ok(());
+        }
         let reason = leaving_because(signal, grace).await;
         // A second signal cuts the drain short.
         tokio::select! {
             _ = invoker.drain(&reason, grace) => {}
-            second = until_signal() => {
+            second = until_invoker_signal() => {
+                invoker.hold_reports();
                 invoker.leave(&format!("{reason}; drain cut short ({second})")).await;
             }
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use volley_slurm::state::ScriptSettings;
-use volley_slurm::{Allocation, BatchScript, ControllerPlace, Deployment, Role, Slurm};
+use volley_slurm::{Allocation, BatchScript, ControllerPlace, Deployment, Process, Role, Slurm};
 
 use super::Output;
 use super::certificates;
@@ -175,6 +175,15 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
         anyhow::bail!("--nodes must be at least 1");
     }
     let dir = std::path::absolute(args.place.dir())?;
+    // The directory is the deployment's alone: never someone's home or project directory.
+    let ours = dir.join(volley_slurm::state::STATE_FILE).exists();
+    let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(true);
+    if !ours && !empty {
+        anyhow::bail!(
+            "{} holds other files and no Volley deployment: give --state-dir a new or empty directory",
+            dir.display()
+        );
+    }
     if let Ok(old) = Deployment::load(&dir) {
         let live = slurm.squeue(&old.jobs()).await?;
         if live.iter().any(|j| matches!(j.state.as_str(), "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING")) {
@@ -184,10 +193,18 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
                 old.jobs().join(", ")
             );
         }
+        if let Some(p) = &old.controller_process
+            && is_ours(p, &dir)
+        {
+            anyhow::bail!(
+                "the previous deployment's controller still runs (pid {}); `volley slurm down` stops it",
+                p.pid
+            );
+        }
     }
     let mut d = Deployment {
         controller_url: None,
-        controller_pid: None,
+        controller_process: None,
         controller_in_allocation: args.controller_in_allocation,
         ca_file: None,
         token_file: dir.join("invoker-token"),
@@ -211,7 +228,7 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
             },
         };
         eprintln!("# the token and certificate files it names are made by `volley slurm up` (without --print)");
-        print!("{}", script(&dir, &d, args.nodes, place).render());
+        print!("{}", script(&dir, &d, args.nodes, place).render()?);
         return Ok(());
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
@@ -230,13 +247,16 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
         let certs = dir.join("certs");
         let _ = std::fs::remove_dir_all(&certs);
         let made = certificates::make(&certs, std::slice::from_ref(&host), 365)?;
+        // Nothing is signed after this: no key that could make certificates the clients trust.
+        std::fs::remove_file(certs.join(certificates::CA_KEY))?;
         let (pid, port) = start_controller(&dir, &made, &keys_file, &d.token_file, args.port)?;
-        d.controller_pid = Some(pid);
+        let started = volley_slurm::state::started(pid).unwrap_or_default();
+        d.controller_process = Some(Process { host: this_host(), pid, started });
         d.controller_url = Some(format!("https://{host}:{port}"));
         d.ca_file = Some(made.ca.clone());
         ControllerPlace::Outside { url: format!("https://{host}:{port}"), ca_file: made.ca }
     };
-    let job = slurm.sbatch(&script(&dir, &d, args.nodes, place).render(), &dir.join("up.sbatch")).await?;
+    let job = slurm.sbatch(&script(&dir, &d, args.nodes, place).render()?, &dir.join("up.sbatch")).await?;
     d.allocations.push(Allocation { job: job.clone(), nodes: args.nodes, role: Role::Base });
     d.save(&dir)?;
     eprintln!("submitted allocation {job} ({} nodes); waiting for its invokers", args.nodes);
@@ -251,12 +271,13 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
     wait_for_invokers(slurm, &d, &dir, args.nodes, deadline).await?;
     let url = d.controller_url.clone().unwrap_or_default();
     eprintln!("volley is up on Slurm: controller {url}, {} invokers; use it with:", args.nodes);
-    println!("export VOLLEY_CONTROLLER={url}");
+    let quote = volley_slurm::script::quote;
+    println!("export VOLLEY_CONTROLLER={}", quote(&url));
     if let Some(ca) = &d.ca_file {
-        println!("export VOLLEY_CA_FILE={}", ca.display());
+        println!("export VOLLEY_CA_FILE={}", quote(&ca.to_string_lossy()));
     }
     if let Some(key) = &d.api_key_file {
-        println!("export VOLLEY_API_KEY=$(cat {})", key.display());
+        println!("export VOLLEY_API_KEY=\"$(cat {})\"", quote(&key.to_string_lossy()));
     }
     Ok(())
 }
@@ -388,13 +409,13 @@ async fn wait_for_invokers(
 async fn release(slurm: &Slurm, jobs: &[String], grace: u64, wait: u64) -> anyhow::Result<()> {
     for job in jobs {
         // A job that already ended is not an error here.
-        match slurm.scancel(job, Some("TERM")).await {
+        match slurm.scancel(job, Some("USR1")).await {
             Err(volley_slurm::Error::Refused { said, .. }) if said.contains("Invalid job id") => {}
             Err(e) => eprintln!("volley: signalling allocation {job}: {e}"),
             Ok(()) => {}
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(grace + wait.min(60));
+    let deadline = Instant::now() + Duration::from_secs(grace.saturating_add(wait.min(60)));
     loop {
         let live: Vec<_> = slurm
             .squeue(jobs)
@@ -419,33 +440,47 @@ async fn down(slurm: &Slurm, w: &Where) -> anyhow::Result<()> {
     let dir = std::path::absolute(w.dir())?;
     let d = Deployment::load(&dir)?;
     release(slurm, &d.jobs(), d.script.drain_grace, w.wait).await?;
-    if let Some(pid) = d.controller_pid {
-        stop_controller(pid, &dir).await;
+    if let Some(p) = &d.controller_process {
+        stop_controller(p, &dir).await?;
     }
     std::fs::remove_file(dir.join(volley_slurm::state::STATE_FILE))?;
     eprintln!("volley on Slurm is down: allocations {} ended", d.jobs().join(", "));
     Ok(())
 }
 
-/// Stops the controller `up` started, if that process is still it.
-async fn stop_controller(pid: u32, dir: &Path) {
-    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let c = String::from_utf8_lossy(&c).into_owned();
-            c.contains("controller") && c.contains(&*dir.to_string_lossy())
-        })
-        .unwrap_or(false);
-    if !ours {
-        return;
+/// Whether `p` is still the controller `up` started for `dir`: on this host,
+/// the same start time (not a later process with its pid), the volley binary
+/// run as `controller` with this deployment's data directory.
+fn is_ours(p: &Process, dir: &Path) -> bool {
+    if p.host != this_host() || volley_slurm::state::started(p.pid) != Some(p.started) {
+        return false;
+    }
+    let args: Vec<String> = std::fs::read(format!("/proc/{}/cmdline", p.pid))
+        .map(|c| c.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .unwrap_or_default();
+    let data = dir.join("controller").to_string_lossy().into_owned();
+    args.get(1).map(String::as_str) == Some("controller")
+        && args.windows(2).any(|w| w[0] == "--data-dir" && w[1] == data)
+}
+
+/// Stops the controller `up` started, if that process is still it; says so if it cannot.
+async fn stop_controller(p: &Process, dir: &Path) -> anyhow::Result<()> {
+    if p.host != this_host() {
+        eprintln!("volley: the controller runs on {} (pid {}): stop it there", p.host, p.pid);
+        return Ok(());
+    }
+    if !is_ours(p, dir) {
+        return Ok(());
     }
     // SAFETY: kill(2) with a pid just checked to be our controller.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    unsafe { libc::kill(p.pid as i32, libc::SIGTERM) };
     for _ in 0..100 {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return;
+        if !is_ours(p, dir) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    anyhow::bail!("the controller (pid {}) did not stop within 10 s of SIGTERM", p.pid)
 }
 
 async fn grow(slurm: &Slurm, r: &Resize) -> anyhow::Result<()> {
@@ -457,7 +492,7 @@ async fn grow(slurm: &Slurm, r: &Resize) -> anyhow::Result<()> {
     let before = ready_invokers(&d).await?;
     for _ in 0..r.nodes {
         let place = ControllerPlace::Outside { url: url.clone(), ca_file: ca.clone() };
-        let job = slurm.sbatch(&script(&dir, &d, 1, place).render(), &dir.join("grow.sbatch")).await?;
+        let job = slurm.sbatch(&script(&dir, &d, 1, place).render()?, &dir.join("grow.sbatch")).await?;
         eprintln!("submitted allocation {job} (1 node)");
         d.allocations.push(Allocation { job, nodes: 1, role: Role::Grow });
         d.save(&dir)?;
