@@ -33,7 +33,9 @@ def _volley_binary():
 class _Up:
     """A `volley up` platform started from the Rust binary, and an executor of it."""
 
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), ca_file=None):
+        """``ca_file``: the platform serves HTTPS (``extra`` gives its
+        certificate) and its clients trust that CA."""
         binary = _volley_binary()
         if binary is None:
             if os.environ.get("CI") == "true":
@@ -49,7 +51,7 @@ class _Up:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -60,7 +62,7 @@ class _Up:
                     self.proc.kill()
                     raise RuntimeError(f"volley up did not start: {self.proc.stderr.read().decode()}")
                 time.sleep(0.05)
-        self.executor = volley.Executor(controller=self.url)
+        self.executor = volley.Executor(controller=self.url, ca_file=ca_file)
 
     def close(self):
         self.proc.terminate()

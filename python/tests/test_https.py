@@ -4,14 +4,12 @@ the invoker hands to its packs), and a client that cannot check its
 certificate is refused, saying what to do."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import _volley_binary
+from conftest import _Up, _volley_binary
 
 PROGRAM = """
 from volley.multiprocessing import Process, Queue
@@ -30,38 +28,22 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def https_up(tmp_path_factory):
+    """A `volley up` serving HTTPS with a certificate of `volley certificates`,
+    its packs sandboxed, its invoker trusting the CA."""
     binary = _volley_binary()
     if binary is None or os.geteuid() != 0:
         if os.environ.get("CI") == "true":
             pytest.fail("needs the volley binary and root (sandboxed packs)")
         pytest.skip("needs the volley binary and root (sandboxed packs)")
-    tmp = tmp_path_factory.mktemp("https")
-    certs = tmp / "certs"
+    certs = tmp_path_factory.mktemp("https") / "certs"
     subprocess.run([binary, "certificates", "--out", str(certs)], check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "--ca-file", str(certs / "ca.crt"), "up", "--listen", f"127.0.0.1:{port}", "--data-dir",
-         str(tmp / "data"), "--python", sys.executable, "--sandbox", "on", "--tls-cert",
-         str(certs / "controller.crt"), "--tls-key", str(certs / "controller.key")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"volley up did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
-    yield f"https://127.0.0.1:{port}", certs / "ca.crt"
-    proc.terminate()
+    ca = certs / "ca.crt"
+    platform = _Up(["--ca-file", str(ca), "--sandbox", "on", "--tls-cert", str(certs / "controller.crt"),
+                    "--tls-key", str(certs / "controller.key")], ca_file=str(ca))
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield platform
+    finally:
+        platform.close()
 
 
 def _program(tmp_path, url, ca):
@@ -75,23 +57,18 @@ def _program(tmp_path, url, ca):
 
 
 def test_a_program_and_its_sandboxed_workers_reach_an_https_controller_trusting_its_ca(https_up, tmp_path):
-    url, ca = https_up
-    done = _program(tmp_path, url, ca)
+    done = _program(tmp_path, https_up.url, https_up.executor._ca_file)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "from a worker over HTTPS"
 
 
 def test_a_client_without_the_ca_is_refused_and_told_what_to_do(https_up, tmp_path):
-    url, _ = https_up
-    refused = _program(tmp_path, url, None)
+    refused = _program(tmp_path, https_up.url, None)
     assert refused.returncode != 0
     assert "UnknownIssuer" in refused.stderr and "--ca-file" in refused.stderr, refused.stderr
 
 
 def test_the_executor_takes_the_ca_as_an_argument(https_up):
-    import volley
-
-    url, ca = https_up
-    with volley.Executor(controller=url, ca_file=str(ca)) as ex:
-        futures = ex.map(abs, [-1, -2, -3])
-        assert ex.get_result(futures, timeout=60) == [1, 2, 3]
+    ex = https_up.executor
+    futures = ex.map(abs, [-1, -2, -3])
+    assert ex.get_result(futures, timeout=60) == [1, 2, 3]

@@ -277,6 +277,7 @@ class Executor:
             controller = self._platform.url
             atexit.register(self.close)
         self.controller = controller
+        self._ca_file = ca_file
         self._client = _native.Client(controller, api_key, ca_file)
         self._granularity = granularity
         self._transport = transport
