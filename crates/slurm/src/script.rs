@@ -257,7 +257,7 @@ mod tests {
             .unwrap();
         let started = s.find("controller --listen 0.0.0.0:7070").expect("the controller starts");
         let invokers = s.find("srun ").expect("the invokers start");
-        let stopped = s.find("kill -TERM \"$controller\"").expect("the controller stops");
+        let stopped = s.rfind("kill -TERM \"$controller\"").expect("the controller stops");
         assert!(started < invokers && invokers < stopped, "{s}");
         assert!(s.contains("--api-keys '/state/api-keys' --elastic"), "{s}");
         assert!(s.contains("export VOLLEY_CA_FILE=\"$job_dir/certs/ca.crt\""), "{s}");
