@@ -51,6 +51,39 @@ fn all_to_all_counts_exactly_the_bytes_that_cross_packs() {
 }
 
 #[test]
+fn every_operation_checks_the_bytes_it_moved() {
+    let args = [
+        "bench",
+        "comm",
+        "--transport",
+        "tcp",
+        "--op",
+        "all",
+        "--workers",
+        "4",
+        "--granularity",
+        "2",
+        "--size",
+        "1KiB,100KiB",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--no-baseline",
+        "--output",
+        "json",
+    ];
+    let report = json(&volley(&args));
+    let runs = report.as_array().unwrap();
+    assert_eq!(runs.len(), 9 * 2, "{report}");
+    assert!(runs.iter().all(|r| r["verified"] == true), "{report}");
+    let mut unchecked = args.to_vec();
+    unchecked.push("--no-verify");
+    let report = json(&volley(&unchecked));
+    assert!(report.as_array().unwrap().iter().all(|r| r["verified"] == false), "{report}");
+}
+
+#[test]
 fn packs_in_separate_processes_give_the_same_counts() {
     if !redis_up() {
         return;

@@ -10,6 +10,7 @@ use volley_comm::{Comm, Layout, LocalBurst, Op, TransportOptions, Tuning};
 
 use crate::raw::{self, Raw};
 use crate::stats::Percentiles;
+use crate::verify;
 use crate::{Error, Result};
 
 /// The operation a run measures.
@@ -88,10 +89,18 @@ pub struct CommBench {
     pub spin: Option<Duration>,
     /// Packet size for the transport; None keeps its default.
     pub chunk: Option<u32>,
+    /// Check what every rank receives in the first and last measured
+    /// iterations (patterned parts, made and checked outside the timing).
+    #[serde(default = "verify_by_default")]
+    pub verify: bool,
     /// Run each pack in its own process: this program is started once per pack
     /// with `bench comm-pack` and the pack's spec in `VOLLEY_PACK_SPEC`.
     /// Packs find each other through a Redis hash at `brokers.redis_url`.
     pub processes: Option<std::path::PathBuf>,
+}
+
+fn verify_by_default() -> bool {
+    true
 }
 
 impl CommBench {
@@ -130,6 +139,8 @@ pub struct CommReport {
     pub throughput_vs_raw: Option<f64>,
     /// How many runs this report is the median of.
     pub repeats: usize,
+    /// Whether every byte received in the first and last iterations was checked (and was right).
+    pub verified: bool,
 }
 
 /// Runs `b` `repeat` times and returns the median run: by its ratio to the raw
@@ -163,7 +174,7 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
                 burst = burst.spin(spin);
             }
             let spec = b.clone();
-            burst.run(move |comm| measure(comm, &spec).map(|t| (t, comm.stats())))?
+            burst.run(move |comm| measure(comm, &spec).map(|m| (m, comm.stats())))?
         }
         Some(exe) => crate::processes::run(exe, b, &layout)?,
     };
@@ -172,9 +183,13 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
     let mut samples = vec![Duration::ZERO; iters];
     let mut stats = volley_comm::CommStats::default();
     let mut mib_per_s = None;
-    for (timing, s) in &per_rank {
+    // A run that moved the wrong bytes has no figure to report.
+    if let Some(wrong) = per_rank.iter().find_map(|(m, _)| m.mismatch.clone()) {
+        return Err(Error::Verify(wrong));
+    }
+    for (measured, s) in &per_rank {
         stats = stats + *s;
-        match timing {
+        match &measured.timing {
             Timing::Samples(v) => {
                 for (slot, ns) in samples.iter_mut().zip(v) {
                     *slot = (*slot).max(Duration::from_nanos(*ns));
@@ -212,6 +227,7 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
         latency_vs_raw,
         throughput_vs_raw,
         repeats: 1,
+        verified: b.verify,
     })
 }
 
@@ -238,92 +254,199 @@ pub(crate) enum Timing {
     None,
 }
 
+/// One rank's timing and the first thing it received that was not what was sent.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Measured {
+    pub timing: Timing,
+    pub mismatch: Option<String>,
+}
+
 fn nanos(d: Duration) -> u64 {
     d.as_nanos() as u64
 }
 
-/// Runs the measured operation on one rank.
-pub(crate) fn measure(comm: &Comm, b: &CommBench) -> volley_comm::Result<Timing> {
+/// What a collective gave this rank, kept until it is checked (after the timer).
+enum Received {
+    Nothing,
+    One(Bytes),
+    Some(Option<Vec<Bytes>>),
+    Many(Vec<Bytes>),
+    Sum(Vec<f64>),
+}
+
+/// Runs the measured operation on one rank; with `verify`, the first and last
+/// measured iterations carry patterned parts that are checked once timed.
+pub(crate) fn measure(comm: &Comm, b: &CommBench) -> volley_comm::Result<Measured> {
     let (op, size, iters, warmup) = (b.op, b.size, b.iters, b.warmup);
     let (rank, n) = (comm.rank(), comm.size());
     let payload = Bytes::from(vec![0x5a; size]);
-    let (a, b) = (0, n - 1);
-    match op {
+    let (a, z) = (0, n - 1);
+    let checked = |i: usize| b.verify && (i == warmup || i + 1 == warmup + iters);
+    let mut mismatch: Option<String> = None;
+    let mut note = |found: Option<String>| {
+        if mismatch.is_none() {
+            mismatch = found;
+        }
+    };
+    // Beyond the limit a sender's parts share one pattern (see verify.rs).
+    let to = |r: usize| if n.saturating_mul(size) > verify::DISTINCT_PARTS_LIMIT { verify::EVERY } else { r };
+    let timing = match op {
         Operation::PingPong => {
             if n < 2 {
-                return Ok(Timing::None);
+                return Ok(Measured { timing: Timing::None, mismatch: None });
             }
             let mut samples = Vec::with_capacity(iters);
+            // The receiver checks after the loop: a check in it would delay the next round trip.
+            let mut kept = Vec::new();
             for i in 0..warmup + iters {
+                let verified = checked(i);
+                let message = if verified { verify::part(a, z, i, size) } else { payload.clone() };
                 if rank == a {
                     let start = Instant::now();
-                    comm.send(b, 0, payload.clone())?;
-                    comm.recv(b, 0)?;
+                    comm.send(z, 0, message)?;
+                    let echo = comm.recv(z, 0)?;
                     if i >= warmup {
                         samples.push(nanos(start.elapsed() / 2));
                     }
-                } else if rank == b {
+                    if verified {
+                        note(verify::check("ping-pong (echoed)", a, z, i, size, &echo));
+                    }
+                } else if rank == z {
                     let m = comm.recv(a, 0)?;
-                    comm.send(a, 0, m)?;
+                    comm.send(a, 0, m.clone())?;
+                    if verified {
+                        kept.push((i, m));
+                    }
                 }
             }
-            Ok(if rank == a { Timing::Samples(samples) } else { Timing::None })
+            for (i, m) in kept {
+                note(verify::check("ping-pong", a, z, i, size, &m));
+            }
+            if rank == a { Timing::Samples(samples) } else { Timing::None }
         }
         Operation::Stream => {
             if n < 2 {
-                return Ok(Timing::None);
+                return Ok(Measured { timing: Timing::None, mismatch: None });
             }
             // Warm-up messages first: the receiver's pooled buffers then have
             // their pages, as the raw link's one reused buffer has.
             for _ in 0..warmup {
                 if rank == a {
-                    comm.send(b, 1, payload.clone())?;
-                } else if rank == b {
+                    comm.send(z, 1, payload.clone())?;
+                } else if rank == z {
                     comm.recv(a, 1)?;
                 }
             }
+            // The first and last messages carry patterns (made before the timer).
+            let patterned = |j: usize| b.verify && (j == 0 || j + 1 == iters);
             comm.barrier()?;
             if rank == a {
+                let (first, last) = match b.verify {
+                    true => (verify::part(a, z, 0, size), verify::part(a, z, iters - 1, size)),
+                    false => (payload.clone(), payload.clone()),
+                };
                 let start = Instant::now();
-                for _ in 0..iters {
-                    comm.send(b, 1, payload.clone())?;
+                for j in 0..iters {
+                    let m = match j {
+                        0 => first.clone(),
+                        j if j + 1 == iters => last.clone(),
+                        _ => payload.clone(),
+                    };
+                    comm.send(z, 1, m)?;
                 }
-                comm.recv(b, 2)?;
+                comm.recv(z, 2)?;
                 let secs = start.elapsed().as_secs_f64();
-                return Ok(Timing::Throughput((size * iters) as f64 / secs / (1 << 20) as f64));
-            }
-            if rank == b {
-                for _ in 0..iters {
-                    comm.recv(a, 1)?;
+                Timing::Throughput((size * iters) as f64 / secs / (1 << 20) as f64)
+            } else {
+                if rank == z {
+                    let mut kept = Vec::new();
+                    for j in 0..iters {
+                        let m = comm.recv(a, 1)?;
+                        if patterned(j) {
+                            kept.push((j, m));
+                        }
+                    }
+                    comm.send(a, 2, Bytes::new())?;
+                    for (j, m) in kept {
+                        note(verify::check("stream", a, z, j, size, &m));
+                    }
                 }
-                comm.send(a, 2, Bytes::new())?;
+                Timing::None
             }
-            Ok(Timing::None)
         }
         collective => {
             let mut samples = Vec::with_capacity(iters);
-            let elements = vec![1.0f64; size / 8];
+            let ones = vec![1.0f64; size / 8];
             for i in 0..warmup + iters {
+                let verified = checked(i);
+                let mine = |receiver: usize| match verified {
+                    true => verify::part(rank, receiver, i, size),
+                    false => payload.clone(),
+                };
+                // Inputs made before the timer.
+                let (one, many, elements) = match collective {
+                    Operation::Broadcast => (mine(verify::EVERY), Vec::new(), Vec::new()),
+                    Operation::Scatter if rank == 0 => {
+                        (payload.clone(), (0..n).map(|r| mine(to(r))).collect(), Vec::new())
+                    }
+                    Operation::Gather => (mine(0), Vec::new(), Vec::new()),
+                    Operation::AllGather => (mine(verify::EVERY), Vec::new(), Vec::new()),
+                    Operation::AllToAll => (payload.clone(), (0..n).map(|r| mine(to(r))).collect(), Vec::new()),
+                    Operation::AllReduce if verified => {
+                        (payload.clone(), Vec::new(), verify::elements(rank, i, size / 8))
+                    }
+                    Operation::AllReduce => (payload.clone(), Vec::new(), ones.clone()),
+                    _ => (payload.clone(), Vec::new(), Vec::new()),
+                };
                 comm.barrier()?;
                 let start = Instant::now();
-                match collective {
-                    Operation::Barrier => comm.barrier()?,
-                    Operation::Broadcast => drop(comm.broadcast(0, payload.clone())?),
-                    Operation::Scatter => {
-                        let parts = if rank == 0 { vec![payload.clone(); n] } else { Vec::new() };
-                        drop(comm.scatter(0, parts)?)
+                let received = match collective {
+                    Operation::Barrier => {
+                        comm.barrier()?;
+                        Received::Nothing
                     }
-                    Operation::Gather => drop(comm.gather(0, payload.clone())?),
-                    Operation::AllGather => drop(comm.all_gather(payload.clone())?),
-                    Operation::AllToAll => drop(comm.all_to_all(vec![payload.clone(); n])?),
-                    Operation::AllReduce => drop(comm.all_reduce(&elements, Op::Sum)?),
+                    Operation::Broadcast => Received::One(comm.broadcast(0, one)?),
+                    Operation::Scatter => Received::One(comm.scatter(0, many)?),
+                    Operation::Gather => Received::Some(comm.gather(0, one)?),
+                    Operation::AllGather => Received::Many(comm.all_gather(one)?),
+                    Operation::AllToAll => Received::Many(comm.all_to_all(many)?),
+                    Operation::AllReduce => Received::Sum(comm.all_reduce(&elements, Op::Sum)?),
                     Operation::PingPong | Operation::Stream => unreachable!("handled above"),
-                }
+                };
                 if i >= warmup {
                     samples.push(nanos(start.elapsed()));
                 }
+                if verified {
+                    // Every rank is out of the timed operation before any checks:
+                    // a check would take the cores a slower rank still times on.
+                    comm.barrier()?;
+                    let name = collective.name();
+                    match received {
+                        Received::Nothing => {}
+                        Received::One(got) if collective == Operation::Broadcast => {
+                            note(verify::check(name, 0, verify::EVERY, i, size, &got))
+                        }
+                        Received::One(got) => note(verify::check(name, 0, to(rank), i, size, &got)),
+                        Received::Some(None) => {}
+                        Received::Some(Some(parts)) | Received::Many(parts) => {
+                            if parts.len() != n {
+                                note(Some(format!("{name} in iteration {i}: {} parts, not {n}", parts.len())));
+                            }
+                            let meant = match collective {
+                                Operation::Gather => 0,
+                                Operation::AllGather => verify::EVERY,
+                                _ => to(rank),
+                            };
+                            for (sender, got) in parts.iter().enumerate() {
+                                note(verify::check(name, sender, meant, i, size, got));
+                            }
+                        }
+                        Received::Sum(sum) => note(verify::check_sum(n, i, &sum, size / 8)),
+                    }
+                }
             }
-            Ok(Timing::Samples(samples))
+            Timing::Samples(samples)
         }
-    }
+    };
+    Ok(Measured { timing, mismatch })
 }

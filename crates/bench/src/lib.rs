@@ -7,6 +7,7 @@ pub mod processes;
 mod raw;
 pub mod startup;
 pub mod stats;
+mod verify;
 
 /// What can go wrong while benchmarking.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,9 @@ pub enum Error {
     Baseline(String),
     #[error("invalid benchmark: {0}")]
     Invalid(String),
+    /// A rank received something other than what was sent.
+    #[error("the benchmark moved the wrong bytes: {0}")]
+    Verify(String),
     #[error(transparent)]
     Client(#[from] volley_client::Error),
     #[error(transparent)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use volley_comm::{CommStats, Layout, Pack, PackOptions, RedisRendezvous};
 
-use crate::comm::{CommBench, Timing, measure};
+use crate::comm::{CommBench, Measured, measure};
 use crate::{Error, Result};
 
 /// The environment variable that carries a child's [`PackSpec`] (JSON).
@@ -25,7 +25,7 @@ pub struct PackSpec {
     pub pack: usize,
 }
 
-type RankResult = (Timing, CommStats);
+type RankResult = (Measured, CommStats);
 
 /// How long a pack process may take in all.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -119,7 +119,7 @@ fn run_pack(spec: &PackSpec) -> Result<Vec<RankResult>> {
         .map(|comm| {
             let b = b.clone();
             std::thread::spawn(move || {
-                let result = measure(&comm, &b).map(|t| (t, comm.stats()));
+                let result = measure(&comm, &b).map(|m| (m, comm.stats()));
                 if let Err(e) = &result {
                     comm.abort(&e.to_string());
                 }

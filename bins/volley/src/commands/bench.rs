@@ -85,6 +85,10 @@ pub struct CommArgs {
     /// Skip measuring the raw link.
     #[arg(long)]
     no_baseline: bool,
+    /// Do not check what is received (by default the first and last measured
+    /// iterations carry patterned parts, checked byte for byte outside the timing).
+    #[arg(long)]
+    no_verify: bool,
 }
 
 impl Bench {
@@ -150,6 +154,7 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
                     spin: args.spin_us.map(std::time::Duration::from_micros),
                     chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
                     processes: if args.processes { Some(std::env::current_exe()?) } else { None },
+                    verify: !args.no_verify,
                 };
                 let report = comm::run_repeated(&bench, args.repeat)?;
                 if output == Output::Table {
