@@ -236,3 +236,22 @@ fn pack_processes_with_results_larger_than_a_pipe_finish() {
     assert_eq!(report[0]["iters"], 20000, "{report}");
     assert!(report[0]["latency"]["p50_us"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+#[test]
+fn openmpi_and_volley_run_the_same_checked_collectives_side_by_side() {
+    let mpicc = std::process::Command::new("mpicc").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !support::services::present("OpenMPI (mpicc, mpirun)", mpicc) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/mpi/run");
+    let out =
+        std::process::Command::new(script).args(["4", "2", "3"]).env("VOLLEY", support::volley_exe()).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}\n{}", String::from_utf8_lossy(&out.stderr));
+    for op in ["all-reduce", "all-to-all", "broadcast"] {
+        let mpi = said.lines().filter(|l| l.starts_with(&format!("mpi    {op} 4 "))).count();
+        let volley =
+            said.lines().filter(|l| l.starts_with(&format!("volley {op} 4 ")) && l.ends_with("verified")).count();
+        assert_eq!((mpi, volley), (2, 2), "{op}: {said}");
+    }
+}
