@@ -20,8 +20,19 @@ pub enum Op {
     Max,
 }
 
-/// Numbers the built-in reductions work on.
-pub trait Element: Copy + Send + Sync + 'static {
+mod sealed {
+    /// Only the plain numbers below are elements: the fast paths view their
+    /// memory as bytes and bytes as them, which is sound only for types
+    /// without padding whose every bit pattern is a value.
+    pub trait Plain {}
+    impl Plain for f64 {}
+    impl Plain for f32 {}
+    impl Plain for i64 {}
+    impl Plain for u64 {}
+}
+
+/// Numbers the built-in reductions work on (f64, f32, i64, u64).
+pub trait Element: sealed::Plain + Copy + Send + Sync + 'static {
     /// Encoded size in bytes.
     const SIZE: usize;
     /// Decodes one element from exactly `SIZE` little-endian bytes.
@@ -75,8 +86,15 @@ element!(f32, |a: f32, b: f32| a + b);
 element!(i64, i64::wrapping_add);
 element!(u64, u64::wrapping_add);
 
-/// Encodes a slice as the bytes the reductions work on.
+/// Encodes a slice as the bytes the reductions work on (little-endian): on a
+/// little-endian machine that is the slice's memory, copied once.
 pub fn encode<T: Element>(values: &[T]) -> Bytes {
+    if cfg!(target_endian = "little") {
+        // SAFETY: T is a plain number (sealed): no padding; the view covers
+        // exactly the slice's initialised memory and lives only for the copy.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+        return Bytes::copy_from_slice(bytes);
+    }
     let mut out = Vec::with_capacity(values.len() * T::SIZE);
     for v in values {
         v.write(&mut out);
@@ -93,7 +111,47 @@ pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
             T::SIZE
         )));
     }
+    if cfg!(target_endian = "little") {
+        let n = bytes.len() / T::SIZE;
+        let mut out = Vec::<T>::with_capacity(n);
+        // SAFETY: the destination has room for n elements (n * SIZE bytes,
+        // copied bytewise, so the source's alignment does not matter), and
+        // every bit pattern is a value of the plain number T (sealed).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * T::SIZE);
+            out.set_len(n);
+        }
+        return Ok(out);
+    }
     Ok(bytes.chunks_exact(T::SIZE).map(T::read).collect())
+}
+
+/// Combines `b` into `acc` element-wise over typed views, when both are
+/// aligned for T (vectorisable); false when they are not (the caller goes
+/// element by element through the bytes).
+fn combine_aligned<T: Element>(op: Op, acc: &mut [u8], b: &[u8]) -> bool {
+    if !cfg!(target_endian = "little") {
+        return false;
+    }
+    // SAFETY: T is a plain number (sealed): every bit pattern is a value;
+    // align_to only views the aligned middle, and both ends are checked empty.
+    let (head, accs, tail) = unsafe { acc.align_to_mut::<T>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return false;
+    }
+    // SAFETY: as above.
+    let (head, bs, tail) = unsafe { b.align_to::<T>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return false;
+    }
+    // The operation chosen outside the loop: each loop is one operation, which
+    // the compiler vectorises.
+    match op {
+        Op::Sum => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Sum, *x, *y)),
+        Op::Min => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Min, *x, *y)),
+        Op::Max => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Max, *x, *y)),
+    }
+    true
 }
 
 /// The combining function of a built-in operation on `T`: element-wise, in place.
@@ -108,6 +166,9 @@ pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&mut Vec<u8>, &[u8]) -> Res
         }
         if !acc.len().is_multiple_of(T::SIZE) {
             return Err(Error::invalid("reduction input is not a whole number of elements"));
+        }
+        if combine_aligned::<T>(op, acc, b) {
+            return Ok(());
         }
         for (x, y) in acc.chunks_exact_mut(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
             T::apply(op, T::read(x), T::read(y)).put(x);
@@ -142,6 +203,24 @@ mod tests {
         assert_eq!(run(Op::Min, &[3i64, -9], &[-4, 2]), vec![-4, -9]);
         assert_eq!(run(Op::Max, &[u64::MAX], &[1]), vec![u64::MAX]);
         assert_eq!(run(Op::Sum, &[1f32], &[2f32]), vec![3.0]);
+    }
+
+    #[test]
+    fn misaligned_inputs_combine_as_aligned_ones_do() {
+        // Bytes at an odd offset take the element-by-element path; the result is the same.
+        let a: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+        let b: Vec<f64> = (0..1000).map(|i| 1000.0 - i as f64).collect();
+        let mut shifted = vec![0u8; 1 + 8000];
+        shifted[1..].copy_from_slice(&encode(&b));
+        let mut aligned = encode(&a).to_vec();
+        builtin::<f64>(Op::Sum)(&mut aligned, &encode(&b)).unwrap();
+        let mut slow = encode(&a).to_vec();
+        builtin::<f64>(Op::Sum)(&mut slow, &shifted[1..]).unwrap();
+        assert_eq!(aligned, slow);
+        let sum: Vec<f64> = decode(&aligned).unwrap();
+        assert!(sum.iter().enumerate().all(|(i, s)| *s == i as f64 * 0.5 + 1000.0 - i as f64));
+        assert_eq!(decode::<f64>(&shifted[1..]).unwrap(), b, "decode reads unaligned bytes");
+        assert_eq!(encode(&[1.5f64, -2.0]).to_vec(), [1.5f64.to_le_bytes(), (-2.0f64).to_le_bytes()].concat());
     }
 
     #[test]
