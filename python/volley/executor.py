@@ -177,6 +177,13 @@ class Future:
         if "\n\nRemote traceback" in error:
             message, _, remote = error.partition("\n\nRemote traceback")
             remote = remote.partition(":\n")[2]
+            echo = re.match(r"rank (\d+) failed: (.*)", message, re.S)
+            if echo and int(echo.group(1)) != self.rank:
+                # This worker's collective was aborted by another rank's
+                # failure, and its error only echoes it: the cause is that
+                # rank's, whichever of the two the burst heard first.
+                rank, message = int(echo.group(1)), echo.group(2)
+                raise WorkerError(rank, message.split(":", 1)[0], message, remote)
             kind = message.split(":", 1)[0]
             raise WorkerError(self.rank, kind, message, remote)
         raise VolleyError(f"burst {record['id']} {record['state']}: {error}")

@@ -162,9 +162,49 @@ impl AsyncComm {
     }
 
     /// [`AsyncComm::reduce_bytes`] whose result every worker gets.
+    ///
+    /// With one or two packs, the packs swap their partials at once (one
+    /// transfer each way, as the reduction and the broadcast make) and each
+    /// pack's leader folds them: no pack waits for a reduction at rank 0 and
+    /// then for its broadcast. Every pack folds its own partial in rank order
+    /// and the partials in pack order, so every worker gets the same bits as
+    /// before. With more packs, to rank 0 and back (the partials' exchange
+    /// would grow as packs²).
     pub async fn all_reduce_bytes(&self, data: Bytes, combine: Combine<'_>) -> Result<Bytes> {
-        let reduced = self.reduce_bytes(0, data, combine).await?;
-        self.broadcast(0, reduced.unwrap_or_default()).await
+        if self.layout().packs() > 2 {
+            let reduced = self.reduce_bytes(0, data, combine).await?;
+            return self.broadcast(0, reduced.unwrap_or_default()).await;
+        }
+        let (tag, result_tag) = (self.next_tag(), self.next_tag());
+        let work = async {
+            let layout = self.layout();
+            let leader = layout.leader(self.pack());
+            if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                let partial = fold(parts.into_iter().map(first), combine)?;
+                let sends: Vec<_> = self
+                    .other_packs()
+                    .map(|pack| {
+                        self.count_remote(partial.len());
+                        self.remote_send(pack, vec![self.entry(leader, layout.leader(pack), tag, partial.clone())])
+                    })
+                    .collect();
+                self.local_send(leader, leader, tag, partial);
+                try_join_all(sends).await?;
+            }
+            if self.rank() != leader {
+                return self.take(leader, result_tag).await;
+            }
+            let mut partials = Vec::with_capacity(layout.packs());
+            for pack in 0..layout.packs() {
+                partials.push(self.take(layout.leader(pack), tag).await?);
+            }
+            let total = fold(partials.into_iter(), combine)?;
+            for dst in self.pack_ranks().filter(|&r| r != leader) {
+                self.local_send(leader, dst, result_tag, total.clone());
+            }
+            Ok(total)
+        };
+        self.timed(work, || "all_reduce".to_string()).await
     }
 
     /// Element-wise reduction of numeric slices at root.
