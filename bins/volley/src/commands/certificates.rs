@@ -4,11 +4,11 @@
 //! trust `ca.crt` (`--ca-file`). `volley slurm up` makes the same set for
 //! its allocation.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use super::roles::create_file;
 use clap::Args;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -65,9 +65,7 @@ pub fn make(dir: &Path, hosts: &[String], days: u32) -> anyhow::Result<Made> {
         anyhow::bail!("--days must be at least 1");
     }
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        names.push(host.trim().to_string());
-    }
+    names.push(super::roles::this_host());
     names.extend(hosts.iter().map(|h| h.trim().to_string()));
     names.retain(|n| !n.is_empty());
     names.dedup();
@@ -105,10 +103,10 @@ pub fn make(dir: &Path, hosts: &[String], days: u32) -> anyhow::Result<Made> {
     let issuer = Issuer::new(ca, ca_key);
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
-    write(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
-    write(&dir.join(CA_KEY), &issuer.key().serialize_pem(), 0o600)?;
-    write(&dir.join(CERT), &server_cert.pem(), 0o644)?;
-    write(&dir.join(KEY), &server_key.serialize_pem(), 0o600)?;
+    create_file(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
+    create_file(&dir.join(CA_KEY), &issuer.key().serialize_pem(), 0o600)?;
+    create_file(&dir.join(CERT), &server_cert.pem(), 0o644)?;
+    create_file(&dir.join(KEY), &server_key.serialize_pem(), 0o600)?;
     Ok(Made { ca: dir.join(CA_CERT), cert: dir.join(CERT), key: dir.join(KEY), hosts: names })
 }
 
@@ -116,15 +114,4 @@ fn named(common_name: &str) -> DistinguishedName {
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, common_name);
     name
-}
-
-/// Creates `path` with `mode` (never over an existing file).
-fn write(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -333,8 +333,6 @@ pub fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
 /// readable only by its owner), so that invoker registration is never open
 /// on a controller with tenants.
 pub fn invoker_token(data_dir: &Path, given: Option<&str>, keys: bool) -> anyhow::Result<Option<String>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(token) = given {
         return Ok(Some(token.to_string()));
     }
@@ -346,14 +344,34 @@ pub fn invoker_token(data_dir: &Path, given: Option<&str>, keys: bool) -> anyhow
         return read_secret_file(&path, "invoker token").map(Some);
     }
     std::fs::create_dir_all(data_dir)?;
-    let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+    let token = random_secret();
+    create_file(&path, &format!("{token}\n"), 0o600)
+        .map_err(|e| anyhow::anyhow!("cannot create the invoker token file: {e:#}"))?;
+    eprintln!("volley: generated an invoker token in {} (mode 0600); invokers join with --token-file", path.display());
+    Ok(Some(token))
+}
+
+/// 32 random bytes in hex: a token or key of 64 characters.
+pub fn random_secret() -> String {
+    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates `path` holding `text` with `mode` (never over an existing file).
+pub fn create_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot create the invoker token file {}: {e}", path.display()))?;
-    writeln!(file, "{token}")?;
-    eprintln!("volley: generated an invoker token in {} (mode 0600); invokers join with --token-file", path.display());
-    Ok(Some(token))
+        .mode(mode)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+/// This machine's host name (`localhost` if it cannot be read).
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }

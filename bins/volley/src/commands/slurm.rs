@@ -3,7 +3,6 @@
 //! runs the command (or inside the allocation). The script, the Slurm calls
 //! and the state live in `volley-slurm`; this module starts and stops things.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use volley_slurm::{Allocation, BatchScript, ControllerPlace, Deployment, Process
 
 use super::Output;
 use super::certificates;
-use super::roles::default_data_dir;
+use super::roles::{create_file, default_data_dir, random_secret, this_host};
 
 #[derive(Subcommand)]
 pub enum SlurmCmd {
@@ -117,26 +116,10 @@ impl Where {
     }
 }
 
-/// A secret file only its owner reads (never over an existing file).
+/// A secret file only its owner reads, in place of an old deployment's.
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
     let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
-}
-
-fn random_hex() -> String {
-    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or("localhost".into())
+    create_file(path, text, 0o600)
 }
 
 fn settings(args: &UpArgs) -> anyhow::Result<ScriptSettings> {
@@ -233,9 +216,9 @@ async fn up(slurm: &Slurm, args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    write_secret(&d.token_file, &random_hex())?;
+    write_secret(&d.token_file, &random_secret())?;
     if args.api_keys.is_none() {
-        let key = random_hex();
+        let key = random_secret();
         let key_file = dir.join("api-key");
         write_secret(&key_file, &key)?;
         write_secret(&keys_file, &format!("default {key}\n"))?;
