@@ -384,7 +384,7 @@ pub(crate) fn measure(comm: &Comm, b: &CommBench) -> volley_comm::Result<Measure
                     false => payload.clone(),
                 };
                 // Inputs made before the timer.
-                let (one, many, elements) = match collective {
+                let (one, many, mut elements) = match collective {
                     Operation::Broadcast => (mine(verify::EVERY), Vec::new(), Vec::new()),
                     Operation::Scatter if rank == 0 => {
                         (payload.clone(), (0..n).map(|r| mine(to(r))).collect(), Vec::new())
@@ -410,7 +410,12 @@ pub(crate) fn measure(comm: &Comm, b: &CommBench) -> volley_comm::Result<Measure
                     Operation::Gather => Received::Some(comm.gather(0, one)?),
                     Operation::AllGather => Received::Many(comm.all_gather(one)?),
                     Operation::AllToAll => Received::Many(comm.all_to_all(many)?),
-                    Operation::AllReduce => Received::Sum(comm.all_reduce(&elements, Op::Sum)?),
+                    // In place, as MPI_IN_PLACE: the result replaces the input
+                    // (made before the timer), so no fresh memory per call.
+                    Operation::AllReduce => {
+                        comm.all_reduce_in_place(&mut elements, Op::Sum)?;
+                        Received::Sum(elements)
+                    }
                     Operation::PingPong | Operation::Stream => unreachable!("handled above"),
                 };
                 if i >= warmup {

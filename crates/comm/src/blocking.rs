@@ -124,8 +124,24 @@ impl Comm {
         self.block(self.inner.reduce(root, data, op))
     }
     /// See [`AsyncComm::all_reduce`].
+    ///
+    /// A large input is lent to the workers of the pack, not copied: this
+    /// call runs the operation to its end on this thread, so the loan ends
+    /// before `data` can be used again.
     pub fn all_reduce<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
-        self.block(self.inner.all_reduce(data, op))
+        // SAFETY: `block` runs the future to its end, or drops it, on this
+        // thread's stack before it returns: the future is never leaked.
+        self.block(unsafe { self.inner.all_reduce_lending(data, op) })
+    }
+    /// See [`AsyncComm::all_reduce_in_place`].
+    /// Lends a large input as [`Comm::all_reduce`] does.
+    pub fn all_reduce_in_place<T: Element>(&self, data: &mut [T], op: Op) -> Result<()> {
+        // SAFETY: as in `all_reduce`.
+        self.block(unsafe { self.inner.all_reduce_in_place_lending(data, op) })
+    }
+    /// See [`AsyncComm::reduce_scatter`].
+    pub fn reduce_scatter<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
+        self.block(self.inner.reduce_scatter(data, op))
     }
     /// See [`AsyncComm::all_reduce_with`].
     pub fn all_reduce_with<F>(&self, data: Bytes, f: F) -> Result<Bytes>

@@ -19,6 +19,14 @@ use crate::mailbox::Source;
 use crate::reduce::{self, Combine, Element, Op};
 use crate::wire::{DST_WHOLE_PACK, Entry, Space};
 
+mod lend;
+mod sliced;
+
+pub(crate) use lend::Loans;
+use sliced::Out;
+
+pub use sliced::block_range;
+
 impl AsyncComm {
     /// Returns once every worker of the burst has entered the barrier.
     pub async fn barrier(&self) -> Result<()> {
@@ -55,49 +63,13 @@ impl AsyncComm {
     /// Every worker's `data` to root, in rank order (`None` elsewhere).
     pub async fn gather(&self, root: usize, data: Bytes) -> Result<Option<Vec<Bytes>>> {
         let tag = self.next_tag();
-        let work = async {
-            self.check_rank(root, "root")?;
-            let root_pack = self.layout().pack_of(root);
-            if root_pack == self.pack() {
-                self.local_send(self.rank(), root, tag, data);
-            } else {
-                self.count_remote(data.len());
-                if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
-                    let entries =
-                        self.pack_ranks().zip(parts).map(|(src, p)| self.entry(src, root, tag, first(p))).collect();
-                    self.remote_send(root_pack, entries).await?;
-                }
-            }
-            if self.rank() != root {
-                return Ok(None);
-            }
-            self.take_all(tag).await.map(Some)
-        };
-        self.timed(work, || format!("gather to rank {root}")).await
+        self.timed(self.gather_in(tag, root, data), || format!("gather to rank {root}")).await
     }
 
     /// Every worker's `data` to every worker, in rank order.
     pub async fn all_gather(&self, data: Bytes) -> Result<Vec<Bytes>> {
         let tag = self.next_tag();
-        let work = async {
-            for dst in self.pack_ranks() {
-                self.local_send(self.rank(), dst, tag, data.clone());
-            }
-            for _ in self.other_packs() {
-                self.count_remote(data.len());
-            }
-            if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
-                let entries: Vec<Entry> = self
-                    .pack_ranks()
-                    .zip(parts)
-                    .map(|(src, p)| self.entry(src, DST_WHOLE_PACK as usize, tag, first(p)))
-                    .collect();
-                let sends = self.other_packs().map(|pack| self.remote_send(pack, entries.clone()));
-                try_join_all(sends).await?;
-            }
-            self.take_all(tag).await
-        };
-        self.timed(work, || "all_gather".to_string()).await
+        self.timed(self.all_gather_in(tag, data), || "all_gather".to_string()).await
     }
 
     /// `parts[j]` to rank `j`; returns what every rank sent to this one, in rank order.
@@ -208,7 +180,12 @@ impl AsyncComm {
     }
 
     /// Element-wise reduction of numeric slices at root.
+    /// A large vector is reduced in blocks by every worker at once (see
+    /// `collectives/sliced.rs`); the result's bits do not depend on the path.
     pub async fn reduce<T: Element>(&self, root: usize, data: &[T], op: Op) -> Result<Option<Vec<T>>> {
+        if self.reduces_in_blocks(std::mem::size_of_val(data)) {
+            return self.reduce_in_blocks(root, data, op).await;
+        }
         let combine = reduce::builtin::<T>(op);
         match self.reduce_bytes(root, reduce::encode(data), &combine).await? {
             Some(bytes) => reduce::decode(&bytes).map(Some),
@@ -217,9 +194,69 @@ impl AsyncComm {
     }
 
     /// Element-wise reduction of numeric slices; every worker gets the result.
+    /// A large vector is reduced in blocks by every worker at once and
+    /// gathered back (see `collectives/sliced.rs`); the result's bits do not
+    /// depend on the path.
     pub async fn all_reduce<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
+        if self.reduces_in_blocks(std::mem::size_of_val(data)) {
+            let mut out = Vec::new();
+            self.all_reduce_in_blocks::<T>(self.encode_pooled(data), op, Out::Vec(&mut out)).await?;
+            return Ok(out);
+        }
         let combine = reduce::builtin::<T>(op);
         reduce::decode(&self.all_reduce_bytes(reduce::encode(data), &combine).await?)
+    }
+
+    /// [`AsyncComm::all_reduce`] whose result replaces `data` (MPI's
+    /// `MPI_IN_PLACE`): no new vector per call, so a loop that reduces the
+    /// same buffer again and again touches no fresh memory.
+    pub async fn all_reduce_in_place<T: Element>(&self, data: &mut [T], op: Op) -> Result<()> {
+        if self.reduces_in_blocks(std::mem::size_of_val(data)) {
+            // The input is copied into the pack's buffers first, so the
+            // result may be written over it.
+            let input = self.encode_pooled(data);
+            return self.all_reduce_in_blocks::<T>(input, op, Out::Slice(data)).await;
+        }
+        let reduced = self.all_reduce(data, op).await?;
+        data.copy_from_slice(&reduced);
+        Ok(())
+    }
+
+    /// [`AsyncComm::all_reduce`] for the blocking `Comm`: a large input is
+    /// lent to the pack's workers instead of copied (see `collectives/lend.rs`).
+    ///
+    /// # Safety
+    /// The future must run to its end or be dropped, never leaked, before
+    /// `data` is used again.
+    pub(crate) async unsafe fn all_reduce_lending<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
+        match reduce::memory_of(data) {
+            Some(bytes) if self.reduces_in_blocks(bytes.len()) => {
+                let mut out = Vec::new();
+                // SAFETY: `data` is borrowed for this whole future, which the
+                // caller never leaks.
+                unsafe { self.all_reduce_lent(bytes.as_ptr(), bytes.len(), op, Out::Vec(&mut out)) }.await?;
+                Ok(out)
+            }
+            _ => self.all_reduce(data, op).await,
+        }
+    }
+
+    /// [`AsyncComm::all_reduce_in_place`] for the blocking `Comm`, lending
+    /// a large input as [`AsyncComm::all_reduce_lending`] does.
+    ///
+    /// # Safety
+    /// As [`AsyncComm::all_reduce_lending`].
+    pub(crate) async unsafe fn all_reduce_in_place_lending<T: Element>(&self, data: &mut [T], op: Op) -> Result<()> {
+        let len = std::mem::size_of_val(data);
+        if !cfg!(target_endian = "little") || !self.reduces_in_blocks(len) {
+            return self.all_reduce_in_place(data, op).await;
+        }
+        // A raw pointer, not a second reference: the result is written over
+        // `data` once the loan has ended.
+        let start = data.as_ptr().cast::<u8>();
+        // SAFETY: `data` is borrowed for this whole future, which the caller
+        // never leaks, and is written only through `out` after the loan ends.
+        unsafe { self.all_reduce_lent(start, len, op, Out::Slice(data)) }.await
     }
 
     /// Reduction with a user function over raw bytes (it must be associative).
@@ -245,6 +282,44 @@ impl AsyncComm {
             Ok(())
         };
         self.reduce_bytes(root, data, &combine).await
+    }
+
+    async fn gather_in(&self, tag: u64, root: usize, data: Bytes) -> Result<Option<Vec<Bytes>>> {
+        self.check_rank(root, "root")?;
+        let root_pack = self.layout().pack_of(root);
+        if root_pack == self.pack() {
+            self.local_send(self.rank(), root, tag, data);
+        } else {
+            self.count_remote(data.len());
+            if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+                let entries =
+                    self.pack_ranks().zip(parts).map(|(src, p)| self.entry(src, root, tag, first(p))).collect();
+                self.remote_send(root_pack, entries).await?;
+            }
+        }
+        if self.rank() != root {
+            return Ok(None);
+        }
+        self.take_all(tag).await.map(Some)
+    }
+
+    async fn all_gather_in(&self, tag: u64, data: Bytes) -> Result<Vec<Bytes>> {
+        for dst in self.pack_ranks() {
+            self.local_send(self.rank(), dst, tag, data.clone());
+        }
+        for _ in self.other_packs() {
+            self.count_remote(data.len());
+        }
+        if let Some(parts) = self.core.deposit(tag, self.local, vec![data]) {
+            let entries: Vec<Entry> = self
+                .pack_ranks()
+                .zip(parts)
+                .map(|(src, p)| self.entry(src, DST_WHOLE_PACK as usize, tag, first(p)))
+                .collect();
+            let sends = self.other_packs().map(|pack| self.remote_send(pack, entries.clone()));
+            try_join_all(sends).await?;
+        }
+        self.take_all(tag).await
     }
 
     async fn broadcast_in(&self, tag: u64, root: usize, data: Bytes) -> Result<Bytes> {

@@ -62,6 +62,7 @@ mod wire;
 
 pub use blocking::Comm;
 pub use brokers::{Brokers, TRANSPORTS, Tuning};
+pub use collectives::block_range;
 pub use comm::{AsyncComm, RecvRequest, SendRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use layout::Layout;

@@ -33,6 +33,8 @@ pub(crate) struct Core {
     /// Per local worker: how many collectives it has entered (their tags).
     pub collectives: Vec<AtomicU64>,
     deposits: Mutex<HashMap<u64, Deposit>>,
+    /// Reduction inputs lent to the pack's workers (see `collectives/lend.rs`).
+    pub loans: crate::collectives::Loans,
     reassembler: Reassembler,
     next_seq: Vec<AtomicU64>,
     /// Packs that said goodbye: no more messages will come from them.
@@ -303,6 +305,7 @@ impl Pack {
             stats: ranks.clone().map(|_| StatCounters::default()).collect(),
             collectives: ranks.map(|_| AtomicU64::new(0)).collect(),
             deposits: Mutex::new(HashMap::new()),
+            loans: Default::default(),
             reassembler: Reassembler::new(packs, pool.clone()),
             pool,
             next_seq: (0..packs).map(|_| AtomicU64::new(0)).collect(),

@@ -189,6 +189,16 @@ impl AsRef<[u8]> for Buffer {
     }
 }
 
+impl AsMut<[u8]> for Buffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match &mut self.memory {
+            Memory::Heap(buf) => buf,
+            // SAFETY: the filled part of the region, which this buffer alone writes.
+            Memory::Lent { region, len } => unsafe { std::slice::from_raw_parts_mut(region.start, *len) },
+        }
+    }
+}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         if let Memory::Heap(buf) = &mut self.memory

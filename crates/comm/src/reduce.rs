@@ -89,10 +89,7 @@ element!(u64, u64::wrapping_add);
 /// Encodes a slice as the bytes the reductions work on (little-endian): on a
 /// little-endian machine that is the slice's memory, copied once.
 pub fn encode<T: Element>(values: &[T]) -> Bytes {
-    if cfg!(target_endian = "little") {
-        // SAFETY: T is a plain number (sealed): no padding; the view covers
-        // exactly the slice's initialised memory and lives only for the copy.
-        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+    if let Some(bytes) = memory_of(values) {
         return Bytes::copy_from_slice(bytes);
     }
     let mut out = Vec::with_capacity(values.len() * T::SIZE);
@@ -102,8 +99,56 @@ pub fn encode<T: Element>(values: &[T]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The slice's memory, which is its encoding on a little-endian machine
+/// (`None` on a big-endian one).
+pub(crate) fn memory_of<T: Element>(values: &[T]) -> Option<&[u8]> {
+    // SAFETY: T is a plain number (sealed): no padding; the view covers
+    // exactly the slice's initialised memory and borrows it.
+    cfg!(target_endian = "little")
+        .then(|| unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) })
+}
+
 /// Decodes bytes made by [`encode`].
 pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    decode_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes parts made by [`encode`] into one vector, in order: one copy.
+pub(crate) fn decode_concat<T: Element>(parts: &[Bytes]) -> Result<Vec<T>> {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(total / T::SIZE);
+    for part in parts {
+        decode_into(part, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Decodes parts made by [`encode`] over `out`, in order: one copy.
+pub(crate) fn decode_over<T: Element>(parts: &[Bytes], out: &mut [T]) -> Result<()> {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    if total != std::mem::size_of_val(out) {
+        return Err(Error::invalid(format!("{total} bytes cannot fill {} elements", out.len())));
+    }
+    let mut at = 0;
+    for part in parts {
+        let n = part.len() / T::SIZE;
+        let dst = &mut out[at..at + n];
+        if cfg!(target_endian = "little") {
+            // SAFETY: dst has room for exactly n elements (n * SIZE bytes, copied
+            // bytewise); every bit pattern is a value of the plain number T.
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), dst.as_mut_ptr().cast::<u8>(), n * T::SIZE) };
+        } else {
+            dst.iter_mut().zip(part.chunks_exact(T::SIZE)).for_each(|(d, b)| *d = T::read(b));
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+/// Appends the elements `bytes` encodes to `out`.
+fn decode_into<T: Element>(bytes: &[u8], out: &mut Vec<T>) -> Result<()> {
     if !bytes.len().is_multiple_of(T::SIZE) {
         return Err(Error::invalid(format!(
             "{} bytes do not hold a whole number of {}-byte elements",
@@ -111,24 +156,28 @@ pub fn decode<T: Element>(bytes: &[u8]) -> Result<Vec<T>> {
             T::SIZE
         )));
     }
+    let n = bytes.len() / T::SIZE;
     if cfg!(target_endian = "little") {
-        let n = bytes.len() / T::SIZE;
-        let mut out = Vec::<T>::with_capacity(n);
-        // SAFETY: the destination has room for n elements (n * SIZE bytes,
-        // copied bytewise, so the source's alignment does not matter), and
-        // every bit pattern is a value of the plain number T (sealed).
+        out.reserve(n);
+        // SAFETY: after the reserve there is room for n more elements (n * SIZE
+        // bytes, copied bytewise, so the source's alignment does not matter),
+        // and every bit pattern is a value of the plain number T (sealed).
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * T::SIZE);
-            out.set_len(n);
+            let end = out.as_mut_ptr().add(out.len());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), end.cast::<u8>(), n * T::SIZE);
+            out.set_len(out.len() + n);
         }
-        return Ok(out);
+        return Ok(());
     }
-    Ok(bytes.chunks_exact(T::SIZE).map(T::read).collect())
+    out.extend(bytes.chunks_exact(T::SIZE).map(T::read));
+    Ok(())
 }
 
-/// Combines `b` into `acc` element-wise over typed views, when both are
-/// aligned for T (vectorisable); false when they are not (the caller goes
-/// element by element through the bytes).
+/// Combines `b` into `acc` element-wise over a typed view of `acc`, when it
+/// is aligned for T (vectorisable); false when it is not (the caller goes
+/// element by element through the bytes). `b` may sit anywhere: a part
+/// received inside a bundle usually starts at an odd offset, and reading it
+/// with unaligned loads costs the same as aligned ones on current CPUs.
 fn combine_aligned<T: Element>(op: Op, acc: &mut [u8], b: &[u8]) -> bool {
     if !cfg!(target_endian = "little") {
         return false;
@@ -139,42 +188,51 @@ fn combine_aligned<T: Element>(op: Op, acc: &mut [u8], b: &[u8]) -> bool {
     if !head.is_empty() || !tail.is_empty() {
         return false;
     }
-    // SAFETY: as above.
+    // SAFETY: as above, for the input.
     let (head, bs, tail) = unsafe { b.align_to::<T>() };
-    if !head.is_empty() || !tail.is_empty() {
-        return false;
+    if head.is_empty() && tail.is_empty() {
+        // The operation chosen outside the loop: each loop is one operation,
+        // which the compiler vectorises.
+        match op {
+            Op::Sum => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Sum, *x, *y)),
+            Op::Min => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Min, *x, *y)),
+            Op::Max => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Max, *x, *y)),
+        }
+        return true;
     }
-    // The operation chosen outside the loop: each loop is one operation, which
-    // the compiler vectorises.
+    let bs = b.chunks_exact(T::SIZE).map(T::read);
     match op {
-        Op::Sum => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Sum, *x, *y)),
-        Op::Min => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Min, *x, *y)),
-        Op::Max => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Max, *x, *y)),
+        Op::Sum => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Sum, *x, y)),
+        Op::Min => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Min, *x, y)),
+        Op::Max => accs.iter_mut().zip(bs).for_each(|(x, y)| *x = T::apply(Op::Max, *x, y)),
     }
     true
 }
 
 /// The combining function of a built-in operation on `T`: element-wise, in place.
 pub(crate) fn builtin<T: Element>(op: Op) -> impl Fn(&mut Vec<u8>, &[u8]) -> Result<()> + Send + Sync {
-    move |acc: &mut Vec<u8>, b: &[u8]| {
-        if acc.len() != b.len() {
-            return Err(Error::invalid(format!(
-                "reduction inputs differ in length ({} and {} bytes); every rank must pass the same number of elements",
-                acc.len(),
-                b.len()
-            )));
-        }
-        if !acc.len().is_multiple_of(T::SIZE) {
-            return Err(Error::invalid("reduction input is not a whole number of elements"));
-        }
-        if combine_aligned::<T>(op, acc, b) {
-            return Ok(());
-        }
-        for (x, y) in acc.chunks_exact_mut(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
-            T::apply(op, T::read(x), T::read(y)).put(x);
-        }
-        Ok(())
+    move |acc: &mut Vec<u8>, b: &[u8]| combine_into::<T>(op, acc, b)
+}
+
+/// Combines the encoded values `b` into `acc`, element by element.
+pub(crate) fn combine_into<T: Element>(op: Op, acc: &mut [u8], b: &[u8]) -> Result<()> {
+    if acc.len() != b.len() {
+        return Err(Error::invalid(format!(
+            "reduction inputs differ in length ({} and {} bytes); every rank must pass the same number of elements",
+            acc.len(),
+            b.len()
+        )));
     }
+    if !acc.len().is_multiple_of(T::SIZE) {
+        return Err(Error::invalid("reduction input is not a whole number of elements"));
+    }
+    if combine_aligned::<T>(op, acc, b) {
+        return Ok(());
+    }
+    for (x, y) in acc.chunks_exact_mut(T::SIZE).zip(b.chunks_exact(T::SIZE)) {
+        T::apply(op, T::read(x), T::read(y)).put(x);
+    }
+    Ok(())
 }
 
 /// A user's function over two encoded values, as a [`Combine`].

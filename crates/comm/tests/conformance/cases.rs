@@ -10,7 +10,7 @@ fn layouts() -> Vec<Layout> {
     vec![Layout::new(&[3]).unwrap(), Layout::new(&[2, 2]).unwrap(), Layout::new(&[3, 1, 2]).unwrap()]
 }
 
-fn burst(layout: Layout, transport: &TransportOptions) -> LocalBurst {
+pub fn burst(layout: Layout, transport: &TransportOptions) -> LocalBurst {
     LocalBurst::new(layout).transport(transport.clone()).op_timeout(Duration::from_secs(30))
 }
 
@@ -163,6 +163,11 @@ pub fn one_transfer_per_pack_pair(t: TransportOptions) {
     assert_eq!(transfers(|c| c.broadcast(6, byte(1)).map(drop)), 2);
     // A reduction: one partial from each other pack to the root's, then one broadcast per pack.
     assert_eq!(transfers(|c| c.all_reduce(&[1u64], Op::Sum).map(drop)), 2 + 2);
+    // A large one goes through blocks: each pack sends each other pack its
+    // partials of that pack's blocks, then the reduced blocks.
+    assert_eq!(transfers(|c| c.all_reduce(&vec![1u64; 10_000], Op::Sum).map(drop)), 3 * 2 + 3 * 2);
+    assert_eq!(transfers(|c| c.reduce_scatter(&vec![1u64; 10_000], Op::Sum).map(drop)), 3 * 2);
+    assert_eq!(transfers(|c| c.reduce(0, &vec![1u64; 10_000], Op::Sum).map(drop)), 3 * 2 + 2);
 }
 
 pub fn repeated_collectives(t: TransportOptions) {

@@ -5,12 +5,14 @@
 //! case is skipped with a notice, except under CI=true, where it fails.
 
 mod cases;
+mod reductions;
 mod services;
 
 macro_rules! conformance {
     ($transport:ident) => {
         mod $transport {
             use super::cases;
+            use super::reductions;
             use super::services;
 
             fn transport() -> Option<volley_comm::TransportOptions> {
@@ -39,6 +41,18 @@ macro_rules! conformance {
             fn collectives_agree_with_a_sequential_model() {
                 let Some(t) = transport() else { return };
                 cases::collectives(t);
+            }
+
+            #[test]
+            fn large_reductions_go_through_blocks_with_the_same_bits() {
+                let Some(t) = transport() else { return };
+                reductions::reductions_in_blocks(t);
+            }
+
+            #[test]
+            fn reductions_of_different_lengths_are_refused() {
+                let Some(t) = transport() else { return };
+                reductions::mismatched_lengths(t);
             }
 
             #[test]

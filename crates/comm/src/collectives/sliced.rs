@@ -1,0 +1,343 @@
+//! Reductions of numbers split into one block per rank (a reduce-scatter),
+//! so that no thread folds the whole vector and no pack sends it whole.
+//!
+//! 1. Every worker of a pack sees every input of its pack (zero-copy: the
+//!    same bytes, shared).
+//! 2. Worker `i` of a pack folds, over the pack's inputs in rank order, the
+//!    blocks `b` with `b % pack_size == i`: the pack's workers fold in
+//!    parallel, each about `1/pack_size` of the vector.
+//! 3. The pack sends each block's partial to that block's rank: one transfer
+//!    per other pack, holding the partials of that pack's blocks. This is the
+//!    pairwise-exchange reduce-scatter: every pack sends `(packs-1)/packs` of
+//!    the vector, as a ring does, but in one round instead of `packs - 1`.
+//! 4. Rank `r` folds the packs' partials of block `r` in pack order.
+//!
+//! All-reduce adds an all-gather of the blocks (one transfer per pack pair);
+//! reduce adds a gather at the root. Every element is combined in the same
+//! order as the whole-vector path (ranks within a pack, then packs), so both
+//! give the same bits, every run.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+
+use super::lend::{LendGuard, Loan};
+use crate::comm::AsyncComm;
+use crate::error::{Error, Result};
+use crate::reduce::{self, Element, Op};
+use crate::transport::PacketSink;
+use crate::wire::Entry;
+
+/// Below this many bytes a reduction goes whole to rank 0 and back: three
+/// rounds of messages would cost more than folding it on one thread.
+const SLICED_MIN_BYTES: usize = 64 * 1024;
+
+/// Above this many packs the pairwise exchange (packs² transfers per round)
+/// would cost more in messages than it saves in bytes.
+const SLICED_MAX_PACKS: usize = 64;
+
+/// The elements that block `index` of `parts` holds, out of `len`: blocks
+/// as equal as can be, the first `len % parts` one element longer. Rank `r`'s
+/// share of [`AsyncComm::reduce_scatter`] is block `r` of `size` blocks.
+///
+/// ```
+/// assert_eq!(volley_comm::block_range(10, 4, 0), 0..3);
+/// assert_eq!(volley_comm::block_range(10, 4, 3), 8..10);
+/// ```
+pub fn block_range(len: usize, parts: usize, index: usize) -> Range<usize> {
+    if parts == 0 || index >= parts {
+        return len..len;
+    }
+    let (base, extra) = (len / parts, len % parts);
+    let start = index * base + index.min(extra);
+    start..start + base + usize::from(index < extra)
+}
+
+impl AsyncComm {
+    /// Element-wise reduction whose result is split among the ranks: rank
+    /// `r` gets the elements [`block_range`]`(data.len(), size, r)` of the
+    /// reduced vector. Every rank passes the same number of elements.
+    pub async fn reduce_scatter<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>> {
+        let (share, cross) = (self.next_tag(), self.next_tag());
+        let input = self.encode_pooled(data);
+        let work = async {
+            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
+            reduce::decode(&block)
+        };
+        self.timed(work, || "reduce_scatter".to_string()).await
+    }
+
+    /// Whether a reduction of `bytes` goes through blocks.
+    pub(super) fn reduces_in_blocks(&self, bytes: usize) -> bool {
+        let packs = self.layout().packs();
+        self.size() > 1 && bytes >= SLICED_MIN_BYTES && packs <= SLICED_MAX_PACKS
+    }
+
+    /// All-reduce through blocks of `input` (encoded): reduce-scatter, then
+    /// all-gather, the result written to `out`.
+    pub(super) async fn all_reduce_in_blocks<T: Element>(&self, input: Bytes, op: Op, out: Out<'_, T>) -> Result<()> {
+        let (share, cross, gather) = (self.next_tag(), self.next_tag(), self.next_tag());
+        let work = async {
+            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
+            out.fill(&self.all_gather_in(gather, block).await?)
+        };
+        self.timed(work, || "all_reduce".to_string()).await
+    }
+
+    /// [`AsyncComm::all_reduce_in_blocks`] of the `len` encoded bytes at
+    /// `start`, lent to the pack's workers instead of copied (see `lend.rs`).
+    ///
+    /// # Safety
+    /// The bytes must stay valid and unwritten (except through `out`) until
+    /// the future ends, and the future must run to its end or be dropped,
+    /// never leaked.
+    pub(super) async unsafe fn all_reduce_lent<T: Element>(
+        &self,
+        start: *const u8,
+        len: usize,
+        op: Op,
+        out: Out<'_, T>,
+    ) -> Result<()> {
+        let (share, cross, gather) = (self.next_tag(), self.next_tag(), self.next_tag());
+        let loans = &self.core.loans;
+        // SAFETY: as this function's caller promises; the guard lives in this
+        // future, which is dropped, not leaked.
+        let guard = unsafe { LendGuard::new(loans, share, self.local, self.pack_ranks().len(), start, len) };
+        let work = async {
+            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Lent(len), op).await?;
+            let blocks = self.all_gather_in(gather, block).await?;
+            // Every worker of the pack has folded this input by now (their
+            // blocks came back); the drop waits for any reader all the same.
+            drop(guard);
+            out.fill(&blocks)
+        };
+        self.timed(work, || "all_reduce".to_string()).await
+    }
+
+    /// Reduce at root through blocks: reduce-scatter, then gather.
+    pub(super) async fn reduce_in_blocks<T: Element>(&self, root: usize, data: &[T], op: Op) -> Result<Option<Vec<T>>> {
+        self.check_rank(root, "root")?;
+        let (share, cross, gather) = (self.next_tag(), self.next_tag(), self.next_tag());
+        let input = self.encode_pooled(data);
+        let work = async {
+            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
+            match self.gather_in(gather, root, block).await? {
+                Some(blocks) => reduce::decode_concat(&blocks).map(Some),
+                None => Ok(None),
+            }
+        };
+        self.timed(work, || format!("reduce to rank {root}")).await
+    }
+
+    /// The numbers' encoding in a buffer of the pack's pool: reused memory,
+    /// so no page faults at every call (8 MiB of fresh memory costs about
+    /// as much as a copy of it to touch).
+    pub(super) fn encode_pooled<T: Element>(&self, data: &[T]) -> Bytes {
+        match reduce::memory_of(data) {
+            Some(bytes) => self.pooled_copy(&[bytes]),
+            None => reduce::encode(data),
+        }
+    }
+
+    /// `parts` one after the other, in a buffer of the pack's pool.
+    fn pooled_copy(&self, parts: &[&[u8]]) -> Bytes {
+        let mut buffer = self.core.buffer(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            buffer.extend_from_slice(part);
+        }
+        buffer.freeze()
+    }
+
+    /// `range` of every input, folded in order into a new pooled buffer.
+    fn fold_inputs<T: Element>(&self, op: Op, inputs: &[(usize, Shared)], range: Range<usize>) -> Result<Bytes> {
+        let Some(((_, first), rest)) = inputs.split_first() else { return Ok(Bytes::new()) };
+        let mut acc = self.core.buffer(range.len());
+        first.read(|b| acc.extend_from_slice(&b[range.clone()])).ok_or_else(|| left(inputs[0].0))?;
+        for (rank, value) in rest {
+            value
+                .read(|b| reduce::combine_into::<T>(op, acc.as_mut(), &b[range.clone()]))
+                .ok_or_else(|| left(*rank))??;
+        }
+        Ok(acc.freeze())
+    }
+
+    /// Partials folded in order into a new pooled buffer.
+    fn fold_pooled<T: Element>(&self, op: Op, values: &[Bytes]) -> Result<Bytes> {
+        let Some((first, rest)) = values.split_first() else { return Ok(Bytes::new()) };
+        let mut acc = self.core.buffer(first.len());
+        acc.extend_from_slice(first);
+        for value in rest {
+            reduce::combine_into::<T>(op, acc.as_mut(), value)?;
+        }
+        Ok(acc.freeze())
+    }
+
+    /// This rank's block of the reduction of every rank's input (encoded).
+    async fn reduce_scatter_in<T: Element>(&self, share: u64, cross: u64, mine: Mine, op: Op) -> Result<Bytes> {
+        let layout = self.layout();
+        let (size, packs) = (self.size(), layout.packs());
+        let my_len = mine.len();
+        if !my_len.is_multiple_of(T::SIZE) {
+            return Err(Error::invalid("reduction input is not a whole number of elements"));
+        }
+        let len = my_len / T::SIZE;
+        let block_bytes = |b: usize| {
+            let r = block_range(len, size, b);
+            r.start * T::SIZE..r.end * T::SIZE
+        };
+
+        // 1. The pack's inputs, shared: as bytes, or lent (announced by an
+        //    empty message once the loan is made).
+        let announce = match mine {
+            Mine::Copied(bytes) => bytes,
+            Mine::Lent(_) => Bytes::new(),
+        };
+        for dst in self.pack_ranks() {
+            self.local_send(self.rank(), dst, share, announce.clone());
+        }
+        drop(announce);
+        let mut inputs = Vec::with_capacity(self.pack_ranks().len());
+        for (i, src) in self.pack_ranks().enumerate() {
+            let bytes = self.take(src, share).await?;
+            let other = match self.core.loans.get(share, i) {
+                Some(loan) => Shared::Lent(loan),
+                None => Shared::Bytes(bytes),
+            };
+            if other.len() != my_len {
+                return Err(Error::invalid(format!(
+                    "reduction inputs differ in length: rank {src} passed {} elements and rank {} {len}; \
+                     every rank must pass the same number",
+                    other.len() / T::SIZE,
+                    self.rank()
+                )));
+            }
+            inputs.push((src, other));
+        }
+
+        // 2. This worker's blocks, folded over the pack's inputs.
+        let pack_size = inputs.len();
+        let mut partials = Vec::new();
+        for b in (self.local..size).step_by(pack_size) {
+            let partial = self.fold_inputs::<T>(op, &inputs, block_bytes(b))?;
+            if layout.pack_of(b) != self.pack() {
+                self.count_remote(partial.len());
+            }
+            partials.push(partial);
+        }
+        drop(inputs);
+
+        // 3. Each block's partial to its rank: one transfer per other pack.
+        if let Some(all) = self.core.deposit(cross, self.local, partials) {
+            let first = self.pack_ranks().start;
+            let mut to_pack: Vec<Vec<Entry>> = vec![Vec::new(); packs];
+            for (i, blocks) in all.into_iter().enumerate() {
+                for (b, partial) in (i..size).step_by(pack_size).zip(blocks) {
+                    let pack = layout.pack_of(b);
+                    if pack == self.pack() {
+                        self.local_send(first + i, b, cross, partial);
+                    } else {
+                        to_pack[pack].push(self.entry(first + i, b, cross, partial));
+                    }
+                }
+            }
+            let sends = to_pack.into_iter().enumerate().filter(|(_, e)| !e.is_empty());
+            try_join_all(sends.map(|(pack, entries)| self.remote_send(pack, entries))).await?;
+        }
+
+        // 4. This rank's block: the packs' partials, folded in pack order.
+        let owner = |pack: usize| layout.ranks_of(pack).start + self.rank() % layout.pack_size(pack);
+        if packs == 1 {
+            return self.take(owner(0), cross).await;
+        }
+        let mut partials = Vec::with_capacity(packs);
+        for pack in 0..packs {
+            partials.push(self.take(owner(pack), cross).await?);
+        }
+        self.fold_pooled::<T>(op, &partials)
+    }
+}
+
+/// This worker's input to a reduction through blocks.
+enum Mine {
+    /// Copied into the pack's buffers, shared as bytes.
+    Copied(Bytes),
+    /// Lent (see `lend.rs`): its length.
+    Lent(usize),
+}
+
+impl Mine {
+    fn len(&self) -> usize {
+        match self {
+            Mine::Copied(bytes) => bytes.len(),
+            Mine::Lent(len) => *len,
+        }
+    }
+}
+
+/// Another pack worker's input, as this worker reads it.
+enum Shared {
+    Bytes(Bytes),
+    Lent(Arc<Loan>),
+}
+
+impl Shared {
+    fn len(&self) -> usize {
+        match self {
+            Shared::Bytes(bytes) => bytes.len(),
+            Shared::Lent(loan) => loan.len(),
+        }
+    }
+
+    /// `f` over the bytes; `None` if a lender has left.
+    fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        match self {
+            Shared::Bytes(bytes) => Some(f(bytes)),
+            Shared::Lent(loan) => loan.read(f),
+        }
+    }
+}
+
+fn left(rank: usize) -> Error {
+    Error::invalid(format!("rank {rank} left the reduction before its input was read"))
+}
+
+/// Where an all-reduce's result goes.
+pub(super) enum Out<'a, T> {
+    /// A new vector.
+    Vec(&'a mut Vec<T>),
+    /// Over the caller's slice.
+    Slice(&'a mut [T]),
+}
+
+impl<T: Element> Out<'_, T> {
+    fn fill(self, blocks: &[Bytes]) -> Result<()> {
+        match self {
+            Out::Vec(v) => *v = reduce::decode_concat(blocks)?,
+            Out::Slice(s) => reduce::decode_over(blocks, s)?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_range;
+
+    #[test]
+    fn blocks_cover_the_vector_in_order_and_differ_by_at_most_one() {
+        for len in [0, 1, 7, 16, 17, 1000] {
+            for parts in 1..20 {
+                let blocks: Vec<_> = (0..parts).map(|i| block_range(len, parts, i)).collect();
+                assert_eq!(blocks[0].start, 0);
+                assert_eq!(blocks[parts - 1].end, len);
+                assert!(blocks.windows(2).all(|w| w[0].end == w[1].start));
+                let sizes: Vec<_> = blocks.iter().map(|b| b.len()).collect();
+                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+            }
+        }
+        assert_eq!(block_range(5, 0, 0), 5..5);
+        assert_eq!(block_range(5, 2, 2), 5..5);
+    }
+}

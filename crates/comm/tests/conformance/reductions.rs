@@ -1,0 +1,104 @@
+//! Reductions large enough to go through blocks (reduce-scatter, then
+//! all-gather or gather), against a sequential model of the combination
+//! order: ranks within a pack, then packs, so floating-point sums must match
+//! to the bit.
+
+use volley_comm::{Error, Layout, Op, TransportOptions, block_range};
+
+use super::cases::burst;
+
+/// Above the 64 KiB where reductions go through blocks, and a multiple of
+/// no pack size, so blocks differ in length.
+const LEN: usize = 10_007;
+
+/// Numbers whose sum depends on the order they are added in.
+fn floats(rank: usize, len: usize) -> Vec<f64> {
+    (0..len).map(|i| ((rank * 7919 + i * 104_729) % 1000) as f64 * 0.1 + 1e-7 * (rank + 1) as f64).collect()
+}
+
+fn ints(rank: usize, len: usize) -> Vec<i64> {
+    (0..len).map(|i| (i as i64 * 31 + rank as i64 * 1009) % 2001 - 1000).collect()
+}
+
+fn big(rank: usize, len: usize) -> Vec<u64> {
+    (0..len).map(|i| (u64::MAX - i as u64).wrapping_add(rank as u64)).collect()
+}
+
+/// The float sum, added in the middleware's order.
+fn model_sum(layout: &Layout, len: usize) -> Vec<f64> {
+    let mut total: Option<Vec<f64>> = None;
+    for pack in 0..layout.packs() {
+        let mut ranks = layout.ranks_of(pack);
+        let mut acc = floats(ranks.next().unwrap(), len);
+        for r in ranks {
+            acc.iter_mut().zip(floats(r, len)).for_each(|(a, b)| *a += b);
+        }
+        total = Some(match total {
+            None => acc,
+            Some(mut t) => {
+                t.iter_mut().zip(acc).for_each(|(a, b)| *a += b);
+                t
+            }
+        });
+    }
+    total.unwrap()
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+pub fn reductions_in_blocks(t: TransportOptions) {
+    let layouts = [Layout::new(&[3]).unwrap(), Layout::new(&[2, 2]).unwrap(), Layout::new(&[3, 1, 2]).unwrap()];
+    for layout in layouts {
+        let n = layout.workers();
+        let sum = model_sum(&layout, LEN);
+        let all_ints: Vec<Vec<i64>> = (0..n).map(|r| ints(r, LEN)).collect();
+        let min: Vec<i64> = (0..LEN).map(|i| all_ints.iter().map(|v| v[i]).min().unwrap()).collect();
+        let max: Vec<i64> = (0..LEN).map(|i| all_ints.iter().map(|v| v[i]).max().unwrap()).collect();
+        let all_big: Vec<Vec<u64>> = (0..n).map(|r| big(r, LEN)).collect();
+        let wrapped: Vec<u64> = (0..LEN).map(|i| all_big.iter().fold(0u64, |acc, v| acc.wrapping_add(v[i]))).collect();
+        burst(layout, &t)
+            .run(move |comm| {
+                let r = comm.rank();
+                let mine = floats(r, LEN);
+                let all = comm.all_reduce(&mine, Op::Sum)?;
+                assert_eq!(bits(&all), bits(&sum), "all_reduce at rank {r} combined in another order");
+                let mut in_place = mine.clone();
+                comm.all_reduce_in_place(&mut in_place, Op::Sum)?;
+                assert_eq!(bits(&in_place), bits(&sum), "all_reduce_in_place at rank {r}");
+                let block = comm.reduce_scatter(&mine, Op::Sum)?;
+                assert_eq!(bits(&block), bits(&sum[block_range(LEN, n, r)]), "reduce_scatter at rank {r}");
+                let root = n - 1;
+                let at_root = comm.reduce(root, &mine, Op::Sum)?;
+                assert_eq!(at_root.map(|v| bits(&v)), (r == root).then(|| bits(&sum)), "reduce at rank {r}");
+
+                assert_eq!(comm.all_reduce(&ints(r, LEN), Op::Min)?, min);
+                assert_eq!(comm.reduce_scatter(&ints(r, LEN), Op::Max)?, max[block_range(LEN, n, r)]);
+                assert_eq!(comm.all_reduce(&big(r, LEN), Op::Sum)?, wrapped);
+
+                // Fewer elements than ranks: some blocks are empty.
+                let tiny = comm.reduce_scatter(&[r as f32, 10.0 - r as f32], Op::Max)?;
+                assert_eq!(tiny, [(n - 1) as f32, 10.0][block_range(2, n, r)].to_vec());
+                assert_eq!(comm.reduce_scatter::<u64>(&[], Op::Sum)?, Vec::<u64>::new());
+                Ok(())
+            })
+            .unwrap();
+    }
+}
+
+pub fn mismatched_lengths(t: TransportOptions) {
+    let (results, _) = burst(Layout::new(&[3]).unwrap(), &t)
+        .run_each(|comm| {
+            let len = if comm.rank() == 1 { LEN - 1000 } else { LEN };
+            comm.all_reduce(&floats(comm.rank(), len), Op::Sum).map(drop)
+        })
+        .unwrap();
+    for (rank, result) in results.iter().enumerate() {
+        match result {
+            Err(Error::InvalidArgument(msg)) => assert!(msg.contains("differ in length"), "rank {rank}: {msg}"),
+            Err(Error::PeerFailed { reason, .. }) => assert!(reason.contains("differ in length"), "{reason}"),
+            other => panic!("rank {rank} should fail on the lengths, got {other:?}"),
+        }
+    }
+}
