@@ -50,6 +50,8 @@ def collectives(w):
     total = c.all_reduce(np.array([w.rank, 1.0]), op="sum")
     biggest = c.all_reduce(w.rank, op="max")
     at_root = c.reduce(np.array([w.rank], dtype=np.int64), op="min", root=0)
+    # 7 elements over 5 ranks: blocks of 2, 2, 1, 1, 1.
+    block = c.reduce_scatter(np.arange(7, dtype=np.float64) * (w.rank + 1), op="sum")
     return {
         "shared": shared,
         "mine": mine,
@@ -59,6 +61,7 @@ def collectives(w):
         "total": total.tolist(),
         "biggest": biggest,
         "at_root": None if at_root is None else at_root.tolist(),
+        "block": block.tolist(),
     }
 
 
@@ -74,6 +77,9 @@ def test_every_collective_gives_what_the_standard_says(ex):
         assert r["total"] == [sum(range(n)), float(n)]
         assert r["biggest"] == n - 1
         assert r["at_root"] == ([0] if rank == 0 else None)
+        starts = [0, 2, 4, 5, 6, 7]
+        ranks_sum = sum(range(1, n + 1))
+        assert r["block"] == [float(i * ranks_sum) for i in range(starts[rank], starts[rank + 1])]
 
 
 def test_large_arrays_move_intact(ex):

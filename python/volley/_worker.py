@@ -153,7 +153,13 @@ class Comm:
         """As ``all_reduce``, with the result at ``root`` only (None elsewhere)."""
         return self._reduce(value, op, root)
 
-    def _reduce(self, value, op, root):
+    def reduce_scatter(self, value, op="sum"):
+        """Element-wise reduction whose result is split among the ranks:
+        rank r gets block r of the flattened result, blocks as equal as can
+        be (the first ``len % size`` one element longer)."""
+        return self._reduce(value, op, None, scatter=True)
+
+    def _reduce(self, value, op, root, scatter=False):
         import numpy
 
         if op not in _OPS:
@@ -170,10 +176,15 @@ class Comm:
             else:
                 raise TypeError(f"cannot reduce values of dtype {array.dtype}")
         header = {"op": "reduce", "dtype": _DTYPES[array.dtype.str], "reduce": op, "root": root}
+        if scatter:
+            header["scatter"] = True
         _, parts = self._exchange(header, [[array.reshape(-1).view(numpy.uint8)]])
         if not parts:
             return None
-        out = numpy.frombuffer(parts[0], dtype=array.dtype).reshape(array.shape)
+        out = numpy.frombuffer(parts[0], dtype=array.dtype)
+        if scatter:
+            return out
+        out = out.reshape(array.shape)
         return out.item() if scalar else out
 
 

@@ -95,6 +95,33 @@ fn packs_in_separate_processes_give_the_same_counts() {
 }
 
 #[test]
+fn redis_figures_come_with_the_raw_clients_beside_them() {
+    if !redis_up() {
+        return;
+    }
+    let run = |op: &str, size: &str| {
+        let args = ["bench", "comm", "--transport", "redis", "--op", op, "--workers", "4", "--granularity", "2"];
+        let rest = ["--size", size, "--iters", "3", "--warmup", "1", "--output", "json"];
+        json(&volley(&[&args[..], &rest[..]].concat()))[0].clone()
+    };
+    // A stream: the raw clients' throughput with the transport's chunk and connections.
+    let stream = run("stream", "2MiB");
+    assert!(stream["raw"]["mib_per_s"].as_f64().unwrap() > 0.0, "{stream}");
+    assert!(stream["throughput_vs_raw"].as_f64().unwrap() > 0.0);
+    // Collectives: the floor of what they move between packs (all-to-all: 2
+    // flows of 2x2 parts; broadcast: 1 flow of the message).
+    for (op, flows) in
+        [("all-to-all", "2 concurrent flow(s) of 1048576 bytes"), ("broadcast", "1 concurrent flow(s) of 262144")]
+    {
+        let report = run(op, "256KiB");
+        assert_eq!(report["raw"]["floor"], true, "{report}");
+        assert!(report["raw"]["link"].as_str().unwrap().contains(flows), "{report}");
+        assert!(report["latency_vs_raw"].as_f64().unwrap() > 0.0);
+        assert_eq!(report["verified"], true);
+    }
+}
+
+#[test]
 fn bad_input_fails_with_a_message_that_says_what_to_do() {
     let out = volley(&["bench", "comm", "--transport", "carrier-pigeon"]);
     assert!(!out.status.success());

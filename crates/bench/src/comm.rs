@@ -205,7 +205,8 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
     }
 
     let raw = if b.baseline { baseline(b, layout.packs())? } else { None };
-    let latency_vs_raw = raw.as_ref().filter(|_| op == Operation::PingPong).map(|r| latency.p50_us / r.one_way.p50_us);
+    let latency_vs_raw =
+        raw.as_ref().filter(|r| op == Operation::PingPong || r.floor).map(|r| latency.p50_us / r.one_way.p50_us);
     let throughput_vs_raw =
         raw.as_ref().and_then(|r| Some(mib_per_s? / r.mib_per_s?)).filter(|_| op == Operation::Stream);
     Ok(CommReport {
@@ -236,14 +237,36 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
     if packs == 1 {
         return raw::threads(b.size, iters).map(Some);
     }
+    let floor_of = match b.op {
+        // Every rank of a pack sends every rank of each other pack its part.
+        Operation::AllToAll => Some((packs * (packs - 1), b.granularity * b.granularity * b.size)),
+        // The root's pack sends the message once to each other pack.
+        Operation::Broadcast => Some((packs - 1, b.size)),
+        _ => None,
+    };
     match b.transport.as_str() {
+        "redis" | "redis-streams" if floor_of.is_some() => {
+            let (flows, bytes) = floor_of.unwrap_or_default();
+            let (chunk, connections) = redis_tuning(b);
+            raw::redis_floor(&b.brokers.redis_url, flows, bytes, iters, chunk, connections).map(Some)
+        }
         "tcp" => raw::tcp(b.size, iters).map(Some),
         "uds" => raw::uds(b.size, iters).map(Some),
-        "redis" | "redis-streams" => raw::redis(&b.brokers.redis_url, b.size, iters).map(Some),
+        "redis" | "redis-streams" => {
+            let (chunk, connections) = redis_tuning(b);
+            raw::redis(&b.brokers.redis_url, b.size, iters, chunk, connections).map(Some)
+        }
         "nats" => raw::nats(&b.brokers.nats_url, b.size, iters),
         "rabbitmq" => raw::rabbitmq(&b.brokers.amqp_url, b.size, iters).map(Some),
         _ => Ok(None),
     }
+}
+
+/// The value size and connections the Redis transport uses, for its raw link.
+fn redis_tuning(b: &CommBench) -> (usize, usize) {
+    let defaults = volley_comm::RedisOptions::new(b.brokers.redis_url.clone());
+    let chunk = b.chunk.unwrap_or(defaults.chunk_bytes) as usize;
+    (chunk, if b.connections > 0 { b.connections } else { defaults.connections })
 }
 
 /// What one rank measured: per-iteration nanoseconds, or a throughput in MiB/s.

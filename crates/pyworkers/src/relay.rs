@@ -199,7 +199,8 @@ fn perform(
     }
 }
 
-/// `all_reduce`, or `reduce` to `root`, of little-endian numbers of `dtype`.
+/// `all_reduce`, `reduce` to `root`, or `reduce_scatter` (`scatter`), of
+/// little-endian numbers of `dtype`.
 fn reduce(comm: &Comm, header: &Value, data: &[u8]) -> Answer {
     let op = match header.get("reduce").and_then(Value::as_str) {
         Some("sum") => Op::Sum,
@@ -207,24 +208,36 @@ fn reduce(comm: &Comm, header: &Value, data: &[u8]) -> Answer {
         Some("max") => Op::Max,
         other => return Err(format!("no reduction {other:?}: sum, min or max").into()),
     };
-    let root = header.get("root").and_then(Value::as_u64).map(|r| r as usize);
+    let to = match (header.get("scatter").and_then(Value::as_bool), header.get("root").and_then(Value::as_u64)) {
+        (Some(true), _) => To::Blocks,
+        (_, Some(root)) => To::Root(root as usize),
+        _ => To::All,
+    };
     match header.get("dtype").and_then(Value::as_str) {
-        Some("f64") => typed::<f64>(comm, data, op, root),
-        Some("f32") => typed::<f32>(comm, data, op, root),
-        Some("i64") => typed::<i64>(comm, data, op, root),
-        Some("u64") => typed::<u64>(comm, data, op, root),
+        Some("f64") => typed::<f64>(comm, data, op, to),
+        Some("f32") => typed::<f32>(comm, data, op, to),
+        Some("i64") => typed::<i64>(comm, data, op, to),
+        Some("u64") => typed::<u64>(comm, data, op, to),
         other => Err(format!("cannot reduce {other:?}: f64, f32, i64 or u64").into()),
     }
 }
 
-fn typed<T: Element>(comm: &Comm, data: &[u8], op: Op, root: Option<usize>) -> Answer {
+/// Where a reduction's result goes.
+enum To {
+    All,
+    Root(usize),
+    Blocks,
+}
+
+fn typed<T: Element>(comm: &Comm, data: &[u8], op: Op, to: To) -> Answer {
     if !data.len().is_multiple_of(T::SIZE) {
         return Err(format!("{} bytes are not whole numbers of {} bytes", data.len(), T::SIZE).into());
     }
     let values: Vec<T> = data.chunks_exact(T::SIZE).map(T::read).collect();
-    let reduced = match root {
-        Some(root) => comm.reduce(root, &values, op)?,
-        None => Some(comm.all_reduce(&values, op)?),
+    let reduced = match to {
+        To::Root(root) => comm.reduce(root, &values, op)?,
+        To::All => Some(comm.all_reduce(&values, op)?),
+        To::Blocks => Some(comm.reduce_scatter(&values, op)?),
     };
     let parts = reduced
         .map(|v| {

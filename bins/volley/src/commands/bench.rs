@@ -150,7 +150,12 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
                     iters: args.iters,
                     warmup: args.warmup,
                     connections: args.connections,
-                    baseline: !args.no_baseline && matches!(op, Operation::PingPong | Operation::Stream),
+                    // Collectives have a raw floor over Redis (what the operation
+                    // moves between packs, moved by plain clients).
+                    baseline: !args.no_baseline
+                        && (matches!(op, Operation::PingPong | Operation::Stream)
+                            || (matches!(op, Operation::AllToAll | Operation::Broadcast)
+                                && transport.starts_with("redis"))),
                     spin: args.spin_us.map(std::time::Duration::from_micros),
                     chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
                     processes: if args.processes { Some(std::env::current_exe()?) } else { None },
@@ -185,7 +190,9 @@ fn brokers(args: &CommArgs) -> Brokers {
 
 fn print_row(r: &CommReport) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    let floor = r.raw.as_ref().is_some_and(|raw| raw.floor);
     let vs_raw = match (r.latency_vs_raw, r.throughput_vs_raw) {
+        (Some(x), _) if floor => format!("{x:.2}x floor"),
         (Some(x), _) => format!("{x:.2}x lat"),
         (_, Some(f)) => format!("{:.0}% thr", f * 100.0),
         _ => "-".into(),
