@@ -251,12 +251,15 @@ impl AsyncComm {
         if !cfg!(target_endian = "little") || !self.reduces_in_blocks(len) {
             return self.all_reduce_in_place(data, op).await;
         }
-        // A raw pointer, not a second reference: the result is written over
-        // `data` once the loan has ended.
-        let start = data.as_ptr().cast::<u8>();
+        // Raw pointers only, taken once from the `&mut`: the loan reads
+        // through one, the result is written through the other once the
+        // loan has ended, and no reference to `data` is made in between.
+        let elements = data.len();
+        let start = data.as_mut_ptr();
+        let out = Out::Raw(start, elements, std::marker::PhantomData);
         // SAFETY: `data` is borrowed for this whole future, which the caller
         // never leaks, and is written only through `out` after the loan ends.
-        unsafe { self.all_reduce_lent(start, len, op, Out::Slice(data)) }.await
+        unsafe { self.all_reduce_lent(start.cast_const().cast::<u8>(), len, op, out) }.await
     }
 
     /// Reduction with a user function over raw bytes (it must be associative).

@@ -18,7 +18,8 @@ pub struct CommStats {
     /// Their bytes.
     pub remote_bytes: u64,
     /// Transfers this worker made to other packs: a collective sends one per
-    /// destination pack for the whole pack, whatever the number of messages.
+    /// destination pack and round for the whole pack, whatever the number of
+    /// messages (a reduction through blocks has two rounds).
     pub remote_transfers: u64,
 }
 

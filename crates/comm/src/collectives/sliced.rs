@@ -8,8 +8,9 @@
 //!    parallel, each about `1/pack_size` of the vector.
 //! 3. The pack sends each block's partial to that block's rank: one transfer
 //!    per other pack, holding the partials of that pack's blocks. This is the
-//!    pairwise-exchange reduce-scatter: every pack sends `(packs-1)/packs` of
-//!    the vector, as a ring does, but in one round instead of `packs - 1`.
+//!    pairwise-exchange reduce-scatter: every pack sends the blocks of the
+//!    other packs' ranks (`(packs-1)/packs` of the vector with equal packs),
+//!    as a ring does, but in one round instead of `packs - 1`.
 //! 4. Rank `r` folds the packs' partials of block `r` in pack order.
 //!
 //! All-reduce adds an all-gather of the blocks (one transfer per pack pair);
@@ -28,7 +29,7 @@ use crate::comm::AsyncComm;
 use crate::error::{Error, Result};
 use crate::reduce::{self, Element, Op};
 use crate::transport::PacketSink;
-use crate::wire::Entry;
+use crate::wire::{Entry, Space};
 
 /// Below this many bytes a reduction goes whole to rank 0 and back: three
 /// rounds of messages would cost more than folding it on one thread.
@@ -150,16 +151,24 @@ impl AsyncComm {
         buffer.freeze()
     }
 
-    /// `range` of every input, folded in order into a new pooled buffer.
-    fn fold_inputs<T: Element>(&self, op: Op, inputs: &[(usize, Shared)], range: Range<usize>) -> Result<Bytes> {
-        let Some(((_, first), rest)) = inputs.split_first() else { return Ok(Bytes::new()) };
-        let mut acc = self.core.buffer(range.len());
-        first.read(|b| acc.extend_from_slice(&b[range.clone()])).ok_or_else(|| left(inputs[0].0))?;
-        for (rank, value) in rest {
-            value
-                .read(|b| reduce::combine_into::<T>(op, acc.as_mut(), &b[range.clone()]))
-                .ok_or_else(|| left(*rank))??;
+    /// `range` of every input, folded in order into a new pooled buffer,
+    /// followed by the inputs' length in elements (see [`without_length`]).
+    fn fold_inputs<T: Element>(
+        &self,
+        op: Op,
+        inputs: &[(usize, Shared)],
+        range: Range<usize>,
+        len: usize,
+    ) -> Result<Bytes> {
+        let mut acc = self.core.buffer(range.len() + LENGTH_BYTES);
+        if let Some(((rank, first), rest)) = inputs.split_first() {
+            first.read(|b| acc.extend_from_slice(&b[range.clone()])).ok_or_else(|| left(*rank))?;
+            for (rank, value) in rest {
+                let folded = value.read(|b| reduce::combine_into::<T>(op, acc.as_mut(), &b[range.clone()]));
+                folded.ok_or_else(|| left(*rank))??;
+            }
         }
+        acc.extend_from_slice(&(len as u64).to_le_bytes());
         Ok(acc.freeze())
     }
 
@@ -195,7 +204,9 @@ impl AsyncComm {
             Mine::Lent(_) => Bytes::new(),
         };
         for dst in self.pack_ranks() {
-            self.local_send(self.rank(), dst, share, announce.clone());
+            // Counted as the input it stands for, lent or copied alike.
+            self.core.stats[self.local].local(my_len);
+            self.core.deliver_local(self.rank(), dst, (Space::Collective, share), announce.clone());
         }
         drop(announce);
         let mut inputs = Vec::with_capacity(self.pack_ranks().len());
@@ -206,10 +217,14 @@ impl AsyncComm {
                 None => Shared::Bytes(bytes),
             };
             if other.len() != my_len {
+                let theirs = match other.len() {
+                    // A lender that already left announced with nothing.
+                    0 => "no elements (or left the reduction)".to_string(),
+                    n => format!("{} elements", n / T::SIZE),
+                };
                 return Err(Error::invalid(format!(
-                    "reduction inputs differ in length: rank {src} passed {} elements and rank {} {len}; \
+                    "reduction inputs differ in length: rank {src} passed {theirs} and rank {} {len}; \
                      every rank must pass the same number",
-                    other.len() / T::SIZE,
                     self.rank()
                 )));
             }
@@ -220,9 +235,10 @@ impl AsyncComm {
         let pack_size = inputs.len();
         let mut partials = Vec::new();
         for b in (self.local..size).step_by(pack_size) {
-            let partial = self.fold_inputs::<T>(op, &inputs, block_bytes(b))?;
-            if layout.pack_of(b) != self.pack() {
-                self.count_remote(partial.len());
+            let partial = self.fold_inputs::<T>(op, &inputs, block_bytes(b), len)?;
+            match layout.pack_of(b) == self.pack() {
+                true => self.core.stats[self.local].local(partial.len()),
+                false => self.count_remote(partial.len()),
             }
             partials.push(partial);
         }
@@ -236,7 +252,8 @@ impl AsyncComm {
                 for (b, partial) in (i..size).step_by(pack_size).zip(blocks) {
                     let pack = layout.pack_of(b);
                     if pack == self.pack() {
-                        self.local_send(first + i, b, cross, partial);
+                        // Counted by the worker that folded it (step 2).
+                        self.core.deliver_local(first + i, b, (Space::Collective, cross), partial);
                     } else {
                         to_pack[pack].push(self.entry(first + i, b, cross, partial));
                     }
@@ -246,14 +263,16 @@ impl AsyncComm {
             try_join_all(sends.map(|(pack, entries)| self.remote_send(pack, entries))).await?;
         }
 
-        // 4. This rank's block: the packs' partials, folded in pack order.
+        // 4. This rank's block: the packs' partials, folded in pack order,
+        //    each checked to come from inputs of this rank's length.
         let owner = |pack: usize| layout.ranks_of(pack).start + self.rank() % layout.pack_size(pack);
-        if packs == 1 {
-            return self.take(owner(0), cross).await;
-        }
         let mut partials = Vec::with_capacity(packs);
         for pack in 0..packs {
-            partials.push(self.take(owner(pack), cross).await?);
+            let partial = self.take(owner(pack), cross).await?;
+            partials.push(without_length(partial, len, pack, self.rank())?);
+        }
+        if packs == 1 {
+            return Ok(partials.pop().unwrap_or_default());
         }
         self.fold_pooled::<T>(op, &partials)
     }
@@ -299,6 +318,26 @@ impl Shared {
     }
 }
 
+/// A partial carries the length of the inputs it was folded from: packs
+/// whose ranks passed different lengths could otherwise fold blocks of equal
+/// size that hold different elements, and return a wrong result without an error.
+const LENGTH_BYTES: usize = 8;
+
+/// The partial without its length, once the length is checked to be `len`.
+fn without_length(partial: Bytes, len: usize, pack: usize, rank: usize) -> Result<Bytes> {
+    let Some(at) = partial.len().checked_sub(LENGTH_BYTES) else {
+        return Err(Error::protocol(format!("a reduction partial from pack {pack} has no length")));
+    };
+    let theirs = u64::from_le_bytes(partial[at..].try_into().unwrap_or_default());
+    if theirs != len as u64 {
+        return Err(Error::invalid(format!(
+            "reduction inputs differ in length: the ranks of pack {pack} passed {theirs} elements and rank \
+             {rank} {len}; every rank must pass the same number"
+        )));
+    }
+    Ok(partial.slice(..at))
+}
+
 fn left(rank: usize) -> Error {
     Error::invalid(format!("rank {rank} left the reduction before its input was read"))
 }
@@ -309,6 +348,9 @@ pub(super) enum Out<'a, T> {
     Vec(&'a mut Vec<T>),
     /// Over the caller's slice.
     Slice(&'a mut [T]),
+    /// Over `len` elements at a pointer that was lent while the reduction
+    /// ran (the slice is made only once the loan has ended).
+    Raw(*mut T, usize, std::marker::PhantomData<&'a mut [T]>),
 }
 
 impl<T: Element> Out<'_, T> {
@@ -316,6 +358,11 @@ impl<T: Element> Out<'_, T> {
         match self {
             Out::Vec(v) => *v = reduce::decode_concat(blocks)?,
             Out::Slice(s) => reduce::decode_over(blocks, s)?,
+            // SAFETY: made from a `&'a mut [T]` of `len` elements (see
+            // `all_reduce_in_place_lending`), and filled after the loan ended.
+            Out::Raw(start, len, _) => {
+                reduce::decode_over(blocks, unsafe { std::slice::from_raw_parts_mut(start, len) })?
+            }
         }
         Ok(())
     }

@@ -50,6 +50,12 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn async_and_blocking_workers_reduce_together() {
+                let Some(t) = transport() else { return };
+                reductions::async_and_blocking_together(t);
+            }
+
+            #[test]
             fn reductions_of_different_lengths_are_refused() {
                 let Some(t) = transport() else { return };
                 reductions::mismatched_lengths(t);

@@ -88,17 +88,51 @@ pub fn reductions_in_blocks(t: TransportOptions) {
 }
 
 pub fn mismatched_lengths(t: TransportOptions) {
-    let (results, _) = burst(Layout::new(&[3]).unwrap(), &t)
-        .run_each(|comm| {
-            let len = if comm.rank() == 1 { LEN - 1000 } else { LEN };
-            comm.all_reduce(&floats(comm.rank(), len), Op::Sum).map(drop)
-        })
-        .unwrap();
-    for (rank, result) in results.iter().enumerate() {
-        match result {
-            Err(Error::InvalidArgument(msg)) => assert!(msg.contains("differ in length"), "rank {rank}: {msg}"),
-            Err(Error::PeerFailed { reason, .. }) => assert!(reason.contains("differ in length"), "{reason}"),
-            other => panic!("rank {rank} should fail on the lengths, got {other:?}"),
+    // Within a pack (rank 1), and between packs (pack 1 one element longer:
+    // blocks of equal size would hold different elements).
+    type Case = (&'static [usize], fn(usize) -> usize, bool);
+    let cases: [Case; 3] = [
+        (&[3], |r| if r == 1 { LEN - 1000 } else { LEN }, false),
+        (&[2, 2], |r| if r >= 2 { LEN + 1 } else { LEN }, false),
+        (&[2, 2], |r| if r >= 2 { LEN + 1 } else { LEN }, true),
+    ];
+    for (sizes, len_of, scatter) in cases {
+        let (results, _) = burst(Layout::new(sizes).unwrap(), &t)
+            .run_each(move |comm| {
+                let mine = floats(comm.rank(), len_of(comm.rank()));
+                match scatter {
+                    true => comm.reduce_scatter(&mine, Op::Sum).map(drop),
+                    false => comm.all_reduce(&mine, Op::Sum).map(drop),
+                }
+            })
+            .unwrap();
+        for (rank, result) in results.iter().enumerate() {
+            match result {
+                Err(Error::InvalidArgument(msg)) => assert!(msg.contains("differ in length"), "rank {rank}: {msg}"),
+                Err(Error::PeerFailed { reason, .. }) => assert!(reason.contains("differ in length"), "{reason}"),
+                other => panic!("{sizes:?}, scatter {scatter}: rank {rank} should fail on the lengths, got {other:?}"),
+            }
         }
     }
+}
+
+/// Rank 0 reduces through the async API (its input copied) while the others
+/// lend theirs through the blocking one: the same bits.
+pub fn async_and_blocking_together(t: TransportOptions) {
+    let layout = Layout::new(&[3, 2]).unwrap();
+    let sum = model_sum(&layout, LEN);
+    burst(layout, &t)
+        .run(move |comm| {
+            let mine = floats(comm.rank(), LEN);
+            let all = match comm.rank() {
+                0 => {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(comm.as_async().all_reduce(&mine, Op::Sum))?
+                }
+                _ => comm.all_reduce(&mine, Op::Sum)?,
+            };
+            assert_eq!(bits(&all), bits(&sum), "rank {}", comm.rank());
+            Ok(())
+        })
+        .unwrap();
 }
