@@ -137,18 +137,13 @@ impl AsyncComm {
     /// as much as a copy of it to touch).
     pub(super) fn encode_pooled<T: Element>(&self, data: &[T]) -> Bytes {
         match reduce::memory_of(data) {
-            Some(bytes) => self.pooled_copy(&[bytes]),
+            Some(bytes) => {
+                let mut buffer = self.core.buffer(bytes.len());
+                buffer.extend_from_slice(bytes);
+                buffer.freeze()
+            }
             None => reduce::encode(data),
         }
-    }
-
-    /// `parts` one after the other, in a buffer of the pack's pool.
-    fn pooled_copy(&self, parts: &[&[u8]]) -> Bytes {
-        let mut buffer = self.core.buffer(parts.iter().map(|p| p.len()).sum());
-        for part in parts {
-            buffer.extend_from_slice(part);
-        }
-        buffer.freeze()
     }
 
     /// `range` of every input, folded in order into a new pooled buffer,
