@@ -125,7 +125,7 @@ fn redis_figures_come_with_the_raw_clients_beside_them() {
 fn bad_input_fails_with_a_message_that_says_what_to_do() {
     let out = volley(&["bench", "comm", "--transport", "carrier-pigeon"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of tcp, uds, redis"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of tcp, uds, shm, redis"));
     let out = volley(&["bench", "comm", "--workers", "4", "--granularity", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("granularity"));

@@ -25,7 +25,7 @@ fn run_without_a_controller_starts_an_embedded_platform() {
     let burst = json_ok(&out);
     assert_eq!(burst["state"], "succeeded", "{burst}");
     assert_eq!(burst["packs"].as_array().unwrap().len(), 2);
-    assert_eq!(burst["transport"], "uds", "one host: the same-host path");
+    assert_eq!(burst["transport"], "shm", "one host: the same-host path");
     for (rank, w) in burst["workers"].as_array().unwrap().iter().enumerate() {
         assert_eq!(w["result"]["rank"], rank);
         assert_eq!(w["result"]["size"], 8);
@@ -58,7 +58,7 @@ fn the_table_output_shows_every_rank_and_the_summary() {
 #[test]
 fn workers_talk_across_packs_of_different_sizes_over_every_transport() {
     let p = Platform::up(&[]);
-    let mut transports = vec!["tcp", "uds"];
+    let mut transports = vec!["tcp", "uds", "shm"];
     for (name, addr, t) in [
         ("Redis", "127.0.0.1:6379", "redis"),
         ("RabbitMQ", "127.0.0.1:5672", "rabbitmq"),

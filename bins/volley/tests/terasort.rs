@@ -42,6 +42,13 @@ fn terasort_sorts_local_files() {
     support::on_local_dir("terasort", |base| sort_and_validate(base, "30000", "6", "3", "uds"));
 }
 
+/// The same-host default: the shuffle's bundles (about 0.7 MiB per pack
+/// pair) cross between the sandboxed pack processes through shared memory.
+#[test]
+fn terasort_shuffles_through_shared_memory_between_pack_processes() {
+    support::on_local_dir("terasort-shm", |base| sort_and_validate(base, "30000", "6", "3", "shm"));
+}
+
 #[test]
 fn terasort_sorts_objects_on_s3() {
     support::on_s3("terasort", |base| sort_and_validate(base, "20000", "4", "2", "tcp"));

@@ -251,7 +251,7 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
             raw::redis_floor(&b.brokers.redis_url, flows, bytes, iters, chunk, connections).map(Some)
         }
         "tcp" => raw::tcp(b.size, iters).map(Some),
-        "uds" => raw::uds(b.size, iters).map(Some),
+        "uds" | "shm" => raw::uds(b.size, iters).map(Some),
         "redis" | "redis-streams" => {
             let (chunk, connections) = redis_tuning(b);
             raw::redis(&b.brokers.redis_url, b.size, iters, chunk, connections).map(Some)

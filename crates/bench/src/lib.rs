@@ -3,6 +3,7 @@
 
 pub mod comm;
 pub mod jobs;
+pub mod network;
 pub mod processes;
 mod raw;
 pub mod startup;

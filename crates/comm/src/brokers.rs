@@ -13,7 +13,7 @@ use crate::options::{RedisMode, RedisOptions};
 use crate::options::{StreamOptions, TransportOptions};
 
 /// The transport names [`Brokers::transport`] accepts.
-pub const TRANSPORTS: [&str; 7] = ["tcp", "uds", "redis", "redis-streams", "rabbitmq", "nats", "s3"];
+pub const TRANSPORTS: [&str; 8] = ["tcp", "uds", "shm", "redis", "redis-streams", "rabbitmq", "nats", "s3"];
 
 /// Addresses and credentials of the brokers a burst may use between packs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -74,8 +74,8 @@ impl Brokers {
     pub fn transport(&self, name: &str, tuning: Tuning) -> Result<TransportOptions> {
         let Tuning { connections, chunk_bytes } = tuning;
         Ok(match name {
-            "tcp" | "uds" => {
-                let mut o = StreamOptions::default();
+            "tcp" | "uds" | "shm" => {
+                let mut o = StreamOptions { shared_memory: name == "shm", ..StreamOptions::default() };
                 set(&mut o.connections, connections);
                 set(&mut o.chunk_bytes, chunk_bytes);
                 if name == "tcp" { TransportOptions::Tcp(o) } else { TransportOptions::Uds(o) }
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_with_the_choices() {
         let err = Brokers::default().transport("carrier-pigeon", Tuning::default()).unwrap_err();
-        assert!(err.to_string().contains("tcp, uds, redis"), "{err}");
+        assert!(err.to_string().contains("tcp, uds, shm, redis"), "{err}");
     }
 
     #[test]

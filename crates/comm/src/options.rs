@@ -96,7 +96,8 @@ impl PackOptions {
 pub enum TransportOptions {
     /// Direct TCP connections between packs (the default).
     Tcp(StreamOptions),
-    /// Direct Unix domain socket connections, for packs on one host.
+    /// Direct Unix domain socket connections, for packs on one host (with
+    /// `shared_memory`, the `shm` mode: large packets through memfd segments).
     Uds(StreamOptions),
     /// Through Redis lists, for packs that cannot reach each other.
     #[cfg(feature = "redis")]
@@ -117,6 +118,7 @@ impl TransportOptions {
     pub fn name(&self) -> &'static str {
         match self {
             TransportOptions::Tcp(_) => "tcp",
+            TransportOptions::Uds(o) if o.shared_memory => "shm",
             TransportOptions::Uds(_) => "uds",
             #[cfg(feature = "redis")]
             TransportOptions::Redis(_) => "redis",
@@ -156,11 +158,15 @@ pub struct StreamOptions {
     pub connections: usize,
     /// Largest packet; a bundle is cut into one piece per connection, at most this big.
     pub chunk_bytes: u32,
+    /// Unix sockets only (`shm` mode): packets from 64 KiB up cross through
+    /// shared memory segments, one copy instead of two through the kernel.
+    #[serde(default)]
+    pub shared_memory: bool,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { bind: None, advertise_host: None, connections: 1, chunk_bytes: 256 << 20 }
+        StreamOptions { bind: None, advertise_host: None, connections: 1, chunk_bytes: 256 << 20, shared_memory: false }
     }
 }
 

@@ -65,8 +65,8 @@ impl Reassembler {
         if body.len() != header.len as usize {
             return Err(Error::protocol("packet body length differs from its header"));
         }
-        if header.kind == Kind::Fin {
-            return Err(Error::protocol("a transport's end-of-connection mark reached reassembly"));
+        if matches!(header.kind, Kind::Fin | Kind::Shm | Kind::Segment) {
+            return Err(Error::protocol("a transport's own packet reached reassembly"));
         }
         if header.kind == Kind::Abort {
             let (rank, reason) = decode_abort(&body)?;
@@ -108,7 +108,7 @@ impl Reassembler {
             deliver(match kind {
                 Kind::Data => Arrival::Bundle { src_pack, body },
                 Kind::Bye => Arrival::Bye { src_pack },
-                Kind::Abort | Kind::Fin => unreachable!("returned before sequencing"),
+                Kind::Abort | Kind::Fin | Kind::Shm | Kind::Segment => unreachable!("returned before sequencing"),
             })?;
         }
         Ok(())

@@ -27,6 +27,8 @@ pub(crate) const HEADER_LEN: usize = 36;
 pub(crate) const ENTRY_LEN: usize = 25;
 /// `dst` value meaning "every rank of the receiving pack" (in-pack fan-out).
 pub(crate) const DST_WHOLE_PACK: u32 = u32::MAX;
+/// The body of a `Segment` packet: a segment id and what happens to it.
+pub(crate) const SEGMENT_LEN: u32 = 8;
 /// An abort's reason is cut to this many bytes.
 pub(crate) const MAX_REASON: usize = 4096;
 
@@ -41,6 +43,13 @@ pub(crate) enum Kind {
     Abort = 2,
     /// Transport-internal: this connection ends here on purpose.
     Fin = 3,
+    /// Transport-internal (`shm` mode): a data packet whose body waits in a
+    /// shared memory segment; the header is the data packet's, the body on
+    /// the wire is a descriptor naming the segment.
+    Shm = 4,
+    /// Transport-internal (`shm` mode): a segment announced (its file
+    /// descriptor passed with the packet) or retired.
+    Segment = 5,
 }
 
 impl Kind {
@@ -50,6 +59,8 @@ impl Kind {
             1 => Ok(Kind::Bye),
             2 => Ok(Kind::Abort),
             3 => Ok(Kind::Fin),
+            4 => Ok(Kind::Shm),
+            5 => Ok(Kind::Segment),
             other => Err(Error::protocol(format!("unknown packet kind {other}"))),
         }
     }
@@ -167,6 +178,9 @@ impl Header {
             }
             Kind::Abort if header.total as usize > MAX_REASON + 4 || header.len as u64 != header.total => {
                 return Err(Error::protocol("abort packet must be one small chunk"));
+            }
+            Kind::Segment if header.len != SEGMENT_LEN || header.total != SEGMENT_LEN as u64 => {
+                return Err(Error::protocol("shared memory segment packet of the wrong size"));
             }
             _ => {}
         }

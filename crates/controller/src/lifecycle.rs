@@ -317,7 +317,7 @@ impl Lifecycle {
         let Some(active) = self.active.get_mut(id) else { return };
         let burst = &mut active.burst;
         let transport =
-            burst.request.transport.clone().unwrap_or_else(|| if single_host { "uds" } else { "tcp" }.into());
+            burst.request.transport.clone().unwrap_or_else(|| if single_host { "shm" } else { "tcp" }.into());
         // Resolved once: each pack gets this transport's settings and nothing else.
         // (Submit checked the name; a build without that transport still ends cleanly.)
         let resolved = match self.opts.brokers.transport(&transport, Default::default()) {

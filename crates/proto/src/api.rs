@@ -18,7 +18,7 @@ pub struct BurstRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = granularity_schema))]
     pub granularity: Granularity,
-    /// `tcp`, `uds`, `redis`, `redis-streams`, `rabbitmq`, `nats`, `s3`; absent:
+    /// `tcp`, `uds`, `shm`, `redis`, `redis-streams`, `rabbitmq`, `nats`, `s3`; absent:
     /// `uds` when every pack lands on one host, `tcp` otherwise.
     #[serde(default)]
     pub transport: Option<String>,

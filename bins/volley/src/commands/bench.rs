@@ -18,6 +18,8 @@ pub enum Bench {
     Pagerank(Box<super::bench_pagerank::PagerankArgs>),
     /// TeraSort as a burst, as classic FaaS and as one process, on the same input.
     Terasort(Box<super::bench_terasort::TerasortArgs>),
+    /// TeraSort and PageRank, burst vs FaaS, on an emulated cluster with rate-limited links (root).
+    Network(Box<super::bench_network::NetworkArgs>),
     /// Workflows: fork-join, trigger throughput and step-to-step latency, each with its baseline.
     Flow(Box<super::bench_flow::FlowArgs>),
     /// Submit-to-running of bursts, cold and warm, burst mode vs FaaS mode.
@@ -33,7 +35,7 @@ pub enum Bench {
 
 #[derive(Args)]
 pub struct CommArgs {
-    /// Transports between packs, comma separated: tcp, uds, redis, redis-streams, rabbitmq, nats, s3.
+    /// Transports between packs, comma separated: tcp, uds, shm, redis, redis-streams, rabbitmq, nats, s3.
     #[arg(long, default_value = "tcp", value_delimiter = ',')]
     transport: Vec<String>,
     /// Operations, comma separated: ping-pong, stream, barrier, broadcast,
@@ -105,6 +107,7 @@ impl Bench {
             Bench::Download(args) => super::bench_download::run(*args, target, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),
+            Bench::Network(args) => super::bench_network::run(*args, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);
                 Ok(())

@@ -4,6 +4,7 @@ mod bench;
 mod bench_download;
 mod bench_flow;
 mod bench_load;
+mod bench_network;
 mod bench_pagerank;
 mod bench_python;
 mod bench_terasort;

@@ -21,7 +21,7 @@ pub struct RunArgs {
     /// Workers per pack, or `auto` (the largest packs that fit).
     #[arg(long, short = 'g', default_value = "auto")]
     granularity: Granularity,
-    /// tcp, uds, redis, redis-streams, rabbitmq, nats, s3 (default: uds on one host, tcp across hosts).
+    /// tcp, uds, shm, redis, redis-streams, rabbitmq, nats, s3 (default: shm on one host, tcp across hosts).
     #[arg(long)]
     transport: Option<String>,
     /// Parameters for every worker: JSON, or @FILE to read it from a file.

@@ -10,8 +10,10 @@
 //! polls (as MPI progresses its links from inside the wait). Whoever holds
 //! the lock reads until the socket is empty; the other finds nothing to do.
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use socket2::Socket;
@@ -19,7 +21,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::sock_io::register;
-use super::{PacketSink, SinkRef};
+use super::{PacketSink, SinkRef, shm};
 use crate::mailbox::lock;
 use crate::pool::Buffer;
 use crate::wire::{HEADER_LEN, Header, Kind};
@@ -42,8 +44,11 @@ pub(crate) struct Inbound {
 /// Where the byte stream stands between two reads.
 struct Parse {
     stage: Stage,
-    /// The packet whose body is being read.
-    body: Option<(Header, Buffer)>,
+    /// The packet whose body is being read, and how long that body is on
+    /// the wire (a `Shm` packet's is a descriptor, not its data).
+    body: Option<(Header, Buffer, usize)>,
+    /// The peer's shared memory segments, on the connection that carries them.
+    shm: Option<shm::Inbound>,
     /// The connection ended (with a goodbye, or reported lost): read no more.
     ended: bool,
 }
@@ -58,13 +63,14 @@ enum Pumped {
 }
 
 impl Inbound {
-    /// Takes over `sock` (connected, authenticated) as the link from pack `from`;
+    /// Takes over `sock` (connected, authenticated) as the link from pack
+    /// `from`, carrying shared memory segments if `shared` (a Unix socket);
     /// an error outside a Tokio runtime.
-    pub fn new(sock: Socket, from: usize) -> io::Result<Self> {
+    pub fn new(sock: Socket, from: usize, shared: bool) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
         let fd = register(sock, Interest::READABLE)?;
         let stage = Stage { buf: vec![0; STAGE].into_boxed_slice(), start: 0, end: 0 };
-        let parse = Parse { stage, body: None, ended: false };
+        let parse = Parse { stage, body: None, shm: shared.then(shm::Inbound::default), ended: false };
         Ok(Inbound { from, fd, parse: Mutex::new(parse) })
     }
 
@@ -135,11 +141,11 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
     let mut read = 0usize;
     let stage = &mut parse.stage;
     loop {
-        if let Some((header, body)) = &mut parse.body {
-            let want = header.len as usize - body.len();
+        if let Some((_, body, wire_len)) = &mut parse.body {
+            let want = *wire_len - body.len();
             if want == 0 {
-                if let Some((header, body)) = parse.body.take() {
-                    sink.packet(header, body.freeze());
+                if let Some((header, body, _)) = parse.body.take() {
+                    hand_over(parse.shm.as_mut(), header, body, sink)?;
                 }
                 continue;
             }
@@ -160,7 +166,7 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
                 }
                 got
             } else {
-                stage.refill(sock)?
+                stage.refill(sock, parse.shm.as_mut())?
             };
             match got {
                 Some(n) => read += n,
@@ -172,7 +178,7 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
             if read >= budget {
                 return Ok(Pumped::Budget);
             }
-            match stage.refill(sock)? {
+            match stage.refill(sock, parse.shm.as_mut())? {
                 Some(n) => read += n,
                 None => return Ok(Pumped::Drained),
             }
@@ -184,7 +190,35 @@ fn pump(parse: &mut Parse, sock: &Socket, from: usize, sink: &dyn PacketSink, bu
             Ok(h) => return Err(format!("packet claims to come from pack {}", h.src_pack)),
             Err(e) => return Err(e.to_string()),
         };
-        parse.body = Some((header, sink.buffer(header.len as usize)));
+        let wire_len = match header.kind {
+            Kind::Shm | Kind::Segment if parse.shm.is_none() => {
+                return Err("a shared memory packet on a connection without shared memory".to_string());
+            }
+            Kind::Shm => shm::DESCRIPTOR_LEN,
+            _ => header.len as usize,
+        };
+        parse.body = Some((header, sink.buffer(wire_len), wire_len));
+    }
+}
+
+/// Hands a whole packet on; the shared memory ones are resolved first.
+fn hand_over(
+    shm: Option<&mut shm::Inbound>,
+    header: Header,
+    body: Buffer,
+    sink: &dyn PacketSink,
+) -> Result<(), String> {
+    match (header.kind, shm) {
+        (Kind::Segment, Some(shm)) => shm.segment(body.as_ref()),
+        (Kind::Shm, Some(shm)) => {
+            let (header, body) = shm.open(header, body.as_ref())?;
+            sink.packet(header, body);
+            Ok(())
+        }
+        _ => {
+            sink.packet(header, body.freeze());
+            Ok(())
+        }
     }
 }
 
@@ -208,18 +242,24 @@ impl Stage {
         &self.buf[self.start - n..self.start]
     }
 
-    /// Moves the unread bytes to the front and reads more behind them;
-    /// `None` if the socket has nothing now.
-    fn refill(&mut self, sock: &Socket) -> Result<Option<usize>, String> {
+    /// Moves the unread bytes to the front and reads more behind them
+    /// (with the descriptors that come along, for `shm`); `None` if the
+    /// socket has nothing now.
+    fn refill(&mut self, sock: &Socket, shm: Option<&mut shm::Inbound>) -> Result<Option<usize>, String> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         let free = &mut self.buf[self.end..];
-        // SAFETY: a `[u8]` is a valid `[MaybeUninit<u8>]`, and `recv` only writes into it.
-        let free: &mut [MaybeUninit<u8>] = unsafe { &mut *(free as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        let got = recv(sock, free)?;
+        let got = match shm {
+            Some(shm) => recv_with_fds(sock, free, &mut shm.fds)?,
+            None => {
+                // SAFETY: a `[u8]` is a valid `[MaybeUninit<u8>]`, and `recv` only writes into it.
+                let free: &mut [MaybeUninit<u8>] = unsafe { &mut *(free as *mut [u8] as *mut [MaybeUninit<u8>]) };
+                recv(sock, free)?
+            }
+        };
         if let Some(n) = got {
             self.end += n;
         }
@@ -239,6 +279,40 @@ fn recv(sock: &Socket, into: &mut [MaybeUninit<u8>]) -> Result<Option<usize>, St
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Err(format!("connection lost: {e}")),
         };
+    }
+}
+
+/// [`recv`], keeping the file descriptors that arrive with the bytes
+/// (a header's bytes are read this way, and a segment's descriptor comes
+/// with the first byte of its announcement; the kernel never reads past a
+/// message that carries descriptors, so at most one set comes per call).
+fn recv_with_fds(sock: &Socket, into: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> Result<Option<usize>, String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(&mut *into)];
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT;
+        let (n, truncated) = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags) {
+            Ok(msg) => {
+                for cmsg in msg.cmsgs().map_err(|e| format!("connection lost: {e}"))? {
+                    if let ControlMessageOwned::ScmRights(received) = cmsg {
+                        // SAFETY: the kernel just installed these descriptors for us.
+                        fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    }
+                }
+                (msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC))
+            }
+            Err(nix::Error::EAGAIN) => return Ok(None),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(format!("connection lost: {e}")),
+        };
+        if truncated {
+            return Err("connection lost: the peer passed more descriptors than a segment announcement".into());
+        }
+        if n == 0 && !into.is_empty() {
+            return Err("connection lost: the peer closed it without a goodbye".to_string());
+        }
+        return Ok(Some(n));
     }
 }
 
@@ -299,7 +373,7 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let sink: Arc<dyn PacketSink> = recorder.clone();
         let (tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
-        let inbound = Arc::new(rt.block_on(async { Inbound::new(Socket::from(rx), 1) }).unwrap());
+        let inbound = Arc::new(rt.block_on(async { Inbound::new(Socket::from(rx), 1, false) }).unwrap());
         let background = rt.spawn(inbound.clone().run(Arc::downgrade(&sink)));
         let writer = std::thread::spawn(move || {
             let mut tx = tx;
@@ -339,7 +413,7 @@ mod tests {
         let sink: Arc<dyn PacketSink> = recorder.clone();
         rt.block_on(async {
             let (tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
-            let inbound = Arc::new(Inbound::new(Socket::from(rx), 1).unwrap());
+            let inbound = Arc::new(Inbound::new(Socket::from(rx), 1, false).unwrap());
             let writer = std::thread::spawn(move || {
                 let mut tx = tx;
                 let _ = std::io::Write::write_all(&mut tx, &bytes);

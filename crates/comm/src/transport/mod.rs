@@ -25,6 +25,7 @@ pub(crate) mod rabbitmq;
 pub(crate) mod redis;
 #[cfg(feature = "s3")]
 pub(crate) mod s3;
+mod shm;
 mod sock_io;
 mod stream;
 

@@ -12,12 +12,13 @@
 //! collect later wake nobody.
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncWrite, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 
 /// Waits until `sock` (non-blocking) has something to read, registering a
 /// duplicate of it with the reactor for just this wait.
@@ -47,6 +48,30 @@ pub(crate) struct SockWriter {
 impl SockWriter {
     pub fn new(sock: Socket) -> Self {
         SockWriter { sock, waiting: None }
+    }
+
+    /// Writes `bytes` with `fd` attached (`SCM_RIGHTS`, Unix sockets only):
+    /// the descriptor arrives with the first of these bytes.
+    pub async fn write_with_fd(&mut self, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+        let fds = [fd.as_raw_fd()];
+        loop {
+            let iov = [io::IoSlice::new(bytes)];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            match sendmsg::<UnixAddr>(self.sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                // The descriptor went with the first byte; the rest is plain bytes.
+                Ok(n) => return self.write_all(&bytes[n..]).await,
+                Err(nix::Error::EAGAIN) => {
+                    let fd = match &self.waiting {
+                        Some(fd) => fd,
+                        None => self.waiting.insert(register(self.sock.try_clone()?, Interest::WRITABLE)?),
+                    };
+                    fd.writable().await?.clear_ready();
+                }
+                Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! Pack `i` dials every pack below it and accepts from every pack above it,
 //! `connections` times per pair; every connection is authenticated with the
 //! burst's secret before it carries anything. A large bundle is striped over
-//! all connections of its pair; small ones take turns.
+//! all connections of its pair; small ones take turns. In `shm` mode (Unix
+//! sockets only) large packets cross through shared memory instead, see
+//! `shm.rs`.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -21,7 +23,7 @@ use tokio::sync::{Mutex, mpsc};
 use super::auth::{self, Link};
 use super::inbound::Inbound;
 use super::sock_io::SockWriter;
-use super::{PacketSink, SinkRef, Tasks};
+use super::{PacketSink, SinkRef, Tasks, shm};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::options::{PackOptions, StreamOptions};
@@ -142,6 +144,8 @@ pub(crate) struct StreamTransport {
     tasks: Tasks,
     /// Ranks of each pack, to name a peer whose connection broke.
     layout: Layout,
+    /// `shm` mode: the segments this pack sends each peer through.
+    shared: Option<Vec<shm::Outbound>>,
 }
 
 impl StreamTransport {
@@ -219,15 +223,19 @@ impl StreamTransport {
         // The mesh is complete: stop listening (and remove the socket file).
         tasks.abort_all();
 
+        // Segments cross on each pair's first connection, with the packets
+        // that announce them (so an announcement always comes first).
+        let shared = family == Family::Uds && stream.shared_memory;
         let mut peers = Vec::with_capacity(packs);
         let mut inbound = Vec::new();
         for (pack, conns) in links.into_iter().enumerate() {
             let mut writers = Vec::new();
-            for conn in conns.into_iter().flatten() {
+            for (c, conn) in conns.into_iter().enumerate() {
+                let Some(conn) = conn else { continue };
                 let setup =
                     |e: std::io::Error| Error::transport(family.name(), format!("setting up a connection: {e}"));
                 let (read, writer) = conn.split().map_err(setup)?;
-                let reader = Arc::new(Inbound::new(read, pack).map_err(setup)?);
+                let reader = Arc::new(Inbound::new(read, pack, shared && c == 0).map_err(setup)?);
                 tasks.spawn(reader.clone().run(sink.clone()));
                 inbound.push(reader);
                 writers.push(Mutex::new(writer));
@@ -242,6 +250,7 @@ impl StreamTransport {
             turn: AtomicUsize::new(0),
             tasks,
             layout: opts.layout.clone(),
+            shared: shared.then(|| (0..packs).map(|_| shm::Outbound::default()).collect()),
         })
     }
 
@@ -264,6 +273,13 @@ impl StreamTransport {
             .get(dst)
             .filter(|w| !w.is_empty())
             .ok_or_else(|| Error::invalid(format!("no connection to pack {dst}")))?;
+        let packets = match self.shared.as_ref().and_then(|s| s.get(dst)) {
+            Some(segments) => self.send_shared(dst, segments, &writers[0], packets).await?,
+            None => packets,
+        };
+        if packets.is_empty() {
+            return Ok(());
+        }
         let n = writers.len();
         let first = self.turn.fetch_add(1, Ordering::Relaxed) % n;
         if packets.len() == 1 || n == 1 {
@@ -288,8 +304,38 @@ impl StreamTransport {
         Ok(())
     }
 
-    /// One piece per connection (so they move in parallel), never below 1 MiB.
+    /// Sends the large packets through shared memory segments and returns
+    /// the rest (small ones, and any for which no segment is free).
+    async fn send_shared(
+        &self,
+        dst: usize,
+        segments: &shm::Outbound,
+        writer: &Mutex<SockWriter>,
+        packets: Vec<OutPacket>,
+    ) -> Result<Vec<OutPacket>> {
+        let mut rest = Vec::new();
+        for p in packets {
+            let len = p.header.len as usize;
+            let Some(placed) = (len >= shm::SHM_MIN).then(|| segments.place(&p.body, len)).flatten() else {
+                rest.push(p);
+                continue;
+            };
+            let id = placed.id;
+            let mut w = writer.lock().await;
+            if let Err(e) = write_shared(&mut w, &p.header, placed).await {
+                segments.release(id);
+                return Err(self.io_error(dst, e));
+            }
+        }
+        Ok(rest)
+    }
+
+    /// One piece per connection (so they move in parallel), never below 1
+    /// MiB; in `shm` mode one piece, as a segment moves it whole.
     pub fn chunk_for(&self, total: u64, configured: u32) -> u32 {
+        if self.shared.is_some() {
+            return configured;
+        }
         let conns = self.peers.iter().map(Vec::len).max().unwrap_or(1).max(1) as u64;
         if conns == 1 {
             return configured;
@@ -415,6 +461,30 @@ const UDS_BUFFER: usize = 4 << 20;
 
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
+
+/// A packet whose body is in a segment: the segment's announcement first
+/// if it is new (its descriptor attached), then the packet's header and the
+/// descriptor naming the segment.
+async fn write_shared(w: &mut SockWriter, header: &Header, placed: shm::Placed) -> std::io::Result<()> {
+    let segment = |id: u32, announce: bool| {
+        let len = crate::wire::SEGMENT_LEN;
+        let h = Header { kind: Kind::Segment, src_pack: header.src_pack, seq: 0, total: len as u64, offset: 0, len };
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + len as usize);
+        buf.put_slice(&h.encode());
+        buf.put_slice(&shm::segment_body(id, announce));
+        buf
+    };
+    for id in placed.retired {
+        w.write_all(&segment(id, false)).await?;
+    }
+    if let Some(fd) = placed.announce {
+        w.write_with_fd(&segment(placed.id, true), std::os::fd::AsFd::as_fd(&fd)).await?;
+    }
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + shm::DESCRIPTOR_LEN);
+    buf.put_slice(&Header { kind: Kind::Shm, ..*header }.encode());
+    buf.put_slice(&shm::descriptor(placed.id));
+    w.write_all(&buf).await
 }
 
 async fn write_packet<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, p: &OutPacket) -> std::io::Result<()> {

@@ -99,6 +99,39 @@ pub fn large_messages(t: TransportOptions) {
         .unwrap();
 }
 
+/// Many large messages held by the receiver at once, then checked: in
+/// `shm` mode each stays in its own segment until dropped, so a segment in
+/// use must never be written again (and the mode must really be used).
+pub fn held_messages(t: TransportOptions) {
+    const COUNT: usize = 24;
+    const SIZE: usize = (1 << 20) + 3;
+    let shared = t.name() == "shm";
+    burst(Layout::new(&[1, 1]).unwrap(), &t)
+        .run(move |comm| {
+            let pattern = |k: usize| -> Bytes { (0..SIZE).map(|i| ((i * 7 + k * 13) % 251) as u8).collect() };
+            if comm.rank() == 0 {
+                for k in 0..COUNT {
+                    comm.send(1, k as u64, pattern(k))?;
+                }
+                comm.recv(1, 0)?;
+                return Ok(());
+            }
+            let held: Vec<Bytes> = (0..COUNT).map(|k| comm.recv(0, k as u64)).collect::<Result<_, _>>()?;
+            if shared {
+                let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                assert!(maps.contains("memfd:volley-shm"), "shm mode maps no shared memory segment");
+            }
+            for (k, got) in held.iter().enumerate() {
+                assert!(*got == pattern(k), "held message {k} changed under its receiver");
+            }
+            drop(held);
+            // Segments released: more messages reuse them.
+            comm.send(0, 0, Bytes::from_static(b"done"))?;
+            Ok(())
+        })
+        .unwrap();
+}
+
 pub fn collectives(t: TransportOptions) {
     for layout in layouts() {
         let n = layout.workers();

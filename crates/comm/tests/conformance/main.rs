@@ -38,6 +38,12 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn held_large_messages_stay_intact() {
+                let Some(t) = transport() else { return };
+                cases::held_messages(t);
+            }
+
+            #[test]
             fn collectives_agree_with_a_sequential_model() {
                 let Some(t) = transport() else { return };
                 cases::collectives(t);
@@ -108,6 +114,7 @@ macro_rules! conformance {
 
 conformance!(tcp);
 conformance!(uds);
+conformance!(shm);
 conformance!(redis);
 conformance!(redis_streams);
 conformance!(rabbitmq);

@@ -20,6 +20,11 @@ pub fn uds() -> Option<TransportOptions> {
     Some(TransportOptions::Uds(StreamOptions::default()))
 }
 
+/// Unix sockets, large packets through shared memory segments.
+pub fn shm() -> Option<TransportOptions> {
+    Some(TransportOptions::Uds(StreamOptions { shared_memory: true, ..Default::default() }))
+}
+
 pub fn redis() -> Option<TransportOptions> {
     let url = redis_url();
     let host = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_string();

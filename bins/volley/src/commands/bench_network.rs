@@ -1,0 +1,342 @@
+//! `volley bench network`: TeraSort and PageRank as bursts and as classic
+//! FaaS on an emulated cluster, in one run: hosts are network namespaces
+//! whose links are limited to a rate (1 Gbit/s by default), with a broker
+//! host of its own, so that what crosses the network costs what it costs
+//! between machines. Reports each mode's time and the bytes that crossed
+//! the links (a byte sent from one host to another crosses two links; one
+//! relayed through the broker crosses four). Needs root, iproute2, `tc` and
+//! `redis-server`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+use volley_bench::jobs::{Mode, fresh_run, pagerank, remove_run, terasort};
+use volley_bench::network::Network;
+use volley_storage::{Storage, StorageOptions};
+
+use super::Output;
+
+#[derive(Args)]
+pub struct NetworkArgs {
+    /// Hosts that run invokers (a broker host is added).
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    /// Each link's rate, both ways, as `tc` spells it.
+    #[arg(long, default_value = "1gbit")]
+    rate: String,
+    /// Jobs to run, comma separated: terasort, pagerank.
+    #[arg(long, default_value = "terasort,pagerank", value_delimiter = ',')]
+    jobs: Vec<String>,
+    /// Workers of every burst; burst mode puts one pack on each host.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// Bytes TeraSort sorts.
+    #[arg(long, default_value = "256MiB", value_parser = super::output::parse_size)]
+    terasort_size: usize,
+    #[arg(long, default_value_t = 100_000)]
+    vertices: u32,
+    #[arg(long, default_value_t = 1_000_000)]
+    edges: u64,
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Transport of FaaS mode (its server runs on the broker host).
+    #[arg(long, default_value = "redis")]
+    faas_transport: String,
+    /// Where inputs and outputs go: a directory every host sees (as a
+    /// cluster's shared file system), not limited by the emulated links.
+    #[arg(long, default_value = "/tmp/volley-bench-network")]
+    storage: PathBuf,
+}
+
+/// One job in one mode.
+#[derive(Debug, Serialize)]
+struct Row {
+    job: &'static str,
+    mode: String,
+    workers: usize,
+    g: usize,
+    /// TeraSort: the slowest worker's total; PageRank: per iteration, steady state.
+    ms: f64,
+    /// TeraSort: the slowest worker's shuffle (the phase that crosses the links).
+    shuffle_ms: Option<f64>,
+    /// Bytes through all links, and through the broker host's alone.
+    link_bytes: u64,
+    broker_link_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    hosts: usize,
+    rate: String,
+    rows: Vec<Row>,
+    /// FaaS time over burst time, per job.
+    faas_over_burst: Vec<(&'static str, f64)>,
+}
+
+pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
+    if args.hosts == 0 || !args.workers.is_multiple_of(args.hosts) {
+        bail!("--workers must be a positive multiple of --hosts, so that burst mode puts one pack on each host");
+    }
+    for job in &args.jobs {
+        if !["terasort", "pagerank"].contains(&job.as_str()) {
+            bail!("unknown job {job:?}: choose terasort, pagerank");
+        }
+    }
+    let mut names: Vec<String> = (0..args.hosts).map(|i| format!("host{i}")).collect();
+    names.push("broker".into());
+    let net = Network::new(&names, &args.rate).context("building the emulated network (run as root)")?;
+    let dir = std::env::temp_dir().join(format!("volley-network-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&args.storage)
+        .with_context(|| format!("cannot make the storage directory {}", args.storage.display()))?;
+    let result = Cluster::start(&net, &dir, &args).and_then(|cluster| measure(&net, &cluster, &args));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    print(&report, output)
+}
+
+/// The platform on the emulated hosts: the controller in the root namespace
+/// (the bridge's address), an invoker on every host, Redis on the broker host.
+struct Cluster {
+    url: String,
+    key: String,
+    roles: Vec<Spawned>,
+}
+
+impl Drop for Cluster {
+    /// Invokers stop first (they end their packs), then the controller, then the broker.
+    fn drop(&mut self) {
+        while let Some(role) = self.roles.pop() {
+            drop(role);
+        }
+    }
+}
+
+impl Cluster {
+    fn start(net: &Network, dir: &Path, args: &NetworkArgs) -> anyhow::Result<Cluster> {
+        let broker = net.hosts.len() - 1;
+        let broker_addr = net.hosts[broker].addr.clone();
+        let mut roles = Vec::new();
+        let mut redis = net.command(broker, "redis-server");
+        redis.args(["--bind", &broker_addr, "--port", "6379", "--save", "", "--appendonly", "no"]);
+        redis.args(["--protected-mode", "no", "--loglevel", "warning"]);
+        roles.push(Spawned::start(redis, None)?.0);
+        wait_for_port(&format!("{broker_addr}:6379"))?;
+
+        let exe = std::env::current_exe()?;
+        let (key, token) = (random_secret(), random_secret());
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&keys, format!("default {key}\n"))?;
+        let mut controller = Command::new(&exe);
+        controller.args(["controller", "--insecure-plain-http", "--heartbeat-timeout", "10"]);
+        controller.arg("--listen").arg(format!("{}:0", net.gateway()));
+        controller.arg("--api-keys").arg(&keys).args(["--invoker-token", &token]);
+        controller.arg("--redis-url").arg(format!("redis://{broker_addr}:6379/"));
+        controller.arg("--data-dir").arg(dir.join("controller"));
+        let (role, line) = Spawned::start_ready(controller, "listening on ")?;
+        roles.push(role);
+        let url = line.split("listening on ").nth(1).unwrap_or_default().trim().to_string();
+
+        let slots = (args.workers / args.hosts).to_string();
+        for (i, host) in net.hosts[..broker].iter().enumerate() {
+            let mut invoker = net.command(i, &exe.display().to_string());
+            invoker.args(["invoker", "--controller", &url, "--token", &token, "--slots", &slots]);
+            invoker.args(["--advertise-host", &host.addr, "--name", &host.name, "--warm-pool", &slots]);
+            invoker.arg("--local-storage").arg(&args.storage);
+            invoker.arg("--data-dir").arg(dir.join(&host.name));
+            roles.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
+        }
+        Ok(Cluster { url, key, roles })
+    }
+}
+
+fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let client = volley_client::Client::with_ca(&cluster.url, Some(&cluster.key), None)?;
+    let opts = StorageOptions::default();
+    let base = fresh_run(&format!("file://{}", args.storage.display()));
+    let g = args.workers / args.hosts;
+    let modes = [Mode::burst(g), Mode::faas(&args.faas_transport)];
+    let broker = net.hosts.len() - 1;
+    let mut rows = Vec::new();
+    // Each mode's bytes: the links' counters before and after it.
+    let mut crossing =
+        |job: &'static str, mode: &Mode, ms: (f64, Option<f64>), before: Vec<u64>| -> anyhow::Result<()> {
+            let after = net.traffic()?;
+            let moved: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+            let row = Row {
+                job,
+                mode: mode.name.to_string(),
+                workers: args.workers,
+                g: mode.granularity,
+                ms: ms.0,
+                shuffle_ms: ms.1,
+                link_bytes: moved.iter().sum(),
+                broker_link_bytes: moved[broker],
+            };
+            eprintln!("{job} {}: {:.0} ms, {:.1} MiB through the links", row.mode, ms.0, row.link_bytes as f64 / MIB);
+            rows.push(row);
+            Ok(())
+        };
+    let result = runtime.block_on(async {
+        for job in &args.jobs {
+            if job == "terasort" {
+                let input_url = format!("{base}/terasort-input");
+                let input = Storage::open(&input_url, &opts)?;
+                terasort::generate(&input, args.terasort_size).await?;
+                for mode in &modes {
+                    let sorted_url = format!("{base}/terasort-{}", mode.name);
+                    let sorted = Storage::open(&sorted_url, &opts)?;
+                    let before = net.traffic()?;
+                    let row = terasort::on_platform(
+                        &client,
+                        args.workers,
+                        mode,
+                        (&input_url, &input),
+                        (&sorted_url, &sorted),
+                    )
+                    .await
+                    .with_context(|| format!("terasort in {} mode", mode.name))?;
+                    crossing("terasort", mode, (row.total_ms, Some(row.ms.shuffle)), before)?;
+                }
+            } else {
+                let graph = format!("{base}/pagerank-graph");
+                volley_apps::pagerank::generate(&Storage::open(&graph, &opts)?, args.vertices, args.edges, 8, 1)
+                    .await?;
+                for mode in &modes {
+                    let before = net.traffic()?;
+                    let job = (graph.as_str(), args.vertices, args.iterations);
+                    let out = format!("{base}/pagerank-{}", mode.name);
+                    let row = pagerank::on_platform(&client, args.workers, mode, job, &out)
+                        .await
+                        .with_context(|| format!("pagerank in {} mode", mode.name))?;
+                    crossing("pagerank", mode, (row.steady_ms_per_iteration, None), before)?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+    if let Err(e) = runtime.block_on(remove_run(&base, &opts)) {
+        eprintln!("warning: could not remove the benchmark's data under {base}: {e}");
+    }
+    result?;
+    let ms = |job: &str, mode: &str| rows.iter().find(|r| r.job == job && r.mode == mode).map(|r| r.ms);
+    let faas_over_burst = ["terasort", "pagerank"]
+        .into_iter()
+        .filter_map(|job| Some((job, ms(job, "faas")? / ms(job, "burst")?)))
+        .collect();
+    Ok(Report { hosts: args.hosts, rate: args.rate.clone(), rows, faas_over_burst })
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+fn print(report: &Report, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!("{} hosts and a broker host, every link {} both ways", report.hosts, report.rate);
+    println!(
+        "{:<9} {:<6} {:>4} {:>3} {:>10} {:>10} {:>12} {:>12}",
+        "job", "mode", "N", "g", "ms", "shuffle ms", "links MiB", "broker MiB"
+    );
+    for r in &report.rows {
+        let shuffle = r.shuffle_ms.map(|ms| format!("{ms:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<9} {:<6} {:>4} {:>3} {:>10.1} {:>10} {:>12.1} {:>12.1}",
+            r.job,
+            r.mode,
+            r.workers,
+            r.g,
+            r.ms,
+            shuffle,
+            r.link_bytes as f64 / MIB,
+            r.broker_link_bytes as f64 / MIB
+        );
+    }
+    for (job, x) in &report.faas_over_burst {
+        println!("{job}: FaaS mode / burst mode {x:.2}x");
+    }
+    println!("(terasort: the slowest worker's total; pagerank: ms per iteration, steady state)");
+    Ok(())
+}
+
+/// A process of the emulated cluster, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Spawned {
+    child: Child,
+}
+
+impl Spawned {
+    fn start(mut cmd: Command, ready: Option<&str>) -> anyhow::Result<(Spawned, String)> {
+        let mut child = cmd
+            .env("VOLLEY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let spawned = Spawned { child };
+        let (tx, rx) = mpsc::channel();
+        let waits = ready.is_some();
+        let ready = ready.map(str::to_string);
+        std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if ready.as_ref().is_some_and(|r| line.contains(r)) {
+                    let _ = tx.send(Ok(line.clone()));
+                }
+                log.push(line);
+            }
+            // The process ended: whoever still waits gets its last words.
+            let tail = log.len().saturating_sub(20);
+            let _ = tx.send(Err(log[tail..].join("\n")));
+        });
+        if !waits {
+            return Ok((spawned, String::new()));
+        }
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(line)) => Ok((spawned, line)),
+            Ok(Err(log)) => bail!("{cmd:?} ended before it was ready:\n{log}"),
+            Err(_) => bail!("{cmd:?} was not ready within 60 s"),
+        }
+    }
+
+    fn start_ready(cmd: Command, ready: &str) -> anyhow::Result<(Spawned, String)> {
+        Spawned::start(cmd, Some(ready))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..150 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_port(addr: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listens on {addr} after 10 s")
+}
+
+fn random_secret() -> String {
+    (0..32).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect()
+}
