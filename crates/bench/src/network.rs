@@ -49,12 +49,17 @@ impl Network {
     /// Hosts named `names` on subnet 10.78.N.0/24, each link limited to
     /// `rate` (a `tc` rate such as `1gbit`) both ways.
     pub fn new(names: &[String], rate: &str) -> Result<Network> {
-        let net = std::process::id() % 200 + 20;
+        // A subnet no other emulated network on this machine uses (its bridge
+        // exists while it does); adding the bridge claims it.
+        let first = std::process::id() % 200;
+        let net = (0..200)
+            .map(|k| (first + k) % 200 + 20)
+            .find(|net| !std::path::Path::new(&format!("/sys/class/net/vnbr{net}")).exists())
+            .ok_or_else(|| Error::Invalid("200 emulated networks exist already on this machine".into()))?;
         let bridge = format!("vnbr{net}");
-        let _ = run("ip", &["link", "del", &bridge]);
-        // Made before the first step that can fail, so a failure removes what was made.
-        let mut made = Network { bridge: bridge.clone(), net, hosts: Vec::new() };
         run("ip", &["link", "add", &bridge, "type", "bridge"])?;
+        // Made right after the first step, so a failure from here removes what was made.
+        let mut made = Network { bridge: bridge.clone(), net, hosts: Vec::new() };
         run("ip", &["addr", "add", &format!("{}/24", made.gateway()), "dev", &bridge])?;
         run("ip", &["link", "set", &bridge, "up"])?;
         for (i, name) in names.iter().enumerate() {
@@ -65,7 +70,6 @@ impl Network {
                 link: format!("vn{net}v{i}"),
             };
             let ns = host.namespace.clone();
-            let _ = run("ip", &["netns", "del", &ns]);
             run("ip", &["netns", "add", &ns])?;
             made.hosts.push(host);
             let host = &made.hosts[i];
@@ -75,7 +79,7 @@ impl Network {
             run("ip", &["-n", &ns, "addr", "add", &format!("{}/24", host.addr), "dev", "eth0"])?;
             run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            // A bucket of 1 ms at the rate (at least 64 KiB: one segment offload),
+            // A 256 KiB bucket (a few segment offloads: about 2 ms at 1 Gbit/s),
             // and up to 50 ms of queue before drops.
             let limit = ["root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"];
             let mut host_end = vec!["-n", ns.as_str(), "qdisc", "add", "dev", "eth0"];
@@ -120,6 +124,13 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         for h in &self.hosts {
+            // Whatever still runs on the host (a pack its invoker left behind)
+            // would outlive the namespace's name.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &h.namespace]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = run("ip", &["netns", "del", &h.namespace]);
         }
         let _ = run("ip", &["link", "del", &self.bridge]);

@@ -105,13 +105,17 @@ pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
 struct Cluster {
     url: String,
     key: String,
-    roles: Vec<Spawned>,
+    _roles: Roles,
 }
 
-impl Drop for Cluster {
-    /// Invokers stop first (they end their packs), then the controller, then the broker.
+/// The cluster's processes, stopped in the reverse of their start: invokers
+/// first (they end their packs), then the controller, then the broker.
+#[derive(Default)]
+struct Roles(Vec<Spawned>);
+
+impl Drop for Roles {
     fn drop(&mut self) {
-        while let Some(role) = self.roles.pop() {
+        while let Some(role) = self.0.pop() {
             drop(role);
         }
     }
@@ -121,11 +125,11 @@ impl Cluster {
     fn start(net: &Network, dir: &Path, args: &NetworkArgs) -> anyhow::Result<Cluster> {
         let broker = net.hosts.len() - 1;
         let broker_addr = net.hosts[broker].addr.clone();
-        let mut roles = Vec::new();
+        let mut roles = Roles::default();
         let mut redis = net.command(broker, "redis-server");
         redis.args(["--bind", &broker_addr, "--port", "6379", "--save", "", "--appendonly", "no"]);
         redis.args(["--protected-mode", "no", "--loglevel", "warning"]);
-        roles.push(Spawned::start(redis, None)?.0);
+        roles.0.push(Spawned::start(redis, None)?.0);
         wait_for_port(&format!("{broker_addr}:6379"))?;
 
         let exe = std::env::current_exe()?;
@@ -140,7 +144,7 @@ impl Cluster {
         controller.arg("--redis-url").arg(format!("redis://{broker_addr}:6379/"));
         controller.arg("--data-dir").arg(dir.join("controller"));
         let (role, line) = Spawned::start_ready(controller, "listening on ")?;
-        roles.push(role);
+        roles.0.push(role);
         let url = line.split("listening on ").nth(1).unwrap_or_default().trim().to_string();
 
         let slots = (args.workers / args.hosts).to_string();
@@ -150,9 +154,9 @@ impl Cluster {
             invoker.args(["--advertise-host", &host.addr, "--name", &host.name, "--warm-pool", &slots]);
             invoker.arg("--local-storage").arg(&args.storage);
             invoker.arg("--data-dir").arg(dir.join(&host.name));
-            roles.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
+            roles.0.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
         }
-        Ok(Cluster { url, key, roles })
+        Ok(Cluster { url, key, _roles: roles })
     }
 }
 
@@ -184,7 +188,7 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
             rows.push(row);
             Ok(())
         };
-    let result = runtime.block_on(async {
+    let jobs = async {
         for job in &args.jobs {
             if job == "terasort" {
                 let input_url = format!("{base}/terasort-input");
@@ -221,6 +225,15 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
             }
         }
         anyhow::Ok(())
+    };
+    // Interrupted, it still removes the hosts, their processes and its data.
+    let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            done = jobs => done,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted: the emulated cluster is being removed"),
+            _ = term.recv() => bail!("terminated: the emulated cluster is being removed"),
+        }
     });
     if let Err(e) = runtime.block_on(remove_run(&base, &opts)) {
         eprintln!("warning: could not remove the benchmark's data under {base}: {e}");
@@ -286,16 +299,18 @@ impl Spawned {
         let waits = ready.is_some();
         let ready = ready.map(str::to_string);
         std::thread::spawn(move || {
-            let mut log = Vec::new();
+            // The last lines only, for a process that ends before it is ready.
+            let mut log = std::collections::VecDeque::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if ready.as_ref().is_some_and(|r| line.contains(r)) {
                     let _ = tx.send(Ok(line.clone()));
                 }
-                log.push(line);
+                if log.len() == 20 {
+                    log.pop_front();
+                }
+                log.push_back(line);
             }
-            // The process ended: whoever still waits gets its last words.
-            let tail = log.len().saturating_sub(20);
-            let _ = tx.send(Err(log[tail..].join("\n")));
+            let _ = tx.send(Err(Vec::from(log).join("\n")));
         });
         if !waits {
             return Ok((spawned, String::new()));

@@ -6,8 +6,9 @@
 //! may be used again, whatever happens: the guard's drop revokes the loan and
 //! waits (a write lock) until no pack worker is reading it. Readers hold the
 //! read lock only while folding, a bounded loop with no waiting inside, so
-//! the revocation waits at most one fold. A revoked loan reads as `None`: a
-//! lender leaves early only when its reduction failed.
+//! the revocation waits at most one fold. A revoked loan reads as the
+//! lender's reason: a lender leaves early only when its reduction failed,
+//! and the readers then report that cause, not just its absence.
 //!
 //! Safe Rust may leak a future (and so skip the guard's drop), so only a call
 //! that runs its future to completion on its own stack lends: the blocking
@@ -26,7 +27,8 @@ pub(crate) struct Loans(Mutex<HashMap<u64, Vec<Option<Arc<Loan>>>>>);
 pub(crate) struct Loan {
     start: *const u8,
     len: usize,
-    revoked: RwLock<bool>,
+    /// Why the lender left; `None` while the loan stands.
+    revoked: RwLock<Option<String>>,
 }
 
 // SAFETY: the loan is only read, under the read lock, while not revoked; the
@@ -39,15 +41,15 @@ impl Loan {
         self.len
     }
 
-    /// Runs `f` over the lent bytes; `None` once the lender has left.
-    pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    /// Runs `f` over the lent bytes; once the lender has left, why it left.
+    pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
-        if *revoked {
-            return None;
+        if let Some(why) = revoked.as_ref() {
+            return Err(why.clone());
         }
         // SAFETY: not revoked, and the lender cannot revoke (take the write
         // lock) while this read lock is held: the memory is valid and unwritten.
-        Some(f(unsafe { std::slice::from_raw_parts(self.start, self.len) }))
+        Ok(f(unsafe { std::slice::from_raw_parts(self.start, self.len) }))
     }
 }
 
@@ -76,6 +78,8 @@ pub(crate) struct LendGuard<'a> {
     tag: u64,
     local: usize,
     size: usize,
+    /// Why the loan ends early, if the lender's reduction failed.
+    failure: Option<String>,
 }
 
 impl<'a> LendGuard<'a> {
@@ -86,15 +90,21 @@ impl<'a> LendGuard<'a> {
     /// The memory must be readable, and stay valid and unwritten until the
     /// guard is dropped; the guard must be dropped, not leaked.
     pub unsafe fn new(loans: &'a Loans, tag: u64, local: usize, size: usize, start: *const u8, len: usize) -> Self {
-        let loan = Arc::new(Loan { start, len, revoked: RwLock::new(false) });
+        let loan = Arc::new(Loan { start, len, revoked: RwLock::new(None) });
         loans.put(tag, local, size, Some(loan.clone()));
-        LendGuard { loans, loan, tag, local, size }
+        LendGuard { loans, loan, tag, local, size, failure: None }
+    }
+
+    /// Ends the loan because the lender's reduction failed with `why`.
+    pub fn fail(mut self, why: &impl std::fmt::Display) {
+        self.failure = Some(why.to_string());
     }
 }
 
 impl Drop for LendGuard<'_> {
     fn drop(&mut self) {
-        *self.loan.revoked.write().unwrap_or_else(|p| p.into_inner()) = true;
+        let why = self.failure.take().unwrap_or_else(|| "it gave up (its timeout, or its caller)".into());
+        *self.loan.revoked.write().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.loans.put(self.tag, self.local, self.size, None);
     }
 }
@@ -110,10 +120,10 @@ mod tests {
         // SAFETY: data outlives the guard, which is dropped below.
         let guard = unsafe { LendGuard::new(&loans, 3, 1, 2, data.as_ptr(), data.len()) };
         let loan = loans.get(3, 1).expect("lent");
-        assert_eq!(loan.read(|b| b.iter().map(|&x| x as usize).sum::<usize>()), Some(7 * 16));
+        assert_eq!(loan.read(|b| b.iter().map(|&x| x as usize).sum::<usize>()), Ok(7 * 16));
         assert!(loans.get(3, 0).is_none());
-        drop(guard);
-        assert!(loan.read(|b| b.len()).is_none(), "read after the lender left");
+        guard.fail(&"its inputs differ in length");
+        assert_eq!(loan.read(|b| b.len()), Err("its inputs differ in length".into()), "read after the lender left");
         assert!(loans.get(3, 1).is_none());
         assert!(lock(&loans.0).is_empty(), "the tag's slots are removed");
     }
@@ -140,7 +150,7 @@ mod tests {
             started_rx.recv().unwrap();
             drop(guard); // must wait for the reader's fold to end
             assert!(finished.load(std::sync::atomic::Ordering::SeqCst), "revoked while being read");
-            assert_eq!(reader.join().unwrap(), Some(1 << 20));
+            assert_eq!(reader.join().unwrap(), Ok(1 << 20));
         });
     }
 }

@@ -107,8 +107,18 @@ impl AsyncComm {
         // future, which is dropped, not leaked.
         let guard = unsafe { LendGuard::new(loans, share, self.local, self.pack_ranks().len(), start, len) };
         let work = async {
-            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Lent(len), op).await?;
-            let blocks = self.all_gather_in(gather, block).await?;
+            let reduced = async {
+                let block = self.reduce_scatter_in::<T>(share, cross, Mine::Lent(len), op).await?;
+                self.all_gather_in(gather, block).await
+            };
+            let blocks = match reduced.await {
+                Ok(blocks) => blocks,
+                Err(e) => {
+                    // Workers still folding this input read why it is gone.
+                    guard.fail(&e);
+                    return Err(e);
+                }
+            };
             // Every worker of the pack has folded this input by now (their
             // blocks came back); the drop waits for any reader all the same.
             drop(guard);
@@ -157,10 +167,10 @@ impl AsyncComm {
     ) -> Result<Bytes> {
         let mut acc = self.core.buffer(range.len() + LENGTH_BYTES);
         if let Some(((rank, first), rest)) = inputs.split_first() {
-            first.read(|b| acc.extend_from_slice(&b[range.clone()])).ok_or_else(|| left(*rank))?;
+            first.read(|b| acc.extend_from_slice(&b[range.clone()])).map_err(|why| left(*rank, &why))?;
             for (rank, value) in rest {
                 let folded = value.read(|b| reduce::combine_into::<T>(op, acc.as_mut(), &b[range.clone()]));
-                folded.ok_or_else(|| left(*rank))??;
+                folded.map_err(|why| left(*rank, &why))??;
             }
         }
         acc.extend_from_slice(&(len as u64).to_le_bytes());
@@ -304,10 +314,10 @@ impl Shared {
         }
     }
 
-    /// `f` over the bytes; `None` if a lender has left.
-    fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    /// `f` over the bytes; if a lender has left, why.
+    fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         match self {
-            Shared::Bytes(bytes) => Some(f(bytes)),
+            Shared::Bytes(bytes) => Ok(f(bytes)),
             Shared::Lent(loan) => loan.read(f),
         }
     }
@@ -333,8 +343,8 @@ fn without_length(partial: Bytes, len: usize, pack: usize, rank: usize) -> Resul
     Ok(partial.slice(..at))
 }
 
-fn left(rank: usize) -> Error {
-    Error::invalid(format!("rank {rank} left the reduction before its input was read"))
+fn left(rank: usize, why: &str) -> Error {
+    Error::invalid(format!("rank {rank} left the reduction before its input was read: {why}"))
 }
 
 /// Where an all-reduce's result goes.

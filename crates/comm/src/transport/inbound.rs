@@ -10,7 +10,6 @@
 //! polls (as MPI progresses its links from inside the wait). Whoever holds
 //! the lock reads until the socket is empty; the other finds nothing to do.
 
-use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -253,7 +252,7 @@ impl Stage {
         }
         let free = &mut self.buf[self.end..];
         let got = match shm {
-            Some(shm) => recv_with_fds(sock, free, &mut shm.fds)?,
+            Some(shm) => recv_with_fds(sock, free, shm)?,
             None => {
                 // SAFETY: a `[u8]` is a valid `[MaybeUninit<u8>]`, and `recv` only writes into it.
                 let free: &mut [MaybeUninit<u8>] = unsafe { &mut *(free as *mut [u8] as *mut [MaybeUninit<u8>]) };
@@ -286,12 +285,13 @@ fn recv(sock: &Socket, into: &mut [MaybeUninit<u8>]) -> Result<Option<usize>, St
 /// (a header's bytes are read this way, and a segment's descriptor comes
 /// with the first byte of its announcement; the kernel never reads past a
 /// message that carries descriptors, so at most one set comes per call).
-fn recv_with_fds(sock: &Socket, into: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> Result<Option<usize>, String> {
+fn recv_with_fds(sock: &Socket, into: &mut [u8], shm: &mut shm::Inbound) -> Result<Option<usize>, String> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut space = nix::cmsg_space!([RawFd; 4]);
     loop {
         let mut iov = [io::IoSliceMut::new(&mut *into)];
         let flags = MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT;
+        let mut fds = Vec::new();
         let (n, truncated) = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags) {
             Ok(msg) => {
                 for cmsg in msg.cmsgs().map_err(|e| format!("connection lost: {e}"))? {
@@ -307,8 +307,11 @@ fn recv_with_fds(sock: &Socket, into: &mut [u8], fds: &mut VecDeque<OwnedFd>) ->
             Err(e) => return Err(format!("connection lost: {e}")),
         };
         if truncated {
-            return Err("connection lost: the peer passed more descriptors than a segment announcement".into());
+            return Err("connection lost: descriptors from the peer were cut short (it passed too many, \
+                        or this process has no descriptors left)"
+                .into());
         }
+        shm.received(fds)?;
         if n == 0 && !into.is_empty() {
             return Err("connection lost: the peer closed it without a goodbye".to_string());
         }

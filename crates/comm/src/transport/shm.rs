@@ -29,7 +29,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use bytes::Bytes;
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
@@ -47,8 +47,14 @@ pub(crate) const SHM_MIN: usize = 64 << 10;
 /// that holds on to what it got) packets go through the socket again.
 const MAX_PER_PEER: usize = 1 << 30;
 
-/// The most segments a receiver maps for one peer.
-const MAX_SEGMENTS: usize = 1024;
+/// The most segments a pack keeps for one peer (each is a mapping on both
+/// sides, and a process has a limited number of them).
+const MAX_SEGMENTS: usize = 256;
+
+/// Descriptors a receiver holds before their announcements are parsed: an
+/// honest peer's next announcement can arrive in the read that completes
+/// the previous one, never more.
+const MAX_PENDING_FDS: usize = 2;
 
 /// Segments are sized in these steps, so a little larger packet reuses one.
 const GRANULE: usize = 1 << 20;
@@ -137,6 +143,8 @@ struct OutboundState {
     limit: usize,
     /// Creating segments failed (no memfd in this environment): stop trying.
     unavailable: bool,
+    /// Segments unmapped here that the receiver has not been told of yet.
+    retiring: Vec<u32>,
 }
 
 impl Default for Outbound {
@@ -156,13 +164,21 @@ pub(crate) struct Placed {
 
 impl Outbound {
     fn with_limit(limit: usize) -> Self {
-        let state = OutboundState { segments: Vec::new(), next_id: 0, bytes: 0, limit, unavailable: false };
+        let state = OutboundState {
+            segments: Vec::new(),
+            next_id: 0,
+            bytes: 0,
+            limit,
+            unavailable: false,
+            retiring: Vec::new(),
+        };
         Outbound { state: std::sync::Mutex::new(state) }
     }
 
     /// Copies `body` (`len` bytes) into a free segment, creating one if
     /// none fits; `None` sends the packet through the socket instead.
     pub fn place(&self, body: &[Bytes], len: usize) -> Option<Placed> {
+        debug_assert_eq!(body.iter().map(Bytes::len).sum::<usize>(), len);
         let (id, map, announce, retired) = {
             let mut state = lock(&self.state);
             state.reserve(len)?
@@ -173,11 +189,14 @@ impl Outbound {
         Some(Placed { id, announce, retired })
     }
 
-    /// Gives back a segment whose packet never reached the receiver.
-    pub fn release(&self, id: u32) {
-        let state = lock(&self.state);
-        if let Some(seg) = state.segments.iter().find(|s| s.id == id) {
-            seg.map.state().store(FREE, Ordering::Release);
+    /// Forgets a segment whose packet may not have reached the receiver (its
+    /// write failed or was given up): the receiver may not even know it, so
+    /// it is never used again.
+    pub fn discard(&self, id: u32) {
+        let mut state = lock(&self.state);
+        if let Some(i) = state.segments.iter().position(|s| s.id == id) {
+            let seg = state.segments.swap_remove(i);
+            state.bytes -= seg.map.len;
         }
     }
 }
@@ -185,9 +204,6 @@ impl Outbound {
 impl OutboundState {
     #[allow(clippy::type_complexity)]
     fn reserve(&mut self, len: usize) -> Option<(u32, Arc<Mapping>, Option<OwnedFd>, Vec<u32>)> {
-        if self.unavailable {
-            return None;
-        }
         // The smallest free segment that fits.
         let free = self
             .segments
@@ -199,10 +215,12 @@ impl OutboundState {
         if let Some(id) = free {
             let seg = self.segments.iter().find(|s| s.id == id)?;
             seg.map.state().store(BUSY, Ordering::Relaxed);
-            return Some((id, seg.map.clone(), None, Vec::new()));
+            return Some((id, seg.map.clone(), None, std::mem::take(&mut self.retiring)));
         }
         let size = (len + DATA_OFFSET).div_ceil(GRANULE) * GRANULE;
-        let retired = self.make_room(size)?;
+        if self.unavailable || !self.make_room(size) {
+            return None;
+        }
         let (fd, map) = match create(size) {
             Ok(made) => made,
             Err(err) => {
@@ -217,20 +235,30 @@ impl OutboundState {
         self.next_id = self.next_id.wrapping_add(1);
         self.bytes += size;
         self.segments.push(Segment { id, map: map.clone() });
-        Some((id, map, Some(fd), retired))
+        Some((id, map, Some(fd), std::mem::take(&mut self.retiring)))
     }
 
-    /// Unmaps free segments until `size` more bytes fit the limit; `None`
-    /// if they do not even then (every segment is still held by the receiver).
-    fn make_room(&mut self, size: usize) -> Option<Vec<u32>> {
-        let mut retired = Vec::new();
-        while self.bytes + size > self.limit || self.segments.len() >= MAX_SEGMENTS {
-            let i = self.segments.iter().position(|s| s.map.state().load(Ordering::Acquire) == FREE)?;
+    /// Unmaps free segments until `size` more bytes fit the limits (the
+    /// receiver is told with the next packet); false, with nothing unmapped,
+    /// if they would not fit even then (the receiver holds the rest).
+    fn make_room(&mut self, size: usize) -> bool {
+        let free: Vec<usize> = (0..self.segments.len())
+            .filter(|&i| self.segments[i].map.state().load(Ordering::Acquire) == FREE)
+            .collect();
+        let free_bytes: usize = free.iter().map(|&i| self.segments[i].map.len).sum();
+        if self.bytes - free_bytes + size > self.limit || self.segments.len() - free.len() >= MAX_SEGMENTS {
+            return false;
+        }
+        // Highest index first, so the indices left stay valid.
+        for i in free.into_iter().rev() {
+            if self.bytes + size <= self.limit && self.segments.len() < MAX_SEGMENTS {
+                break;
+            }
             let seg = self.segments.swap_remove(i);
             self.bytes -= seg.map.len;
-            retired.push(seg.id);
+            self.retiring.push(seg.id);
         }
-        Some(retired)
+        true
     }
 }
 
@@ -266,8 +294,9 @@ unsafe fn copy_in(body: &[Bytes], len: usize, dst: *mut u8) {
     }
     let half = len / 2;
     std::thread::scope(|scope| {
-        scope.spawn(|| range(body, half, len, dst));
-        range(body, 0, half, dst);
+        // Without a thread (a pack's process limit), this thread copies it all.
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || range(body, half, len, dst));
+        range(body, 0, if helper.is_ok() { half } else { len }, dst);
     });
 }
 
@@ -301,8 +330,18 @@ pub(crate) fn descriptor(id: u32) -> [u8; DESCRIPTOR_LEN] {
 #[derive(Default)]
 pub(crate) struct Inbound {
     /// Descriptors received and not yet claimed by an announcement.
-    pub fds: VecDeque<OwnedFd>,
-    maps: HashMap<u32, Arc<Mapping>>,
+    fds: VecDeque<OwnedFd>,
+    maps: HashMap<u32, Arc<Received>>,
+    /// Bytes of all mappings, held to the sender's own limit.
+    mapped: usize,
+}
+
+/// A segment as its receiver maps it.
+struct Received {
+    map: Mapping,
+    /// Its packet is out as `Bytes`: a second descriptor naming it before
+    /// they are dropped is an error, not a second reader of changing bytes.
+    lent: AtomicBool,
 }
 
 impl Inbound {
@@ -313,29 +352,46 @@ impl Inbound {
         match op {
             ANNOUNCE => {
                 let fd = self.fds.pop_front().ok_or("a shared memory segment was announced without its descriptor")?;
-                if self.maps.len() >= MAX_SEGMENTS {
-                    return Err(format!("more than {MAX_SEGMENTS} shared memory segments"));
+                if self.maps.len() >= MAX_SEGMENTS || self.maps.contains_key(&id) {
+                    return Err(format!("shared memory segment {id} announced twice, or more than {MAX_SEGMENTS}"));
                 }
-                let map = open(fd).map_err(|e| format!("cannot map a shared memory segment: {e}"))?;
-                if self.maps.insert(id, Arc::new(map)).is_some() {
-                    return Err(format!("shared memory segment {id} announced twice"));
-                }
+                let map = open(fd, MAX_PER_PEER - self.mapped)
+                    .map_err(|e| format!("cannot map a shared memory segment: {e}"))?;
+                self.mapped += map.len;
+                self.maps.insert(id, Arc::new(Received { map, lent: AtomicBool::new(false) }));
                 Ok(())
             }
-            RETIRE => self.maps.remove(&id).map(drop).ok_or_else(|| format!("unknown shared memory segment {id}")),
+            RETIRE => {
+                let seg = self.maps.remove(&id).ok_or_else(|| format!("unknown shared memory segment {id}"))?;
+                self.mapped -= seg.map.len;
+                Ok(())
+            }
             other => Err(format!("unknown shared memory segment operation {other}")),
         }
+    }
+
+    /// Keeps descriptors that arrived with the bytes: one per message, at
+    /// most [`MAX_PENDING_FDS`] unclaimed (more is not an honest peer).
+    pub fn received(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
+        if fds.len() > 1 || self.fds.len() + fds.len() > MAX_PENDING_FDS {
+            return Err("the peer passed descriptors that no segment announcement claims".into());
+        }
+        self.fds.extend(fds);
+        Ok(())
     }
 
     /// A `Shm` packet: the data packet it stands for, its body in the mapping.
     pub fn open(&self, header: Header, body: &[u8]) -> Result<(Header, Bytes), String> {
         let (id, _) = split_words(body)?;
-        let map = self.maps.get(&id).ok_or_else(|| format!("unknown shared memory segment {id}"))?;
+        let seg = self.maps.get(&id).ok_or_else(|| format!("unknown shared memory segment {id}"))?;
         let len = header.len as usize;
-        if len > map.capacity() {
+        if len > seg.map.capacity() {
             return Err(format!("a packet of {len} bytes overruns shared memory segment {id}"));
         }
-        let bytes = Bytes::from_owner(Lent { map: map.clone(), len });
+        if seg.lent.swap(true, Ordering::Acquire) {
+            return Err(format!("shared memory segment {id} reused while its packet is still held"));
+        }
+        let bytes = Bytes::from_owner(Lent { seg: seg.clone(), len });
         Ok((Header { kind: Kind::Data, ..header }, bytes))
     }
 }
@@ -348,22 +404,26 @@ fn split_words(body: &[u8]) -> Result<(u32, u32), String> {
     }
 }
 
-/// Maps a segment received from a peer, after checking it cannot shrink.
-fn open(fd: OwnedFd) -> nix::Result<Mapping> {
+/// Maps a segment received from a peer, at most `room` bytes, after
+/// checking that reading it cannot fault: a memfd on shmem (not hugetlbfs,
+/// whose pages a hole punched by the peer could take away) sealed against
+/// shrinking.
+fn open(fd: OwnedFd, room: usize) -> nix::Result<Mapping> {
     let seals = SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS)?);
-    if !seals.contains(SealFlag::F_SEAL_SHRINK) {
+    let shmem = nix::sys::statfs::fstatfs(&fd)?.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC;
+    if !seals.contains(SealFlag::F_SEAL_SHRINK) || !shmem {
         return Err(nix::Error::EPERM);
     }
     let size = nix::sys::stat::fstat(&fd)?.st_size as usize;
-    if size <= DATA_OFFSET {
-        return Err(nix::Error::EINVAL);
+    if size <= DATA_OFFSET || size > room {
+        return Err(nix::Error::EFBIG);
     }
     Mapping::map(&fd, size)
 }
 
 /// A received packet's bytes, in the segment until the last `Bytes` goes.
 struct Lent {
-    map: Arc<Mapping>,
+    seg: Arc<Received>,
     len: usize,
 }
 
@@ -371,13 +431,14 @@ impl AsRef<[u8]> for Lent {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `len` was checked against the capacity; the segment stays
         // BUSY (the sender does not touch it) until this value is dropped.
-        unsafe { std::slice::from_raw_parts(self.map.data(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.seg.map.data(), self.len) }
     }
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        self.map.state().store(FREE, Ordering::Release);
+        self.seg.lent.store(false, Ordering::Release);
+        self.seg.map.state().store(FREE, Ordering::Release);
     }
 }
 
@@ -395,7 +456,7 @@ mod tests {
         let mut inbound = Inbound::default();
         let body = vec![Bytes::from(vec![7u8; 100_000]), Bytes::from(vec![8u8; 5])];
         let first = out.place(&body, 100_005).unwrap();
-        inbound.fds.push_back(first.announce.unwrap());
+        inbound.received(vec![first.announce.unwrap()]).unwrap();
         inbound.segment(&segment_body(first.id, true)).unwrap();
         let (h, got) = inbound.open(header(100_005), &descriptor(first.id)).unwrap();
         assert_eq!(h.kind, Kind::Data);
@@ -422,30 +483,85 @@ mod tests {
         // A descriptor whose file can shrink under the mapping is refused.
         let unsealed = memfd_create(c"test", MFdFlags::MFD_CLOEXEC).unwrap();
         nix::unistd::ftruncate(&unsealed, 1 << 20).unwrap();
-        inbound.fds.push_back(unsealed);
+        inbound.received(vec![unsealed]).unwrap();
         assert!(inbound.segment(&segment_body(4, true)).unwrap_err().contains("cannot map"));
 
         // A packet longer than its segment is refused.
         let out = Outbound::default();
-        let placed = out.place(&[Bytes::from_static(b"abc")], 3).unwrap();
-        inbound.fds.push_back(placed.announce.unwrap());
-        inbound.segment(&segment_body(placed.id, true)).unwrap();
+        let (placed, held) = deliver(&out, &mut inbound, 3);
+        drop(held);
         assert!(inbound.open(header(GRANULE as u32), &descriptor(placed.id)).unwrap_err().contains("overruns"));
+    }
+
+    /// Places `len` bytes and hands the packet to `inbound`, which holds it.
+    fn deliver(out: &Outbound, inbound: &mut Inbound, len: usize) -> (Placed, Bytes) {
+        let placed = out.place(&[Bytes::from(vec![1u8; len])], len).unwrap();
+        if let Some(fd) = placed.announce.as_ref() {
+            inbound.received(vec![fd.try_clone().unwrap()]).unwrap();
+            inbound.segment(&segment_body(placed.id, true)).unwrap();
+        }
+        for &id in &placed.retired {
+            inbound.segment(&segment_body(id, false)).unwrap();
+        }
+        let (_, held) = inbound.open(header(len as u32), &descriptor(placed.id)).unwrap();
+        (placed, held)
     }
 
     #[test]
     fn free_segments_are_retired_to_stay_within_the_limit() {
         let out = Outbound::with_limit(10 * GRANULE);
+        let mut inbound = Inbound::default();
         let big = 4 * GRANULE - DATA_OFFSET;
-        let body = [Bytes::from(vec![1u8; 1])];
-        let a = out.place(&body, big).unwrap();
-        let b = out.place(&body, big).unwrap();
+        let (a, held_a) = deliver(&out, &mut inbound, big);
+        let (b, _held_b) = deliver(&out, &mut inbound, big);
         // Both held: a third does not fit, so it goes through the socket.
-        assert!(out.place(&body, big).is_none());
-        out.release(a.id);
-        // Too large for the free segment, and room only once it is gone.
-        let c = out.place(&body, 5 * GRANULE - DATA_OFFSET).unwrap();
+        assert!(out.place(&[Bytes::from(vec![1u8; big])], big).is_none());
+        drop(held_a);
+        // Still too large even with the free one gone: nothing is retired.
+        let seven = 7 * GRANULE - DATA_OFFSET;
+        assert!(out.place(&[Bytes::from(vec![1u8; seven])], seven).is_none());
+        // Too large for the free segment, and room once it is gone: it is
+        // retired, and the receiver hears of it with this packet.
+        let (c, _held_c) = deliver(&out, &mut inbound, 5 * GRANULE - DATA_OFFSET);
         assert_eq!(c.retired, vec![a.id], "the free segment made room");
-        assert_ne!(c.id, b.id);
+        assert!(c.announce.is_some() && c.id != b.id);
+        assert_eq!(inbound.maps.len(), 2, "the receiver unmapped the retired one");
+    }
+
+    #[test]
+    fn a_hostile_peer_cannot_make_the_receiver_map_too_much_or_read_twice() {
+        let mut inbound = Inbound::default();
+        // A sealed but huge (sparse) segment is refused before it is mapped.
+        let huge = memfd_create(c"test", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&huge, 2 * MAX_PER_PEER as i64).unwrap();
+        fcntl(&huge, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK)).unwrap();
+        inbound.received(vec![huge]).unwrap();
+        assert!(inbound.segment(&segment_body(1, true)).unwrap_err().contains("cannot map"));
+
+        // Descriptors no announcement claims are refused.
+        let fd = || memfd_create(c"test", MFdFlags::MFD_CLOEXEC).unwrap();
+        assert!(inbound.received(vec![fd(), fd()]).is_err());
+        inbound.received(vec![fd()]).unwrap();
+        inbound.received(vec![fd()]).unwrap();
+        assert!(inbound.received(vec![fd()]).is_err());
+
+        // A second descriptor for a segment whose packet is still held.
+        let out = Outbound::default();
+        let mut inbound = Inbound::default();
+        let (placed, held) = deliver(&out, &mut inbound, 100_000);
+        let again = inbound.open(header(100_000), &descriptor(placed.id));
+        assert!(again.unwrap_err().contains("still held"));
+        drop(held);
+        assert!(inbound.open(header(100_000), &descriptor(placed.id)).is_ok());
+    }
+
+    #[test]
+    fn a_discarded_segment_is_never_used_again() {
+        let out = Outbound::default();
+        let first = out.place(&[Bytes::from(vec![1u8; 100_000])], 100_000).unwrap();
+        out.discard(first.id);
+        let next = out.place(&[Bytes::from(vec![1u8; 100_000])], 100_000).unwrap();
+        assert_ne!(next.id, first.id);
+        assert!(next.announce.is_some(), "a new segment, announced");
     }
 }

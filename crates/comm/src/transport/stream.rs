@@ -320,12 +320,12 @@ impl StreamTransport {
                 rest.push(p);
                 continue;
             };
-            let id = placed.id;
+            // Until its descriptor is written, the segment is the sender's to
+            // forget (a failed write, or a send given up at its timeout).
+            let unsent = Unsent { segments, id: Some(placed.id) };
             let mut w = writer.lock().await;
-            if let Err(e) = write_shared(&mut w, &p.header, placed).await {
-                segments.release(id);
-                return Err(self.io_error(dst, e));
-            }
+            write_shared(&mut w, &p.header, placed).await.map_err(|e| self.io_error(dst, e))?;
+            unsent.sent();
         }
         Ok(rest)
     }
@@ -461,6 +461,27 @@ const UDS_BUFFER: usize = 4 << 20;
 
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
+
+/// A segment whose packet may not have reached the receiver, discarded if
+/// dropped before [`Unsent::sent`].
+struct Unsent<'a> {
+    segments: &'a shm::Outbound,
+    id: Option<u32>,
+}
+
+impl Unsent<'_> {
+    fn sent(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.segments.discard(id);
+        }
+    }
 }
 
 /// A packet whose body is in a segment: the segment's announcement first
