@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
-use volley_bench::jobs::{Mode, fresh_run, pagerank, remove_run, terasort};
+use volley_bench::jobs::{Mode, fresh_run, pagerank, remove_run, startup, terasort};
 use volley_bench::network::Network;
 use volley_storage::{Storage, StorageOptions};
 
@@ -30,9 +30,17 @@ pub struct NetworkArgs {
     /// Each link's rate, both ways, as `tc` spells it.
     #[arg(long, default_value = "1gbit")]
     rate: String,
-    /// Jobs to run, comma separated: terasort, pagerank.
+    /// Jobs to run, comma separated: terasort, pagerank, startup.
     #[arg(long, default_value = "terasort,pagerank", value_delimiter = ',')]
     jobs: Vec<String>,
+    /// Workers of the start-up job (sleeping 0.5 s each): submit to all
+    /// running, cold then warm (3 runs), one pack per host against g = 1.
+    #[arg(long, default_value_t = 256)]
+    startup_workers: usize,
+    /// The start-up job in burst mode only (FaaS mode starts one process
+    /// per worker, which a small machine cannot do for thousands).
+    #[arg(long)]
+    startup_burst_only: bool,
     /// Workers of every burst; burst mode puts one pack on each host.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -63,8 +71,9 @@ struct Row {
     g: usize,
     /// TeraSort: the slowest worker's total; PageRank: per iteration, steady state.
     ms: f64,
-    /// TeraSort: the slowest worker's shuffle (the phase that crosses the links).
-    shuffle_ms: Option<f64>,
+    /// TeraSort: the slowest worker's shuffle (the phase that crosses the
+    /// links); start-up: the cold start (`ms` is the warm ones' median).
+    part_ms: Option<f64>,
     /// Bytes through all links, and through the broker host's alone.
     link_bytes: u64,
     broker_link_bytes: u64,
@@ -80,12 +89,16 @@ struct Report {
 }
 
 pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
-    if args.hosts == 0 || !args.workers.is_multiple_of(args.hosts) {
-        bail!("--workers must be a positive multiple of --hosts, so that burst mode puts one pack on each host");
+    let spread = |n: usize| args.hosts > 0 && n > 0 && n.is_multiple_of(args.hosts);
+    if !spread(args.workers) || !spread(args.startup_workers) {
+        bail!(
+            "--workers and --startup-workers must be positive multiples of --hosts, \
+             so that burst mode puts one pack on each host"
+        );
     }
     for job in &args.jobs {
-        if !["terasort", "pagerank"].contains(&job.as_str()) {
-            bail!("unknown job {job:?}: choose terasort, pagerank");
+        if !["terasort", "pagerank", "startup"].contains(&job.as_str()) {
+            bail!("unknown job {job:?}: choose terasort, pagerank, startup");
         }
     }
     let mut names: Vec<String> = (0..args.hosts).map(|i| format!("host{i}")).collect();
@@ -94,10 +107,27 @@ pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("volley-network-{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&args.storage)
         .with_context(|| format!("cannot make the storage directory {}", args.storage.display()))?;
-    let result = Cluster::start(&net, &dir, &args).and_then(|cluster| measure(&net, &cluster, &args));
+    // Each kind of job on a platform of its own, sized to it: invokers with
+    // exactly one pack's room make burst mode put one pack on each host.
+    let per_host = |n: usize| n / args.hosts;
+    let (data, startup): (Vec<&str>, Vec<&str>) = args.jobs.iter().map(String::as_str).partition(|&j| j != "startup");
+    let mut rows = Vec::new();
+    let mut result = Ok(());
+    for (jobs, workers) in [(data, args.workers), (startup, args.startup_workers)] {
+        if jobs.is_empty() || result.is_err() {
+            continue;
+        }
+        // FaaS mode's start-up is measured warm too: a warm process per worker.
+        let warm = if jobs == ["startup"] && args.startup_burst_only { 1 } else { per_host(workers) };
+        let sizes = (per_host(workers), warm);
+        let dir = dir.join(jobs.join("-"));
+        result = Cluster::start(&net, &dir, &args, sizes)
+            .and_then(|cluster| measure(&net, &cluster, &args, &jobs))
+            .map(|more| rows.extend(more));
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    print(&report, output)
+    result?;
+    print(&Report::new(&args, rows), output)
 }
 
 /// The platform on the emulated hosts: the controller in the root namespace
@@ -122,7 +152,8 @@ impl Drop for Roles {
 }
 
 impl Cluster {
-    fn start(net: &Network, dir: &Path, args: &NetworkArgs) -> anyhow::Result<Cluster> {
+    /// Invokers with `slots` and `warm` processes each.
+    fn start(net: &Network, dir: &Path, args: &NetworkArgs, (slots, warm): (usize, usize)) -> anyhow::Result<Cluster> {
         let broker = net.hosts.len() - 1;
         let broker_addr = net.hosts[broker].addr.clone();
         let mut roles = Roles::default();
@@ -147,11 +178,11 @@ impl Cluster {
         roles.0.push(role);
         let url = line.split("listening on ").nth(1).unwrap_or_default().trim().to_string();
 
-        let slots = (args.workers / args.hosts).to_string();
+        let (slots, warm) = (slots.to_string(), warm.to_string());
         for (i, host) in net.hosts[..broker].iter().enumerate() {
             let mut invoker = net.command(i, &exe.display().to_string());
             invoker.args(["invoker", "--controller", &url, "--token", &token, "--slots", &slots]);
-            invoker.args(["--advertise-host", &host.addr, "--name", &host.name, "--warm-pool", &slots]);
+            invoker.args(["--advertise-host", &host.addr, "--name", &host.name, "--warm-pool", &warm]);
             invoker.arg("--local-storage").arg(&args.storage);
             invoker.arg("--data-dir").arg(dir.join(&host.name));
             roles.0.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
@@ -160,7 +191,8 @@ impl Cluster {
     }
 }
 
-fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Result<Report> {
+/// Runs `jobs` on `cluster`: a row per job and mode.
+fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs, jobs: &[&str]) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = volley_client::Client::with_ca(&cluster.url, Some(&cluster.key), None)?;
     let opts = StorageOptions::default();
@@ -171,25 +203,25 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
     let mut rows = Vec::new();
     // Each mode's bytes: the links' counters before and after it.
     let mut crossing =
-        |job: &'static str, mode: &Mode, ms: (f64, Option<f64>), before: Vec<u64>| -> anyhow::Result<()> {
+        |job: &'static str, (mode, workers): (&Mode, usize), ms: (f64, Option<f64>), before: Vec<u64>| {
             let after = net.traffic()?;
             let moved: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
             let row = Row {
                 job,
                 mode: mode.name.to_string(),
-                workers: args.workers,
+                workers,
                 g: mode.granularity,
                 ms: ms.0,
-                shuffle_ms: ms.1,
+                part_ms: ms.1,
                 link_bytes: moved.iter().sum(),
                 broker_link_bytes: moved[broker],
             };
             eprintln!("{job} {}: {:.0} ms, {:.1} MiB through the links", row.mode, ms.0, row.link_bytes as f64 / MIB);
             rows.push(row);
-            Ok(())
+            anyhow::Ok(())
         };
-    let jobs = async {
-        for job in &args.jobs {
+    let work = async {
+        for &job in jobs {
             if job == "terasort" {
                 let input_url = format!("{base}/terasort-input");
                 let input = Storage::open(&input_url, &opts)?;
@@ -207,9 +239,9 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
                     )
                     .await
                     .with_context(|| format!("terasort in {} mode", mode.name))?;
-                    crossing("terasort", mode, (row.total_ms, Some(row.ms.shuffle)), before)?;
+                    crossing("terasort", (mode, args.workers), (row.total_ms, Some(row.ms.shuffle)), before)?;
                 }
-            } else {
+            } else if job == "pagerank" {
                 let graph = format!("{base}/pagerank-graph");
                 volley_apps::pagerank::generate(&Storage::open(&graph, &opts)?, args.vertices, args.edges, 8, 1)
                     .await?;
@@ -220,7 +252,24 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
                     let row = pagerank::on_platform(&client, args.workers, mode, job, &out)
                         .await
                         .with_context(|| format!("pagerank in {} mode", mode.name))?;
-                    crossing("pagerank", mode, (row.steady_ms_per_iteration, None), before)?;
+                    crossing("pagerank", (mode, args.workers), (row.steady_ms_per_iteration, None), before)?;
+                }
+            } else {
+                let n = args.startup_workers;
+                let plan = startup::Plan {
+                    workers: n,
+                    function: "sleep".into(),
+                    params: serde_json::json!({"seconds": 0.5}),
+                    repeat: 3,
+                };
+                let modes = [Mode::burst(n / args.hosts), Mode::faas(&args.faas_transport)];
+                let modes = if args.startup_burst_only { &modes[..1] } else { &modes[..] };
+                for mode in modes {
+                    let before = net.traffic()?;
+                    let report = startup::measure(&client, &plan, mode)
+                        .await
+                        .with_context(|| format!("start-up in {} mode", mode.name))?;
+                    crossing("startup", (mode, n), (report.warm.p50_us / 1e3, Some(report.cold_ms)), before)?;
                 }
             }
         }
@@ -230,7 +279,7 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
     let result = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            done = jobs => done,
+            done = work => done,
             _ = tokio::signal::ctrl_c() => bail!("interrupted: the emulated cluster is being removed"),
             _ = term.recv() => bail!("terminated: the emulated cluster is being removed"),
         }
@@ -239,12 +288,18 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs) -> anyhow::Resu
         eprintln!("warning: could not remove the benchmark's data under {base}: {e}");
     }
     result?;
-    let ms = |job: &str, mode: &str| rows.iter().find(|r| r.job == job && r.mode == mode).map(|r| r.ms);
-    let faas_over_burst = ["terasort", "pagerank"]
-        .into_iter()
-        .filter_map(|job| Some((job, ms(job, "faas")? / ms(job, "burst")?)))
-        .collect();
-    Ok(Report { hosts: args.hosts, rate: args.rate.clone(), rows, faas_over_burst })
+    Ok(rows)
+}
+
+impl Report {
+    fn new(args: &NetworkArgs, rows: Vec<Row>) -> Report {
+        let ms = |job: &str, mode: &str| rows.iter().find(|r| r.job == job && r.mode == mode).map(|r| r.ms);
+        let faas_over_burst = ["terasort", "pagerank", "startup"]
+            .into_iter()
+            .filter_map(|job| Some((job, ms(job, "faas")? / ms(job, "burst")?)))
+            .collect();
+        Report { hosts: args.hosts, rate: args.rate.clone(), rows, faas_over_burst }
+    }
 }
 
 const MIB: f64 = (1 << 20) as f64;
@@ -257,10 +312,10 @@ fn print(report: &Report, output: Output) -> anyhow::Result<()> {
     println!("{} hosts and a broker host, every link {} both ways", report.hosts, report.rate);
     println!(
         "{:<9} {:<6} {:>4} {:>3} {:>10} {:>10} {:>12} {:>12}",
-        "job", "mode", "N", "g", "ms", "shuffle ms", "links MiB", "broker MiB"
+        "job", "mode", "N", "g", "ms", "part ms", "links MiB", "broker MiB"
     );
     for r in &report.rows {
-        let shuffle = r.shuffle_ms.map(|ms| format!("{ms:.1}")).unwrap_or_else(|| "-".into());
+        let part = r.part_ms.map(|ms| format!("{ms:.1}")).unwrap_or_else(|| "-".into());
         println!(
             "{:<9} {:<6} {:>4} {:>3} {:>10.1} {:>10} {:>12.1} {:>12.1}",
             r.job,
@@ -268,7 +323,7 @@ fn print(report: &Report, output: Output) -> anyhow::Result<()> {
             r.workers,
             r.g,
             r.ms,
-            shuffle,
+            part,
             r.link_bytes as f64 / MIB,
             r.broker_link_bytes as f64 / MIB
         );
@@ -276,7 +331,8 @@ fn print(report: &Report, output: Output) -> anyhow::Result<()> {
     for (job, x) in &report.faas_over_burst {
         println!("{job}: FaaS mode / burst mode {x:.2}x");
     }
-    println!("(terasort: the slowest worker's total; pagerank: ms per iteration, steady state)");
+    println!("(terasort: the slowest worker's total, part: its shuffle; pagerank: per iteration, steady state;");
+    println!(" startup: submit to all running, warm median, part: cold)");
     Ok(())
 }
 
