@@ -122,6 +122,23 @@ fn redis_figures_come_with_the_raw_clients_beside_them() {
 }
 
 #[test]
+fn nats_and_rabbitmq_streams_come_with_plain_clients_beside_them() {
+    let up = [("NATS", "127.0.0.1:4222", "nats"), ("RabbitMQ", "127.0.0.1:5672", "rabbitmq")];
+    for (name, addr, transport) in up {
+        if !support::service_up(name, addr) {
+            continue;
+        }
+        // 3 MiB: larger than NATS's 1 MiB payload, so both sides cut it.
+        let args = ["bench", "comm", "--transport", transport, "--op", "stream", "--workers", "2", "--size", "3MiB"];
+        let rest = ["--iters", "3", "--warmup", "1", "--output", "json"];
+        let report = json(&volley(&[&args[..], &rest[..]].concat()))[0].clone();
+        assert!(report["raw"]["mib_per_s"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(report["throughput_vs_raw"].as_f64().unwrap() > 0.0, "{report}");
+        assert_eq!(report["verified"], true, "{report}");
+    }
+}
+
+#[test]
 fn bad_input_fails_with_a_message_that_says_what_to_do() {
     let out = volley(&["bench", "comm", "--transport", "carrier-pigeon"]);
     assert!(!out.status.success());

@@ -205,8 +205,10 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
     }
 
     let raw = if b.baseline { baseline(b, layout.packs())? } else { None };
-    let latency_vs_raw =
-        raw.as_ref().filter(|r| op == Operation::PingPong || r.floor).map(|r| latency.p50_us / r.one_way.p50_us);
+    let latency_vs_raw = raw
+        .as_ref()
+        .filter(|r| (op == Operation::PingPong || r.floor) && r.one_way.p50_us > 0.0)
+        .map(|r| latency.p50_us / r.one_way.p50_us);
     let throughput_vs_raw =
         raw.as_ref().and_then(|r| Some(mib_per_s? / r.mib_per_s?)).filter(|_| op == Operation::Stream);
     Ok(CommReport {
@@ -256,8 +258,16 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
             let (chunk, connections) = redis_tuning(b);
             raw::redis(&b.brokers.redis_url, b.size, iters, chunk, connections).map(Some)
         }
-        "nats" => raw::nats(&b.brokers.nats_url, b.size, iters),
-        "rabbitmq" => raw::rabbitmq(&b.brokers.amqp_url, b.size, iters).map(Some),
+        "nats" => {
+            let chunk = b.chunk.unwrap_or(volley_comm::NatsOptions::new("").chunk_bytes) as usize;
+            raw::nats(&b.brokers.nats_url, b.size, iters, chunk)
+        }
+        "rabbitmq" => {
+            let defaults = volley_comm::RabbitMqOptions::new("");
+            let chunk = b.chunk.unwrap_or(defaults.chunk_bytes) as usize;
+            let channels = if b.connections > 0 { b.connections } else { defaults.channels };
+            raw::rabbitmq(&b.brokers.amqp_url, b.size, iters, chunk, channels).map(Some)
+        }
         _ => Ok(None),
     }
 }

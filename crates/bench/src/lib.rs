@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod network;
 pub mod processes;
 mod raw;
+mod raw_brokers;
 pub mod startup;
 pub mod stats;
 mod verify;

@@ -268,15 +268,28 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Core NATS request/reply through the server (no JetStream): half the round
-/// trip; none for messages above the server's maximum payload (the
-/// transport splits those, a plain request cannot carry them).
-pub fn nats(url: &str, size: usize, iters: usize) -> Result<Option<Raw>> {
+/// trip, for messages up to the server's maximum payload (a plain request
+/// cannot carry more; the transport splits them). From 64 KiB up also a
+/// stream through JetStream in `chunk`-byte messages (`raw_brokers.rs`).
+pub fn nats(url: &str, size: usize, iters: usize, chunk: usize) -> Result<Option<Raw>> {
     use futures::StreamExt;
     runtime()?.block_on(async {
         let echo_client = async_nats::connect(url).await.map_err(io)?;
         let client = async_nats::connect(url).await.map_err(io)?;
-        if size as u64 > echo_client.server_info().max_payload as u64 {
-            return Ok(None);
+        // The transport's packet header and headroom come out of the payload.
+        let chunk = chunk.min(echo_client.server_info().max_payload.saturating_sub(36 + 1024)).max(1);
+        let mib_per_s = match size >= 64 << 10 {
+            true => Some(crate::raw_brokers::nats_stream(url, size, chunk, iters.max(4)).await?),
+            false => None,
+        };
+        if size > echo_client.server_info().max_payload {
+            let link = "raw JetStream publish/pull".into();
+            return Ok(mib_per_s.map(|t| Raw {
+                link,
+                one_way: Percentiles::default(),
+                mib_per_s: Some(t),
+                floor: false,
+            }));
         }
         let subject = format!("volley.rawbench.{}", std::process::id());
         let mut requests = echo_client.subscribe(subject.clone()).await.map_err(io)?;
@@ -297,21 +310,27 @@ pub fn nats(url: &str, size: usize, iters: usize) -> Result<Option<Raw>> {
         }
         echo.abort();
         Ok(Some(Raw {
-            link: "raw core NATS request/reply".into(),
+            link: "raw core NATS request/reply, JetStream stream".into(),
             one_way: Percentiles::of(&samples),
-            mib_per_s: None,
+            mib_per_s,
             floor: false,
         }))
     })
 }
 
-/// AMQP publish to a queue and consume from another, without confirms: half the round trip.
-pub fn rabbitmq(url: &str, size: usize, iters: usize) -> Result<Raw> {
+/// AMQP publish to a queue and consume from another, without confirms: half
+/// the round trip. From 64 KiB up also a stream with publisher confirms over
+/// `channels` channels in `chunk`-byte messages (`raw_brokers.rs`).
+pub fn rabbitmq(url: &str, size: usize, iters: usize, chunk: usize, channels: usize) -> Result<Raw> {
     use futures::StreamExt;
     use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
     use lapin::{BasicProperties, Connection, ConnectionProperties};
     runtime()?.block_on(async {
+        let mib_per_s = match size >= 64 << 10 {
+            true => Some(crate::raw_brokers::rabbitmq_stream(url, size, chunk, channels, iters.max(4)).await?),
+            false => None,
+        };
         let conn = Connection::connect(url, ConnectionProperties::default()).await.map_err(io)?;
         let (ping, pong) =
             (format!("rawbench.{}.ping", std::process::id()), format!("rawbench.{}.pong", std::process::id()));
@@ -360,11 +379,6 @@ pub fn rabbitmq(url: &str, size: usize, iters: usize) -> Result<Raw> {
         }
         echo.abort();
         let _ = conn.close(200, "bye".into()).await;
-        Ok(Raw {
-            link: "raw AMQP publish/consume".into(),
-            one_way: Percentiles::of(&samples),
-            mib_per_s: None,
-            floor: false,
-        })
+        Ok(Raw { link: "raw AMQP publish/consume".into(), one_way: Percentiles::of(&samples), mib_per_s, floor: false })
     })
 }
