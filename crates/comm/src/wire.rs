@@ -190,12 +190,18 @@ impl Header {
 
 /// Splits a whole packet (header and body in one buffer, as brokers carry it).
 pub(crate) fn split_packet(mut packet: Bytes, limits: &Limits) -> Result<(Header, Bytes)> {
-    let header = Header::decode(&packet, limits)?;
-    packet.advance(HEADER_LEN);
-    if packet.len() != header.len as usize {
-        return Err(Error::protocol(format!("packet says {} body bytes but carries {}", header.len, packet.len())));
+    let header = packet.split_to(HEADER_LEN.min(packet.len()));
+    join_packet(&header, packet, limits)
+}
+
+/// A packet whose header and body came apart (a broker message's header
+/// field and its payload).
+pub(crate) fn join_packet(header: &[u8], body: Bytes, limits: &Limits) -> Result<(Header, Bytes)> {
+    let header = Header::decode(header, limits)?;
+    if body.len() != header.len as usize {
+        return Err(Error::protocol(format!("packet says {} body bytes but carries {}", header.len, body.len())));
     }
-    Ok((header, packet))
+    Ok((header, body))
 }
 
 /// A packet ready to send: header plus body segments (slices of the caller's
@@ -207,6 +213,20 @@ pub(crate) struct OutPacket {
 }
 
 impl OutPacket {
+    /// The body in one buffer: the one slice it usually is, without a copy.
+    pub fn body_contiguous(&self) -> Bytes {
+        match self.body.as_slice() {
+            [one] => one.clone(),
+            parts => {
+                let mut buf = BytesMut::with_capacity(self.header.len as usize);
+                for seg in parts {
+                    buf.put_slice(seg);
+                }
+                buf.freeze()
+            }
+        }
+    }
+
     /// Header and body in one buffer, for transports that need one value per packet.
     pub fn to_contiguous(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(HEADER_LEN + self.header.len as usize);

@@ -1,6 +1,7 @@
 //! Packs talk through RabbitMQ (AMQP 0-9-1): one queue per receiving pack
 //! (`volley.{burst}.{pack}`), one message per packet, published to the default
 //! exchange with publisher confirms, so a lost packet is an error, not a hang.
+//! The packet's header rides in a message header and its body is the payload.
 //!
 //! A pack declares its own queue, then waits until every other pack's queue
 //! exists, so nothing is published into the void. Queues expire when unused
@@ -20,10 +21,22 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use super::{SinkRef, Tasks, wait_for_peers};
 use crate::error::{Error, Result};
 use crate::options::{PackOptions, RabbitMqOptions};
-use crate::wire::{OutPacket, split_packet};
+use crate::wire::{Header, Limits, OutPacket, join_packet};
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::transport("rabbitmq", e)
+}
+
+/// The message header that carries a packet's Volley header.
+const HEADER_FIELD: &str = "volley-packet";
+
+/// The packet a delivery carries: its header field and its payload.
+fn packet_of(d: lapin::message::Delivery, limits: &Limits) -> Result<(Header, Bytes)> {
+    let field = d.properties.headers().as_ref().and_then(|h| h.inner().get(HEADER_FIELD));
+    let Some(AMQPValue::LongString(header)) = field else {
+        return Err(Error::protocol("a message without a Volley packet header"));
+    };
+    join_packet(header.as_bytes(), Bytes::from(d.data), limits)
 }
 
 pub(crate) fn queue_name(burst: &str, pack: usize) -> String {
@@ -74,7 +87,7 @@ impl RabbitMqTransport {
             while let Some(delivery) = consumer.next().await {
                 let Some(target) = sink.upgrade() else { return };
                 match delivery {
-                    Ok(d) => match split_packet(Bytes::from(d.data), target.limits()) {
+                    Ok(d) => match packet_of(d, target.limits()) {
                         Ok((header, body)) => target.packet(header, body),
                         Err(e) => target.broken(format!("a malformed packet in {queue}: {e}")),
                     },
@@ -114,16 +127,15 @@ impl RabbitMqTransport {
         let first = self.turn.fetch_add(packets.len(), Ordering::Relaxed);
         let publishes = packets.iter().enumerate().map(|(i, p)| {
             let channel = &self.publishers[(first + i) % self.publishers.len()];
-            let body = p.to_contiguous();
+            // The header travels as a message header, so the body is the
+            // packet's own slice, not a copy made to put the two together.
+            let body = p.body_contiguous();
+            let mut headers = FieldTable::default();
+            headers.insert(HEADER_FIELD.into(), AMQPValue::LongString(p.header.encode().to_vec().into()));
+            let properties = BasicProperties::default().with_headers(headers);
             async move {
                 let confirm = channel
-                    .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        BasicProperties::default(),
-                    )
+                    .basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), &body, properties)
                     .await
                     .map_err(|e| err(format!("publishing to {queue}: {e}")))?;
                 match confirm.await.map_err(err)? {
