@@ -412,4 +412,14 @@ impl Comm {
         sys::status(unsafe { sys::all_reduce(ptr, len, T::CODE, op.code()) })?;
         Ok(take_elements())
     }
+
+    /// Element-wise `op` over every worker's `data` (all of one length), cut
+    /// into one block per rank: this worker gets block `rank`. The blocks
+    /// are as equal as can be, the first `len % size` one element longer.
+    pub fn reduce_scatter<T: Element>(&self, data: &[T], op: Op) -> Result<Vec<T>, Error> {
+        let (ptr, len) = bytes_of(data);
+        // SAFETY: the host reads `data` during the call.
+        sys::status(unsafe { sys::reduce_scatter(ptr, len, T::CODE, op.code()) })?;
+        Ok(take_elements())
+    }
 }

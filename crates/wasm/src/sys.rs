@@ -36,6 +36,7 @@ unsafe extern "C" {
     pub(crate) fn all_to_all_vec(parts: *const u32, n: usize, out: *mut u32) -> i32;
     pub(crate) fn reduce(root: i32, data: *const u8, len: usize, element: i32, op: i32) -> i32;
     pub(crate) fn all_reduce(data: *const u8, len: usize, element: i32, op: i32) -> i32;
+    pub(crate) fn reduce_scatter(data: *const u8, len: usize, element: i32, op: i32) -> i32;
     pub(crate) fn storage_get(url: *const u8, url_len: usize, key: *const u8, key_len: usize) -> i32;
     pub(crate) fn storage_put(
         url: *const u8,

@@ -125,6 +125,15 @@ fn tour(w: &Worker) -> WorkerResult {
     check(max == [size as i64 - 1, 0], || format!("all_reduce max gave {max:?}"))?;
     let min = c.all_reduce(&[rank as f32 + 0.5], Op::Min)?;
     check(min == [0.5], || format!("all_reduce min gave {min:?}"))?;
+    // Block `rank` of the sum of (i * (r + 1)) over every rank r, 7 elements.
+    let scattered = c.reduce_scatter(&(0..7).map(|i| i * (rank as u64 + 1)).collect::<Vec<_>>(), Op::Sum)?;
+    let (base, extra) = (7 / size, 7 % size);
+    let first = rank * base + rank.min(extra);
+    let block = first..first + base + usize::from(rank < extra);
+    let ranks_sum = (size * (size + 1) / 2) as u64;
+    check(scattered == block.map(|i| i as u64 * ranks_sum).collect::<Vec<_>>(), || {
+        format!("reduce_scatter gave {scattered:?}")
+    })?;
     // Reductions by the module's own functions: rank order is kept.
     let joined = c.all_reduce_with(&[rank as u8], |a, b| [a, b].concat())?;
     check(joined == (0..size as u8).collect::<Vec<_>>(), || format!("all_reduce_with gave {joined:?}"))?;

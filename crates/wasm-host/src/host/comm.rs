@@ -110,16 +110,23 @@ fn op(code: i32) -> Option<Op> {
 }
 
 /// Reduces `bytes` read as elements of `T` (to `root`, or to every worker).
-fn reduce_as<T: Element>(
-    comm: &Comm,
-    root: Option<usize>,
-    bytes: &[u8],
-    op: Op,
-) -> Result<Vec<Bytes>, volley_comm::Error> {
+/// Which reduction a guest asked for.
+#[derive(Clone, Copy)]
+enum Reduction {
+    /// The result at this rank only.
+    At(usize),
+    /// The result everywhere.
+    All,
+    /// Rank r gets block r of the result.
+    Scatter,
+}
+
+fn reduce_as<T: Element>(comm: &Comm, how: Reduction, bytes: &[u8], op: Op) -> Result<Vec<Bytes>, volley_comm::Error> {
     let values: Vec<T> = bytes.chunks_exact(T::SIZE).map(T::read).collect();
-    let reduced = match root {
-        Some(root) => comm.reduce(root, &values, op)?,
-        None => Some(comm.all_reduce(&values, op)?),
+    let reduced = match how {
+        Reduction::At(root) => comm.reduce(root, &values, op)?,
+        Reduction::All => Some(comm.all_reduce(&values, op)?),
+        Reduction::Scatter => Some(comm.reduce_scatter(&values, op)?),
     };
     Ok(reduced
         .map(|values| {
@@ -138,7 +145,7 @@ fn element_size(code: i32) -> Option<usize> {
 
 fn reduce(
     caller: &mut Caller<'_, Host>,
-    root: Option<usize>,
+    how: Reduction,
     ptr: i32,
     len: i32,
     element: i32,
@@ -154,10 +161,10 @@ fn reduce(
     }
     let bytes = read(&memory(caller), ptr as u32, len as u32)?;
     Ok(with_comm(caller, |comm| match element {
-        0 => reduce_as::<f64>(comm, root, &bytes, op),
-        1 => reduce_as::<f32>(comm, root, &bytes, op),
-        2 => reduce_as::<i64>(comm, root, &bytes, op),
-        _ => reduce_as::<u64>(comm, root, &bytes, op),
+        0 => reduce_as::<f64>(comm, how, &bytes, op),
+        1 => reduce_as::<f32>(comm, how, &bytes, op),
+        2 => reduce_as::<i64>(comm, how, &bytes, op),
+        _ => reduce_as::<u64>(comm, how, &bytes, op),
     }))
 }
 
@@ -335,14 +342,21 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "volley",
         "reduce",
         |mut caller: Caller<'_, Host>, root: i32, ptr: i32, len: i32, element: i32, op: i32| {
-            reduce(&mut caller, Some(root as u32 as usize), ptr, len, element, op)
+            reduce(&mut caller, Reduction::At(root as u32 as usize), ptr, len, element, op)
         },
     )?;
     linker.func_wrap(
         "volley",
         "all_reduce",
         |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
-            reduce(&mut caller, None, ptr, len, element, op)
+            reduce(&mut caller, Reduction::All, ptr, len, element, op)
+        },
+    )?;
+    linker.func_wrap(
+        "volley",
+        "reduce_scatter",
+        |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
+            reduce(&mut caller, Reduction::Scatter, ptr, len, element, op)
         },
     )?;
     Ok(())
