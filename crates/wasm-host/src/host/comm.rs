@@ -345,19 +345,14 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             reduce(&mut caller, Reduction::At(root as u32 as usize), ptr, len, element, op)
         },
     )?;
-    linker.func_wrap(
-        "volley",
-        "all_reduce",
-        |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
-            reduce(&mut caller, Reduction::All, ptr, len, element, op)
-        },
-    )?;
-    linker.func_wrap(
-        "volley",
-        "reduce_scatter",
-        |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
-            reduce(&mut caller, Reduction::Scatter, ptr, len, element, op)
-        },
-    )?;
+    for (name, how) in [("all_reduce", Reduction::All), ("reduce_scatter", Reduction::Scatter)] {
+        linker.func_wrap(
+            "volley",
+            name,
+            move |mut caller: Caller<'_, Host>, ptr: i32, len: i32, element: i32, op: i32| {
+                reduce(&mut caller, how, ptr, len, element, op)
+            },
+        )?;
+    }
     Ok(())
 }
