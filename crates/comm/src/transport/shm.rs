@@ -179,14 +179,11 @@ impl Outbound {
     /// none fits; `None` sends the packet through the socket instead.
     pub fn place(&self, body: &[Bytes], len: usize) -> Option<Placed> {
         debug_assert_eq!(body.iter().map(Bytes::len).sum::<usize>(), len);
-        let (id, map, announce, retired) = {
-            let mut state = lock(&self.state);
-            state.reserve(len)?
-        };
+        let (placed, map) = lock(&self.state).reserve(len)?;
         // SAFETY: the segment is BUSY for us alone, and `len` (the sum of the
         // body's lengths) fits its capacity.
         unsafe { copy_in(body, len, map.data()) };
-        Some(Placed { id, announce, retired })
+        Some(placed)
     }
 
     /// Forgets a segment whose packet may not have reached the receiver (its
@@ -202,8 +199,8 @@ impl Outbound {
 }
 
 impl OutboundState {
-    #[allow(clippy::type_complexity)]
-    fn reserve(&mut self, len: usize) -> Option<(u32, Arc<Mapping>, Option<OwnedFd>, Vec<u32>)> {
+    /// A BUSY segment of at least `len` bytes, where the packet will go.
+    fn reserve(&mut self, len: usize) -> Option<(Placed, Arc<Mapping>)> {
         // The smallest free segment that fits.
         let free = self
             .segments
@@ -215,7 +212,8 @@ impl OutboundState {
         if let Some(id) = free {
             let seg = self.segments.iter().find(|s| s.id == id)?;
             seg.map.state().store(BUSY, Ordering::Relaxed);
-            return Some((id, seg.map.clone(), None, std::mem::take(&mut self.retiring)));
+            let placed = Placed { id, announce: None, retired: std::mem::take(&mut self.retiring) };
+            return Some((placed, seg.map.clone()));
         }
         let size = (len + DATA_OFFSET).div_ceil(GRANULE) * GRANULE;
         if self.unavailable || !self.make_room(size) {
@@ -235,7 +233,7 @@ impl OutboundState {
         self.next_id = self.next_id.wrapping_add(1);
         self.bytes += size;
         self.segments.push(Segment { id, map: map.clone() });
-        Some((id, map, Some(fd), std::mem::take(&mut self.retiring)))
+        Some((Placed { id, announce: Some(fd), retired: std::mem::take(&mut self.retiring) }, map))
     }
 
     /// Unmaps free segments until `size` more bytes fit the limits (the
