@@ -30,6 +30,19 @@ fn sort_and_validate(base: &str, records: &str, workers: &str, granularity: &str
     let sorted: u64 =
         burst["workers"].as_array().unwrap().iter().map(|w| w["result"]["records_out"].as_u64().unwrap()).sum();
     assert_eq!(sorted.to_string(), records);
+    // What the dashboard draws: each worker's phases, and the shuffle's bytes between packs.
+    for w in burst["workers"].as_array().unwrap() {
+        let phases: Vec<&str> = w["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(phases, ["read", "sample", "partition", "shuffle", "sort", "write"], "{w}");
+    }
+    let sent: u64 = burst["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["sent_bytes"].as_array().unwrap())
+        .map(|b| b.as_u64().unwrap())
+        .sum();
+    assert!(sent > 0, "the shuffle crossed packs: {burst}");
     let report = json_ok(&volley(
         None,
         &["data", "validate", "terasort", "--input", &input, "--sorted", &output, "--output", "json"],

@@ -37,6 +37,8 @@ pub(crate) struct Core {
     pub loans: crate::collectives::Loans,
     reassembler: Reassembler,
     next_seq: Vec<AtomicU64>,
+    /// Payload bytes of the bundles sent to each pack.
+    sent_to: Vec<AtomicU64>,
     /// Packs that said goodbye: no more messages will come from them.
     closed: Vec<AtomicBool>,
     byes: AtomicUsize,
@@ -120,6 +122,8 @@ impl Core {
         entries: Vec<Entry>,
     ) -> impl Future<Output = Result<()>> + use<> {
         let seq = self.next_seq[dst_pack].fetch_add(1, Ordering::Relaxed);
+        let bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
+        self.sent_to[dst_pack].fetch_add(bytes as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let core = self.clone();
         async move {
@@ -309,6 +313,7 @@ impl Pack {
             reassembler: Reassembler::new(packs, pool.clone()),
             pool,
             next_seq: (0..packs).map(|_| AtomicU64::new(0)).collect(),
+            sent_to: (0..packs).map(|_| AtomicU64::new(0)).collect(),
             closed: (0..packs).map(|_| AtomicBool::new(false)).collect(),
             byes: AtomicUsize::new(0),
             failure: OnceLock::new(),
@@ -327,6 +332,13 @@ impl Pack {
     pub fn comms(&self) -> Vec<Comm> {
         let ranks = self.core.layout().ranks_of(self.core.pack());
         ranks.enumerate().map(|(local, rank)| Comm::new(self.core.clone(), rank, local)).collect()
+    }
+
+    /// Payload bytes this pack's workers have sent to each pack, by pack
+    /// index (its own entry stays 0: messages inside the pack are in the
+    /// workers' [`CommStats`](crate::CommStats)).
+    pub fn sent_bytes(&self) -> Vec<u64> {
+        self.core.sent_to.iter().map(|b| b.load(Ordering::Relaxed)).collect()
     }
 
     /// The first failure of the burst seen by this pack, if any.

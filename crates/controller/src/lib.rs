@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{MIN_SECRET_LEN, parse_keys};
 pub use error::{Error, Result};
 pub use options::Options;
-pub use store::{Batch, Docs, Store};
+pub use store::{Batch, Docs, Store, SummaryFilter};
 pub use tls::TlsFiles;
 
 /// A controller that has opened its store, recovered what a previous run left

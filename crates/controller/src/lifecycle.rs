@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use volley_proto::api::{Burst, BurstLogs, BurstState, PackLogs, PackRecord};
+use volley_proto::api::{Burst, BurstLogs, BurstState, MAX_PHASE_NAME, MAX_PHASES, PackLogs, PackRecord, Phase};
 use volley_proto::cluster::{Command, Event, InvokerInfo};
 use volley_proto::now_micros;
 use volley_proto::pack::{Outcome, PackSpec, Program};
@@ -343,6 +343,7 @@ impl Lifecycle {
                     started_at: None,
                     exited_at: None,
                     error: None,
+                    sent_bytes: Vec::new(),
                 };
                 first += p.size;
                 record
@@ -459,9 +460,11 @@ impl Lifecycle {
                     self.save(&snapshot);
                 }
             }
-            Event::WorkerFinished { rank, at, outcome, .. } => {
+            Event::WorkerFinished { rank, at, outcome, report, .. } => {
                 let Some(w) = active.burst.workers.get_mut(rank) else { return };
                 w.finished_at = Some(at);
+                w.traffic = report.traffic;
+                w.phases = bounded_phases(report.phases);
                 match outcome {
                     Outcome::Ok(v) => w.result = Some(v),
                     Outcome::Error(e) => {
@@ -469,12 +472,19 @@ impl Lifecycle {
                         // Fail fast: workers that never touch the communicator must stop too.
                         self.end(&burst_id, BurstState::Failed, format!("rank {rank} failed: {e}"));
                     }
-                    Outcome::Aborted(e) => w.error = Some(e),
+                    Outcome::Aborted(e) => {
+                        w.error = Some(e);
+                        w.aborted = true;
+                    }
                 }
             }
-            Event::PackExited { pack, at, error, stdout, stderr, truncated, consequence, .. } => {
+            Event::PackExited { pack, at, error, stdout, stderr, truncated, consequence, mut sent_bytes, .. } => {
+                let packs = active.burst.packs.len();
                 let Some(record) = active.burst.packs.get_mut(pack) else { return };
                 record.exited_at = Some(at);
+                // One entry per pack, whatever the process claimed.
+                sent_bytes.truncate(packs);
+                record.sent_bytes = sent_bytes;
                 record.error = error.clone();
                 let ranks = record.first_rank..record.first_rank + record.size;
                 let invoker = record.invoker.clone();
@@ -708,3 +718,15 @@ pub(crate) fn next_attempt(burst: &mut Burst, reason: &str) {
 #[cfg(test)]
 #[path = "lifecycle_tests.rs"]
 mod tests;
+
+/// A worker's phases as its record keeps them: the first `MAX_PHASES`, names
+/// cut to `MAX_PHASE_NAME` characters (a function's marks are its own input).
+fn bounded_phases(mut phases: Vec<Phase>) -> Vec<Phase> {
+    phases.truncate(MAX_PHASES);
+    for p in &mut phases {
+        if let Some((cut, _)) = p.name.char_indices().nth(MAX_PHASE_NAME) {
+            p.name.truncate(cut);
+        }
+    }
+    phases
+}

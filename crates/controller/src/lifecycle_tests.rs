@@ -76,11 +76,12 @@ fn exited(pack: usize, error: Option<&str>, consequence: bool) -> Event {
         stderr: String::new(),
         truncated: false,
         consequence,
+        sent_bytes: Vec::new(),
     }
 }
 
 fn finished(rank: usize, outcome: Outcome) -> Event {
-    Event::WorkerFinished { burst: "b1".into(), rank, at: 2, outcome }
+    Event::WorkerFinished { burst: "b1".into(), rank, at: 2, outcome, report: Default::default() }
 }
 
 /// The burst as last saved.

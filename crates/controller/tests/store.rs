@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use volley_controller::{Batch, Docs, Options, Store};
+use volley_controller::{Batch, Docs, Options, Store, SummaryFilter};
 use volley_proto::api::{
     Burst, BurstLogs, BurstRequest, BurstState, FunctionInfo, Granularity, PackLogs, WorkerRecord,
 };
@@ -46,6 +46,38 @@ fn burst(id: &str, namespace: &str, state: BurstState) -> Burst {
     }
 }
 
+/// Burst summaries: loaded from what was stored, then kept current by every
+/// save (one burst, or a batch), filtered and paged.
+async fn summaries(store: &Store) {
+    let page = |filter: SummaryFilter| async move {
+        let (total, page) = store.summaries("default", &filter).await.unwrap();
+        (total, page.into_iter().map(|s| (s.id, s.state.name())).collect::<Vec<_>>())
+    };
+    let all = SummaryFilter { limit: 10, ..Default::default() };
+    assert_eq!(page(all.clone()).await, (2, vec![("b2".into(), "running"), ("b1".into(), "succeeded")]));
+    let mut failed = burst("b4", "default", BurstState::Failed);
+    failed.workers[1].error = Some("boom".into());
+    store.put_burst(&failed).await.unwrap();
+    let batch = Batch { bursts: vec![burst("b2", "default", BurstState::Cancelled)], ..Default::default() };
+    store.commit(batch).await.unwrap();
+    assert_eq!(
+        page(all.clone()).await,
+        (3, vec![("b4".into(), "failed"), ("b2".into(), "cancelled"), ("b1".into(), "succeeded")])
+    );
+    let (_, failures) = store.summaries("default", &SummaryFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(failures[0].failed_rank, Some(1));
+    let ended = SummaryFilter {
+        states: [BurstState::Failed, BurstState::Cancelled].into(),
+        offset: 1,
+        limit: 5,
+        ..Default::default()
+    };
+    assert_eq!(page(ended).await, (2, vec![("b2".into(), "cancelled")]), "the second of two");
+    assert_eq!(page(SummaryFilter { id_prefix: Some("b1".into()), limit: 5, ..Default::default() }).await.0, 1);
+    let (total, _) = store.summaries("other", &all).await.unwrap();
+    assert_eq!(total, 1, "namespaces apart");
+}
+
 /// The cases every store passes.
 async fn conformance(store: &Store) {
     assert_eq!(store.get_burst("b1").await.unwrap(), None);
@@ -62,6 +94,8 @@ async fn conformance(store: &Store) {
     assert_eq!(store.list_bursts("default", 1).await.unwrap().len(), 1);
     let unfinished: Vec<String> = store.unfinished().await.unwrap().into_iter().map(|b| b.id).collect();
     assert_eq!(unfinished, vec!["b2", "b3"], "oldest first");
+
+    summaries(store).await;
 
     let logs =
         BurstLogs { packs: vec![PackLogs { pack: 0, stdout: "out".into(), stderr: "err".into(), truncated: true }] };

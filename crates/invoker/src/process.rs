@@ -43,7 +43,7 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     shared.lock_packs().insert(key.clone(), PackHandle { to_pack, kill: kill.clone() });
     let mut logs = Logs::default();
     let mut written = Vec::new();
-    let Ending { error, consequence } =
+    let Ending { error, consequence, sent_bytes } =
         drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs, &mut written).await;
     shared.lock_packs().remove(&key);
     remove_sockets(&spec);
@@ -69,6 +69,7 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
             stderr,
             truncated: cut_out || cut_err,
             consequence,
+            sent_bytes,
         },
     );
 }
@@ -79,11 +80,13 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
 struct Ending {
     error: Option<String>,
     consequence: bool,
+    /// What the pack said it sent to each pack (empty if it did not say).
+    sent_bytes: Vec<u64>,
 }
 
 impl Ending {
     fn cause(error: String) -> Self {
-        Ending { error: Some(error), consequence: false }
+        Ending { error: Some(error), consequence: false, sent_bytes: Vec::new() }
     }
 }
 
@@ -204,7 +207,7 @@ async fn drive(
     if let Some(confined) = confined.as_mut() {
         confined.take_pack(pack_size, spec.memory_mb);
     }
-    let Relayed { done, stopped, asked } =
+    let Relayed { done, stopped, asked, sent_bytes } =
         relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(status) => status.ok(),
@@ -225,7 +228,7 @@ async fn drive(
     }
     let error = match (done, status) {
         (Some((Some(error), consequence)), _) => {
-            return Ending { error: Some(error), consequence: consequence || stopped };
+            return Ending { error: Some(error), consequence: consequence || stopped, sent_bytes };
         }
         (Some((None, _)), Some(s)) if s.success() => None,
         (Some((None, _)), s) => Some(format!("the pack process finished but exited with {}", describe(s))),
@@ -236,7 +239,7 @@ async fn drive(
     // own without a word, did not stop as asked: it died (the cancel may have
     // been on its way when it did), a cause.
     let died = status.is_some_and(|s| !s.success());
-    Ending { error, consequence: stopped || (asked && !died) }
+    Ending { error, consequence: stopped || (asked && !died), sent_bytes }
 }
 
 /// A sandboxed pack's grant on its burst's socket directory, withdrawn when dropped.
@@ -269,6 +272,8 @@ struct Relayed {
     stopped: bool,
     /// The invoker asked it to stop (a cancel went to it).
     asked: bool,
+    /// Bytes it sent to each pack, from its `Done`.
+    sent_bytes: Vec<u64>,
 }
 
 /// Why this process cannot run the pack, if it cannot.
@@ -303,9 +308,10 @@ async fn relay(
     written: &mut Vec<std::path::PathBuf>,
 ) -> Relayed {
     if write(conn, &ToPack::Assign(Box::new(spec.clone()))).await.is_err() {
-        return Relayed { done: None, stopped: false, asked: false };
+        return Relayed { done: None, stopped: false, asked: false, sent_bytes: Vec::new() };
     }
     let mut done = None;
+    let mut sent_bytes = Vec::new();
     let mut kill_at: Option<Instant> = None;
     loop {
         let deadline = async {
@@ -317,7 +323,10 @@ async fn relay(
         tokio::select! {
             line = conn.lines.next_line() => match line {
                 Ok(Some(line)) => match serde_json::from_str::<FromPack>(&line) {
-                    Ok(FromPack::Done { error, consequence }) => done = Some((error, consequence)),
+                    Ok(FromPack::Done { error, consequence, sent_bytes: sent }) => {
+                        done = Some((error, consequence));
+                        sent_bytes = sent;
+                    }
                     Ok(FromPack::Writing { dir }) => {
                         let dir = std::path::PathBuf::from(dir);
                         if !written.contains(&dir) {
@@ -331,7 +340,7 @@ async fn relay(
                     }
                     Err(e) => tracing::warn!(burst = %spec.burst, pack = spec.pack, "unreadable message from a pack: {e}"),
                 },
-                _ => return Relayed { done, stopped: false, asked: kill_at.is_some() },
+                _ => return Relayed { done, stopped: false, asked: kill_at.is_some(), sent_bytes },
             },
             msg = inbox.recv() => {
                 let Some(msg) = msg else { continue };
@@ -342,11 +351,11 @@ async fn relay(
             }
             _ = deadline => {
                 stop(child).await;
-                return Relayed { done, stopped: true, asked: true };
+                return Relayed { done, stopped: true, asked: true, sent_bytes };
             }
             _ = kill.notified() => {
                 stop(child).await;
-                return Relayed { done, stopped: true, asked: kill_at.is_some() };
+                return Relayed { done, stopped: true, asked: kill_at.is_some(), sent_bytes };
             }
         }
     }
@@ -358,7 +367,9 @@ fn to_event(spec: &PackSpec, msg: FromPack) -> Option<Event> {
         FromPack::Address { address } => Event::PackAddress { burst, pack, address },
         FromPack::Connected { at } => Event::PackConnected { burst, pack, at },
         FromPack::WorkerStarted { rank, at } => Event::WorkerStarted { burst, rank, at },
-        FromPack::WorkerFinished { rank, at, outcome } => Event::WorkerFinished { burst, rank, at, outcome },
+        FromPack::WorkerFinished { rank, at, outcome, report } => {
+            Event::WorkerFinished { burst, rank, at, outcome, report }
+        }
         FromPack::Hello { .. } | FromPack::Done { .. } | FromPack::Writing { .. } => return None,
     })
 }

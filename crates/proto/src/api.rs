@@ -54,7 +54,7 @@ pub struct BurstRequest {
 
 /// The schema of [`Granularity`]: a number of workers or `"auto"`.
 #[cfg(feature = "openapi")]
-fn granularity_schema() -> utoipa::openapi::schema::Schema {
+pub(crate) fn granularity_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
     OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
@@ -184,6 +184,18 @@ pub struct Burst {
     pub notes: Vec<String>,
 }
 
+impl Burst {
+    /// The rank whose own failure failed the burst (not an echo of another's),
+    /// the one that finished first if several did.
+    pub fn failed_rank(&self) -> Option<usize> {
+        self.workers
+            .iter()
+            .filter(|w| w.error.is_some() && !w.aborted)
+            .min_by_key(|w| (w.finished_at.unwrap_or(u64::MAX), w.rank))
+            .map(|w| w.rank)
+    }
+}
+
 fn first_attempt() -> u32 {
     1
 }
@@ -202,6 +214,11 @@ pub struct PackRecord {
     pub exited_at: Option<u64>,
     /// Why the pack process failed, if it did.
     pub error: Option<String>,
+    /// Bytes it sent to each pack, by pack index (its own entry is 0: what
+    /// stays in the pack is in its workers' `traffic.local_bytes`). Reported
+    /// when it exits; empty until then.
+    #[serde(default)]
+    pub sent_bytes: Vec<u64>,
 }
 
 /// One worker of a burst.
@@ -221,7 +238,65 @@ pub struct WorkerRecord {
     pub finished_at: Option<u64>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// Its `error` only echoes another worker's failure (the failing rank is
+    /// the one whose error is not `aborted`).
+    #[serde(default)]
+    pub aborted: bool,
+    /// What it sent, reported when it finished (None: not reported).
+    #[serde(default)]
+    pub traffic: Option<WorkerTraffic>,
+    /// The phases its function marked (`Worker::phase`), in order: each lasts
+    /// until the next one starts, the last until the worker finished.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
 }
+
+/// Messages and bytes one worker sent, inside its pack and to other packs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerTraffic {
+    pub local_messages: u64,
+    pub local_bytes: u64,
+    pub remote_messages: u64,
+    pub remote_bytes: u64,
+    /// Transfers to other packs (a collective makes one per destination pack
+    /// for the whole pack, whatever the number of messages).
+    pub remote_transfers: u64,
+}
+
+impl From<volley_comm::CommStats> for WorkerTraffic {
+    fn from(s: volley_comm::CommStats) -> Self {
+        WorkerTraffic {
+            local_messages: s.local_messages,
+            local_bytes: s.local_bytes,
+            remote_messages: s.remote_messages,
+            remote_bytes: s.remote_bytes,
+            remote_transfers: s.remote_transfers,
+        }
+    }
+}
+
+/// The start of a named phase of a worker's function (e.g. TeraSort's `shuffle`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    /// When it started, in microseconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// What a worker reports with its result besides the outcome.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub traffic: Option<WorkerTraffic>,
+    pub phases: Vec<Phase>,
+}
+
+/// Most phases a worker's record keeps (later marks are dropped).
+pub const MAX_PHASES: usize = 64;
+/// Longest phase name kept (longer ones are cut).
+pub const MAX_PHASE_NAME: usize = 64;
 
 impl WorkerRecord {
     /// A worker that has not been placed yet.
@@ -235,6 +310,9 @@ impl WorkerRecord {
             finished_at: None,
             result: None,
             error: None,
+            aborted: false,
+            traffic: None,
+            phases: Vec::new(),
         }
     }
 }

@@ -82,6 +82,9 @@ pub enum Event {
         #[serde(deserialize_with = "crate::whole::deserialize")]
         at: u64,
         outcome: Outcome,
+        /// Its traffic and phases.
+        #[serde(default)]
+        report: crate::api::WorkerReport,
     },
     /// The pack process is gone; `error` says why if it did not end cleanly.
     PackExited {
@@ -98,6 +101,9 @@ pub enum Event {
         /// stopped because the burst was ending) rather than a cause of its own.
         #[serde(default)]
         consequence: bool,
+        /// Bytes it sent to each pack, by pack index.
+        #[serde(default)]
+        sent_bytes: Vec<u64>,
     },
 }
 

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod dashboard;
 pub mod flow;
 pub mod pack;
 pub mod seconds;

@@ -160,6 +160,8 @@ pub enum FromPack {
         rank: usize,
         at: Micros,
         outcome: Outcome,
+        #[serde(default)]
+        report: crate::api::WorkerReport,
     },
     /// A worker is about to write to this local directory (`file://` storage):
     /// if the pack dies, the invoker removes the unfinished writes it leaves there.
@@ -174,5 +176,8 @@ pub enum FromPack {
         /// failure (a peer that vanished, a cancel) rather than a cause.
         #[serde(default)]
         consequence: bool,
+        /// Bytes it sent to each pack, by pack index.
+        #[serde(default)]
+        sent_bytes: Vec<u64>,
     },
 }

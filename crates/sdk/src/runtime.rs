@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use volley_comm::{Layout, Pack, PackOptions};
+use volley_proto::api::WorkerReport;
 use volley_proto::now_micros;
 use volley_proto::pack::{FromPack, Outcome, PREPARE_ENV, PROCESS_ENV, PROTOCOL, PackSpec, SOCKET_ENV, ToPack};
 
@@ -87,19 +88,20 @@ async fn run(socket: &str, functions: &Functions) -> Result<u8, String> {
     let Some(function) = functions.get(&spec.function) else {
         let error =
             format!("function {:?} is not in this binary (it has: {})", spec.function, functions.names().join(", "));
-        control.send(FromPack::Done { error: Some(error.clone()), consequence: false });
+        control.send(FromPack::Done { error: Some(error.clone()), consequence: false, sent_bytes: Vec::new() });
         control.flush().await;
         return Err(error);
     };
     let (peers_tx, peers_rx) = oneshot::channel();
     follow_invoker(incoming, peers_tx, control.clone());
-    let failure = run_pack(&spec, function, &control, peers_rx, threads).await.err();
+    let mut sent_bytes = Vec::new();
+    let failure = run_pack(&spec, function, &control, peers_rx, threads, &mut sent_bytes).await.err();
     let code = if failure.is_some() { 1 } else { 0 };
     let (error, consequence) = match failure {
         Some(f) => (Some(f.message), f.consequence),
         None => (None, false),
     };
-    control.send(FromPack::Done { error, consequence });
+    control.send(FromPack::Done { error, consequence, sent_bytes });
     control.flush().await;
     Ok(code)
 }
@@ -147,7 +149,8 @@ fn follow_invoker(
                 }
                 Some(ToPack::Cancel { reason }) => {
                     note!("volley: the burst was stopped: {reason}");
-                    control.send(FromPack::Done { error: Some(format!("stopped: {reason}")), consequence: true });
+                    let stopped = Some(format!("stopped: {reason}"));
+                    control.send(FromPack::Done { error: stopped, consequence: true, sent_bytes: Vec::new() });
                     control.flush().await;
                     std::process::exit(EXIT_STOPPED.into());
                 }
@@ -167,6 +170,7 @@ async fn run_pack(
     control: &Control,
     peers: oneshot::Receiver<Vec<String>>,
     mut threads: Prepared,
+    sent_bytes: &mut Vec<u64>,
 ) -> Result<(), PackFailure> {
     let opts = pack_options(spec)?;
     trace("assigned");
@@ -198,6 +202,7 @@ async fn run_pack(
         .collect();
     let busy = threads.run(jobs)?;
     let joined = tokio::task::spawn_blocking(move || busy.into_iter().all(|t| t.join().is_ok())).await.unwrap_or(false);
+    *sent_bytes = pack.sent_bytes();
     let closed = pack.close().await;
     if !joined {
         return Err("a worker thread died without reporting".into());
@@ -250,7 +255,12 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
     RANK.with(|r| r.set(Some(rank)));
     if let Err(e) = worker.comm().barrier() {
         // The burst failed before it started; the pack reports why.
-        control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome: Outcome::Aborted(e.to_string()) });
+        control.send(FromPack::WorkerFinished {
+            rank,
+            at: now_micros(),
+            outcome: Outcome::Aborted(e.to_string()),
+            report: WorkerReport::default(),
+        });
         return;
     }
     control.send(FromPack::WorkerStarted { rank, at: now_micros() });
@@ -261,6 +271,9 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
             if is_worker_consequence(&*e) {
                 Outcome::Aborted(message)
             } else {
+                // In the rank's own log too (one line, like the panic hook's):
+                // `logs --rank N` then says why rank N failed.
+                note!("[rank {rank}] failed: {}", message.replace('\n', " "));
                 worker.comm().abort(&message);
                 Outcome::Error(message)
             }
@@ -271,7 +284,8 @@ fn run_worker(worker: Worker, function: Function, control: Control) {
             Outcome::Error(message)
         }
     };
-    control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome });
+    let report = WorkerReport { traffic: Some(worker.comm().stats().into()), phases: worker.take_phases() };
+    control.send(FromPack::WorkerFinished { rank, at: now_micros(), outcome, report });
 }
 
 /// A worker that failed because another one did must not claim to be the cause.

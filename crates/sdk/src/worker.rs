@@ -1,10 +1,11 @@
 //! What a function gets: its place in the burst, its communicator and its parameters.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use volley_comm::Comm;
+use volley_proto::api::{MAX_PHASES, Phase};
 use volley_storage::{Storage, StorageOptions, WriteNotice};
 
 /// Any error a function returns; its message becomes the worker's error.
@@ -25,6 +26,8 @@ pub struct Worker {
     write_notice: Option<WriteNotice>,
     attempt: u32,
     idempotency_key: Option<String>,
+    /// The phases marked so far (reported with the result).
+    phases: Mutex<Vec<Phase>>,
 }
 
 impl Worker {
@@ -36,7 +39,18 @@ impl Worker {
         runtime: tokio::runtime::Handle,
         storage: Arc<StorageOptions>,
     ) -> Self {
-        Worker { comm, burst, params, own, runtime, storage, write_notice: None, attempt: 1, idempotency_key: None }
+        Worker {
+            comm,
+            burst,
+            params,
+            own,
+            runtime,
+            storage,
+            write_notice: None,
+            attempt: 1,
+            idempotency_key: None,
+            phases: Mutex::default(),
+        }
     }
 
     pub(crate) fn with_write_notice(mut self, notice: WriteNotice) -> Self {
@@ -141,6 +155,22 @@ impl Worker {
         let line = format!("[rank {}] {message}\n", self.rank());
         // One write per line: lines of different workers do not interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    /// Marks the start of a named phase of the function (`read`, `shuffle`,
+    /// `write`): it lasts until the next mark, the last one until the worker
+    /// finishes. The marks go with the result; the dashboard draws them.
+    /// Marks past the 64th are dropped.
+    pub fn phase(&self, name: &str) {
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        if phases.len() < MAX_PHASES {
+            phases.push(Phase { name: name.to_string(), at: volley_proto::now_micros() });
+        }
+    }
+
+    /// The phases marked so far, handed over once (with the result).
+    pub(crate) fn take_phases(&self) -> Vec<Phase> {
+        std::mem::take(&mut *self.phases.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The host this worker runs on.

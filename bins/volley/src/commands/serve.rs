@@ -130,6 +130,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
             dir.display(),
             platform.url()
         );
+        eprintln!("the dashboard: {}/", platform.url());
         until_signal().await;
         platform.stop().await;
         Ok(())
@@ -144,6 +145,7 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         let controller = opts.build().await?.run(CancellationToken::new());
         controller.ready().await?;
         eprintln!("volley controller listening on {}", controller.url());
+        eprintln!("the dashboard: {}/", controller.url());
         until_signal().await;
         controller.stop().await?;
         Ok(())

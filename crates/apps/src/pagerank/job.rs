@@ -56,6 +56,7 @@ pub fn pagerank(w: &Worker) -> WorkerResult {
     if rank == 0 {
         w.block_on(output.delete(SUCCESS))?;
     }
+    w.phase("read");
     let list = w.block_on(parts(&input, EDGE, "edge file"))?;
     let (mine, _) = w.block_on(read_share(&input, &list, EDGE, rank, n))?;
     let my_edges: Vec<(u32, u32)> = edges(&mine).collect();
@@ -63,6 +64,7 @@ pub fn pagerank(w: &Worker) -> WorkerResult {
         return Err(format!("edge {s} -> {d} names a vertex beyond the {v} vertices; check `vertices`").into());
     }
 
+    w.phase("index");
     let mut out_degree = vec![0u64; v];
     for &(src, _) in &my_edges {
         out_degree[src as usize] += 1;
@@ -72,6 +74,7 @@ pub fn pagerank(w: &Worker) -> WorkerResult {
     // Iterations are timed from the moment every worker has its index built.
     w.comm().barrier()?;
 
+    w.phase("iterate");
     let started = Instant::now();
     // Every worker reads the ranks from the broadcast buffer itself: inside a
     // pack that buffer is shared, never copied.
@@ -103,6 +106,7 @@ pub fn pagerank(w: &Worker) -> WorkerResult {
     let ranks = ranks.to_vec(v);
     let iterate_ms = started.elapsed().as_secs_f64() * 1e3;
 
+    w.phase("write");
     w.comm().barrier()?;
     if rank == 0 {
         let bytes: Vec<u8> = ranks.iter().flat_map(|r| r.to_le_bytes()).collect();

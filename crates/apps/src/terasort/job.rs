@@ -68,6 +68,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     w.comm().barrier()?;
 
     // Read: this worker's share of the records, which may span several parts.
+    w.phase("read");
     let t = Instant::now();
     let list = w.block_on(parts(&input))?;
     let (mine, total) = w.block_on(read_share(&input, &list, RECORD, rank, n))?;
@@ -76,6 +77,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     // Sample: evenly spaced records from every worker, as (key, rank, index)
     // positions; everyone picks the same splitters (ties split by source, so
     // that many equal keys still spread over several workers).
+    w.phase("sample");
     let t = Instant::now();
     let count = mine.len() / RECORD;
     let take = p.samples.min(count);
@@ -95,6 +97,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
 
     // Partition: the bucket of every record first, so that each bucket is
     // allocated once at its exact size.
+    w.phase("partition");
     let t = Instant::now();
     let bucket_of: Vec<u32> = mine
         .chunks_exact(RECORD)
@@ -111,11 +114,13 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     let partition_ms = ms(t);
 
     // Shuffle: one aggregated transfer per pack pair; in-pack parts are handed over.
+    w.phase("shuffle");
     let t = Instant::now();
     let received = w.comm().all_to_all(buckets.into_iter().map(Bytes::from).collect())?;
     let shuffle_ms = ms(t);
 
     // Sort what arrived.
+    w.phase("sort");
     let t = Instant::now();
     let sorted = sort_records(received.iter().map(|b| &b[..]));
     drop(received);
@@ -123,6 +128,7 @@ pub fn terasort(w: &Worker) -> WorkerResult {
     let sort_ms = ms(t);
 
     // Write: the part appears whole or not at all.
+    w.phase("write");
     let t = Instant::now();
     let name = part_name(rank as usize);
     // One put: the sorted part is in memory already, and a put is as atomic as

@@ -4,6 +4,7 @@
 //! handler), so a route cannot be served without being documented.
 
 mod bursts;
+mod dashboard;
 mod document;
 mod extract;
 mod flows;
@@ -29,11 +30,13 @@ const MAX_BINARY: usize = 512 << 20;
 /// Largest operation on a program session (an item, base64).
 const MAX_SESSION_OP: usize = 96 << 20;
 
-/// The API's routes, with the OpenAPI document served at `/v1/openapi.json`.
+/// The API's routes, with the OpenAPI document served at `/v1/openapi.json`,
+/// and the web dashboard's page and files (`/`, `/ui/...`).
 pub(crate) fn router(plane: Arc<ControlPlane>) -> Router {
     let (router, doc) = routes().split_for_parts();
     let doc = Arc::new(document::finish(doc, &plane.opts));
     router
+        .merge(volley_dashboard::router())
         .fallback(|| async {
             Error::NotFound("no such endpoint; the API lives under /v1 (see /v1/openapi.json)".into())
         })
@@ -58,6 +61,8 @@ fn routes() -> OpenApiRouter<Arc<ControlPlane>> {
         .merge(deploy)
         .routes(routes!(functions::blob))
         .routes(routes!(bursts::create, bursts::list))
+        .routes(routes!(dashboard::summaries))
+        .routes(routes!(dashboard::overview))
         .routes(routes!(bursts::get))
         .routes(routes!(bursts::wait))
         .routes(routes!(bursts::events))

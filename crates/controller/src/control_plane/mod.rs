@@ -16,6 +16,7 @@ use crate::lifecycle::{Lifecycle, Write};
 
 mod bursts;
 mod cluster;
+mod dashboard;
 use crate::{Options, Store};
 
 pub(crate) use bursts::{MAX_RETRIES, MAX_TIMEOUT_SECS};

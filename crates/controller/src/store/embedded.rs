@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
+use volley_proto::dashboard::BurstSummary;
 use volley_proto::flow::LoggedEvent;
 
 use super::{Batch, Docs};
@@ -78,6 +79,23 @@ impl Embedded {
     pub async fn list_bursts(&self, namespace: &str, limit: usize) -> Result<Vec<Burst>> {
         let namespace = namespace.to_string();
         self.scan(move |b: &Burst| b.namespace == namespace, limit).await
+    }
+
+    /// Every burst's summary, newest first.
+    pub async fn summaries(&self) -> Result<Vec<BurstSummary>> {
+        let db = self.0.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(BURSTS).map_err(store_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(store_err)?.rev() {
+                let (_, v) = entry.map_err(store_err)?;
+                let burst: Burst = serde_json::from_slice(v.value()).map_err(store_err)?;
+                out.push(BurstSummary::from(&burst));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Every burst that had not ended when it was last saved.

@@ -7,10 +7,15 @@ use std::collections::BTreeMap;
 
 mod embedded;
 mod postgres;
+mod summaries;
+
+pub use summaries::SummaryFilter;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
+use volley_proto::dashboard::BurstSummary;
 use volley_proto::flow::LoggedEvent;
 
 use crate::error::Result;
@@ -93,9 +98,16 @@ impl Batch {
     }
 }
 
-/// Where the controller keeps its state.
+/// Where the controller keeps its state, with an index of burst summaries
+/// in memory (lists and overviews must not decode every worker of every burst).
 #[derive(Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    summaries: Arc<summaries::Index>,
+}
+
+#[derive(Clone)]
+enum Backend {
     /// One redb file in the data directory (the default).
     Embedded(embedded::Embedded),
     /// Tables in a PostgreSQL database.
@@ -104,9 +116,9 @@ pub enum Store {
 
 macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Embedded($s) => $call,
-            Store::Postgres($s) => $call,
+        match &$self.backend {
+            Backend::Embedded($s) => $call,
+            Backend::Postgres($s) => $call,
         }
     };
 }
@@ -114,13 +126,17 @@ macro_rules! each {
 impl Store {
     /// Opens (or creates) the embedded store at `path`.
     pub fn open_embedded(path: &Path) -> Result<Store> {
-        embedded::Embedded::open(path).map(Store::Embedded)
+        embedded::Embedded::open(path).map(|b| Store::with(Backend::Embedded(b)))
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://user@host:port/db`) and
     /// creates the tables if they are missing.
     pub async fn open_postgres(url: &str) -> Result<Store> {
-        postgres::Postgres::open(url).await.map(Store::Postgres)
+        postgres::Postgres::open(url).await.map(|b| Store::with(Backend::Postgres(b)))
+    }
+
+    fn with(backend: Backend) -> Store {
+        Store { backend, summaries: Arc::default() }
     }
 
     /// Opens what `location` names: `embedded` (in `data_dir`) or a `postgres://` URL.
@@ -136,7 +152,28 @@ impl Store {
 
     /// Saves a burst (replacing its earlier record).
     pub async fn put_burst(&self, burst: &Burst) -> Result<()> {
-        each!(self, s => s.put_burst(burst).await)
+        each!(self, s => s.put_burst(burst).await)?;
+        self.summaries.saved(std::slice::from_ref(burst)).await;
+        Ok(())
+    }
+
+    /// A page of `namespace`'s burst summaries that pass `filter`, newest
+    /// first, and how many pass it in all.
+    pub async fn summaries(&self, namespace: &str, filter: &SummaryFilter) -> Result<(u64, Vec<BurstSummary>)> {
+        self.summaries.load(self).await?;
+        Ok(self.summaries.page(namespace, filter).await)
+    }
+
+    /// Shows `visit` every summary of `namespace`, newest first (the overview's counts).
+    pub async fn visit_summaries(&self, namespace: &str, visit: impl FnMut(&BurstSummary)) -> Result<()> {
+        self.summaries.load(self).await?;
+        self.summaries.visit(namespace, visit).await;
+        Ok(())
+    }
+
+    /// Every stored burst's summary (one pass over the store, a burst at a time).
+    async fn scan_summaries(&self) -> Result<Vec<BurstSummary>> {
+        each!(self, s => s.summaries().await)
     }
 
     /// The burst with this id, if stored.
@@ -184,7 +221,10 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        each!(self, s => s.commit(batch).await)
+        let bursts = batch.bursts.clone();
+        each!(self, s => s.commit(batch).await)?;
+        self.summaries.saved(&bursts).await;
+        Ok(())
     }
 
     /// The document under `key`, decoded.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 use volley_proto::api::{Burst, BurstLogs, FunctionInfo};
+use volley_proto::dashboard::BurstSummary;
 use volley_proto::flow::LoggedEvent;
 
 use super::{Batch, Docs};
@@ -227,6 +228,11 @@ impl Postgres {
             })
             .await?;
         rows.iter().map(|r| decode(r.get::<_, &str>(0))).collect()
+    }
+
+    pub async fn summaries(&self) -> Result<Vec<BurstSummary>> {
+        let rows = self.with(async |c| c.query("SELECT doc FROM volley_bursts ORDER BY id DESC", &[]).await).await?;
+        rows.iter().map(|r| decode::<Burst>(r.get::<_, &str>(0)).map(|b| BurstSummary::from(&b))).collect()
     }
 
     pub async fn unfinished(&self) -> Result<Vec<Burst>> {
