@@ -165,3 +165,51 @@ fn the_page_is_served_by_up_and_by_a_controller_without_a_key() {
     }
     drop(controller);
 }
+
+#[test]
+fn a_workflow_says_which_step_leads_to_which() {
+    let p = Platform::up(&[]);
+    let edges = |w: &Value| -> Vec<(String, String)> {
+        let mut e: Vec<(String, String)> = w["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["from"].as_str().unwrap().into(), e["to"].as_str().unwrap().into()))
+            .collect();
+        e.sort();
+        e
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let dag = "steps:\n  a: {function: hello, workers: 1}\n  b: {needs: [a], function: hello, workers: 1}\n  \
+               c: {needs: [a, b], function: hello, workers: 1}\n";
+    let body = serde_json::json!({"kind": "dag", "source": dag}).to_string();
+    let (status, w) = support::http(&p.url, "PUT", "/v1/workflows/diamond", &body);
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(edges(&w), vec![pair("a", "b"), pair("a", "c"), pair("b", "c")]);
+
+    let machine = serde_json::json!({
+        "StartAt": "Pick",
+        "States": {
+            "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "One"}], "Default": "Other"},
+            "One": {"Type": "Task", "Resource": "volley:function:hello", "Next": "Done",
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Other"}]},
+            "Other": {"Type": "Pass", "Next": "Done"},
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let body = serde_json::json!({"kind": "state_machine", "source": machine.to_string()}).to_string();
+    let (status, w) = support::http(&p.url, "PUT", "/v1/workflows/branches", &body);
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(
+        edges(&w),
+        vec![
+            pair("One", "Done"),
+            pair("One", "Other"),
+            pair("Other", "Done"),
+            pair("Pick", "One"),
+            pair("Pick", "Other")
+        ]
+    );
+    let (_, listed) = p.get("/v1/workflows/branches");
+    assert_eq!(edges(&listed), edges(&w), "kept with the workflow");
+}

@@ -217,7 +217,7 @@ pub struct PackRecord {
     /// Bytes it sent to each pack, by pack index (its own entry is 0: what
     /// stays in the pack is in its workers' `traffic.local_bytes`). Reported
     /// when it exits; empty until then.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::list")]
     pub sent_bytes: Vec<u64>,
 }
 
@@ -255,12 +255,17 @@ pub struct WorkerRecord {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerTraffic {
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub local_messages: u64,
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub local_bytes: u64,
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub remote_messages: u64,
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub remote_bytes: u64,
     /// Transfers to other packs (a collective makes one per destination pack
     /// for the whole pack, whatever the number of messages).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub remote_transfers: u64,
 }
 
@@ -282,6 +287,7 @@ impl From<volley_comm::CommStats> for WorkerTraffic {
 pub struct Phase {
     pub name: String,
     /// When it started, in microseconds since the Unix epoch.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub at: u64,
 }
 

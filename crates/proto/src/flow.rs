@@ -284,7 +284,20 @@ pub struct Workflow {
     pub description: String,
     /// Its steps, in an order that respects their dependencies.
     pub steps: Vec<String>,
+    /// Which step leads to which: a DAG step after each step it needs; a
+    /// state machine's top-level transitions (`Next`, choices, `Default`,
+    /// catchers). Empty for workflows as code (their steps are found as they run).
+    #[serde(default)]
+    pub edges: Vec<Edge>,
     pub deployed_at: u64,
+}
+
+/// One arrow of a workflow's graph.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
 }
 
 /// Where a run or a step is in its life.

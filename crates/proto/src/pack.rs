@@ -177,7 +177,7 @@ pub enum FromPack {
         #[serde(default)]
         consequence: bool,
         /// Bytes it sent to each pack, by pack index.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::whole::list")]
         sent_bytes: Vec<u64>,
     },
 }

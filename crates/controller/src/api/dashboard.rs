@@ -35,22 +35,27 @@ pub(crate) async fn overview(State(plane): Plane, Caller(ns): Caller) -> Result<
 pub(crate) struct PageQuery {
     /// Skip this many matching bursts (newest first).
     #[serde(default)]
-    #[param(minimum = 0)]
-    offset: usize,
+    #[param(minimum = 0, maximum = 9223372036854775807_i64, default = 0)]
+    offset: i64,
     /// How many bursts.
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: usize,
     /// Only these states, separated by commas (`failed,cancelled`).
+    #[param(
+        pattern = r"^(queued|starting|running|succeeded|failed|cancelled)(,(queued|starting|running|succeeded|failed|cancelled))*$"
+    )]
     state: Option<String>,
     /// Only bursts of this function.
     function: Option<String>,
     /// Only ids that start with this.
     q: Option<String>,
     /// Submitted at or after this time (µs since the Unix epoch).
-    since: Option<u64>,
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    since: Option<i64>,
     /// Submitted before this time (µs since the Unix epoch).
-    until: Option<u64>,
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    until: Option<i64>,
 }
 
 fn default_limit() -> usize {
@@ -71,12 +76,17 @@ pub(crate) async fn summaries(
         states: states(q.state.as_deref())?,
         function: q.function.filter(|f| !f.is_empty()),
         id_prefix: q.q.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
-        since: q.since,
-        until: q.until,
-        offset: q.offset,
+        since: q.since.map(|t| whole("since", t)).transpose()?,
+        until: q.until.map(|t| whole("until", t)).transpose()?,
+        offset: whole("offset", q.offset)? as usize,
         limit: q.limit,
     };
     Ok(Json(plane.burst_page(&ns, filter).await?))
+}
+
+/// A query's number that must not be negative.
+fn whole(name: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::BadRequest(format!("{name} must be 0 or more, got {value}")))
 }
 
 const STATES: [BurstState; 6] = [
@@ -89,10 +99,8 @@ const STATES: [BurstState; 6] = [
 ];
 
 fn states(list: Option<&str>) -> Result<std::collections::HashSet<BurstState>> {
-    list.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    let Some(list) = list else { return Ok(Default::default()) };
+    list.split(',')
         .map(|name| {
             STATES.into_iter().find(|s| s.name() == name).ok_or_else(|| {
                 let known: Vec<&str> = STATES.iter().map(|s| s.name()).collect();

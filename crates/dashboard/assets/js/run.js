@@ -44,7 +44,7 @@ export function render(root, { params: [id] }, signal) {
         ['Input', h('pre', {}, JSON.stringify(run.input ?? null, null, 2))],
         run.output !== undefined && run.output !== null ? ['Output', h('pre', {}, JSON.stringify(run.output, null, 2))] : null,
       ]));
-      stepsBox.replaceChildren(stepsTable(run));
+      stepsBox.replaceChildren(stepsTable(run, edges));
       graph.update();
       if (FINAL.has(run.state)) clearInterval(timer);
     } catch (err) {
@@ -57,12 +57,15 @@ export function render(root, { params: [id] }, signal) {
   signal.addEventListener('abort', () => clearInterval(timer));
 }
 
-function stepsTable(run) {
+function stepsTable(run, edges) {
+  // The graph's edges as text: what each step comes after.
+  const after = (name) => edges.filter(([, to]) => to === name).map(([from]) => from).join(', ') || '—';
   const steps = Object.entries(run.steps ?? {});
   if (!steps.length) return h('p', { class: 'muted' }, 'No step has started yet.');
   return table([
     { title: 'Step', cell: ([name]) => h('code', {}, name) },
     { title: 'State', cell: ([, s]) => stateBadge(s.state) },
+    { title: 'After', cell: ([name]) => after(name) },
     { title: 'Attempts', class: 'num', cell: ([, s]) => String(s.attempts ?? 0) },
     { title: 'Bursts', cell: ([, s]) => (s.bursts ?? []).flatMap((b, i) => [i ? ', ' : '', h('a', { href: `#/bursts/${encodeURIComponent(b)}` }, b)]) },
     { title: 'Took', cell: ([, s]) => fmtDuration(span(s.started_at, s.finished_at)) },

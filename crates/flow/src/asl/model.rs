@@ -247,6 +247,30 @@ pub struct Catcher {
 }
 
 impl State {
+    /// The states it may go to next: `Next`, each choice's `Next` and the
+    /// `Default`, each catcher's `Next` (what a run's graph draws as edges).
+    pub fn successors(&self) -> Vec<&str> {
+        fn catchers(c: &[Catcher]) -> impl Iterator<Item = &str> {
+            c.iter().map(|c| c.next.as_str())
+        }
+        let mut out: Vec<&str> = match self {
+            State::Task(t) => [t.next.as_deref()].into_iter().flatten().chain(catchers(&t.catch)).collect(),
+            State::Pass(p) => p.next.as_deref().into_iter().collect(),
+            State::Wait(w) => w.next.as_deref().into_iter().collect(),
+            State::Choice(c) => c
+                .choices
+                .iter()
+                .filter_map(|rule| rule.get("Next").and_then(Value::as_str))
+                .chain(c.default.as_deref())
+                .collect(),
+            State::Parallel(p) => [p.next.as_deref()].into_iter().flatten().chain(catchers(&p.catch)).collect(),
+            State::Map(m) => [m.next.as_deref()].into_iter().flatten().chain(catchers(&m.catch)).collect(),
+            State::Succeed(_) | State::Fail(_) => Vec::new(),
+        };
+        out.dedup();
+        out
+    }
+
     /// The state's type as ASL names it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -8,7 +8,7 @@ use volley_flow::asl::model::Machine;
 use volley_flow::dag::{self, Plan};
 use volley_flow::run::{self as rules, Effect, Ended};
 use volley_proto::api::Burst;
-use volley_proto::flow::{CloudEvent, Run, RunRequest, Workflow, WorkflowDefinition, WorkflowKind};
+use volley_proto::flow::{CloudEvent, Edge, Run, RunRequest, Workflow, WorkflowDefinition, WorkflowKind};
 use volley_proto::now_micros;
 
 use super::super::outbox::{Entry, Pending};
@@ -180,10 +180,16 @@ impl State {
                 run.id
             )));
         }
-        let (description, steps) = match definition.kind {
+        let (description, steps, edges) = match definition.kind {
             WorkflowKind::Dag => {
                 let plan = dag::parse(&definition.source).map_err(unusable)?;
-                let found = (plan.dag.description.clone(), plan.order.clone());
+                let edges = plan
+                    .dag
+                    .steps
+                    .iter()
+                    .flat_map(|(step, s)| s.needs.iter().map(|need| Edge { from: need.clone(), to: step.clone() }))
+                    .collect();
+                let found = (plan.dag.description.clone(), plan.order.clone(), edges);
                 self.machines.remove(&key);
                 self.codes.remove(&key);
                 self.plans.insert(key.clone(), plan);
@@ -191,7 +197,15 @@ impl State {
             }
             WorkflowKind::StateMachine => {
                 let machine = volley_flow::asl::parse(&definition.source).map_err(unusable)?;
-                let found = (machine.comment.clone().unwrap_or_default(), machine.states.keys().cloned().collect());
+                let edges = machine
+                    .states
+                    .iter()
+                    .flat_map(|(name, state)| {
+                        state.successors().into_iter().map(|to| Edge { from: name.clone(), to: to.to_string() })
+                    })
+                    .collect();
+                let found =
+                    (machine.comment.clone().unwrap_or_default(), machine.states.keys().cloned().collect(), edges);
                 self.plans.remove(&key);
                 self.codes.remove(&key);
                 self.machines.insert(key.clone(), machine);
@@ -205,7 +219,7 @@ impl State {
                         def.function
                     )));
                 }
-                let found = (def.description.clone(), vec![def.function.clone()]);
+                let found = (def.description.clone(), vec![def.function.clone()], Vec::new());
                 self.plans.remove(&key);
                 self.machines.remove(&key);
                 self.codes.insert(key.clone(), def);
@@ -219,6 +233,7 @@ impl State {
             source: definition.source,
             description: if definition.description.is_empty() { description } else { definition.description },
             steps,
+            edges,
             deployed_at: now_micros(),
         };
         tx.batch.put(Docs::Workflows, key, &workflow);
