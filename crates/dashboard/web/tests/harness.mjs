@@ -67,14 +67,14 @@ function freePort() {
  * Starts `volley up` (with `args` added) and waits until it serves and an invoker is ready.
  * Returns {url, keys: {alpha, beta}, call(key, method, path, body), burst(key, request), waitFinal(key, id), stop()}.
  */
-export async function startPlatform({ args = [] } = {}) {
+export async function startPlatform({ args = [], slots = 64 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'volley-dashboard-'));
   const keys = { alpha: randomBytes(24).toString('hex'), beta: randomBytes(24).toString('hex') };
   const keysFile = join(dir, 'api-keys');
   writeFileSync(keysFile, `alpha ${keys.alpha}\nbeta ${keys.beta}\n`, { mode: 0o600 });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(VOLLEY, ['up', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), '--slots', '64', '--api-keys', keysFile, ...args], {
+  const child = spawn(VOLLEY, ['up', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), '--slots', String(slots), '--api-keys', keysFile, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
