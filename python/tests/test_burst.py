@@ -173,3 +173,21 @@ def _loaded(w):
 def test_python_pack_processes_preload_numpy_before_they_count_as_started(ex):
     # Nothing the function's pickle references imports numpy: the fork server did (--python-preload).
     assert ex.burst(_loaded, workers=2) == [True, True]
+
+
+def phased(w):
+    w.phase("load")
+    w.comm.barrier()
+    w.phase("compute")
+    return w.rank
+
+
+def test_phases_a_worker_marks_reach_its_record(ex):
+    # What the dashboard draws on the timeline: each worker's marks, in order, with their times.
+    run = ex._submit(phased, "burst", 3, granularity=3)
+    record = run.record()
+    assert record["state"] == "succeeded", record
+    for worker in record["workers"]:
+        assert [p["name"] for p in worker["phases"]] == ["load", "compute"]
+        load, compute = (p["at"] for p in worker["phases"])
+        assert worker["started_at"] <= load <= compute <= worker["finished_at"]

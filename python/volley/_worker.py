@@ -210,6 +210,12 @@ class Worker:
 
         return Storage._with(url, self._storage_options)
 
+    def phase(self, name):
+        """Marks the start of a named phase of the function (``"read"``,
+        ``"shuffle"``): it lasts until the next mark, the last one until the
+        worker returns. The dashboard draws them on the burst's timeline."""
+        self.comm._call({"op": "phase", "name": str(name)})
+
 
 def run(sock, function, hello, arg_blob):
     """Runs ``function`` as this worker (``hello`` says which, ``arg_blob`` is

@@ -91,7 +91,7 @@ fn python(w: &Worker) -> WorkerResult {
         "session": params.get("session"),
     });
     let (ended, echo) = match frame::write(&mut conn, &hello, &[arg]) {
-        Ok(()) => relay::serve(&mut conn, comm, supervisor.arena()),
+        Ok(()) => relay::serve(&mut conn, w, supervisor.arena()),
         Err(e) => (Err(format!("starting the Python worker: {e}")), None),
     };
     // A worker lost is named by how its process exited (its code, or the signal that killed it).

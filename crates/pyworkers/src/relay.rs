@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use volley_sdk::{Comm, Element, Op};
+use volley_sdk::{Comm, Element, Op, Worker};
 
 use crate::arena::Arena;
 use crate::frame;
@@ -58,18 +58,18 @@ impl From<String> for Failure {
 /// Large messages go through `arena` when there is one.
 pub(crate) fn serve(
     conn: &mut UnixStream,
-    comm: &Comm,
+    worker: &Worker,
     arena: Option<Arc<Arena>>,
 ) -> (Result<Ended, String>, Option<volley_comm::Error>) {
     let mut echo = None;
     let mut held = Held::new(arena);
-    let ended = serve_calls(conn, comm, &mut held, &mut echo);
+    let ended = serve_calls(conn, worker, &mut held, &mut echo);
     (ended, echo)
 }
 
 fn serve_calls(
     conn: &mut UnixStream,
-    comm: &Comm,
+    worker: &Worker,
     held: &mut Held,
     echo: &mut Option<volley_comm::Error>,
 ) -> Result<Ended, String> {
@@ -97,6 +97,12 @@ fn serve_calls(
             _ => {}
         }
         held.release(&header);
+        if op == "phase" {
+            // `w.phase(name)`: marked here, so it goes with the worker's result.
+            worker.phase(header.get("name").and_then(Value::as_str).unwrap_or_default());
+            frame::write(conn, &json!({}), &[]).map_err(|e| format!("answering the Python worker: {e}"))?;
+            continue;
+        }
         if op == "alloc" {
             frame::write(conn, &held.stage(&header), &[]).map_err(|e| format!("answering the Python worker: {e}"))?;
             continue;
@@ -105,7 +111,7 @@ fn serve_calls(
             Some(staged) => staged?,
             None => frame::messages(&header, parts).map_err(|e| e.to_string())?,
         };
-        let answer = perform(comm, &op, &header, messages, &mut pending, &mut next);
+        let answer = perform(worker.comm(), &op, &header, messages, &mut pending, &mut next);
         let written = match answer {
             Ok((mut reply, parts)) => {
                 let parts = held.lend(&mut reply, parts);
