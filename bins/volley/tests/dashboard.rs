@@ -213,3 +213,30 @@ fn a_workflow_says_which_step_leads_to_which() {
     let (_, listed) = p.get("/v1/workflows/branches");
     assert_eq!(edges(&listed), edges(&w), "kept with the workflow");
 }
+
+#[test]
+fn phases_reach_the_record_while_the_burst_runs() {
+    let p = Platform::up(&[]);
+    let (_, burst) = p.post("/v1/bursts", r#"{"function":"sleep","workers":4,"granularity":2,"params":{"seconds":4}}"#);
+    let id = burst["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let live = loop {
+        let (_, b) = p.get(&format!("/v1/bursts/{id}"));
+        let marked =
+            b["workers"].as_array().unwrap().iter().all(|w| w["phases"].as_array().is_some_and(|ps| !ps.is_empty()));
+        if marked {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "no phase arrived while the burst ran: {b}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for w in live["workers"].as_array().unwrap() {
+        assert!(w["finished_at"].is_null(), "the phase came before the result: {w}");
+        assert_eq!(w["phases"][0]["name"], "sleep", "{w}");
+    }
+    let done = p.wait(&id, 60);
+    for w in done["workers"].as_array().unwrap() {
+        let names: Vec<&str> = w["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["sleep", "barriers"], "the result's list replaces the live one: {w}");
+    }
+}

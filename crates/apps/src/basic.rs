@@ -101,7 +101,10 @@ pub fn sleep(w: &Worker) -> WorkerResult {
         None => None,
     };
     w.log(format_args!("sleeping {seconds} s"));
+    // Phases, as a job marks them: the dashboard's tests watch them arrive live.
+    w.phase("sleep");
     std::thread::sleep(Duration::from_secs_f64(seconds));
+    w.phase("barriers");
     for round in 0..=p.barriers {
         if p.exit_rank == Some(w.rank()) && round == p.exit_after_barriers {
             w.log(format_args!("exiting the pack process with status {} (exit_rank)", p.exit_code));

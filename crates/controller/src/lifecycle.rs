@@ -460,6 +460,15 @@ impl Lifecycle {
                     self.save(&snapshot);
                 }
             }
+            Event::WorkerPhase { rank, phase, .. } => {
+                // While it runs; the list it reports when it finishes replaces these.
+                if let Some(w) = active.burst.workers.get_mut(rank)
+                    && w.finished_at.is_none()
+                    && w.phases.len() < MAX_PHASES
+                {
+                    w.phases.extend(bounded_phases(vec![phase]));
+                }
+            }
             Event::WorkerFinished { rank, at, outcome, report, .. } => {
                 let Some(w) = active.burst.workers.get_mut(rank) else { return };
                 w.finished_at = Some(at);

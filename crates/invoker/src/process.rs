@@ -367,6 +367,7 @@ fn to_event(spec: &PackSpec, msg: FromPack) -> Option<Event> {
         FromPack::Address { address } => Event::PackAddress { burst, pack, address },
         FromPack::Connected { at } => Event::PackConnected { burst, pack, at },
         FromPack::WorkerStarted { rank, at } => Event::WorkerStarted { burst, rank, at },
+        FromPack::WorkerPhase { rank, phase } => Event::WorkerPhase { burst, rank, phase },
         FromPack::WorkerFinished { rank, at, outcome, report } => {
             Event::WorkerFinished { burst, rank, at, outcome, report }
         }

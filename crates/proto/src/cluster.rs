@@ -75,6 +75,13 @@ pub enum Event {
         #[serde(deserialize_with = "crate::whole::deserialize")]
         at: u64,
     },
+    /// A worker's function marked the start of a phase (`Worker::phase`).
+    WorkerPhase {
+        burst: String,
+        #[serde(deserialize_with = "crate::whole::deserialize")]
+        rank: usize,
+        phase: crate::api::Phase,
+    },
     WorkerFinished {
         burst: String,
         #[serde(deserialize_with = "crate::whole::deserialize")]
@@ -114,6 +121,7 @@ impl Event {
             Event::PackAddress { burst, .. }
             | Event::PackConnected { burst, .. }
             | Event::WorkerStarted { burst, .. }
+            | Event::WorkerPhase { burst, .. }
             | Event::WorkerFinished { burst, .. }
             | Event::PackExited { burst, .. } => burst,
         }

@@ -156,6 +156,11 @@ pub enum FromPack {
         rank: usize,
         at: Micros,
     },
+    /// Sent as the function marks it, so the dashboard shows it while the burst runs.
+    WorkerPhase {
+        rank: usize,
+        phase: crate::api::Phase,
+    },
     WorkerFinished {
         rank: usize,
         at: Micros,

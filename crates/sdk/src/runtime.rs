@@ -195,7 +195,8 @@ async fn run_pack(
             let worker = Worker::new(comm, burst.clone(), params.clone(), own, runtime.clone(), storage.clone())
                 .with_attempt(spec.attempt)
                 .with_idempotency_key(spec.idempotency_key.clone())
-                .with_write_notice(notice.clone());
+                .with_write_notice(notice.clone())
+                .with_control(control.clone());
             let (function, control) = (function.clone(), control.clone());
             Box::new(move || run_worker(worker, function, control)) as Job
         })

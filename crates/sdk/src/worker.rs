@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use volley_comm::Comm;
 use volley_proto::api::{MAX_PHASES, Phase};
+use volley_proto::pack::FromPack;
 use volley_storage::{Storage, StorageOptions, WriteNotice};
 
 /// Any error a function returns; its message becomes the worker's error.
@@ -28,6 +29,8 @@ pub struct Worker {
     idempotency_key: Option<String>,
     /// The phases marked so far (reported with the result).
     phases: Mutex<Vec<Phase>>,
+    /// The line to the invoker: each phase is also sent as it is marked.
+    control: Option<crate::control::Control>,
 }
 
 impl Worker {
@@ -50,7 +53,13 @@ impl Worker {
             attempt: 1,
             idempotency_key: None,
             phases: Mutex::default(),
+            control: None,
         }
+    }
+
+    pub(crate) fn with_control(mut self, control: crate::control::Control) -> Self {
+        self.control = Some(control);
+        self
     }
 
     pub(crate) fn with_write_notice(mut self, notice: WriteNotice) -> Self {
@@ -159,12 +168,17 @@ impl Worker {
 
     /// Marks the start of a named phase of the function (`read`, `shuffle`,
     /// `write`): it lasts until the next mark, the last one until the worker
-    /// finishes. The marks go with the result; the dashboard draws them.
+    /// finishes. Each mark is sent as it is made (the dashboard draws it while
+    /// the burst runs) and all of them again with the result.
     /// Marks past the 64th are dropped.
     pub fn phase(&self, name: &str) {
         let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
         if phases.len() < MAX_PHASES {
-            phases.push(Phase { name: name.to_string(), at: volley_proto::now_micros() });
+            let phase = Phase { name: name.to_string(), at: volley_proto::now_micros() };
+            if let Some(control) = &self.control {
+                control.send(FromPack::WorkerPhase { rank: self.rank(), phase: phase.clone() });
+            }
+            phases.push(phase);
         }
     }
 

@@ -143,12 +143,14 @@ pub(crate) async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// What a progress event is about: the state and how many workers got how far.
+/// What a progress event is about: the state, how many workers got how far,
+/// and how many phases they have marked.
 fn progress_of(b: &Burst) -> String {
     let placed = b.workers.iter().filter(|w| w.pack.is_some()).count();
     let started = b.workers.iter().filter(|w| w.started_at.is_some()).count();
     let finished = b.workers.iter().filter(|w| w.finished_at.is_some()).count();
-    format!("{}:{placed}:{started}:{finished}", b.state.name())
+    let phases: usize = b.workers.iter().map(|w| w.phases.len()).sum();
+    format!("{}:{placed}:{started}:{finished}:{phases}", b.state.name())
 }
 
 /// Cancel a queued or running burst

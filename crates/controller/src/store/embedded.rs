@@ -78,29 +78,17 @@ impl Embedded {
     /// The newest `limit` bursts of `namespace`, newest first.
     pub async fn list_bursts(&self, namespace: &str, limit: usize) -> Result<Vec<Burst>> {
         let namespace = namespace.to_string();
-        self.scan(move |b: &Burst| b.namespace == namespace, limit).await
+        self.scan(move |b: Burst| (b.namespace == namespace).then_some(b), limit).await
     }
 
     /// Every burst's summary, newest first.
     pub async fn summaries(&self) -> Result<Vec<BurstSummary>> {
-        let db = self.0.clone();
-        blocking(move || {
-            let txn = db.begin_read().map_err(store_err)?;
-            let table = txn.open_table(BURSTS).map_err(store_err)?;
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(store_err)?.rev() {
-                let (_, v) = entry.map_err(store_err)?;
-                let burst: Burst = serde_json::from_slice(v.value()).map_err(store_err)?;
-                out.push(BurstSummary::from(&burst));
-            }
-            Ok(out)
-        })
-        .await
+        self.scan(|b: Burst| Some(BurstSummary::from(&b)), usize::MAX).await
     }
 
     /// Every burst that had not ended when it was last saved.
     pub async fn unfinished(&self) -> Result<Vec<Burst>> {
-        let mut list = self.scan(|b: &Burst| !b.state.is_final(), usize::MAX).await?;
+        let mut list = self.scan(|b: Burst| (!b.state.is_final()).then_some(b), usize::MAX).await?;
         list.reverse();
         Ok(list)
     }
@@ -293,7 +281,13 @@ impl Embedded {
         .await
     }
 
-    async fn scan(&self, keep: impl Fn(&Burst) -> bool + Send + 'static, limit: usize) -> Result<Vec<Burst>> {
+    /// What `pick` makes of each burst it keeps, newest first, at most `limit`
+    /// (a burst at a time: the whole table is never decoded at once).
+    async fn scan<T: Send + 'static>(
+        &self,
+        pick: impl Fn(Burst) -> Option<T> + Send + 'static,
+        limit: usize,
+    ) -> Result<Vec<T>> {
         let db = &self.0;
         let db = db.clone();
         blocking(move || {
@@ -303,8 +297,8 @@ impl Embedded {
             for entry in table.iter().map_err(store_err)?.rev() {
                 let (_, v) = entry.map_err(store_err)?;
                 let burst: Burst = serde_json::from_slice(v.value()).map_err(store_err)?;
-                if keep(&burst) {
-                    out.push(burst);
+                if let Some(kept) = pick(burst) {
+                    out.push(kept);
                     if out.len() >= limit {
                         break;
                     }

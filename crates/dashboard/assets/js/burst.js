@@ -4,7 +4,7 @@
 // cancel / retry.
 
 import { api, ApiError, followBurst } from './api.js';
-import { h, section, errorBox, facts, stateBadge, fmtTime, fmtDuration, span, FINAL } from './dom.js';
+import { h, section, errorBox, facts, stateBadge, fmtTime, fmtDuration, fmtBytes, fmtCount, span, FINAL } from './dom.js';
 import { chart } from './charts.js';
 import { invokerNames } from './invokers.js';
 import { timelineOption, rowsOf } from './timeline.js';
@@ -35,6 +35,7 @@ export function startSpread(b) {
 /** The burst's times and shape, as facts. */
 export function burstFacts(b) {
   const r = b.request ?? {};
+  const traffic = totalsOf(b);
   return facts([
     ['Function', r.function],
     ['Workers', String(r.workers ?? (b.workers ?? []).length)],
@@ -49,6 +50,9 @@ export function burstFacts(b) {
     ['Ran for', fmtDuration(span(b.running_at, b.finished_at))],
     ['Total', fmtDuration(span(b.submitted_at, b.finished_at))],
     ['Finished', fmtTime(b.finished_at)],
+    // Local vs remote: the comparison of burst and FaaS mode the paper draws.
+    traffic ? ['Sent inside packs', fmtBytes(traffic.local_bytes)] : null,
+    traffic ? ['Sent between packs', `${fmtBytes(traffic.remote_bytes)} in ${fmtCount(traffic.remote_transfers)} transfers`] : null,
   ]);
 }
 

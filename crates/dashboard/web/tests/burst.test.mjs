@@ -104,6 +104,14 @@ describe('a burst', { skip }, () => {
     await waitFor('two sides', async () => (await sides.count()) === 2);
     assert.match(await sides.nth(0).innerText(), new RegExp(packed.id));
     assert.match(await sides.nth(1).innerText(), /FaaS mode/);
+    // Local vs remote traffic on both sides: one worker per pack makes more transfers between packs.
+    const transfers = async (side) => {
+      const m = (await sides.nth(side).innerText()).match(/Sent between packs\s+\S+ [KMG]?i?B in (\d+) transfers/);
+      assert.ok(m, `side ${side} shows its traffic between packs`);
+      assert.match(await sides.nth(side).innerText(), /Sent inside packs\s+\S+ [KMG]?i?B/);
+      return Number(m[1]);
+    };
+    assert.ok((await transfers(1)) > (await transfers(0)), 'the FaaS-mode burst crossed packs more often');
     await page.locator('#h-times ~ .chart canvas').waitFor();
     await screenshot(page, 'compare');
     assert.deepEqual(page.problems, []);
