@@ -55,6 +55,24 @@ pub enum Gen {
         #[command(flatten)]
         to: Target,
     },
+    /// A variant-calling test case in a local directory: a reference with a
+    /// repeated segment (reference.fa), paired reads simulated by dwgsim with
+    /// planted variants (reads_1.fq, reads_2.fq) and those variants (truth.vcf.gz).
+    Genomics {
+        /// Bases in the reference, split evenly over the contigs.
+        #[arg(long, default_value_t = 200_000)]
+        length: usize,
+        #[arg(long, default_value_t = 2)]
+        contigs: usize,
+        /// Mean read depth.
+        #[arg(long, default_value_t = 20.0)]
+        coverage: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The directory (or file:///dir) to write into.
+        #[arg(long)]
+        to: String,
+    },
     /// A power-law graph as an edge list (8 bytes per edge: source, destination as u32).
     Pagerank {
         #[arg(long)]
@@ -140,6 +158,31 @@ impl Data {
                     runtime.block_on(data::generate_skewed(&storage, records, parts, seed, duplicate_keys))?;
                 let bytes = records * volley_apps::terasort::records::RECORD as u64;
                 report(output, "records", records, bytes, parts, &url, started);
+                Ok(())
+            }
+            Data::Gen(Gen::Genomics { length, contigs, coverage, seed, to }) => {
+                let dir = std::path::PathBuf::from(to.strip_prefix("file://").unwrap_or(&to));
+                anyhow::ensure!(contigs >= 1, "--contigs must be at least 1");
+                let spec = volley_genomics::data::Spec {
+                    contigs: (1..=contigs).map(|i| (format!("chr{i}"), length / contigs)).collect(),
+                    coverage,
+                    seed,
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                let case = volley_genomics::data::generate(&dir, &spec)?;
+                let secs = started.elapsed().as_secs_f64();
+                let files = [&case.reference, &case.reads[0], &case.reads[1], &case.truth];
+                if output == Output::Json {
+                    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                    println!("{}", serde_json::json!({ "files": names, "seconds": secs }));
+                } else {
+                    println!(
+                        "generated a {length}-base reference with reads at {coverage}x in {} in {secs:.2} s:",
+                        dir.display()
+                    );
+                    files.iter().for_each(|f| println!("  {}", f.display()));
+                }
                 Ok(())
             }
             Data::Gen(Gen::Kmeans { points, dims, clusters, parts, seed, to }) => {

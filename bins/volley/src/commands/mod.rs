@@ -14,6 +14,7 @@ pub mod certificates;
 mod data;
 mod demo;
 mod flows;
+mod genomics;
 mod output;
 mod platform;
 mod roles;
@@ -115,6 +116,9 @@ enum Command {
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
+    /// Variant calling: the single-node baseline (the burst pipeline is being built).
+    #[command(subcommand)]
+    Genomics(genomics::Genomics),
     /// Run invokers in Slurm allocations: up, down, grow, shrink, status.
     #[command(subcommand)]
     Slurm(slurm::SlurmCmd),
@@ -151,6 +155,7 @@ impl Cli {
             Command::Timers(t) => t.run(&target, self.output),
             Command::Sources(s) => s.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
+            Command::Genomics(g) => g.run(self.output),
             Command::Bench(b) => b.run(&target, self.output),
             Command::Slurm(s) => s.run(self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.

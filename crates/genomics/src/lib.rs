@@ -1,0 +1,24 @@
+//! Variant calling on Volley (issue 19): the pieces the pipeline is built
+//! from, usable on their own. See `docs/notes/genomics.md` for the research
+//! they follow.
+//!
+//! - [`tools`]: the external programs (minimap2, samtools, bcftools, dwgsim),
+//!   found on PATH with an error naming the missing one and its Debian
+//!   package, run with a timeout and their stderr kept.
+//! - [`fastq`]: a FASTQ file cut into chunks at record boundaries by byte
+//!   ranges, each chunk's records found and checked without reading the rest
+//!   of the file.
+//! - [`data`]: a test case: a reference with repeats, reads simulated at a
+//!   coverage, and the truth set of planted variants.
+//! - [`baseline`]: the single-node pipeline (`minimap2 | samtools sort |
+//!   bcftools mpileup | bcftools call`), the reference the burst is compared to.
+//! - [`accuracy`]: precision and recall of a VCF against the truth set.
+
+pub mod accuracy;
+pub mod baseline;
+pub mod data;
+mod error;
+pub mod fastq;
+pub mod tools;
+
+pub use error::Error;
