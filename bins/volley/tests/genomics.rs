@@ -61,3 +61,95 @@ fn a_generated_case_goes_through_the_baseline_and_is_scored() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("nope.fq is not a file"), "{}", stderr(&missing));
 }
+
+/// `bcftools view -H`: a VCF's records without its header (whose command
+/// lines differ between the two pipelines).
+fn records(vcf: &std::path::Path) -> String {
+    let out = std::process::Command::new("bcftools").args(["view", "-H"]).arg(vcf).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_burst_calls_what_the_single_node_pipeline_calls() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-burst");
+    let case = volley_genomics::data::generate(&dir.0.join("case"), &volley_genomics::data::Spec::default()).unwrap();
+    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
+    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let local = dir.0.display().to_string();
+    for (workers, granularity) in [("4", "2"), ("3", "1")] {
+        let out = dir.0.join(format!("out-{workers}-{granularity}"));
+        let params = serde_json::json!({
+            "reference": url(&case.reference),
+            "reads": [url(&case.reads[0]), url(&case.reads[1])],
+            "output": url(&out),
+        })
+        .to_string();
+        let args = [
+            "run",
+            "--local-storage",
+            &local,
+            "genomics",
+            "-n",
+            workers,
+            "-g",
+            granularity,
+            "--params",
+            &params,
+            "--output",
+            "json",
+        ];
+        let burst = json_ok(&volley(None, &args));
+        assert_eq!(burst["state"], "succeeded", "{burst}");
+        let phases: Vec<&str> =
+            burst["workers"][0]["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(phases, ["index", "split", "align", "shuffle", "call", "merge"]);
+        let reads: u64 =
+            burst["workers"].as_array().unwrap().iter().map(|w| w["result"]["reads"].as_u64().unwrap()).sum();
+        assert_eq!(reads, 13_333, "every pair once (200 kbp at 20x, 150 bp reads)");
+        assert!(out.join("_SUCCESS").is_file() && out.join("calls.vcf.gz.tbi").is_file());
+        let (ours, theirs) = (records(&out.join("calls.vcf.gz")), records(&baseline.vcf));
+        assert!(theirs.lines().count() > 150);
+        assert_eq!(ours, theirs, "{workers} workers in packs of {granularity}: the same records as one machine");
+    }
+}
+
+#[test]
+fn bad_reads_and_a_foreign_reference_are_refused_by_name() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-bad");
+    let spec = volley_genomics::data::Spec {
+        contigs: vec![("chr1".into(), 30_000)],
+        repeat: 0,
+        copies: 0,
+        coverage: 5.0,
+        ..Default::default()
+    };
+    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    let other = volley_genomics::data::generate(&dir.0.join("other"), &volley_genomics::data::Spec { seed: 7, ..spec })
+        .unwrap();
+    let reads = std::fs::read(&case.reads[0]).unwrap();
+    let truncated = dir.0.join("truncated.fq");
+    std::fs::write(&truncated, &reads[..reads.len() - 40]).unwrap();
+    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let local = dir.0.display().to_string();
+    let run = |reference: &std::path::Path, reads: &std::path::Path| {
+        let params =
+            serde_json::json!({"reference": url(reference), "reads": [url(reads)], "output": url(&dir.0.join("out"))})
+                .to_string();
+        volley(None, &["run", "--local-storage", &local, "genomics", "-n", "2", "--params", &params])
+    };
+    let out = run(&case.reference, &truncated);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("truncated.fq: the record at byte") && said.contains("quality has"), "{said}");
+    let out = run(&other.reference, &case.reads[0]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("aligned to the reference: do the reads come from it?"), "{}", stderr(&out));
+    assert!(!dir.0.join("out").join("_SUCCESS").exists(), "no output that looks complete");
+}

@@ -23,6 +23,12 @@ pub fn builtins() -> Functions {
         basic::sleep,
     );
     f.add(
+        "genomics",
+        "calls variants: params {reference, reads: [r1] or [r1, r2], output} are storage URLs; \
+         minimap2 aligns each worker's reads, one all_to_all regroups them by region, bcftools calls each region",
+        volley_genomics::job::call,
+    );
+    f.add(
         "terasort",
         "sorts gensort records: params {input, output} are storage URLs (file:///dir or s3://bucket/prefix)",
         terasort::terasort,

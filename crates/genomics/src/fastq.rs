@@ -107,6 +107,127 @@ fn owned(file: &str, window: &[u8], from: u64, start: u64, end: u64, at_eof: boo
     Ok(Some(Chunk { bytes: window[first..p].to_vec(), offset: from + first as u64, records }))
 }
 
+/// The records of the second file of a pair that go with a chunk of the
+/// first: from the mate of its first record (named `first`), `records` of
+/// them. `estimate` is where the mate likely is (the same fraction of the
+/// file); the search widens from there until it finds the name.
+pub fn read_mates(
+    file: &str,
+    size: u64,
+    first: &[u8],
+    records: usize,
+    estimate: u64,
+    mut read: impl FnMut(Range<u64>) -> Result<Vec<u8>, Error>,
+) -> Result<Chunk, Error> {
+    if records == 0 {
+        return Ok(Chunk { bytes: Vec::new(), offset: estimate.min(size), records: 0 });
+    }
+    let wanted = mate_name(first);
+    let mut reach = MARGIN as u64;
+    let at = loop {
+        let from = estimate.saturating_sub(reach);
+        let to = (estimate + reach).min(size);
+        let window = read(from..to)?;
+        // From the window's second byte: the first is only there to say whether the second starts a line.
+        let mut q = if from == 0 { 0 } else { 1 };
+        let mut found = None;
+        loop {
+            let start = if from == 0 && q == 0 { Found::At(0) } else { first_record(&window, q, to == size) };
+            let Found::At(p) = start else { break };
+            let mut record = fastq::Record::default();
+            if fastq::io::Reader::new(&window[p..]).read_record(&mut record).is_ok()
+                && mate_name(record.name()) == wanted
+            {
+                found = Some(from + p as u64);
+                break;
+            }
+            q = p + 1;
+        }
+        if let Some(at) = found {
+            break at;
+        }
+        if from == 0 && to == size {
+            return Err(bad(
+                file,
+                format!(
+                    "holds no mate of {} (the two files of a pair must hold the same reads in the same order)",
+                    String::from_utf8_lossy(first)
+                ),
+            ));
+        }
+        reach *= 4;
+    };
+    // The records from the mate on, reading further until there are enough.
+    let mut span = (records * 512) as u64 + MARGIN as u64;
+    loop {
+        let to = (at + span).min(size);
+        let window = read(at..to)?;
+        let mut p = 0;
+        let mut n = 0;
+        while n < records && p < window.len() {
+            match record_at(file, &window, p, at, to == size)? {
+                Some(len) => {
+                    p += len;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n == records {
+            return Ok(Chunk { bytes: window[..p].to_vec(), offset: at, records });
+        }
+        if to == size {
+            return Err(bad(file, format!("ends after {n} of the {records} mates wanted from byte {at}")));
+        }
+        span *= 2;
+    }
+}
+
+/// The records of a chunk and its mates, alternated (first, its mate, ...),
+/// as minimap2 reads pairs from one stream.
+pub fn interleave(first: &[u8], second: &[u8]) -> Result<Vec<u8>, Error> {
+    let (mut a, mut b) = (fastq::io::Reader::new(first), fastq::io::Reader::new(second));
+    let (mut ra, mut rb) = (fastq::Record::default(), fastq::Record::default());
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let mut writer = fastq::io::Writer::new(&mut out);
+    let broken = |e: std::io::Error| Error::Invalid(format!("reading a chunk already checked: {e}"));
+    loop {
+        let (na, nb) = (a.read_record(&mut ra).map_err(broken)?, b.read_record(&mut rb).map_err(broken)?);
+        match (na, nb) {
+            (0, 0) => return Ok(out),
+            (0, _) | (_, 0) => {
+                return Err(Error::Invalid("the two files of the pair hold different numbers of reads".into()));
+            }
+            _ if mate_name(ra.name()) != mate_name(rb.name()) => {
+                return Err(Error::Invalid(format!(
+                    "{} and {} are not mates: the two files of a pair must hold the same reads in the same order",
+                    String::from_utf8_lossy(ra.name()),
+                    String::from_utf8_lossy(rb.name())
+                )));
+            }
+            _ => {
+                writer.write_record(&ra).map_err(broken)?;
+                writer.write_record(&rb).map_err(broken)?;
+            }
+        }
+    }
+}
+
+/// A read's name without the `/1` or `/2` that tells mates apart.
+fn mate_name(name: &[u8]) -> &[u8] {
+    match name {
+        [head @ .., b'/', b'1' | b'2'] => head,
+        _ => name,
+    }
+}
+
+/// The name of the first record of `bytes` (a chunk's).
+pub fn first_name(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut record = fastq::Record::default();
+    fastq::io::Reader::new(bytes).read_record(&mut record).ok()?;
+    Some(record.name().to_vec())
+}
+
 enum Found {
     At(usize),
     NeedMore,
@@ -285,6 +406,57 @@ mod tests {
             let says = says.replace("byte 0", &format!("byte {}", if tail[0] == b'>' { 0 } else { good.len() }));
             assert!(text.starts_with("reads.fq: ") && text.contains(&says), "{text} (expected {says})");
         }
+    }
+
+    /// The second file of a pair: the same names (`/2`), other lengths.
+    fn mates(first: &[u8], seed: u64) -> Vec<u8> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut reader = fastq::io::Reader::new(first);
+        let mut out = Vec::new();
+        let mut writer = fastq::io::Writer::new(&mut out);
+        let mut record = fastq::Record::default();
+        while reader.read_record(&mut record).unwrap() > 0 {
+            let name = String::from_utf8_lossy(record.name()).replace("/1", "/2");
+            let len = rng.random_range(1..300);
+            let mate = fastq::Record::new(fastq::record::Definition::new(name, ""), vec![b'C'; len], vec![b'@'; len]);
+            writer.write_record(&mate).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn each_chunk_finds_its_mates_in_the_second_file() {
+        let first = sample(3000, 21);
+        let second = mates(&first, 22);
+        let names = |bytes: &[u8]| {
+            let mut reader = fastq::io::Reader::new(bytes);
+            let mut record = fastq::Record::default();
+            let mut out = Vec::new();
+            while reader.read_record(&mut record).unwrap() > 0 {
+                out.push(mate_name(record.name()).to_vec());
+            }
+            out
+        };
+        for count in [1, 3, 16] {
+            let mut joined = Vec::new();
+            for chunk in chunks(&first, count) {
+                let Some(name) = first_name(&chunk.bytes) else { continue };
+                let estimate = chunk.offset * second.len() as u64 / first.len() as u64;
+                let theirs = read_mates("r2.fq", second.len() as u64, &name, chunk.records, estimate, |r| {
+                    Ok(second[r.start as usize..r.end as usize].to_vec())
+                })
+                .unwrap();
+                assert_eq!(names(&theirs.bytes), names(&chunk.bytes), "{count} chunks");
+                joined.extend(theirs.bytes);
+            }
+            assert_eq!(joined, second, "{count} chunks take the second file whole");
+        }
+        let other = sample(10, 99);
+        let err = read_mates("r2.fq", other.len() as u64, b"r2999/1", 1, 0, |r| {
+            Ok(other[r.start as usize..r.end as usize].to_vec())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("holds no mate of r2999/1"), "{err}");
     }
 
     #[test]

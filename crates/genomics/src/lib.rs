@@ -19,6 +19,8 @@ pub mod baseline;
 pub mod data;
 mod error;
 pub mod fastq;
+pub mod job;
+pub mod regions;
 pub mod tools;
 
 pub use error::Error;

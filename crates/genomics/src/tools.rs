@@ -66,44 +66,19 @@ impl Tool {
 
     /// Runs it with `args` in `dir`, up to `timeout`; its stdout.
     pub fn run(self, args: &[&str], dir: &Path, timeout: Duration) -> Result<Vec<u8>, Error> {
-        let program = self.find()?;
-        let mut child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(Error::io(dir))?;
-        // Both pipes drained apart: a child that fills one never blocks on it.
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                bytes
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait().map_err(Error::io(dir))? {
-                Some(status) => break status,
-                None if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(Error::ToolTimedOut { tool: self.name(), secs: timeout.as_secs() });
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        let out = stdout.join().unwrap_or_default();
-        let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-        let said_error = err.lines().any(|l| l.starts_with("[E::") || l.starts_with("ERROR"));
-        if !status.success() || said_error {
-            return Err(Error::ToolFailed { tool: self.name(), status: status.to_string(), stderr: tail(&err, 20) });
-        }
-        Ok(out)
+        pipeline(&[(self, args)], None, dir, timeout)
+    }
+
+    /// The same, with `input` written to its stdin (from a thread: the child
+    /// reads while it writes, no temporary file).
+    pub fn run_with_input(
+        self,
+        args: &[&str],
+        input: Vec<u8>,
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        pipeline(&[(self, args)], Some(input), dir, timeout)
     }
 
     /// Its version, as it prints it.
@@ -117,6 +92,87 @@ impl Tool {
         };
         Ok(String::from_utf8_lossy(&out).lines().next().unwrap_or_default().trim().to_string())
     }
+}
+
+/// Runs `stages` as a shell pipeline (each one's stdout into the next one's
+/// stdin, through OS pipes), `input` into the first; the last one's stdout.
+/// Every stage must succeed within `timeout`; a failure names the stage.
+pub fn pipeline(
+    stages: &[(Tool, &[&str])],
+    input: Option<Vec<u8>>,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
+    let mut children = Vec::new();
+    let mut next_stdin = match input {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    };
+    for (i, (tool, args)) in stages.iter().enumerate() {
+        let mut child = Command::new(tool.find()?)
+            .args(*args)
+            .current_dir(dir)
+            .stdin(next_stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(Error::io(dir))?;
+        next_stdin = Stdio::null();
+        if i + 1 < stages.len() {
+            next_stdin = Stdio::from(child.stdout.take().expect("piped"));
+        }
+        children.push((*tool, child));
+    }
+    let feeder = match (input, children[0].1.stdin.take()) {
+        (Some(bytes), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            use std::io::Write;
+            // A child that stops reading (it failed) ends the write; its error says why.
+            let _ = stdin.write_all(&bytes);
+        })),
+        _ => None,
+    };
+    // Every pipe drained apart: a child that fills one never blocks on it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(children.last_mut().expect("a stage").1.stdout.take().expect("piped")));
+    let stderrs: Vec<_> = children.iter_mut().map(|(_, c)| drain(Box::new(c.stderr.take().expect("piped")))).collect();
+    let deadline = Instant::now() + timeout;
+    let mut statuses = Vec::new();
+    for (tool, child) in &mut children {
+        let status = loop {
+            match child.try_wait().map_err(Error::io(dir))? {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let tool = *tool;
+                    for (_, c) in &mut children {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    return Err(Error::ToolTimedOut { tool: tool.name(), secs: timeout.as_secs() });
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        statuses.push((*tool, status));
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let out = stdout.join().unwrap_or_default();
+    for ((tool, status), stderr) in statuses.into_iter().zip(stderrs) {
+        let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+        // minimap2 and bcftools exit 0 on some bad input, but say so.
+        let said_error = err.lines().any(|l| l.starts_with("[E::") || l.starts_with("ERROR"));
+        if !status.success() || said_error {
+            return Err(Error::ToolFailed { tool: tool.name(), status: status.to_string(), stderr: tail(&err, 20) });
+        }
+    }
+    Ok(out)
 }
 
 fn is_executable(p: &Path) -> bool {
