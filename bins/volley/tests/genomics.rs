@@ -153,3 +153,71 @@ fn bad_reads_and_a_foreign_reference_are_refused_by_name() {
     assert!(stderr(&out).contains("aligned to the reference: do the reads come from it?"), "{}", stderr(&out));
     assert!(!dir.0.join("out").join("_SUCCESS").exists(), "no output that looks complete");
 }
+
+#[test]
+fn genomics_call_takes_paths_and_s3_and_gives_the_same_calls() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-call");
+    let spec = volley_genomics::data::Spec {
+        contigs: vec![("chr1".into(), 60_000), ("chr2".into(), 40_000)],
+        ..Default::default()
+    };
+    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
+    let expected = records(&baseline.vcf);
+    let path = |p: &std::path::Path| p.display().to_string();
+
+    // Plain paths: the command makes them file:// URLs and grants their directories to the packs.
+    let out = dir.0.join("calls");
+    let args = [
+        "genomics",
+        "call",
+        "--reference",
+        &path(&case.reference),
+        "--reads",
+        &path(&case.reads[0]),
+        "--reads",
+        &path(&case.reads[1]),
+        "--to",
+        &path(&out),
+        "-n",
+        "3",
+    ];
+    let run = volley(None, &args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(records(&out.join("calls.vcf.gz")), expected);
+
+    // The same on S3, in FaaS style (one worker per pack).
+    support::on_s3("genomics", |base| {
+        for file in [&case.reference, &case.reads[0], &case.reads[1]] {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            support::write_object(base, name, &std::fs::read(file).unwrap());
+        }
+        let url = |name: &str| format!("{base}/{name}");
+        let to = url("calls");
+        let args = [
+            "genomics",
+            "call",
+            "--reference",
+            &url("reference.fa"),
+            "--reads",
+            &url("reads_1.fq"),
+            "--reads",
+            &url("reads_2.fq"),
+            "--to",
+            &to,
+            "-n",
+            "3",
+            "-g",
+            "1",
+        ];
+        let run = volley(None, &args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let vcf = dir.0.join("from-s3.vcf.gz");
+        std::fs::write(&vcf, support::read_object(&to, "calls.vcf.gz")).unwrap();
+        assert_eq!(records(&vcf), expected, "the calls on S3");
+        assert!(support::read_object(&to, "_SUCCESS").is_empty());
+    });
+}

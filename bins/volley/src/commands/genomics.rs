@@ -1,15 +1,47 @@
-//! `volley genomics`: variant calling. So far the single-node pipeline (the
-//! HPC baseline the burst pipeline will be measured against) and the scoring
-//! of a call set against a truth set.
+//! `volley genomics`: variant calling as a burst (`call`), and the
+//! single-node pipeline it is measured against (`baseline`), with the
+//! scoring of a call set against a truth set.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use volley_proto::api::{BurstRequest, Granularity};
 
+use super::Target;
 use super::output::Output;
+use super::platform::PlatformArgs;
 
 #[derive(Subcommand)]
 pub enum Genomics {
+    /// Calls variants as one burst: each worker aligns its share of the reads
+    /// (minimap2), one all_to_all regroups the alignments by genome region,
+    /// each worker calls its region (bcftools), and the regions' calls are
+    /// merged into OUTPUT/calls.vcf.gz (indexed) with OUTPUT/_SUCCESS last.
+    Call {
+        /// The reference genome (FASTA): a path, file:///path or s3://bucket/key.
+        #[arg(long)]
+        reference: String,
+        /// The reads (uncompressed FASTQ): once for single-end, twice for the two files of a pair.
+        #[arg(long, num_args = 1, required = true)]
+        reads: Vec<String>,
+        /// Where the calls go: a directory, file:///dir or s3://bucket/prefix.
+        #[arg(long = "to")]
+        to: String,
+        /// The sample's name in the VCF.
+        #[arg(long, default_value = "sample")]
+        sample: String,
+        /// N: how many workers (and regions).
+        #[arg(long, short = 'n', default_value_t = 4)]
+        workers: usize,
+        /// Workers per pack (1: FaaS style, one process per worker).
+        #[arg(long, short = 'g', default_value = "auto")]
+        granularity: Granularity,
+        /// tcp, uds, shm, redis, rabbitmq, nats, s3 (default: shm on one host, tcp across hosts).
+        #[arg(long)]
+        transport: Option<String>,
+        #[command(flatten)]
+        platform: PlatformArgs,
+    },
     /// The single-node pipeline on this machine: minimap2 | samtools sort |
     /// bcftools mpileup | bcftools call, into DIR/calls.vcf.gz (indexed).
     Baseline {
@@ -31,8 +63,41 @@ pub enum Genomics {
 }
 
 impl Genomics {
-    pub fn run(self, output: Output) -> anyhow::Result<()> {
+    pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
         match self {
+            Genomics::Call { reference, reads, to, sample, workers, granularity, transport, mut platform } => {
+                let reference = storage_url(&reference)?;
+                let reads = reads.iter().map(|r| storage_url(r)).collect::<anyhow::Result<Vec<_>>>()?;
+                let to = storage_url(&to)?;
+                if target.controller.is_none() {
+                    // An embedded platform's sandboxed packs reach only the local directories granted to them.
+                    for url in std::iter::once(&reference).chain(&reads) {
+                        if let Some((dir, _)) = url.rsplit_once('/') {
+                            platform.grant_local_storage(dir)?;
+                        }
+                    }
+                    platform.grant_local_storage(&to)?;
+                }
+                let request = BurstRequest {
+                    function: "genomics".into(),
+                    workers,
+                    granularity,
+                    transport,
+                    params: serde_json::json!({ "reference": reference, "reads": reads, "output": to, "sample": sample }),
+                    worker_params: None,
+                    timeout_secs: None,
+                    queue_timeout_secs: None,
+                    memory_mb: None,
+                    retries: None,
+                    idempotency_key: None,
+                    session: None,
+                };
+                super::run::run_request(&request, &platform, target, false, output)?;
+                if output != Output::Json {
+                    println!("calls: {}/calls.vcf.gz", to.trim_end_matches('/'));
+                }
+                Ok(())
+            }
             Genomics::Baseline { reference, reads, dir, truth, threads } => {
                 let run = volley_genomics::baseline::run(&dir, &reference, &reads, threads)?;
                 let scored = match &truth {
@@ -69,4 +134,12 @@ impl Genomics {
             }
         }
     }
+}
+
+/// A storage URL as given, or a local path made into a `file://` URL.
+fn storage_url(given: &str) -> anyhow::Result<String> {
+    if given.contains("://") {
+        return Ok(given.to_string());
+    }
+    Ok(format!("file://{}", std::path::absolute(given)?.display()))
 }

@@ -155,7 +155,7 @@ impl Cli {
             Command::Timers(t) => t.run(&target, self.output),
             Command::Sources(s) => s.run(&target, self.output),
             Command::Data(d) => d.run(self.output),
-            Command::Genomics(g) => g.run(self.output),
+            Command::Genomics(g) => g.run(&target, self.output),
             Command::Bench(b) => b.run(&target, self.output),
             Command::Slurm(s) => s.run(self.output),
             // main() serves packs before parsing; reaching here means a misplaced argument.

@@ -75,16 +75,28 @@ pub fn run(args: RunArgs, target: &Target, output: Output) -> anyhow::Result<()>
         idempotency_key: None,
         session: None,
     };
+    run_request(&request, &args.platform, target, args.detach, output)
+}
+
+/// Runs `request` on the target's controller, or on an embedded platform made
+/// with `platform` when there is none, and follows it to its end.
+pub(super) fn run_request(
+    request: &BurstRequest,
+    platform: &PlatformArgs,
+    target: &Target,
+    detach: bool,
+    output: Output,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match &target.controller {
-            Some(_) => submit_and_follow(&target.client()?, &request, args.detach, output).await,
+            Some(_) => submit_and_follow(&target.client()?, request, detach, output).await,
             None => {
-                if args.detach {
+                if detach {
                     bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
                 }
-                with_platform(&args.platform, |url| async move {
-                    submit_and_follow(&target.client_at(&url)?, &request, false, output).await
+                with_platform(platform, |url| async move {
+                    submit_and_follow(&target.client_at(&url)?, request, false, output).await
                 })
                 .await
             }
