@@ -10,6 +10,8 @@
 //!   of the file.
 //! - [`data`]: a test case: a reference with repeats, reads simulated at a
 //!   coverage, and the truth set of planted variants.
+//! - [`job`]: the burst (`genomics`): align, regroup by region, call, merge.
+//! - [`regions`]: the genome cut into regions; where an alignment goes.
 //! - [`baseline`]: the single-node pipeline (`minimap2 | samtools sort |
 //!   bcftools mpileup | bcftools call`), the reference the burst is compared to.
 //! - [`accuracy`]: precision and recall of a VCF against the truth set.

@@ -40,7 +40,7 @@ pub enum Genomics {
         #[arg(long)]
         transport: Option<String>,
         #[command(flatten)]
-        platform: PlatformArgs,
+        platform: Box<PlatformArgs>,
     },
     /// The single-node pipeline on this machine: minimap2 | samtools sort |
     /// bcftools mpileup | bcftools call, into DIR/calls.vcf.gz (indexed).

@@ -116,9 +116,9 @@ enum Command {
     /// Generate and validate data sets for the built-in jobs.
     #[command(subcommand)]
     Data(data::Data),
-    /// Variant calling: the single-node baseline (the burst pipeline is being built).
+    /// Variant calling: as a burst (call), or on this machine alone (baseline).
     #[command(subcommand)]
-    Genomics(genomics::Genomics),
+    Genomics(Box<genomics::Genomics>),
     /// Run invokers in Slurm allocations: up, down, grow, shrink, status.
     #[command(subcommand)]
     Slurm(slurm::SlurmCmd),
