@@ -45,7 +45,8 @@ pub(crate) async fn drain(
         let now = Instant::now();
         let polled = shared.polls.load(Ordering::SeqCst) >= polls.saturating_add(2);
         let running = shared.running_bursts();
-        if (polled && running == 0) || deadline.is_some_and(|d| now >= d) || *done.borrow() {
+        let reported = shared.unposted.load(Ordering::SeqCst) == 0;
+        if (polled && running == 0 && reported) || deadline.is_some_and(|d| now >= d) || *done.borrow() {
             return running;
         }
         let pause = deadline.map_or(Duration::from_millis(100), |d| (d - now).min(Duration::from_millis(100)));

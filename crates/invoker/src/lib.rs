@@ -85,6 +85,10 @@ pub(crate) struct Shared {
     pub(crate) last_poll: Arc<AtomicU64>,
     /// Whether pack reports are posted (false while the invoker's leaving must come first).
     pub(crate) reports: watch::Sender<bool>,
+    /// Events emitted and not yet posted: a drain leaves only once its packs'
+    /// last reports are with the controller (a leave that overtook a pack's
+    /// exit would fail a burst that had finished).
+    pub(crate) unposted: Arc<AtomicU64>,
 }
 
 /// A running pack: its burst, its index, and the registration it belongs to.
@@ -98,8 +102,8 @@ impl Shared {
     /// Reports `event` of a pack started under registration `generation`,
     /// unless the invoker has registered again since.
     pub(crate) fn emit(&self, generation: u64, event: Event) {
-        if generation == self.generation() {
-            let _ = self.events.send(event);
+        if generation == self.generation() && self.events.send(event).is_ok() {
+            self.unposted.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -182,6 +186,7 @@ impl Options {
             polls: AtomicU64::new(0),
             last_poll: Arc::new(AtomicU64::new(0)),
             reports: watch::Sender::new(true),
+            unposted: Arc::default(),
         });
         Ok(Invoker { shared, events: events_rx, health })
     }

@@ -45,7 +45,6 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
     let mut written = Vec::new();
     let Ending { error, consequence, sent_bytes } =
         drive(&shared, &spec, generation, demand, &mut inbox, &kill, &mut logs, &mut written).await;
-    shared.lock_packs().remove(&key);
     remove_sockets(&spec);
     if let Some(sandbox) = &shared.sandbox
         && matches!(spec.transport, volley_comm::TransportOptions::Uds(_))
@@ -72,6 +71,9 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: PackSpec, demand: usize) {
             sent_bytes,
         },
     );
+    // Gone only once its exit is reported: a drain that sees no pack left
+    // leaves after this report, never before it.
+    shared.lock_packs().remove(&key);
 }
 
 /// How a pack ended: why it failed, if it did, and whether that failure only

@@ -43,7 +43,14 @@ pub(crate) async fn serve(
     let _ = registered.send(Some(id.clone()));
     let expiry = tokio::spawn(expire_warm(shared.clone(), shutdown.clone()));
     let (id_tx, id_rx) = watch::channel(id.clone());
-    let poster = tokio::spawn(post_events(client.clone(), id_rx, events, shared.reports.subscribe(), shutdown.clone()));
+    let poster = tokio::spawn(post_events(
+        client.clone(),
+        id_rx,
+        events,
+        shared.reports.subscribe(),
+        shared.unposted.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -196,6 +203,7 @@ async fn post_events(
     id: tokio::sync::watch::Receiver<String>,
     mut events: mpsc::UnboundedReceiver<Event>,
     mut open: watch::Receiver<bool>,
+    unposted: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
 ) {
     while let Some(first) = events.recv().await {
@@ -224,5 +232,7 @@ async fn post_events(
                 }
             }
         }
+        // Posted, or given up on: either way no longer waited for.
+        unposted.fetch_sub(batch.len() as u64, Ordering::SeqCst);
     }
 }
