@@ -51,7 +51,10 @@ fn check_action(action: &Action) -> std::result::Result<(), String> {
             return Ok(());
         }
         Action::StartBurst { request, .. } => serde_json::to_value(request).unwrap_or_default(),
-        Action::Emit { event } => serde_json::to_value(event).unwrap_or_default(),
+        Action::Emit { event } => {
+            crate::check_fields(event).map_err(|e| format!("emit: {e}"))?;
+            serde_json::to_value(event).unwrap_or_default()
+        }
         Action::StartRun { input, .. } => input.clone(),
     };
     // A trigger's templates read the event and its context, nothing else.
@@ -87,6 +90,11 @@ mod tests {
         let stray =
             make("ns", request(json!([{"kind": "emit", "event": {"id": "${steps.a}", "source": "s", "type": "y"}}])));
         assert!(stray.unwrap_err().to_string().contains("neither the event nor the context"));
+        let nameless = make("ns", request(json!([{"kind": "emit", "event": {"id": "i", "source": "", "type": "y"}}])));
+        assert!(nameless.unwrap_err().to_string().contains("source"), "an emitted event needs a source");
+        let wide = "é".repeat(512);
+        let long = make("ns", request(json!([{"kind": "emit", "event": {"id": "i", "source": wide, "type": "y"}}])));
+        assert!(long.is_ok(), "512 characters are allowed, whatever their bytes");
         let none = make("ns", request(json!([])));
         assert!(none.is_err());
         let mut bad = request(json!([{"kind": "webhook", "url": "http://x"}]));
