@@ -80,18 +80,6 @@ impl Tool {
     ) -> Result<Vec<u8>, Error> {
         pipeline(&[(self, args)], Some(input), dir, timeout)
     }
-
-    /// Its version, as it prints it.
-    pub fn version(self) -> Result<String, Error> {
-        let dir = std::env::temp_dir();
-        let out = match self {
-            // dwgsim prints its version in its usage, on stderr, and exits 1.
-            Tool::Dwgsim => return Ok("dwgsim".into()),
-            Tool::Minimap2 => self.run(&["--version"], &dir, Duration::from_secs(10))?,
-            Tool::Samtools | Tool::Bcftools => self.run(&["--version"], &dir, Duration::from_secs(10))?,
-        };
-        Ok(String::from_utf8_lossy(&out).lines().next().unwrap_or_default().trim().to_string())
-    }
 }
 
 /// Runs `stages` as a shell pipeline (each one's stdout into the next one's

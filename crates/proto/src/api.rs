@@ -6,7 +6,7 @@ use serde_json::Value;
 /// `POST /v1/bursts`: start one burst of `workers` workers.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"function": "hello", "workers": 4, "granularity": 2})))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BurstRequest {
     /// A built-in function or a deployed one.

@@ -70,6 +70,21 @@ where
     d.deserialize_option(Maybe(std::marker::PhantomData))
 }
 
+/// The same for every item of a list.
+pub fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Item(#[serde(deserialize_with = "deserialize")] u64);
+    let items: Vec<Item> = serde::Deserialize::deserialize(d)?;
+    items
+        .into_iter()
+        .map(|Item(v)| T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large here"))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -97,19 +112,4 @@ mod tests {
         assert!(parse(r#"{"n": 1, "m": 4294967296}"#).unwrap_err().contains("too large"));
         assert!(parse(r#"{"n": "8"}"#).is_err());
     }
-}
-
-/// The same for every item of a list.
-pub fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    #[derive(serde::Deserialize)]
-    struct Item(#[serde(deserialize_with = "deserialize")] u64);
-    let items: Vec<Item> = serde::Deserialize::deserialize(d)?;
-    items
-        .into_iter()
-        .map(|Item(v)| T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large here"))))
-        .collect()
 }

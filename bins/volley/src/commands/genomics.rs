@@ -84,13 +84,7 @@ impl Genomics {
                     granularity,
                     transport,
                     params: serde_json::json!({ "reference": reference, "reads": reads, "output": to, "sample": sample }),
-                    worker_params: None,
-                    timeout_secs: None,
-                    queue_timeout_secs: None,
-                    memory_mb: None,
-                    retries: None,
-                    idempotency_key: None,
-                    session: None,
+                    ..Default::default()
                 };
                 super::run::run_request(&request, &platform, target, false, output)?;
                 if output != Output::Json {
