@@ -62,6 +62,17 @@ fn a_generated_case_goes_through_the_baseline_and_is_scored() {
     assert!(stderr(&missing).contains("nope.fq is not a file"), "{}", stderr(&missing));
 }
 
+/// `volley ARGS` whose embedded platform keeps its cache in `cache`.
+fn volley_cached(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(support::volley_exe())
+        .args(args)
+        .env_remove("VOLLEY_CONTROLLER")
+        .env("VOLLEY_LOCAL_STORAGE", support::fs::tests_root())
+        .env("VOLLEY_CACHE_DIR", cache)
+        .output()
+        .unwrap()
+}
+
 /// `bcftools view -H`: a VCF's records without its header (whose command
 /// lines differ between the two pipelines).
 fn records(vcf: &std::path::Path) -> String {
@@ -80,6 +91,8 @@ fn the_burst_calls_what_the_single_node_pipeline_calls() {
     let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
     let url = |p: &std::path::Path| format!("file://{}", p.display());
     let local = dir.0.display().to_string();
+    // A cache of this test's own: the first run indexes, the second finds the index.
+    let cache = dir.0.join("cache");
     for (workers, granularity) in [("4", "2"), ("3", "1")] {
         let out = dir.0.join(format!("out-{workers}-{granularity}"));
         let params = serde_json::json!({
@@ -102,8 +115,15 @@ fn the_burst_calls_what_the_single_node_pipeline_calls() {
             "--output",
             "json",
         ];
-        let burst = json_ok(&volley(None, &args));
+        let burst = json_ok(&volley_cached(&cache, &args));
         assert_eq!(burst["state"], "succeeded", "{burst}");
+        let indexed = burst["workers"].as_array().unwrap().iter().filter(|w| w["result"]["indexed"] == true).count();
+        if workers == "4" {
+            // One worker per pack indexes (both packs may miss the cache at once).
+            assert!((1..=2).contains(&indexed), "{burst}");
+        } else {
+            assert_eq!(indexed, 0, "the second run on the same reference finds the index: {burst}");
+        }
         let phases: Vec<&str> =
             burst["workers"][0]["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(phases, ["index", "split", "align", "shuffle", "call", "merge"]);

@@ -380,6 +380,7 @@ impl Lifecycle {
                 burst: id.to_string(),
                 attempt: burst.attempt,
                 idempotency_key: burst.request.idempotency_key.clone(),
+                namespace: burst.namespace.clone(),
                 secret: secret.clone(),
                 function: burst.request.function.clone(),
                 program: active.program.clone(),

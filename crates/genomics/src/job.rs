@@ -5,9 +5,11 @@
 //! mpileup | bcftools call`, and rank 0 merges the regions' calls into one
 //! sorted, indexed VCF on the output storage.
 //!
-//! First version: the reference is indexed by every worker (a cache per
-//! invoker comes next); regions are cut by genome length, not coverage;
-//! reads are uncompressed FASTQ.
+//! The reference is fetched once per pack (each worker a byte range) and
+//! indexed once per invoker: the index is a [`Worker::cached`] entry keyed by
+//! the reference's digest and the aligner's version, so a later run on the
+//! same reference does not index again (ADR 0013). Regions are cut by genome
+//! length, not coverage.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use volley_sdk::serde_json::json;
-use volley_sdk::{Worker, WorkerResult};
+use sha2::{Digest, Sha256};
+use volley_sdk::{Worker, WorkerResult, cooperative_get};
 
 use crate::regions::{Genome, Interval, overlapping, placement};
 use crate::tools::{Tool, pipeline};
@@ -65,10 +68,7 @@ pub fn call(w: &Worker) -> WorkerResult {
     let dir = scratch.0.as_path();
 
     w.phase("index");
-    let reference = fetch(w, &p.reference)?;
-    std::fs::write(dir.join("reference.fa"), &reference).map_err(Error::io(dir))?;
-    Tool::Minimap2.run(&["-x", "sr", "-d", "reference.mmi", "reference.fa"], dir, STEP)?;
-    Tool::Samtools.run(&["faidx", "reference.fa"], dir, STEP)?;
+    let indexed = index(w, &p.reference, dir)?;
 
     w.phase("split");
     let reads = my_reads(w, &p.reads)?;
@@ -117,6 +117,7 @@ pub fn call(w: &Worker) -> WorkerResult {
         "aligned": aligned,
         "region": genome.bed(region).len(),
         "received_bytes": received.iter().map(Bytes::len).sum::<usize>(),
+        "indexed": indexed,
     });
     if let Some(parts) = gathered {
         let merged = merge(dir, &parts)?;
@@ -130,10 +131,34 @@ pub fn call(w: &Worker) -> WorkerResult {
     Ok(result)
 }
 
-/// The whole object at `url`.
-fn fetch(w: &Worker, url: &str) -> Result<Bytes, volley_sdk::WorkerError> {
+/// The files of the reference's index, linked into `dir` (reference.fa and
+/// its .fai for bcftools, reference.mmi for minimap2); whether this pack made
+/// them (the invoker had no entry for this reference and aligner).
+fn index(w: &Worker, url: &str, dir: &Path) -> Result<bool, volley_sdk::WorkerError> {
+    /// Tag of the reference's cooperative download (no other message is under way then).
+    const REFERENCE_TAG: u64 = 0x6765_6e6f_6d65;
     let (prefix, key) = split_url(url)?;
-    Ok(w.block_on(w.storage(prefix)?.get(key))?)
+    let storage = w.storage(prefix)?;
+    let reference = cooperative_get(&storage, key, w.comm(), REFERENCE_TAG, w.runtime())?;
+    let mut digest = Sha256::new();
+    for piece in &reference.0 {
+        digest.update(piece);
+    }
+    let version = String::from_utf8_lossy(&Tool::Minimap2.run(&["--version"], dir, STEP)?).trim().to_string();
+    let version: String =
+        version.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).take(32).collect();
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let cache_key = format!("genomics-mm2sr-{hex}-{version}");
+    let cached = w.cached(&cache_key, |into: &Path| -> Result<(), Error> {
+        std::fs::write(into.join("reference.fa"), reference.concat()).map_err(Error::io(into))?;
+        Tool::Minimap2.run(&["-x", "sr", "-d", "reference.mmi", "reference.fa"], into, STEP)?;
+        Tool::Samtools.run(&["faidx", "reference.fa"], into, STEP)?;
+        Ok(())
+    })?;
+    for name in ["reference.fa", "reference.fa.fai", "reference.mmi"] {
+        std::os::unix::fs::symlink(cached.dir.join(name), dir.join(name)).map_err(Error::io(dir.join(name)))?;
+    }
+    Ok(cached.made)
 }
 
 fn split_url(url: &str) -> Result<(&str, &str), Error> {

@@ -17,6 +17,7 @@ mod logs;
 mod options;
 mod pool;
 mod process;
+mod cache;
 mod programs;
 mod router;
 mod sandbox;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) router: Arc<Router>,
     pub(crate) client: Client,
     pub(crate) programs: programs::Programs,
+    /// Files packs keep for the later packs of their namespace.
+    pub(crate) cache: Arc<cache::Cache>,
     pub(crate) pool: pool::Pool,
     /// Where pack processes' cgroups are made (None: without cgroups).
     pub(crate) cgroups: Option<volley_sandbox::Layout>,
@@ -170,11 +173,14 @@ impl Options {
             }
             tracing::warn!("{why}: packs run sandboxed without memory and process limits");
         }
+        // Built before `self` moves into the shared state below.
+        let cache = Arc::new(cache::Cache::new(&self.data_dir, self.cache_dir.clone(), self.cache_bytes));
         let shared = Arc::new(Shared {
             opts: self,
             router,
             client,
             programs,
+            cache,
             pool: pool::Pool::default(),
             cgroups,
             sandbox,

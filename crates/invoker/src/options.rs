@@ -68,6 +68,12 @@ pub struct Options {
     pub pack_read: Vec<PathBuf>,
     /// Local directories sandboxed packs may read and write (`file://` storage), besides their cell.
     pub local_storage: Vec<PathBuf>,
+    /// Bytes the cache of files packs keep for later packs (a reference
+    /// genome's index) may take; the least recently used entries go first.
+    pub cache_bytes: u64,
+    /// Where that cache lives (None: `data_dir/cache`); a directory that
+    /// outlives the data directory keeps the entries for later invokers.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Whether pack processes are sandboxed.
@@ -110,6 +116,8 @@ impl Default for Options {
             launcher: std::env::current_exe().unwrap_or_default(),
             pack_read: Vec::new(),
             local_storage: Vec::new(),
+            cache_bytes: 8 << 30,
+            cache_dir: None,
         }
     }
 }

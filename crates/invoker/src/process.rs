@@ -11,9 +11,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use volley_proto::cluster::Event;
 use volley_proto::now_micros;
-use volley_proto::pack::{FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
+use volley_proto::pack::{CacheAnswer, FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
 
-use crate::Shared;
+use crate::{Shared, cache};
 use crate::logs::Logs;
 use crate::pool::{Pool, ProgramKey};
 use crate::router::PackConnection;
@@ -209,8 +209,10 @@ async fn drive(
     if let Some(confined) = confined.as_mut() {
         confined.take_pack(pack_size, spec.memory_mb);
     }
-    let Relayed { done, stopped, asked, sent_bytes } =
-        relay(shared, spec, generation, &mut conn, &mut child, inbox, kill, written).await;
+    let view_dir = format!("{}-{}-{generation}", spec.comm_id(), spec.pack);
+    let asker = shared.cache.asker(&spec.namespace, cell.as_ref().map(|c| (c.uid, c.dir.as_path())), &view_dir);
+    let link = Link { conn: &mut conn, child: &mut child, inbox, kill, asker: &asker };
+    let Relayed { done, stopped, asked, sent_bytes } = relay(shared, spec, generation, link, written).await;
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -219,6 +221,7 @@ async fn drive(
         }
     };
     kill_group(group);
+    cache::remove_views(&asker);
     finish_logs(collectors).await;
     // Killed for memory: the kernel's count says so, whatever the pack's last word was.
     let out_of_memory = confined.as_ref().and_then(|c| c.memory_verdict(spec.pack));
@@ -266,6 +269,16 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// The relay's ends: the pack's connection and process, the invoker's
+/// messages for it, the kill switch, and who it is to the cache.
+struct Link<'a> {
+    conn: &'a mut PackConnection,
+    child: &'a mut Child,
+    inbox: &'a mut mpsc::UnboundedReceiver<ToPack>,
+    kill: &'a Notify,
+    asker: &'a cache::Asker,
+}
+
 /// What the relay saw: the pack's own last word (`Done`: its error and
 /// whether that is a consequence), and whether the invoker stopped it.
 struct Relayed {
@@ -298,17 +311,16 @@ fn refuse(conn: &PackConnection, spec: &PackSpec) -> Option<String> {
 
 /// Hands the pack its spec and relays messages both ways until the process
 /// closes its connection; notes the local directories it writes to.
-#[allow(clippy::too_many_arguments)]
 async fn relay(
     shared: &Shared,
     spec: &PackSpec,
     generation: u64,
-    conn: &mut PackConnection,
-    child: &mut Child,
-    inbox: &mut mpsc::UnboundedReceiver<ToPack>,
-    kill: &Notify,
+    link: Link<'_>,
     written: &mut Vec<std::path::PathBuf>,
 ) -> Relayed {
+    let Link { conn, child, inbox, kill, asker } = link;
+    // The cache's answers, made off the runtime (they copy files).
+    let (answer, mut answers) = mpsc::unbounded_channel::<ToPack>();
     if write(conn, &ToPack::Assign(Box::new(spec.clone()))).await.is_err() {
         return Relayed { done: None, stopped: false, asked: false, sent_bytes: Vec::new() };
     }
@@ -335,6 +347,28 @@ async fn relay(
                             written.push(dir);
                         }
                     }
+                    Ok(FromPack::CacheOpen { request, key }) => {
+                        let (cache, asker, answer) = (shared.cache.clone(), asker.clone(), answer.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let (dir, error) = match cache.open(&asker, &key) {
+                                Ok(dir) => (dir.map(|d| d.display().to_string()), None),
+                                Err(e) => (None, Some(e)),
+                            };
+                            let _ = answer.send(ToPack::Cache(CacheAnswer { request, dir, error }));
+                        });
+                    }
+                    Ok(FromPack::CacheKeep { request, key, dir }) => {
+                        let (cache, asker, answer) = (shared.cache.clone(), asker.clone(), answer.clone());
+                        tokio::task::spawn_blocking(move || {
+                            // Answered once the files are open: the pack may go on (and end) while they are copied.
+                            let offered = cache.offer(&asker, &dir);
+                            let error = offered.as_ref().err().cloned();
+                            let _ = answer.send(ToPack::Cache(CacheAnswer { request, dir: None, error }));
+                            if let Err(e) = offered.and_then(|files| cache.store(&asker, &key, files)) {
+                                tracing::warn!(key, "a pack's files were not kept in the cache: {e}");
+                            }
+                        });
+                    }
                     Ok(msg) => {
                         if let Some(event) = to_event(spec, msg) {
                             shared.emit(generation, event);
@@ -344,6 +378,9 @@ async fn relay(
                 },
                 _ => return Relayed { done, stopped: false, asked: kill_at.is_some(), sent_bytes },
             },
+            Some(msg) = answers.recv() => {
+                let _ = write(conn, &msg).await;
+            }
             msg = inbox.recv() => {
                 let Some(msg) = msg else { continue };
                 if matches!(msg, ToPack::Cancel { .. }) {
@@ -373,7 +410,11 @@ fn to_event(spec: &PackSpec, msg: FromPack) -> Option<Event> {
         FromPack::WorkerFinished { rank, at, outcome, report } => {
             Event::WorkerFinished { burst, rank, at, outcome, report }
         }
-        FromPack::Hello { .. } | FromPack::Done { .. } | FromPack::Writing { .. } => return None,
+        FromPack::Hello { .. }
+        | FromPack::Done { .. }
+        | FromPack::Writing { .. }
+        | FromPack::CacheOpen { .. }
+        | FromPack::CacheKeep { .. } => return None,
     })
 }
 

@@ -52,6 +52,10 @@ pub struct PackSpec {
     /// side effects by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The namespace the burst belongs to: the scope of what its packs
+    /// keep in the invoker's cache (a tenant never reads another's entries).
+    #[serde(default)]
+    pub namespace: String,
     /// The per-burst secret, hex.
     pub secret: String,
     pub function: String,
@@ -133,6 +137,22 @@ pub enum ToPack {
     Assign(Box<PackSpec>),
     Peers { addresses: Vec<String> },
     Cancel { reason: String },
+    /// The answer to a [`FromPack::CacheOpen`] or [`FromPack::CacheKeep`].
+    Cache(CacheAnswer),
+}
+
+/// The invoker's answer to a pack's cache request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheAnswer {
+    /// The request's number, as the pack gave it.
+    pub request: u64,
+    /// For an open: a directory holding the entry's files (read-only, the
+    /// pack's until it ends), or None when the cache has no such entry.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Why the request could not be met (the pack carries on without the cache).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Pack process → invoker.
@@ -172,6 +192,20 @@ pub enum FromPack {
     /// if the pack dies, the invoker removes the unfinished writes it leaves there.
     /// Sent (and flushed) before the write starts, so a kill cannot outrun it.
     Writing {
+        dir: String,
+    },
+    /// Asks for the entry `key` of the invoker's cache for this burst's
+    /// namespace (content-addressed files a pack made once, such as a
+    /// reference genome's index): answered by [`ToPack::Cache`].
+    CacheOpen {
+        request: u64,
+        key: String,
+    },
+    /// Offers the regular files of the directory `dir` (the pack's own) as
+    /// the cache entry `key`; answered once the invoker holds them open.
+    CacheKeep {
+        request: u64,
+        key: String,
         dir: String,
     },
     /// Last message: the pack closed; `error` is the burst's failure as this pack saw it.

@@ -3,7 +3,9 @@
 //! socket the invoker left at descriptor N when that says `fd:N` (a
 //! sandboxed pack, whose uid cannot reach the invoker's socket file).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -11,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use volley_comm::Rendezvous;
-use volley_proto::pack::{FromPack, ToPack};
+use volley_proto::pack::{CacheAnswer, FromPack, ToPack};
 
 /// How `VOLLEY_INVOKER_SOCKET` names an inherited descriptor.
 const INHERITED: &str = "fd:";
@@ -41,10 +43,15 @@ enum Outgoing {
     Flush(oneshot::Sender<()>),
 }
 
+/// Requests waiting for the invoker's answer, by number.
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<CacheAnswer>>>>;
+
 /// Sends messages to the invoker; cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub(crate) struct Control {
     tx: mpsc::UnboundedSender<Outgoing>,
+    pending: Pending,
+    next: Arc<AtomicU64>,
 }
 
 impl Control {
@@ -91,10 +98,18 @@ impl Control {
             }
         });
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let pending = Pending::default();
+        let answered = pending.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 match serde_json::from_str::<ToPack>(&line) {
+                    Ok(ToPack::Cache(answer)) => {
+                        let waiting = answered.lock().unwrap_or_else(|p| p.into_inner()).remove(&answer.request);
+                        if let Some(waiting) = waiting {
+                            let _ = waiting.send(answer);
+                        }
+                    }
                     Ok(msg) => {
                         if incoming_tx.send(msg).is_err() {
                             return;
@@ -104,7 +119,26 @@ impl Control {
                 }
             }
         });
-        Ok((Control { tx }, incoming))
+        Ok((Control { tx, pending, next: Arc::default() }, incoming))
+    }
+
+    /// Sends the request `make(number)` and waits up to `limit` for its answer.
+    pub(crate) async fn ask(
+        &self,
+        make: impl FnOnce(u64) -> FromPack,
+        limit: Duration,
+    ) -> Result<CacheAnswer, &'static str> {
+        let request = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(request, tx);
+        self.send(make(request));
+        let answer = tokio::time::timeout(limit, rx).await;
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&request);
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err("the invoker went away"),
+            Err(_) => Err("the invoker did not answer in time (an older invoker without a cache?)"),
+        }
     }
 
     pub(crate) fn send(&self, msg: FromPack) {

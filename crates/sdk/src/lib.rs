@@ -32,6 +32,7 @@ macro_rules! note {
     }};
 }
 
+mod cache;
 mod control;
 mod functions;
 pub mod orchestrate;
@@ -39,6 +40,7 @@ mod runtime;
 mod threads;
 mod worker;
 
+pub use cache::Cached;
 pub use functions::{Function, Functions};
 pub use runtime::{is_consequence, serve, serve_status};
 pub use serde_json;

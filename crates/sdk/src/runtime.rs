@@ -96,6 +96,7 @@ async fn run(socket: &str, functions: &Functions) -> Result<u8, String> {
     follow_invoker(incoming, peers_tx, control.clone());
     let mut sent_bytes = Vec::new();
     let failure = run_pack(&spec, function, &control, peers_rx, threads, &mut sent_bytes).await.err();
+    crate::cache::clean_up();
     let code = if failure.is_some() { 1 } else { 0 };
     let (error, consequence) = match failure {
         Some(f) => (Some(f.message), f.consequence),
@@ -155,6 +156,8 @@ fn follow_invoker(
                     std::process::exit(EXIT_STOPPED.into());
                 }
                 Some(ToPack::Assign(_)) => note!("volley: ignoring a second pack assignment"),
+                // (Answers are handed to their askers by the control line itself.)
+                Some(ToPack::Cache(_)) => {}
                 None => {
                     note!("volley: the invoker went away; stopping the pack");
                     std::process::exit(EXIT_STOPPED.into());

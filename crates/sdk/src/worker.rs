@@ -62,6 +62,11 @@ impl Worker {
         self
     }
 
+    /// The line to the invoker (None outside a pack: a test's worker).
+    pub(crate) fn control(&self) -> Option<&crate::control::Control> {
+        self.control.as_ref()
+    }
+
     pub(crate) fn with_write_notice(mut self, notice: WriteNotice) -> Self {
         self.write_notice = Some(notice);
         self

@@ -29,6 +29,8 @@ pub fn volley(controller: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(volley_exe());
     // (A command that runs an embedded platform grants the tests' directories to its packs.)
     cmd.args(args).env_remove("VOLLEY_CONTROLLER").env("VOLLEY_LOCAL_STORAGE", crate::fs::tests_root());
+    // (Its cache, the tests' own rather than the user's.)
+    cmd.env("VOLLEY_CACHE_DIR", crate::fs::tests_root().join("cache"));
     if let Some(url) = controller {
         cmd.env("VOLLEY_CONTROLLER", url);
     }

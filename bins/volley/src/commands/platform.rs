@@ -43,7 +43,12 @@ where
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let dir = std::env::temp_dir().join(format!("volley-embedded-{:08x}", rand::random::<u32>()));
-    let result = match Embedded::start("127.0.0.1:0", &dir, args).await {
+    // The cache outlives this platform: a later run finds the index it made.
+    let mut args = args.clone();
+    if args.invoker.cache_dir.is_none() {
+        args.invoker.cache_dir = Some(super::roles::default_data_dir().join("cache"));
+    }
+    let result = match Embedded::start("127.0.0.1:0", &dir, &args).await {
         Ok(platform) => {
             let result = work(platform.url().to_string()).await;
             platform.stop().await;

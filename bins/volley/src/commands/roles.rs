@@ -120,6 +120,15 @@ pub struct InvokerArgs {
     /// (the environment variable takes them separated by `:`).
     #[arg(long = "local-storage", value_name = "DIR", env = "VOLLEY_LOCAL_STORAGE", value_delimiter = ':')]
     pub local_storage: Vec<PathBuf>,
+    /// Room for the files packs keep for later packs of their namespace (a
+    /// reference genome's index): least recently used entries go past it.
+    #[arg(long, env = "VOLLEY_CACHE_SIZE", default_value = "8GiB", value_parser = super::output::parse_size)]
+    pub cache_size: usize,
+    /// Where those files are kept (default: the invoker's data directory; the
+    /// one-shot platform of `volley run` and `volley genomics call` keeps
+    /// them in `$VOLLEY_DATA_DIR/cache`, so that later runs find them).
+    #[arg(long, env = "VOLLEY_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// A further path sandboxed packs may read; repeatable.
     #[arg(long = "pack-read", value_name = "PATH")]
     pub pack_read: Vec<PathBuf>,
@@ -182,6 +191,8 @@ impl InvokerArgs {
             launcher: std::env::current_exe()?,
             local_storage: absolute(&self.local_storage)?,
             pack_read: absolute(&self.pack_read)?,
+            cache_bytes: self.cache_size as u64,
+            cache_dir: self.cache_dir.as_deref().map(std::path::absolute).transpose()?,
             ca_file: self.ca_file.as_deref().map(std::path::absolute).transpose()?,
             health_listen: self.health_listen.clone(),
             ..defaults
