@@ -241,3 +241,115 @@ fn genomics_call_takes_paths_and_s3_and_gives_the_same_calls() {
         assert!(support::read_object(&to, "_SUCCESS").is_empty());
     });
 }
+
+#[test]
+fn the_faas_style_stages_as_a_workflow_give_the_same_calls() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-flow");
+    let spec = volley_genomics::data::Spec { contigs: vec![("chr1".into(), 80_000)], ..Default::default() };
+    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
+    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let out = dir.0.join("calls");
+    // A failed earlier run's leftovers: a stale part of region 0 must be overwritten, not mixed in.
+    std::fs::create_dir_all(out.join("_regroup/to-00000")).unwrap();
+    std::fs::write(out.join("_regroup/to-00000/from-00003.sam"), "garbage\n").unwrap();
+    let input = serde_json::json!({
+        "reference": url(&case.reference),
+        "reads_1": url(&case.reads[0]),
+        "reads_2": url(&case.reads[1]),
+        "output": url(&out),
+    });
+    let flow = format!("{}/../../examples/flows/genomics.yaml", env!("CARGO_MANIFEST_DIR"));
+    let run = json_ok(&volley(None, &["flow", "run", &flow, "--input", &input.to_string(), "--output", "json"]));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(records(&out.join("calls.vcf.gz")), records(&baseline.vcf));
+    assert!(out.join("_SUCCESS").is_file());
+    assert_eq!(files_under(&out.join("_regroup")), 0, "the merge removed the regrouped alignments");
+    let stored: u64 =
+        run["steps"]["align"]["output"].as_array().unwrap().iter().map(|w| w["stored_bytes"].as_u64().unwrap()).sum();
+    assert!(stored > 1_000_000, "the alignments went through storage: {run}");
+}
+
+/// Files (not directories) anywhere under `dir`.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 }).sum()
+}
+
+/// Debian's bowtie2-examples: the lambda phage genome and 10,000 real read
+/// pairs, gzipped (plain gzip, as sequencers' files usually are).
+const LAMBDA: &str = "/usr/share/doc/bowtie2/examples";
+
+#[test]
+fn the_lambda_phage_reads_gzipped_are_prepared_once_and_give_the_single_node_calls() {
+    if !tools_present() {
+        return;
+    }
+    let lambda = std::path::Path::new(LAMBDA);
+    if !lambda.join("reads/reads_1.fq.gz").is_file() {
+        assert!(!support::ci(), "bowtie2-examples is not installed (scripts/services installs it)");
+        eprintln!("notice: skipping: apt-get install bowtie2-examples for the lambda phage case");
+        return;
+    }
+    let dir = TempDir::new("genomics-lambda");
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(lambda.join(from), dir.0.join(to)).unwrap();
+        dir.0.join(to).display().to_string()
+    };
+    let reference = copy("reference/lambda_virus.fa.gz", "lambda_virus.fa.gz");
+    let reads = [copy("reads/reads_1.fq.gz", "reads_1.fq.gz"), copy("reads/reads_2.fq.gz", "reads_2.fq.gz")];
+    let call = |reads: &[String], to: &str| {
+        let to = dir.0.join(to).display().to_string();
+        let mut args = vec!["genomics", "call", "--reference", &reference, "--to", &to, "-n", "3", "-g", "1"];
+        for r in reads {
+            args.extend(["--reads", r]);
+        }
+        volley(None, &args)
+    };
+
+    // Plain gzip cannot be split by byte ranges: refused with the way out, nothing written.
+    let refused = call(&reads, "refused");
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(said.contains("reads_1.fq.gz is plain gzip") && said.contains("volley genomics prepare-reads"), "{said}");
+    assert!(!dir.0.join("refused/_SUCCESS").exists());
+
+    let prepared = json_ok(&volley(None, &["genomics", "prepare-reads", &reads[0], &reads[1], "--output", "json"]));
+    let bgz: Vec<String> =
+        prepared.as_array().unwrap().iter().map(|p| p["file"].as_str().unwrap().to_string()).collect();
+    assert!(bgz[0].ends_with("reads_1.fq.bgz") && std::path::Path::new(&format!("{}.gzi", bgz[0])).is_file());
+    let out = call(&bgz, "calls");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The single node on the original gzipped files.
+    let base = volley_genomics::baseline::run(
+        &dir.0.join("baseline"),
+        std::path::Path::new(&reference),
+        &[reads[0].clone().into(), reads[1].clone().into()],
+        2,
+    )
+    .unwrap();
+    // The same variants and genotypes; annotations such as DP4 and MQSBZ may
+    // differ: minimap2 infers the pairs' insert size from each batch of reads
+    // it aligns, and these real reads (40-366 bp, random reads among them)
+    // give each worker's share a slightly different estimate.
+    let expected = sites(&base.vcf);
+    assert!(expected.lines().count() > 50, "the lambda reads carry variants: {expected}");
+    let ours = sites(&dir.0.join("calls/calls.vcf.gz"));
+    let differ: Vec<_> = ours.lines().zip(expected.lines()).filter(|(a, b)| a != b).take(3).collect();
+    assert!(ours.lines().count() == expected.lines().count() && differ.is_empty(), "{differ:?}");
+}
+
+/// A VCF's variants and genotypes: contig, position, alleles, GT.
+fn sites(vcf: &std::path::Path) -> String {
+    let out = std::process::Command::new("bcftools")
+        .args(["query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t[%GT]\n"])
+        .arg(vcf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -29,6 +29,8 @@ pub enum Error {
     Storage(#[from] volley_storage::Error),
     #[error(transparent)]
     Data(#[from] volley_apps::dataset::DataError),
+    #[error(transparent)]
+    Genomics(#[from] volley_genomics::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -35,9 +35,23 @@ pub fn run(dir: &Path, reference: &Path, reads: &[PathBuf], threads: usize) -> R
     // Linked into the working directory, where its `.fai` is made: bcftools
     // looks for the index beside the file it is given, and the reference may
     // live where this run cannot write.
+    // A gzipped reference is inflated there instead (faidx needs plain text or BGZF).
     let linked = dir.join("reference.fa");
     let _ = std::fs::remove_file(&linked);
-    std::os::unix::fs::symlink(absolute(reference)?, &linked).map_err(Error::io(&linked))?;
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(reference).map_err(Error::io(reference))?, 2),
+        &mut head,
+    )
+    .map_err(Error::io(reference))?;
+    if crate::gz::compression(&head) == crate::gz::Compression::None {
+        std::os::unix::fs::symlink(absolute(reference)?, &linked).map_err(Error::io(&linked))?;
+    } else {
+        let file = std::fs::File::open(reference).map_err(Error::io(reference))?;
+        let mut out = std::fs::File::create(&linked).map_err(Error::io(&linked))?;
+        std::io::copy(&mut flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)), &mut out)
+            .map_err(Error::io(reference))?;
+    }
     let reference = linked;
     let reads: Vec<String> =
         reads.iter().map(|r| absolute(r).map(|p| p.display().to_string())).collect::<Result<_, _>>()?;

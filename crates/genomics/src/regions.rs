@@ -3,8 +3,13 @@
 //! pile-up at a position needs every read that covers it, and routing by start
 //! alone lost calls near the cuts, docs/notes/genomics.md §2.4).
 //!
-//! Regions are cut by genome length in this first version; cutting by the
-//! coverage the reads give (a histogram summed across the burst) comes later.
+//! The one-burst pipeline cuts regions by the coverage its reads give: each
+//! worker counts where its alignments start in [`BINS`] bins along the
+//! genome, one all_reduce sums the counts, and the cuts fall where the
+//! cumulative count reaches each worker's share ([`Genome::balanced`]), so a
+//! region of deep coverage is short and an uncovered stretch joins a
+//! neighbour. The staged pipeline, which cannot agree on a histogram before it
+//! writes its parts, cuts by length ([`Genome::regions`]).
 
 use std::io::Write;
 
@@ -12,6 +17,9 @@ use noodles_sam as sam;
 use noodles_sam::alignment::Record as _;
 
 use crate::Error;
+
+/// Bins of the coverage histogram the regions are balanced by (32 KiB of counts).
+pub const BINS: usize = 4096;
 
 /// A stretch of one contig, 0-based and end-exclusive (as BED writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,19 +46,62 @@ impl Genome {
         Ok(Genome { header, names, lengths })
     }
 
+    /// Bases of the whole genome.
+    pub fn total(&self) -> usize {
+        self.lengths.iter().sum()
+    }
+
     /// `count` regions of about equal length, in genome order; a region may
     /// span the end of one contig and the start of the next.
     pub fn regions(&self, count: usize) -> Vec<Vec<Interval>> {
-        let total: usize = self.lengths.iter().sum();
-        let mut regions = vec![Vec::new(); count.max(1)];
-        let mut offset = 0; // position along the concatenated genome
+        let (total, count) = (self.total(), count.max(1));
+        self.cut_at(&(0..=count).map(|k| (k * total).div_ceil(count)).collect::<Vec<_>>())
+    }
+
+    /// The bin (of [`BINS`] along the concatenated genome) where `at` starts.
+    pub fn bin(&self, at: &Interval) -> usize {
+        let offset: usize = self.lengths[..at.contig.min(self.lengths.len())].iter().sum();
+        ((offset + at.start) as u128 * BINS as u128 / self.total().max(1) as u128).min(BINS as u128 - 1) as usize
+    }
+
+    /// `count` regions holding about equal shares of `counts` (alignments per
+    /// bin, summed over the burst), cut at bin edges; each region at least one
+    /// base. By length when nothing aligned.
+    pub fn balanced(&self, count: usize, counts: &[u64]) -> Vec<Vec<Interval>> {
+        let (total, count) = (self.total(), count.max(1));
+        let all: u64 = counts.iter().sum();
+        if all == 0 || counts.len() != BINS || total < count {
+            return self.regions(count);
+        }
+        let edge = |bin: usize| (bin as u128 * total as u128).div_ceil(BINS as u128) as usize;
+        let mut cuts = vec![0];
+        let (mut bin, mut sum) = (0, 0u64);
+        for k in 1..count {
+            let share = (all as u128 * k as u128 / count as u128) as u64;
+            while bin < BINS && sum + counts[bin] <= share {
+                sum += counts[bin];
+                bin += 1;
+            }
+            // At least one base per region, before and after this cut.
+            let last = *cuts.last().unwrap_or(&0);
+            cuts.push(edge(bin).clamp(last + 1, total - (count - k)));
+        }
+        cuts.push(total);
+        self.cut_at(&cuts)
+    }
+
+    /// The regions between consecutive `cuts` (positions along the
+    /// concatenated genome, from 0 to its length), split at contig ends.
+    fn cut_at(&self, cuts: &[usize]) -> Vec<Vec<Interval>> {
+        let mut regions = vec![Vec::new(); cuts.len().saturating_sub(1).max(1)];
+        let mut offset = 0;
         for (contig, &len) in self.lengths.iter().enumerate() {
             let mut start = 0;
             while start < len {
-                let region = (offset + start) * count / total.max(1);
-                let region_end = ((region + 1) * total).div_ceil(count) - offset;
-                let end = region_end.min(len).max(start + 1);
-                regions[region.min(count - 1)].push(Interval { contig, start, end });
+                let at = offset + start;
+                let region = cuts.partition_point(|&c| c <= at).saturating_sub(1).min(regions.len() - 1);
+                let end = cuts.get(region + 1).map_or(len, |&c| c.saturating_sub(offset)).min(len).max(start + 1);
+                regions[region].push(Interval { contig, start, end });
                 start = end;
             }
             offset += len;
@@ -125,6 +176,35 @@ mod tests {
         let three = g.regions(3);
         assert_eq!(three[1], vec![Interval { contig: 0, start: 500, end: 1000 }]);
         assert_eq!(g.bed(&three[2]), b"chr2\t0\t500\n");
+    }
+
+    fn check_cover(regions: &[Vec<Interval>]) {
+        let flat: Vec<&Interval> = regions.iter().flatten().collect();
+        assert_eq!(flat.iter().map(|i| i.end - i.start).sum::<usize>(), 1500);
+        assert!(flat.windows(2).all(|p| p[0].contig < p[1].contig || p[0].end == p[1].start), "{regions:?}");
+    }
+
+    #[test]
+    fn balanced_regions_hold_equal_shares_of_the_coverage() {
+        let g = genome();
+        // Every alignment in the first third of chr1 (bases 0..500).
+        let mut counts = vec![0u64; BINS];
+        counts[..BINS / 3].iter_mut().for_each(|c| *c = 10);
+        let regions = g.balanced(3, &counts);
+        check_cover(&regions);
+        assert_eq!(regions[0], vec![Interval { contig: 0, start: 0, end: 167 }]);
+        assert_eq!(regions[1], vec![Interval { contig: 0, start: 167, end: 334 }]);
+        // The uncovered rest joins the last region, across the contig end.
+        assert_eq!(g.bed(&regions[2]), b"chr1\t334\t1000\nchr2\t0\t500\n");
+        assert_eq!(g.bin(&regions[2][1]), 2730, "chr2 starts 1000/1500 along the genome");
+        // Nothing aligned: by length.
+        assert_eq!(g.balanced(3, &vec![0; BINS]), g.regions(3));
+        // All in one bin: every region still holds a base.
+        let mut one = vec![0u64; BINS];
+        one[0] = 100;
+        let five = g.balanced(5, &one);
+        check_cover(&five);
+        assert!(five.iter().all(|r| !r.is_empty()), "{five:?}");
     }
 
     #[test]

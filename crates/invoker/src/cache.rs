@@ -78,7 +78,8 @@ impl Cache {
 
     fn entry(&self, namespace: &str, key: &str) -> Result<PathBuf, String> {
         check_name("cache key", key)?;
-        let scope: String = Sha256::digest(format!("namespace:{namespace}")).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let scope: String =
+            Sha256::digest(format!("namespace:{namespace}")).iter().take(16).map(|b| format!("{b:02x}")).collect();
         Ok(self.root.join(scope).join(key))
     }
 
@@ -121,7 +122,8 @@ impl Cache {
         let listing = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for item in listing {
             let name = item.map_err(|e| format!("cannot read {}: {e}", dir.display()))?.file_name();
-            let name = name.to_str().ok_or_else(|| format!("a file name in {} is not UTF-8", dir.display()))?.to_string();
+            let name =
+                name.to_str().ok_or_else(|| format!("a file name in {} is not UTF-8", dir.display()))?.to_string();
             check_name("file name", &name)?;
             if files.len() == MOST_FILES {
                 return Err(format!("a cache entry holds at most {MOST_FILES} files"));
@@ -168,9 +170,8 @@ impl Cache {
         make_dir(&self.root, 0o700)?;
         make_dir(scope, 0o700)?;
         let tmp = scope.join(format!(".{key}.tmp{:08x}", rand::random::<u32>()));
-        let copied = copy_in(&tmp, offered).and_then(|()| {
-            std::fs::rename(&tmp, &entry).map_err(|e| format!("cannot keep {}: {e}", entry.display()))
-        });
+        let copied = copy_in(&tmp, offered)
+            .and_then(|()| std::fs::rename(&tmp, &entry).map_err(|e| format!("cannot keep {}: {e}", entry.display())));
         if let Err(e) = copied {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
@@ -204,7 +205,11 @@ impl Cache {
                 break;
             }
             if path != kept {
-                tracing::info!("cache: evicting {} ({size} bytes) to stay within {} bytes", path.display(), self.budget);
+                tracing::info!(
+                    "cache: evicting {} ({size} bytes) to stay within {} bytes",
+                    path.display(),
+                    self.budget
+                );
                 let _ = std::fs::remove_dir_all(&path);
                 total = total.saturating_sub(size);
             }

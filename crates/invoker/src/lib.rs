@@ -10,6 +10,7 @@
 //! → [`Invoker::run`] with a cancellation token → a cheap [`Handle`]
 //! (`ready()`: registered, `stop()`).
 
+mod cache;
 mod confine;
 mod drain;
 mod health;
@@ -17,7 +18,6 @@ mod logs;
 mod options;
 mod pool;
 mod process;
-mod cache;
 mod programs;
 mod router;
 mod sandbox;

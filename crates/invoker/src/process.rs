@@ -13,12 +13,12 @@ use volley_proto::cluster::Event;
 use volley_proto::now_micros;
 use volley_proto::pack::{CacheAnswer, FromPack, PROTOCOL, PYTHON_FUNCTION, PYTHON_WORKERS_ARG, PackSpec, ToPack};
 
-use crate::{Shared, cache};
 use crate::logs::Logs;
 use crate::pool::{Pool, ProgramKey};
 use crate::router::PackConnection;
 use crate::spawn::{self, Started, describe, finish_logs, kill_group, stop};
 use crate::wasm;
+use crate::{Shared, cache};
 
 /// How long a cancelled pack may take to exit on its own before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);

@@ -135,8 +135,12 @@ pub enum Outcome {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToPack {
     Assign(Box<PackSpec>),
-    Peers { addresses: Vec<String> },
-    Cancel { reason: String },
+    Peers {
+        addresses: Vec<String>,
+    },
+    Cancel {
+        reason: String,
+    },
     /// The answer to a [`FromPack::CacheOpen`] or [`FromPack::CacheKeep`].
     Cache(CacheAnswer),
 }

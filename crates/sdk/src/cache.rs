@@ -102,7 +102,8 @@ impl Worker {
     fn cache_keep(&self, key: &str, dir: &Path) {
         let Some(control) = self.control() else { return };
         let dir_name = dir.display().to_string();
-        let ask = control.ask(|request| FromPack::CacheKeep { request, key: key.to_string(), dir: dir_name }, ANSWER_LIMIT);
+        let ask =
+            control.ask(|request| FromPack::CacheKeep { request, key: key.to_string(), dir: dir_name }, ANSWER_LIMIT);
         let error = match self.block_on(ask) {
             Ok(answer) => answer.error,
             Err(e) => Some(e.to_string()),

@@ -18,6 +18,8 @@ pub enum Bench {
     Pagerank(Box<super::bench_pagerank::PagerankArgs>),
     /// TeraSort as a burst, as classic FaaS and as one process, on the same input.
     Terasort(Box<super::bench_terasort::TerasortArgs>),
+    /// Variant calling: the single-node pipeline, the burst and the FaaS-style stages, on one case.
+    Genomics(Box<super::bench_genomics::GenomicsArgs>),
     /// TeraSort and PageRank, burst vs FaaS, on an emulated cluster with rate-limited links (root).
     Network(Box<super::bench_network::NetworkArgs>),
     /// Workflows: fork-join, trigger throughput and step-to-step latency, each with its baseline.
@@ -107,6 +109,7 @@ impl Bench {
             Bench::Download(args) => super::bench_download::run(*args, target, output),
             Bench::Pagerank(args) => super::bench_pagerank::run(*args, target, output),
             Bench::Terasort(args) => super::bench_terasort::run(*args, target, output),
+            Bench::Genomics(args) => super::bench_genomics::run(*args, target, output),
             Bench::Network(args) => super::bench_network::run(*args, output),
             Bench::CommPack => {
                 println!("{}", volley_bench::processes::run_pack_from_env()?);

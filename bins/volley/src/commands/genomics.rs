@@ -21,7 +21,8 @@ pub enum Genomics {
         /// The reference genome (FASTA): a path, file:///path or s3://bucket/key.
         #[arg(long)]
         reference: String,
-        /// The reads (uncompressed FASTQ): once for single-end, twice for the two files of a pair.
+        /// The reads (FASTQ, uncompressed or BGZF with its .gzi index beside it; see
+        /// prepare-reads): once for single-end, twice for the two files of a pair.
         #[arg(long, num_args = 1, required = true)]
         reads: Vec<String>,
         /// Where the calls go: a directory, file:///dir or s3://bucket/prefix.
@@ -41,6 +42,14 @@ pub enum Genomics {
         transport: Option<String>,
         #[command(flatten)]
         platform: Box<PlatformArgs>,
+    },
+    /// Rewrites read files (plain gzip or uncompressed FASTQ) once as BGZF with
+    /// a .gzi index of its blocks, so that each worker of `call` reads only its
+    /// share: reads_1.fq.gz becomes reads_1.fq.bgz and reads_1.fq.bgz.gzi beside it.
+    PrepareReads {
+        /// The read files (local paths).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// The single-node pipeline on this machine: minimap2 | samtools sort |
     /// bcftools mpileup | bcftools call, into DIR/calls.vcf.gz (indexed).
@@ -89,6 +98,31 @@ impl Genomics {
                 super::run::run_request(&request, &platform, target, false, output)?;
                 if output != Output::Json {
                     println!("calls: {}/calls.vcf.gz", to.trim_end_matches('/'));
+                }
+                Ok(())
+            }
+            Genomics::PrepareReads { files } => {
+                let mut prepared = Vec::new();
+                for file in &files {
+                    let to = volley_genomics::gz::prepared_name(file);
+                    anyhow::ensure!(to != *file, "{} is already named .bgz: give the original", file.display());
+                    let done = volley_genomics::gz::prepare(file, &to)?;
+                    if output != Output::Json {
+                        println!(
+                            "{} -> {} ({} bytes of reads in {} blocks; index {})",
+                            file.display(),
+                            done.file.display(),
+                            done.bytes,
+                            done.blocks,
+                            done.index.display()
+                        );
+                    }
+                    prepared.push(serde_json::json!({
+                        "from": file, "file": done.file, "index": done.index, "bytes": done.bytes, "blocks": done.blocks,
+                    }));
+                }
+                if output == Output::Json {
+                    println!("{}", serde_json::Value::Array(prepared));
                 }
                 Ok(())
             }

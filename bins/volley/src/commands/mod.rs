@@ -3,6 +3,7 @@
 mod bench;
 mod bench_download;
 mod bench_flow;
+mod bench_genomics;
 mod bench_load;
 mod bench_network;
 mod bench_pagerank;

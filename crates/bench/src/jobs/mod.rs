@@ -1,11 +1,12 @@
 //! Benchmarks of whole jobs on a running platform (TeraSort, PageRank,
-//! cooperative download, start-up, load): each runs the same job in the modes
+//! variant calling, cooperative download, start-up, load): each runs the same job in the modes
 //! it compares, checks what the job produced, and reports typed rows (the same
 //! values for the table and for JSON). They take a [`Client`] of a platform;
 //! the CLI starts one (embedded) or names one.
 
 pub mod download;
 pub mod flow;
+pub mod genomics;
 pub mod load;
 pub mod pagerank;
 pub mod startup;
