@@ -353,3 +353,124 @@ fn sites(vcf: &std::path::Path) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+#[test]
+fn a_contig_no_read_covers_gets_no_calls_in_either_pipeline() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-uncovered");
+    let spec = volley_genomics::data::Spec { contigs: vec![("chr1".into(), 60_000)], ..Default::default() };
+    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    // A second contig as long as the first that no read comes from: with
+    // regions by length, two of four workers would get nothing to call.
+    let mut fasta = std::fs::read(&case.reference).unwrap();
+    fasta.extend_from_slice(b">chrU\n");
+    let mut x = 7u64;
+    for _ in 0..1000 {
+        for _ in 0..60 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            fasta.push(b"ACGT"[(x >> 62) as usize]);
+        }
+        fasta.push(b'\n');
+    }
+    std::fs::write(&case.reference, fasta).unwrap();
+    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
+    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    for stage in ["all", "staged"] {
+        let out = dir.0.join(stage);
+        let params = |stage: &str, extra: serde_json::Value| {
+            let mut p = serde_json::json!({
+                "reference": url(&case.reference),
+                "reads": [url(&case.reads[0]), url(&case.reads[1])],
+                "output": url(&out),
+                "stage": stage,
+            });
+            p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            p.to_string()
+        };
+        let local = dir.0.display().to_string();
+        let run = |workers: &str, params: String| {
+            json_ok(&volley(
+                None,
+                &[
+                    "run",
+                    "--local-storage",
+                    &local,
+                    "genomics",
+                    "-n",
+                    workers,
+                    "-g",
+                    "1",
+                    "--params",
+                    &params,
+                    "--output",
+                    "json",
+                ],
+            ))
+        };
+        if stage == "all" {
+            let burst = run("4", params("all", serde_json::json!({})));
+            // Balanced by coverage: chrU joins the last region instead of taking two workers.
+            let bases: Vec<u64> =
+                burst["workers"].as_array().unwrap().iter().map(|w| w["result"]["bases"].as_u64().unwrap()).collect();
+            assert!(bases[..3].iter().sum::<u64>() < 60_000 && bases[3] > 60_000, "{bases:?}");
+        } else {
+            // By length: workers 2 and 3 call chrU, where no read lies.
+            run("4", params("align", serde_json::json!({})));
+            let call = run("4", params("call", serde_json::json!({})));
+            let fetched: Vec<u64> = call["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["result"]["fetched_bytes"].as_u64().unwrap())
+                .collect();
+            assert_eq!(fetched[2..], [0, 0], "nothing aligned to chrU: {call}");
+            run("1", params("merge", serde_json::json!({"regions": 4})));
+        }
+        let ours = records(&out.join("calls.vcf.gz"));
+        assert!(!ours.contains("chrU"), "no call where no read lies");
+        assert_eq!(ours, records(&baseline.vcf), "{stage}");
+    }
+}
+
+#[test]
+fn the_benchmark_runs_every_mode_and_checks_their_calls() {
+    if !tools_present() {
+        return;
+    }
+    let dir = TempDir::new("genomics-bench");
+    let args = [
+        "bench",
+        "genomics",
+        "--length",
+        "100000",
+        "--contigs",
+        "1",
+        "--coverage",
+        "10",
+        "--workers",
+        "3",
+        "--granularity",
+        "1",
+        "--dir",
+        dir.0.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    let report = json_ok(&volley(None, &args));
+    let modes: Vec<&str> = report["rows"].as_array().unwrap().iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["single node", "burst", "faas style", "burst, cached index"]);
+    for row in report["rows"].as_array().unwrap() {
+        assert_eq!(row["accuracy"]["same_as_single_node"], true, "{row}");
+        assert!(row["accuracy"]["records"].as_u64().unwrap() > 50, "{row}");
+    }
+    let row = |mode: &str| report["rows"].as_array().unwrap().iter().find(|r| r["mode"] == mode).unwrap().clone();
+    assert!(row("burst")["indexed_by"].as_u64().unwrap() >= 1 && row("burst, cached index")["indexed_by"] == 0);
+    assert!(row("faas style")["regroup_storage_bytes"].as_u64().unwrap() > 1_000_000);
+    // Three packs of one: about two thirds of the alignments cross between packs.
+    assert!(row("burst")["between_packs_bytes"].as_u64().unwrap() > 1_000_000, "{report}");
+    assert!(report["burst_over_single_node"].as_f64().unwrap() > 0.0);
+    // The run's files are gone.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
+}

@@ -196,6 +196,14 @@ impl Fleet {
         Some(invoker)
     }
 
+    /// Moves every invoker's last poll `gap` later (at most to now): a
+    /// silence the controller could not have heard through does not count.
+    pub(crate) fn forgive(&mut self, now: Instant, gap: Duration) {
+        for invoker in self.invokers.values_mut() {
+            invoker.last_seen = (invoker.last_seen + gap).min(now);
+        }
+    }
+
     /// Removes and returns the invokers silent for longer than `timeout`,
     /// keeping their last info as lost.
     pub(crate) fn silent(&mut self, now: Instant, timeout: Duration) -> Vec<Invoker> {
@@ -223,5 +231,24 @@ impl Invoker {
     /// Its id.
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_of_the_controller_is_not_counted_as_an_invokers_silence() {
+        let mut fleet = Fleet::default();
+        let id = fleet.register(Registration { name: "n".into(), host: "h".into(), slots: 1, memory_mb: 64 });
+        let timeout = Duration::from_secs(10);
+        let later = Instant::now() + Duration::from_secs(12);
+        // Twelve seconds of which the controller slept eleven: one second of silence.
+        fleet.forgive(later, Duration::from_secs(11));
+        assert!(fleet.silent(later, timeout).is_empty());
+        // Without the stall, the same silence is a lost invoker.
+        let lost = fleet.silent(later + Duration::from_secs(10), timeout);
+        assert_eq!(lost.iter().map(|i| i.id().to_string()).collect::<Vec<_>>(), [id]);
     }
 }

@@ -169,6 +169,11 @@ impl Lifecycle {
         self.queue.iter().filter(|id| self.active.get(*id).is_some_and(|a| a.burst.namespace == namespace)).count()
     }
 
+    /// Does not count the last `gap` of every invoker's silence (the controller could not hear them).
+    pub(crate) fn forgive_silence(&mut self, now: Instant, gap: std::time::Duration) {
+        self.fleet.forgive(now, gap);
+    }
+
     /// Declares invokers that missed their heartbeats lost; their bursts fail.
     pub(crate) fn check_heartbeats(&mut self, now: Instant) {
         let timeout = self.opts.heartbeat_timeout;

@@ -1,13 +1,16 @@
 //! A test case for the pipeline: a reference genome (random, with a segment
 //! repeated so that some reads map ambiguously, as in real genomes), paired
 //! reads simulated from it with planted variants (`dwgsim`), and the truth set
-//! of those variants, indexed for comparison.
+//! of those variants, indexed for comparison. The pairs are written in a
+//! random order, as a sequencer's are.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use noodles_fasta as fasta;
+use noodles_fastq as fastq;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::Error;
@@ -82,9 +85,8 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Case, Error> {
     ];
     Tool::Dwgsim.run(&args, dir, timeout)?;
     let reads = [dir.join("reads_1.fq"), dir.join("reads_2.fq")];
-    for (i, out) in reads.iter().enumerate() {
-        gunzip(&dir.join(format!("sim.bwa.read{}.fastq.gz", i + 1)), out)?;
-    }
+    let simulated = [dir.join("sim.bwa.read1.fastq.gz"), dir.join("sim.bwa.read2.fastq.gz")];
+    shuffle_pairs(&simulated, &reads, spec.seed)?;
     let truth = dir.join("truth.vcf.gz");
     Tool::Bcftools.run(&["sort", "-Oz", "-o", "truth.vcf.gz", "sim.mutations.vcf"], dir, timeout)?;
     Tool::Bcftools.run(&["index", "-t", "-f", "truth.vcf.gz"], dir, timeout)?;
@@ -150,10 +152,33 @@ fn write_reference(path: &Path, spec: &Spec) -> Result<(), Error> {
     writer.get_mut().flush().map_err(Error::io(path))
 }
 
-fn gunzip(from: &Path, to: &Path) -> Result<(), Error> {
-    let input = std::fs::File::open(from).map_err(Error::io(from))?;
-    let mut output = std::io::BufWriter::new(std::fs::File::create(to).map_err(Error::io(to))?);
-    std::io::copy(&mut flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input)), &mut output)
-        .map_err(Error::io(from))?;
-    output.flush().map_err(Error::io(to))
+/// The pairs of the two gzipped files `from`, written uncompressed to `to` in
+/// one seeded random order. dwgsim writes reads in genome order, so a chunk
+/// of its file would hold one stretch of the genome; a sequencer's reads come
+/// in no order, and so do these (every chunk then covers the whole genome, and
+/// the shuffle by region moves what it would move on real data).
+fn shuffle_pairs(from: &[PathBuf; 2], to: &[PathBuf; 2], seed: u64) -> Result<(), Error> {
+    let read_all = |path: &PathBuf| -> Result<Vec<fastq::Record>, Error> {
+        let file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        fastq::io::Reader::new(std::io::BufReader::new(decoder))
+            .records()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::io(path))
+    };
+    let (first, second) = (read_all(&from[0])?, read_all(&from[1])?);
+    if first.len() != second.len() {
+        return Err(Error::Invalid(format!("dwgsim wrote {} first and {} second reads", first.len(), second.len())));
+    }
+    let mut order: Vec<usize> = (0..first.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed));
+    for (records, path) in [(&first, &to[0]), (&second, &to[1])] {
+        let file = std::fs::File::create(path).map_err(Error::io(path))?;
+        let mut writer = fastq::io::Writer::new(std::io::BufWriter::new(file));
+        for &i in &order {
+            writer.write_record(&records[i]).map_err(Error::io(path))?;
+        }
+        writer.get_mut().flush().map_err(Error::io(path))?;
+    }
+    Ok(())
 }

@@ -127,6 +127,7 @@ fn whole(w: &Worker, p: &Params, dir: &Path) -> WorkerResult {
         "reads": aligned.reads,
         "aligned": aligned.count,
         "region": genome.bed(region).len(),
+        "bases": region.iter().map(|i| i.end - i.start).sum::<usize>(),
         "received_bytes": received.iter().map(Bytes::len).sum::<usize>(),
         "remote_bytes": remote_bytes,
         "indexed": aligned.indexed,

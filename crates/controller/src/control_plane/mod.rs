@@ -243,19 +243,32 @@ async fn purge(brokers: volley_comm::Brokers, burst: String, transport: String, 
 
 /// Enforces heartbeats and deadlines ten times a second, until `shutdown`.
 pub(crate) async fn ticker(core: Arc<ControlPlane>, shutdown: CancellationToken) {
+    /// A gap between ticks this long means the controller itself was held up.
+    const STALL: Duration = Duration::from_secs(1);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = std::time::Instant::now();
-        {
+        let now = {
             let mut state = core.lock();
+            let now = std::time::Instant::now();
+            // A controller held up (a starved runtime, the state lock held, a
+            // paused machine) heard no poll meanwhile: that silence is its own,
+            // not the invokers', and does not count towards their heartbeats.
+            let gap = now.duration_since(last);
+            last = now;
+            if gap > STALL {
+                tracing::warn!("the controller was held up for {gap:?}; invokers' heartbeats are not counted over it");
+                state.forgive_silence(now, gap);
+            }
             state.check_heartbeats(now);
             state.check_deadlines(now);
             state.settle();
-        }
+            now
+        };
         for ended in core.sessions.sweep(now) {
             tracing::info!(session = ended.id, "session expired: its program stopped renewing it");
             let plane = core.clone();
