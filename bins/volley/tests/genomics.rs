@@ -76,7 +76,12 @@ fn volley_cached(cache: &std::path::Path, args: &[&str]) -> std::process::Output
 /// `bcftools view -H`: a VCF's records without its header (whose command
 /// lines differ between the two pipelines).
 fn records(vcf: &std::path::Path) -> String {
-    let out = std::process::Command::new("bcftools").args(["view", "-H"]).arg(vcf).output().unwrap();
+    bcftools(&["view", "-H"], vcf)
+}
+
+/// What `bcftools ARGS VCF` prints.
+fn bcftools(args: &[&str], vcf: &std::path::Path) -> String {
+    let out = std::process::Command::new("bcftools").args(args).arg(vcf).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -345,13 +350,7 @@ fn the_lambda_phage_reads_gzipped_are_prepared_once_and_give_the_single_node_cal
 
 /// A VCF's variants and genotypes: contig, position, alleles, GT.
 fn sites(vcf: &std::path::Path) -> String {
-    let out = std::process::Command::new("bcftools")
-        .args(["query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t[%GT]\n"])
-        .arg(vcf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    bcftools(&["query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t[%GT]\n"], vcf)
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+use volley_proto::pack::check_cache_name;
 
 /// Most files one entry may hold.
 const MOST_FILES: usize = 64;
@@ -77,7 +78,7 @@ impl Cache {
     }
 
     fn entry(&self, namespace: &str, key: &str) -> Result<PathBuf, String> {
-        check_name("cache key", key)?;
+        check_cache_name("cache key", key)?;
         let scope: String =
             Sha256::digest(format!("namespace:{namespace}")).iter().take(16).map(|b| format!("{b:02x}")).collect();
         Ok(self.root.join(scope).join(key))
@@ -124,7 +125,7 @@ impl Cache {
             let name = item.map_err(|e| format!("cannot read {}: {e}", dir.display()))?.file_name();
             let name =
                 name.to_str().ok_or_else(|| format!("a file name in {} is not UTF-8", dir.display()))?.to_string();
-            check_name("file name", &name)?;
+            check_cache_name("file name", &name)?;
             if files.len() == MOST_FILES {
                 return Err(format!("a cache entry holds at most {MOST_FILES} files"));
             }
@@ -248,19 +249,6 @@ fn make_dir(dir: &Path, mode: u32) -> Result<(), String> {
         .mode(mode)
         .create(dir)
         .map_err(|e| format!("cannot make {}: {e}", dir.display()))
-}
-
-/// A key or a file name: 1 to 128 letters, digits, `.`, `_`, `-`, not starting with a dot.
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let fine = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if fine {
-        Ok(())
-    } else {
-        Err(format!("{what} {name:?}: use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"))
-    }
 }
 
 #[cfg(test)]

@@ -145,6 +145,20 @@ pub enum ToPack {
     Cache(CacheAnswer),
 }
 
+/// Checks a cache key or the name of a file in a cache entry: 1 to 128
+/// letters, digits, `.`, `_` or `-`, not starting with a dot (`what` names it in the error).
+pub fn check_cache_name(what: &str, name: &str) -> Result<(), String> {
+    let fine = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if fine {
+        Ok(())
+    } else {
+        Err(format!("{what} {name:?}: use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"))
+    }
+}
+
 /// The invoker's answer to a pack's cache request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheAnswer {

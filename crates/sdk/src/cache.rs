@@ -39,8 +39,10 @@ fn made_dirs() -> &'static Mutex<Vec<PathBuf>> {
     &MADE
 }
 
-/// Removes the directories this pack made for the cache (the invoker holds copies).
+/// Removes the directories this pack made for the cache (the invoker holds
+/// copies) and forgets the pack's lookups (their views go with the pack).
 pub(crate) fn clean_up() {
+    slots().lock().unwrap_or_else(|p| p.into_inner()).clear();
     for dir in made_dirs().lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -59,7 +61,7 @@ impl Worker {
     where
         E: Into<WorkerError>,
     {
-        check_key(key)?;
+        volley_proto::pack::check_cache_name("cache key", key)?;
         let slot = slots().lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_default().clone();
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = slot.as_ref() {
@@ -111,18 +113,6 @@ impl Worker {
         if let Some(error) = error {
             self.log(format!("the invoker did not keep the files of {key:?}: {error}"));
         }
-    }
-}
-
-fn check_key(key: &str) -> Result<(), WorkerError> {
-    let fine = !key.is_empty()
-        && key.len() <= 128
-        && !key.starts_with('.')
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if fine {
-        Ok(())
-    } else {
-        Err(format!("cache key {key:?}: use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'").into())
     }
 }
 
