@@ -73,6 +73,21 @@ fn volley_cached(cache: &std::path::Path, args: &[&str]) -> std::process::Output
         .unwrap()
 }
 
+/// A simulated case in `dir/case`.
+fn generated(dir: &TempDir, spec: &volley_genomics::data::Spec) -> volley_genomics::data::Case {
+    volley_genomics::data::generate(&dir.0.join("case"), spec).unwrap()
+}
+
+/// The single-node pipeline on `case`, in `dir/baseline`.
+fn single_node(dir: &TempDir, case: &volley_genomics::data::Case) -> volley_genomics::baseline::Baseline {
+    volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap()
+}
+
+/// A local file as the burst's storage URL.
+fn url(path: &std::path::Path) -> String {
+    format!("file://{}", path.display())
+}
+
 /// `bcftools view -H`: a VCF's records without its header (whose command
 /// lines differ between the two pipelines).
 fn records(vcf: &std::path::Path) -> String {
@@ -92,9 +107,8 @@ fn the_burst_calls_what_the_single_node_pipeline_calls() {
         return;
     }
     let dir = TempDir::new("genomics-burst");
-    let case = volley_genomics::data::generate(&dir.0.join("case"), &volley_genomics::data::Spec::default()).unwrap();
-    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
-    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let case = generated(&dir, &volley_genomics::data::Spec::default());
+    let baseline = single_node(&dir, &case);
     let local = dir.0.display().to_string();
     // A cache of this test's own: the first run indexes, the second finds the index.
     let cache = dir.0.join("cache");
@@ -155,13 +169,12 @@ fn bad_reads_and_a_foreign_reference_are_refused_by_name() {
         coverage: 5.0,
         ..Default::default()
     };
-    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    let case = generated(&dir, &spec);
     let other = volley_genomics::data::generate(&dir.0.join("other"), &volley_genomics::data::Spec { seed: 7, ..spec })
         .unwrap();
     let reads = std::fs::read(&case.reads[0]).unwrap();
     let truncated = dir.0.join("truncated.fq");
     std::fs::write(&truncated, &reads[..reads.len() - 40]).unwrap();
-    let url = |p: &std::path::Path| format!("file://{}", p.display());
     let local = dir.0.display().to_string();
     let run = |reference: &std::path::Path, reads: &std::path::Path| {
         let params =
@@ -189,8 +202,8 @@ fn genomics_call_takes_paths_and_s3_and_gives_the_same_calls() {
         contigs: vec![("chr1".into(), 60_000), ("chr2".into(), 40_000)],
         ..Default::default()
     };
-    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
-    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
+    let case = generated(&dir, &spec);
+    let baseline = single_node(&dir, &case);
     let expected = records(&baseline.vcf);
     let path = |p: &std::path::Path| p.display().to_string();
 
@@ -254,9 +267,8 @@ fn the_faas_style_stages_as_a_workflow_give_the_same_calls() {
     }
     let dir = TempDir::new("genomics-flow");
     let spec = volley_genomics::data::Spec { contigs: vec![("chr1".into(), 80_000)], ..Default::default() };
-    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
-    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
-    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let case = generated(&dir, &spec);
+    let baseline = single_node(&dir, &case);
     let out = dir.0.join("calls");
     // A failed earlier run's leftovers: a stale part of region 0 must be overwritten, not mixed in.
     std::fs::create_dir_all(out.join("_regroup/to-00000")).unwrap();
@@ -360,7 +372,7 @@ fn a_contig_no_read_covers_gets_no_calls_in_either_pipeline() {
     }
     let dir = TempDir::new("genomics-uncovered");
     let spec = volley_genomics::data::Spec { contigs: vec![("chr1".into(), 60_000)], ..Default::default() };
-    let case = volley_genomics::data::generate(&dir.0.join("case"), &spec).unwrap();
+    let case = generated(&dir, &spec);
     // A second contig as long as the first that no read comes from: with
     // regions by length, two of four workers would get nothing to call.
     let mut fasta = std::fs::read(&case.reference).unwrap();
@@ -374,8 +386,7 @@ fn a_contig_no_read_covers_gets_no_calls_in_either_pipeline() {
         fasta.push(b'\n');
     }
     std::fs::write(&case.reference, fasta).unwrap();
-    let baseline = volley_genomics::baseline::run(&dir.0.join("baseline"), &case.reference, &case.reads, 2).unwrap();
-    let url = |p: &std::path::Path| format!("file://{}", p.display());
+    let baseline = single_node(&dir, &case);
     for stage in ["all", "staged"] {
         let out = dir.0.join(stage);
         let params = |stage: &str, extra: serde_json::Value| {
