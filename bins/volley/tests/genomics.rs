@@ -227,7 +227,8 @@ fn genomics_call_takes_paths_and_s3_and_gives_the_same_calls() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(records(&out.join("calls.vcf.gz")), expected);
 
-    // The same on S3, in FaaS style (one worker per pack).
+    // The same on S3, as the FaaS original ran it: three bursts of one worker
+    // per pack, the alignments regrouped through the bucket.
     support::on_s3("genomics", |base| {
         for file in [&case.reference, &case.reads[0], &case.reads[1]] {
             let name = file.file_name().unwrap().to_str().unwrap();
@@ -250,13 +251,32 @@ fn genomics_call_takes_paths_and_s3_and_gives_the_same_calls() {
             "3",
             "-g",
             "1",
+            "--stages",
+            "--output",
+            "json",
         ];
-        let run = volley(None, &args);
-        assert!(run.status.success(), "{}", stderr(&run));
+        let bursts = json_ok(&volley(None, &args));
+        let stages: Vec<(u64, &str)> = bursts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["workers"].as_array().unwrap().len() as u64, b["request"]["params"]["stage"].as_str().unwrap()))
+            .collect();
+        assert_eq!(stages, [(3, "align"), (3, "call"), (1, "merge")], "{bursts}");
+        let stored: u64 = bursts[0]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["result"]["stored_bytes"].as_u64().unwrap())
+            .sum();
+        assert!(stored > 100_000, "the alignments went through the bucket: {bursts}");
         let vcf = dir.0.join("from-s3.vcf.gz");
         std::fs::write(&vcf, support::read_object(&to, "calls.vcf.gz")).unwrap();
         assert_eq!(records(&vcf), expected, "the calls on S3");
         assert!(support::read_object(&to, "_SUCCESS").is_empty());
+        let left: Vec<String> =
+            support::list_objects(&to).into_iter().map(|(k, _)| k).filter(|k| k.contains("_regroup")).collect();
+        assert!(left.is_empty(), "the merge removed the regrouped alignments: {left:?}");
     });
 }
 

@@ -97,3 +97,51 @@ fn bad_shapes_are_refused_before_anything_is_built() {
     let out = volley(&["bench", "network", "--jobs", "sort"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job \"sort\""));
 }
+
+#[test]
+fn variant_calling_regroups_between_hosts_in_burst_mode_and_through_the_storage_host_in_faas_style() {
+    if !support::netns::available() {
+        return;
+    }
+    if let Err(e) = volley_genomics::tools::Tool::check(&volley_genomics::tools::Tool::ALL) {
+        assert!(!support::ci(), "{e} (scripts/services installs them)");
+        eprintln!("notice: skipping: {e}");
+        return;
+    }
+    let out = volley(&[
+        "--output",
+        "json",
+        "bench",
+        "network",
+        "--hosts",
+        "2",
+        "--jobs",
+        "genomics",
+        "--genomics-workers",
+        "4",
+        "--genomics-length",
+        "400000",
+    ]);
+    // (The benchmark itself fails unless both modes call the single-node pipeline's records.)
+    assert!(out.status.success(), "bench network failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let rows = report["rows"].as_array().unwrap();
+    let row = |mode: &str| {
+        rows.iter()
+            .find(|r| r["job"] == "genomics" && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode}: {report}"))
+    };
+    let (burst, faas) = (row("burst"), row("faas"));
+    assert_eq!((burst["g"].as_u64(), faas["g"].as_u64()), (Some(2), Some(1)), "{report}");
+    let bytes = |r: &serde_json::Value, key: &str| r[key].as_u64().unwrap();
+    // Both read the case from the storage host; only the FaaS-style stages
+    // send the alignments there and fetch them back.
+    let reads = std::cmp::min(bytes(burst, "broker_link_bytes"), bytes(faas, "broker_link_bytes"));
+    assert!(reads > 1 << 20, "the case came from the storage host: {report}");
+    assert!(bytes(faas, "broker_link_bytes") > bytes(burst, "broker_link_bytes") + (4 << 20), "{report}");
+    // The burst's alignments crossed from host to host without the storage host.
+    let between_hosts = bytes(burst, "link_bytes") - 2 * bytes(burst, "broker_link_bytes");
+    assert!(between_hosts > 1 << 20, "{report}");
+    assert!(burst["part_ms"].as_f64().unwrap() > 0.0 && faas["part_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(leftover_namespaces().is_empty(), "the emulated hosts were not removed: {:?}", leftover_namespaces());
+}

@@ -55,13 +55,24 @@ pub struct Case {
     pub truth: PathBuf,
 }
 
+impl Case {
+    /// The files of the case `generate` wrote into `dir`.
+    pub fn in_dir(dir: &Path) -> Case {
+        Case {
+            reference: dir.join("reference.fa"),
+            reads: [dir.join("reads_1.fq"), dir.join("reads_2.fq")],
+            truth: dir.join("truth.vcf.gz"),
+        }
+    }
+}
+
 /// Writes a case into `dir` (created if missing).
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Case, Error> {
     check(spec)?;
     Tool::check(&[Tool::Dwgsim, Tool::Bcftools])?;
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let reference = dir.join("reference.fa");
-    write_reference(&reference, spec)?;
+    let case = Case::in_dir(dir);
+    write_reference(&case.reference, spec)?;
     let timeout = Duration::from_secs(600);
     let (len, coverage, seed) = (spec.read_length.to_string(), spec.coverage.to_string(), spec.seed.to_string());
     // -y 0: no random (unmappable) reads; -r/-R: mutation rate and indel share; -z: seed (byte-identical reruns).
@@ -84,10 +95,8 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Case, Error> {
         "sim",
     ];
     Tool::Dwgsim.run(&args, dir, timeout)?;
-    let reads = [dir.join("reads_1.fq"), dir.join("reads_2.fq")];
     let simulated = [dir.join("sim.bwa.read1.fastq.gz"), dir.join("sim.bwa.read2.fastq.gz")];
-    shuffle_pairs(&simulated, &reads, spec.seed)?;
-    let truth = dir.join("truth.vcf.gz");
+    shuffle_pairs(&simulated, &case.reads, spec.seed)?;
     Tool::Bcftools.run(&["sort", "-Oz", "-o", "truth.vcf.gz", "sim.mutations.vcf"], dir, timeout)?;
     Tool::Bcftools.run(&["index", "-t", "-f", "truth.vcf.gz"], dir, timeout)?;
     let leftovers = [
@@ -100,7 +109,7 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Case, Error> {
     for leftover in leftovers {
         let _ = std::fs::remove_file(dir.join(leftover));
     }
-    Ok(Case { reference, reads, truth })
+    Ok(case)
 }
 
 fn check(spec: &Spec) -> Result<(), Error> {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use volley_bench::jobs::genomics::{self, BURST, BURST_CACHED, Report};
+use volley_bench::jobs::genomics::{self, BURST, BURST_CACHED, Place, Report};
 
 use super::platform::{PlatformArgs, with_platform};
 use super::{Output, Target};
@@ -61,11 +61,7 @@ pub fn run(mut args: GenomicsArgs, target: &Target, output: Output) -> anyhow::R
 
 fn measure(args: &mut GenomicsArgs, run_dir: &std::path::Path, target: &Target) -> anyhow::Result<Report> {
     let case = match &args.case {
-        Some(dir) => volley_genomics::data::Case {
-            reference: dir.join("reference.fa"),
-            reads: [dir.join("reads_1.fq"), dir.join("reads_2.fq")],
-            truth: dir.join("truth.vcf.gz"),
-        },
+        Some(dir) => volley_genomics::data::Case::in_dir(dir),
         None => {
             anyhow::ensure!(args.contigs >= 1, "--contigs must be at least 1");
             let spec = volley_genomics::data::Spec {
@@ -98,13 +94,14 @@ fn measure(args: &mut GenomicsArgs, run_dir: &std::path::Path, target: &Target) 
             eprintln!("{}: {:.1} s", row.mode, row.total_ms / 1e3);
             rows.push(row);
         };
-        let burst = genomics::burst(&client, BURST, shape, case, single_vcf, &run_dir.join("burst")).await;
+        let at = |name: &str| Place::local(case, &run_dir.join(name));
+        let burst = genomics::burst(&client, BURST, shape, (case, &at("burst")), single_vcf).await;
         done(burst.context("burst mode")?, &mut rows);
         if !args.no_faas {
-            let faas = genomics::faas_style(&client, args.workers, case, single_vcf, &run_dir.join("faas")).await;
+            let faas = genomics::faas_style(&client, args.workers, (case, &at("faas")), single_vcf).await;
             done(faas.context("FaaS-style stages")?, &mut rows);
         }
-        let cached = genomics::burst(&client, BURST_CACHED, shape, case, single_vcf, &run_dir.join("cached")).await;
+        let cached = genomics::burst(&client, BURST_CACHED, shape, (case, &at("cached")), single_vcf).await;
         done(cached.context("burst mode, cached index")?, &mut rows);
         Ok(rows)
     }))?;

@@ -5,7 +5,10 @@
 //! between machines. Reports each mode's time and the bytes that crossed
 //! the links (a byte sent from one host to another crosses two links; one
 //! relayed through the broker crosses four). Needs root, iproute2, `tc` and
-//! `redis-server`.
+//! `redis-server`; the genomics job also minimap2, samtools, bcftools and
+//! dwgsim, and an S3-compatible server (s3s-fs) that runs on the broker host
+//! and holds the job's input and output, so that the FaaS-style stages'
+//! storage round trips cross the links as they would to a remote store.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,8 @@ use volley_storage::{Storage, StorageOptions};
 
 use super::Output;
 
+mod genomics;
+
 #[derive(Args)]
 pub struct NetworkArgs {
     /// Hosts that run invokers (a broker host is added).
@@ -30,7 +35,7 @@ pub struct NetworkArgs {
     /// Each link's rate, both ways, as `tc` spells it.
     #[arg(long, default_value = "1gbit")]
     rate: String,
-    /// Jobs to run, comma separated: terasort, pagerank, startup.
+    /// Jobs to run, comma separated: terasort, pagerank, startup, genomics.
     #[arg(long, default_value = "terasort,pagerank", value_delimiter = ',')]
     jobs: Vec<String>,
     /// Workers of the start-up job (sleeping 0.5 s each): submit to all
@@ -56,6 +61,19 @@ pub struct NetworkArgs {
     /// Transport of FaaS mode (its server runs on the broker host).
     #[arg(long, default_value = "redis")]
     faas_transport: String,
+    /// Workers of the genomics job (burst mode: one pack on each host).
+    #[arg(long, default_value_t = 8)]
+    genomics_workers: usize,
+    /// Bases of the genomics job's generated reference (four contigs; reads at 20x).
+    #[arg(long, default_value_t = 4_000_000)]
+    genomics_length: usize,
+    /// A case made by `volley data gen genomics`, instead of a generated one.
+    #[arg(long)]
+    genomics_case: Option<PathBuf>,
+    /// The S3-compatible server for the genomics job's storage (s3s-fs, which
+    /// scripts/services installs), started on the broker host.
+    #[arg(long, env = "VOLLEY_S3S_FS", default_value_os_t = default_s3s_fs())]
+    s3s_fs: PathBuf,
     /// Where inputs and outputs go: a directory every host sees (as a
     /// cluster's shared file system), not limited by the emulated links.
     #[arg(long, default_value = "/tmp/volley-bench-network")]
@@ -88,18 +106,33 @@ struct Report {
     faas_over_burst: Vec<(&'static str, f64)>,
 }
 
+/// Where scripts/services installs s3s-fs.
+fn default_s3s_fs() -> PathBuf {
+    let cache = std::env::var_os("VOLLEY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/volley"));
+    cache.join("tools/bin/s3s-fs")
+}
+
+/// The jobs each kind of platform runs: invokers sized to one pack of the kind's bursts.
+const KINDS: [(&str, &[&str]); 3] =
+    [("data", &["terasort", "pagerank"]), ("startup", &["startup"]), ("genomics", &["genomics"])];
+
 pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
     let spread = |n: usize| args.hosts > 0 && n > 0 && n.is_multiple_of(args.hosts);
-    if !spread(args.workers) || !spread(args.startup_workers) {
+    if !spread(args.workers) || !spread(args.startup_workers) || !spread(args.genomics_workers) {
         bail!(
-            "--workers and --startup-workers must be positive multiples of --hosts, \
-             so that burst mode puts one pack on each host"
+            "--workers, --startup-workers and --genomics-workers must be positive multiples \
+             of --hosts, so that burst mode puts one pack on each host"
         );
     }
     for job in &args.jobs {
-        if !["terasort", "pagerank", "startup"].contains(&job.as_str()) {
-            bail!("unknown job {job:?}: choose terasort, pagerank, startup");
+        if !KINDS.iter().any(|(_, jobs)| jobs.contains(&job.as_str())) {
+            bail!("unknown job {job:?}: choose terasort, pagerank, startup, genomics");
         }
+    }
+    if args.jobs.iter().any(|j| j == "genomics") && !args.s3s_fs.is_file() {
+        bail!("the genomics job needs s3s-fs at {} (run scripts/services, or give --s3s-fs)", args.s3s_fs.display());
     }
     let mut names: Vec<String> = (0..args.hosts).map(|i| format!("host{i}")).collect();
     names.push("broker".into());
@@ -110,20 +143,31 @@ pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
     // Each kind of job on a platform of its own, sized to it: invokers with
     // exactly one pack's room make burst mode put one pack on each host.
     let per_host = |n: usize| n / args.hosts;
-    let (data, startup): (Vec<&str>, Vec<&str>) = args.jobs.iter().map(String::as_str).partition(|&j| j != "startup");
     let mut rows = Vec::new();
     let mut result = Ok(());
-    for (jobs, workers) in [(data, args.workers), (startup, args.startup_workers)] {
+    for (kind, kind_jobs) in KINDS {
+        let jobs: Vec<&str> = args.jobs.iter().map(String::as_str).filter(|j| kind_jobs.contains(j)).collect();
         if jobs.is_empty() || result.is_err() {
             continue;
         }
+        let workers = match kind {
+            "startup" => args.startup_workers,
+            "genomics" => args.genomics_workers,
+            _ => args.workers,
+        };
         // FaaS mode's start-up is measured warm too: a warm process per worker.
-        let warm = if jobs == ["startup"] && args.startup_burst_only { 1 } else { per_host(workers) };
+        let warm = if kind == "startup" && args.startup_burst_only { 1 } else { per_host(workers) };
         let sizes = (per_host(workers), warm);
-        let dir = dir.join(jobs.join("-"));
-        result = Cluster::start(&net, &dir, &args, sizes)
-            .and_then(|cluster| measure(&net, &cluster, &args, &jobs))
-            .map(|more| rows.extend(more));
+        let dir = dir.join(kind);
+        let s3 = (kind == "genomics").then_some(args.s3s_fs.as_path());
+        let measured = Cluster::start(&net, &dir, &args, sizes, s3).and_then(|cluster| {
+            if kind == "genomics" {
+                genomics::measure(&net, &cluster, &args, &dir)
+            } else {
+                measure(&net, &cluster, &args, &jobs)
+            }
+        });
+        result = measured.map(|more| rows.extend(more));
     }
     let _ = std::fs::remove_dir_all(&dir);
     result?;
@@ -131,11 +175,35 @@ pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
 }
 
 /// The platform on the emulated hosts: the controller in the root namespace
-/// (the bridge's address), an invoker on every host, Redis on the broker host.
+/// (the bridge's address), an invoker on every host, Redis (and, for the
+/// genomics job, the S3 server) on the broker host.
 struct Cluster {
     url: String,
     key: String,
+    s3: Option<S3Server>,
     _roles: Roles,
+}
+
+/// The S3-compatible server on the broker host: its endpoint, and the
+/// directory it serves (each folder a bucket, each file an object).
+struct S3Server {
+    endpoint: String,
+    root: PathBuf,
+}
+
+impl S3Server {
+    const PORT: u16 = 9900;
+    const ACCESS_KEY: &str = "volley";
+    const SECRET_KEY: &str = "volley-secret";
+
+    fn options(&self) -> StorageOptions {
+        StorageOptions {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key: Some(Self::ACCESS_KEY.into()),
+            secret_key: Some(Self::SECRET_KEY.into()),
+        }
+    }
 }
 
 /// The cluster's processes, stopped in the reverse of their start: invokers
@@ -152,8 +220,15 @@ impl Drop for Roles {
 }
 
 impl Cluster {
-    /// Invokers with `slots` and `warm` processes each.
-    fn start(net: &Network, dir: &Path, args: &NetworkArgs, (slots, warm): (usize, usize)) -> anyhow::Result<Cluster> {
+    /// Invokers with `slots` and `warm` processes each; with `s3s_fs`, an
+    /// S3 server on the broker host too, the workers' s3:// storage.
+    fn start(
+        net: &Network,
+        dir: &Path,
+        args: &NetworkArgs,
+        (slots, warm): (usize, usize),
+        s3s_fs: Option<&Path>,
+    ) -> anyhow::Result<Cluster> {
         let broker = net.hosts.len() - 1;
         let broker_addr = net.hosts[broker].addr.clone();
         let mut roles = Roles::default();
@@ -162,6 +237,20 @@ impl Cluster {
         redis.args(["--protected-mode", "no", "--loglevel", "warning"]);
         roles.0.push(Spawned::start(redis, None)?.0);
         wait_for_port(&format!("{broker_addr}:6379"))?;
+        let s3 = match s3s_fs {
+            None => None,
+            Some(exe) => {
+                let root = dir.join("s3");
+                std::fs::create_dir_all(&root)?;
+                let mut server = net.command(broker, &exe.display().to_string());
+                server.args(["--host", &broker_addr, "--port", &S3Server::PORT.to_string()]);
+                server.args(["--access-key", S3Server::ACCESS_KEY, "--secret-key", S3Server::SECRET_KEY]);
+                server.arg(&root);
+                roles.0.push(Spawned::start(server, None)?.0);
+                wait_for_port(&format!("{broker_addr}:{}", S3Server::PORT))?;
+                Some(S3Server { endpoint: format!("http://{broker_addr}:{}", S3Server::PORT), root })
+            }
+        };
 
         let exe = std::env::current_exe()?;
         let (key, token) = (random_secret(), random_secret());
@@ -174,6 +263,11 @@ impl Cluster {
         controller.arg("--api-keys").arg(&keys).args(["--invoker-token", &token]);
         controller.arg("--redis-url").arg(format!("redis://{broker_addr}:6379/"));
         controller.arg("--data-dir").arg(dir.join("controller"));
+        if let Some(s3) = &s3 {
+            // (The controller hands its storage settings to the packs it places.)
+            controller.args(["--s3-endpoint", &s3.endpoint]);
+            controller.args(["--s3-access-key", S3Server::ACCESS_KEY, "--s3-secret-key", S3Server::SECRET_KEY]);
+        }
         let (role, line) = Spawned::start_ready(controller, "listening on ")?;
         roles.0.push(role);
         let url = line.split("listening on ").nth(1).unwrap_or_default().trim().to_string();
@@ -187,7 +281,7 @@ impl Cluster {
             invoker.arg("--data-dir").arg(dir.join(&host.name));
             roles.0.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
         }
-        Ok(Cluster { url, key, _roles: roles })
+        Ok(Cluster { url, key, s3, _roles: roles })
     }
 }
 
@@ -199,25 +293,10 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs, jobs: &[&str]) 
     let base = fresh_run(&format!("file://{}", args.storage.display()));
     let g = args.workers / args.hosts;
     let modes = [Mode::burst(g), Mode::faas(&args.faas_transport)];
-    let broker = net.hosts.len() - 1;
     let mut rows = Vec::new();
-    // Each mode's bytes: the links' counters before and after it.
     let mut crossing =
         |job: &'static str, (mode, workers): (&Mode, usize), ms: (f64, Option<f64>), before: Vec<u64>| {
-            let after = net.traffic()?;
-            let moved: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-            let row = Row {
-                job,
-                mode: mode.name.to_string(),
-                workers,
-                g: mode.granularity,
-                ms: ms.0,
-                part_ms: ms.1,
-                link_bytes: moved.iter().sum(),
-                broker_link_bytes: moved[broker],
-            };
-            eprintln!("{job} {}: {:.0} ms, {:.1} MiB through the links", row.mode, ms.0, row.link_bytes as f64 / MIB);
-            rows.push(row);
+            rows.push(Row::measured(net, job, (mode.name, workers, mode.granularity), ms, &before)?);
             anyhow::Ok(())
         };
     let work = async {
@@ -275,15 +354,7 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs, jobs: &[&str]) 
         }
         anyhow::Ok(())
     };
-    // Interrupted, it still removes the hosts, their processes and its data.
-    let result = runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            done = work => done,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted: the emulated cluster is being removed"),
-            _ = term.recv() => bail!("terminated: the emulated cluster is being removed"),
-        }
-    });
+    let result = until_interrupted(&runtime, work);
     if let Err(e) = runtime.block_on(remove_run(&base, &opts)) {
         eprintln!("warning: could not remove the benchmark's data under {base}: {e}");
     }
@@ -291,10 +362,54 @@ fn measure(net: &Network, cluster: &Cluster, args: &NetworkArgs, jobs: &[&str]) 
     Ok(rows)
 }
 
+impl Row {
+    /// A row of `job` in `mode` that took `ms`, with the bytes that crossed
+    /// the links since their counters read `before`; told as it is made.
+    fn measured(
+        net: &Network,
+        job: &'static str,
+        (mode, workers, g): (&str, usize, usize),
+        (ms, part_ms): (f64, Option<f64>),
+        before: &[u64],
+    ) -> anyhow::Result<Row> {
+        let after = net.traffic()?;
+        let moved: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        let broker = net.hosts.len() - 1;
+        let row = Row {
+            job,
+            mode: mode.to_string(),
+            workers,
+            g,
+            ms,
+            part_ms,
+            link_bytes: moved.iter().sum(),
+            broker_link_bytes: moved[broker],
+        };
+        eprintln!("{job} {}: {ms:.0} ms, {:.1} MiB through the links", row.mode, row.link_bytes as f64 / MIB);
+        Ok(row)
+    }
+}
+
+/// `work` run to its end, or ended by Ctrl-C or SIGTERM with an error, so
+/// that an interrupted run still removes the hosts, their processes and its data.
+fn until_interrupted<T>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            done = work => done,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted: the emulated cluster is being removed"),
+            _ = term.recv() => bail!("terminated: the emulated cluster is being removed"),
+        }
+    })
+}
+
 impl Report {
     fn new(args: &NetworkArgs, rows: Vec<Row>) -> Report {
         let ms = |job: &str, mode: &str| rows.iter().find(|r| r.job == job && r.mode == mode).map(|r| r.ms);
-        let faas_over_burst = ["terasort", "pagerank", "startup"]
+        let faas_over_burst = ["terasort", "pagerank", "startup", "genomics"]
             .into_iter()
             .filter_map(|job| Some((job, ms(job, "faas")? / ms(job, "burst")?)))
             .collect();
@@ -332,7 +447,8 @@ fn print(report: &Report, output: Output) -> anyhow::Result<()> {
         println!("{job}: FaaS mode / burst mode {x:.2}x");
     }
     println!("(terasort: the slowest worker's total, part: its shuffle; pagerank: per iteration, steady state;");
-    println!(" startup: submit to all running, warm median, part: cold)");
+    println!(" startup: submit to all running, warm median, part: cold;");
+    println!(" genomics: first submit to the calls on storage, index cached, part: the slowest worker's regroup)");
     Ok(())
 }
 

@@ -40,6 +40,12 @@ pub enum Genomics {
         /// tcp, uds, shm, redis, rabbitmq, nats, s3 (default: shm on one host, tcp across hosts).
         #[arg(long)]
         transport: Option<String>,
+        /// Run it as the FaaS original did instead: three bursts, each started
+        /// when the one before has succeeded: align (N workers), call (N workers,
+        /// one region each) and merge (one worker), the alignments regrouped
+        /// through OUTPUT/_regroup/ in storage rather than sent between workers.
+        #[arg(long)]
+        stages: bool,
         #[command(flatten)]
         platform: Box<PlatformArgs>,
     },
@@ -74,7 +80,7 @@ pub enum Genomics {
 impl Genomics {
     pub fn run(self, target: &Target, output: Output) -> anyhow::Result<()> {
         match self {
-            Genomics::Call { reference, reads, to, sample, workers, granularity, transport, mut platform } => {
+            Genomics::Call { reference, reads, to, sample, workers, granularity, transport, stages, mut platform } => {
                 let reference = storage_url(&reference)?;
                 let reads = reads.iter().map(|r| storage_url(r)).collect::<anyhow::Result<Vec<_>>>()?;
                 let to = storage_url(&to)?;
@@ -87,15 +93,31 @@ impl Genomics {
                     }
                     platform.grant_local_storage(&to)?;
                 }
-                let request = BurstRequest {
-                    function: "genomics".into(),
-                    workers,
-                    granularity,
-                    transport,
-                    params: serde_json::json!({ "reference": reference, "reads": reads, "output": to, "sample": sample }),
-                    ..Default::default()
+                let params =
+                    serde_json::json!({ "reference": reference, "reads": reads, "output": to, "sample": sample });
+                let burst = |stage: &str, n: usize| {
+                    let mut params = params.clone();
+                    if stages {
+                        params["stage"] = stage.into();
+                    }
+                    if stage == "merge" {
+                        params["regions"] = workers.into();
+                    }
+                    BurstRequest {
+                        function: "genomics".into(),
+                        workers: n,
+                        granularity,
+                        transport: transport.clone(),
+                        params,
+                        ..Default::default()
+                    }
                 };
-                super::run::run_request(&request, &platform, target, false, output)?;
+                let requests = if stages {
+                    vec![burst("align", workers), burst("call", workers), burst("merge", 1)]
+                } else {
+                    vec![burst("all", workers)]
+                };
+                super::run::run_in_order(&requests, &platform, target, output)?;
                 if output != Output::Json {
                     println!("calls: {}/calls.vcf.gz", to.trim_end_matches('/'));
                 }

@@ -87,40 +87,63 @@ pub(super) fn run_request(
     detach: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        match &target.controller {
-            Some(_) => submit_and_follow(&target.client()?, request, detach, output).await,
-            None => {
-                if detach {
-                    bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
-                }
-                with_platform(platform, |url| async move {
-                    submit_and_follow(&target.client_at(&url)?, request, false, output).await
-                })
-                .await
-            }
-        }
-    })
-}
-
-async fn submit_and_follow(
-    client: &Client,
-    request: &BurstRequest,
-    detach: bool,
-    output: Output,
-) -> anyhow::Result<()> {
-    let burst = client.submit(request).await?;
     if detach {
+        let Some(_) = &target.controller else {
+            bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let client = target.client()?;
+        let burst = runtime.block_on(client.submit(request))?;
         println!("{}", burst.id);
         return Ok(());
     }
-    let burst = follow(client, &burst.id).await?;
-    show::burst(&burst, output)?;
-    if burst.state != BurstState::Succeeded {
-        bail!("burst {} {}: {}", burst.id, burst.state.name(), burst.error.as_deref().unwrap_or("no reason given"));
-    }
-    Ok(())
+    run_in_order(std::slice::from_ref(request), platform, target, output)
+}
+
+/// Runs `requests` one after another on one platform (the target's
+/// controller, or one embedded platform for all of them), each submitted
+/// when the one before has succeeded; the first that does not succeed ends
+/// the run with its error. Text output shows each burst as it ends; JSON
+/// output is the burst, or an array of them when there are several.
+pub(super) fn run_in_order(
+    requests: &[BurstRequest],
+    platform: &PlatformArgs,
+    target: &Target,
+    output: Output,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let follow_all = |client: Client| async move {
+        let mut ended = Vec::new();
+        let mut failed = None;
+        for request in requests {
+            let burst = client.submit(request).await?;
+            let burst = follow(&client, &burst.id).await?;
+            if output != Output::Json {
+                show::burst(&burst, output)?;
+            }
+            if burst.state != BurstState::Succeeded {
+                let why = burst.error.as_deref().unwrap_or("no reason given");
+                failed = Some(anyhow::anyhow!("burst {} {}: {why}", burst.id, burst.state.name()));
+            }
+            ended.push(burst);
+            if failed.is_some() {
+                break;
+            }
+        }
+        if output == Output::Json {
+            match ended.as_slice() {
+                [one] => show::burst(one, output)?,
+                all => println!("{}", serde_json::to_string_pretty(all)?),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    };
+    runtime.block_on(async {
+        match &target.controller {
+            Some(_) => follow_all(target.client()?).await,
+            None => with_platform(platform, |url| async move { follow_all(target.client_at(&url)?).await }).await,
+        }
+    })
 }
 
 /// Waits for the burst to end, with a progress bar on a terminal; Ctrl-C cancels it.

@@ -74,6 +74,46 @@ impl Report {
     }
 }
 
+/// Where a run's workers find the case and put their calls (storage URLs),
+/// and the local directory those calls land in, to score them here.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub reference: String,
+    pub reads: [String; 2],
+    pub output: String,
+    pub local_output: PathBuf,
+}
+
+impl Place {
+    /// The case's files and the directory `out`, as `file://` URLs.
+    pub fn local(case: &Case, out: &Path) -> Place {
+        let url = |p: &Path| format!("file://{}", p.display());
+        Place {
+            reference: url(&case.reference),
+            reads: [url(&case.reads[0]), url(&case.reads[1])],
+            output: url(out),
+            local_output: out.to_path_buf(),
+        }
+    }
+
+    fn calls(&self) -> PathBuf {
+        self.local_output.join(volley_genomics::job::CALLS)
+    }
+
+    fn params(&self, stage: &str, regions: Option<usize>) -> serde_json::Value {
+        let mut params = json!({
+            "reference": self.reference,
+            "reads": self.reads,
+            "output": self.output,
+            "stage": stage,
+        });
+        if let Some(n) = regions {
+            params["regions"] = json!(n);
+        }
+        params
+    }
+}
+
 pub const SINGLE: &str = "single node";
 pub const BURST: &str = "burst";
 pub const BURST_CACHED: &str = "burst, cached index";
@@ -100,17 +140,16 @@ pub fn single_node(case: &Case, dir: &Path, threads: usize) -> Result<(Row, Path
     Ok((row, run.vcf))
 }
 
-/// The one-burst pipeline: `workers` in packs of `g`, calls into `out` (a directory).
+/// The one-burst pipeline: `workers` in packs of `g`, from and to `place`.
 pub async fn burst(
     client: &Client,
     name: &str,
     (workers, g): (usize, usize),
-    case: &Case,
+    (case, place): (&Case, &Place),
     single: &Path,
-    out: &Path,
 ) -> Result<Row> {
     let started = Instant::now();
-    let b = run_job(client, &job_request("genomics", workers, &Mode::burst(g), params(case, out, "all", None))).await?;
+    let b = run_job(client, &job_request("genomics", workers, &Mode::burst(g), place.params("all", None))).await?;
     let total = started.elapsed();
     let r = Results::of(&b);
     Ok(Row {
@@ -122,19 +161,19 @@ pub async fn burst(
         regroup_storage_bytes: 0,
         between_packs_bytes: r.sum("remote_bytes"),
         indexed_by: indexed(&r),
-        accuracy: score(case, &out.join(volley_genomics::job::CALLS), single, &out.join("score"))?,
+        accuracy: score(case, &place.calls(), single, &place.local_output.join("score"))?,
     })
 }
 
 /// The FaaS-style pipeline: an align burst and a call burst of `workers`
 /// single-worker packs, then a merge task, each started when the one before
 /// has finished, as the original's client drove its stages.
-pub async fn faas_style(client: &Client, workers: usize, case: &Case, single: &Path, out: &Path) -> Result<Row> {
+pub async fn faas_style(client: &Client, workers: usize, (case, place): (&Case, &Place), single: &Path) -> Result<Row> {
     let faas = Mode { name: "faas", granularity: 1, transport: None };
     let started = Instant::now();
-    let align = run_job(client, &job_request("genomics", workers, &faas, params(case, out, "align", None))).await?;
-    let call = run_job(client, &job_request("genomics", workers, &faas, params(case, out, "call", None))).await?;
-    let merge = params(case, out, "merge", Some(workers));
+    let align = run_job(client, &job_request("genomics", workers, &faas, place.params("align", None))).await?;
+    let call = run_job(client, &job_request("genomics", workers, &faas, place.params("call", None))).await?;
+    let merge = place.params("merge", Some(workers));
     let merge = run_job(client, &job_request("genomics", 1, &faas, merge)).await?;
     let total = started.elapsed();
     let (a, c, m) = (Results::of(&align), Results::of(&call), Results::of(&merge));
@@ -150,22 +189,8 @@ pub async fn faas_style(client: &Client, workers: usize, case: &Case, single: &P
             + m.sum("fetched_bytes"),
         between_packs_bytes: 0,
         indexed_by: indexed(&a) + indexed(&c),
-        accuracy: score(case, &out.join(volley_genomics::job::CALLS), single, &out.join("score"))?,
+        accuracy: score(case, &place.calls(), single, &place.local_output.join("score"))?,
     })
-}
-
-fn params(case: &Case, out: &Path, stage: &str, regions: Option<usize>) -> serde_json::Value {
-    let url = |p: &Path| format!("file://{}", p.display());
-    let mut params = json!({
-        "reference": url(&case.reference),
-        "reads": [url(&case.reads[0]), url(&case.reads[1])],
-        "output": url(out),
-        "stage": stage,
-    });
-    if let Some(n) = regions {
-        params["regions"] = json!(n);
-    }
-    params
 }
 
 fn indexed(r: &Results<'_>) -> usize {
