@@ -99,25 +99,30 @@ fn redis_figures_come_with_the_raw_clients_beside_them() {
     if !redis_up() {
         return;
     }
-    let run = |op: &str, size: &str| {
-        let args = ["bench", "comm", "--transport", "redis", "--op", op, "--workers", "4", "--granularity", "2"];
-        let rest = ["--size", size, "--iters", "3", "--warmup", "1", "--output", "json"];
-        json(&volley(&[&args[..], &rest[..]].concat()))[0].clone()
-    };
-    // A stream: the raw clients' throughput with the transport's chunk and connections.
-    let stream = run("stream", "2MiB");
-    assert!(stream["raw"]["mib_per_s"].as_f64().unwrap() > 0.0, "{stream}");
-    assert!(stream["throughput_vs_raw"].as_f64().unwrap() > 0.0);
-    // Collectives: the floor of what they move between packs (all-to-all: 2
-    // flows of 2x2 parts; broadcast: 1 flow of the message).
-    for (op, flows) in
-        [("all-to-all", "2 concurrent flow(s) of 1048576 bytes"), ("broadcast", "1 concurrent flow(s) of 262144")]
-    {
-        let report = run(op, "256KiB");
-        assert_eq!(report["raw"]["floor"], true, "{report}");
-        assert!(report["raw"]["link"].as_str().unwrap().contains(flows), "{report}");
-        assert!(report["latency_vs_raw"].as_f64().unwrap() > 0.0);
-        assert_eq!(report["verified"], true);
+    // Each mode of the transport beside plain clients using its own commands.
+    for (transport, commands) in [("redis", "RPUSH/BLPOP"), ("redis-streams", "XADD/XREADGROUP")] {
+        let run = |op: &str, size: &str| {
+            let args = ["bench", "comm", "--transport", transport, "--op", op, "--workers", "4", "--granularity", "2"];
+            let rest = ["--size", size, "--iters", "3", "--warmup", "1", "--output", "json"];
+            json(&volley(&[&args[..], &rest[..]].concat()))[0].clone()
+        };
+        // A stream: the raw clients' throughput with the transport's chunk and connections.
+        let stream = run("stream", "2MiB");
+        assert_eq!(stream["raw"]["link"], format!("raw Redis {commands}"), "{stream}");
+        assert!(stream["raw"]["mib_per_s"].as_f64().unwrap() > 0.0, "{stream}");
+        assert!(stream["throughput_vs_raw"].as_f64().unwrap() > 0.0);
+        // Collectives: the floor of what they move between packs (all-to-all: 2
+        // flows of 2x2 parts; broadcast: 1 flow of the message).
+        for (op, flows) in
+            [("all-to-all", "2 concurrent flow(s) of 1048576 bytes"), ("broadcast", "1 concurrent flow(s) of 262144")]
+        {
+            let report = run(op, "256KiB");
+            assert_eq!(report["raw"]["floor"], true, "{report}");
+            let link = report["raw"]["link"].as_str().unwrap();
+            assert!(link.contains(flows) && link.contains(commands), "{report}");
+            assert!(report["latency_vs_raw"].as_f64().unwrap() > 0.0);
+            assert_eq!(report["verified"], true);
+        }
     }
 }
 

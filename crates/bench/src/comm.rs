@@ -9,6 +9,7 @@ pub use volley_comm::Brokers;
 use volley_comm::{Comm, Layout, LocalBurst, Op, TransportOptions, Tuning};
 
 use crate::raw::{self, Raw};
+use crate::raw_redis;
 use crate::stats::Percentiles;
 use crate::verify;
 use crate::{Error, Result};
@@ -250,13 +251,15 @@ fn baseline(b: &CommBench, packs: usize) -> Result<Option<Raw>> {
         "redis" | "redis-streams" if floor_of.is_some() => {
             let (flows, bytes) = floor_of.unwrap_or_default();
             let (chunk, connections) = redis_tuning(b);
-            raw::redis_floor(&b.brokers.redis_url, flows, bytes, iters, chunk, connections).map(Some)
+            let via = raw_redis::Via::of_transport(&b.transport);
+            raw_redis::floor(&b.brokers.redis_url, via, (flows, bytes), iters, chunk, connections).map(Some)
         }
         "tcp" => raw::tcp(b.size, iters).map(Some),
         "uds" | "shm" => raw::uds(b.size, iters).map(Some),
         "redis" | "redis-streams" => {
             let (chunk, connections) = redis_tuning(b);
-            raw::redis(&b.brokers.redis_url, b.size, iters, chunk, connections).map(Some)
+            let via = raw_redis::Via::of_transport(&b.transport);
+            raw_redis::link(&b.brokers.redis_url, via, b.size, iters, chunk, connections).map(Some)
         }
         "nats" => {
             let chunk = b.chunk.unwrap_or(volley_comm::NatsOptions::new("").chunk_bytes) as usize;

@@ -7,6 +7,7 @@ pub mod network;
 pub mod processes;
 mod raw;
 mod raw_brokers;
+mod raw_redis;
 pub mod startup;
 pub mod stats;
 mod verify;

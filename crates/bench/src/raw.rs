@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::stats::Percentiles;
 use crate::{Error, Result};
 
-fn io(e: impl std::fmt::Display) -> Error {
+pub(crate) fn io(e: impl std::fmt::Display) -> Error {
     Error::Baseline(e.to_string())
 }
 
@@ -83,7 +83,7 @@ pub struct Raw {
     pub one_way: Percentiles,
     pub mib_per_s: Option<f64>,
     /// `one_way` is the least time the raw link takes to move what the
-    /// operation moves between packs (see [`redis_floor`]).
+    /// operation moves between packs (see [`crate::raw_redis::floor`]).
     pub floor: bool,
 }
 
@@ -101,139 +101,6 @@ pub fn uds(size: usize, iters: usize) -> Result<Raw> {
     let (c, s) = UnixStream::pair().map_err(io)?;
     let mib_per_s = Some(stream(c, s, size, iters.max(4))?);
     Ok(Raw { link: "raw Unix socket".into(), one_way, mib_per_s, floor: false })
-}
-
-/// Ping-pong through two Redis lists (RPUSH then BLPOP), nothing else.
-///
-/// From 64 KiB up it also measures a stream: `iters` messages of `size`
-/// bytes cut into `chunk`-byte values, moved by plain clients over
-/// `connections` connections each way.
-pub fn redis(url: &str, size: usize, iters: usize, chunk: usize, connections: usize) -> Result<Raw> {
-    let client = redis::Client::open(url).map_err(io)?;
-    let mib_per_s = match size >= 64 << 10 {
-        true => Some(redis_stream(&client, size, chunk.max(1), iters, connections)?),
-        false => None,
-    };
-    let nonce: u64 = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let (ping, pong) = (format!("volley:rawbench{nonce}:ping"), format!("volley:rawbench{nonce}:pong"));
-    let mut a = client.get_connection().map_err(io)?;
-    let mut b = client.get_connection().map_err(io)?;
-    let (ping2, pong2) = (ping.clone(), pong.clone());
-    let echo = thread::spawn(move || -> redis::RedisResult<()> {
-        for _ in 0..iters {
-            let (_, v): (String, Vec<u8>) = redis::cmd("BLPOP").arg(&ping2).arg(5.0).query(&mut b)?;
-            redis::cmd("RPUSH").arg(&pong2).arg(v).query::<()>(&mut b)?;
-        }
-        Ok(())
-    });
-    let msg = Bytes::from(vec![1u8; size]);
-    let mut samples = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let start = Instant::now();
-        redis::cmd("RPUSH").arg(&ping).arg(msg.as_ref()).query::<()>(&mut a).map_err(io)?;
-        let _: (String, Vec<u8>) = redis::cmd("BLPOP").arg(&pong).arg(5.0).query(&mut a).map_err(io)?;
-        samples.push(start.elapsed() / 2);
-    }
-    echo.join().map_err(|_| io("echo thread panicked"))?.map_err(io)?;
-    let _: () = redis::cmd("DEL").arg(&ping).arg(&pong).query(&mut a).map_err(io)?;
-    Ok(Raw { link: "raw Redis RPUSH/BLPOP".into(), one_way: Percentiles::of(&samples), mib_per_s, floor: false })
-}
-
-/// Throughput in MiB/s of `count` messages of `size` bytes through one Redis
-/// list, as plain clients move them with as many connections as the
-/// transport uses (see [`redis_flows`]).
-fn redis_stream(client: &redis::Client, size: usize, chunk: usize, count: usize, connections: usize) -> Result<f64> {
-    let took = redis_flows(client, 1, size, chunk, count, connections)?;
-    Ok((size * count) as f64 / took.as_secs_f64() / (1 << 20) as f64)
-}
-
-/// The raw floor of an operation that moves `flows` flows of `bytes` each
-/// between packs at once (all-to-all: one per ordered pack pair; broadcast:
-/// one per other pack): the time plain clients take to move them through
-/// Redis with the transport's chunk and connections, `iters` times.
-pub fn redis_floor(
-    url: &str,
-    flows: usize,
-    bytes: usize,
-    iters: usize,
-    chunk: usize,
-    connections: usize,
-) -> Result<Raw> {
-    let client = redis::Client::open(url).map_err(io)?;
-    let samples = (0..iters.clamp(3, 10))
-        .map(|_| redis_flows(&client, flows, bytes, chunk.max(1), 1, connections))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Raw {
-        link: format!("raw Redis floor: {flows} concurrent flow(s) of {bytes} bytes"),
-        one_way: Percentiles::of(&samples),
-        mib_per_s: None,
-        floor: true,
-    })
-}
-
-/// How long `flows` concurrent flows take, each `count` messages of `size`
-/// bytes through its own Redis list: per flow, `connections` pushers RPUSH
-/// their share of each message's `chunk`-byte values in one pipeline each,
-/// and `connections` poppers BLPOP their share one by one. No framing, no
-/// reassembly, no order.
-fn redis_flows(
-    client: &redis::Client,
-    flows: usize,
-    size: usize,
-    chunk: usize,
-    count: usize,
-    connections: usize,
-) -> Result<Duration> {
-    let nonce: u64 = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let connections = connections.max(1);
-    let values = size.div_ceil(chunk) * count;
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(2 * connections * flows + 1));
-    let share = |i: usize, total: usize| total / connections + usize::from(i < total % connections);
-    let data = std::sync::Arc::new(vec![1u8; size]);
-    let keys: Vec<String> = (0..flows).map(|f| format!("volley:rawbench{nonce}:flow{f}")).collect();
-    let (mut poppers, mut pushers) = (Vec::new(), Vec::new());
-    for key in &keys {
-        for i in 0..connections {
-            let (pop_key, pop_ready, mut pop) = (key.clone(), ready.clone(), client.get_connection().map_err(io)?);
-            let mine = share(i, values);
-            poppers.push(thread::spawn(move || -> redis::RedisResult<Instant> {
-                pop_ready.wait();
-                for _ in 0..mine {
-                    let _: (String, Vec<u8>) = redis::cmd("BLPOP").arg(&pop_key).arg(10.0).query(&mut pop)?;
-                }
-                Ok(Instant::now())
-            }));
-            let (key, ready, data) = (key.clone(), ready.clone(), data.clone());
-            let mut push = client.get_connection().map_err(io)?;
-            pushers.push(thread::spawn(move || -> redis::RedisResult<()> {
-                ready.wait();
-                let parts: Vec<&[u8]> = data.chunks(chunk).skip(i).step_by(connections).collect();
-                if parts.is_empty() {
-                    return Ok(()); // fewer values than connections
-                }
-                for _ in 0..count {
-                    let mut pipe = redis::pipe();
-                    for part in &parts {
-                        pipe.cmd("RPUSH").arg(&key).arg(*part).ignore();
-                    }
-                    pipe.query::<()>(&mut push)?;
-                }
-                Ok(())
-            }));
-        }
-    }
-    ready.wait();
-    let start = Instant::now();
-    for p in pushers {
-        p.join().map_err(|_| io("push thread panicked"))?.map_err(io)?;
-    }
-    let mut end = start;
-    for p in poppers {
-        end = end.max(p.join().map_err(|_| io("pop thread panicked"))?.map_err(io)?);
-    }
-    let mut conn = client.get_connection().map_err(io)?;
-    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).map_err(io)?;
-    Ok(end - start)
 }
 
 /// Two threads handing `Bytes` back and forth over std channels.
