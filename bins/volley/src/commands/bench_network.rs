@@ -74,6 +74,14 @@ pub struct NetworkArgs {
     /// scripts/services installs), started on the broker host.
     #[arg(long, env = "VOLLEY_S3S_FS", default_value_os_t = default_s3s_fs())]
     s3s_fs: PathBuf,
+    /// Seconds the controller waits for an invoker's poll before it takes the
+    /// invoker for lost. Raise it (and --start-timeout) to measure FaaS mode
+    /// with more processes than the 2 cores start at once in 10 s.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_timeout: f64,
+    /// Seconds an invoker waits for a started pack process to connect.
+    #[arg(long, default_value_t = 10.0)]
+    start_timeout: f64,
     /// Where inputs and outputs go: a directory every host sees (as a
     /// cluster's shared file system), not limited by the emulated links.
     #[arg(long, default_value = "/tmp/volley-bench-network")]
@@ -258,7 +266,8 @@ impl Cluster {
         std::fs::create_dir_all(dir)?;
         std::fs::write(&keys, format!("default {key}\n"))?;
         let mut controller = Command::new(&exe);
-        controller.args(["controller", "--insecure-plain-http", "--heartbeat-timeout", "10"]);
+        controller.args(["controller", "--insecure-plain-http"]);
+        controller.arg("--heartbeat-timeout").arg(args.heartbeat_timeout.to_string());
         controller.arg("--listen").arg(format!("{}:0", net.gateway()));
         controller.arg("--api-keys").arg(&keys).args(["--invoker-token", &token]);
         controller.arg("--redis-url").arg(format!("redis://{broker_addr}:6379/"));
@@ -279,6 +288,7 @@ impl Cluster {
             invoker.args(["--advertise-host", &host.addr, "--name", &host.name, "--warm-pool", &warm]);
             invoker.arg("--local-storage").arg(&args.storage);
             invoker.arg("--data-dir").arg(dir.join(&host.name));
+            invoker.arg("--start-timeout").arg(args.start_timeout.to_string());
             roles.0.push(Spawned::start_ready(invoker, "registered with the controller")?.0);
         }
         Ok(Cluster { url, key, s3, _roles: roles })
