@@ -243,6 +243,9 @@ impl Cluster {
         let mut redis = net.command(broker, "redis-server");
         redis.args(["--bind", &broker_addr, "--port", "6379", "--save", "", "--appendonly", "no"]);
         redis.args(["--protected-mode", "no", "--loglevel", "warning"]);
+        // FaaS mode's workers open several connections each: thousands of
+        // workers pass Redis's default of 10,000 clients.
+        redis.args(["--maxclients", "100000"]);
         roles.0.push(Spawned::start(redis, None)?.0);
         wait_for_port(&format!("{broker_addr}:6379"))?;
         let s3 = match s3s_fs {
