@@ -98,6 +98,10 @@ pub struct CommBench {
     /// with `bench comm-pack` and the pack's spec in `VOLLEY_PACK_SPEC`.
     /// Packs find each other through a Redis hash at `brokers.redis_url`.
     pub processes: Option<std::path::PathBuf>,
+    /// Above this many packs reductions go along a tree of packs; None keeps
+    /// the default (`volley_comm::TREE_ABOVE_PACKS`).
+    #[serde(default)]
+    pub tree_above_packs: Option<usize>,
 }
 
 fn verify_by_default() -> bool {
@@ -173,6 +177,9 @@ pub fn run(b: &CommBench) -> Result<CommReport> {
                 LocalBurst::new(layout.clone()).transport(b.transport_options()?).op_timeout(Duration::from_secs(120));
             if let Some(spin) = b.spin {
                 burst = burst.spin(spin);
+            }
+            if let Some(packs) = b.tree_above_packs {
+                burst = burst.tree_above_packs(packs);
             }
             let spec = b.clone();
             burst.run(move |comm| measure(comm, &spec).map(|m| (m, comm.stats())))?

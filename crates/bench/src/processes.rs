@@ -106,6 +106,9 @@ fn run_pack(spec: &PackSpec) -> Result<Vec<RankResult>> {
     if let Some(spin) = b.spin {
         opts.spin = spin;
     }
+    if let Some(packs) = b.tree_above_packs {
+        opts.tree_above_packs = packs;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -21,6 +21,7 @@ use crate::wire::{DST_WHOLE_PACK, Entry, Space};
 
 mod lend;
 mod sliced;
+mod tree;
 
 pub(crate) use lend::Loans;
 use sliced::Out;
@@ -105,7 +106,14 @@ impl AsyncComm {
     }
 
     /// Combines every worker's `data` with `combine` (in rank order) at root.
+    /// With many packs, the packs' folds combine along a tree (see
+    /// `collectives/tree.rs`).
     pub async fn reduce_bytes(&self, root: usize, data: Bytes, combine: Combine<'_>) -> Result<Option<Bytes>> {
+        if let Some(tree) = self.tree() {
+            self.check_rank(root, "root")?;
+            let work = self.reduce_along_tree(tree, root, data, combine);
+            return self.timed(work, || format!("reduce to rank {root}")).await;
+        }
         let tag = self.next_tag();
         let work = async {
             self.check_rank(root, "root")?;
@@ -140,8 +148,8 @@ impl AsyncComm {
     /// pack's leader folds them: no pack waits for a reduction at rank 0 and
     /// then for its broadcast. Every pack folds its own partial in rank order
     /// and the partials in pack order, so every worker gets the same bits as
-    /// before. With more packs, to rank 0 and back (the partials' exchange
-    /// would grow as packs²).
+    /// before. With more packs, to rank 0 (along a tree above
+    /// `tree_above_packs`) and back (the partials' exchange would grow as packs²).
     pub async fn all_reduce_bytes(&self, data: Bytes, combine: Combine<'_>) -> Result<Bytes> {
         if self.layout().packs() > 2 {
             let reduced = self.reduce_bytes(0, data, combine).await?;

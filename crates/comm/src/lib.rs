@@ -73,7 +73,7 @@ pub use options::NatsOptions;
 pub use options::RabbitMqOptions;
 #[cfg(feature = "s3")]
 pub use options::S3Options;
-pub use options::{PackOptions, StreamOptions, TransportOptions};
+pub use options::{PackOptions, StreamOptions, TREE_ABOVE_PACKS, TransportOptions};
 #[cfg(feature = "redis")]
 pub use options::{RedisMode, RedisOptions};
 pub use pack::Pack;

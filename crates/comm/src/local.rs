@@ -23,6 +23,7 @@ pub struct LocalBurst {
     op_timeout: Duration,
     spin: Option<Duration>,
     limits: Limits,
+    tree_above_packs: usize,
     burst: String,
 }
 
@@ -35,6 +36,7 @@ impl LocalBurst {
             op_timeout: Duration::from_secs(60),
             spin: None,
             limits: Limits::default(),
+            tree_above_packs: crate::options::TREE_ABOVE_PACKS,
             burst: format!("local-{:016x}", rand::random::<u64>()),
         }
     }
@@ -60,6 +62,13 @@ impl LocalBurst {
     /// Size limits for received messages.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Above this many packs reductions combine partials along a tree of
+    /// packs (see [`PackOptions::tree_above_packs`]; default 64).
+    pub fn tree_above_packs(mut self, packs: usize) -> Self {
+        self.tree_above_packs = packs;
         self
     }
 
@@ -108,6 +117,7 @@ impl LocalBurst {
                 .with_transport(self.transport.clone());
             opts.op_timeout = self.op_timeout;
             opts.limits = self.limits;
+            opts.tree_above_packs = self.tree_above_packs;
             if let Some(spin) = self.spin {
                 opts.spin = spin;
             }

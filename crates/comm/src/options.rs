@@ -32,7 +32,19 @@ pub struct PackOptions {
     pub spin: Duration,
     /// Size limits applied to everything received.
     pub limits: Limits,
+    /// Up to this many packs, a reduction sends every pack's partials to
+    /// every other pack at once and folds them in pack order; above it, the
+    /// partials combine along a binary tree of packs (recursive halving,
+    /// about log2(packs) rounds), so no pack makes thousands of transfers.
+    /// The choice fixes the order in which floating-point partials add up,
+    /// so every pack of a burst must use the same value.
+    pub tree_above_packs: usize,
 }
+
+/// [`PackOptions::tree_above_packs`]'s default: the pack count up to which
+/// one round of transfers between all pack pairs costs less than
+/// log2(packs) rounds.
+pub const TREE_ABOVE_PACKS: usize = 64;
 
 impl PackOptions {
     /// Options with defaults for everything but the burst's identity and shape.
@@ -47,6 +59,7 @@ impl PackOptions {
             connect_timeout: Duration::from_secs(30),
             spin: Duration::from_micros(50),
             limits: Limits::default(),
+            tree_above_packs: TREE_ABOVE_PACKS,
         }
     }
 

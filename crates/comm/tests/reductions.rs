@@ -1,7 +1,8 @@
 //! Property: for any layout, length and values, all_reduce, reduce_scatter
-//! and reduce give the bits of one sequential model (ranks within a pack in
-//! order, then packs in order), whether the vector is small enough to go
-//! whole or large enough to go through blocks.
+//! and reduce give the bits of one model of the combination order (ranks
+//! within a pack in order, then packs in order, or along the tree of packs
+//! above `tree_above_packs`), whether the vector is small enough to go whole
+//! or large enough to go through blocks.
 
 use std::time::Duration;
 
@@ -22,16 +23,41 @@ fn values(seed: u64, rank: usize, len: usize) -> Vec<f64> {
         .collect()
 }
 
-fn model(layout: &Layout, seed: u64, len: usize) -> Vec<u64> {
-    let sum_of = |ranks: &mut dyn Iterator<Item = Vec<f64>>| {
-        let mut acc = ranks.next().unwrap();
-        for v in ranks {
-            acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+fn add(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    a
+}
+
+/// The packs' sums combined as a tree: the first `packs - 2^k` in pairs,
+/// then halves of the `2^k` values, lower + upper, recursively.
+fn tree(mut packs: Vec<Vec<f64>>) -> Vec<f64> {
+    let virtuals = 1 << packs.len().ilog2();
+    let paired = packs.len() - virtuals;
+    let rest = packs.split_off(2 * paired);
+    let mut values: Vec<Vec<f64>> = Vec::new();
+    let mut pairs = packs.into_iter();
+    while let (Some(a), Some(b)) = (pairs.next(), pairs.next()) {
+        values.push(add(a, b));
+    }
+    values.extend(rest);
+    fn halves(mut v: Vec<Vec<f64>>) -> Vec<f64> {
+        if v.len() == 1 {
+            return v.pop().unwrap();
         }
-        acc
+        let upper = v.split_off(v.len() / 2);
+        add(halves(v), halves(upper))
+    }
+    halves(values)
+}
+
+fn model(layout: &Layout, seed: u64, len: usize, tree_above: usize) -> Vec<u64> {
+    let packs: Vec<Vec<f64>> =
+        (0..layout.packs()).map(|p| layout.ranks_of(p).map(|r| values(seed, r, len)).reduce(add).unwrap()).collect();
+    let total = match layout.packs() > tree_above {
+        true => tree(packs),
+        false => packs.into_iter().reduce(add).unwrap(),
     };
-    let mut partials = (0..layout.packs()).map(|p| sum_of(&mut layout.ranks_of(p).map(|r| values(seed, r, len))));
-    sum_of(&mut partials).iter().map(|x| x.to_bits()).collect()
+    total.iter().map(|x| x.to_bits()).collect()
 }
 
 proptest! {
@@ -39,15 +65,19 @@ proptest! {
 
     #[test]
     fn reductions_give_the_models_bits_on_every_path(
-        sizes in proptest::collection::vec(1usize..4, 1..4),
+        sizes in proptest::collection::vec(1usize..4, 1..8),
         len in prop_oneof![0usize..40, 8_000usize..12_000],
         seed in any::<u64>(),
+        tree_above in prop_oneof![Just(64usize), 1usize..4],
     ) {
         let layout = Layout::new(&sizes).unwrap();
         let n = layout.workers();
-        let expected = model(&layout, seed, len);
+        let expected = model(&layout, seed, len, tree_above);
         let transport = TransportOptions::Uds(StreamOptions::default());
-        let burst = LocalBurst::new(layout).transport(transport).op_timeout(Duration::from_secs(30));
+        let burst = LocalBurst::new(layout)
+            .transport(transport)
+            .op_timeout(Duration::from_secs(30))
+            .tree_above_packs(tree_above);
         let results = burst
             .run(move |comm| {
                 let r = comm.rank();

@@ -93,6 +93,10 @@ pub struct CommArgs {
     /// iterations carry patterned parts, checked byte for byte outside the timing).
     #[arg(long)]
     no_verify: bool,
+    /// Above this many packs reductions combine along a tree of packs
+    /// (default 64); set it high to measure all pairs at once instead.
+    #[arg(long)]
+    tree_above_packs: Option<usize>,
 }
 
 impl Bench {
@@ -166,6 +170,7 @@ fn run_comm(args: CommArgs, output: Output) -> anyhow::Result<()> {
                     chunk: args.chunk.map(|c| c.min(u32::MAX as usize) as u32),
                     processes: if args.processes { Some(std::env::current_exe()?) } else { None },
                     verify: !args.no_verify,
+                    tree_above_packs: args.tree_above_packs,
                 };
                 let report = comm::run_repeated(&bench, args.repeat)?;
                 if output == Output::Table {

@@ -13,10 +13,14 @@
 //!    as a ring does, but in one round instead of `packs - 1`.
 //! 4. Rank `r` folds the packs' partials of block `r` in pack order.
 //!
+//! Above [`crate::PackOptions::tree_above_packs`] packs, steps 3 and 4 go
+//! along a tree of packs instead (`tree.rs`), so that a pack makes about
+//! log2(packs) transfers, not one to every other pack.
+//!
 //! All-reduce adds an all-gather of the blocks (one transfer per pack pair);
 //! reduce adds a gather at the root. Every element is combined in the same
-//! order as the whole-vector path (ranks within a pack, then packs), so both
-//! give the same bits, every run.
+//! order as the whole-vector path (ranks within a pack, then packs, or the
+//! tree's order), so both give the same bits, every run.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 
 use super::lend::{LendGuard, Loan};
+use super::tree::{Held, Tags, Tree};
 use crate::comm::AsyncComm;
 use crate::error::{Error, Result};
 use crate::reduce::{self, Element, Op};
@@ -34,10 +39,6 @@ use crate::wire::{Entry, Space};
 /// Below this many bytes a reduction goes whole to rank 0 and back: three
 /// rounds of messages would cost more than folding it on one thread.
 const SLICED_MIN_BYTES: usize = 64 * 1024;
-
-/// Above this many packs the pairwise exchange (packs² transfers per round)
-/// would cost more in messages than it saves in bytes.
-const SLICED_MAX_PACKS: usize = 64;
 
 /// The elements that block `index` of `parts` holds, out of `len`: blocks
 /// as equal as can be, the first `len % parts` one element longer. Rank `r`'s
@@ -64,7 +65,14 @@ impl AsyncComm {
         let (share, cross) = (self.next_tag(), self.next_tag());
         let input = self.encode_pooled(data);
         let work = async {
-            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
+            let block = match self.reduce_in::<T>(share, cross, Mine::Copied(input), op).await? {
+                Reduced::Block(block) => block,
+                Reduced::Held(tree, tags, held) => {
+                    let rank = self.rank();
+                    let mut mine = self.deliver_held(tree, tags.delivered(), held, |b| b, rank..rank + 1).await?;
+                    mine.pop().unwrap_or_default()
+                }
+            };
             reduce::decode(&block)
         };
         self.timed(work, || "reduce_scatter".to_string()).await
@@ -72,8 +80,7 @@ impl AsyncComm {
 
     /// Whether a reduction of `bytes` goes through blocks.
     pub(super) fn reduces_in_blocks(&self, bytes: usize) -> bool {
-        let packs = self.layout().packs();
-        self.size() > 1 && bytes >= SLICED_MIN_BYTES && packs <= SLICED_MAX_PACKS
+        self.size() > 1 && bytes >= SLICED_MIN_BYTES
     }
 
     /// All-reduce through blocks of `input` (encoded): reduce-scatter, then
@@ -81,8 +88,8 @@ impl AsyncComm {
     pub(super) async fn all_reduce_in_blocks<T: Element>(&self, input: Bytes, op: Op, out: Out<'_, T>) -> Result<()> {
         let (share, cross, gather) = (self.next_tag(), self.next_tag(), self.next_tag());
         let work = async {
-            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
-            out.fill(&self.all_gather_in(gather, block).await?)
+            let reduced = self.reduce_in::<T>(share, cross, Mine::Copied(input), op).await?;
+            out.fill(&self.all_gather_reduced(gather, reduced).await?)
         };
         self.timed(work, || "all_reduce".to_string()).await
     }
@@ -108,8 +115,8 @@ impl AsyncComm {
         let guard = unsafe { LendGuard::new(loans, share, self.local, self.pack_ranks().len(), start, len) };
         let work = async {
             let reduced = async {
-                let block = self.reduce_scatter_in::<T>(share, cross, Mine::Lent(len), op).await?;
-                self.all_gather_in(gather, block).await
+                let reduced = self.reduce_in::<T>(share, cross, Mine::Lent(len), op).await?;
+                self.all_gather_reduced(gather, reduced).await
             };
             let blocks = match reduced.await {
                 Ok(blocks) => blocks,
@@ -133,8 +140,15 @@ impl AsyncComm {
         let (share, cross, gather) = (self.next_tag(), self.next_tag(), self.next_tag());
         let input = self.encode_pooled(data);
         let work = async {
-            let block = self.reduce_scatter_in::<T>(share, cross, Mine::Copied(input), op).await?;
-            match self.gather_in(gather, root, block).await? {
+            let blocks = match self.reduce_in::<T>(share, cross, Mine::Copied(input), op).await? {
+                Reduced::Block(block) => self.gather_in(gather, root, block).await?,
+                Reduced::Held(tree, tags, held) => {
+                    let expect = if self.rank() == root { 0..self.size() } else { 0..0 };
+                    let blocks = self.deliver_held(tree, tags.delivered(), held, |_| root, expect).await?;
+                    (self.rank() == root).then_some(blocks)
+                }
+            };
+            match blocks {
                 Some(blocks) => reduce::decode_concat(&blocks).map(Some),
                 None => Ok(None),
             }
@@ -188,10 +202,35 @@ impl AsyncComm {
         Ok(acc.freeze())
     }
 
-    /// This rank's block of the reduction of every rank's input (encoded).
-    async fn reduce_scatter_in<T: Element>(&self, share: u64, cross: u64, mine: Mine, op: Op) -> Result<Bytes> {
-        let layout = self.layout();
-        let (size, packs) = (self.size(), layout.packs());
+    /// Every block of an all-reduce at every rank: the reduced blocks gathered.
+    async fn all_gather_reduced(&self, gather: u64, reduced: Reduced) -> Result<Vec<Bytes>> {
+        match reduced {
+            Reduced::Block(block) => self.all_gather_in(gather, block).await,
+            Reduced::Held(tree, tags, held) => self.all_gather_held(tree, &tags, held).await,
+        }
+    }
+
+    /// The reduction of every rank's input (encoded), in blocks: with few
+    /// packs, this rank's block (pairwise exchange); with many, the blocks
+    /// this worker holds at the end of the tree's halving (see `tree.rs`).
+    async fn reduce_in<T: Element>(&self, share: u64, cross: u64, mine: Mine, op: Op) -> Result<Reduced> {
+        let (len, partials) = self.fold_pack_blocks::<T>(share, mine, op).await?;
+        match self.tree() {
+            None => self.exchange_pairs::<T>(cross, partials, len, op).await.map(Reduced::Block),
+            Some(tree) => {
+                let tags = self.tree_tags(tree);
+                let indexed = (self.local..self.size()).step_by(self.pack_ranks().len()).zip(partials).collect();
+                let held = self.halve::<T>(tree, &tags, indexed, len, op).await?;
+                Ok(Reduced::Held(tree, tags, held))
+            }
+        }
+    }
+
+    /// Steps 1 and 2: this worker's blocks (`b % pack_size == local`), each
+    /// folded over the pack's inputs and followed by their length; and that
+    /// length in elements.
+    async fn fold_pack_blocks<T: Element>(&self, share: u64, mine: Mine, op: Op) -> Result<(usize, Vec<Bytes>)> {
+        let size = self.size();
         let my_len = mine.len();
         if !my_len.is_multiple_of(T::SIZE) {
             return Err(Error::invalid("reduction input is not a whole number of elements"));
@@ -240,14 +279,22 @@ impl AsyncComm {
         let pack_size = inputs.len();
         let mut partials = Vec::new();
         for b in (self.local..size).step_by(pack_size) {
-            let partial = self.fold_inputs::<T>(op, &inputs, block_bytes(b), len)?;
+            partials.push(self.fold_inputs::<T>(op, &inputs, block_bytes(b), len)?);
+        }
+        Ok((len, partials))
+    }
+
+    /// Steps 3 and 4 with few packs: each pack's partials to the blocks'
+    /// ranks at once, and this rank's block folded in pack order.
+    async fn exchange_pairs<T: Element>(&self, cross: u64, partials: Vec<Bytes>, len: usize, op: Op) -> Result<Bytes> {
+        let layout = self.layout();
+        let (size, packs, pack_size) = (self.size(), layout.packs(), self.pack_ranks().len());
+        for (b, partial) in (self.local..size).step_by(pack_size).zip(&partials) {
             match layout.pack_of(b) == self.pack() {
                 true => self.core.stats[self.local].local(partial.len()),
                 false => self.count_remote(partial.len()),
             }
-            partials.push(partial);
         }
-        drop(inputs);
 
         // 3. Each block's partial to its rank: one transfer per other pack.
         if let Some(all) = self.core.deposit(cross, self.local, partials) {
@@ -257,7 +304,7 @@ impl AsyncComm {
                 for (b, partial) in (i..size).step_by(pack_size).zip(blocks) {
                     let pack = layout.pack_of(b);
                     if pack == self.pack() {
-                        // Counted by the worker that folded it (step 2).
+                        // Counted by the worker that folded it (above).
                         self.core.deliver_local(first + i, b, (Space::Collective, cross), partial);
                     } else {
                         to_pack[pack].push(self.entry(first + i, b, cross, partial));
@@ -281,6 +328,14 @@ impl AsyncComm {
         }
         self.fold_pooled::<T>(op, &partials)
     }
+}
+
+/// A reduction through blocks, before its blocks go where they are asked for.
+enum Reduced {
+    /// This rank's block (the pairwise exchange).
+    Block(Bytes),
+    /// The blocks this worker holds after the tree's halving.
+    Held(Tree, Tags, Held),
 }
 
 /// This worker's input to a reduction through blocks.
@@ -326,10 +381,10 @@ impl Shared {
 /// A partial carries the length of the inputs it was folded from: packs
 /// whose ranks passed different lengths could otherwise fold blocks of equal
 /// size that hold different elements, and return a wrong result without an error.
-const LENGTH_BYTES: usize = 8;
+pub(super) const LENGTH_BYTES: usize = 8;
 
 /// The partial without its length, once the length is checked to be `len`.
-fn without_length(partial: Bytes, len: usize, pack: usize, rank: usize) -> Result<Bytes> {
+pub(super) fn without_length(partial: Bytes, len: usize, pack: usize, rank: usize) -> Result<Bytes> {
     let Some(at) = partial.len().checked_sub(LENGTH_BYTES) else {
         return Err(Error::protocol(format!("a reduction partial from pack {pack} has no length")));
     };

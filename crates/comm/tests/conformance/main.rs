@@ -56,6 +56,12 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn reductions_along_a_tree_of_packs_keep_one_order() {
+                let Some(t) = transport() else { return };
+                reductions::reductions_along_a_tree(t);
+            }
+
+            #[test]
             fn async_and_blocking_workers_reduce_together() {
                 let Some(t) = transport() else { return };
                 reductions::async_and_blocking_together(t);

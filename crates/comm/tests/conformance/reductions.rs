@@ -24,6 +24,33 @@ fn big(rank: usize, len: usize) -> Vec<u64> {
     (0..len).map(|i| (u64::MAX - i as u64).wrapping_add(rank as u64)).collect()
 }
 
+/// The float sum along a tree of packs (`tree_above_packs` below the pack
+/// count): each pack's ranks in order; then the first `packs - 2^k` packs
+/// in pairs (even + odd); then the `2^k` values as a balanced tree, lower
+/// half + upper half.
+fn model_tree_sum(layout: &Layout, len: usize) -> Vec<f64> {
+    let add = |a: Vec<f64>, b: Vec<f64>| a.into_iter().zip(b).map(|(x, y)| x + y).collect::<Vec<f64>>();
+    let packs: Vec<Vec<f64>> =
+        (0..layout.packs()).map(|p| layout.ranks_of(p).map(|r| floats(r, len)).reduce(add).unwrap()).collect();
+    let virtuals = 1 << layout.packs().ilog2();
+    let paired = layout.packs() - virtuals;
+    let mut values: Vec<Vec<f64>> = Vec::new();
+    let mut packs = packs.into_iter();
+    for v in 0..virtuals {
+        let first = packs.next().unwrap();
+        values.push(if v < paired { add(first, packs.next().unwrap()) } else { first });
+    }
+    while values.len() > 1 {
+        let mut next = Vec::new();
+        let mut pairs = values.into_iter();
+        while let (Some(a), Some(b)) = (pairs.next(), pairs.next()) {
+            next.push(add(a, b));
+        }
+        values = next;
+    }
+    values.pop().unwrap()
+}
+
 /// The float sum, added in the middleware's order.
 fn model_sum(layout: &Layout, len: usize) -> Vec<f64> {
     let mut total: Option<Vec<f64>> = None;
@@ -85,6 +112,62 @@ pub fn reductions_in_blocks(t: TransportOptions) {
             })
             .unwrap();
     }
+}
+
+/// With many packs (here: more than one, forced) reductions go along a tree
+/// of packs: every result in the tree's order, to the bit, by both paths
+/// (blocks and whole values), and a user function still sees rank order.
+pub fn reductions_along_a_tree(t: TransportOptions) {
+    let layouts =
+        [Layout::new(&[2, 1, 2, 1, 1]).unwrap(), Layout::new(&[1; 6]).unwrap(), Layout::new(&[2, 3]).unwrap()];
+    for layout in layouts {
+        let (n, packs) = (layout.workers(), layout.packs());
+        let sum = model_tree_sum(&layout, LEN);
+        let small = model_tree_sum(&layout, 5);
+        let all_ints: Vec<Vec<i64>> = (0..n).map(|r| ints(r, LEN)).collect();
+        let max: Vec<i64> = (0..LEN).map(|i| all_ints.iter().map(|v| v[i]).max().unwrap()).collect();
+        burst(layout, &t)
+            .tree_above_packs(1)
+            .run(move |comm| {
+                let r = comm.rank();
+                let mine = floats(r, LEN);
+                let all = comm.all_reduce(&mine, Op::Sum)?;
+                assert_eq!(bits(&all), bits(&sum), "all_reduce at rank {r} of {packs} packs");
+                let mut in_place = mine.clone();
+                comm.all_reduce_in_place(&mut in_place, Op::Sum)?;
+                assert_eq!(bits(&in_place), bits(&sum), "all_reduce_in_place at rank {r}");
+                let block = comm.reduce_scatter(&mine, Op::Sum)?;
+                assert_eq!(bits(&block), bits(&sum[block_range(LEN, n, r)]), "reduce_scatter at rank {r}");
+                let at_root = comm.reduce(n - 2, &mine, Op::Sum)?;
+                assert_eq!(at_root.map(|v| bits(&v)), (r == n - 2).then(|| bits(&sum)), "reduce at rank {r}");
+                assert_eq!(comm.reduce_scatter(&ints(r, LEN), Op::Max)?, max[block_range(LEN, n, r)]);
+
+                // Whole values (below the blocks' 64 KiB): the same order.
+                assert_eq!(bits(&comm.all_reduce(&floats(r, 5), Op::Sum)?), bits(&small), "small, rank {r}");
+                let concat = comm.all_reduce_with(bytes::Bytes::from(vec![r as u8]), |a, b| [a, b].concat())?;
+                assert_eq!(&concat[..], (0..n as u8).collect::<Vec<_>>(), "user function at rank {r}");
+                let at_root =
+                    comm.reduce_in_place(1, bytes::Bytes::from(vec![r as u8]), |acc, b| acc.extend_from_slice(b))?;
+                assert_eq!(at_root.map(|b| b.to_vec()), (r == 1).then(|| (0..n as u8).collect()), "rank {r}");
+                Ok(())
+            })
+            .unwrap();
+    }
+    // Transfers between packs, for 5 packs of 2, 1, 2, 1 and 1 (virtual packs
+    // 0-3 played by packs 0, 2, 3, 4; pack 1 pairs with pack 0):
+    let transfers = |op: fn(&volley_comm::Comm) -> volley_comm::Result<()>| -> u64 {
+        let layout = Layout::new(&[2, 1, 2, 1, 1]).unwrap();
+        let stats = burst(layout, &t).tree_above_packs(1).run(move |comm| op(comm).map(|_| comm.stats())).unwrap();
+        stats.iter().map(|s| s.remote_transfers).sum()
+    };
+    // pack 1's partials to pack 0, two halving rounds and two doubling rounds
+    // per virtual pack, the result to pack 1: 1 + 4 * 2 + 4 * 2 + 1, where
+    // all pairs at once would make 5 * 4 + 5 * 4.
+    assert_eq!(transfers(|c| c.all_reduce(&vec![1u64; 10_000], Op::Sum).map(drop)), 18);
+    // The halving, then blocks 2 and 4 to their ranks in packs 1 and 2.
+    assert_eq!(transfers(|c| c.reduce_scatter(&vec![1u64; 10_000], Op::Sum).map(drop)), 9 + 2);
+    // Whole values: 4 up the tree, then the broadcast from rank 0 to 4 packs.
+    assert_eq!(transfers(|c| c.all_reduce(&[1u64], Op::Sum).map(drop)), 4 + 4);
 }
 
 pub fn mismatched_lengths(t: TransportOptions) {
