@@ -190,6 +190,20 @@ fn bad_reads_and_a_foreign_reference_are_refused_by_name() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("aligned to the reference: do the reads come from it?"), "{}", stderr(&out));
     assert!(!dir.0.join("out").join("_SUCCESS").exists(), "no output that looks complete");
+
+    // One burst per stage: the failing align stage ends the run, named,
+    // and the call and merge stages are never submitted.
+    let path = |p: &std::path::Path| p.display().to_string();
+    let to = dir.0.join("staged");
+    let args = ["genomics", "call", "--reference", &path(&case.reference), "--reads", &path(&truncated)];
+    let out = volley(None, &[&args[..], &["--to", &path(&to), "-n", "2", "--stages", "--output", "json"]].concat());
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("failed") && said.contains("truncated.fq: the record at byte"), "{said}");
+    let ended: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ended["request"]["params"]["stage"], "align", "only the align stage ran: {ended}");
+    assert!(said.contains(ended["id"].as_str().unwrap()), "the error names the burst: {said}");
+    assert!(!to.join("_SUCCESS").exists() && !to.join("calls.vcf.gz").exists());
 }
 
 #[test]

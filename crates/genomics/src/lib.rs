@@ -28,7 +28,7 @@ pub mod fastq;
 pub mod gz;
 pub mod job;
 pub mod regions;
-mod stages;
+pub mod stages;
 pub mod tools;
 
 pub use error::Error;

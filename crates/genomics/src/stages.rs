@@ -23,6 +23,31 @@ use crate::regions::Genome;
 
 const REGROUP: &str = "_regroup";
 
+/// One burst of the FaaS-style pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageBurst {
+    /// `align`, `call` or `merge`.
+    pub stage: &'static str,
+    pub workers: usize,
+    /// The pipeline's params with this stage's (`stage`, and the merge's `regions`).
+    pub params: volley_sdk::serde_json::Value,
+}
+
+/// The FaaS-style pipeline's bursts, in the order they must run, from the
+/// params of the one-burst pipeline (`reference`, `reads`, `output`,
+/// `sample`): align and call with `workers` workers each, then one worker
+/// merging their `workers` regions.
+pub fn plan(params: &volley_sdk::serde_json::Value, workers: usize) -> Vec<StageBurst> {
+    let stage = |stage: &'static str, workers: usize| {
+        let mut params = params.clone();
+        params["stage"] = json!(stage);
+        StageBurst { stage, workers, params }
+    };
+    let mut merge = stage("merge", 1);
+    merge.params["regions"] = json!(workers);
+    vec![stage("align", workers), stage("call", workers), merge]
+}
+
 /// Index, split and align; each region's alignments put in storage.
 pub(crate) fn align(w: &Worker, p: &Params, dir: &Path) -> WorkerResult {
     // (By length: the stages share no histogram before the parts are written.)
@@ -116,4 +141,19 @@ fn part_key(to: usize, from: usize) -> String {
 
 fn calls_key(region: usize) -> String {
     format!("{REGROUP}/calls/part-{region:05}.vcf.gz")
+}
+
+#[cfg(test)]
+mod tests {
+    use volley_sdk::serde_json::json;
+
+    #[test]
+    fn the_plan_aligns_and_calls_with_every_worker_and_merges_their_regions_with_one() {
+        let base = json!({ "reference": "s3://b/ref.fa", "reads": ["s3://b/r.fq"], "output": "s3://b/out" });
+        let plan = super::plan(&base, 5);
+        let shape: Vec<_> = plan.iter().map(|s| (s.stage, s.workers, s.params["stage"].clone())).collect();
+        assert_eq!(shape, [("align", 5, json!("align")), ("call", 5, json!("call")), ("merge", 1, json!("merge"))]);
+        assert_eq!(plan[2].params["regions"], json!(5));
+        assert!(plan[..2].iter().all(|s| s.params.get("regions").is_none() && s.params["output"] == base["output"]));
+    }
 }

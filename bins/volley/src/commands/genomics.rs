@@ -95,27 +95,20 @@ impl Genomics {
                 }
                 let params =
                     serde_json::json!({ "reference": reference, "reads": reads, "output": to, "sample": sample });
-                let burst = |stage: &str, n: usize| {
-                    let mut params = params.clone();
-                    if stages {
-                        params["stage"] = stage.into();
-                    }
-                    if stage == "merge" {
-                        params["regions"] = workers.into();
-                    }
-                    BurstRequest {
-                        function: "genomics".into(),
-                        workers: n,
-                        granularity,
-                        transport: transport.clone(),
-                        params,
-                        ..Default::default()
-                    }
+                let burst = |workers: usize, params: serde_json::Value| BurstRequest {
+                    function: "genomics".into(),
+                    workers,
+                    granularity,
+                    transport: transport.clone(),
+                    params,
+                    ..Default::default()
                 };
-                let requests = if stages {
-                    vec![burst("align", workers), burst("call", workers), burst("merge", 1)]
-                } else {
-                    vec![burst("all", workers)]
+                let requests = match stages {
+                    true => volley_genomics::stages::plan(&params, workers)
+                        .into_iter()
+                        .map(|stage| burst(stage.workers, stage.params))
+                        .collect(),
+                    false => vec![burst(workers, params)],
                 };
                 super::run::run_in_order(&requests, &platform, target, output)?;
                 if output != Output::Json {

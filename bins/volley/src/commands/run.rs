@@ -88,9 +88,9 @@ pub(super) fn run_request(
     output: Output,
 ) -> anyhow::Result<()> {
     if detach {
-        let Some(_) = &target.controller else {
+        if target.controller.is_none() {
             bail!("--detach needs a running controller (--controller URL or VOLLEY_CONTROLLER)");
-        };
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let client = target.client()?;
         let burst = runtime.block_on(client.submit(request))?;

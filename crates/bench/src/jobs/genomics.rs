@@ -100,17 +100,10 @@ impl Place {
         self.local_output.join(volley_genomics::job::CALLS)
     }
 
-    fn params(&self, stage: &str, regions: Option<usize>) -> serde_json::Value {
-        let mut params = json!({
-            "reference": self.reference,
-            "reads": self.reads,
-            "output": self.output,
-            "stage": stage,
-        });
-        if let Some(n) = regions {
-            params["regions"] = json!(n);
-        }
-        params
+    /// The one-burst pipeline's params (`volley_genomics::stages::plan`
+    /// makes the stages' from them).
+    fn params(&self) -> serde_json::Value {
+        json!({ "reference": self.reference, "reads": self.reads, "output": self.output })
     }
 }
 
@@ -149,7 +142,7 @@ pub async fn burst(
     single: &Path,
 ) -> Result<Row> {
     let started = Instant::now();
-    let b = run_job(client, &job_request("genomics", workers, &Mode::burst(g), place.params("all", None))).await?;
+    let b = run_job(client, &job_request("genomics", workers, &Mode::burst(g), place.params())).await?;
     let total = started.elapsed();
     let r = Results::of(&b);
     Ok(Row {
@@ -171,17 +164,20 @@ pub async fn burst(
 pub async fn faas_style(client: &Client, workers: usize, (case, place): (&Case, &Place), single: &Path) -> Result<Row> {
     let faas = Mode { name: "faas", granularity: 1, transport: None };
     let started = Instant::now();
-    let align = run_job(client, &job_request("genomics", workers, &faas, place.params("align", None))).await?;
-    let call = run_job(client, &job_request("genomics", workers, &faas, place.params("call", None))).await?;
-    let merge = place.params("merge", Some(workers));
-    let merge = run_job(client, &job_request("genomics", 1, &faas, merge)).await?;
+    let mut bursts = Vec::new();
+    for stage in volley_genomics::stages::plan(&place.params(), workers) {
+        bursts.push(run_job(client, &job_request("genomics", stage.workers, &faas, stage.params)).await?);
+    }
     let total = started.elapsed();
-    let (a, c, m) = (Results::of(&align), Results::of(&call), Results::of(&merge));
+    let [align, call, merge] = &bursts[..] else {
+        return Err(Error::Invalid(format!("the FaaS-style plan has {} stages, not align, call, merge", bursts.len())));
+    };
+    let (a, c, m) = (Results::of(align), Results::of(call), Results::of(merge));
     Ok(Row {
         mode: FAAS.into(),
         workers,
         g: 1,
-        stages: slowest_phases(&[&align, &call, &merge]),
+        stages: slowest_phases(&[align, call, merge]),
         total_ms: ms(total),
         regroup_storage_bytes: a.sum("stored_bytes")
             + c.sum("fetched_bytes")
