@@ -60,7 +60,14 @@ pub(crate) async fn nats_stream(url: &str, size: usize, chunk: usize, count: usi
             .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::Explicit, ..Default::default() })
             .await
             .map_err(io)?;
-        let mut messages = consumer.messages().await.map_err(io)?;
+        // The transport's pull window (the client's default lets the server cut it off).
+        let mut messages = consumer
+            .stream()
+            .heartbeat(Duration::from_secs(15))
+            .max_bytes_per_batch(volley_comm::NATS_PULL_BYTES)
+            .messages()
+            .await
+            .map_err(io)?;
         let total = size * count;
         let receiving = tokio::spawn(async move {
             let mut got = 0;

@@ -83,6 +83,9 @@ pub use reduce::{Element, Op};
 pub use rendezvous::RedisRendezvous;
 pub use rendezvous::{LocalRendezvous, Rendezvous, StaticRendezvous};
 pub use stats::CommStats;
+/// Bytes a NATS transport's consumer pulls ahead (for plain clients measured beside it).
+#[cfg(feature = "nats")]
+pub use transport::nats::PULL_BYTES as NATS_PULL_BYTES;
 /// Deletes what a burst left on a broker (for a platform cleaning up after packs that died).
 pub mod purge {
     #[cfg(feature = "nats")]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::mailbox::lock;
-use crate::pool::Pool;
+use crate::pool::{Buffer, Pool};
 use crate::wire::{Header, Kind, decode_abort};
 
 /// How far ahead of the next expected bundle a sender may run.
@@ -28,10 +28,14 @@ pub(crate) enum Arrival {
     Abort { src_pack: usize, rank: usize, reason: String },
 }
 
-#[derive(Default)]
+/// A bundle arriving in packets. Its bytes are copied into place as they
+/// come, so the copy overlaps the rest of the transfer instead of following
+/// it: `assembled` holds the bundle's first bytes without a gap, `ahead`
+/// the chunks that arrived before the ones in front of them.
 struct Partial {
     received: u64,
-    chunks: BTreeMap<u64, Bytes>,
+    assembled: Buffer,
+    ahead: BTreeMap<u64, Bytes>,
 }
 
 #[derive(Default)]
@@ -88,13 +92,16 @@ impl Reassembler {
             }
             Some(body)
         } else {
-            let partial = source.partial.entry(header.seq).or_default();
+            let partial = source.partial.entry(header.seq).or_insert_with(|| Partial {
+                received: 0,
+                assembled: self.pool.take(header.total as usize),
+                ahead: BTreeMap::new(),
+            });
             add_chunk(partial, header.offset, body)?;
-            if partial.received == header.total {
-                let partial = source.partial.remove(&header.seq).expect("present");
-                Some(self.concat(partial, header.total))
-            } else {
-                None
+            match partial.received == header.total {
+                // Every byte came once and none overlaps: nothing is left ahead.
+                true => source.partial.remove(&header.seq).map(|p| p.assembled.freeze()),
+                false => None,
             }
         };
         if let Some(body) = whole {
@@ -113,26 +120,28 @@ impl Reassembler {
         }
         Ok(())
     }
-
-    fn concat(&self, partial: Partial, total: u64) -> Bytes {
-        let mut buf = self.pool.take(total as usize);
-        for chunk in partial.chunks.into_values() {
-            buf.extend_from_slice(&chunk);
-        }
-        buf.freeze()
-    }
 }
 
+/// Copies `body` into place if the bytes before it are there (and then the
+/// chunks it was holding up), or keeps it until they are.
 fn add_chunk(partial: &mut Partial, offset: u64, body: Bytes) -> Result<()> {
     let end = offset + body.len() as u64;
+    let overlaps_assembled = offset < partial.assembled.len() as u64;
     let overlaps_prev =
-        partial.chunks.range(..=offset).next_back().is_some_and(|(&start, prev)| start + prev.len() as u64 > offset);
-    let overlaps_next = partial.chunks.range(offset..).next().is_some_and(|(&start, _)| start < end);
-    if overlaps_prev || overlaps_next {
+        partial.ahead.range(..=offset).next_back().is_some_and(|(&start, prev)| start + prev.len() as u64 > offset);
+    let overlaps_next = partial.ahead.range(offset..).next().is_some_and(|(&start, _)| start < end);
+    if overlaps_assembled || overlaps_prev || overlaps_next {
         return Err(Error::protocol(format!("chunk at offset {offset} overlaps one already received")));
     }
     partial.received += body.len() as u64;
-    partial.chunks.insert(offset, body);
+    if offset > partial.assembled.len() as u64 {
+        partial.ahead.insert(offset, body);
+        return Ok(());
+    }
+    partial.assembled.extend_from_slice(&body);
+    while let Some(next) = partial.ahead.remove(&(partial.assembled.len() as u64)) {
+        partial.assembled.extend_from_slice(&next);
+    }
     Ok(())
 }
 
@@ -163,7 +172,8 @@ mod tests {
     #[test]
     fn out_of_order_packets_and_bundles_come_out_in_order() {
         let r = Reassembler::new(2, Pool::new());
-        let first = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![1u8; 10])], 4);
+        // Distinct bytes: a chunk copied to the wrong place would show.
+        let first = packetize(Kind::Data, 1, 0, vec![Bytes::from((0u8..10).collect::<Vec<_>>())], 4);
         let second = packetize(Kind::Data, 1, 1, vec![Bytes::from(vec![2u8; 3])], 4);
         assert!(push(&r, &second[0]).unwrap().is_empty());
         assert!(push(&r, &first[2]).unwrap().is_empty());
@@ -172,7 +182,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Arrival::Bundle { src_pack: 1, body: Bytes::from(vec![1u8; 10]) },
+                Arrival::Bundle { src_pack: 1, body: Bytes::from((0u8..10).collect::<Vec<_>>()) },
                 Arrival::Bundle { src_pack: 1, body: Bytes::from(vec![2u8; 3]) },
             ]
         );
@@ -183,7 +193,10 @@ mod tests {
         let r = Reassembler::new(2, Pool::new());
         let p = packetize(Kind::Data, 1, 0, vec![Bytes::from(vec![0u8; 8])], 4);
         push(&r, &p[0]).unwrap();
-        assert!(push(&r, &p[0]).is_err());
+        assert!(push(&r, &p[0]).is_err(), "a chunk again, over the assembled bytes");
+        let q = packetize(Kind::Data, 1, 1, vec![Bytes::from(vec![0u8; 12])], 4);
+        push(&r, &q[2]).unwrap();
+        assert!(push(&r, &q[2]).is_err(), "a chunk again, while it waits for the ones before it");
         let stranger = packetize(Kind::Data, 9, 0, vec![Bytes::from_static(b"x")], 4);
         assert!(push(&r, &stranger[0]).is_err());
         let far = packetize(Kind::Data, 0, SEQ_WINDOW + 5, vec![Bytes::from_static(b"x")], 4);

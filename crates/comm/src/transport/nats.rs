@@ -21,6 +21,13 @@ use crate::wire::{HEADER_LEN, OutPacket, split_packet};
 /// Room left in each message for NATS's own headers.
 const HEADROOM: usize = 1024;
 
+/// How many bytes a pack's consumer asks the server for at a time (it asks
+/// again at half). The server cuts off a client that lets more than its
+/// maximum pending (64 MiB by default) pile up unread, a "slow consumer",
+/// and the client's default of 200 messages per pull is 200 MiB of 1 MiB
+/// packets: a burst then loses packets until they are redelivered, 30 s on.
+pub const PULL_BYTES: usize = 16 << 20;
+
 fn err(e: impl std::fmt::Display) -> Error {
     Error::transport("nats", e)
 }
@@ -72,7 +79,13 @@ impl NatsTransport {
             .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::Explicit, ..Default::default() })
             .await
             .map_err(err)?;
-        let mut messages = consumer.messages().await.map_err(err)?;
+        let mut messages = consumer
+            .stream()
+            .heartbeat(std::time::Duration::from_secs(15))
+            .max_bytes_per_batch(PULL_BYTES)
+            .messages()
+            .await
+            .map_err(err)?;
         let tasks = Tasks::default();
         let name = own_stream.clone();
         tasks.spawn(async move {
