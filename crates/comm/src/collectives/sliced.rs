@@ -219,17 +219,21 @@ impl AsyncComm {
             None => self.exchange_pairs::<T>(cross, partials, len, op).await.map(Reduced::Block),
             Some(tree) => {
                 let tags = self.tree_tags(tree);
-                let indexed = (self.local..self.size()).step_by(self.pack_ranks().len()).zip(partials).collect();
-                let held = self.halve::<T>(tree, &tags, indexed, len, op).await?;
+                let held = self.halve::<T>(tree, &tags, partials, len, op).await?;
                 Ok(Reduced::Held(tree, tags, held))
             }
         }
     }
 
-    /// Steps 1 and 2: this worker's blocks (`b % pack_size == local`), each
-    /// folded over the pack's inputs and followed by their length; and that
-    /// length in elements.
-    async fn fold_pack_blocks<T: Element>(&self, share: u64, mine: Mine, op: Op) -> Result<(usize, Vec<Bytes>)> {
+    /// Steps 1 and 2: this worker's blocks (`b % pack_size == local`) as
+    /// `(b, partial)`, each folded over the pack's inputs and followed by
+    /// their length; and that length in elements.
+    async fn fold_pack_blocks<T: Element>(
+        &self,
+        share: u64,
+        mine: Mine,
+        op: Op,
+    ) -> Result<(usize, Vec<(usize, Bytes)>)> {
         let size = self.size();
         let my_len = mine.len();
         if !my_len.is_multiple_of(T::SIZE) {
@@ -279,22 +283,29 @@ impl AsyncComm {
         let pack_size = inputs.len();
         let mut partials = Vec::new();
         for b in (self.local..size).step_by(pack_size) {
-            partials.push(self.fold_inputs::<T>(op, &inputs, block_bytes(b), len)?);
+            partials.push((b, self.fold_inputs::<T>(op, &inputs, block_bytes(b), len)?));
         }
         Ok((len, partials))
     }
 
     /// Steps 3 and 4 with few packs: each pack's partials to the blocks'
     /// ranks at once, and this rank's block folded in pack order.
-    async fn exchange_pairs<T: Element>(&self, cross: u64, partials: Vec<Bytes>, len: usize, op: Op) -> Result<Bytes> {
+    async fn exchange_pairs<T: Element>(
+        &self,
+        cross: u64,
+        partials: Vec<(usize, Bytes)>,
+        len: usize,
+        op: Op,
+    ) -> Result<Bytes> {
         let layout = self.layout();
         let (size, packs, pack_size) = (self.size(), layout.packs(), self.pack_ranks().len());
-        for (b, partial) in (self.local..size).step_by(pack_size).zip(&partials) {
-            match layout.pack_of(b) == self.pack() {
+        for (b, partial) in &partials {
+            match layout.pack_of(*b) == self.pack() {
                 true => self.core.stats[self.local].local(partial.len()),
                 false => self.count_remote(partial.len()),
             }
         }
+        let partials = partials.into_iter().map(|(_, p)| p).collect();
 
         // 3. Each block's partial to its rank: one transfer per other pack.
         if let Some(all) = self.core.deposit(cross, self.local, partials) {

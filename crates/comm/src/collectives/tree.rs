@@ -148,10 +148,8 @@ impl AsyncComm {
 
     /// Tags for one tree reduction, taken from this worker's counter.
     pub(super) fn tree_tags(&self, tree: Tree) -> Tags {
-        let base = self.next_tag();
-        for _ in 1..Tags::count(tree.rounds()) {
-            self.next_tag();
-        }
+        let count = Tags::count(tree.rounds());
+        let base = self.core.collectives[self.local].fetch_add(count, std::sync::atomic::Ordering::Relaxed);
         Tags { base, rounds: tree.rounds() as u64 }
     }
 
