@@ -320,9 +320,12 @@ impl StreamTransport {
                 rest.push(p);
                 continue;
             };
-            // Until its descriptor is written, the segment is the sender's to
-            // forget (a failed write, or a send given up at its timeout).
-            let unsent = Unsent { segments, id: Some(placed.id) };
+            // Until its descriptor is written, the segment (and any new one
+            // announced with it) is the sender's to forget (a failed write,
+            // or a send given up at its timeout).
+            let mut ids = vec![placed.id];
+            ids.extend(placed.announce.iter().map(|a| a.id).filter(|&id| id != placed.id));
+            let unsent = Unsent { segments, ids };
             let mut w = writer.lock().await;
             write_shared(&mut w, &p.header, placed).await.map_err(|e| self.io_error(dst, e))?;
             unsent.sent();
@@ -463,30 +466,30 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
 }
 
-/// A segment whose packet may not have reached the receiver, discarded if
-/// dropped before [`Unsent::sent`].
+/// Segments whose packet or announcement may not have reached the
+/// receiver, discarded if dropped before [`Unsent::sent`].
 struct Unsent<'a> {
     segments: &'a shm::Outbound,
-    id: Option<u32>,
+    ids: Vec<u32>,
 }
 
 impl Unsent<'_> {
     fn sent(mut self) {
-        self.id = None;
+        self.ids.clear();
     }
 }
 
 impl Drop for Unsent<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.segments.discard(id);
+        if !self.ids.is_empty() {
+            self.segments.discard(&self.ids);
         }
     }
 }
 
-/// A packet whose body is in a segment: the segment's announcement first
-/// if it is new (its descriptor attached), then the packet's header and the
-/// descriptor naming the segment.
+/// A packet whose body is in a segment: the announcements of new segments
+/// first (each with its descriptor attached), then the packet's header and
+/// the descriptor naming the segment.
 async fn write_shared(w: &mut SockWriter, header: &Header, placed: shm::Placed) -> std::io::Result<()> {
     let segment = |id: u32, announce: bool| {
         let len = crate::wire::SEGMENT_LEN;
@@ -499,8 +502,8 @@ async fn write_shared(w: &mut SockWriter, header: &Header, placed: shm::Placed) 
     for id in placed.retired {
         w.write_all(&segment(id, false)).await?;
     }
-    if let Some(fd) = placed.announce {
-        w.write_with_fd(&segment(placed.id, true), std::os::fd::AsFd::as_fd(&fd)).await?;
+    for new in placed.announce {
+        w.write_with_fd(&segment(new.id, true), std::os::fd::AsFd::as_fd(&new.fd)).await?;
     }
     let mut buf = BytesMut::with_capacity(HEADER_LEN + shm::DESCRIPTOR_LEN);
     buf.put_slice(&Header { kind: Kind::Shm, ..*header }.encode());
