@@ -35,6 +35,12 @@ pub struct Brokers {
     /// Key prefix under which bursts put their packets.
     #[serde(default)]
     pub s3_prefix: String,
+    /// Connections each pack opens to Redis for sending, and as many for
+    /// receiving (`None`: the transport's default, 4). Thousands of
+    /// single-worker packs on one Redis may need fewer: it takes no more
+    /// clients than its open-file limit allows.
+    #[serde(default)]
+    pub redis_connections: Option<usize>,
 }
 
 impl Default for Brokers {
@@ -49,6 +55,7 @@ impl Default for Brokers {
             s3_access_key: "volley".into(),
             s3_secret_key: "volley-secret".into(),
             s3_prefix: String::new(),
+            redis_connections: None,
         }
     }
 }
@@ -86,8 +93,11 @@ impl Brokers {
                 if name == "redis-streams" {
                     o.mode = RedisMode::Streams;
                 }
-                set(&mut o.connections, connections);
+                set(&mut o.connections, connections.or(self.redis_connections));
                 set(&mut o.chunk_bytes, chunk_bytes);
+                if o.connections == 0 {
+                    return Err(Error::invalid("Redis connections must be at least 1"));
+                }
                 TransportOptions::Redis(o)
             }
             #[cfg(feature = "rabbitmq")]
@@ -181,5 +191,22 @@ mod tests {
             TransportOptions::Uds(o) => assert_eq!((o.connections, o.chunk_bytes), (3, 4096)),
             other => panic!("expected uds, got {}", other.name()),
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_platforms_redis_connections_apply_unless_a_tuning_says_otherwise() {
+        let redis = |brokers: &Brokers, tuning| match brokers.transport("redis", tuning).unwrap() {
+            TransportOptions::Redis(o) => o.connections,
+            other => panic!("expected redis, got {}", other.name()),
+        };
+        let mut brokers = Brokers::default();
+        assert_eq!(redis(&brokers, Tuning::default()), 4);
+        brokers.redis_connections = Some(1);
+        assert_eq!(redis(&brokers, Tuning::default()), 1);
+        assert_eq!(redis(&brokers, Tuning { connections: Some(3), chunk_bytes: None }), 3);
+        brokers.redis_connections = Some(0);
+        let err = brokers.transport("redis", Tuning::default()).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ mod cache;
 mod confine;
 mod drain;
 mod health;
+mod host_memory;
 mod logs;
 mod options;
 mod pool;

@@ -99,7 +99,7 @@ impl Default for Options {
             name: hostname(),
             host: "127.0.0.1".into(),
             slots: 2048,
-            memory_mb: total_memory_mb().unwrap_or(4096),
+            memory_mb: crate::host_memory::total_mb().unwrap_or(4096),
             data_dir: std::env::temp_dir().join("volley").join("invoker"),
             program: std::env::current_exe().unwrap_or_default(),
             program_args: vec!["pack".into()],
@@ -146,11 +146,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "invoker".into())
-}
-
-fn total_memory_mb() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }

@@ -2,16 +2,22 @@
 //! waiting for a pack. A process serves one pack and exits (packs of
 //! different bursts never share a process), so the pool is refilled after
 //! every take, up to the most packs of a program recently running at once
-//! (of one burst or of several); processes idle longer than the idle
-//! timeout are stopped.
+//! (of one burst or of several); once a program has had no pack running
+//! for the idle timeout, its processes idle that long are stopped. Refills start in waves and stop while the host's
+//! memory runs low (`host_memory.rs`); the invoker's tick resumes them.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::Shared;
 use crate::spawn::{self, Started};
+use crate::{Shared, host_memory};
+
+/// Warm processes start this many at a time, with the host's memory checked
+/// before each wave: thousands of starts at once would all pass one check
+/// (and leave two cores no time for the invoker's heartbeats).
+const WAVE: usize = 32;
 
 /// Most worker threads the idle processes of one program prepare in all.
 /// Demand is remembered as two maxima (most packs of a burst, largest pack),
@@ -40,6 +46,8 @@ struct Entry {
     /// Packs of the program running now, of whatever bursts.
     running: usize,
     last_used: Option<Instant>,
+    /// A refill stopped for want of memory: the tick tries again.
+    held_back: bool,
 }
 
 /// A pack of a program running: counted until dropped.
@@ -52,6 +60,8 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         if let Some(entry) = self.pool.lock().get_mut(&self.key) {
             entry.running = entry.running.saturating_sub(1);
+            // In use until now: the idle timeout counts from its last pack's end.
+            entry.last_used = Some(Instant::now());
         }
     }
 }
@@ -104,12 +114,19 @@ impl Pool {
         self.lock().values().map(|e| e.idle.len()).sum()
     }
 
-    /// Starts processes until each program has its target idle or starting.
+    /// Whether a refill stopped for want of memory (and should be tried again).
+    pub(crate) fn held_back(&self) -> bool {
+        self.lock().values().any(|e| e.held_back)
+    }
+
+    /// Starts processes until each program has its target idle or starting,
+    /// in waves, while the host has memory to spare.
     pub(crate) fn refill(shared: &Arc<Shared>) {
         let mut wanted = Vec::new();
         {
             let mut entries = shared.pool.lock();
             for (key, entry) in entries.iter_mut() {
+                entry.held_back = false;
                 let have = entry.idle.len() + entry.starting;
                 if entry.target > have {
                     entry.starting += entry.target - have;
@@ -118,35 +135,47 @@ impl Pool {
             }
         }
         for (key, n, threads) in wanted {
-            for _ in 0..n {
-                let shared = shared.clone();
-                let key = key.clone();
-                tokio::spawn(async move {
-                    let started = spawn::start(&shared, &key.0, &key.1, "a warm pack process", threads).await;
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut left = n;
+                while left > 0 && host_memory::room_for_warm() {
+                    let wave = left.min(WAVE);
+                    let mut starts = tokio::task::JoinSet::new();
+                    for _ in 0..wave {
+                        starts.spawn(start_warm(shared.clone(), key.clone(), threads));
+                    }
+                    starts.join_all().await;
+                    left -= wave;
+                }
+                if left > 0 {
+                    tracing::info!(left, "the host's memory runs low: warm pack processes wait");
                     let mut entries = shared.pool.lock();
                     let entry = entries.entry(key).or_default();
-                    entry.starting = entry.starting.saturating_sub(1);
-                    match started {
-                        Ok(s) => entry.idle.push_back((Instant::now(), s)),
-                        Err(e) => tracing::warn!("a warm pack process failed to start: {e}"),
-                    }
-                });
-            }
+                    entry.starting = entry.starting.saturating_sub(left);
+                    entry.held_back = true;
+                }
+            });
         }
     }
 
-    /// Stops processes idle longer than the idle timeout; forgets the demand
-    /// of programs unused for that long.
+    /// Forgets the demand of programs with no pack running and none ended
+    /// for the idle timeout, and stops their processes idle that long.
     pub(crate) async fn expire(&self, idle_timeout: std::time::Duration) {
         let now = Instant::now();
         let mut expired = Vec::new();
         {
             let mut entries = self.lock();
             for entry in entries.values_mut() {
-                if entry.last_used.is_none_or(|t| now.duration_since(t) > idle_timeout) {
-                    entry.target = 0;
-                    entry.threads = 0;
+                // A program with packs running is in use, however long they run:
+                // its demand stays, and so do its idle processes (nothing else
+                // would start them again before its next burst; a refill held
+                // back for memory waits for the running packs to end).
+                let unused = entry.last_used.is_none_or(|t| now.duration_since(t) > idle_timeout);
+                if entry.running > 0 || !unused {
+                    continue;
                 }
+                entry.target = 0;
+                entry.threads = 0;
                 while entry.idle.front().is_some_and(|(since, _)| now.duration_since(*since) > idle_timeout) {
                     if let Some((_, s)) = entry.idle.pop_front() {
                         expired.push(s);
@@ -174,6 +203,18 @@ impl Pool {
         for mut s in all {
             spawn::stop(&mut s.child).await;
         }
+    }
+}
+
+/// One warm process of `key`, into the pool.
+async fn start_warm(shared: Arc<Shared>, key: ProgramKey, threads: usize) {
+    let started = spawn::start(&shared, &key.0, &key.1, "a warm pack process", threads).await;
+    let mut entries = shared.pool.lock();
+    let entry = entries.entry(key).or_default();
+    entry.starting = entry.starting.saturating_sub(1);
+    match started {
+        Ok(s) => entry.idle.push_back((Instant::now(), s)),
+        Err(e) => tracing::warn!("a warm pack process failed to start: {e}"),
     }
 }
 
@@ -206,5 +247,23 @@ mod tests {
         assert_eq!(target(&pool), 4);
         let _many = pool.note_demand(&key, 40, 1, 16);
         assert_eq!(target(&pool), 16);
+    }
+
+    #[tokio::test]
+    async fn demand_is_remembered_while_packs_run_longer_than_the_idle_timeout() {
+        let pool = Pool::default();
+        let key: ProgramKey = (PathBuf::from("volley"), vec!["pack".into()]);
+        let long_ago = || Some(Instant::now() - std::time::Duration::from_secs(600));
+        let running = pool.note_demand(&key, 8, 1, 16);
+        pool.lock().get_mut(&key).unwrap().last_used = long_ago();
+        pool.expire(std::time::Duration::from_secs(60)).await;
+        assert_eq!(pool.lock()[&key].target, 8, "a burst still running keeps its demand");
+        // Its end counts as a use: the timeout starts over from there.
+        drop(running);
+        pool.expire(std::time::Duration::from_secs(60)).await;
+        assert_eq!(pool.lock()[&key].target, 8);
+        pool.lock().get_mut(&key).unwrap().last_used = long_ago();
+        pool.expire(std::time::Duration::from_secs(60)).await;
+        assert_eq!(pool.lock()[&key].target, 0, "forgotten once unused for the timeout");
     }
 }

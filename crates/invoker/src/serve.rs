@@ -142,7 +142,8 @@ fn handle(shared: &Arc<Shared>, packs: &TaskTracker, command: Command, per_burst
     }
 }
 
-/// Stops warm processes nobody used for the idle timeout.
+/// Stops warm processes nobody used for the idle timeout, and resumes
+/// refills that the host's memory held back.
 async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -150,6 +151,9 @@ async fn expire_warm(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         shared.pool.expire(shared.opts.idle_timeout).await;
+        if shared.pool.held_back() {
+            crate::pool::Pool::refill(&shared);
+        }
     }
 }
 
@@ -196,6 +200,15 @@ async fn register(client: &Client, registration: &Registration, shutdown: &Cance
     }
 }
 
+/// Events per post, at most.
+const BATCH_EVENTS: usize = 512;
+
+/// JSON bytes per post, at most: the controller refuses request bodies over
+/// 2 MB, and 512 events can pass that (a worker's end carries its report,
+/// whose traffic grows with the burst's packs: a 4,096-worker FaaS burst's
+/// endings did, and were retried for ever).
+const BATCH_BYTES: usize = 1 << 20;
+
 /// Posts events in order, in batches; a failed post is retried so that no
 /// result is dropped while the controller is briefly unreachable.
 async fn post_events(
@@ -206,16 +219,20 @@ async fn post_events(
     unposted: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
 ) {
-    while let Some(first) = events.recv().await {
+    // An event taken that did not fit the last batch: the next one's first.
+    let mut carried: Option<Event> = None;
+    loop {
+        let first = match carried.take() {
+            Some(e) => e,
+            None => match events.recv().await {
+                Some(e) => e,
+                None => return,
+            },
+        };
         // Held while the invoker's leaving goes first; never longer than the leaving may take.
         let _ = tokio::time::timeout(LEAVE_TIMEOUT * 2, open.wait_for(|o| *o)).await;
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match events.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
+        let batch;
+        (batch, carried) = fill_batch(first, &mut events);
         let mut delay = Duration::from_millis(50);
         loop {
             let current = id.borrow().clone();
@@ -234,5 +251,68 @@ async fn post_events(
         }
         // Posted, or given up on: either way no longer waited for.
         unposted.fetch_sub(batch.len() as u64, Ordering::SeqCst);
+    }
+}
+
+/// `first` and the events already waiting behind it, up to a batch's
+/// count and bytes; the event that would have passed them comes back, to
+/// go first in the next batch.
+fn fill_batch(first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> (Vec<Event>, Option<Event>) {
+    let mut bytes = json_len(&first);
+    let mut batch = vec![first];
+    while batch.len() < BATCH_EVENTS {
+        let Ok(e) = events.try_recv() else { break };
+        let len = json_len(&e);
+        if bytes + len > BATCH_BYTES {
+            return (batch, Some(e));
+        }
+        bytes += len;
+        batch.push(e);
+    }
+    (batch, None)
+}
+
+/// An event's size in the post's JSON.
+fn json_len(event: &Event) -> usize {
+    serde_json::to_vec(event).map_or(0, |v| v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(pack: usize, address_len: usize) -> Event {
+        Event::PackAddress { burst: "b".into(), pack, address: "x".repeat(address_len) }
+    }
+
+    fn pack(e: &Event) -> usize {
+        match e {
+            Event::PackAddress { pack, .. } => *pack,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batches_keep_to_a_count_and_to_a_size_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for p in 1..600 {
+            tx.send(event(p, 10)).unwrap();
+        }
+        let (batch, carried) = fill_batch(event(0, 10), &mut rx);
+        assert_eq!(batch.len(), BATCH_EVENTS);
+        assert!(carried.is_none());
+        let (rest, _) = fill_batch(rx.try_recv().unwrap(), &mut rx);
+        assert_eq!(rest.len(), 600 - BATCH_EVENTS);
+        assert_eq!(pack(&rest[0]), BATCH_EVENTS);
+
+        // Large events: as many as fit the bytes; the next one is carried, not lost.
+        for p in 1..5 {
+            tx.send(event(p, 400 << 10)).unwrap();
+        }
+        let (batch, carried) = fill_batch(event(0, 400 << 10), &mut rx);
+        assert_eq!(batch.iter().map(pack).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(batch.iter().map(json_len).sum::<usize>() <= BATCH_BYTES);
+        let (next, _) = fill_batch(carried.expect("the third is carried"), &mut rx);
+        assert_eq!(next.iter().map(pack).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

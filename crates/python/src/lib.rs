@@ -290,6 +290,7 @@ fn brokers_from_env() -> (volley_comm::Brokers, volley_storage::StorageOptions) 
         s3_access_key: var("VOLLEY_S3_ACCESS_KEY", d.s3_access_key),
         s3_secret_key: var("VOLLEY_S3_SECRET_KEY", d.s3_secret_key),
         s3_prefix: "bursts/".into(),
+        redis_connections: None,
     };
     let storage = volley_storage::StorageOptions {
         endpoint: Some(brokers.s3_endpoint.clone()),

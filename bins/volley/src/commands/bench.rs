@@ -196,6 +196,7 @@ fn brokers(args: &CommArgs) -> Brokers {
         s3_access_key: args.s3_access_key.clone(),
         s3_secret_key: args.s3_secret_key.clone(),
         s3_prefix: String::new(),
+        redis_connections: None,
     }
 }
 

@@ -10,7 +10,7 @@
 //! and holds the job's input and output, so that the FaaS-style stages'
 //! storage round trips cross the links as they would to a remote store.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -82,6 +82,12 @@ pub struct NetworkArgs {
     /// Seconds an invoker waits for a started pack process to connect.
     #[arg(long, default_value_t = 10.0)]
     start_timeout: f64,
+    /// Connections each pack of FaaS mode opens to the broker host's Redis
+    /// for sending, and as many for receiving (the platform's default: 4).
+    /// At 4,096 FaaS workers the default needs more clients than Redis can
+    /// take here (open files are capped at 20,000 and cannot be raised).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    redis_connections: Option<u16>,
     /// Where inputs and outputs go: a directory every host sees (as a
     /// cluster's shared file system), not limited by the emulated links.
     #[arg(long, default_value = "/tmp/volley-bench-network")]
@@ -142,6 +148,7 @@ pub fn run(args: NetworkArgs, output: Output) -> anyhow::Result<()> {
     if args.jobs.iter().any(|j| j == "genomics") && !args.s3s_fs.is_file() {
         bail!("the genomics job needs s3s-fs at {} (run scripts/services, or give --s3s-fs)", args.s3s_fs.display());
     }
+    raise_open_files();
     let mut names: Vec<String> = (0..args.hosts).map(|i| format!("host{i}")).collect();
     names.push("broker".into());
     let net = Network::new(&names, &args.rate).context("building the emulated network (run as root)")?;
@@ -227,6 +234,28 @@ impl Drop for Roles {
     }
 }
 
+/// Raises this process's open-file limit as far as it may (to the kernel's
+/// most with CAP_SYS_RESOURCE, else to its hard limit), for the platform it
+/// starts to inherit: Redis on the broker host refuses clients past its own
+/// open-file limit (less 32) with a reset, whatever `--maxclients`, and
+/// thousands of FaaS workers hold several connections each.
+fn raise_open_files() {
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let mut now = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) != 0 {
+            return;
+        }
+        let want = most.unwrap_or(now.rlim_max).min(1 << 20).max(now.rlim_max);
+        let raised = libc::rlimit { rlim_cur: want, rlim_max: want };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            let soft = libc::rlimit { rlim_cur: now.rlim_max, rlim_max: now.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+    }
+}
+
 impl Cluster {
     /// Invokers with `slots` and `warm` processes each; with `s3s_fs`, an
     /// S3 server on the broker host too, the workers' s3:// storage.
@@ -274,6 +303,9 @@ impl Cluster {
         controller.arg("--listen").arg(format!("{}:0", net.gateway()));
         controller.arg("--api-keys").arg(&keys).args(["--invoker-token", &token]);
         controller.arg("--redis-url").arg(format!("redis://{broker_addr}:6379/"));
+        if let Some(n) = args.redis_connections {
+            controller.arg("--redis-connections").arg(n.to_string());
+        }
         controller.arg("--data-dir").arg(dir.join("controller"));
         if let Some(s3) = &s3 {
             // (The controller hands its storage settings to the packs it places.)
@@ -479,6 +511,13 @@ impl Spawned {
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
         let stderr = child.stderr.take().context("no stderr")?;
+        // With VOLLEY_BENCH_LOGS=DIR, every role's whole log is kept there
+        // (`<program>-<pid>.log`), for a run that fails far from its cause.
+        let mut keep = std::env::var_os("VOLLEY_BENCH_LOGS").and_then(|dir| {
+            let program = Path::new(cmd.get_program()).file_name()?.to_string_lossy().into_owned();
+            let path = Path::new(&dir).join(format!("{program}-{}.log", child.id()));
+            std::fs::File::create(path).ok()
+        });
         let spawned = Spawned { child };
         let (tx, rx) = mpsc::channel();
         let waits = ready.is_some();
@@ -487,6 +526,9 @@ impl Spawned {
             // The last lines only, for a process that ends before it is ready.
             let mut log = std::collections::VecDeque::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(file) = keep.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
                 if ready.as_ref().is_some_and(|r| line.contains(r)) {
                     let _ = tx.send(Ok(line.clone()));
                 }

@@ -34,6 +34,12 @@ pub struct BrokerArgs {
     pub s3_access_key: String,
     #[arg(long, env = "VOLLEY_S3_SECRET_KEY", default_value_t = Brokers::default().s3_secret_key, hide_env_values = true)]
     pub s3_secret_key: String,
+    /// Connections each pack of a redis burst opens for sending, and as many
+    /// for receiving (default 4). Thousands of single-worker packs on one
+    /// Redis may need fewer: Redis takes no more clients than its open-file
+    /// limit allows.
+    #[arg(long, env = "VOLLEY_REDIS_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub redis_connections: Option<u16>,
 }
 
 impl BrokerArgs {
@@ -47,6 +53,7 @@ impl BrokerArgs {
             s3_access_key: self.s3_access_key.clone(),
             s3_secret_key: self.s3_secret_key.clone(),
             s3_prefix: s3_prefix.into(),
+            redis_connections: self.redis_connections.map(usize::from),
         }
     }
 
