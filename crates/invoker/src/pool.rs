@@ -137,22 +137,39 @@ impl Pool {
         for (key, n, threads) in wanted {
             let shared = shared.clone();
             tokio::spawn(async move {
+                // Reserved in `starting` and not yet settled by `start_warm`.
                 let mut left = n;
-                while left > 0 && host_memory::room_for_warm() {
+                // Starts that panicked: they settled nothing and are not tried again.
+                let mut lost = 0;
+                let mut low_memory = false;
+                while left > 0 {
+                    // Drained or forgotten meanwhile (shutdown, idle timeout): no more.
+                    if shared.pool.lock().get(&key).is_none_or(|e| e.target == 0) {
+                        break;
+                    }
+                    if !host_memory::room_for_warm() {
+                        low_memory = true;
+                        break;
+                    }
                     let wave = left.min(WAVE);
+                    left -= wave;
                     let mut starts = tokio::task::JoinSet::new();
                     for _ in 0..wave {
                         starts.spawn(start_warm(shared.clone(), key.clone(), threads));
                     }
-                    starts.join_all().await;
-                    left -= wave;
+                    while let Some(joined) = starts.join_next().await {
+                        lost += usize::from(joined.is_err());
+                    }
                 }
-                if left > 0 {
-                    tracing::info!(left, "the host's memory runs low: warm pack processes wait");
+                if left + lost > 0 {
+                    if low_memory {
+                        // Retried every second while memory stays low: not worth a line each time.
+                        tracing::debug!(left, "the host's memory runs low: warm pack processes wait");
+                    }
                     let mut entries = shared.pool.lock();
                     let entry = entries.entry(key).or_default();
-                    entry.starting = entry.starting.saturating_sub(left);
-                    entry.held_back = true;
+                    entry.starting = entry.starting.saturating_sub(left + lost);
+                    entry.held_back |= low_memory;
                 }
             });
         }

@@ -247,10 +247,11 @@ fn raise_open_files() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) != 0 {
             return;
         }
-        let want = most.unwrap_or(now.rlim_max).min(1 << 20).max(now.rlim_max);
-        let raised = libc::rlimit { rlim_cur: want, rlim_max: want };
+        // (A hard limit of RLIM_INFINITY is above any cap: the soft one is set to the cap.)
+        let cap = most.unwrap_or(1 << 20).min(1 << 20);
+        let raised = libc::rlimit { rlim_cur: cap, rlim_max: now.rlim_max.max(cap) };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-            let soft = libc::rlimit { rlim_cur: now.rlim_max, rlim_max: now.rlim_max };
+            let soft = libc::rlimit { rlim_cur: now.rlim_max.min(cap), rlim_max: now.rlim_max };
             libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
         }
     }

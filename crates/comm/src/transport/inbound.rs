@@ -38,6 +38,10 @@ pub(crate) struct Inbound {
     /// Registered for readability only; reads go through it too.
     fd: AsyncFd<Socket>,
     parse: Mutex<Parse>,
+    /// Raised when a pumping worker reads the end: the socket may never be
+    /// readable again (the peer keeps it open a while after its goodbye),
+    /// and the background reader must not wait on it.
+    ended: tokio::sync::Notify,
 }
 
 /// Where the byte stream stands between two reads.
@@ -70,7 +74,7 @@ impl Inbound {
         let fd = register(sock, Interest::READABLE)?;
         let stage = Stage { buf: vec![0; STAGE].into_boxed_slice(), start: 0, end: 0 };
         let parse = Parse { stage, body: None, shm: shared.then(shm::Inbound::default), ended: false };
-        Ok(Inbound { from, fd, parse: Mutex::new(parse) })
+        Ok(Inbound { from, fd, parse: Mutex::new(parse), ended: tokio::sync::Notify::new() })
     }
 
     /// For a worker busy-polling: reads what has arrived unless someone else is reading.
@@ -88,7 +92,11 @@ impl Inbound {
     /// The background reader: waits for the socket and reads, until the connection ends.
     pub async fn run(self: Arc<Self>, sink: SinkRef) {
         loop {
-            let mut ready = match self.fd.readable().await {
+            let readable = tokio::select! {
+                readable = self.fd.readable() => readable,
+                _ = self.ended.notified() => return,
+            };
+            let mut ready = match readable {
                 Ok(ready) => ready,
                 Err(e) => {
                     if let Some(target) = sink.upgrade() {
@@ -119,18 +127,18 @@ impl Inbound {
 
     /// Pumps, and turns the end of the connection into one final report.
     fn settle(&self, parse: &mut Parse, sink: &dyn PacketSink, budget: usize) -> Option<Pumped> {
-        match pump(parse, self.fd.get_ref(), self.from, sink, budget) {
-            Ok(Pumped::Ended) => {
-                parse.ended = true;
-                None
-            }
-            Ok(pumped) => Some(pumped),
+        let settled = match pump(parse, self.fd.get_ref(), self.from, sink, budget) {
+            Ok(Pumped::Ended) => None,
+            Ok(pumped) => return Some(pumped),
             Err(reason) => {
-                parse.ended = true;
                 sink.lost(self.from, reason);
                 None
             }
-        }
+        };
+        parse.ended = true;
+        // A permit kept if the background reader is not waiting yet.
+        self.ended.notify_one();
+        settled
     }
 }
 

@@ -201,6 +201,15 @@ impl Outbound {
         Some(placed)
     }
 
+    /// Spares whose announcement is written: from now on any sender may
+    /// place a packet in them (its descriptor comes after the announcement).
+    pub fn announced(&self, spares: &[u32]) {
+        let state = lock(&self.state);
+        for seg in state.segments.iter().filter(|s| spares.contains(&s.id)) {
+            seg.map.state().store(FREE, Ordering::Release);
+        }
+    }
+
     /// Forgets segments whose packet or announcement may not have reached
     /// the receiver (the write failed or was given up): the receiver may not
     /// even know them, so they are never used again.
@@ -239,21 +248,7 @@ impl OutboundState {
         if self.unavailable || !self.make_room(size) {
             return None;
         }
-        let (map, fd) = self.add(size)?;
-        map.state().store(BUSY, Ordering::Relaxed);
-        let mut announce = vec![fd];
-        // The spare only takes room that is free: it retires nothing.
-        if outgrown && self.bytes + size <= self.limit && self.segments.len() < MAX_SEGMENTS {
-            announce.extend(self.add(size).map(|(_, fd)| fd));
-        }
-        let placed = Placed { id: announce[0].id, announce, retired: std::mem::take(&mut self.retiring) };
-        Some((placed, map))
-    }
-
-    /// A new FREE segment of `size` bytes in the pool; `None` (and no more
-    /// tries) if this environment cannot make one.
-    fn add(&mut self, size: usize) -> Option<(Arc<Mapping>, Announced)> {
-        let (fd, map) = match create(size) {
+        let (map, fd) = match self.add(size) {
             Ok(made) => made,
             Err(err) => {
                 tracing::warn!(%err, "no shared memory segment: packets go through the socket");
@@ -261,12 +256,31 @@ impl OutboundState {
                 return None;
             }
         };
+        let mut announce = vec![fd];
+        // The spare only takes room that is free: it retires nothing.
+        if outgrown && self.bytes + size <= self.limit && self.segments.len() < MAX_SEGMENTS {
+            // One that cannot be made is only a head start missed.
+            match self.add(size) {
+                Ok((_, fd)) => announce.push(fd),
+                Err(err) => tracing::debug!(%err, "no spare shared memory segment"),
+            }
+        }
+        let placed = Placed { id: announce[0].id, announce, retired: std::mem::take(&mut self.retiring) };
+        Some((placed, map))
+    }
+
+    /// A new segment of `size` bytes in the pool, BUSY: its packet's, or a
+    /// spare that no other sender may use (or retire) before its
+    /// announcement is written (see [`Outbound::announced`]).
+    fn add(&mut self, size: usize) -> nix::Result<(Arc<Mapping>, Announced)> {
+        let (fd, map) = create(size)?;
         let map = Arc::new(map);
+        map.state().store(BUSY, Ordering::Relaxed);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.bytes += size;
         self.segments.push(Segment { id, map: map.clone() });
-        Some((map, Announced { id, fd }))
+        Ok((map, Announced { id, fd }))
     }
 
     /// Unmaps free segments until `size` more bytes fit the limits (the
@@ -508,7 +522,12 @@ mod tests {
         let third = out.place(&body, 100_005).unwrap();
         assert_eq!(third.id, first.id);
         assert!(third.announce.is_empty());
-        // With the first two busy, the spare is used, already announced.
+        // Until its announcement is written, no other sender may use the
+        // spare (its descriptor could reach the receiver first).
+        let meanwhile = out.place(&body, 100_005).unwrap();
+        assert!(meanwhile.id != ids[1] && !meanwhile.announce.is_empty());
+        // Announced: with the others busy, the spare is used, no new descriptor.
+        out.announced(&[ids[1]]);
         let fourth = out.place(&body, 100_005).unwrap();
         assert_eq!(fourth.id, ids[1]);
         assert!(fourth.announce.is_empty() && fourth.retired.is_empty());
@@ -544,6 +563,9 @@ mod tests {
         for &id in &placed.retired {
             inbound.segment(&segment_body(id, false)).unwrap();
         }
+        // Written, as the connection does: the spares may be used now.
+        let spares: Vec<u32> = placed.announce.iter().map(|a| a.id).filter(|&id| id != placed.id).collect();
+        out.announced(&spares);
         let (_, held) = inbound.open(header(len as u32), &descriptor(placed.id)).unwrap();
         (placed, held)
     }

@@ -323,12 +323,13 @@ impl StreamTransport {
             // Until its descriptor is written, the segment (and any new one
             // announced with it) is the sender's to forget (a failed write,
             // or a send given up at its timeout).
-            let mut ids = vec![placed.id];
-            ids.extend(placed.announce.iter().map(|a| a.id).filter(|&id| id != placed.id));
-            let unsent = Unsent { segments, ids };
+            let spares: Vec<u32> = placed.announce.iter().map(|a| a.id).filter(|&id| id != placed.id).collect();
+            let unsent = Unsent { segments, ids: [&[placed.id][..], &spares].concat() };
             let mut w = writer.lock().await;
             write_shared(&mut w, &p.header, placed).await.map_err(|e| self.io_error(dst, e))?;
             unsent.sent();
+            // Only now may other senders use the spares.
+            segments.announced(&spares);
         }
         Ok(rest)
     }
